@@ -1,0 +1,62 @@
+/* mfsgd compiled kernel: plain C so that one source can be compiled for several
+ * instruction sets (baseline, AVX2+FMA, AVX-512) and the best chosen at import.
+ *
+ * Symbols of the README's model:  r^_ij = mu + b_i + b'_j + u_i . v_j
+ *   P  = user factors u_i (n_users x k, row-major)   Q  = item factors v_j (n_items x k)
+ *   bu = user biases b_i                              bi = item biases b'_j
+ *   lr = alpha, reg_f = lambda1, reg_b = lambda2
+ *
+ * Contract of every function here: inputs were validated by the Python wrapper
+ * (indices in range, lengths equal, arrays C-contiguous, k > 0); nothing here
+ * allocates, takes the GIL, or reports errors.
+ */
+#ifndef MFSGD_KERNEL_H
+#define MFSGD_KERNEL_H
+#include <stdint.h>
+
+typedef struct {
+    double mu;        /* global mean (0 for the unbiased model) */
+    double lr;        /* learning rate alpha */
+    double reg_f;     /* lambda1, factors */
+    double reg_b;     /* lambda2, biases */
+    int use_bias;     /* 0: plain PMF, biases are neither used nor updated */
+    int nonneg;       /* 1: project factors onto >= 0 after each update */
+} mf_hyper;
+
+/* Instruction-set variants, best last. */
+enum { MF_ISA_BASELINE = 0, MF_ISA_AVX2 = 1, MF_ISA_AVX512 = 2 };
+
+/* Which variants this build contains and this CPU can run (bit mask of 1 << isa). */
+int mf_isa_available(void);
+/* Select the variant used from now on; returns the one selected (clamped to what is available). */
+int mf_isa_select(int isa);
+int mf_isa_current(void);
+const char *mf_isa_name(int isa);
+
+/* Run SGD over the ratings of the listed blocks, one after another. Block j covers
+ * positions [indptr[blocks[j]], indptr[blocks[j] + 1]). If seeds is not NULL and
+ * seeds[j] != 0, that block's triples are first shuffled in place (Fisher-Yates with
+ * a generator seeded by seeds[j]). sse_out[j] receives the block's sum of squared
+ * errors as seen during the pass (errors before each update). */
+void mf_sgd_blocks_f32(int32_t *u, int32_t *it, float *r, const int64_t *indptr,
+                       const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
+                       float *P, float *Q, float *bu, float *bi, int64_t k,
+                       const mf_hyper *h, double *sse_out);
+void mf_sgd_blocks_f64(int32_t *u, int32_t *it, double *r, const int64_t *indptr,
+                       const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
+                       double *P, double *Q, double *bu, double *bi, int64_t k,
+                       const mf_hyper *h, double *sse_out);
+
+/* Shuffle n triples in place, deterministically from seed. */
+void mf_shuffle_f32(int32_t *u, int32_t *it, float *r, int64_t n, uint64_t seed);
+void mf_shuffle_f64(int32_t *u, int32_t *it, double *r, int64_t n, uint64_t seed);
+
+/* Predictions for index pairs; an index < 0 means unknown: its bias and the factor
+ * term are left out. */
+void mf_predict_f32(const int32_t *u, const int32_t *it, int64_t n, const float *P,
+                    const float *Q, const float *bu, const float *bi, int64_t k,
+                    double mu, double *out);
+void mf_predict_f64(const int32_t *u, const int32_t *it, int64_t n, const double *P,
+                    const double *Q, const double *bu, const double *bi, int64_t k,
+                    double mu, double *out);
+#endif

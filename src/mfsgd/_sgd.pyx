@@ -1,0 +1,186 @@
+# Compiled SGD kernel of mfsgd: typed entry points over memoryviews, GIL released.
+#
+# Code names -> README symbols: user_factors = u_i rows, item_factors = v_j rows,
+# user_bias = b_i, item_bias = b'_j, mu = global mean, lr = alpha, reg_factors =
+# lambda1, reg_bias = lambda2. The arithmetic lives in _kernel_impl.h (plain C, so
+# that it can be compiled for several instruction sets and dispatched at import);
+# this module only unpacks memoryviews and releases the GIL around each call.
+#
+# Contract for every function: the Python wrapper validated the inputs (index
+# ranges, equal lengths, dtypes, contiguity); nothing here checks them again, and
+# no Python object is touched while the GIL is released.
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from cython cimport floating
+
+cdef extern from "_kernel.h" nogil:
+    ctypedef struct mf_hyper:
+        double mu
+        double lr
+        double reg_f
+        double reg_b
+        int use_bias
+        int nonneg
+    int mf_isa_available()
+    int mf_isa_select(int isa)
+    int mf_isa_current()
+    const char *mf_isa_name(int isa)
+    void mf_sgd_blocks_f32(int32_t *u, int32_t *it, float *r, const int64_t *indptr,
+                           const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
+                           float *P, float *Q, float *bu, float *bi, int64_t k,
+                           const mf_hyper *h, double *sse_out)
+    void mf_sgd_blocks_f64(int32_t *u, int32_t *it, double *r, const int64_t *indptr,
+                           const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
+                           double *P, double *Q, double *bu, double *bi, int64_t k,
+                           const mf_hyper *h, double *sse_out)
+    void mf_shuffle_f32(int32_t *u, int32_t *it, float *r, int64_t n, uint64_t seed)
+    void mf_shuffle_f64(int32_t *u, int32_t *it, double *r, int64_t n, uint64_t seed)
+    void mf_predict_f32(const int32_t *u, const int32_t *it, int64_t n, const float *P,
+                        const float *Q, const float *bu, const float *bi, int64_t k,
+                        double mu, double *out)
+    void mf_predict_f64(const int32_t *u, const int32_t *it, int64_t n, const double *P,
+                        const double *Q, const double *bu, const double *bi, int64_t k,
+                        double mu, double *out)
+
+ISA_BASELINE = 0
+ISA_AVX2 = 1
+ISA_AVX512 = 2
+
+
+def isa_available():
+    """Bit mask of the instruction-set variants this build has and this CPU runs."""
+    return mf_isa_available()
+
+
+def isa_select(int isa):
+    """Use variant `isa` (clamped to the best available at or below it); return it."""
+    return mf_isa_select(isa)
+
+
+def isa_current():
+    """The variant in use."""
+    return mf_isa_current()
+
+
+def isa_name(int isa):
+    """Human-readable name of variant `isa`."""
+    return mf_isa_name(isa).decode("ascii")
+
+
+def sgd_blocks(int32_t[::1] users, int32_t[::1] items, floating[::1] ratings,
+               const int64_t[::1] indptr, const int64_t[::1] blocks, const uint64_t[::1] seeds,
+               floating[:, ::1] user_factors, floating[:, ::1] item_factors,
+               floating[::1] user_bias, floating[::1] item_bias,
+               double mu, double lr, double reg_factors, double reg_bias,
+               bint use_bias, bint nonnegative, double[::1] sse_out):
+    """SGD over the ratings of the listed blocks, in list order.
+
+    Contract: block ``b`` spans positions ``indptr[b]:indptr[b+1]`` of the rating
+    triples; ``seeds`` (same length as ``blocks``, or None) gives each block a seed
+    for an in-place shuffle before its pass (0: keep the stored order). Mutates the
+    factor and bias arrays, and the triples when shuffling; writes each block's sum
+    of squared errors (errors before each update) to ``sse_out``. Blocks run in the
+    same call must not share rows when calls run concurrently. Runs without the GIL.
+    """
+    cdef mf_hyper h
+    h.mu = mu
+    h.lr = lr
+    h.reg_f = reg_factors
+    h.reg_b = reg_bias
+    h.use_bias = use_bias
+    h.nonneg = nonnegative
+    cdef int64_t nb = blocks.shape[0]
+    cdef int64_t k = user_factors.shape[1]
+    cdef const uint64_t *sp = NULL
+    if seeds is not None and seeds.shape[0] > 0:
+        sp = &seeds[0]
+    if nb == 0 or ratings.shape[0] == 0:
+        for j in range(nb):
+            sse_out[j] = 0.0
+        return
+    with nogil:
+        if floating is float:
+            mf_sgd_blocks_f32(&users[0], &items[0], &ratings[0], &indptr[0], &blocks[0], nb,
+                              sp, &user_factors[0, 0], &item_factors[0, 0], &user_bias[0],
+                              &item_bias[0], k, &h, &sse_out[0])
+        else:
+            mf_sgd_blocks_f64(&users[0], &items[0], &ratings[0], &indptr[0], &blocks[0], nb,
+                              sp, &user_factors[0, 0], &item_factors[0, 0], &user_bias[0],
+                              &item_bias[0], k, &h, &sse_out[0])
+
+
+def sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floating[::1] ratings,
+              floating[:, ::1] user_factors, floating[:, ::1] item_factors,
+              floating[::1] user_bias, floating[::1] item_bias,
+              double mu, double lr, double reg_factors, double reg_bias,
+              bint use_bias=True, bint nonnegative=False):
+    """One SGD pass over all triples in their stored order; returns the SSE.
+
+    Contract: as :func:`sgd_blocks` with a single block and no shuffle; the triples
+    are only read (read-only arrays are fine). Runs without the GIL.
+    """
+    cdef mf_hyper h
+    h.mu = mu
+    h.lr = lr
+    h.reg_f = reg_factors
+    h.reg_b = reg_bias
+    h.use_bias = use_bias
+    h.nonneg = nonnegative
+    cdef int64_t n = ratings.shape[0]
+    cdef int64_t k = user_factors.shape[1]
+    cdef int64_t indptr[2]
+    cdef int64_t block = 0
+    cdef double sse = 0.0
+    if n == 0:
+        return 0.0
+    indptr[0] = 0
+    indptr[1] = n
+    # No shuffle (seeds NULL), so the triples are never written: casting away const is safe.
+    with nogil:
+        if floating is float:
+            mf_sgd_blocks_f32(<int32_t *>&users[0], <int32_t *>&items[0], <float *>&ratings[0],
+                              indptr, &block, 1, NULL, &user_factors[0, 0], &item_factors[0, 0],
+                              &user_bias[0], &item_bias[0], k, &h, &sse)
+        else:
+            mf_sgd_blocks_f64(<int32_t *>&users[0], <int32_t *>&items[0],
+                              <double *>&ratings[0], indptr, &block, 1, NULL,
+                              &user_factors[0, 0], &item_factors[0, 0],
+                              &user_bias[0], &item_bias[0], k, &h, &sse)
+    return sse
+
+
+def shuffle_triples(int32_t[::1] users, int32_t[::1] items, floating[::1] ratings,
+                    uint64_t seed):
+    """Shuffle the triples in place with the kernel's own generator (Fisher-Yates).
+
+    The same permutation as ``sgd_blocks`` applies to a block with this seed.
+    """
+    cdef int64_t n = ratings.shape[0]
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            mf_shuffle_f32(&users[0], &items[0], &ratings[0], n, seed)
+        else:
+            mf_shuffle_f64(&users[0], &items[0], &ratings[0], n, seed)
+
+
+def predict_pairs(const int32_t[::1] users, const int32_t[::1] items,
+                  const floating[:, ::1] user_factors, const floating[:, ::1] item_factors,
+                  const floating[::1] user_bias, const floating[::1] item_bias,
+                  double mu, double[::1] out):
+    """Write mu + b_i + b'_j + u_i . v_j for each pair to ``out``.
+
+    Contract: an index of -1 marks an unknown user or item, whose bias and the
+    factor term are left out; other indices are in range. Runs without the GIL.
+    """
+    cdef int64_t n = users.shape[0]
+    cdef int64_t k = user_factors.shape[1]
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            mf_predict_f32(&users[0], &items[0], n, &user_factors[0, 0], &item_factors[0, 0],
+                           &user_bias[0], &item_bias[0], k, mu, &out[0])
+        else:
+            mf_predict_f64(&users[0], &items[0], n, &user_factors[0, 0], &item_factors[0, 0],
+                           &user_bias[0], &item_bias[0], k, mu, &out[0])

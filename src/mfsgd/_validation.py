@@ -1,0 +1,179 @@
+"""Coercion and checks of user input. Every user-facing message of mfsgd's checks
+lives here, so that wording stays uniform: argument, rule, what was received, fix."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_int(name: str, value: Any, *, low: int = 1, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {low}; got {value!r} ({type(value).__name__}).")
+    if value < low:
+        raise ValueError(f"{name} must be an int >= {low}; got {value!r}.")
+    return int(value)
+
+
+def check_float(
+    name: str, value: Any, *, low: float = 0.0, strict: bool = False, high: float | None = None,
+    high_strict: bool = False,
+) -> float:
+    rule = f"> {low}" if strict else f">= {low}"
+    if high is not None:
+        rule += f" and {'<' if high_strict else '<='} {high}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float {rule}; got {value!r} ({type(value).__name__}).")
+    v = float(value)
+    bad = not np.isfinite(v) or v < low or (strict and v == low)
+    if high is not None:
+        bad = bad or v > high or (high_strict and v == high)
+    if bad:
+        raise ValueError(f"{name} must be a float {rule}; got {value!r}.")
+    return v
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+def check_dtype(value: Any) -> np.dtype:
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        dt = None
+    if dt not in _FLOAT_DTYPES:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64; got {value!r}.")
+    return dt
+
+
+def check_random_state(value: Any) -> np.random.Generator:
+    """None, an int seed, a SeedSequence or a Generator -> a Generator."""
+    if value is None or isinstance(value, (numbers.Integral, np.random.SeedSequence)):
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"random_state must be None, an int or a Generator; got {value!r}.")
+        if isinstance(value, numbers.Integral) and value < 0:
+            raise ValueError(f"random_state must be a non-negative int; got {value!r}.")
+        return np.random.default_rng(value)
+    if isinstance(value, np.random.Generator):
+        return value
+    raise TypeError(
+        f"random_state must be None, an int or a numpy Generator; got {type(value).__name__}."
+    )
+
+
+def as_1d(name: str, values: Any) -> np.ndarray:
+    """Any array-like (list, Series, array) -> a 1-D numpy array, without copying when possible."""
+    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
+        values = values.to_numpy()
+    arr = np.asarray(values)
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must be 1-D (one value per rating); got a scalar {arr!r}.")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per rating); got shape {arr.shape}.")
+    return arr
+
+
+def check_ratings(values: Any, dtype: np.dtype, name: str = "ratings") -> np.ndarray:
+    """Numeric, finite, 1-D ratings cast to the model dtype (native byte order, contiguous)."""
+    arr = as_1d(name, values)
+    if arr.dtype == object:
+        # Lists mixing numbers and None/strings end up here.
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{name} must be numeric; got an object array with non-numeric values "
+                f"(first: {next((v for v in arr if not isinstance(v, numbers.Real)), '?')!r})."
+            ) from None
+    if arr.dtype.kind == "b":
+        raise TypeError(f"{name} must be numeric (int or float); got booleans.")
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be numeric (int or float); got dtype {arr.dtype}.")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    finite = np.isfinite(out)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        first = int(bad[0])
+        what = "non-finite" if np.isfinite(arr[first]) else "non-finite (NaN or inf)"
+        extra = ""
+        if np.isfinite(arr[first]):
+            extra = f" (too large for {dtype.name})"
+        raise ValueError(
+            f"{name} has {bad.size} {what} value{'s' if bad.size > 1 else ''}{extra} "
+            f"(first at position {first}: {arr[first]!r}); drop or impute them before fit."
+        )
+    return out
+
+
+def check_same_length(**arrays: np.ndarray) -> int:
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise ValueError(f"users, items and ratings must have the same length; {desc}.")
+    return next(iter(lengths.values()))
+
+
+def unpack_data(
+    X: Any, y: Any, *, need_ratings: bool, columns: tuple[str, str, str], what: str = "X"
+) -> tuple[Any, Any, Any]:
+    """Split the accepted input forms into (users, items, ratings-or-None).
+
+    Forms: a pandas DataFrame with the user/item(/rating) columns; a tuple or list
+    ``(users, items[, ratings])``; a dict with those keys; an ``(n, 2)`` array of
+    (user, item) with ``y`` the ratings; an ``(n, 3)`` numeric array.
+    """
+    ucol, icol, rcol = columns
+    if hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, np.ndarray):
+        cols = list(X.columns)
+        missing = [c for c in (ucol, icol) if c not in cols]
+        if missing:
+            raise ValueError(
+                f"{what} has no column {missing[0]!r} (columns: {cols}); name the columns with "
+                f"user_col=, item_col=, rating_col=."
+            )
+        users, items = X[ucol], X[icol]
+        ratings = None
+        if y is not None:
+            ratings = y
+        elif rcol in cols:
+            ratings = X[rcol]
+        return users, items, ratings
+    if isinstance(X, dict):
+        if ucol not in X or icol not in X:
+            raise ValueError(f"{what} as a dict needs keys {ucol!r} and {icol!r}; got {list(X)}.")
+        return X[ucol], X[icol], y if y is not None else X.get(rcol)
+    if isinstance(X, (tuple, list)) and len(X) in (2, 3) and not _is_scalar_row(X):
+        users, items = X[0], X[1]
+        ratings = X[2] if len(X) == 3 else y
+        if len(X) == 3 and y is not None:
+            raise ValueError(f"ratings given twice: as the third element of {what} and as y.")
+        return users, items, ratings
+    if X is None:
+        raise TypeError(f"{what} is None; pass a DataFrame, a (users, items, ratings) tuple or an "
+                        "(n, 2) array of ids with y.")
+    arr = np.asarray(X)
+    if arr.ndim == 2 and arr.shape[1] == 2:
+        return arr[:, 0], arr[:, 1], y
+    if arr.ndim == 2 and arr.shape[1] == 3 and y is None:
+        return arr[:, 0], arr[:, 1], arr[:, 2]
+    raise ValueError(
+        f"{what} must be a DataFrame with columns {ucol!r}, {icol!r}"
+        f"{', ' + repr(rcol) if need_ratings else ''}, a (users, items"
+        f"{', ratings' if need_ratings else ''}) tuple, or an (n, 2) array of (user, item) ids"
+        f"{' with y' if need_ratings else ''}; got {type(X).__name__}"
+        f"{' of shape ' + str(arr.shape) if hasattr(arr, 'shape') else ''}."
+    )
+
+
+def _is_scalar_row(x: Any) -> bool:
+    """(u, i) or (u, i, r) of scalars is one row, not three columns."""
+    return all(np.ndim(v) == 0 for v in x)

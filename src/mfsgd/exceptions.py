@@ -1,0 +1,29 @@
+"""Exceptions and warnings raised by mfsgd."""
+
+__all__ = [
+    "NotFittedError",
+    "ModelFileError",
+    "DivergenceError",
+    "TrainingInterrupted",
+    "ConvergenceWarning",
+]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The model is used (predict, save, ...) before it was fitted or loaded."""
+
+
+class ModelFileError(ValueError):
+    """A model file is unreadable, corrupted, foreign, or from a newer format version."""
+
+
+class DivergenceError(ValueError):
+    """Training produced non-finite values; the model keeps its last finite parameters."""
+
+
+class TrainingInterrupted(UserWarning):
+    """Training was interrupted (Ctrl-C); the model keeps its last completed epoch."""
+
+
+class ConvergenceWarning(UserWarning):
+    """Training stopped before the convergence criterion was met."""

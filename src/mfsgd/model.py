@@ -1,0 +1,576 @@
+"""MatrixFactorization: the estimator (fit, partial_fit, predict, save)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import threading
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from . import _training as T
+from ._idmap import IdMap
+from ._validation import (
+    as_1d,
+    check_bool,
+    check_dtype,
+    check_float,
+    check_int,
+    check_random_state,
+    check_ratings,
+    check_same_length,
+    unpack_data,
+)
+from .exceptions import DivergenceError, NotFittedError, TrainingInterrupted
+
+__all__ = ["MatrixFactorization"]
+
+
+@dataclass(frozen=True)
+class FittedState:
+    """Everything fitting or loading produces; replaced as a whole, never mutated, so
+    a concurrent ``predict`` sees either the old model or the new one, never a mix."""
+
+    global_mean: float
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    user_map: IdMap
+    item_map: IdMap
+    rating_range: tuple[float, float]
+    biased: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    n_epochs: int = 0
+    best_epoch: int | None = None
+    n_blocks: int = 1
+
+    @property
+    def kernel_mu(self) -> float:
+        return self.global_mean if self.biased else 0.0
+
+
+_FITTED_ATTRS = {
+    "global_mean_": ("global_mean", "Global mean mu of the training ratings."),
+    "user_factors_": ("user_factors", "User factors u_i, shape (n_users, n_factors)."),
+    "item_factors_": ("item_factors", "Item factors v_j, shape (n_items, n_factors)."),
+    "user_bias_": ("user_bias", "User biases b_i, shape (n_users,)."),
+    "item_bias_": ("item_bias", "Item biases b'_j, shape (n_items,)."),
+    "history_": ("history", "Per-epoch records: epoch, train_rmse, val_rmse, learning_rate, "
+                            "seconds."),
+    "n_epochs_": ("n_epochs", "Number of epochs run in total."),
+    "best_epoch_": ("best_epoch", "Epoch whose parameters were kept by early stopping."),
+    "rating_range_": ("rating_range", "(min, max) of the training ratings (used by clip)."),
+    "n_blocks_": ("n_blocks", "Blocks per side of the training grid actually used."),
+}
+
+
+def _fitted_property(attr: str, field_name: str, doc: str) -> property:
+    def get(self: MatrixFactorization) -> Any:
+        return getattr(self._require_fitted(attr), field_name)
+
+    return property(get, doc=doc)
+
+
+class MatrixFactorization:
+    r"""Biased matrix factorization ("Funk SVD") trained by stochastic gradient descent.
+
+    Prediction for user i and item j::
+
+        r^_ij = mu + b_i + b'_j + u_i . v_j
+
+    Training minimises, over the observed ratings K::
+
+        sum_(i,j) in K (r_ij - r^_ij)^2 + reg_factors (|u_i|^2 + |v_j|^2)
+                                        + reg_bias (b_i^2 + b'_j^2)
+
+    one rating at a time, with ``e = r_ij - r^_ij`` and ``alpha = learning_rate``::
+
+        b_i  <- b_i  + alpha (e - reg_bias b_i)      u_i <- u_i + alpha (e v_j - reg_factors u_i)
+        b'_j <- b'_j + alpha (e - reg_bias b'_j)     v_j <- v_j + alpha (e u_i - reg_factors v_j)
+
+    (the factor 2 of the gradient is folded into alpha; u_i and v_j are both updated
+    from their values before the step). mu is the mean of the training ratings.
+
+    Parameters
+    ----------
+    n_factors : int, default 100
+        Number of latent factors k.
+    n_epochs : int, default 20
+        Passes over the training ratings.
+    learning_rate : float, default 0.005
+        SGD step alpha.
+    reg_factors : float, default 0.02
+        lambda1, L2 regularisation of the factors.
+    reg_bias : float, default 0.02
+        lambda2, L2 regularisation of the biases.
+    init_std : float, default 0.1
+        Factors start as N(0, init_std^2) (absolute values when ``nonnegative``);
+        biases start at 0.
+    shuffle : bool, default True
+        Visit the ratings in a fresh random order each epoch. With False (and one
+        block) the given order is kept exactly.
+    random_state : None, int or numpy.random.Generator, default None
+        Seed of every random choice (initialisation, hold-out, shuffling). The same
+        seed, data and ``n_blocks`` give a bit-identical model for any ``n_threads``.
+    dtype : numpy.float32 or numpy.float64, default numpy.float32
+        Precision of the parameters and of the kernel's arithmetic.
+    early_stopping : bool, default False
+        Stop when the validation RMSE has not improved by more than ``tol`` for
+        ``n_iter_no_change`` epochs, and keep the parameters of the best epoch. The
+        validation set is ``eval_set`` when given, else a random ``validation_fraction``
+        of the ratings held out from training.
+    validation_fraction : float, default 0.1
+        Share of ratings held out for early stopping when no ``eval_set`` is given.
+    n_iter_no_change : int, default 3
+        Patience of early stopping, in epochs.
+    tol : float, default 1e-4
+        Minimum improvement of the validation RMSE that resets the patience.
+    clip : bool, default True
+        Clip predictions to the range of the training ratings.
+    verbose : bool, default False
+        Print one line per epoch.
+    n_threads : int, default 1
+        Threads running the kernel (stratified block SGD; see ``n_blocks``).
+    n_blocks : int or None, default None
+        Blocks per side of the user x item grid (1 to 255). None chooses from the data
+        size (cache blocking) and ``n_threads`` (at least 2 x threads); fix it to get
+        the same model for any thread count.
+    lr_decay : float, default 0.0
+        Per-epoch decay: epoch e (from 0) uses ``learning_rate / (1 + lr_decay * e)``.
+    biased : bool, default True
+        False fits the plain model ``r^ = u_i . v_j`` with no mu and no biases.
+    nonnegative : bool, default False
+        Projected SGD keeping every factor >= 0 (non-negative MF).
+    user_col, item_col, rating_col : str, default "user", "item", "rating"
+        Column names read from a DataFrame or dict input.
+
+    Attributes
+    ----------
+    global_mean_, user_factors_, item_factors_, user_bias_, item_bias_ : fitted parameters
+    user_ids_, item_ids_ : ndarray
+        Raw ids; row k of the factor matrices belongs to ``user_ids_[k]``.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``train_rmse`` (as seen during the pass),
+        ``val_rmse`` (with a validation set), ``learning_rate``, ``seconds``.
+    n_epochs_ : int
+        Epochs run (fewer than ``n_epochs`` after early stopping or an interruption).
+
+    Notes
+    -----
+    Ctrl-C during ``fit`` stops within a kernel call (about 50 ms), keeps the last
+    completed epoch in the model (when at least one completed), warns
+    ``TrainingInterrupted`` and re-raises ``KeyboardInterrupt``: a script stops, and in a
+    notebook the model holds the epochs done. Divergence (non-finite loss) restores
+    the last finite epoch and raises ``DivergenceError``.
+
+    Examples
+    --------
+    >>> from mfsgd import MatrixFactorization
+    >>> from mfsgd.datasets import make_ratings
+    >>> data = make_ratings(300, 200, 6000, random_state=0, as_frame=False)
+    >>> model = MatrixFactorization(n_factors=8, n_epochs=5, random_state=0).fit(data)
+    >>> model.predict((data[0][:2], data[1][:2])).shape
+    (2,)
+    """
+
+    _estimator_type = "regressor"
+
+    def __init__(
+        self,
+        n_factors: int = 100,
+        n_epochs: int = 20,
+        learning_rate: float = 0.005,
+        reg_factors: float = 0.02,
+        reg_bias: float = 0.02,
+        init_std: float = 0.1,
+        shuffle: bool = True,
+        random_state: Any = None,
+        dtype: Any = np.float32,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 3,
+        tol: float = 1e-4,
+        clip: bool = True,
+        verbose: bool = False,
+        n_threads: int = 1,
+        n_blocks: int | None = None,
+        lr_decay: float = 0.0,
+        biased: bool = True,
+        nonnegative: bool = False,
+        user_col: str = "user",
+        item_col: str = "item",
+        rating_col: str = "rating",
+    ) -> None:
+        self.n_factors = n_factors
+        self.n_epochs = n_epochs
+        self.learning_rate = learning_rate
+        self.reg_factors = reg_factors
+        self.reg_bias = reg_bias
+        self.init_std = init_std
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.dtype = dtype
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.clip = clip
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.n_blocks = n_blocks
+        self.lr_decay = lr_decay
+        self.biased = biased
+        self.nonnegative = nonnegative
+        self.user_col = user_col
+        self.item_col = item_col
+        self.rating_col = rating_col
+        self._lock = threading.RLock()
+        self._state: FittedState | None = None
+
+    # ------------------------------------------------------------------ params
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyper-parameters as a dict (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> MatrixFactorization:
+        """Set hyper-parameters by name; checked at the next ``fit``."""
+        valid = set(self._get_param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for MatrixFactorization; valid "
+                                 f"parameters are {sorted(valid)}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in
+                    inspect.signature(type(self).__init__).parameters.values()}
+        changed = []
+        for k, v in self.get_params().items():
+            d = defaults.get(k)
+            same = v is d or (type(v) is type(d) and v == d)
+            if isinstance(v, np.ndarray) or not same:
+                changed.append(f"{k}={v!r}")
+        return f"MatrixFactorization({', '.join(changed)})"
+
+    def _checked_params(self) -> dict[str, Any]:
+        nb = self.n_blocks
+        if nb is not None:
+            nb = check_int("n_blocks", nb)
+            if nb > T.MAX_BLOCKS:
+                raise ValueError(f"n_blocks must be an int from 1 to {T.MAX_BLOCKS}; got {nb}.")
+        for name in ("user_col", "item_col", "rating_col"):
+            v = getattr(self, name)
+            if not isinstance(v, (str, numbers.Integral)):
+                raise TypeError(f"{name} must be a column name; got {v!r}.")
+        return {
+            "n_factors": check_int("n_factors", self.n_factors),
+            "n_epochs": check_int("n_epochs", self.n_epochs),
+            "learning_rate": check_float("learning_rate", self.learning_rate, strict=True),
+            "reg_factors": check_float("reg_factors", self.reg_factors),
+            "reg_bias": check_float("reg_bias", self.reg_bias),
+            "init_std": check_float("init_std", self.init_std),
+            "shuffle": check_bool("shuffle", self.shuffle),
+            "dtype": check_dtype(self.dtype),
+            "early_stopping": check_bool("early_stopping", self.early_stopping),
+            "validation_fraction": check_float("validation_fraction", self.validation_fraction,
+                                               strict=True, high=1.0, high_strict=True),
+            "n_iter_no_change": check_int("n_iter_no_change", self.n_iter_no_change),
+            "tol": check_float("tol", self.tol),
+            "clip": check_bool("clip", self.clip),
+            "verbose": check_bool("verbose", self.verbose),
+            "n_threads": check_int("n_threads", self.n_threads),
+            "n_blocks": nb,
+            "lr_decay": check_float("lr_decay", self.lr_decay),
+            "biased": check_bool("biased", self.biased),
+            "nonnegative": check_bool("nonnegative", self.nonnegative),
+        }
+
+    # ------------------------------------------------------------------ state
+    def _require_fitted(self, what: str = "this method") -> FittedState:
+        st = self.__dict__.get("_state")
+        if st is None:
+            if what.endswith("_"):  # a fitted attribute
+                msg = f"not fitted yet, so it has no {what}; call fit first."
+            else:
+                msg = f"not fitted yet; call fit before {what}."
+            raise NotFittedError(f"This MatrixFactorization instance is {msg}")
+        return st
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.__dict__.get("_state") is not None
+
+    @property
+    def user_ids_(self) -> np.ndarray:
+        """Raw user ids; row k of ``user_factors_`` belongs to ``user_ids_[k]``."""
+        return self._require_fitted("user_ids_").user_map.ids
+
+    @property
+    def item_ids_(self) -> np.ndarray:
+        """Raw item ids; row k of ``item_factors_`` belongs to ``item_ids_[k]``."""
+        return self._require_fitted("item_ids_").item_map.ids
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ data
+    def _unpack(self, X: Any, y: Any, *, need_ratings: bool, what: str = "X"):
+        cols = (self.user_col, self.item_col, self.rating_col)
+        u, i, r = unpack_data(X, y, need_ratings=need_ratings, columns=cols, what=what)
+        u, i = as_1d("users", u), as_1d("items", i)
+        if need_ratings:
+            if r is None:
+                raise ValueError(f"{what} has no ratings: pass a {self.rating_col!r} column, a "
+                                 "(users, items, ratings) tuple, or y.")
+            r = as_1d("ratings", r)
+            check_same_length(users=u, items=i, ratings=r)
+        else:
+            check_same_length(users=u, items=i)
+        return u, i, r
+
+    def _lr_schedule(self, p: dict[str, Any]):
+        lr, decay = p["learning_rate"], p["lr_decay"]
+        return lambda e: lr / (1.0 + decay * e)
+
+    def _hyper(self, p: dict[str, Any], mu: float) -> T.Hyper:
+        return T.Hyper(lr=p["learning_rate"], reg_f=p["reg_factors"], reg_b=p["reg_bias"],
+                       mu=mu, use_bias=p["biased"], nonneg=p["nonnegative"])
+
+    def _init_rows(self, rng: np.random.Generator, n: int, p: dict[str, Any]) -> np.ndarray:
+        a = rng.normal(0.0, p["init_std"], size=(n, p["n_factors"]))
+        if p["nonnegative"]:
+            np.abs(a, out=a)
+        return a.astype(p["dtype"])
+
+    def _eval_indices(self, eval_set: Any, umap: IdMap, imap: IdMap, dtype: np.dtype):
+        if isinstance(eval_set, (tuple, list)) and len(eval_set) == 2 and \
+                np.ndim(eval_set[0]) == 2:
+            X, y = eval_set  # (X_val, y_val) with X_val an (n, 2) array of ids
+        else:
+            X, y = eval_set, None
+        u, i, r = self._unpack(X, y, need_ratings=True, what="eval_set")
+        r = check_ratings(r, dtype, name="eval_set ratings")
+        return umap.lookup("eval_set users", u), imap.lookup("eval_set items", i), r
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any = None, *, eval_set: Any = None) -> MatrixFactorization:
+        """Fit the model to ratings.
+
+        Parameters
+        ----------
+        X : DataFrame, tuple, dict or array
+            A DataFrame (or dict) with the user, item and rating columns; a tuple
+            ``(users, items, ratings)`` of array-likes; or an ``(n, 2)`` array of
+            (user, item) ids with the ratings in ``y``. Ids may be any integers or
+            strings (labels, not indices).
+        y : array-like, optional
+            Ratings when ``X`` holds only ids.
+        eval_set : same forms as X, optional
+            Validation ratings: their RMSE is recorded per epoch in ``history_`` and,
+            with ``early_stopping``, drives it.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        TypeError, ValueError
+            Invalid parameters or data (the message names which and why).
+        DivergenceError
+            The loss became non-finite; the model keeps the last finite epoch.
+        KeyboardInterrupt
+            Re-raised after Ctrl-C; the model keeps the last completed epoch.
+        """
+        with self._lock:
+            p = self._checked_params()
+            users, items, ratings = self._unpack(X, y, need_ratings=True)
+            ratings = check_ratings(ratings, p["dtype"])
+            if ratings.size == 0:
+                raise ValueError("fit needs at least one rating; got an empty input.")
+            umap, uidx = IdMap.fit("users", users)
+            imap, iidx = IdMap.fit("items", items)
+            rng = check_random_state(self.random_state)
+            val = None
+            if eval_set is not None:
+                val = self._eval_indices(eval_set, umap, imap, p["dtype"])
+            elif p["early_stopping"]:
+                tr, va = T.hold_out(ratings.size, p["validation_fraction"], rng)
+                val = (uidx[va], iidx[va], ratings[va])
+                uidx, iidx, ratings = uidx[tr], iidx[tr], ratings[tr]
+            mean = float(np.mean(ratings, dtype=np.float64))
+            params = T.Params(
+                self._init_rows(rng, len(umap), p), self._init_rows(rng, len(imap), p),
+                np.zeros(len(umap), dtype=p["dtype"]), np.zeros(len(imap), dtype=p["dtype"]))
+            rr = (float(ratings.min()), float(ratings.max()))
+            base = FittedState(mean, params.P, params.Q, params.bu, params.bi, umap, imap, rr,
+                               p["biased"])
+            return self._train(p, base, params, uidx, iidx, ratings, rng, val, p["n_epochs"],
+                               epoch_offset=0, history=[], previous=self._state)
+
+    def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1) -> MatrixFactorization:
+        """Continue training on (new) ratings for ``n_epochs`` epochs.
+
+        Ratings of users or items the model has not seen grow the model: their rows
+        start as in ``fit``. The global mean mu stays that of the first fit. An unfitted
+        model is fitted from scratch for ``n_epochs`` epochs.
+        """
+        with self._lock:
+            n_epochs = check_int("n_epochs", n_epochs)
+            st = self._state
+            if st is None:
+                saved = self.n_epochs
+                try:
+                    self.n_epochs = n_epochs
+                    return self.fit(X, y)
+                finally:
+                    self.n_epochs = saved
+            p = self._checked_params()
+            if np.dtype(p["dtype"]) != st.user_factors.dtype:
+                p["dtype"] = st.user_factors.dtype
+            if p["n_factors"] != st.user_factors.shape[1]:
+                raise ValueError(f"n_factors is {p['n_factors']} but the fitted model has "
+                                 f"{st.user_factors.shape[1]}; call fit to start over.")
+            users, items, ratings = self._unpack(X, y, need_ratings=True)
+            ratings = check_ratings(ratings, p["dtype"])
+            if ratings.size == 0:
+                raise ValueError("partial_fit needs at least one rating; got an empty input.")
+            umap, uidx = st.user_map.extended("users", users)
+            imap, iidx = st.item_map.extended("items", items)
+            rng = self._continuation_rng(st.n_epochs)
+            grow_u, grow_i = len(umap) - len(st.user_map), len(imap) - len(st.item_map)
+            params = T.Params(
+                np.concatenate([st.user_factors, self._init_rows(rng, grow_u, p)]),
+                np.concatenate([st.item_factors, self._init_rows(rng, grow_i, p)]),
+                np.concatenate([st.user_bias, np.zeros(grow_u, st.user_bias.dtype)]),
+                np.concatenate([st.item_bias, np.zeros(grow_i, st.item_bias.dtype)]))
+            rr = (min(st.rating_range[0], float(ratings.min())),
+                  max(st.rating_range[1], float(ratings.max())))
+            base = replace(st, user_map=umap, item_map=imap, rating_range=rr,
+                           user_factors=params.P, item_factors=params.Q,
+                           user_bias=params.bu, item_bias=params.bi)
+            p["early_stopping"] = False
+            return self._train(p, base, params, uidx, iidx, ratings, rng, None, n_epochs,
+                               epoch_offset=st.n_epochs, history=list(st.history), previous=st)
+
+    def _continuation_rng(self, epochs_done: int) -> np.random.Generator:
+        rs = self.random_state
+        if isinstance(rs, numbers.Integral) and not isinstance(rs, bool):
+            return np.random.default_rng([int(rs), epochs_done])
+        return check_random_state(rs)
+
+    def _train(self, p, base: FittedState, params: T.Params, uidx, iidx, ratings, rng, val,
+               n_epochs: int, *, epoch_offset: int, history: list, previous) -> MatrixFactorization:
+        nb = p["n_blocks"] or T.default_n_blocks(len(base.user_map), len(base.item_map),
+                                                 ratings.size, p["n_factors"],
+                                                 np.dtype(p["dtype"]).itemsize, p["n_threads"])
+        layout = T.Layout.build(uidx, iidx, ratings, len(base.user_map), len(base.item_map), nb)
+        del uidx, iidx
+        hyper = self._hyper(p, base.kernel_mu)
+        clip = base.rating_range if p["clip"] else None
+
+        def report(row: dict[str, Any]) -> None:
+            if p["verbose"]:
+                extra = f"  val_rmse {row['val_rmse']:.4f}" if "val_rmse" in row else ""
+                print(f"epoch {row['epoch']:>3}  train_rmse {row['train_rmse']:.4f}{extra}"
+                      f"  {row['seconds']:.3f}s", flush=True)
+
+        res = T.train(layout, params, hyper, n_epochs=n_epochs, n_threads=p["n_threads"],
+                      rng=rng, shuffle=p["shuffle"], lr_schedule=self._lr_schedule(p), val=val,
+                      clip=clip, early_stopping=p["early_stopping"],
+                      n_iter_no_change=p["n_iter_no_change"], tol=p["tol"],
+                      epoch_offset=epoch_offset, on_epoch=report)
+        best = None
+        if p["early_stopping"]:
+            best = next((r["epoch"] for r in reversed(res.history) if r.get("best")), None)
+        done = epoch_offset + res.epochs_done
+        if res.epochs_done > 0 or epoch_offset > 0:
+            self._state = replace(base, history=history + res.history, n_epochs=done,
+                                  best_epoch=best, n_blocks=nb)
+        if res.reason == "diverged":
+            kept = (f"the model keeps the parameters of epoch {done}" if res.epochs_done
+                    else "no epoch completed, so the model is unchanged")
+            raise DivergenceError(
+                f"Training diverged in epoch {res.diverged_epoch} (loss became non-finite). "
+                f"Try a smaller learning_rate (now {self.learning_rate}); {kept}.")
+        if res.reason == "interrupted":
+            kept = (f"the model keeps epoch {done}" if res.epochs_done
+                    else "no epoch completed, so the model is unchanged")
+            warnings.warn(f"Training interrupted in epoch {done + 1}; {kept}.",
+                          TrainingInterrupted, stacklevel=3)
+            raise KeyboardInterrupt
+        if p["early_stopping"] and res.reason == "early_stopping" and p["verbose"]:
+            print(f"early stopping: kept epoch {best}", flush=True)
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted ratings for (user, item) pairs.
+
+        Parameters
+        ----------
+        X : DataFrame, tuple, dict or array
+            The same forms as ``fit`` (ratings, if present, are ignored).
+
+        Returns
+        -------
+        ndarray of float64
+            ``mu + b_i + b'_j + u_i . v_j``; for an unknown user or item, the terms of
+            what is known (``mu + b'_j`` for a new user, ``mu`` when both are new).
+            Clipped to the training rating range when ``clip``.
+        """
+        st = self._require_fitted("predict")
+        users, items, _ = self._unpack(X, None, need_ratings=False)
+        u = st.user_map.lookup("users", users)
+        i = st.item_map.lookup("items", items)
+        out = T.predict_idx(T.Params(st.user_factors, st.item_factors, st.user_bias,
+                                     st.item_bias), st.kernel_mu, u, i)
+        if not st.biased:
+            out[(u < 0) | (i < 0)] = st.global_mean
+        if self.clip:
+            np.clip(out, st.rating_range[0], st.rating_range[1], out=out)
+        return out
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Coefficient of determination R^2 of the predictions (scikit-learn convention)."""
+        users, items, ratings = self._unpack(X, y, need_ratings=True)
+        r = check_ratings(ratings, np.dtype(np.float64))
+        pred = self.predict((users, items))
+        ss_res = float(np.sum((r - pred) ** 2))
+        ss_tot = float(np.sum((r - r.mean()) ** 2))
+        return 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Any) -> None:
+        """Save the fitted model to one self-describing file (see :func:`mfsgd.load`)."""
+        from .persistence import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path: Any) -> MatrixFactorization:
+        """Load a model saved by :meth:`save`."""
+        from .persistence import load_model
+
+        return load_model(path)
+
+
+for _attr, (_field, _doc) in _FITTED_ATTRS.items():
+    setattr(MatrixFactorization, _attr, _fitted_property(_attr, _field, _doc))
+del _attr, _field, _doc
