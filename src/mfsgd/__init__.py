@@ -12,6 +12,30 @@ from .model import MatrixFactorization
 from .persistence import load
 
 
+def _select_kernel_from_env() -> None:
+    """MFSGD_KERNEL=baseline|avx2|avx512 forces a SIMD variant (clamped to what the CPU runs)."""
+    import os
+    import warnings
+
+    from . import _sgd
+
+    want = os.environ.get("MFSGD_KERNEL", "").strip().lower()
+    names = {"baseline": _sgd.ISA_BASELINE, "avx2": _sgd.ISA_AVX2, "avx512": _sgd.ISA_AVX512}
+    if not want:
+        return
+    if want not in names:
+        warnings.warn(f"MFSGD_KERNEL must be one of {sorted(names)}; got {want!r}. Ignored.",
+                      RuntimeWarning, stacklevel=2)
+        return
+    got = _sgd.isa_select(names[want])
+    if got != names[want]:
+        warnings.warn(f"MFSGD_KERNEL={want} is not supported by this CPU; using "
+                      f"{_sgd.isa_name(got)}.", RuntimeWarning, stacklevel=2)
+
+
+_select_kernel_from_env()
+
+
 def show_config() -> dict:
     """Print and return the build: version, SIMD variant in use and those available."""
     from . import _sgd

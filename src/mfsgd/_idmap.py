@@ -87,7 +87,7 @@ def unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             present = np.zeros(hi - lo + 1, dtype=bool)
             shifted = (a - lo) if lo != 0 else a
             present[shifted] = True
-            ids = (np.flatnonzero(present) + lo).astype(a.dtype)
+            ids = np.flatnonzero(present).astype(a.dtype) + a.dtype.type(lo)
             if ids.size > MAX_IDS:
                 return ids, np.empty(0, dtype=np.int32)
             lut = np.cumsum(present, dtype=np.int64).astype(np.int32) - 1

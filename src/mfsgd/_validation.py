@@ -98,7 +98,8 @@ def check_ratings(values: Any, dtype: np.dtype, name: str = "ratings") -> np.nda
         raise TypeError(f"{name} must be numeric (int or float); got booleans.")
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be numeric (int or float); got dtype {arr.dtype}.")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, by position
+        out = np.ascontiguousarray(arr, dtype=dtype)
     finite = np.isfinite(out)
     if not finite.all():
         bad = np.flatnonzero(~finite)

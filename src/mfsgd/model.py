@@ -307,6 +307,13 @@ class MatrixFactorization:
             raise NotFittedError(f"This MatrixFactorization instance is {msg}")
         return st
 
+    def __sklearn_tags__(self) -> Any:
+        """Tags for scikit-learn >= 1.6 (imported lazily: scikit-learn is optional)."""
+        from sklearn.utils import RegressorTags, Tags, TargetTags
+
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True),
+                    regressor_tags=RegressorTags(), non_deterministic=self.random_state is None)
+
     def __sklearn_is_fitted__(self) -> bool:
         return self.__dict__.get("_state") is not None
 

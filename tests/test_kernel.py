@@ -1,0 +1,189 @@
+"""The compiled kernel against the NumPy reference and against finite differences."""
+
+import threading
+
+import numpy as np
+import pytest
+from reference import rating_loss, sgd_epoch_reference
+
+from mfsgd import _sgd
+
+
+def random_problem(seed, n=400, nu=30, ni=20, k=7, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    u = rng.integers(0, nu, n).astype(np.int32)
+    i = rng.integers(0, ni, n).astype(np.int32)
+    r = rng.uniform(1, 5, n).astype(dtype)
+    P = rng.normal(0, 0.3, (nu, k)).astype(dtype)
+    Q = rng.normal(0, 0.3, (ni, k)).astype(dtype)
+    bu = rng.normal(0, 0.2, nu).astype(dtype)
+    bi = rng.normal(0, 0.2, ni).astype(dtype)
+    return u, i, r, P, Q, bu, bi
+
+
+HYPER = dict(mu=3.1, lr=0.03, reg_f=0.05, reg_b=0.02)
+
+
+@pytest.mark.parametrize("k", [1, 7, 16, 33, 100])
+@pytest.mark.parametrize("use_bias,nonneg", [(True, False), (False, False), (True, True)])
+def test_epoch_matches_reference_float64(isa, k, use_bias, nonneg):
+    u, i, r, P, Q, bu, bi = random_problem(k, k=k)
+    if nonneg:
+        P, Q = np.abs(P), np.abs(Q)
+    mu = HYPER["mu"] if use_bias else 0.0
+    ref = sgd_epoch_reference(u, i, r, P, Q, bu, bi, mu, HYPER["lr"], HYPER["reg_f"],
+                              HYPER["reg_b"], use_bias=use_bias, nonneg=nonneg)
+    sse = _sgd.sgd_epoch(u, i, r, P, Q, bu, bi, mu, HYPER["lr"], HYPER["reg_f"], HYPER["reg_b"],
+                         use_bias, nonneg)
+    for got, want in zip((P, Q, bu, bi), ref[:4]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert sse == pytest.approx(ref[4], rel=1e-12)
+    if nonneg:
+        assert P.min() >= 0 and Q.min() >= 0
+
+
+@pytest.mark.parametrize("k", [8, 100])
+def test_epoch_matches_reference_float32(isa, k):
+    u, i, r, P, Q, bu, bi = random_problem(100 + k, k=k, dtype=np.float32)
+    ref = sgd_epoch_reference(u, i, r, P, Q, bu, bi, **_pos(HYPER), dtype=np.float32)
+    _sgd.sgd_epoch(u, i, r, P, Q, bu, bi, *_pos(HYPER).values())
+    for got, want in zip((P, Q, bu, bi), ref[:4]):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+def _pos(h):
+    return {"mu": h["mu"], "lr": h["lr"], "reg_f": h["reg_f"], "reg_b": h["reg_b"]}
+
+
+def test_updates_are_minus_half_gradient_times_lr():
+    """For one rating, the kernel moves each parameter by -lr * (1/2) dL/dtheta, with the
+    gradient of that rating's loss term taken by central finite differences."""
+    u, i, r, P, Q, bu, bi = random_problem(5, n=1, nu=2, ni=3, k=6)
+    lr, reg_f, reg_b, mu = 1e-3, 0.07, 0.03, 3.0
+    uu, ii, rr = int(u[0]), int(i[0]), float(r[0])
+    theta = np.concatenate([P[uu], Q[ii], [bu[uu], bi[ii]]])
+    k = P.shape[1]
+
+    def loss(th):
+        return rating_loss(rr, mu, th[:k], th[k:2 * k], th[2 * k], th[2 * k + 1], reg_f, reg_b)
+
+    h = 1e-6
+    grad = np.array([(loss(theta + h * e) - loss(theta - h * e)) / (2 * h)
+                     for e in np.eye(theta.size)])
+    P2, Q2, bu2, bi2 = P.copy(), Q.copy(), bu.copy(), bi.copy()
+    _sgd.sgd_epoch(u, i, r, P2, Q2, bu2, bi2, mu, lr, reg_f, reg_b)
+    after = np.concatenate([P2[uu], Q2[ii], [bu2[uu], bi2[ii]]])
+    np.testing.assert_allclose(after - theta, -lr * 0.5 * grad, rtol=1e-6, atol=1e-12)
+    # Descent: the rating's loss went down.
+    assert loss(after) < loss(theta)
+    # Rows not involved did not move.
+    others = [x for x in range(P.shape[0]) if x != uu]
+    np.testing.assert_array_equal(P2[others], P[others])
+
+
+def test_sse_is_error_before_each_update():
+    u, i, r, P, Q, bu, bi = random_problem(9, n=1)
+    pred = HYPER["mu"] + bu[u[0]] + bi[i[0]] + P[u[0]] @ Q[i[0]]
+    sse = _sgd.sgd_epoch(u, i, r, P, Q, bu, bi, *_pos(HYPER).values())
+    assert sse == pytest.approx((r[0] - pred) ** 2, rel=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_shuffle_is_the_published_permutation(dtype):
+    u, i, r, P, Q, bu, bi = random_problem(11, n=500, dtype=dtype)
+    # shuffle_triples gives the permutation the kernel applies for a seed...
+    su, si, sr = u.copy(), i.copy(), r.copy()
+    _sgd.shuffle_triples(su, si, sr, 12345)
+    assert sorted(zip(su, si, sr)) == sorted(zip(u, i, r))  # a permutation
+    assert not np.array_equal(su, u)
+    # ...and sgd_blocks with that seed shuffles the same way and then runs in that order.
+    ku, ki, kr = u.copy(), i.copy(), r.copy()
+    P1, Q1, bu1, bi1 = P.copy(), Q.copy(), bu.copy(), bi.copy()
+    sse = np.zeros(1)
+    _sgd.sgd_blocks(ku, ki, kr, np.array([0, len(r)], np.int64), np.array([0], np.int64),
+                    np.array([12345], np.uint64), P1, Q1, bu1, bi1, *_pos(HYPER).values(),
+                    True, False, sse)
+    np.testing.assert_array_equal(ku, su)
+    P2, Q2, bu2, bi2 = P.copy(), Q.copy(), bu.copy(), bi.copy()
+    _sgd.sgd_epoch(su, si, sr, P2, Q2, bu2, bi2, *_pos(HYPER).values())
+    np.testing.assert_array_equal(P1, P2)
+    np.testing.assert_array_equal(bi1, bi2)
+
+
+def test_shuffle_depends_only_on_seed():
+    base = np.arange(1000, dtype=np.int32)
+    outs = []
+    for seed in (1, 1, 2):
+        a, b, c = base.copy(), base.copy(), base.astype(np.float64)
+        _sgd.shuffle_triples(a, b, c, seed)
+        np.testing.assert_array_equal(a, b)
+        outs.append(a)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])
+
+
+def test_blocks_run_in_listed_order_with_segment_sse():
+    u, i, r, P, Q, bu, bi = random_problem(13, n=300)
+    indptr = np.array([0, 100, 250, 300], np.int64)
+    order = np.array([2, 0, 1], np.int64)
+    sse = np.zeros(3)
+    P1, Q1, bu1, bi1 = P.copy(), Q.copy(), bu.copy(), bi.copy()
+    _sgd.sgd_blocks(u.copy(), i.copy(), r.copy(), indptr, order, None, P1, Q1, bu1, bi1,
+                    *_pos(HYPER).values(), True, False, sse)
+    perm = np.concatenate([np.arange(250, 300), np.arange(0, 100), np.arange(100, 250)])
+    ref = sgd_epoch_reference(u[perm], i[perm], r[perm], P, Q, bu, bi, **_pos(HYPER))
+    np.testing.assert_allclose(P1, ref[0], rtol=1e-12, atol=1e-12)
+    assert sse.sum() == pytest.approx(ref[4], rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_predict_pairs_with_unknowns(dtype):
+    u, i, r, P, Q, bu, bi = random_problem(17, dtype=dtype)
+    uu = np.array([0, -1, 3, -1], np.int32)
+    ii = np.array([1, 2, -1, -1], np.int32)
+    out = np.empty(4)
+    _sgd.predict_pairs(uu, ii, P, Q, bu, bi, 3.0, out)
+    want = [3.0 + bu[0] + bi[1] + P[0] @ Q[1], 3.0 + bi[2], 3.0 + bu[3], 3.0]
+    np.testing.assert_allclose(out, want, rtol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_read_only_inputs_are_accepted():
+    u, i, r, P, Q, bu, bi = random_problem(19)
+    for a in (u, i, r):
+        a.setflags(write=False)
+    _sgd.sgd_epoch(u, i, r, P, Q, bu, bi, *_pos(HYPER).values())
+    out = np.empty(len(u))
+    P.setflags(write=False)
+    _sgd.predict_pairs(u, i, P, Q, bu, bi, 3.0, out)
+
+
+def test_kernel_releases_the_gil():
+    """While the kernel runs one long call in a thread, this thread keeps running and
+    sees the shared parameters change many times. With the GIL held it could observe at
+    most the values before and after the call."""
+    rng = np.random.default_rng(0)
+    n, nu, ni, k = 3_000_000, 50, 50, 64
+    u = rng.integers(0, nu, n).astype(np.int32)
+    i = rng.integers(0, ni, n).astype(np.int32)
+    r = rng.uniform(1, 5, n)
+    P = rng.normal(0, 0.1, (nu, k))
+    Q = rng.normal(0, 0.1, (ni, k))
+    bu, bi = np.zeros(nu), np.zeros(ni)
+    started = threading.Event()
+
+    def work():
+        started.set()
+        _sgd.sgd_epoch(u, i, r, P, Q, bu, bi, 3.0, 1e-4, 0.02, 0.02)
+
+    t = threading.Thread(target=work)
+    seen = set()
+    iterations = 0
+    t.start()
+    started.wait()
+    while t.is_alive():
+        seen.add(float(bu[0]))
+        iterations += 1
+    t.join()
+    assert iterations > 100
+    assert len(seen) > 10

@@ -1,0 +1,368 @@
+"""Behaviour of the MatrixFactorization estimator."""
+
+import pickle
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from reference import sgd_epoch_reference
+
+import mfsgd
+from mfsgd import DivergenceError, MatrixFactorization, NotFittedError, TrainingInterrupted
+from mfsgd import _training
+
+
+def rmse(model, data):
+    u, i, r = data
+    return float(np.sqrt(np.mean((model.predict((u, i)) - r) ** 2)))
+
+
+def test_learns_low_rank_data_to_noise_level(lowrank):
+    train, test, _ = lowrank
+    m = MatrixFactorization(n_factors=10, n_epochs=60, learning_rate=0.02, reg_factors=0.05,
+                            random_state=0).fit(train)
+    hist = [h["train_rmse"] for h in m.history_]
+    assert len(hist) == 60 and m.n_epochs_ == 60
+    assert hist[0] > hist[10] > hist[20] > hist[-1] - 0.005  # falls, then plateaus
+    assert hist[-1] < 0.3
+    # noise is 0.25: a test RMSE near it means the low-rank structure was found
+    baseline = MatrixFactorization(n_factors=1, n_epochs=1, learning_rate=1e-9,
+                                   random_state=0).fit(train)
+    assert rmse(m, test) < 0.30
+    assert rmse(baseline, test) > 0.6
+
+
+def test_float64_and_float32_agree(lowrank):
+    train, test, _ = lowrank
+    kw = dict(n_factors=5, n_epochs=10, learning_rate=0.01, random_state=1)
+    m32 = MatrixFactorization(**kw).fit(train)
+    m64 = MatrixFactorization(dtype=np.float64, **kw).fit(train)
+    assert m32.user_factors_.dtype == np.float32 and m64.user_factors_.dtype == np.float64
+    assert abs(rmse(m32, test) - rmse(m64, test)) < 1e-3
+
+
+def test_same_seed_is_bit_identical_and_other_seed_differs(small_data):
+    kw = dict(n_factors=8, n_epochs=5, random_state=42)
+    a = MatrixFactorization(**kw).fit(small_data)
+    b = MatrixFactorization(**kw).fit(small_data)
+    c = MatrixFactorization(**{**kw, "random_state": 43}).fit(small_data)
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert not np.array_equal(a.user_factors_, c.user_factors_)
+
+
+def test_threads_do_not_change_a_bit(small_data):
+    kw = dict(n_factors=8, n_epochs=4, random_state=5, n_blocks=6)
+    one = MatrixFactorization(n_threads=1, **kw).fit(small_data)
+    two = MatrixFactorization(n_threads=2, **kw).fit(small_data)
+    three = MatrixFactorization(n_threads=3, **kw).fit(small_data)
+    for m in (two, three):
+        np.testing.assert_array_equal(one.user_factors_, m.user_factors_)
+        np.testing.assert_array_equal(one.item_bias_, m.item_bias_)
+        assert [h["train_rmse"] for h in one.history_] == [h["train_rmse"] for h in m.history_]
+    assert one.n_blocks_ == 6
+
+
+def test_shuffle_false_single_block_keeps_the_given_order(small_data):
+    """One epoch without shuffling equals the NumPy reference over the given order,
+    starting from the documented initialisation (factors N(0, init_std) drawn users
+    first, then items, from default_rng(random_state); biases 0)."""
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=4, n_epochs=1, shuffle=False, n_blocks=1,
+                            dtype=np.float64, random_state=3).fit((u, i, r))
+    rng = np.random.default_rng(3)
+    uid, uidx = np.unique(u, return_inverse=True)
+    iid, iidx = np.unique(i, return_inverse=True)
+    P = rng.normal(0, 0.1, (len(uid), 4))
+    Q = rng.normal(0, 0.1, (len(iid), 4))
+    ref = sgd_epoch_reference(uidx, iidx, r.astype(np.float64), P, Q, np.zeros(len(uid)),
+                              np.zeros(len(iid)), float(np.mean(r, dtype=np.float64)), 0.005,
+                              0.02, 0.02)
+    np.testing.assert_allclose(m.user_factors_, ref[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(m.item_bias_, ref[3], rtol=1e-12, atol=1e-14)
+    assert m.history_[0]["train_rmse"] == pytest.approx(np.sqrt(ref[4] / len(r)), rel=1e-12)
+
+
+def test_blocked_schedule_learns_like_full_shuffle(lowrank):
+    train, test, _ = lowrank
+    kw = dict(n_factors=10, n_epochs=30, learning_rate=0.02, reg_factors=0.05, random_state=0)
+    full = rmse(MatrixFactorization(n_blocks=1, **kw).fit(train), test)
+    blocked = rmse(MatrixFactorization(n_blocks=8, **kw).fit(train), test)
+    assert abs(full - blocked) < 0.02
+
+
+def test_input_forms_agree(small_data):
+    pd = pytest.importorskip("pandas")
+    u, i, r = small_data
+    kw = dict(n_factors=4, n_epochs=2, random_state=0)
+    ref = MatrixFactorization(**kw).fit((u, i, r)).user_factors_
+    forms = [
+        pd.DataFrame({"user": u, "item": i, "rating": r}),
+        {"user": u, "item": i, "rating": r},
+        (list(u), list(i), list(r)),
+    ]
+    for X in forms:
+        np.testing.assert_array_equal(MatrixFactorization(**kw).fit(X).user_factors_, ref)
+    np.testing.assert_array_equal(
+        MatrixFactorization(**kw).fit(np.column_stack([u, i]), r).user_factors_, ref)
+    df = pd.DataFrame({"uid": u, "iid": i, "stars": r})
+    m = MatrixFactorization(user_col="uid", item_col="iid", rating_col="stars", **kw).fit(df)
+    np.testing.assert_array_equal(m.user_factors_, ref)
+    np.testing.assert_array_equal(m.predict(df), m.predict((u, i)))
+
+
+def test_string_and_label_ids(small_data):
+    u, i, r = small_data
+    su = np.array([f"user-{x:06d}" for x in u])  # sorts like the ints: same rows, same model
+    big = u.astype(np.int64) * 10**15 - 7 * 10**17  # negative and huge ids are labels
+    kw = dict(n_factors=4, n_epochs=3, random_state=0)
+    a = MatrixFactorization(**kw).fit((u, i, r))
+    b = MatrixFactorization(**kw).fit((su, i, r))
+    c = MatrixFactorization(**kw).fit((big, i, r))
+    assert b.user_ids_.dtype.kind == "U"
+    np.testing.assert_array_equal(a.predict((u, i)), b.predict((su, i)))
+    np.testing.assert_array_equal(a.predict((u, i)), c.predict((big, i)))
+    assert b.predict((["user-000000", "nobody"], [i[0], i[0]])).shape == (2,)
+
+
+def test_unknown_users_and_items_fall_back_to_biases(small_data):
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=4, n_epochs=3, random_state=0, clip=False).fit((u, i, r))
+    k_user, k_item = m.user_ids_[0], m.item_ids_[0]
+    pred = m.predict(([k_user, 10**9, k_user, 10**9], [k_item, k_item, 10**9, 10**9]))
+    mu, bu, bi = m.global_mean_, m.user_bias_[0], m.item_bias_[0]
+    full = mu + bu + bi + m.user_factors_[0] @ m.item_factors_[0]
+    np.testing.assert_allclose(pred, [full, mu + bi, mu + bu, mu], rtol=1e-6)
+
+
+def test_clip_to_training_range(small_data):
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=4, n_epochs=3, random_state=0).fit((u, i, r))
+    p = m.predict((u, i))
+    assert p.min() >= r.min() and p.max() <= r.max()
+    assert m.rating_range_ == (float(r.min()), float(r.max()))
+
+
+def test_history_with_eval_set(lowrank):
+    train, test, _ = lowrank
+    m = MatrixFactorization(n_factors=5, n_epochs=4, random_state=0).fit(train, eval_set=test)
+    assert [h["epoch"] for h in m.history_] == [1, 2, 3, 4]
+    assert m.history_[-1]["val_rmse"] == pytest.approx(rmse(m, test), rel=1e-9)
+    assert all(h["seconds"] >= 0 and h["learning_rate"] == 0.005 for h in m.history_)
+    # sklearn-style (X_val, y_val) with X_val an (n, 2) array
+    Xv = np.column_stack(test[:2])
+    m2 = MatrixFactorization(n_factors=5, n_epochs=4, random_state=0).fit(
+        train, eval_set=(Xv, test[2]))
+    assert m2.history_[-1]["val_rmse"] == m.history_[-1]["val_rmse"]
+
+
+def test_early_stopping_restores_best_epoch(lowrank):
+    train, test, _ = lowrank
+    # Big factors, no regularisation and a high rate overfit: validation RMSE turns up.
+    m = MatrixFactorization(n_factors=60, n_epochs=80, learning_rate=0.05, reg_factors=0.0,
+                            reg_bias=0.0, early_stopping=True, n_iter_no_change=3,
+                            random_state=0).fit(train, eval_set=test)
+    vals = [h["val_rmse"] for h in m.history_]
+    assert m.n_epochs_ < 80
+    assert m.best_epoch_ == int(np.argmin(vals)) + 1
+    assert m.n_epochs_ == m.best_epoch_ + 3
+    assert rmse(m, test) == pytest.approx(min(vals), rel=1e-9)
+
+
+def test_early_stopping_holds_out_validation_fraction(lowrank):
+    train, _, _ = lowrank
+    m = MatrixFactorization(n_factors=5, n_epochs=5, early_stopping=True,
+                            validation_fraction=0.2, random_state=0).fit(train)
+    assert all("val_rmse" in h for h in m.history_)
+    assert m.global_mean_ != pytest.approx(float(np.mean(train[2], dtype=np.float64)), abs=0)
+
+
+def test_lr_decay_schedule(small_data):
+    m = MatrixFactorization(n_factors=4, n_epochs=3, learning_rate=0.01, lr_decay=1.0,
+                            random_state=0).fit(small_data)
+    assert [h["learning_rate"] for h in m.history_] == pytest.approx([0.01, 0.005, 0.01 / 3])
+
+
+def test_divergence_restores_last_finite_epoch(small_data):
+    u, i, r = small_data
+    rr = r * 1e18  # finite data whose squared errors overflow float32 from epoch 1
+    m = MatrixFactorization(n_factors=4, n_epochs=5, random_state=0).fit(small_data)
+    before = m.user_factors_.copy()
+    with pytest.raises(DivergenceError, match=r"learning_rate .*model is unchanged"):
+        m.fit((u, i, rr))
+    np.testing.assert_array_equal(m.user_factors_, before)  # last good model kept
+    # A rate that explodes after a few epochs keeps the last finite epoch.
+    m2 = MatrixFactorization(n_factors=30, n_epochs=50, learning_rate=1.5, init_std=1.0,
+                             random_state=0)
+    with pytest.raises(DivergenceError, match=r"diverged in epoch \d+.*learning_rate \(now 1.5\)"):
+        m2.fit(small_data)
+    if m2.__sklearn_is_fitted__():
+        assert np.isfinite(m2.user_factors_).all() and m2.n_epochs_ == len(m2.history_)
+
+
+def test_partial_fit_continues_and_grows(small_data):
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=4, n_epochs=3, random_state=0).fit((u, i, r))
+    nu, ni = len(m.user_ids_), len(m.item_ids_)
+    m.partial_fit((u, i, r), n_epochs=2)
+    assert m.n_epochs_ == 5 and [h["epoch"] for h in m.history_] == [1, 2, 3, 4, 5]
+    m.partial_fit(([10**6, u[0]], ["x" and 10**6 + 1, i[0]], [4.0, 3.0]))
+    assert len(m.user_ids_) == nu + 1 and len(m.item_ids_) == ni + 1
+    assert m.user_factors_.shape == (nu + 1, 4)
+    p = m.predict(([10**6], [10**6 + 1]))
+    assert np.isfinite(p).all()
+    # unfitted: partial_fit fits
+    m2 = MatrixFactorization(n_factors=4, random_state=0).partial_fit((u, i, r), n_epochs=2)
+    assert m2.n_epochs_ == 2 and m2.n_epochs == 20
+
+
+def test_partial_fit_is_deterministic(small_data):
+    a = MatrixFactorization(n_factors=4, n_epochs=2, random_state=9).fit(small_data)
+    b = MatrixFactorization(n_factors=4, n_epochs=2, random_state=9).fit(small_data)
+    a.partial_fit(small_data, n_epochs=2)
+    b.partial_fit(small_data, n_epochs=2)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+
+
+def test_unbiased_and_nonnegative_variants(small_data):
+    u, i, r = small_data
+    pmf = MatrixFactorization(n_factors=6, n_epochs=10, biased=False, learning_rate=0.01,
+                              init_std=0.5, random_state=0).fit(small_data)
+    assert np.all(pmf.user_bias_ == 0) and np.all(pmf.item_bias_ == 0)
+    assert pmf.predict(([10**9], [i[0]]))[0] == pytest.approx(float(np.mean(r)), rel=1e-6)
+    nmf = MatrixFactorization(n_factors=6, n_epochs=10, nonnegative=True,
+                              random_state=0).fit(small_data)
+    assert nmf.user_factors_.min() >= 0 and nmf.item_factors_.min() >= 0
+
+
+def test_get_set_params_roundtrip():
+    m = MatrixFactorization(n_factors=7, learning_rate=0.1)
+    params = m.get_params()
+    assert params["n_factors"] == 7 and params["dtype"] is np.float32
+    clone = MatrixFactorization(**params)
+    assert clone.get_params() == params
+    assert m.set_params(n_epochs=3) is m and m.n_epochs == 3
+    with pytest.raises(ValueError, match="Invalid parameter 'n_factor'"):
+        m.set_params(n_factor=3)
+    assert "n_factors=7" in repr(m) and "n_epochs=3" in repr(m)
+
+
+def test_sklearn_clone_and_grid_search(small_data):
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=3, n_epochs=2, random_state=0)
+    c = clone(m)
+    assert c.get_params() == m.get_params() and c is not m
+    X = np.column_stack([u, i])
+    gs = GridSearchCV(m, {"n_factors": [2, 4]}, scoring="neg_root_mean_squared_error", cv=3)
+    gs.fit(X, r)
+    assert gs.best_params_["n_factors"] in (2, 4)
+    assert sklearn.__version__
+
+
+def test_not_fitted_errors():
+    m = MatrixFactorization()
+    with pytest.raises(NotFittedError, match="not fitted yet; call fit before predict"):
+        m.predict(([1], [2]))
+    with pytest.raises(NotFittedError, match="not fitted yet; call fit before save"):
+        m.save("never.mfsgd")
+    with pytest.raises(NotFittedError, match="no user_factors_"):
+        m.user_factors_  # noqa: B018
+    assert not hasattr(m, "history_")
+
+
+def test_pickle_roundtrip(small_data):
+    m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit(small_data)
+    m2 = pickle.loads(pickle.dumps(m))
+    u, i, _ = small_data
+    np.testing.assert_array_equal(m.predict((u, i)), m2.predict((u, i)))
+    m2.fit(small_data)  # the lock was recreated
+
+
+def test_interrupt_keeps_last_completed_epoch(small_data, monkeypatch):
+    calls = {"n": 0}
+    real = _training.EpochRunner.run_epoch
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(_training.EpochRunner, "run_epoch", flaky)
+    m = MatrixFactorization(n_factors=4, n_epochs=10, random_state=0)
+    with pytest.warns(TrainingInterrupted, match="keeps epoch 2"):
+        with pytest.raises(KeyboardInterrupt):
+            m.fit(small_data)
+    assert m.n_epochs_ == 2 and len(m.history_) == 2
+    # the kept state is epoch 2 exactly: same as a 2-epoch fit
+    monkeypatch.setattr(_training.EpochRunner, "run_epoch", real)
+    ref = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit(small_data)
+    np.testing.assert_array_equal(m.user_factors_, ref.user_factors_)
+
+
+def test_real_ctrl_c_during_fit(tmp_path):
+    """A real SIGINT (interrupt_main) while the kernel runs in worker threads."""
+    import _thread
+
+    from mfsgd.datasets import make_ratings
+
+    data = make_ratings(20_000, 5_000, 2_000_000, random_state=0, as_frame=False)
+    m = MatrixFactorization(n_factors=64, n_epochs=1000, n_threads=2, random_state=0)
+    timer = threading.Timer(1.5, _thread.interrupt_main)
+    timer.start()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        with pytest.raises(KeyboardInterrupt):
+            m.fit(data)
+    timer.cancel()
+    assert m.n_epochs_ < 1000 if m.__sklearn_is_fitted__() else True
+    assert any(issubclass(x.category, TrainingInterrupted) for x in w)
+    if m.__sklearn_is_fitted__():
+        assert np.isfinite(m.user_factors_).all()
+        m.save(tmp_path / "after-interrupt.mfsgd")
+        assert mfsgd.load(tmp_path / "after-interrupt.mfsgd").n_epochs_ == m.n_epochs_
+
+
+def test_concurrent_fits_on_one_model_are_serialised(small_data):
+    m = MatrixFactorization(n_factors=4, n_epochs=3, random_state=0)
+    errors = []
+
+    def go():
+        try:
+            m.fit(small_data)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=go) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    ref = MatrixFactorization(n_factors=4, n_epochs=3, random_state=0).fit(small_data)
+    np.testing.assert_array_equal(m.user_factors_, ref.user_factors_)
+
+
+def test_models_in_parallel_threads_match_sequential(small_data):
+    seeds = range(6)
+    seq = [MatrixFactorization(n_factors=4, n_epochs=3, random_state=s).fit(small_data)
+           for s in seeds]
+    par = [MatrixFactorization(n_factors=4, n_epochs=3, random_state=s) for s in seeds]
+    ts = [threading.Thread(target=m.fit, args=(small_data,)) for m in par]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for a, b in zip(seq, par):
+        np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+
+
+def test_show_config(capsys):
+    cfg = mfsgd.show_config()
+    assert cfg["kernel"] in cfg["available"]
+    assert "kernel:" in capsys.readouterr().out

@@ -1,0 +1,190 @@
+"""save / load: round trips, atomic writes, and refusal of damaged or foreign files."""
+
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import mfsgd
+from mfsgd import MatrixFactorization, ModelFileError
+from mfsgd import persistence
+
+
+@pytest.fixture(scope="module")
+def fitted(small_data):
+    u, i, r = small_data
+    su = np.array([f"u{x}" for x in u])
+    return MatrixFactorization(n_factors=5, n_epochs=3, random_state=0, early_stopping=True,
+                               validation_fraction=0.2).fit((su, i, r))
+
+
+@pytest.fixture()
+def saved(fitted, tmp_path):
+    path = tmp_path / "model.mfsgd"
+    fitted.save(path)
+    return path
+
+
+def test_roundtrip_is_bit_identical(fitted, saved, small_data):
+    u, i, _ = small_data
+    su = np.array([f"u{x}" for x in u])
+    m = mfsgd.load(saved)
+    np.testing.assert_array_equal(m.predict((su, i)), fitted.predict((su, i)))
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "user_ids_",
+                 "item_ids_"):
+        a, b = getattr(m, name), getattr(fitted, name)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert m.history_ == fitted.history_
+    assert m.get_params() == fitted.get_params()
+    assert (m.global_mean_, m.rating_range_, m.n_epochs_, m.best_epoch_) == (
+        fitted.global_mean_, fitted.rating_range_, fitted.n_epochs_, fitted.best_epoch_)
+    assert MatrixFactorization.load(saved).n_epochs_ == fitted.n_epochs_
+    # a loaded model keeps training
+    m.partial_fit((su[:100], i[:100], np.full(100, 3.0)))
+
+
+def test_roundtrip_float64_and_int_ids(small_data, tmp_path):
+    m = MatrixFactorization(n_factors=3, n_epochs=2, dtype=np.float64, random_state=0)
+    m.fit(small_data)
+    m.save(tmp_path / "m")
+    m2 = mfsgd.load(tmp_path / "m")  # saved exactly at the given path, no suffix added
+    assert m2.user_factors_.dtype == np.float64 and m2.user_ids_.dtype == np.int64
+    np.testing.assert_array_equal(m2.predict(small_data), m.predict(small_data))
+
+
+def test_file_holds_no_pickle(saved):
+    with zipfile.ZipFile(saved) as zf:
+        names = set(zf.namelist())
+        header = json.loads(zf.read("header.json"))
+    assert names == {"header.json"} | {f"{n}.npy" for n in persistence._ARRAYS}
+    assert header["format"] == "mfsgd" and header["format_version"] == persistence.FORMAT_VERSION
+    assert header["mfsgd_version"] == mfsgd.__version__
+    assert b"pickle" not in saved.read_bytes()
+
+
+def _rewrite(src, dst, *, header=None, arrays=None, drop=()):
+    """Copy a model file, replacing the header or some members' bytes."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            if info.filename in drop:
+                continue
+            data = zin.read(info.filename)
+            if info.filename == "header.json" and header is not None:
+                data = header(json.loads(data))
+                data = data if isinstance(data, bytes) else json.dumps(data).encode()
+            if arrays and info.filename in arrays:
+                data = arrays[info.filename](data)
+            zout.writestr(info.filename, data)
+    return dst
+
+
+def _flip(data):
+    b = bytearray(data)
+    b[-3] ^= 0x10
+    return bytes(b)
+
+
+def _npy(a):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, a)
+    return buf.getvalue()
+
+
+BAD_FILES = {
+    "random bytes": (lambda p, d: d.write_bytes(os.urandom(2000)), "not a ZIP archive"),
+    "empty file": (lambda p, d: d.write_bytes(b""), "not a ZIP archive"),
+    "truncated": (lambda p, d: d.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+                  "not a ZIP archive|damaged|truncated"),
+    "foreign zip": (lambda p, d: zipfile.ZipFile(d, "w").writestr("a.txt", "hi"),
+                    "no header.json"),
+    "header not json": (lambda p, d: _rewrite(p, d, header=lambda h: b"{nope"), "not valid JSON"),
+    "other format": (lambda p, d: _rewrite(p, d, header=lambda h: {**h, "format": "x"}),
+                     "does not name the mfsgd format"),
+    "newer version": (lambda p, d: _rewrite(p, d, header=lambda h: {**h, "format_version": 99}),
+                      "format 99.*Upgrade mfsgd"),
+    "bit flip in factors": (lambda p, d: _rewrite(p, d, arrays={"user_factors.npy": _flip}),
+                            "fails its checksum"),
+    "missing array": (lambda p, d: _rewrite(p, d, drop={"item_bias.npy"}), "'item_bias' is missing"),
+    "shape lie in header": (
+        lambda p, d: _rewrite(p, d, header=lambda h: {**h, "arrays": {
+            **h["arrays"], "user_bias": {**h["arrays"]["user_bias"], "shape": [10**12]}}}),
+        "shapes disagree"),
+    "huge npy shape": (
+        lambda p, d: _rewrite(p, d, arrays={"user_bias.npy": lambda b: b.replace(
+            b"'shape': (", b"'shape': (999999999999")}),
+        "broken header|but the header says|bytes of data"),
+    "wrong dtype": (
+        lambda p, d: _rewrite(p, d, arrays={"user_bias.npy": lambda b: _npy(
+            np.zeros(len(np.load(io.BytesIO(b))), dtype=np.float64))}),
+        "but the header says"),
+    "object ids": (
+        lambda p, d: _rewrite(p, d, header=lambda h: {**h, "arrays": {
+            **h["arrays"], "user_ids": {**h["arrays"]["user_ids"], "dtype": "|O"}}}),
+        "forbidden dtype"),
+    "bad params": (lambda p, d: _rewrite(p, d, header=lambda h: {
+        **h, "params": {**h["params"], "n_factors": -3}}), "stored parameters are invalid"),
+    "header is a list": (lambda p, d: _rewrite(p, d, header=lambda h: [1, 2]),
+                         "does not name the mfsgd format"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_damaged_or_foreign_files_are_refused(saved, tmp_path, case):
+    make, message = BAD_FILES[case]
+    bad = tmp_path / "bad.mfsgd"
+    make(saved, bad)
+    with pytest.raises(ModelFileError, match=message):
+        mfsgd.load(bad)
+
+
+def test_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        mfsgd.load(tmp_path / "nope.mfsgd")
+
+
+def test_failed_save_keeps_old_file_and_leaves_no_temp(fitted, saved, monkeypatch, small_data):
+    before = saved.read_bytes()
+    calls = {"n": 0}
+    real = np.lib.format.write_array
+
+    def fail_midway(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        return real(*a, **k)
+
+    monkeypatch.setattr(np.lib.format, "write_array", fail_midway)
+    other = MatrixFactorization(n_factors=2, n_epochs=1, random_state=1).fit(small_data)
+    with pytest.raises(OSError, match="No space left"):
+        other.save(saved)
+    assert saved.read_bytes() == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["model.mfsgd"]
+
+
+def test_save_into_missing_directory_fails_cleanly(fitted, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fitted.save(tmp_path / "no" / "such" / "dir.mfsgd")
+
+
+def test_interrupted_save_keeps_old_file(fitted, saved, monkeypatch):
+    before = saved.read_bytes()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        fitted.save(saved)
+    assert saved.read_bytes() == before
+    assert len(list(saved.parent.iterdir())) == 1
+
+
+def test_loaded_model_pickles(saved):
+    m = mfsgd.load(saved)
+    m2 = pickle.loads(pickle.dumps(m))
+    np.testing.assert_array_equal(m.user_factors_, m2.user_factors_)

@@ -1,0 +1,145 @@
+"""One table of bad inputs: each gets TypeError/ValueError with a message naming it."""
+
+import numpy as np
+import pytest
+
+from mfsgd import MatrixFactorization
+
+U = np.array([1, 2, 3, 1, 2, 3])
+I = np.array([10, 10, 20, 20, 30, 30])
+R = np.array([4.0, 3.0, 5.0, 1.0, 2.0, 3.5])
+
+
+def fit(X=None, y=None, **params):
+    m = MatrixFactorization(**{"n_factors": 2, "n_epochs": 2, "random_state": 0, **params})
+    return m.fit((U, I, R) if X is None else X, y)
+
+
+BAD_DATA = [
+    ("nan rating", (U, I, np.where(np.arange(6) == 2, np.nan, R)), ValueError,
+     r"ratings has 1 non-finite .*position 2"),
+    ("inf rating", (U, I, np.where(np.arange(6) == 4, np.inf, R)), ValueError,
+     r"ratings has 1 non-finite .*position 4"),
+    ("-inf ratings", (U, I, np.where(np.arange(6) > 3, -np.inf, R)), ValueError,
+     r"ratings has 2 non-finite"),
+    ("overflowing float32", (U, I, np.where(np.arange(6) == 0, 1e300, R)), ValueError,
+     r"too large for float32"),
+    ("string ratings", (U, I, np.array(["a"] * 6)), TypeError, r"ratings must be numeric"),
+    ("object ratings", (U, I, np.array([1.0, "x", 2, 3, 4, 5], dtype=object)), TypeError,
+     r"ratings must be numeric.*'x'"),
+    ("None rating", (U, I, [1.0, None, 2, 3, 4, 5]), ValueError, r"non-finite"),
+    ("bool ratings", (U, I, np.ones(6, bool)), TypeError, r"got booleans"),
+    ("empty", (U[:0], I[:0], R[:0]), ValueError, r"at least one rating"),
+    ("lengths differ", (U, I[:5], R), ValueError, r"same length; users has 6, items has 5"),
+    ("2-D ratings", (U, I, R.reshape(2, 3)), ValueError, r"ratings must be 1-D.*\(2, 3\)"),
+    ("scalar users", (1, I, R), ValueError, r"users must be 1-D"),
+    ("None user id", (np.array([1, None, 3, 1, 2, 3], dtype=object), I, R), ValueError,
+     r"users has 1 missing ids \(None or NaN; first at position 1\)"),
+    ("NaN user id", (np.array([1, np.nan, 3, 1, 2, 3]), I, R), ValueError,
+     r"users has a missing or non-finite id"),
+    ("mixed id types", (np.array([1, "a", 3, 1, 2, 3], dtype=object), I, R), TypeError,
+     r"users mixes id types \(int, str\)"),
+    ("fractional ids", (U + 0.5, I, R), TypeError, r"non-integral floats"),
+    ("bool ids", (U > 1, I, R), TypeError, r"users must be integers or strings; got booleans"),
+    ("no ratings", (U, I), ValueError, r"X has no ratings"),
+    ("None X", None, TypeError, r"X is None"),
+    ("3-D array", np.zeros((2, 2, 2)), ValueError, r"must be a DataFrame"),
+]
+
+
+@pytest.mark.parametrize("name,X,exc,msg", BAD_DATA, ids=[b[0] for b in BAD_DATA])
+def test_bad_data(name, X, exc, msg):
+    m = MatrixFactorization(n_factors=2, n_epochs=2)
+    with pytest.raises(exc, match=msg):
+        m.fit(X)
+
+
+BAD_PARAMS = [
+    ({"n_factors": 0}, ValueError, r"n_factors must be an int >= 1; got 0"),
+    ({"n_factors": -3}, ValueError, r"n_factors must be an int >= 1; got -3"),
+    ({"n_factors": 2.5}, TypeError, r"n_factors must be an int"),
+    ({"n_factors": True}, TypeError, r"n_factors must be an int"),
+    ({"n_epochs": 0}, ValueError, r"n_epochs must be an int >= 1"),
+    ({"learning_rate": 0}, ValueError, r"learning_rate must be a float > 0.0; got 0"),
+    ({"learning_rate": -0.1}, ValueError, r"learning_rate must be a float > 0.0; got -0.1"),
+    ({"learning_rate": float("nan")}, ValueError, r"learning_rate must be a float"),
+    ({"learning_rate": "fast"}, TypeError, r"learning_rate must be a float"),
+    ({"reg_factors": -1}, ValueError, r"reg_factors must be a float >= 0.0"),
+    ({"reg_bias": -1e-9}, ValueError, r"reg_bias must be a float >= 0.0"),
+    ({"init_std": -1}, ValueError, r"init_std must be a float >= 0.0"),
+    ({"dtype": np.int32}, TypeError, r"dtype must be numpy.float32 or numpy.float64"),
+    ({"dtype": np.float16}, TypeError, r"dtype must be numpy.float32 or numpy.float64"),
+    ({"dtype": "complex"}, TypeError, r"dtype must be"),
+    ({"validation_fraction": 1.0, "early_stopping": True}, ValueError,
+     r"validation_fraction must be a float > 0.0 and < 1.0"),
+    ({"validation_fraction": 0.0}, ValueError, r"validation_fraction must be"),
+    ({"n_iter_no_change": 0}, ValueError, r"n_iter_no_change must be an int >= 1"),
+    ({"tol": -1}, ValueError, r"tol must be a float >= 0.0"),
+    ({"shuffle": "yes"}, TypeError, r"shuffle must be True or False"),
+    ({"n_threads": 0}, ValueError, r"n_threads must be an int >= 1"),
+    ({"n_blocks": 0}, ValueError, r"n_blocks must be an int >= 1"),
+    ({"n_blocks": 256}, ValueError, r"n_blocks must be an int from 1 to 255; got 256"),
+    ({"random_state": -1}, ValueError, r"random_state must be a non-negative int"),
+    ({"random_state": "seed"}, TypeError, r"random_state must be None, an int"),
+    ({"lr_decay": -1}, ValueError, r"lr_decay must be a float >= 0.0"),
+]
+
+
+@pytest.mark.parametrize("params,exc,msg", BAD_PARAMS, ids=[str(p[0]) for p in BAD_PARAMS])
+def test_bad_params(params, exc, msg):
+    with pytest.raises(exc, match=msg):
+        fit(**params)
+
+
+def test_bad_eval_set():
+    with pytest.raises(ValueError, match=r"eval_set has no ratings"):
+        fit(X=(U, I, R)) .fit((U, I, R), eval_set=(U, I))
+    with pytest.raises(ValueError, match=r"eval_set must be a DataFrame"):
+        fit().fit((U, I, R), eval_set=np.zeros((3, 5)))
+    with pytest.raises(ValueError, match=r"same length"):
+        fit().fit((U, I, R), eval_set=(U, I, R[:2]))
+
+
+def test_predict_input_errors():
+    m = fit()
+    with pytest.raises(ValueError, match="same length"):
+        m.predict((U, I[:3]))
+    with pytest.raises(TypeError, match="this model's ids are integers; got str"):
+        m.predict((np.array(["a"]), np.array([10])))
+
+
+def test_failed_fit_keeps_previous_model():
+    m = fit()
+    before = m.user_factors_.copy()
+    with pytest.raises(ValueError):
+        m.fit((U, I, np.full(6, np.nan)))
+    with pytest.raises(ValueError):
+        m.set_params(n_factors=0).fit((U, I, R))
+    np.testing.assert_array_equal(m.user_factors_, before)
+
+
+GOOD_ODD_INPUTS = [
+    ("non-contiguous", lambda: (U[::1].repeat(2)[::2], I.repeat(2)[::2], R.repeat(2)[::2])),
+    ("reversed strides", lambda: (U[::-1], I[::-1], R[::-1])),
+    ("read-only", lambda: tuple(_ro(a) for a in (U, I, R))),
+    ("big-endian", lambda: (U.astype(">i8"), I.astype(">i4"), R.astype(">f8"))),
+    ("int ratings", lambda: (U, I, R.astype(int))),
+    ("single rating", lambda: (U[:1], I[:1], R[:1])),
+    ("negative and huge ids", lambda: (U * -(10**17), I + 2**62, R)),
+    ("uint64 ids above int64", lambda: (U.astype(np.uint64) + np.uint64(2**63), I, R)),
+    ("lists", lambda: (U.tolist(), I.tolist(), R.tolist())),
+]
+
+
+def _ro(a):
+    a = a.copy()
+    a.setflags(write=False)
+    return a
+
+
+@pytest.mark.parametrize("name,make", GOOD_ODD_INPUTS, ids=[g[0] for g in GOOD_ODD_INPUTS])
+def test_odd_but_valid_inputs_work(name, make):
+    X = make()
+    m = fit(X)
+    assert np.isfinite(m.user_factors_).all()
+    assert np.isfinite(m.predict(X[:2])).all()
