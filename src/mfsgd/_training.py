@@ -1,18 +1,24 @@
 """The epoch driver: block layout, shuffling schedule, threaded kernel calls, history,
 early stopping, divergence and interrupt handling. No Python work per rating.
 
-Layout. The ratings are copied once per fit into a P x P grid of blocks (user block x
-item block, users and items split into P ranges balanced by rating count), stored block
-after block, and each block is cut into segments of at most ``SEGMENT`` ratings. The
-kernel runs a list of segments; a segment is the unit of the in-kernel shuffle.
+Layout (two levels). Users and items are each split into P x S contiguous ranges of
+about equal rating counts. A *block* (user range r, item range c of the P x P grid) is
+the unit of parallel work; a *cell* (one of the S x S sub-ranges inside a block) is the
+unit of cache locality: the rows of one cell fit in L2. The ratings are copied once per
+fit, stored block by block and cell by cell, and each cell is cut into segments of at
+most ``SEGMENT`` ratings. The kernel runs lists of segments; a segment is the unit of
+the in-kernel shuffle.
 
 Schedule of one epoch (``shuffle=True``): the P strata are visited in a random order;
 stratum s holds the blocks (r, c[(r + s) mod P]) for r = 0..P-1 with c a random column
-permutation, so its blocks share no user and no item. Inside a block the segments come
-in random order and each segment is shuffled in place by the kernel with its own seed.
-All random numbers are drawn here from one ``numpy.random.Generator``, so the result
-depends on the data, the seed and P only: blocks of one stratum touch disjoint rows,
-and which thread runs which block cannot change a single bit.
+permutation, so its blocks share no user and no item and may run on different threads
+at once. Inside a block, the cell rows come in a random order and, within each, the
+cells in a random order, so consecutive cells share their user rows (measured: visiting
+blocks in stratum order without cells ran at 25 M updates/s, in row order at 36, k=64,
+20 M ratings). Segments of a cell come in random order, each shuffled in place by the
+kernel with its own seed. Every random number is drawn here from one
+``numpy.random.Generator``: the model depends on the data, the seed, P and S only,
+never on the thread count or timing, since blocks of one stratum touch disjoint rows.
 """
 
 from __future__ import annotations
@@ -21,84 +27,98 @@ import concurrent.futures as cf
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from . import _sgd
 
-SEGMENT = 1 << 18  # ratings per segment: ~10 ms of kernel time, an L2-sized shuffle
+SEGMENT = 1 << 18  # ratings per segment at most: ~10 ms of kernel time at k=64
 CALL_RATINGS = 1 << 20  # ratings per kernel call: bounds Ctrl-C latency to ~50 ms at k=64
-MAX_BLOCKS = 255  # block keys are uint16, sorted by numpy's O(n) radix sort
+MAX_BLOCKS = 255
+CELL_ROW_BYTES = 512 << 10  # target bytes of factor rows (users + items) per cell
+MIN_CELL_RATINGS = 2048  # smaller cells cost more in bookkeeping than they save
 
 
-def default_n_blocks(n_users: int, n_items: int, n_ratings: int, n_factors: int,
-                     itemsize: int, n_threads: int) -> int:
-    """Blocks per side: enough that a block's rows fit in ~1 MiB of cache (the measured
-    win of blocking, shared/PERF-NOTES.md), never so many that blocks get tiny, and at
-    least 2 x threads so every thread has a disjoint block in each stratum."""
-    model_bytes = (n_users + n_items) * n_factors * itemsize
-    p_cache = math.ceil(model_bytes / (1 << 20)) if model_bytes > (4 << 20) else 1
-    p_small = max(1, int(math.sqrt(n_ratings / 4096)))
-    p = min(p_cache, p_small)
-    if n_threads > 1:
-        p = max(p, 2 * n_threads)
-    return int(max(1, min(p, MAX_BLOCKS)))
+def default_n_blocks(n_threads: int) -> int:
+    """Blocks per side of the parallel grid: 1 for one thread; else 2 per thread, so the
+    LPT assignment of a stratum's blocks to threads can even out unequal block sizes."""
+    return 1 if n_threads == 1 else min(2 * n_threads, MAX_BLOCKS)
 
 
-def _balanced_split(indices: np.ndarray, n: int, p: int) -> np.ndarray:
-    """Block of each of n ids: contiguous id ranges with about equal rating counts."""
-    if p == 1:
+def default_n_cells(n_users: int, n_items: int, n_ratings: int, row_bytes: int, p: int) -> int:
+    """Cells per side inside a block: enough that a cell's rows fit ~512 KiB of cache,
+    few enough that cells keep ~2k ratings on average."""
+    rows = (n_users + n_items) * row_bytes / p
+    s_cache = math.ceil(rows / CELL_ROW_BYTES)
+    s_small = max(1, int(math.sqrt(n_ratings / (p * p * MIN_CELL_RATINGS))))
+    return int(max(1, min(s_cache, s_small, 255)))
+
+
+def _balanced_split(indices: np.ndarray, n: int, parts: int) -> np.ndarray:
+    """Part of each of n ids: contiguous id ranges with about equal rating counts."""
+    if parts == 1:
         return np.zeros(n, dtype=np.int64)
     counts = np.bincount(indices, minlength=n).astype(np.float64)
     before = np.cumsum(counts) - counts  # ratings of ids before this one
     total = max(counts.sum(), 1.0)
-    return np.minimum((before * p / total).astype(np.int64), p - 1)
+    return np.minimum((before * parts / total).astype(np.int64), parts - 1)
 
 
 @dataclass
 class Layout:
-    """Rating triples stored block by block (the kernel's own copy; it shuffles them)."""
+    """Rating triples stored block by block, cell by cell (the kernel's own copy; it
+    shuffles segments in place)."""
 
     users: np.ndarray
     items: np.ndarray
     ratings: np.ndarray
     n_blocks: int  # P: blocks per side
-    seg_ptr: np.ndarray  # segment s spans seg_ptr[s]:seg_ptr[s+1]
-    block_segs: np.ndarray  # block b owns segments block_segs[b]:block_segs[b+1]
-    block_sizes: np.ndarray = field(repr=False)
+    n_cells: int  # S: cells per side inside a block
+    seg_ptr: np.ndarray  # segment g spans seg_ptr[g]:seg_ptr[g+1]
+    seg_cell: np.ndarray  # cell of each segment; cell id = (block * S + sub_r) * S + sub_c
 
     @classmethod
     def build(cls, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
-              n_items: int, p: int) -> Layout:
-        if p == 1:
+              n_items: int, p: int, s: int = 1) -> Layout:
+        n_cells_total = p * p * s * s
+        if n_cells_total == 1:
             # One copy, in the given order (kept exactly when shuffle=False).
             u, i, r = users.copy(), items.copy(), ratings.copy()
             sizes = np.array([len(r)], dtype=np.int64)
         else:
-            ub = _balanced_split(users, n_users, p)
-            ib = _balanced_split(items, n_items, p)
-            key = (ub[users] * p + ib[items]).astype(np.uint16)
-            order = np.argsort(key, kind="stable")  # radix sort for 16-bit keys
-            sizes = np.bincount(key, minlength=p * p).astype(np.int64)
+            fu = _balanced_split(users, n_users, p * s)
+            fi = _balanced_split(items, n_items, p * s)
+            # cell key: block (fu // s, fi // s), then sub-range (fu % s, fi % s)
+            key_u = (fu // s) * (p * s * s) + (fu % s) * s
+            key_i = (fi // s) * (s * s) + (fi % s)
+            kdt = np.uint16 if n_cells_total <= 1 << 16 else np.uint32
+            key = (key_u[users] + key_i[items]).astype(kdt)
+            del fu, fi, key_u, key_i
+            order = np.argsort(key, kind="stable")  # radix sort for 16-bit keys: O(n)
+            sizes = np.bincount(key, minlength=n_cells_total).astype(np.int64)
             del key
             u, i, r = users[order], items[order], ratings[order]
             del order
         nseg = np.maximum(1, -(-sizes // SEGMENT))
-        block_segs = np.concatenate([[0], np.cumsum(nseg)]).astype(np.int64)
-        seg_ptr = np.empty(block_segs[-1] + 1, dtype=np.int64)
-        start = 0
-        for b in range(p * p):  # P^2 <= 65025 iterations once per fit, not per rating
-            n, m = int(sizes[b]), int(nseg[b])
-            seg_ptr[block_segs[b]:block_segs[b] + m] = start + (np.arange(m) * n) // m
-            start += n
-        seg_ptr[-1] = start
-        return cls(u, i, r, p, seg_ptr, block_segs, sizes)
+        seg_cell = np.repeat(np.arange(n_cells_total, dtype=np.int64), nseg)
+        # segment j of cell c starts at cell_start + j * size // nseg (even split)
+        first = np.concatenate([[0], np.cumsum(nseg)[:-1]])
+        j = np.arange(seg_cell.size) - first[seg_cell]
+        cell_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        seg_ptr = np.empty(seg_cell.size + 1, dtype=np.int64)
+        seg_ptr[:-1] = cell_start[seg_cell] + (j * sizes[seg_cell]) // nseg[seg_cell]
+        seg_ptr[-1] = len(r)
+        return cls(u, i, r, p, s, seg_ptr, seg_cell)
 
     @property
     def n_segments(self) -> int:
         return len(self.seg_ptr) - 1
+
+    @property
+    def seg_block(self) -> np.ndarray:
+        return self.seg_cell // (self.n_cells * self.n_cells)
 
 
 @dataclass
@@ -136,43 +156,68 @@ class Stop(Exception):
     """Raised inside the driver when training must end early (not user-facing)."""
 
 
-def epoch_plan(layout: Layout, rng: np.random.Generator | None) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """Per stratum: the segment ids in visiting order grouped by block, and their seeds.
+@dataclass
+class Stratum:
+    """Segments of one stratum in visiting order, grouped by block."""
 
-    Returns a list of (segments per block as a list of arrays, seeds) per stratum; with
-    rng None the stored order is kept (no shuffle)."""
-    p = layout.n_blocks
+    segments: np.ndarray  # segment ids, block after block
+    seeds: np.ndarray | None  # per segment (None: no shuffle)
+    block_bounds: np.ndarray  # block j of the stratum owns segments[b[j]:b[j+1]]
+    block_sizes: np.ndarray  # ratings per block of the stratum
+
+
+def epoch_plan(layout: Layout, rng: np.random.Generator | None) -> list[Stratum]:
+    """The visiting order of one epoch (see the module docstring); vectorised: one sort
+    of the segments per epoch, whatever the number of cells."""
+    p, s = layout.n_blocks, layout.n_cells
+    nseg = layout.n_segments
+    cell = layout.seg_cell
+    block = cell // (s * s)
+    br, bc = block // p, block % p
+    sub_r, sub_c = (cell // s) % s, cell % s
     if rng is None:
-        strata, cols = np.arange(p), np.arange(p)
+        strata_order = np.arange(p)
+        col_perm = np.arange(p)
+        row_rank = np.tile(np.arange(s), p * p)  # per (block, sub_r)
+        col_rank = np.tile(np.arange(s), p * p * s)  # per (block, sub_r, sub_c)
+        tie = np.arange(nseg)
     else:
-        strata, cols = rng.permutation(p), rng.permutation(p)
-    plan = []
-    rows = np.arange(p)
-    for s in strata:
-        blocks = rows * p + cols[(rows + s) % p]
-        segs = []
-        for b in blocks:
-            lo, hi = layout.block_segs[b], layout.block_segs[b + 1]
-            ids = np.arange(lo, hi, dtype=np.int64)
-            if rng is not None and ids.size > 1:
-                ids = rng.permutation(ids)
-            segs.append(ids)
-        seeds = None
-        if rng is not None:
-            n = sum(len(x) for x in segs)
-            seeds = rng.integers(1, np.iinfo(np.int64).max, size=n, dtype=np.int64).view(np.uint64)
-        plan.append((segs, seeds))
-    return plan
+        strata_order = rng.permutation(p)
+        col_perm = rng.permutation(p)
+        row_rank = np.argsort(rng.random((p * p, s)), axis=1).argsort(axis=1).ravel()
+        col_rank = np.argsort(rng.random((p * p * s, s)), axis=1).argsort(axis=1).ravel()
+        tie = rng.random(nseg)
+    # block (br, bc) lies in stratum t where col_perm[(br + t) % p] == bc
+    inv_col = np.argsort(col_perm)
+    stratum_of_block = (inv_col[bc] - br) % p
+    stratum_rank = np.argsort(strata_order)[stratum_of_block]
+    cell_rank = row_rank[block * s + sub_r] * s + col_rank[(block * s + sub_r) * s + sub_c]
+    order = np.lexsort((tie, cell_rank, br, stratum_rank))
+    seeds = None
+    if rng is not None:
+        seeds = rng.integers(1, np.iinfo(np.int64).max, size=nseg, dtype=np.int64).view(np.uint64)
+    lens = np.diff(layout.seg_ptr)
+    out = []
+    srank = stratum_rank[order]
+    cuts = np.searchsorted(srank, np.arange(p + 1))
+    for t in range(p):
+        segs = order[cuts[t]:cuts[t + 1]]
+        b = block[segs]
+        bounds = np.concatenate([[0], np.flatnonzero(b[1:] != b[:-1]) + 1, [segs.size]])
+        sizes = np.add.reduceat(lens[segs], bounds[:-1]) if segs.size else np.zeros(0, np.int64)
+        out.append(Stratum(segs.astype(np.int64),
+                           None if seeds is None else seeds[segs], bounds, sizes))
+    return out
 
 
-def _assign(segs: list[np.ndarray], sizes: np.ndarray, n_threads: int) -> list[list[int]]:
+def _assign(sizes: np.ndarray, n_threads: int) -> list[list[int]]:
     """Blocks of a stratum -> threads, largest first to the least loaded (LPT). Only
     speed depends on this: blocks of a stratum share no rows."""
     load = [0] * n_threads
     out: list[list[int]] = [[] for _ in range(n_threads)]
-    for j in sorted(range(len(segs)), key=lambda j: -int(sizes[j])):
+    for j in np.argsort(-sizes, kind="stable"):
         t = min(range(n_threads), key=load.__getitem__)
-        out[t].append(j)
+        out[t].append(int(j))
         load[t] += int(sizes[j])
     return out
 
@@ -189,8 +234,7 @@ class EpochRunner:
         self._stop = threading.Event()
         self._pool = cf.ThreadPoolExecutor(n_threads - 1, thread_name_prefix="mfsgd") \
             if n_threads > 1 else None
-        seg_len = np.diff(layout.seg_ptr)
-        self._seg_len = seg_len
+        self._seg_len = np.diff(layout.seg_ptr)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -202,58 +246,51 @@ class EpochRunner:
         L, p, h = self.layout, self.params, self.hyper
         if seg_ids.size == 0:
             return
-        lens = self._seg_len[seg_ids]
-        bounds = np.searchsorted(np.cumsum(lens), np.arange(CALL_RATINGS, lens.sum() + CALL_RATINGS,
-                                                            CALL_RATINGS), side="left") + 1
-        start = 0
+        ends = np.cumsum(self._seg_len[seg_ids])
+        cuts = np.searchsorted(ends, np.arange(CALL_RATINGS, int(ends[-1]), CALL_RATINGS),
+                               side="left") + 1
         out = np.empty(seg_ids.size, dtype=np.float64)
-        for stop in np.unique(np.minimum(bounds, seg_ids.size)):
+        start = 0
+        for stop in [*np.unique(np.minimum(cuts, seg_ids.size)).tolist(), seg_ids.size]:
+            if stop <= start:
+                continue
             if self._stop.is_set():
                 raise Stop
-            ids = seg_ids[start:stop]
-            _sgd.sgd_blocks(L.users, L.items, L.ratings, L.seg_ptr, ids,
+            _sgd.sgd_blocks(L.users, L.items, L.ratings, L.seg_ptr, seg_ids[start:stop],
                             None if seeds is None else seeds[start:stop],
                             p.P, p.Q, p.bu, p.bi, h.mu, h.lr, h.reg_f, h.reg_b,
                             h.use_bias, h.nonneg, out[start:stop])
             if not math.isfinite(float(out[start:stop].sum())):
-                self.sse[ids] = out[start:stop]
+                self.sse[seg_ids] = math.nan
                 self._stop.set()
                 raise Stop
             start = stop
         self.sse[seg_ids] = out
 
-    def run_epoch(self, rng: np.random.Generator | None,
-                  between_calls: Callable[[], None] | None = None) -> float:
-        """One epoch; returns the SSE (summed in segment order: deterministic). Raises
-        Stop when a worker saw a non-finite error, KeyboardInterrupt on Ctrl-C; in both
-        cases every worker has finished before this returns."""
+    def run_epoch(self, rng: np.random.Generator | None) -> float:
+        """One epoch; returns the SSE (summed in segment-id order: deterministic). Raises
+        Stop when a kernel call saw a non-finite error, KeyboardInterrupt on Ctrl-C; in
+        both cases every worker has finished before this returns."""
         self._stop.clear()
-        plan = epoch_plan(self.layout, rng)
-        for segs, seeds in plan:
-            offs = np.concatenate([[0], np.cumsum([len(x) for x in segs])])
+        for st in epoch_plan(self.layout, rng):
             if self._pool is None:
-                self._run_list(np.concatenate(segs), seeds)
-            else:
-                sizes = np.array([int(self._seg_len[x].sum()) for x in segs])
-                groups = _assign(segs, sizes, self.n_threads)
-                lists = []
-                for g in groups:
-                    ids = [segs[j] for j in g]
-                    sd = None if seeds is None else [seeds[offs[j]:offs[j + 1]] for j in g]
-                    lists.append((np.concatenate(ids) if ids else np.empty(0, np.int64),
-                                  None if sd is None else
-                                  (np.concatenate(sd) if sd else np.empty(0, np.uint64))))
-                futs = [self._pool.submit(self._run_list, *a) for a in lists[1:]]
-                try:
-                    self._run_list(*lists[0])
-                    for f in futs:
-                        f.result()
-                except BaseException:
-                    self._stop.set()
-                    cf.wait(futs)  # never leave a worker writing into the arrays
-                    raise
-            if between_calls is not None:
-                between_calls()
+                self._run_list(st.segments, st.seeds)
+                continue
+            b = st.block_bounds
+            lists = []
+            for group in _assign(st.block_sizes, self.n_threads):
+                idx = np.concatenate([np.arange(b[j], b[j + 1]) for j in group]) \
+                    if group else np.empty(0, np.int64)
+                lists.append((st.segments[idx], None if st.seeds is None else st.seeds[idx]))
+            futs = [self._pool.submit(self._run_list, *a) for a in lists[1:]]
+            try:
+                self._run_list(*lists[0])
+                for f in futs:
+                    f.result()
+            except BaseException:
+                self._stop.set()
+                cf.wait(futs)  # never leave a worker writing into the arrays
+                raise
         return float(self.sse.sum())
 
 

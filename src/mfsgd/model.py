@@ -44,6 +44,7 @@ class FittedState:
     item_map: IdMap
     rating_range: tuple[float, float]
     biased: bool
+    n_factors: int  # factor arrays may be wider (zero padding); see padded_width
     history: list[dict[str, Any]] = field(default_factory=list)
     n_epochs: int = 0
     best_epoch: int | None = None
@@ -53,11 +54,22 @@ class FittedState:
     def kernel_mu(self) -> float:
         return self.global_mean if self.biased else 0.0
 
+    def factors(self, which: str) -> np.ndarray:
+        """The user-facing (n, n_factors) view, without the padding columns."""
+        return getattr(self, which)[:, : self.n_factors]
+
+
+def padded_width(k: int, dtype: np.dtype) -> int:
+    """Row width rounded up to whole 64-byte cache lines. The padding columns start at
+    zero and stay zero under every update (0 + lr (e 0 - reg 0) = 0), so they change no
+    prediction; they make each row start on a cache line and let the kernel's SIMD loops
+    run without remainder iterations."""
+    per_line = 64 // np.dtype(dtype).itemsize
+    return -(-k // per_line) * per_line
+
 
 _FITTED_ATTRS = {
     "global_mean_": ("global_mean", "Global mean mu of the training ratings."),
-    "user_factors_": ("user_factors", "User factors u_i, shape (n_users, n_factors)."),
-    "item_factors_": ("item_factors", "Item factors v_j, shape (n_items, n_factors)."),
     "user_bias_": ("user_bias", "User biases b_i, shape (n_users,)."),
     "item_bias_": ("item_bias", "Item biases b'_j, shape (n_items,)."),
     "history_": ("history", "Per-epoch records: epoch, train_rmse, val_rmse, learning_rate, "
@@ -67,6 +79,13 @@ _FITTED_ATTRS = {
     "rating_range_": ("rating_range", "(min, max) of the training ratings (used by clip)."),
     "n_blocks_": ("n_blocks", "Blocks per side of the training grid actually used."),
 }
+
+
+def _factor_property(attr: str, which: str, doc: str) -> property:
+    def get(self: MatrixFactorization) -> Any:
+        return self._require_fitted(attr).factors(which)
+
+    return property(get, doc=doc)
 
 
 def _fitted_property(attr: str, field_name: str, doc: str) -> property:
@@ -360,10 +379,13 @@ class MatrixFactorization:
                        mu=mu, use_bias=p["biased"], nonneg=p["nonnegative"])
 
     def _init_rows(self, rng: np.random.Generator, n: int, p: dict[str, Any]) -> np.ndarray:
-        a = rng.normal(0.0, p["init_std"], size=(n, p["n_factors"]))
+        k = p["n_factors"]
+        a = rng.normal(0.0, p["init_std"], size=(n, k))
         if p["nonnegative"]:
             np.abs(a, out=a)
-        return a.astype(p["dtype"])
+        out = np.zeros((n, padded_width(k, p["dtype"])), dtype=p["dtype"])
+        out[:, :k] = a
+        return out
 
     def _eval_indices(self, eval_set: Any, umap: IdMap, imap: IdMap, dtype: np.dtype):
         if isinstance(eval_set, (tuple, list)) and len(eval_set) == 2 and \
@@ -427,7 +449,7 @@ class MatrixFactorization:
                 np.zeros(len(umap), dtype=p["dtype"]), np.zeros(len(imap), dtype=p["dtype"]))
             rr = (float(ratings.min()), float(ratings.max()))
             base = FittedState(mean, params.P, params.Q, params.bu, params.bi, umap, imap, rr,
-                               p["biased"])
+                               p["biased"], p["n_factors"])
             return self._train(p, base, params, uidx, iidx, ratings, rng, val, p["n_epochs"],
                                epoch_offset=0, history=[], previous=self._state)
 
@@ -451,9 +473,9 @@ class MatrixFactorization:
             p = self._checked_params()
             if np.dtype(p["dtype"]) != st.user_factors.dtype:
                 p["dtype"] = st.user_factors.dtype
-            if p["n_factors"] != st.user_factors.shape[1]:
+            if p["n_factors"] != st.n_factors:
                 raise ValueError(f"n_factors is {p['n_factors']} but the fitted model has "
-                                 f"{st.user_factors.shape[1]}; call fit to start over.")
+                                 f"{st.n_factors}; call fit to start over.")
             users, items, ratings = self._unpack(X, y, need_ratings=True)
             ratings = check_ratings(ratings, p["dtype"])
             if ratings.size == 0:
@@ -484,10 +506,14 @@ class MatrixFactorization:
 
     def _train(self, p, base: FittedState, params: T.Params, uidx, iidx, ratings, rng, val,
                n_epochs: int, *, epoch_offset: int, history: list, previous) -> MatrixFactorization:
-        nb = p["n_blocks"] or T.default_n_blocks(len(base.user_map), len(base.item_map),
-                                                 ratings.size, p["n_factors"],
-                                                 np.dtype(p["dtype"]).itemsize, p["n_threads"])
-        layout = T.Layout.build(uidx, iidx, ratings, len(base.user_map), len(base.item_map), nb)
+        nb = p["n_blocks"] or T.default_n_blocks(p["n_threads"])
+        # Cells (cache blocking inside a block) reorder the ratings, so shuffle=False,
+        # which promises the given order, runs without them.
+        row_bytes = params.P.shape[1] * params.P.itemsize
+        ns = T.default_n_cells(len(base.user_map), len(base.item_map), ratings.size,
+                               row_bytes, nb) if p["shuffle"] else 1
+        layout = T.Layout.build(uidx, iidx, ratings, len(base.user_map), len(base.item_map),
+                                nb, ns)
         del uidx, iidx
         hyper = self._hyper(p, base.kernel_mu)
         clip = base.rating_range if p["clip"] else None
@@ -580,4 +606,8 @@ class MatrixFactorization:
 
 for _attr, (_field, _doc) in _FITTED_ATTRS.items():
     setattr(MatrixFactorization, _attr, _fitted_property(_attr, _field, _doc))
+MatrixFactorization.user_factors_ = _factor_property(
+    "user_factors_", "user_factors", "User factors u_i, shape (n_users, n_factors).")
+MatrixFactorization.item_factors_ = _factor_property(
+    "item_factors_", "item_factors", "Item factors v_j, shape (n_items, n_factors).")
 del _attr, _field, _doc

@@ -53,7 +53,7 @@ def _json_param(v: Any) -> Any:
 def save_model(model: Any, path: Any) -> None:
     st = model._require_fitted("save")
     arrays = {
-        "user_factors": st.user_factors, "item_factors": st.item_factors,
+        "user_factors": st.factors("user_factors"), "item_factors": st.factors("item_factors"),
         "user_bias": st.user_bias, "item_bias": st.item_bias,
         "user_ids": st.user_map.ids, "item_ids": st.item_map.ids,
     }
@@ -260,8 +260,17 @@ def _build(header: dict, arrays: dict, path: str, cls: Any, state_cls: Any) -> A
     if not all(np.isfinite(arrays[n]).all() for n in _ARRAYS[:4]) or not (
             np.isfinite(gm) and lo <= hi):
         raise _bad(path, "it holds non-finite parameters")
+    from .model import padded_width
+
+    k = arrays["user_factors"].shape[1]
+    padded = {}
+    for n in ("user_factors", "item_factors"):
+        a = arrays[n]
+        padded[n] = np.zeros((a.shape[0], padded_width(k, a.dtype)), dtype=a.dtype)
+        padded[n][:, :k] = a
     model._state = state_cls(
-        global_mean=gm, user_factors=arrays["user_factors"], item_factors=arrays["item_factors"],
+        global_mean=gm, user_factors=padded["user_factors"], item_factors=padded["item_factors"],
+        n_factors=k,
         user_bias=arrays["user_bias"], item_bias=arrays["item_bias"],
         user_map=idmap_from_ids(arrays["user_ids"]), item_map=idmap_from_ids(arrays["item_ids"]),
         rating_range=(lo, hi), biased=biased, history=history, n_epochs=n_epochs,
