@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _recommend as R
 from . import _training as T
-from ._idmap import IdMap
+from ._idmap import IdMap, normalize_ids, unique_inverse
 from ._validation import (
     as_1d,
     check_bool,
@@ -49,6 +50,8 @@ class FittedState:
     n_epochs: int = 0
     best_epoch: int | None = None
     n_blocks: int = 1
+    seen_indptr: np.ndarray | None = None  # CSR of items each user rated in training
+    seen_items: np.ndarray | None = None
 
     @property
     def kernel_mu(self) -> float:
@@ -436,6 +439,7 @@ class MatrixFactorization:
             umap, uidx = IdMap.fit("users", users)
             imap, iidx = IdMap.fit("items", items)
             rng = check_random_state(self.random_state)
+            seen = R.seen_csr(uidx, iidx, len(umap))
             val = None
             if eval_set is not None:
                 val = self._eval_indices(eval_set, umap, imap, p["dtype"])
@@ -449,7 +453,8 @@ class MatrixFactorization:
                 np.zeros(len(umap), dtype=p["dtype"]), np.zeros(len(imap), dtype=p["dtype"]))
             rr = (float(ratings.min()), float(ratings.max()))
             base = FittedState(mean, params.P, params.Q, params.bu, params.bi, umap, imap, rr,
-                               p["biased"], p["n_factors"])
+                               p["biased"], p["n_factors"], seen_indptr=seen[0],
+                               seen_items=seen[1])
             return self._train(p, base, params, uidx, iidx, ratings, rng, val, p["n_epochs"],
                                epoch_offset=0, history=[], previous=self._state)
 
@@ -491,7 +496,9 @@ class MatrixFactorization:
                 np.concatenate([st.item_bias, np.zeros(grow_i, st.item_bias.dtype)]))
             rr = (min(st.rating_range[0], float(ratings.min())),
                   max(st.rating_range[1], float(ratings.max())))
+            seen = R.merge_seen(*self._seen(st), len(umap), uidx, iidx)
             base = replace(st, user_map=umap, item_map=imap, rating_range=rr,
+                           seen_indptr=seen[0], seen_items=seen[1],
                            user_factors=params.P, item_factors=params.Q,
                            user_bias=params.bu, item_bias=params.bi)
             p["early_stopping"] = False
@@ -588,6 +595,180 @@ class MatrixFactorization:
         ss_res = float(np.sum((r - pred) ** 2))
         ss_tot = float(np.sum((r - r.mean()) ** 2))
         return 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
+
+    # ------------------------------------------------------------------ recommend
+    @staticmethod
+    def _seen(st: FittedState) -> tuple[np.ndarray, np.ndarray]:
+        if st.seen_indptr is None:
+            return np.zeros(len(st.user_map) + 1, np.int64), np.empty(0, np.int32)
+        return st.seen_indptr, st.seen_items
+
+    def recommend(self, user: Any, n: int = 10, *, exclude_seen: bool = True,
+                  items: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n items for one user, best first.
+
+        Parameters
+        ----------
+        user : id
+            A user id. An unknown user gets the items ranked by ``mu + b'_j`` (popularity
+            aware fallback; with ``biased=False`` every item scores the global mean).
+        n : int, default 10
+            How many items (fewer when fewer candidates remain).
+        exclude_seen : bool, default True
+            Leave out the items the user rated in training.
+        items : array-like of ids, optional
+            Candidate items to rank (default: all items of the model). Unknown candidate
+            ids score ``mu + b_i``.
+
+        Returns
+        -------
+        item_ids : ndarray
+        scores : ndarray of float64
+            Predicted ratings, unclipped (clipping would create ties).
+
+        Examples
+        --------
+        >>> from mfsgd.datasets import make_ratings
+        >>> m = MatrixFactorization(n_factors=4, n_epochs=3, random_state=0)
+        >>> m = m.fit(make_ratings(50, 30, 600, random_state=0, as_frame=False))
+        >>> ids, scores = m.recommend(0, n=5)
+        >>> len(ids), bool(scores[0] >= scores[-1])
+        (5, True)
+        """
+        ids, scores = self.recommend_all([user], n, exclude_seen=exclude_seen, items=items,
+                                         _what="recommend")
+        keep = np.isfinite(scores[0])
+        return ids[0][keep], scores[0][keep]
+
+    def recommend_all(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True,
+                      items: Any = None, _what: str = "recommend_all"
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n items for many users at once: blocked matrix products and argpartition,
+        in memory bounded by about 64 MiB of scores whatever the number of users.
+
+        Parameters
+        ----------
+        users : array-like of ids, optional
+            Default: every user of the model, in ``user_ids_`` order.
+        n, exclude_seen, items
+            As in :meth:`recommend`.
+
+        Returns
+        -------
+        item_ids, scores : ndarray of shape (len(users), min(n, n_candidates))
+            Row k belongs to ``users[k]``. Where a user has fewer unseen candidates than
+            n, the remaining slots have score ``-inf``.
+        """
+        st = self._require_fitted(_what)
+        n = check_int("n", n)
+        exclude_seen = check_bool("exclude_seen", exclude_seen)
+        urows = np.arange(len(st.user_map), dtype=np.int32) if users is None else \
+            st.user_map.lookup("users", users)
+        if items is None:
+            icols, cand = None, st.item_map.ids
+        else:
+            cand = normalize_ids("items", items)
+            icols = st.item_map.lookup("items", cand)
+        cols, vals = R.recommend_rows(st, urows, n, exclude_seen, icols)
+        return cand[cols], vals
+
+    def similar_items(self, item: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The n items whose factor vectors are most cosine-similar to ``item``'s
+        (the item itself excluded); returns (item_ids, similarities)."""
+        st = self._require_fitted("similar_items")
+        row = self._row(st.item_map, item, "item")
+        c, v = R.similar(st.factors("item_factors"), row, check_int("n", n))
+        return st.item_map.ids[c], v
+
+    def similar_users(self, user: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The n users most cosine-similar to ``user`` by factor vectors (itself excluded)."""
+        st = self._require_fitted("similar_users")
+        row = self._row(st.user_map, user, "user")
+        c, v = R.similar(st.factors("user_factors"), row, check_int("n", n))
+        return st.user_map.ids[c], v
+
+    @staticmethod
+    def _row(idmap: IdMap, raw: Any, what: str) -> int:
+        r = int(idmap.lookup(what, [raw])[0])
+        if r < 0:
+            raise ValueError(f"{what} {raw!r} is not in the model.")
+        return r
+
+    def fold_in(self, X: Any, y: Any = None, *, side: str = "user") -> MatrixFactorization:
+        """Add (or recompute) users from a few ratings, holding the item side fixed.
+
+        Each user of ``X`` gets the bias and factor vector minimising that user's part
+        of the training loss, ``sum_j (r_uj - mu - b_u - b'_j - u . v_j)^2 + n_u (reg_factors
+        |u|^2 + reg_bias b_u^2)``, by a closed-form ridge solve: milliseconds, no refit.
+        New users are appended; an existing user's row is recomputed from the ratings
+        given (pass all of them). Ratings of items unknown to the model are ignored. With
+        ``side="item"`` the same is done for items, holding the users fixed.
+
+        Parameters
+        ----------
+        X, y
+            Ratings in any form ``fit`` accepts.
+        side : {"user", "item"}
+            Which side to fold in.
+
+        Returns
+        -------
+        self
+        """
+        if side not in ("user", "item"):
+            raise ValueError(f"side must be 'user' or 'item'; got {side!r}.")
+        with self._lock:
+            st = self._require_fitted("fold_in")
+            users, items, ratings = self._unpack(X, y, need_ratings=True)
+            r = check_ratings(ratings, np.dtype(np.float64))
+            if r.size == 0:
+                raise ValueError("fold_in needs at least one rating; got an empty input.")
+            own, other = (users, items) if side == "user" else (items, users)
+            own_map, other_map = (st.user_map, st.item_map) if side == "user" else \
+                (st.item_map, st.user_map)
+            other_idx = other_map.lookup("items" if side == "user" else "users", other)
+            raw_ids, inv = unique_inverse(normalize_ids("users" if side == "user" else "items",
+                                                        own))
+            if own_map.ids.size and (raw_ids.dtype.kind == "U") != (own_map.ids.dtype.kind == "U"):
+                own_map.lookup(side + "s", raw_ids)  # raises the type-mismatch error
+            F = st.factors("item_factors" if side == "user" else "user_factors").astype(np.float64)
+            ob = (st.item_bias if side == "user" else st.user_bias).astype(np.float64)
+            mu = st.kernel_mu
+            ok = other_idx >= 0
+            order = np.argsort(inv[ok], kind="stable")
+            oi, rr, gi = other_idx[ok][order], r[ok][order], inv[ok][order]
+            bounds = np.searchsorted(gi, np.arange(raw_ids.size + 1))
+            targets, feats = [], []
+            for g in range(raw_ids.size):
+                j = oi[bounds[g]:bounds[g + 1]]
+                t = rr[bounds[g]:bounds[g + 1]] - (mu + ob[j] if st.biased else 0.0)
+                targets.append(t)
+                feats.append(F[j])
+            vec, bias = R.ridge_rows(targets, feats, self.reg_factors, self.reg_bias, st.biased)
+            self._state = self._with_rows(st, side, raw_ids, vec, bias,
+                                          other_idx[ok], inv[ok])
+            return self
+
+    def _with_rows(self, st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
+                   bias: np.ndarray, other_idx: np.ndarray, group: np.ndarray) -> FittedState:
+        name = "users" if side == "user" else "items"
+        old_map = st.user_map if side == "user" else st.item_map
+        new_map, rows = old_map.extended(name, raw_ids)
+        Fw = st.user_factors if side == "user" else st.item_factors
+        b = st.user_bias if side == "user" else st.item_bias
+        grow = len(new_map) - len(old_map)
+        F2 = np.concatenate([Fw, np.zeros((grow, Fw.shape[1]), Fw.dtype)])
+        b2 = np.concatenate([b, np.zeros(grow, b.dtype)])
+        F2[rows, : st.n_factors] = vec
+        b2[rows] = bias
+        if side == "user":
+            seen = R.merge_seen(*self._seen(st), len(new_map), rows[group], other_idx)
+            return replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
+                           seen_indptr=seen[0], seen_items=seen[1])
+        seen = R.merge_seen(*self._seen(st), len(st.user_map), other_idx.astype(np.int32),
+                            rows[group])
+        return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
+                       seen_indptr=seen[0], seen_items=seen[1])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Any) -> None:

@@ -29,7 +29,8 @@ from .exceptions import ModelFileError
 FORMAT_NAME = "mfsgd"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 64 << 20  # the JSON header (history included) is never near this
-_ARRAYS = ("user_factors", "item_factors", "user_bias", "item_bias", "user_ids", "item_ids")
+_ARRAYS = ("user_factors", "item_factors", "user_bias", "item_bias", "user_ids", "item_ids",
+           "seen_indptr", "seen_items")
 _FLOATS = {"float32", "float64"}
 
 __all__ = ["save_model", "load_model", "load"]
@@ -56,6 +57,7 @@ def save_model(model: Any, path: Any) -> None:
         "user_factors": st.factors("user_factors"), "item_factors": st.factors("item_factors"),
         "user_bias": st.user_bias, "item_bias": st.item_bias,
         "user_ids": st.user_map.ids, "item_ids": st.item_map.ids,
+        "seen_indptr": model._seen(st)[0], "seen_items": model._seen(st)[1],
     }
     header = {
         "format": FORMAT_NAME,
@@ -151,7 +153,11 @@ def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dty
         if out[n][0].kind not in "iuU":
             raise _bad(path, f"{n} must hold integers or strings")
     (nu, k), (ni, k2) = _two_d(out, "user_factors", path), _two_d(out, "item_factors", path)
-    want = {"user_bias": (nu,), "item_bias": (ni,), "user_ids": (nu,), "item_ids": (ni,)}
+    want = {"user_bias": (nu,), "item_bias": (ni,), "user_ids": (nu,), "item_ids": (ni,),
+            "seen_indptr": (nu + 1,)}
+    if out["seen_indptr"][0] != np.dtype("<i8") or out["seen_items"][0] != np.dtype("<i4") \
+            or len(out["seen_items"][1]) != 1:
+        raise _bad(path, "the seen-items arrays must be int64 indptr and 1-D int32 items")
     if k != k2 or any(out[n][1] != s for n, s in want.items()):
         raise _bad(path, "array shapes disagree (factors, biases and ids must match)")
     return out
@@ -253,6 +259,10 @@ def _build(header: dict, arrays: dict, path: str, cls: Any, state_cls: Any) -> A
     except (TypeError, ValueError) as e:
         raise _bad(path, f"its stored parameters are invalid ({e})") from None
     model.dtype = arrays["user_factors"].dtype.type
+    ip, seen = arrays["seen_indptr"], arrays["seen_items"]
+    if ip[0] != 0 or ip[-1] != seen.size or np.any(np.diff(ip) < 0) or (
+            seen.size and (seen.min() < 0 or seen.max() >= arrays["item_ids"].size)):
+        raise _bad(path, "its seen-items index is inconsistent")
     for n in ("user_ids", "item_ids"):
         ids = arrays[n]
         if ids.size > 1 and len(np.unique(ids)) != ids.size:
@@ -274,7 +284,7 @@ def _build(header: dict, arrays: dict, path: str, cls: Any, state_cls: Any) -> A
         user_bias=arrays["user_bias"], item_bias=arrays["item_bias"],
         user_map=idmap_from_ids(arrays["user_ids"]), item_map=idmap_from_ids(arrays["item_ids"]),
         rating_range=(lo, hi), biased=biased, history=history, n_epochs=n_epochs,
-        best_epoch=best, n_blocks=n_blocks)
+        best_epoch=best, n_blocks=n_blocks, seen_indptr=ip, seen_items=seen)
     return model
 
 

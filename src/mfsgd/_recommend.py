@@ -1,0 +1,153 @@
+"""Top-N recommendation, similarity and fold-in on a fitted state (vectorised NumPy).
+
+Everything here reads a ``FittedState`` and returns new arrays; fold-in returns a new
+state. No Python loop runs per item or per rating; fold-in loops per folded-in row
+(one small ridge solve each).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+SCORE_BUDGET = 1 << 24  # score-matrix entries per batch of recommend_all (64 MiB float32)
+
+
+def seen_csr(uidx: np.ndarray, iidx: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user rated items as CSR (indptr int64, items int32): user u rated
+    items[indptr[u]:indptr[u+1]]. Duplicates are kept (harmless for masking)."""
+    counts = np.bincount(uidx, minlength=n_users)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    order = np.argsort(uidx, kind="stable")
+    return indptr, iidx[order].astype(np.int32)
+
+
+def merge_seen(indptr: np.ndarray, items: np.ndarray, n_users: int, uidx: np.ndarray,
+               iidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of old pairs plus new (user, item) pairs, for a model that may have grown."""
+    old_u = np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
+    return seen_csr(np.concatenate([old_u, uidx]), np.concatenate([items, iidx]), n_users)
+
+
+def _factors(st: Any) -> tuple[np.ndarray, np.ndarray]:
+    return st.factors("user_factors"), st.factors("item_factors")
+
+
+def user_scores(st: Any, urows: np.ndarray, icols: np.ndarray | None) -> np.ndarray:
+    """Predicted ratings (unclipped, float64) of users ``urows`` (-1: unknown) for items
+    ``icols`` (None: all; -1: unknown), shape (len(urows), n_items)."""
+    P, Q = _factors(st)
+    bi = st.item_bias if icols is None else np.where(icols >= 0, st.item_bias[icols], 0)
+    Qc = Q if icols is None else np.where((icols >= 0)[:, None], Q[np.maximum(icols, 0)], 0)
+    known = urows >= 0
+    Pu = np.where(known[:, None], P[np.maximum(urows, 0)], 0)
+    bu = np.where(known, st.user_bias[np.maximum(urows, 0)], 0)
+    s = (Pu @ Qc.T).astype(np.float64)
+    s += st.kernel_mu
+    s += bu[:, None]
+    s += np.asarray(bi, dtype=np.float64)[None, :]
+    if not st.biased:  # plain PMF: unknown users or items are served the global mean
+        unknown = ~known[:, None] | (np.zeros(s.shape[1], bool) if icols is None else
+                                     (icols < 0))[None, :]
+        s[np.broadcast_to(unknown, s.shape)] = st.global_mean
+    return s
+
+
+def _mask_seen(st: Any, scores: np.ndarray, urows: np.ndarray, icols: np.ndarray | None) -> None:
+    """Set the scores of items each user rated in training to -inf, in place."""
+    ip, it = st.seen_indptr, st.seen_items
+    if ip is None:
+        return
+    known = urows >= 0
+    starts = np.where(known, ip[np.maximum(urows, 0)], 0)
+    ends = np.where(known, ip[np.maximum(urows, 0) + 1], 0)
+    lens = ends - starts
+    if lens.sum() == 0:
+        return
+    rows = np.repeat(np.arange(len(urows)), lens)
+    pos = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + \
+        np.arange(lens.sum())
+    cols = it[pos]
+    if icols is None:
+        scores[rows, cols] = -np.inf
+        return
+    # candidates: map item index -> candidate column(s)
+    order = np.argsort(icols, kind="stable")
+    sorted_c = icols[order]
+    hit = np.searchsorted(sorted_c, cols)
+    ok = (hit < sorted_c.size) & (sorted_c[np.minimum(hit, sorted_c.size - 1)] == cols)
+    scores[rows[ok], order[hit[ok]]] = -np.inf
+    # (a candidate listed twice keeps its second copy; candidates are meant to be distinct)
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and scores of the n best per row, best first (argpartition + sort)."""
+    n = min(n, scores.shape[1])
+    if n == 0:
+        return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0))
+    if n < scores.shape[1]:
+        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    else:
+        part = np.broadcast_to(np.arange(n), (scores.shape[0], n)).copy()
+    ps = np.take_along_axis(scores, part, axis=1)
+    o = np.argsort(-ps, axis=1, kind="stable")
+    return np.take_along_axis(part, o, axis=1), np.take_along_axis(ps, o, axis=1)
+
+
+def recommend_rows(st: Any, urows: np.ndarray, n: int, exclude_seen: bool,
+                   icols: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n (candidate column indices, scores) for many users, in bounded memory."""
+    n_cols = st.item_bias.size if icols is None else icols.size
+    batch = max(1, SCORE_BUDGET // max(n_cols, 1))
+    n_eff = min(n, n_cols)
+    cols = np.empty((urows.size, n_eff), dtype=np.int64)
+    vals = np.empty((urows.size, n_eff), dtype=np.float64)
+    for s in range(0, urows.size, batch):
+        rows = urows[s:s + batch]
+        sc = user_scores(st, rows, icols)
+        if exclude_seen:
+            _mask_seen(st, sc, rows, icols)
+        c, v = top_n(sc, n_eff)
+        cols[s:s + batch], vals[s:s + batch] = c, v
+    return cols, vals
+
+
+def similar(factors: np.ndarray, row: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows most cosine-similar to ``row`` (itself excluded), best first."""
+    f = factors.astype(np.float64)
+    norms = np.linalg.norm(f, axis=1)
+    q = f[row] / norms[row] if norms[row] > 0 else f[row]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sims = (f @ q) / norms
+    sims[~np.isfinite(sims)] = 0.0  # all-zero rows: no direction, similarity 0
+    sims[row] = -np.inf
+    c, v = top_n(sims[None, :], min(n, f.shape[0] - 1))
+    return c[0], v[0]
+
+
+def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,
+               reg_b: float, with_bias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Solve, per row, min sum_j (t_j - b - z_j . x)^2 + n (reg_f |x|^2 + reg_b b^2).
+
+    The regulariser is counted once per rating, as in the training loss (each rating's
+    term carries lambda |u_i|^2), hence the factor n = the row's rating count."""
+    k = feats[0].shape[1] if feats else 0
+    X = np.zeros((len(targets), k))
+    B = np.zeros(len(targets))
+    for r, (t, Z) in enumerate(zip(targets, feats)):
+        n = t.size
+        if n == 0:
+            continue
+        if with_bias:
+            Z = np.hstack([Z, np.ones((n, 1))])
+        lam = np.full(Z.shape[1], n * reg_f)
+        if with_bias:
+            lam[-1] = n * reg_b
+        A = Z.T @ Z + np.diag(np.maximum(lam, 1e-12))
+        sol = np.linalg.solve(A, Z.T @ t)
+        X[r] = sol[:k]
+        if with_bias:
+            B[r] = sol[k]
+    return X, B
