@@ -113,3 +113,61 @@ def test_demo_runs_as_a_module():
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     assert res["test_rmse"] < 1.0 and len(res["history"]) == 20
+
+
+def test_cli_recommend(tmp_path, capsys):
+    u, i, r = make_ratings(100, 50, 2000, random_state=0, as_frame=False)
+    model = tmp_path / "m.mfsgd"
+    from mfsgd import MatrixFactorization
+
+    MatrixFactorization(n_factors=4, n_epochs=3, random_state=0).fit((u, i, r)).save(model)
+    assert _cli.main(["recommend", str(model), str(u[0]), "-n", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["recommendations"]) == 4 and out["known"]
+    assert not {x["item"] for x in out["recommendations"]} & set(i[u == u[0]].tolist())
+    assert _cli.main(["recommend", str(model), "999999"]) == 2
+    assert "not in the model" in capsys.readouterr().err
+    assert _cli.main(["recommend", str(model), "999999", "--allow-unknown", "-n", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_cli_plot_and_progress(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curve.png"
+    assert _cli.main(["demo", "--ratings", "5000", "--users", "200", "--items", "100",
+                      "--epochs", "3", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    captured = capsys.readouterr()
+    assert "test RMSE" in captured.out
+
+
+def test_fit_callback_sees_each_epoch_and_can_stop(small_data):
+    from mfsgd import MatrixFactorization
+
+    rows = []
+    MatrixFactorization(n_factors=2, n_epochs=4, random_state=0).fit(small_data,
+                                                                     callback=rows.append)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+
+    def stop_after_two(row):
+        if row["epoch"] == 2:
+            raise RuntimeError("enough")
+
+    m = MatrixFactorization(n_factors=2, n_epochs=9, random_state=0)
+    with pytest.raises(RuntimeError, match="enough"):
+        m.fit(small_data, callback=stop_after_two)
+    assert m.n_epochs_ == 2
+
+
+def test_plot_history_draws_both_curves(small_data, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mfsgd import MatrixFactorization, plot_history
+
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=2, n_epochs=3, random_state=0).fit(
+        (u[:5000], i[:5000], r[:5000]), eval_set=(u[5000:], i[5000:], r[5000:]))
+    ax = plot_history(m, path=tmp_path / "h.png")
+    assert len(ax.lines) == 2 and (tmp_path / "h.png").exists()

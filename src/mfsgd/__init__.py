@@ -10,6 +10,7 @@ from .exceptions import (
 )
 from .model import MatrixFactorization
 from .persistence import load
+from .plotting import plot_history
 
 
 def _select_kernel_from_env() -> None:
@@ -54,6 +55,7 @@ def show_config() -> dict:
 __all__ = [
     "MatrixFactorization",
     "load",
+    "plot_history",
     "show_config",
     "NotFittedError",
     "ModelFileError",

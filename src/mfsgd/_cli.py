@@ -47,6 +47,53 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
     print(json.dumps(obj) if getattr(args, "json", False) else text)
 
 
+class Progress:
+    """Epoch progress: a tqdm bar when tqdm is installed, else one plain line per epoch;
+    nothing with --quiet or --json."""
+
+    def __init__(self, args: argparse.Namespace, total: int) -> None:
+        self.on = not (args.quiet or args.json)
+        self.bar = None
+        if self.on:
+            from ._compat import optional_tqdm
+
+            tqdm = optional_tqdm()
+            if tqdm is not None:
+                self.bar = tqdm(total=total, unit="epoch", file=sys.stderr, leave=False)
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        if not self.on:
+            return
+        fields = {"train": f"{row['train_rmse']:.4f}"}
+        if "val_rmse" in row:
+            fields["val"] = f"{row['val_rmse']:.4f}"
+        if self.bar is not None:
+            self.bar.set_postfix(fields, refresh=False)
+            self.bar.update(1)
+        else:
+            extra = f"  val_rmse {fields['val']}" if "val" in fields else ""
+            print(f"epoch {row['epoch']:>3}  train_rmse {fields['train']}{extra}  "
+                  f"{row['seconds']:.3f}s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fit(model: MatrixFactorization, args: argparse.Namespace, data: Any, **kw: Any) -> float:
+    prog = Progress(args, model.n_epochs)
+    t0 = time.perf_counter()
+    try:
+        model.fit(data, callback=prog, **kw)
+    finally:
+        prog.close()
+    if getattr(args, "plot", None):
+        from .plotting import plot_history
+
+        plot_history(model, path=args.plot)
+    return time.perf_counter() - t0
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .datasets import make_ratings
 
@@ -62,12 +109,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
               f"{time.perf_counter() - t0:.1f}s; 10% held out.")
     params = {"n_factors": 32, "n_epochs": 20, "learning_rate": 0.02, "reg_factors": 0.05,
               "random_state": 0, **_hyper(args)}
-    model = MatrixFactorization(verbose=not (args.quiet or args.json), **params)
-    t1 = time.perf_counter()
-    model.fit(train, eval_set=test)
-    fit_s = time.perf_counter() - t1
+    model = MatrixFactorization(**params)
+    fit_s = _fit(model, args, train, eval_set=test)
     rmse = float(np.sqrt(np.mean((model.predict(test[:2]) - test[2]) ** 2)))
-    updates = len(train[2]) * model.n_epochs_ / fit_s
+    updates = len(train[2]) * model.n_epochs_ / sum(h["seconds"] for h in model.history_)
     _emit(args, {"test_rmse": rmse, "noise": args.noise, "fit_seconds": fit_s,
                  "updates_per_second": updates, "history": model.history_},
           f"test RMSE {rmse:.4f} (noise floor {args.noise}); fit {fit_s:.2f}s, "
@@ -79,13 +124,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     data = load_csv(args.data, columns=args.columns.split(",") if args.columns else None,
                     as_frame=False)
-    model = MatrixFactorization(verbose=not (args.quiet or args.json), **_hyper(args))
-    t0 = time.perf_counter()
-    model.fit(data)
+    model = MatrixFactorization(**_hyper(args))
+    secs = _fit(model, args, data)
     model.save(args.output)
     _emit(args, {"output": args.output, "ratings": len(data[2]), "users": len(model.user_ids_),
                  "items": len(model.item_ids_), "train_rmse": model.history_[-1]["train_rmse"],
-                 "seconds": time.perf_counter() - t0},
+                 "seconds": secs},
           f"saved {args.output}: {len(model.user_ids_)} users, {len(model.item_ids_)} items, "
           f"train RMSE {model.history_[-1]['train_rmse']:.4f}")
 
@@ -111,6 +155,23 @@ def cmd_predict(args: argparse.Namespace) -> None:
              "item_known": bool(m._state.item_map.lookup("i", [i])[0] >= 0)}
     _emit(args, {"user": args.user, "item": args.item, "prediction": pred, **known},
           f"{pred:.4f}")
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    m = _load(args.model)
+    try:
+        user = _id(m.user_ids_, args.user)
+    except ValueError:
+        raise UserError("this model's ids are integers; got a non-integer user id") from None
+    known = bool(m._state.user_map.lookup("u", [user])[0] >= 0)
+    if not known and not args.allow_unknown:
+        raise UserError(f"user {args.user!r} is not in the model (pass --allow-unknown for "
+                        "the popularity fallback)")
+    ids, scores = m.recommend(user, n=args.n, exclude_seen=not args.include_seen)
+    rows = [{"item": v.item() if hasattr(v, "item") else v, "score": float(s)}
+            for v, s in zip(ids, scores)]
+    _emit(args, {"user": args.user, "known": known, "recommendations": rows},
+          "\n".join(f"{r['item']}\t{r['score']:.4f}" for r in rows))
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -149,11 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("item")
     pr.set_defaults(func=cmd_predict)
 
+    rc = sub.add_parser("recommend", help="top-N items for a user")
+    rc.add_argument("model")
+    rc.add_argument("user")
+    rc.add_argument("-n", type=int, default=10)
+    rc.add_argument("--include-seen", action="store_true", help="keep items rated in training")
+    rc.add_argument("--allow-unknown", action="store_true",
+                    help="serve an unknown user by item popularity instead of failing")
+    rc.set_defaults(func=cmd_recommend)
+
     i = sub.add_parser("info", help="describe a saved model")
     i.add_argument("model")
     i.set_defaults(func=cmd_info)
 
-    for sp in (d, t, pr, i):
+    for sp in (d, t):
+        sp.add_argument("--plot", metavar="PNG", help="save the RMSE-per-epoch curve here")
+    for sp in (d, t, pr, rc, i):
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return p

@@ -401,7 +401,8 @@ class MatrixFactorization:
         return umap.lookup("eval_set users", u), imap.lookup("eval_set items", i), r
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, y: Any = None, *, eval_set: Any = None) -> MatrixFactorization:
+    def fit(self, X: Any, y: Any = None, *, eval_set: Any = None,
+            callback: Any = None) -> MatrixFactorization:
         """Fit the model to ratings.
 
         Parameters
@@ -416,6 +417,10 @@ class MatrixFactorization:
         eval_set : same forms as X, optional
             Validation ratings: their RMSE is recorded per epoch in ``history_`` and,
             with ``early_stopping``, drives it.
+        callback : callable, optional
+            Called after every epoch with that epoch's ``history_`` record (a dict), e.g.
+            to drive a progress bar. An exception it raises stops training like Ctrl-C
+            does, keeping the last completed epoch.
 
         Returns
         -------
@@ -456,9 +461,10 @@ class MatrixFactorization:
                                p["biased"], p["n_factors"], seen_indptr=seen[0],
                                seen_items=seen[1])
             return self._train(p, base, params, uidx, iidx, ratings, rng, val, p["n_epochs"],
-                               epoch_offset=0, history=[], previous=self._state)
+                               epoch_offset=0, history=[], callback=callback)
 
-    def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1) -> MatrixFactorization:
+    def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1, *,
+                    callback: Any = None) -> MatrixFactorization:
         """Continue training on (new) ratings for ``n_epochs`` epochs.
 
         Ratings of users or items the model has not seen grow the model: their rows
@@ -472,7 +478,7 @@ class MatrixFactorization:
                 saved = self.n_epochs
                 try:
                     self.n_epochs = n_epochs
-                    return self.fit(X, y)
+                    return self.fit(X, y, callback=callback)
                 finally:
                     self.n_epochs = saved
             p = self._checked_params()
@@ -503,7 +509,8 @@ class MatrixFactorization:
                            user_bias=params.bu, item_bias=params.bi)
             p["early_stopping"] = False
             return self._train(p, base, params, uidx, iidx, ratings, rng, None, n_epochs,
-                               epoch_offset=st.n_epochs, history=list(st.history), previous=st)
+                               epoch_offset=st.n_epochs, history=list(st.history),
+                               callback=callback)
 
     def _continuation_rng(self, epochs_done: int) -> np.random.Generator:
         rs = self.random_state
@@ -512,7 +519,8 @@ class MatrixFactorization:
         return check_random_state(rs)
 
     def _train(self, p, base: FittedState, params: T.Params, uidx, iidx, ratings, rng, val,
-               n_epochs: int, *, epoch_offset: int, history: list, previous) -> MatrixFactorization:
+               n_epochs: int, *, epoch_offset: int, history: list,
+               callback: Any = None) -> MatrixFactorization:
         nb = p["n_blocks"] or T.default_n_blocks(p["n_threads"])
         # Cells (cache blocking inside a block) reorder the ratings, so shuffle=False,
         # which promises the given order, runs without them.
@@ -525,11 +533,19 @@ class MatrixFactorization:
         hyper = self._hyper(p, base.kernel_mu)
         clip = base.rating_range if p["clip"] else None
 
+        failure: list[BaseException] = []
+
         def report(row: dict[str, Any]) -> None:
             if p["verbose"]:
                 extra = f"  val_rmse {row['val_rmse']:.4f}" if "val_rmse" in row else ""
                 print(f"epoch {row['epoch']:>3}  train_rmse {row['train_rmse']:.4f}{extra}"
                       f"  {row['seconds']:.3f}s", flush=True)
+            if callback is not None:
+                try:
+                    callback(row)
+                except BaseException as e:  # stop like Ctrl-C, then re-raise it
+                    failure.append(e)
+                    raise KeyboardInterrupt from e
 
         res = T.train(layout, params, hyper, n_epochs=n_epochs, n_threads=p["n_threads"],
                       rng=rng, shuffle=p["shuffle"], lr_schedule=self._lr_schedule(p), val=val,
@@ -552,6 +568,8 @@ class MatrixFactorization:
         if res.reason == "interrupted":
             kept = (f"the model keeps epoch {done}" if res.epochs_done
                     else "no epoch completed, so the model is unchanged")
+            if failure and not isinstance(failure[0], KeyboardInterrupt):
+                raise failure[0]  # the callback's own error; the model keeps epoch `done`
             warnings.warn(f"Training interrupted in epoch {done + 1}; {kept}.",
                           TrainingInterrupted, stacklevel=3)
             raise KeyboardInterrupt
