@@ -17,11 +17,16 @@ SCORE_BUDGET = 1 << 24  # score-matrix entries per batch of recommend_all (64 Mi
 def seen_csr(uidx: np.ndarray, iidx: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-user rated items as CSR (indptr int64, items int32): user u rated
     items[indptr[u]:indptr[u+1]]. Duplicates are kept (harmless for masking)."""
-    counts = np.bincount(uidx, minlength=n_users)
+    from . import _sgd
+    from ._training import counts_of
+
+    uidx = np.ascontiguousarray(uidx, dtype=np.int32)
     indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    order = np.argsort(uidx, kind="stable")
-    return indptr, iidx[order].astype(np.int32)
+    np.cumsum(counts_of(uidx, n_users), out=indptr[1:])
+    items = np.empty(uidx.size, dtype=np.int32)
+    _sgd.scatter_by_key(uidx, np.ascontiguousarray(iidx, dtype=np.int32), indptr[:-1].copy(),
+                        items)
+    return indptr, items
 
 
 def merge_seen(indptr: np.ndarray, items: np.ndarray, n_users: int, uidx: np.ndarray,

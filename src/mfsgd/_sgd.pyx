@@ -9,7 +9,7 @@
 # Contract for every function: the Python wrapper validated the inputs (index
 # ranges, equal lengths, dtypes, contiguity); nothing here checks them again, and
 # no Python object is touched while the GIL is released.
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from cython cimport floating
 
 cdef extern from "_kernel.h" nogil:
@@ -184,3 +184,39 @@ def predict_pairs(const int32_t[::1] users, const int32_t[::1] items,
         else:
             mf_predict_f64(&users[0], &items[0], n, &user_factors[0, 0], &item_factors[0, 0],
                            &user_bias[0], &item_bias[0], k, mu, &out[0])
+
+
+# ---- counting sort helpers for the layout and the seen-items record -------------------
+# O(n), stable, and without the int64 permutation array of np.argsort (8 bytes per
+# rating): the layout of 100 M ratings must fit in a few GiB next to the input arrays.
+
+ctypedef fused key_t:
+    uint16_t
+    uint32_t
+    int32_t
+
+ctypedef fused value_t:
+    int32_t
+    float
+    double
+
+
+def count_keys(const key_t[::1] keys, int64_t[::1] counts):
+    """counts[k] += number of positions with keys == k (keys assumed < len(counts))."""
+    cdef Py_ssize_t t, n = keys.shape[0]
+    with nogil:
+        for t in range(n):
+            counts[keys[t]] += 1
+
+
+def scatter_by_key(const key_t[::1] keys, const value_t[::1] src, int64_t[::1] cursor,
+                   value_t[::1] out):
+    """Stable counting-sort pass: out[cursor[keys[t]]++] = src[t] for t in order.
+
+    Contract: cursor holds each key's first output position (it is advanced in place);
+    out has room for every position; keys index cursor. Runs without the GIL."""
+    cdef Py_ssize_t t, n = keys.shape[0]
+    with nogil:
+        for t in range(n):
+            out[cursor[keys[t]]] = src[t]
+            cursor[keys[t]] += 1

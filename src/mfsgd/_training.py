@@ -56,11 +56,18 @@ def default_n_cells(n_users: int, n_items: int, n_ratings: int, row_bytes: int, 
     return int(max(1, min(s_cache, s_small, 255)))
 
 
+def counts_of(indices: np.ndarray, n: int) -> np.ndarray:
+    """Occurrences of each index 0..n-1 (np.bincount would make an int64 copy first)."""
+    counts = np.zeros(n, dtype=np.int64)
+    _sgd.count_keys(indices, counts)
+    return counts
+
+
 def _balanced_split(indices: np.ndarray, n: int, parts: int) -> np.ndarray:
     """Part of each of n ids: contiguous id ranges with about equal rating counts."""
     if parts == 1:
         return np.zeros(n, dtype=np.int64)
-    counts = np.bincount(indices, minlength=n).astype(np.float64)
+    counts = counts_of(indices, n).astype(np.float64)
     before = np.cumsum(counts) - counts  # ratings of ids before this one
     total = max(counts.sum(), 1.0)
     return np.minimum((before * parts / total).astype(np.int64), parts - 1)
@@ -80,27 +87,43 @@ class Layout:
     seg_cell: np.ndarray  # cell of each segment; cell id = (block * S + sub_r) * S + sub_c
 
     @classmethod
-    def build(cls, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
-              n_items: int, p: int, s: int = 1) -> Layout:
+    def build(cls, triples: list, n_users: int, n_items: int, p: int, s: int = 1) -> Layout:
+        """Layout of ``triples = [users, items, ratings]`` (int32, int32, model dtype).
+
+        The list is emptied: each source array is dropped as soon as its copy is made,
+        so a caller that passed its only references keeps memory at one extra copy."""
+        users, items, ratings = triples
+        triples.clear()
         n_cells_total = p * p * s * s
         if n_cells_total == 1:
-            # One copy, in the given order (kept exactly when shuffle=False).
-            u, i, r = users.copy(), items.copy(), ratings.copy()
+            # The given order (kept exactly when shuffle=False). The index arrays are the
+            # wrapper's own (made by the id mapping); the ratings may be the caller's
+            # array, and the kernel shuffles in place, so they are copied.
+            u, i, r = users, items, ratings.copy()
             sizes = np.array([len(r)], dtype=np.int64)
         else:
             fu = _balanced_split(users, n_users, p * s)
             fi = _balanced_split(items, n_items, p * s)
             # cell key: block (fu // s, fi // s), then sub-range (fu % s, fi % s)
-            key_u = (fu // s) * (p * s * s) + (fu % s) * s
-            key_i = (fi // s) * (s * s) + (fi % s)
             kdt = np.uint16 if n_cells_total <= 1 << 16 else np.uint32
-            key = (key_u[users] + key_i[items]).astype(kdt)
+            key_u = ((fu // s) * (p * s * s) + (fu % s) * s).astype(kdt)
+            key_i = ((fi // s) * (s * s) + (fi % s)).astype(kdt)
+            key = key_u[users]
+            key += key_i[items]
             del fu, fi, key_u, key_i
-            order = np.argsort(key, kind="stable")  # radix sort for 16-bit keys: O(n)
-            sizes = np.bincount(key, minlength=n_cells_total).astype(np.int64)
-            del key
-            u, i, r = users[order], items[order], ratings[order]
-            del order
+            # Counting sort by cell, one array at a time, each source freed once copied.
+            sizes = np.zeros(n_cells_total, dtype=np.int64)
+            _sgd.count_keys(key, sizes)
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            u = np.empty_like(users)
+            _sgd.scatter_by_key(key, users, starts.copy(), u)
+            del users
+            i = np.empty_like(items)
+            _sgd.scatter_by_key(key, items, starts.copy(), i)
+            del items
+            r = np.empty_like(ratings)
+            _sgd.scatter_by_key(key, ratings, starts, r)
+            del ratings, key
         nseg = np.maximum(1, -(-sizes // SEGMENT))
         seg_cell = np.repeat(np.arange(n_cells_total, dtype=np.int64), nseg)
         # segment j of cell c starts at cell_start + j * size // nseg (even split)

@@ -444,13 +444,13 @@ class MatrixFactorization:
             umap, uidx = IdMap.fit("users", users)
             imap, iidx = IdMap.fit("items", items)
             rng = check_random_state(self.random_state)
-            seen = R.seen_csr(uidx, iidx, len(umap))
-            val = None
+            val, held = None, None
             if eval_set is not None:
                 val = self._eval_indices(eval_set, umap, imap, p["dtype"])
             elif p["early_stopping"]:
                 tr, va = T.hold_out(ratings.size, p["validation_fraction"], rng)
                 val = (uidx[va], iidx[va], ratings[va])
+                held = val[:2]  # held-out ratings still count as seen by their users
                 uidx, iidx, ratings = uidx[tr], iidx[tr], ratings[tr]
             mean = float(np.mean(ratings, dtype=np.float64))
             params = T.Params(
@@ -458,10 +458,12 @@ class MatrixFactorization:
                 np.zeros(len(umap), dtype=p["dtype"]), np.zeros(len(imap), dtype=p["dtype"]))
             rr = (float(ratings.min()), float(ratings.max()))
             base = FittedState(mean, params.P, params.Q, params.bu, params.bi, umap, imap, rr,
-                               p["biased"], p["n_factors"], seen_indptr=seen[0],
-                               seen_items=seen[1])
-            return self._train(p, base, params, uidx, iidx, ratings, rng, val, p["n_epochs"],
-                               epoch_offset=0, history=[], callback=callback)
+                               p["biased"], p["n_factors"])
+            del users, items, X, y  # the caller's arrays are not ours to hold longer
+            triples = [uidx, iidx, ratings]
+            del uidx, iidx, ratings  # _train frees them once the layout has its copy
+            return self._train(p, base, params, triples, rng, val, p["n_epochs"],
+                               epoch_offset=0, history=[], callback=callback, seen_extra=held)
 
     def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1, *,
                     callback: Any = None) -> MatrixFactorization:
@@ -502,13 +504,13 @@ class MatrixFactorization:
                 np.concatenate([st.item_bias, np.zeros(grow_i, st.item_bias.dtype)]))
             rr = (min(st.rating_range[0], float(ratings.min())),
                   max(st.rating_range[1], float(ratings.max())))
-            seen = R.merge_seen(*self._seen(st), len(umap), uidx, iidx)
             base = replace(st, user_map=umap, item_map=imap, rating_range=rr,
-                           seen_indptr=seen[0], seen_items=seen[1],
                            user_factors=params.P, item_factors=params.Q,
                            user_bias=params.bu, item_bias=params.bi)
             p["early_stopping"] = False
-            return self._train(p, base, params, uidx, iidx, ratings, rng, None, n_epochs,
+            triples = [uidx, iidx, ratings]
+            del uidx, iidx, ratings
+            return self._train(p, base, params, triples, rng, None, n_epochs,
                                epoch_offset=st.n_epochs, history=list(st.history),
                                callback=callback)
 
@@ -518,18 +520,20 @@ class MatrixFactorization:
             return np.random.default_rng([int(rs), epochs_done])
         return check_random_state(rs)
 
-    def _train(self, p, base: FittedState, params: T.Params, uidx, iidx, ratings, rng, val,
+    def _train(self, p, base: FittedState, params: T.Params, triples: list, rng, val,
                n_epochs: int, *, epoch_offset: int, history: list,
-               callback: Any = None) -> MatrixFactorization:
+               callback: Any = None, seen_extra: tuple | None = None) -> MatrixFactorization:
         nb = p["n_blocks"] or T.default_n_blocks(p["n_threads"])
+        n_ratings = triples[2].size
         # Cells (cache blocking inside a block) reorder the ratings, so shuffle=False,
         # which promises the given order, runs without them.
         row_bytes = params.P.shape[1] * params.P.itemsize
-        ns = T.default_n_cells(len(base.user_map), len(base.item_map), ratings.size,
+        ns = T.default_n_cells(len(base.user_map), len(base.item_map), n_ratings,
                                row_bytes, nb) if p["shuffle"] else 1
-        layout = T.Layout.build(uidx, iidx, ratings, len(base.user_map), len(base.item_map),
-                                nb, ns)
-        del uidx, iidx
+        # The layout takes the index arrays out of `triples` (its only reference) and
+        # frees each as soon as its reordered copy exists: peak memory stays at about one
+        # extra copy of the ratings.
+        layout = T.Layout.build(triples, len(base.user_map), len(base.item_map), nb, ns)
         hyper = self._hyper(p, base.kernel_mu)
         clip = base.rating_range if p["clip"] else None
 
@@ -557,8 +561,21 @@ class MatrixFactorization:
             best = next((r["epoch"] for r in reversed(res.history) if r.get("best")), None)
         done = epoch_offset + res.epochs_done
         if res.epochs_done > 0 or epoch_offset > 0:
+            # The seen-items record is built from the layout after training, once its
+            # ratings are freed, so that it does not add to the peak memory of training.
+            layout.ratings = None
+            su, si = layout.users, layout.items
+            del layout
+            if seen_extra is not None:
+                su, si = np.concatenate([su, seen_extra[0]]), np.concatenate([si, seen_extra[1]])
+            if base.seen_indptr is None:
+                seen = R.seen_csr(su, si, len(base.user_map))
+            else:
+                seen = R.merge_seen(base.seen_indptr, base.seen_items, len(base.user_map), su, si)
+            del su, si
             self._state = replace(base, history=history + res.history, n_epochs=done,
-                                  best_epoch=best, n_blocks=nb)
+                                  best_epoch=best, n_blocks=nb, seen_indptr=seen[0],
+                                  seen_items=seen[1])
         if res.reason == "diverged":
             kept = (f"the model keeps the parameters of epoch {done}" if res.epochs_done
                     else "no epoch completed, so the model is unchanged")
