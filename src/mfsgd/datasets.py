@@ -309,3 +309,329 @@ def _read_numpy(path: str, sep: str, has_header: bool, pos: list[int]):
             except ValueError:
                 ratings.append(np.nan)
     return np.array(users), np.array(items), np.array(ratings, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------- MovieLens
+__all__ += ["load_movielens", "get_data_home", "DownloadError", "ChecksumError"]
+
+#: Where the MovieLens zips are downloaded from; ``MFSGD_MOVIELENS_URL`` overrides it
+#: (read at every call), e.g. for a mirror or a local server.
+MOVIELENS_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
+
+# variant: (zip name, ratings member, field separator, header line, columns used).
+# ml-1m and ml-10m separate fields by "::"; reading them with the one-character
+# separator ":" (every other field is then empty) lets pandas' fast C parser and
+# numpy.loadtxt read them.
+_MOVIELENS = {
+    "100k": ("ml-100k.zip", "ml-100k/u.data", "\t", False, (0, 1, 2, 3)),
+    "1m": ("ml-1m.zip", "ml-1m/ratings.dat", ":", False, (0, 2, 4, 6)),
+    "10m": ("ml-10m.zip", "ml-10M100K/ratings.dat", ":", False, (0, 2, 4, 6)),
+    "20m": ("ml-20m.zip", "ml-20m/ratings.csv", ",", True, (0, 1, 2, 3)),
+    "25m": ("ml-25m.zip", "ml-25m/ratings.csv", ",", True, (0, 1, 2, 3)),
+    "32m": ("ml-32m.zip", "ml-32m/ratings.csv", ",", True, (0, 1, 2, 3)),
+    "latest-small": ("ml-latest-small.zip", "ml-latest-small/ratings.csv", ",", True,
+                     (0, 1, 2, 3)),
+}
+
+# SHA-256 of the official zips. GroupLens publishes only MD5 files (ml-*.zip.md5); these
+# SHA-256 values are the ones pinned by TensorFlow Datasets (url_checksums/movielens.txt:
+# 100k, 1m, 20m, 25m, latest-small) and, for 10m and 32m, by several independent projects
+# that also checked GroupLens' MD5 (10m: ce571fd5..., 32m: d472be33...). A variant mapped
+# to None is verified trust-on-first-use: the SHA-256 of the first copy is recorded in a
+# sidecar file "<zip>.sha256" and every later load is checked against it.
+_MOVIELENS_SHA256: dict[str, str | None] = {
+    "100k": "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+    "1m": "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+    "10m": "813c411ccb6122564edfe752e7f80c4dcc5aa25fa94c93622f6877a7ba252862",
+    "20m": "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
+    "25m": "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",
+    "32m": "e4a68655d7386b8f95f2f2424b2ff975dfdd15ffd59e0d864a14dca43e99d6ee",
+    "latest-small": "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
+}
+
+_DOWNLOAD_TIMEOUT = 60.0  # seconds without progress before a download is abandoned
+_CHUNK = 1 << 20
+
+
+class DownloadError(ConnectionError):
+    """A data set could not be downloaded (no network, HTTP error, truncated transfer).
+
+    The message names the URL and where to place the file by hand.
+    """
+
+
+class ChecksumError(OSError):
+    """A downloaded or cached file does not have the expected SHA-256 checksum."""
+
+
+def get_data_home(data_home: Any = None) -> str:
+    """The folder where downloaded data sets are kept (created if missing).
+
+    Parameters
+    ----------
+    data_home : str or PathLike, optional
+        Use this folder. Otherwise the environment variable ``MFSGD_DATA``, else
+        ``$XDG_CACHE_HOME/mfsgd``, else ``~/.cache/mfsgd``.
+
+    Returns
+    -------
+    str
+        The absolute path of the folder.
+    """
+    import os
+
+    if data_home is None:
+        data_home = os.environ.get("MFSGD_DATA") or None
+    if data_home is None:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        data_home = os.path.join(cache, "mfsgd")
+    path = os.path.abspath(os.path.expanduser(os.fspath(data_home)))
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _movielens_variant(variant: Any) -> str:
+    if not isinstance(variant, str):
+        raise TypeError(f"variant must be a string such as '100k'; got {variant!r}.")
+    v = variant.strip().lower()
+    v = v[3:] if v.startswith("ml-") else v
+    if v not in _MOVIELENS:
+        raise ValueError(f"variant must be one of {list(_MOVIELENS)}; got {variant!r}.")
+    return v
+
+
+def _movielens_url(variant: str) -> str:
+    import os
+
+    base = os.environ.get("MFSGD_MOVIELENS_URL") or MOVIELENS_BASE_URL
+    return base.rstrip("/") + "/" + _MOVIELENS[variant][0]
+
+
+def _sha256_of(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _manual_hint(url: str, path: str) -> str:
+    return (f"To work offline, download {url} on a machine with internet access and place it "
+            f"at {path} (or point data_home= / MFSGD_DATA to the folder holding it); set "
+            "MFSGD_MOVIELENS_URL to download from a mirror.")
+
+
+def _download(url: str, path: str, expected: str | None) -> str:
+    """Stream ``url`` into a temporary file beside ``path``, check it, rename it into place.
+
+    Returns the SHA-256 of the file. Nothing is left behind on failure.
+    """
+    import contextlib
+    import hashlib
+    import http.client
+    import os
+    import sys
+    import tempfile
+    import urllib.error
+    import urllib.request
+
+    from ._version import __version__
+
+    folder, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            h = hashlib.sha256()
+            received = 0
+            req = urllib.request.Request(url, headers={"User-Agent": f"mfsgd/{__version__}"})
+            print(f"mfsgd: downloading {url} to {path}", file=sys.stderr, flush=True)
+            try:
+                resp = urllib.request.urlopen(req, timeout=_DOWNLOAD_TIMEOUT)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                raise DownloadError(f"Could not download {url}: {exc}. "
+                                    f"{_manual_hint(url, path)}") from exc
+            with resp:
+                length = resp.headers.get("Content-Length")
+                while True:
+                    try:
+                        chunk = resp.read(_CHUNK)
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise DownloadError(f"Download of {url} failed after {received} bytes: "
+                                            f"{exc!r}. {_manual_hint(url, path)}") from exc
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    h.update(chunk)
+                    received += len(chunk)
+            if length is not None and length.isdigit() and received != int(length):
+                raise DownloadError(f"Download of {url} was cut short: got {received} of "
+                                    f"{length} bytes. Try again. {_manual_hint(url, path)}")
+            out.flush()
+            os.fsync(out.fileno())
+        digest = h.hexdigest()
+        if expected is not None and digest != expected:
+            raise ChecksumError(f"The file downloaded from {url} has SHA-256 {digest}, expected "
+                                f"{expected}; it was discarded. The transfer was corrupted or "
+                                "the server holds a different file; try again, or check "
+                                "MFSGD_MOVIELENS_URL if you set it.")
+        os.replace(tmp, path)
+        return digest
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _verify(path: str, variant: str, fresh_digest: str | None) -> None:
+    """Check the cached zip against the known SHA-256, or against (or into) its sidecar."""
+    import os
+
+    expected = _MOVIELENS_SHA256.get(variant)
+    digest = fresh_digest or _sha256_of(path)
+    sidecar = path + ".sha256"
+    if expected is None and os.path.exists(sidecar):
+        with open(sidecar, encoding="ascii") as f:
+            expected = (f.read().split() or [""])[0].lower()
+        source = f"the checksum recorded at its first download ({sidecar})"
+    else:
+        source = "the official archive's checksum"
+    if expected is None:
+        # Trust on first use: record the checksum so later loads detect any change.
+        tmp = sidecar + ".tmp"
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(f"{digest}  {os.path.basename(path)}\n")
+        os.replace(tmp, sidecar)
+        return
+    if digest != expected:
+        raise ChecksumError(f"{path} has SHA-256 {digest}, but {source} is {expected}: the "
+                            "file is damaged or not the official archive. Delete it and call "
+                            "load_movielens again to download it anew.")
+
+
+def _read_movielens(path: str, variant: str, as_frame: bool) -> Any:
+    import io
+    import zipfile
+
+    _, member, sep, header, cols = _MOVIELENS[variant]
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise OSError(f"{path} is not a valid zip archive ({exc}); delete it and call "
+                      "load_movielens again to download it anew.") from exc
+    with zf:
+        names = zf.namelist()
+        if member not in names:
+            base = member.rsplit("/", 1)[-1]
+            found = [n for n in names if n.rsplit("/", 1)[-1] == base]
+            if not found:
+                raise OSError(f"{path} holds no {member} (members: {names[:10]}); it is not the "
+                              f"MovieLens {variant} archive. Delete it and call load_movielens "
+                              "again.")
+            member = found[0]
+        with zf.open(member) as raw:
+            try:
+                import pandas as pd
+            except ImportError:
+                pd = None
+            if pd is not None:
+                df = pd.read_csv(raw, sep=sep, header=None, skiprows=int(header),
+                                 usecols=list(cols), engine="c",
+                                 dtype={cols[0]: np.int64, cols[1]: np.int64,
+                                        cols[2]: np.float32, cols[3]: np.int64})
+                users, items, ratings, stamps = (df[c].to_numpy() for c in cols)
+            else:
+                text = io.TextIOWrapper(raw, encoding="latin-1")
+                a = np.loadtxt(text, delimiter=sep, skiprows=int(header), usecols=cols,
+                               dtype=np.float64, ndmin=2)
+                users, items = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64)
+                ratings, stamps = a[:, 2].astype(np.float32), a[:, 3].astype(np.int64)
+    if as_frame:
+        from ._compat import require_pandas
+
+        pdm = require_pandas("load_movielens(as_frame=True)")
+        return pdm.DataFrame({"user": users, "item": items, "rating": ratings,
+                              "timestamp": stamps})
+    return users, items, ratings, stamps
+
+
+def load_movielens(variant: str = "100k", *, data_home: Any = None,
+                   as_frame: bool | str = "auto", download: bool = True) -> Any:
+    """Load the ratings of a MovieLens data set, downloading it once from GroupLens.
+
+    Parameters
+    ----------
+    variant : {"100k", "1m", "10m", "20m", "25m", "32m", "latest-small"}, default "100k"
+        Which data set (``"ml-100k"`` etc. also work).
+    data_home : str or PathLike, optional
+        Cache folder; see :func:`get_data_home` (``MFSGD_DATA``, ``$XDG_CACHE_HOME/mfsgd``,
+        ``~/.cache/mfsgd``).
+    as_frame : bool or "auto", default "auto"
+        A DataFrame with columns ``user, item, rating, timestamp`` (``"auto"``: when
+        pandas is installed), else a tuple ``(users, items, ratings, timestamps)`` of
+        int64, int64, float32 and int64 arrays (``fit(data[:3])`` fits it).
+    download : bool, default True
+        Download the zip if it is not in the cache folder; False raises instead.
+
+    Returns
+    -------
+    DataFrame or tuple of arrays
+        The ratings in file order; timestamps are Unix seconds.
+
+    Raises
+    ------
+    DownloadError
+        (a ``ConnectionError``, hence ``OSError``) The download failed; the message
+        names the URL and where to place the file by hand.
+    ChecksumError
+        (an ``OSError``) The downloaded or cached zip has the wrong SHA-256.
+    FileNotFoundError
+        The zip is not cached and ``download`` is False.
+
+    Notes
+    -----
+    The zip ``ml-<variant>.zip`` is fetched from ``MOVIELENS_BASE_URL``
+    (https://files.grouplens.org/datasets/movielens/; the environment variable
+    ``MFSGD_MOVIELENS_URL`` overrides it) into the cache folder, streamed to a
+    temporary file that is renamed into place only once complete and verified, so an
+    interrupted download never leaves a partial file. A cached zip is never downloaded
+    again. Every load verifies its SHA-256: against the official checksums built into
+    mfsgd; for a variant without one, against the checksum recorded in
+    ``<zip>.sha256`` when the file was first seen (trust on first use). A file placed
+    in the cache folder by hand is verified the same way. Only the ratings file is
+    read, straight from the zip (``u.data``, tab-separated, for 100k;
+    ``ratings.dat`` with ``::`` for 1m and 10m; ``ratings.csv`` with a header for the
+    others). The data are subject to GroupLens' license (non-commercial use;
+    see the README inside each zip).
+
+    Examples
+    --------
+    >>> from mfsgd.datasets import load_movielens
+    >>> df = load_movielens("100k")          # doctest: +SKIP
+    >>> df.shape                             # doctest: +SKIP
+    (100000, 4)
+    """
+    import os
+
+    variant = _movielens_variant(variant)
+    if not isinstance(download, (bool, np.bool_)):
+        raise TypeError(f"download must be True or False; got {download!r}.")
+    if as_frame == "auto":
+        try:
+            import pandas  # noqa: F401
+            as_frame = True
+        except ImportError:
+            as_frame = False
+    folder = get_data_home(data_home)
+    path = os.path.join(folder, _MOVIELENS[variant][0])
+    digest = None
+    if not os.path.exists(path):
+        url = _movielens_url(variant)
+        if not download:
+            raise FileNotFoundError(f"{path} does not exist and download=False. Pass "
+                                    f"download=True, or place the file there by hand. "
+                                    f"{_manual_hint(url, path)}")
+        digest = _download(url, path, _MOVIELENS_SHA256.get(variant))
+    _verify(path, variant, digest)
+    return _read_movielens(path, variant, bool(as_frame))

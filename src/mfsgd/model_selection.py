@@ -1,0 +1,610 @@
+"""Splitting ratings into training and test sets, and cross-validation.
+
+Every splitter accepts the data forms ``fit`` accepts and returns the form it was
+given: a pandas DataFrame (rows taken with ``.iloc``, index kept), a tuple or list of
+equally long columns (``(users, items, ratings)``, or with more columns such as the
+timestamps from :func:`mfsgd.datasets.load_movielens`), a dict of columns, or a 2-D
+array of rows. Parts keep the rows' original order. Per-user splits group rows with
+one stable argsort over a random permutation (vectorised: no Python loop per user or
+rating).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ._idmap import normalize_ids, unique_inverse
+from ._validation import as_1d, check_bool, check_int, check_random_state, unpack_data
+
+__all__ = [
+    "train_test_split",
+    "leave_k_out",
+    "per_user_split",
+    "temporal_split",
+    "KFold",
+    "PredefinedSplit",
+    "cross_validate",
+]
+
+
+# ---------------------------------------------------------------------- data forms
+def _is_frame(data: Any) -> bool:
+    return hasattr(data, "iloc") and hasattr(data, "columns")
+
+
+_FORMS = ("a DataFrame, a (users, items, ratings) tuple of equally long columns, a dict of "
+          "columns, or a 2-D array of rows")
+
+
+def _n_rows(data: Any, what: str = "data") -> int:
+    """Number of rows of ``data``, checking that it is one of the supported forms."""
+    if _is_frame(data):
+        return len(data)
+    if isinstance(data, dict):
+        cols = list(data.items())
+    elif isinstance(data, (tuple, list)):
+        if len(data) < 2 or all(np.ndim(c) == 0 for c in data):
+            raise ValueError(f"{what} must be {_FORMS}; got a {type(data).__name__} of "
+                             f"{len(data)} scalars.")
+        cols = [(f"column {j}", c) for j, c in enumerate(data)]
+    elif isinstance(data, np.ndarray) and data.ndim == 2:
+        return int(data.shape[0])
+    else:
+        shape = f" of shape {np.shape(data)}" if isinstance(data, np.ndarray) else ""
+        raise TypeError(f"{what} must be {_FORMS}; got {type(data).__name__}{shape}.")
+    if not cols:
+        raise ValueError(f"{what} has no columns.")
+    lengths = {name: len(as_1d(f"{what} {name}", c)) for name, c in cols}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise ValueError(f"the columns of {what} must have the same length; {desc}.")
+    return next(iter(lengths.values()))
+
+
+def _take(data: Any, idx: np.ndarray) -> Any:
+    """Rows ``idx`` of ``data``, in the same form."""
+    if _is_frame(data):
+        return data.iloc[idx]
+    if isinstance(data, dict):
+        return {k: as_1d(str(k), v)[idx] for k, v in data.items()}
+    if isinstance(data, (tuple, list)):
+        parts = [as_1d("column", c)[idx] for c in data]
+        return tuple(parts) if isinstance(data, tuple) else parts
+    return data[idx]
+
+
+def _column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
+    if _is_frame(data) or isinstance(data, dict):
+        keys = list(data.columns) if _is_frame(data) else list(data)
+        if col not in keys:
+            raise ValueError(f"data has no {role} column {col!r} (columns: {keys}); name it "
+                             f"with {what}=.")
+        return as_1d(role, data[col])
+    if isinstance(data, (tuple, list)):
+        return as_1d(role, data[0])
+    return as_1d(role, np.asarray(data)[:, 0])
+
+
+def _user_codes(data: Any, user_col: Any) -> tuple[np.ndarray, int]:
+    """Contiguous int code of each row's user, and the number of users."""
+    ids, codes = unique_inverse(normalize_ids("users", _column(data, user_col, "user_col",
+                                                                "user")))
+    return codes.astype(np.int64), int(ids.size)
+
+
+def _split(data: Any, test_mask: np.ndarray) -> tuple[Any, Any]:
+    return _take(data, np.flatnonzero(~test_mask)), _take(data, np.flatnonzero(test_mask))
+
+
+def _check_fraction(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float > 0 and < 1; got {value!r} "
+                        f"({type(value).__name__}).")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be a float > 0 and < 1; got {value!r}.")
+    return float(value)
+
+
+def _n_test(name: str, value: Any, n: int) -> int:
+    """A test size as a fraction (rounded up, as scikit-learn does) or a count."""
+    if n < 2:
+        raise ValueError(f"splitting needs at least 2 ratings; got {n}.")
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        if not 1 <= value <= n - 1:
+            raise ValueError(f"{name} as a count must be from 1 to {n - 1} (the number of "
+                             f"ratings - 1); got {value}.")
+        return int(value)
+    frac = _check_fraction(name, value)
+    n_test = math.ceil(frac * n)
+    if n_test >= n:
+        raise ValueError(f"{name}={value} would leave no training rating out of {n}; use a "
+                         "smaller fraction.")
+    return n_test
+
+
+def _round_half_up(x: np.ndarray) -> np.ndarray:
+    return np.floor(x + 0.5).astype(np.int64)
+
+
+def _random_ranks(codes: np.ndarray, n_groups: int, rng: np.random.Generator):
+    """A uniformly random rank 0..count-1 of each row within its group, and group sizes."""
+    perm = rng.permutation(codes.size)
+    order = perm[np.argsort(codes[perm], kind="stable")]
+    return _ranks_of(order, codes, n_groups)
+
+
+def _ranks_of(order: np.ndarray, codes: np.ndarray, n_groups: int):
+    """Rank of each row within its group given ``order``, rows sorted by group first."""
+    counts = np.bincount(codes, minlength=n_groups)
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(codes.size, dtype=np.int64)
+    rank[order] = np.arange(codes.size, dtype=np.int64) - starts[codes[order]]
+    return rank, counts
+
+
+# ---------------------------------------------------------------------- splitters
+def train_test_split(data: Any, test_size: float | int = 0.2,
+                     random_state: Any = None) -> tuple[Any, Any]:
+    """Split ratings at random into a training and a test part.
+
+    Parameters
+    ----------
+    data : DataFrame, tuple, list, dict or 2-D array
+        The ratings (see the module docstring for the forms).
+    test_size : float or int, default 0.2
+        A fraction in (0, 1) of the ratings (rounded up) or a number of ratings.
+    random_state : None, int or numpy.random.Generator
+        Seed of the random choice.
+
+    Returns
+    -------
+    train, test
+        The same form as ``data``; rows keep their original order.
+
+    Examples
+    --------
+    >>> from mfsgd.datasets import make_ratings
+    >>> data = make_ratings(100, 50, 1000, random_state=0, as_frame=False)
+    >>> train, test = train_test_split(data, test_size=0.25, random_state=0)
+    >>> len(train[0]), len(test[0])
+    (750, 250)
+    """
+    n = _n_rows(data)
+    n_test = _n_test("test_size", test_size, n)
+    rng = check_random_state(random_state)
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.permutation(n)[:n_test]] = True
+    return _split(data, mask)
+
+
+def leave_k_out(data: Any, k: int = 1, random_state: Any = None, *,
+                user_col: Any = "user") -> tuple[Any, Any]:
+    """Hold out k random ratings of every user who has more than k.
+
+    Users with at most k ratings stay entirely in the training part, so every user
+    in the test part is known to a model fitted on the training part.
+
+    Parameters
+    ----------
+    data : DataFrame, tuple, list, dict or 2-D array
+        The ratings; users are the ``user_col`` column of a DataFrame or dict, else
+        the first column.
+    k : int, default 1
+        Ratings held out per user.
+    random_state : None, int or numpy.random.Generator
+        Seed of the random choice.
+    user_col : str, default "user"
+        User column of a DataFrame or dict.
+
+    Returns
+    -------
+    train, test
+        The same form as ``data``; rows keep their original order.
+
+    Examples
+    --------
+    >>> from mfsgd.datasets import make_ratings
+    >>> data = make_ratings(100, 50, 1000, random_state=0, as_frame=False)
+    >>> train, test = leave_k_out(data, k=1, random_state=0)
+    >>> len(set(test[0].tolist())) == len(test[0])
+    True
+    """
+    k = check_int("k", k)
+    _n_rows(data)
+    codes, n_users = _user_codes(data, user_col)
+    rank, counts = _random_ranks(codes, n_users, check_random_state(random_state))
+    return _split(data, (rank < k) & (counts[codes] > k))
+
+
+def per_user_split(data: Any, test_fraction: float = 0.2, min_train: int = 1,
+                   random_state: Any = None, *, user_col: Any = "user") -> tuple[Any, Any]:
+    """Hold out a fraction of every user's ratings, chosen at random.
+
+    A user with n ratings gives ``min(round(test_fraction * n), n - min_train)``
+    ratings (never fewer than 0; halves round up) to the test part, so each user keeps
+    at least ``min_train`` ratings for training and is split in the same proportion.
+
+    Parameters
+    ----------
+    data : DataFrame, tuple, list, dict or 2-D array
+        The ratings.
+    test_fraction : float, default 0.2
+        Share of each user's ratings held out, in (0, 1).
+    min_train : int, default 1
+        Ratings every user keeps in the training part (0 allows users that are only
+        in the test part).
+    random_state : None, int or numpy.random.Generator
+        Seed of the random choice.
+    user_col : str, default "user"
+        User column of a DataFrame or dict.
+
+    Returns
+    -------
+    train, test
+        The same form as ``data``; rows keep their original order.
+    """
+    frac = _check_fraction("test_fraction", test_fraction)
+    min_train = check_int("min_train", min_train, low=0)
+    _n_rows(data)
+    codes, n_users = _user_codes(data, user_col)
+    rank, counts = _random_ranks(codes, n_users, check_random_state(random_state))
+    n_test = np.clip(np.minimum(_round_half_up(frac * counts), counts - min_train), 0, None)
+    return _split(data, rank < n_test[codes])
+
+
+def _timestamps(data: Any, timestamps: Any, n: int) -> np.ndarray:
+    if isinstance(timestamps, str):
+        if not (_is_frame(data) or isinstance(data, dict)):
+            raise TypeError(f"timestamps={timestamps!r} names a column, which needs a DataFrame "
+                            "or dict; with a tuple pass the timestamps array itself.")
+        ts = _column(data, timestamps, "timestamps", "timestamp")
+    else:
+        ts = as_1d("timestamps", timestamps)
+    if ts.size != n:
+        raise ValueError(f"timestamps must have one value per rating; got {ts.size} for {n} "
+                         "ratings.")
+    kind = ts.dtype.kind
+    if kind == "M":
+        if np.isnat(ts).any():
+            raise ValueError(f"timestamps has {int(np.isnat(ts).sum())} NaT values; drop those "
+                             "ratings first.")
+    elif kind == "f":
+        if not np.isfinite(ts).all():
+            raise ValueError(f"timestamps has {int((~np.isfinite(ts)).sum())} non-finite values; "
+                             "drop those ratings first.")
+    elif kind not in "iu":
+        raise TypeError(f"timestamps must be numbers or datetime64; got dtype {ts.dtype}.")
+    return ts
+
+
+def temporal_split(data: Any, timestamps: Any, test_size: float | int = 0.2,
+                   per_user: bool = False, *, user_col: Any = "user") -> tuple[Any, Any]:
+    """Hold out the latest ratings: train on the past, test on the future.
+
+    Parameters
+    ----------
+    data : DataFrame, tuple, list, dict or 2-D array
+        The ratings.
+    timestamps : array-like or str
+        One time per rating (numbers or datetime64), or the name of a DataFrame / dict
+        column holding them (e.g. ``"timestamp"`` for :func:`~mfsgd.datasets.load_movielens`).
+    test_size : float or int, default 0.2
+        Globally: a fraction in (0, 1) of all ratings (rounded up) or a count. With
+        ``per_user``: a fraction in (0, 1) of each user's ratings.
+    per_user : bool, default False
+        False: the ``test_size`` latest ratings overall form the test part (every
+        test rating is at least as late as every training rating). True: each user's
+        latest ``round(test_size * n_u)`` ratings, capped at ``n_u - 1`` so every user
+        keeps one training rating (halves round up).
+    user_col : str, default "user"
+        User column of a DataFrame or dict (for ``per_user``).
+
+    Returns
+    -------
+    train, test
+        The same form as ``data``; rows keep their original order. Equal timestamps
+        are ordered by row: of two ratings at the same time, the later row counts as
+        later.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> users = np.array([1, 1, 1, 2, 2])
+    >>> items = np.array([10, 11, 12, 10, 13])
+    >>> ratings = np.array([4.0, 3.0, 5.0, 2.0, 4.0])
+    >>> ts = np.array([30, 10, 20, 5, 40])
+    >>> train, test = temporal_split((users, items, ratings), ts, test_size=2)
+    >>> test[1]
+    array([10, 13])
+    """
+    n = _n_rows(data)
+    ts = _timestamps(data, timestamps, n)
+    per_user = check_bool("per_user", per_user)
+    mask = np.zeros(n, dtype=bool)
+    if not per_user:
+        n_test = _n_test("test_size", test_size, n)
+        mask[np.argsort(ts, kind="stable")[n - n_test:]] = True
+        return _split(data, mask)
+    frac = _check_fraction("test_size", test_size)
+    codes, n_users = _user_codes(data, user_col)
+    order = np.lexsort((np.arange(n), ts, codes))  # by user, then time, then row
+    rank, counts = _ranks_of(order, codes, n_users)
+    from_end = counts[codes] - 1 - rank
+    n_test = np.clip(np.minimum(_round_half_up(frac * counts), counts - 1), 0, None)
+    return _split(data, from_end < n_test[codes])
+
+
+class KFold:
+    """K-fold cross-validation over the ratings.
+
+    Parameters
+    ----------
+    n_splits : int, default 5
+        Number of folds, at least 2.
+    shuffle : bool, default True
+        Assign ratings to folds at random (False: contiguous blocks in data order,
+        rarely what you want for ratings sorted by user or time).
+    random_state : None, int or numpy.random.Generator
+        Seed of the assignment when ``shuffle``; an int gives the same folds on every
+        call of :meth:`split`.
+
+    Examples
+    --------
+    >>> from mfsgd.datasets import make_ratings
+    >>> data = make_ratings(100, 50, 1000, random_state=0, as_frame=False)
+    >>> [len(test) for _, test in KFold(3, random_state=0).split(data)]
+    [334, 333, 333]
+    """
+
+    def __init__(self, n_splits: int = 5, shuffle: bool = True, random_state: Any = None) -> None:
+        self.n_splits = n_splits
+        self.shuffle = shuffle
+        self.random_state = random_state
+
+    def __repr__(self) -> str:
+        return (f"KFold(n_splits={self.n_splits!r}, shuffle={self.shuffle!r}, "
+                f"random_state={self.random_state!r})")
+
+    def get_n_splits(self, data: Any = None) -> int:
+        """Number of folds."""
+        return check_int("n_splits", self.n_splits, low=2)
+
+    def split(self, data: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(train_idx, test_idx)`` row positions (sorted int64 arrays) per fold.
+
+        Every row is in exactly one test fold; fold sizes differ by at most one.
+        Take the rows with :func:`numpy.take`, ``df.iloc[idx]`` or ``column[idx]``.
+        """
+        k = self.get_n_splits()
+        shuffle = check_bool("shuffle", self.shuffle)
+        n = _n_rows(data)
+        if k > n:
+            raise ValueError(f"n_splits={k} is more than the number of ratings ({n}); use at "
+                             f"most {n} folds.")
+        order = check_random_state(self.random_state).permutation(n) if shuffle \
+            else np.arange(n)
+        sizes = np.full(k, n // k, dtype=np.int64)
+        sizes[: n % k] += 1
+        fold = np.empty(n, dtype=np.int64)
+        fold[order] = np.repeat(np.arange(k), sizes)
+        for f in range(k):
+            test = fold == f
+            yield np.flatnonzero(~test), np.flatnonzero(test)
+
+
+class PredefinedSplit:
+    """Fixed (train, test) pairs, such as MovieLens 100K's official folds u1 .. u5.
+
+    Parameters
+    ----------
+    folds : iterable of (train, test) pairs
+        Each pair holds two data sets in any form ``fit`` accepts (or two arrays of
+        row positions into the data later given to :meth:`split`).
+
+    Examples
+    --------
+    >>> from mfsgd.datasets import make_ratings
+    >>> a = make_ratings(100, 50, 800, random_state=0, as_frame=False)
+    >>> b = make_ratings(100, 50, 200, random_state=1, as_frame=False)
+    >>> cv = PredefinedSplit([(a, b), (b, a)])
+    >>> cv.get_n_splits()
+    2
+    """
+
+    def __init__(self, folds: Iterable[tuple[Any, Any]]) -> None:
+        folds = list(folds)
+        for j, pair in enumerate(folds):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                size = f" of length {len(pair)}" if hasattr(pair, "__len__") else ""
+                raise ValueError(f"folds must be (train, test) pairs; fold {j} is a "
+                                 f"{type(pair).__name__}{size}.")
+        if not folds:
+            raise ValueError("folds is empty; pass at least one (train, test) pair.")
+        self.folds = folds
+
+    def __repr__(self) -> str:
+        return f"PredefinedSplit(<{len(self.folds)} folds>)"
+
+    def get_n_splits(self, data: Any = None) -> int:
+        """Number of folds."""
+        return len(self.folds)
+
+    def split(self, data: Any = None) -> Iterator[tuple[Any, Any]]:
+        """Yield the given (train, test) pairs (``data`` is not used)."""
+        yield from (tuple(p) for p in self.folds)
+
+
+# ---------------------------------------------------------------------- cross-validation
+_RANKING = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
+_RANKING_RE = re.compile(rf"^({'|'.join(_RANKING)})@(\d+)$")
+
+
+def _check_metrics(metrics: Any) -> list[tuple[str, Any]]:
+    from . import metrics as M
+
+    if isinstance(metrics, str) or callable(metrics):
+        metrics = (metrics,)
+    out: list[tuple[str, Any]] = []
+    for m in metrics:
+        if callable(m):
+            name = getattr(m, "__name__", None) or type(m).__name__
+            out.append((name, ("point", m)))
+        elif isinstance(m, str) and m in ("rmse", "mae"):
+            out.append((m, ("point", getattr(M, m))))
+        elif isinstance(m, str) and _RANKING_RE.match(m):
+            kind, k = _RANKING_RE.match(m).groups()
+            if int(k) < 1:
+                raise ValueError(f"metric {m!r}: k must be >= 1.")
+            out.append((m, ("rank", kind, int(k))))
+        else:
+            raise ValueError(f"unknown metric {m!r}; use 'rmse', 'mae', '<name>@<k>' with name "
+                             f"in {list(_RANKING)} (e.g. 'ndcg@10'), or a callable "
+                             "f(y_true, y_pred).")
+    names = [n for n, _ in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"metrics has duplicate names {sorted(dup)}.")
+    if not out:
+        raise ValueError("metrics is empty; ask for at least one, e.g. ('rmse', 'mae').")
+    return out
+
+
+def _folds(cv: Any, data: Any, random_state: Any) -> Iterator[tuple[Any, Any]]:
+    """Yield (train, test) data pairs from an int, a splitter or an iterable of pairs."""
+    if isinstance(cv, numbers.Integral) and not isinstance(cv, (bool, np.bool_)):
+        cv = KFold(check_int("cv", cv, low=2), shuffle=True, random_state=random_state)
+    if isinstance(cv, (KFold, PredefinedSplit)):
+        pairs: Iterable[Any] = cv.split(data)
+    elif isinstance(cv, (str, bytes)):  # before the duck test: str has a split method too
+        raise TypeError(f"cv must be an int >= 2, a splitter with a split(data) method (KFold, "
+                        f"PredefinedSplit, scikit-learn's), or an iterable of (train, test) "
+                        f"pairs; got the string {cv!r}.")
+    elif hasattr(cv, "split"):
+        # A foreign splitter (e.g. scikit-learn's) counts rows with len(X), which a
+        # (users, items, ratings) tuple would get wrong: give it one row per rating.
+        pairs = cv.split(np.arange(_n_rows(data)).reshape(-1, 1))
+    elif isinstance(cv, Iterable):
+        pairs = cv
+    else:
+        raise TypeError(f"cv must be an int >= 2, a splitter with a split(data) method (KFold, "
+                        f"PredefinedSplit, scikit-learn's), or an iterable of (train, test) "
+                        f"pairs; got {type(cv).__name__}.")
+    for pair in pairs:
+        train, test = pair
+        if _is_index(train) and _is_index(test):
+            if data is None:
+                raise ValueError("cv yields row positions but data is None; pass the data.")
+            yield _take(data, np.asarray(train)), _take(data, np.asarray(test))
+        else:
+            yield train, test
+
+
+def _is_index(x: Any) -> bool:
+    return isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "iu"
+
+
+def _clone(model: Any) -> Any:
+    """A fresh, unfitted copy with the same hyper-parameters (like sklearn.base.clone)."""
+    return type(model)(**copy.deepcopy(model.get_params()))
+
+
+def cross_validate(model: Any, data: Any, cv: Any = 5,
+                   metrics: Iterable[str | Callable[..., float]] = ("rmse", "mae"),
+                   return_models: bool = False, *, threshold: float | None = 4.0,
+                   random_state: Any = None) -> dict[str, Any]:
+    """Fit a fresh copy of ``model`` on each training fold and score it on the test fold.
+
+    Parameters
+    ----------
+    model : MatrixFactorization
+        The estimator; each fold fits ``type(model)(**model.get_params())``, so
+        ``model`` itself is never changed.
+    data : DataFrame, tuple, list, dict or 2-D array
+        All ratings (may be None when ``cv`` yields data pairs, e.g. PredefinedSplit).
+    cv : int, splitter or iterable, default 5
+        An int makes ``KFold(cv, shuffle=True, random_state=random_state)``; or any
+        object with ``split(data)`` yielding (train_idx, test_idx) row positions
+        (KFold, scikit-learn's splitters) or (train, test) data pairs
+        (PredefinedSplit); or an iterable of such pairs.
+    metrics : sequence of str or callable, default ("rmse", "mae")
+        ``"rmse"``, ``"mae"``; ranking metrics ``"precision@k"``, ``"recall@k"``,
+        ``"ndcg@k"``, ``"map@k"``, ``"hit_rate@k"``, ``"coverage@k"`` (computed by
+        :func:`mfsgd.metrics.ranking_metrics` with the fold's training items excluded);
+        or callables ``f(y_true, y_pred) -> float`` (named by ``__name__``).
+    return_models : bool, default False
+        Also return the fitted model of each fold under ``"models"``.
+    threshold : float or None, default 4.0
+        Relevance threshold of the ranking metrics.
+    random_state : None, int or numpy.random.Generator
+        Seed of the folds when ``cv`` is an int.
+
+    Returns
+    -------
+    dict
+        ``"test_<metric>"``: ndarray with one value per fold for every metric;
+        ``"fit_time"`` and ``"test_time"``: seconds per fold; ``"models"`` when asked.
+
+    Examples
+    --------
+    >>> from mfsgd import MatrixFactorization
+    >>> from mfsgd.datasets import make_ratings
+    >>> data = make_ratings(300, 200, 6000, random_state=0, as_frame=False)
+    >>> model = MatrixFactorization(n_factors=8, n_epochs=5, random_state=0)
+    >>> res = cross_validate(model, data, cv=3, random_state=0)
+    >>> sorted(res), res["test_rmse"].shape
+    (['fit_time', 'test_mae', 'test_rmse', 'test_time'], (3,))
+    """
+    from .metrics import _ranking_arrays
+
+    wanted = _check_metrics(metrics)
+    return_models = check_bool("return_models", return_models)
+    cols = (getattr(model, "user_col", "user"), getattr(model, "item_col", "item"),
+            getattr(model, "rating_col", "rating"))
+    scores: dict[str, list[float]] = {name: [] for name, _ in wanted}
+    fit_time: list[float] = []
+    test_time: list[float] = []
+    models: list[Any] = []
+    for train, test in _folds(cv, data, random_state):
+        est = _clone(model)
+        t0 = time.perf_counter()
+        est.fit(train)
+        fit_time.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        pred = y_true = None
+        ranked: dict[int, dict[str, Any]] = {}
+        for name, spec in wanted:
+            if spec[0] == "point":
+                if pred is None:
+                    _, _, r = unpack_data(test, None, need_ratings=True, columns=cols,
+                                          what="test fold")
+                    if r is None:
+                        raise ValueError("the test fold has no ratings; rmse, mae and "
+                                         "callables need them.")
+                    y_true = np.asarray(as_1d("ratings", r), dtype=np.float64)
+                    pred = est.predict(test)
+                scores[name].append(float(spec[1](y_true, pred)))
+            else:
+                _, kind, k = spec
+                if k not in ranked:
+                    ranked[k] = _ranking_arrays(est, test, k, threshold, True, train)
+                value = ranked[k][kind]
+                scores[name].append(float(value if np.ndim(value) == 0 else np.mean(value)))
+        test_time.append(time.perf_counter() - t0)
+        if return_models:
+            models.append(est)
+    if not fit_time:
+        raise ValueError("cv produced no folds.")
+    out: dict[str, Any] = {f"test_{name}": np.asarray(v) for name, v in scores.items()}
+    out["fit_time"] = np.asarray(fit_time)
+    out["test_time"] = np.asarray(test_time)
+    if return_models:
+        out["models"] = models
+    return out

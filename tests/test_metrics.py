@@ -1,0 +1,308 @@
+"""mfsgd.metrics: RMSE/MAE, ranking metrics at k (hand-computed and brute-force), coverage."""
+
+import math
+from collections import defaultdict
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from mfsgd import MatrixFactorization, NotFittedError
+from mfsgd import metrics as M
+from mfsgd.datasets import make_ratings
+from mfsgd.model_selection import train_test_split
+
+LOG2 = math.log2
+
+
+# ---------------------------------------------------------------------- rmse / mae
+def test_rmse_mae_values():
+    t = np.array([4.0, 3.0, 5.0, 1.0])
+    p = np.array([3.5, 3.0, 4.0, 2.0])
+    assert M.rmse(t, p) == pytest.approx(math.sqrt((0.25 + 0 + 1 + 1) / 4))
+    assert M.mae(t, p) == pytest.approx((0.5 + 0 + 1 + 1) / 4)
+    assert M.rmse(t, t) == 0.0 and M.mae([1, 2], [2, 4]) == 1.5
+    assert isinstance(M.rmse(t.astype(np.float32), p), float)
+
+
+def test_rmse_mae_match_model_errors(small_data):
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=4, n_epochs=3, random_state=0).fit((u, i, r))
+    pred = m.predict((u, i))
+    err = pred - r.astype(np.float64)
+    assert M.rmse(r, pred) == pytest.approx(np.sqrt(np.mean(err ** 2)), rel=1e-12)
+    assert M.mae(r, pred) == pytest.approx(np.mean(np.abs(err)), rel=1e-12)
+
+
+@pytest.mark.parametrize("t,p,exc,msg", [
+    ([1, 2], [1], ValueError, r"same length; y_true has 2, y_pred has 1"),
+    ([], [], ValueError, r"empty"),
+    ([1, np.nan], [1, 2], ValueError, r"y_true has 1 non-finite values \(first at position 1"),
+    ([1, 2], [1, np.inf], ValueError, r"y_pred has 1 non-finite"),
+    (["a", "b"], [1, 2], TypeError, r"y_true must be numeric"),
+    ([True, False], [1, 2], TypeError, r"got booleans"),
+    (np.ones((2, 2)), [1, 2], ValueError, r"y_true must be 1-D"),
+])
+def test_rmse_mae_errors(t, p, exc, msg):
+    for f in (M.rmse, M.mae):
+        with pytest.raises(exc, match=msg):
+            f(t, p)
+
+
+# ---------------------------------------------------------------------- hand-computed
+def toy_model():
+    """Five items A..E with item biases 0.5 .. 0.1 and zero factors: every known user ranks
+    A > B > C > D > E."""
+    return SimpleNamespace(
+        global_mean_=3.0, user_bias_=np.zeros(3), item_bias_=np.array([.5, .4, .3, .2, .1]),
+        user_factors_=np.zeros((3, 1)), item_factors_=np.zeros((5, 1)),
+        user_ids_=np.array(["u1", "u2", "u3"]), item_ids_=np.array(list("ABCDE")))
+
+
+TOY_TEST = (np.array(["u1", "u1", "u1", "u2", "u3"]), np.array(["A", "C", "D", "E", "B"]),
+            np.array([5.0, 4.0, 2.0, 4.5, 3.0]))
+
+
+def test_hand_example_without_exclusion():
+    # k=3, threshold 4: u1 relevant {A, C}, u2 {E}, u3 has none (not evaluated).
+    # u1's list A B C: hits 1 0 1. u2's list A B C: no hit.
+    m = M.ranking_metrics(toy_model(), TOY_TEST, k=3, threshold=4.0, exclude_train=False)
+    ndcg_u1 = (1 + 1 / LOG2(4)) / (1 + 1 / LOG2(3))
+    assert m["n_users"] == 2
+    assert m["precision"] == pytest.approx((2 / 3 + 0) / 2)
+    assert m["recall"] == pytest.approx((1 + 0) / 2)
+    assert m["hit_rate"] == pytest.approx(0.5)
+    assert m["ndcg"] == pytest.approx(ndcg_u1 / 2)
+    assert m["map"] == pytest.approx(((1 + 2 / 3) / 2) / 2)
+    assert m["coverage"] == pytest.approx(3 / 5)
+
+
+def test_hand_example_with_training_items_excluded():
+    train = (np.array(["u2", "u2", "u1"]), np.array(["A", "B", "B"]))
+    # u1's candidates A C D E -> list A C D: hits 1 1 0. u2's: C D E -> list C D E: hit at 3.
+    m = M.ranking_metrics(toy_model(), TOY_TEST, k=3, train=train)
+    assert m["precision"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert m["recall"] == pytest.approx(1.0)
+    assert m["hit_rate"] == pytest.approx(1.0)
+    assert m["ndcg"] == pytest.approx((1.0 + (1 / LOG2(4)) / 1) / 2)
+    assert m["map"] == pytest.approx((1.0 + 1 / 3) / 2)
+    assert m["coverage"] == pytest.approx(4 / 5)
+    for name, f in [("precision", M.precision_at_k), ("recall", M.recall_at_k),
+                    ("ndcg", M.ndcg_at_k), ("map", M.map_at_k), ("hit_rate", M.hit_rate_at_k)]:
+        assert f(toy_model(), TOY_TEST, k=3, train=train) == pytest.approx(m[name])
+
+
+def test_hand_example_k_beyond_catalogue_unknown_items_and_cold_users():
+    users, items, ratings = TOY_TEST
+    test = (np.append(users, ["u2", "new"]), np.append(items, ["Z", "A"]),
+            np.append(ratings, [5.0, 4.0]))
+    # k=10 > 5 items. u1: hits at ranks 1, 3 of {A, C}. u2: {E, Z}, Z unknown: hit at rank 5.
+    # "new" (not in the model) is ranked by item bias: A first -> hit at rank 1.
+    m = M.ranking_metrics(toy_model(), test, k=10, exclude_train=False)
+    assert m["n_users"] == 3
+    assert m["precision"] == pytest.approx((2 / 10 + 1 / 10 + 1 / 10) / 3)
+    assert m["recall"] == pytest.approx((1 + 1 / 2 + 1) / 3)
+    ndcg = [(1 + 1 / LOG2(4)) / (1 + 1 / LOG2(3)), (1 / LOG2(6)) / (1 + 1 / LOG2(3)), 1.0]
+    assert m["ndcg"] == pytest.approx(np.mean(ndcg))
+    ap = [(1 + 2 / 3) / 2, (1 / 5) / 2, 1.0]
+    assert m["map"] == pytest.approx(np.mean(ap))
+
+
+def test_hand_example_threshold_none_counts_every_held_out_item():
+    m = M.ranking_metrics(toy_model(), TOY_TEST[:2], k=3, threshold=None, exclude_train=False)
+    assert m["n_users"] == 3
+    # u1 {A, C, D}: hits 1 0 1; u2 {E}: none; u3 {B}: hit at 2.
+    assert m["recall"] == pytest.approx((2 / 3 + 0 + 1) / 3)
+    assert m["map"] == pytest.approx(((1 + 2 / 3) / 3 + 0 + 1 / 2) / 3)
+
+
+# ---------------------------------------------------------------------- brute force
+def brute_force(model, test, train, k, threshold, exclude):
+    """Per-user metrics with plain Python loops, written from the definitions."""
+    P = np.asarray(model.user_factors_, dtype=np.float64)
+    Q = np.asarray(model.item_factors_, dtype=np.float64)
+    bi = np.asarray(model.item_bias_, dtype=np.float64)
+    row = {u: j for j, u in enumerate(model.user_ids_.tolist())}
+    item_ids = model.item_ids_.tolist()
+    rel = defaultdict(set)
+    for u, i, r in zip(*[np.asarray(c).tolist() for c in test], strict=True):
+        if threshold is None or r >= threshold:
+            rel[u].add(i)
+    seen = defaultdict(set)
+    if exclude:
+        for u, i in zip(np.asarray(train[0]).tolist(), np.asarray(train[1]).tolist(), strict=True):
+            seen[u].add(i)
+    out = defaultdict(list)
+    recommended = set()
+    for u in sorted(rel):
+        s = bi + (Q @ P[row[u]] if u in row else 0.0)
+        cands = [j for j in range(len(item_ids)) if item_ids[j] not in seen[u]]
+        ranked = sorted(cands, key=lambda j: (-s[j], j))[:k]
+        recommended.update(ranked)
+        h = [1.0 if item_ids[j] in rel[u] else 0.0 for j in ranked]
+        n_rel = len(rel[u])
+        out["precision"].append(sum(h) / k)
+        out["recall"].append(sum(h) / n_rel)
+        out["hit_rate"].append(1.0 if sum(h) > 0 else 0.0)
+        dcg = sum(x / LOG2(j + 2) for j, x in enumerate(h))
+        idcg = sum(1 / LOG2(j + 2) for j in range(min(k, n_rel)))
+        out["ndcg"].append(dcg / idcg)
+        ap = sum(h[j] * sum(h[:j + 1]) / (j + 1) for j in range(len(h)))
+        out["map"].append(ap / min(k, n_rel))
+    out = {name: np.array(v) for name, v in out.items()}
+    out["coverage"] = len(recommended) / len(item_ids)
+    out["users"] = sorted(rel)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted_split():
+    data = make_ratings(200, 120, 5000, rank=4, noise=0.3, random_state=11, as_frame=False)
+    train, test = train_test_split(data, test_size=0.25, random_state=1)
+    model = MatrixFactorization(n_factors=6, n_epochs=8, learning_rate=0.02,
+                                random_state=0).fit(train)
+    u, i, r = test
+    # a user the model never saw (ids go 0..199) and an item it never saw
+    test = (np.append(u, [999, 999, 5]), np.append(i, [3, 7, 555]),
+            np.append(r, [5.0, 4.5, 5.0]).astype(np.float32))
+    return model, train, test
+
+
+@pytest.mark.parametrize("k", [1, 5, 17, 500])
+@pytest.mark.parametrize("exclude", [True, False])
+@pytest.mark.parametrize("threshold", [3.5, None])
+def test_matches_brute_force_per_user(fitted_split, k, exclude, threshold):
+    model, train, test = fitted_split
+    want = brute_force(model, test, train, k, threshold, exclude)
+    got = M._ranking_arrays(model, test, k, threshold, exclude, train)
+    assert got["users"].tolist() == want["users"]
+    for name in ("precision", "recall", "hit_rate", "ndcg", "map"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-15, err_msg=name)
+    assert got["coverage"] == pytest.approx(want["coverage"])
+    public = M.ranking_metrics(model, test, k=k, threshold=threshold, exclude_train=exclude,
+                               train=train)
+    for name in ("precision", "recall", "hit_rate", "ndcg", "map"):
+        assert public[name] == pytest.approx(want[name].mean(), rel=1e-12)
+    assert public["n_users"] == len(want["users"])
+    assert 0.0 < public["ndcg"] <= 1.0
+
+
+def test_small_blocks_give_the_same_result(fitted_split):
+    """Blocks of 7 users (exclusions crossing block borders) equal one big block."""
+    model, train, test = fitted_split
+    big = M._ranking_arrays(model, test, 10, 3.5, True, train)
+    small = M._ranking_arrays(model, test, 10, 3.5, True, train,
+                              block_elements=7 * model.item_factors_.shape[0])
+    for name in ("precision", "recall", "hit_rate", "ndcg", "map"):
+        np.testing.assert_array_equal(big[name], small[name])
+
+
+def test_exclusion_matters_and_a_trained_model_beats_random(fitted_split):
+    model, train, test = fitted_split
+    with_ex = M.ranking_metrics(model, test, k=10, train=train)
+    without = M.ranking_metrics(model, test, k=10, exclude_train=False)
+    assert with_ex["recall"] > without["recall"]
+    # A random ranking: same model shape with random factors and biases.
+    rng = np.random.default_rng(0)
+    rand = SimpleNamespace(global_mean_=3.5, user_bias_=np.zeros(len(model.user_ids_)),
+                           item_bias_=rng.normal(size=len(model.item_ids_)),
+                           user_factors_=rng.normal(size=model.user_factors_.shape),
+                           item_factors_=rng.normal(size=model.item_factors_.shape),
+                           user_ids_=model.user_ids_, item_ids_=model.item_ids_)
+    assert with_ex["ndcg"] > M.ranking_metrics(rand, test, k=10, train=train)["ndcg"]
+
+
+def test_dataframe_input_and_custom_columns(fitted_split):
+    pd = pytest.importorskip("pandas")
+    model, train, test = fitted_split
+    cols = dict(user_col="who", item_col="what", rating_col="stars")
+    m2 = MatrixFactorization(**{**model.get_params(), **cols}).fit(
+        pd.DataFrame({"who": train[0], "what": train[1], "stars": train[2]}))
+    df_test = pd.DataFrame({"who": test[0], "what": test[1], "stars": test[2]})
+    df_train = pd.DataFrame({"who": train[0], "what": train[1], "stars": train[2]})
+    a = M.ranking_metrics(m2, df_test, k=5, train=df_train)
+    b = M.ranking_metrics(model, test, k=5, train=train)
+    assert a == b  # same seed and data: bit-identical model, identical metrics
+
+
+# ---------------------------------------------------------------------- top_k_items
+def test_top_k_items_matches_brute_force_and_scores_are_predictions(fitted_split):
+    model, train, _ = fitted_split
+    users = np.array([3, 0, 3, 999])  # repeat and an unknown user
+    items, scores = M.top_k_items(model, users, k=6, train=train)
+    assert items.shape == scores.shape == (4, 6)
+    np.testing.assert_array_equal(items[0], items[2])
+    seen = defaultdict(set)
+    for u, i in zip(train[0].tolist(), train[1].tolist(), strict=True):
+        seen[u].add(i)
+    P, Q = model.user_factors_.astype(float), model.item_factors_.astype(float)
+    for row, u in enumerate(users.tolist()):
+        s = model.item_bias_ + (Q @ P[list(model.user_ids_).index(u)] if u in
+                                model.user_ids_ else 0.0)
+        order = [j for j in np.argsort(-s, kind="stable")
+                 if model.item_ids_[j] not in seen[u]][:6]
+        assert items[row].tolist() == model.item_ids_[order].tolist()
+    # scores are the unclipped predictions mu + b_u + b'_j + u . v (mu + b'_j if unknown)
+    uid, iid = model.user_ids_.tolist(), model.item_ids_.tolist()
+    for row, u in enumerate(users.tolist()):
+        for j, item in enumerate(items[row].tolist()):
+            c = iid.index(item)
+            want = model.global_mean_ + model.item_bias_[c]
+            if u in uid:
+                r = uid.index(u)
+                want += model.user_bias_[r] + float(P[r] @ Q[c])
+            assert scores[row, j] == pytest.approx(want, rel=1e-6)
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_top_k_items_pads_with_minus_inf_when_candidates_run_out():
+    model = toy_model()
+    train = (np.array(["u1"] * 4), np.array(list("ABCD")))
+    items, scores = M.top_k_items(model, ["u1", "u2"], k=3, train=train)
+    assert items[0, 0] == "E" and np.isinf(scores[0, 1:]).all() and np.isfinite(scores[0, 0])
+    assert items[1].tolist() == ["A", "B", "C"] and np.isfinite(scores[1]).all()
+    assert scores[1, 0] == pytest.approx(3.5)  # mu + b_u + b'_A
+    assert M.coverage(items[np.isfinite(scores)], model) == pytest.approx(4 / 5)
+
+
+# ---------------------------------------------------------------------- coverage
+def test_coverage_forms():
+    assert M.coverage(np.array([[1, 2, 3], [3, 2, 1]]), 10) == pytest.approx(0.3)
+    assert M.coverage([[1, 2], [2]], [1, 2, 3, 4]) == pytest.approx(0.5)
+    assert M.coverage([["a"], ["z", "b", "a"]], ["a", "b", "c", "d"]) == pytest.approx(0.5)
+    assert M.coverage([], 5) == 0.0
+    assert M.coverage([4], np.arange(5)) == pytest.approx(0.2)
+
+
+def test_coverage_errors():
+    with pytest.raises(ValueError, match=r"3 distinct items, more than the catalogue size 2"):
+        M.coverage([1, 2, 3], 2)
+    with pytest.raises(ValueError, match=r"catalogue must be an int >= 1; got 0"):
+        M.coverage([1], 0)
+    with pytest.raises(ValueError, match=r"catalogue is empty"):
+        M.coverage([1], [])
+    with pytest.raises(NotFittedError):
+        M.coverage([1], MatrixFactorization())
+
+
+# ---------------------------------------------------------------------- errors
+def test_ranking_errors(fitted_split):
+    model, train, test = fitted_split
+    with pytest.raises(ValueError, match=r"exclude_train=True needs the training ratings: pass "
+                                         r"train="):
+        M.ranking_metrics(model, test)
+    with pytest.raises(ValueError, match=r"k must be an int >= 1; got 0"):
+        M.ranking_metrics(model, test, k=0, train=train)
+    with pytest.raises(TypeError, match=r"threshold must be a finite number"):
+        M.ranking_metrics(model, test, threshold="4", train=train)
+    with pytest.raises(ValueError, match=r"no test rating is >= threshold 9.0"):
+        M.ranking_metrics(model, test, threshold=9.0, train=train)
+    with pytest.raises(ValueError, match=r"test has no ratings"):
+        M.ranking_metrics(model, test[:2], train=train)
+    with pytest.raises(TypeError, match=r"exclude_train must be True or False"):
+        M.ranking_metrics(model, test, exclude_train="yes", train=train)
+    with pytest.raises(NotFittedError, match=r"not fitted yet"):
+        M.ndcg_at_k(MatrixFactorization(), test, train=train)
+    with pytest.raises(TypeError, match=r"model's ids are integers; got str"):
+        M.ranking_metrics(model, (np.array(["a"]), np.array([1]), np.array([5.0])),
+                          exclude_train=False)

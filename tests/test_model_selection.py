@@ -1,0 +1,335 @@
+"""mfsgd.model_selection: splitters keep the form, partition the rows and follow their rules;
+cross_validate equals fitting and scoring each fold by hand."""
+
+import math
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from mfsgd import MatrixFactorization
+from mfsgd import metrics as M
+from mfsgd import model_selection as ms
+from mfsgd.datasets import make_ratings
+
+
+@pytest.fixture(scope="module")
+def data():
+    """(users, items, ratings, row) with row = original position, to trace rows."""
+    u, i, r = make_ratings(300, 200, 6000, random_state=3, as_frame=False)
+    return u, i, r, np.arange(u.size)
+
+
+def rows_of(part):
+    return np.asarray(part[3])
+
+
+def assert_partition(train, test, n):
+    a, b = rows_of(train), rows_of(test)
+    assert np.intersect1d(a, b).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([a, b])), np.arange(n))
+    assert (np.diff(a) > 0).all() and (np.diff(b) > 0).all()  # original order kept
+
+
+# ---------------------------------------------------------------------- train_test_split
+def test_train_test_split_sizes_partition_and_seed(data):
+    n = data[0].size
+    train, test = ms.train_test_split(data, test_size=0.2, random_state=0)
+    assert isinstance(train, tuple) and len(train) == 4
+    assert len(test[0]) == math.ceil(0.2 * n) and len(train[0]) == n - len(test[0])
+    assert_partition(train, test, n)
+    for part in (train, test):  # columns stay aligned
+        np.testing.assert_array_equal(part[0], data[0][rows_of(part)])
+        np.testing.assert_array_equal(part[2], data[2][rows_of(part)])
+    again = ms.train_test_split(data, test_size=0.2, random_state=0)[1]
+    other = ms.train_test_split(data, test_size=0.2, random_state=1)[1]
+    np.testing.assert_array_equal(rows_of(again), rows_of(test))
+    assert not np.array_equal(rows_of(other), rows_of(test))
+    _, test7 = ms.train_test_split(data, test_size=7, random_state=0)
+    assert len(test7[0]) == 7
+
+
+def test_train_test_split_keeps_every_form(data):
+    pd = pytest.importorskip("pandas")
+    u, i, r, row = data
+    df = pd.DataFrame({"user": u, "item": i, "rating": r, "row": row})
+    tr, te = ms.train_test_split(df, random_state=0)
+    assert isinstance(tr, pd.DataFrame) and list(tr.columns) == list(df.columns)
+    np.testing.assert_array_equal(te.index.to_numpy(), te["row"].to_numpy())  # index kept
+    ref = ms.train_test_split(data, random_state=0)[1]
+    np.testing.assert_array_equal(te["row"].to_numpy(), rows_of(ref))  # same rows, any form
+    d_tr, d_te = ms.train_test_split({"user": u, "item": i, "rating": r, "row": row},
+                                     random_state=0)
+    assert isinstance(d_te, dict) and set(d_te) == {"user", "item", "rating", "row"}
+    np.testing.assert_array_equal(d_te["row"], rows_of(ref))
+    l_tr, l_te = ms.train_test_split([u, i, r, row], random_state=0)
+    assert isinstance(l_te, list)
+    a_tr, a_te = ms.train_test_split(np.column_stack([u, i, row]), random_state=0)
+    np.testing.assert_array_equal(a_te[:, 2], rows_of(ref))
+    # the split parts are accepted by fit as they are
+    MatrixFactorization(n_factors=2, n_epochs=1).fit(tr)
+
+
+@pytest.mark.parametrize("kw,exc,msg", [
+    (dict(test_size=0.0), ValueError, r"test_size must be a float > 0 and < 1; got 0.0"),
+    (dict(test_size=1.0), ValueError, r"test_size must be a float > 0 and < 1"),
+    (dict(test_size=0), ValueError, r"test_size as a count must be from 1 to 5"),
+    (dict(test_size=6), ValueError, r"test_size as a count must be from 1 to 5"),
+    (dict(test_size="0.2"), TypeError, r"test_size must be a float"),
+    (dict(test_size=0.99), ValueError, r"would leave no training rating"),
+    (dict(random_state=-1), ValueError, r"random_state must be a non-negative int"),
+])
+def test_train_test_split_errors(kw, exc, msg):
+    d = (np.arange(6), np.arange(6), np.ones(6))
+    with pytest.raises(exc, match=msg):
+        ms.train_test_split(d, **kw)
+
+
+@pytest.mark.parametrize("bad,exc,msg", [
+    ((np.arange(3), np.arange(4)), ValueError, r"same length; column 0 has 3, column 1 has 4"),
+    ((1, 2, 3.0), ValueError, r"tuple of 3 scalars"),
+    ("ratings.csv", TypeError, r"data must be a DataFrame"),
+    (np.arange(5), TypeError, r"data must be a DataFrame.*shape \(5,\)"),
+    ((np.arange(1), np.arange(1)), ValueError, r"at least 2 ratings"),
+])
+def test_bad_data_forms(bad, exc, msg):
+    with pytest.raises(exc, match=msg):
+        ms.train_test_split(bad)
+
+
+# ---------------------------------------------------------------------- per-user splits
+def per_user_counts(part):
+    return Counter(np.asarray(part[0]).tolist())
+
+
+def test_leave_k_out_rules(data):
+    n = data[0].size
+    total = per_user_counts(data)
+    for k in (1, 3):
+        train, test = ms.leave_k_out(data, k=k, random_state=0)
+        assert_partition(train, test, n)
+        held = per_user_counts(test)
+        for user, count in total.items():
+            assert held.get(user, 0) == (k if count > k else 0)
+        assert set(held) <= set(per_user_counts(train))  # every test user is in train
+    a = ms.leave_k_out(data, k=1, random_state=5)[1]
+    b = ms.leave_k_out(data, k=1, random_state=5)[1]
+    c = ms.leave_k_out(data, k=1, random_state=6)[1]
+    np.testing.assert_array_equal(rows_of(a), rows_of(b))
+    assert not np.array_equal(rows_of(a), rows_of(c))
+
+
+def test_leave_k_out_picks_uniformly_within_each_user():
+    """2000 users x 5 ratings: the held-out rating's position among the user's rows is
+    uniform (a splitter always taking the first or last row fails)."""
+    users = np.repeat(np.arange(2000), 5)
+    rng = np.random.default_rng(0)
+    users = users[rng.permutation(users.size)]  # users interleaved, not contiguous
+    d = (users, np.arange(users.size), np.ones(users.size), np.arange(users.size))
+    _, test = ms.leave_k_out(d, k=1, random_state=0)
+    pos = []
+    for user, row in zip(test[0].tolist(), test[3].tolist(), strict=True):
+        pos.append(int(np.flatnonzero(users == user).tolist().index(row)))
+    counts = np.bincount(pos, minlength=5)
+    assert counts.sum() == 2000 and counts.min() > 320 and counts.max() < 480
+
+
+@pytest.mark.parametrize("frac,min_train", [(0.2, 1), (0.5, 2), (0.3, 0)])
+def test_per_user_split_counts_follow_the_rule(data, frac, min_train):
+    n = data[0].size
+    train, test = ms.per_user_split(data, test_fraction=frac, min_train=min_train,
+                                    random_state=1)
+    assert_partition(train, test, n)
+    held, kept = per_user_counts(test), per_user_counts(train)
+    for user, count in per_user_counts(data).items():
+        want = max(0, min(math.floor(frac * count + 0.5), count - min_train))
+        assert held.get(user, 0) == want
+        assert kept.get(user, 0) == count - want >= min(min_train, count)
+
+
+def test_per_user_split_with_string_users_and_dataframe():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"who": list("aaaabbbbbbbbbbc"), "item": range(15), "rating": 4.0})
+    tr, te = ms.per_user_split(df, test_fraction=0.5, user_col="who", random_state=0)
+    assert te["who"].value_counts().to_dict() == {"b": 5, "a": 2}
+    assert tr["who"].value_counts().to_dict() == {"b": 5, "a": 2, "c": 1}
+    with pytest.raises(ValueError, match=r"no user column 'user'.*user_col="):
+        ms.per_user_split(df)
+
+
+# ---------------------------------------------------------------------- temporal
+def test_temporal_split_global(data):
+    n = data[0].size
+    ts = np.random.default_rng(0).integers(0, 500, n)  # many ties
+    train, test = ms.temporal_split(data, ts, test_size=0.25)
+    assert_partition(train, test, n)
+    assert len(test[0]) == math.ceil(0.25 * n)
+    assert ts[rows_of(train)].max() <= ts[rows_of(test)].min()
+    # ties at the border: of equal times, the later rows are in test
+    border = ts[rows_of(test)].min()
+    tied_train = rows_of(train)[ts[rows_of(train)] == border]
+    tied_test = rows_of(test)[ts[rows_of(test)] == border]
+    if tied_train.size and tied_test.size:
+        assert tied_train.max() < tied_test.min()
+    dt = ts.astype("datetime64[s]")
+    np.testing.assert_array_equal(rows_of(ms.temporal_split(data, dt, test_size=0.25)[1]),
+                                  rows_of(test))
+
+
+def test_temporal_split_per_user(data):
+    n = data[0].size
+    ts = np.random.default_rng(1).random(n)
+    train, test = ms.temporal_split(data, ts, test_size=0.3, per_user=True)
+    assert_partition(train, test, n)
+    last_train, first_test = defaultdict(lambda: -1.0), defaultdict(lambda: 2.0)
+    for u, t in zip(train[0].tolist(), ts[rows_of(train)].tolist(), strict=True):
+        last_train[u] = max(last_train[u], t)
+    for u, t in zip(test[0].tolist(), ts[rows_of(test)].tolist(), strict=True):
+        first_test[u] = min(first_test[u], t)
+    held = per_user_counts(test)
+    for user, count in per_user_counts(data).items():
+        assert held.get(user, 0) == min(math.floor(0.3 * count + 0.5), count - 1)
+        assert last_train[user] >= 0  # every user keeps a training rating
+        if user in first_test:
+            assert last_train[user] < first_test[user]
+
+
+def test_temporal_split_column_name_and_errors():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"user": [1, 1, 2, 2], "item": [1, 2, 1, 2], "rating": 3.0,
+                       "timestamp": [4, 1, 3, 2]})
+    tr, te = ms.temporal_split(df, "timestamp", test_size=2)
+    assert te["timestamp"].tolist() == [4, 3]
+    d = (np.arange(4), np.arange(4), np.ones(4))
+    with pytest.raises(TypeError, match=r"names a column, which needs a DataFrame"):
+        ms.temporal_split(d, "timestamp")
+    with pytest.raises(ValueError, match=r"one value per rating; got 3 for 4"):
+        ms.temporal_split(d, [1, 2, 3])
+    with pytest.raises(ValueError, match=r"timestamps has 1 non-finite"):
+        ms.temporal_split(d, [1.0, np.nan, 2.0, 3.0])
+    with pytest.raises(TypeError, match=r"timestamps must be numbers or datetime64"):
+        ms.temporal_split(d, ["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match=r"no timestamp column 'ts'"):
+        ms.temporal_split(df, "ts")
+
+
+# ---------------------------------------------------------------------- KFold, PredefinedSplit
+@pytest.mark.parametrize("n,k", [(10, 3), (6000, 5), (7, 7)])
+def test_kfold_partitions(n, k):
+    d = (np.arange(n), np.arange(n), np.ones(n))
+    folds = list(ms.KFold(k, random_state=0).split(d))
+    assert len(folds) == k == ms.KFold(k).get_n_splits()
+    tests = [t for _, t in folds]
+    np.testing.assert_array_equal(np.sort(np.concatenate(tests)), np.arange(n))
+    sizes = [t.size for t in tests]
+    assert max(sizes) - min(sizes) <= 1
+    for tr, te in folds:
+        assert tr.dtype == np.int64 and np.intersect1d(tr, te).size == 0
+        assert tr.size + te.size == n
+    again = [t for _, t in ms.KFold(k, random_state=0).split(d)]
+    assert all(np.array_equal(a, b) for a, b in zip(tests, again, strict=True))
+
+
+def test_kfold_shuffle_false_is_contiguous_and_errors():
+    d = (np.arange(7), np.arange(7))
+    tests = [t.tolist() for _, t in ms.KFold(3, shuffle=False).split(d)]
+    assert tests == [[0, 1, 2], [3, 4], [5, 6]]
+    shuffled = [t.tolist() for _, t in ms.KFold(3, random_state=0).split(d)]
+    assert shuffled != tests
+    with pytest.raises(ValueError, match=r"n_splits must be an int >= 2; got 1"):
+        list(ms.KFold(1).split(d))
+    with pytest.raises(ValueError, match=r"n_splits=8 is more than the number of ratings \(7\)"):
+        list(ms.KFold(8).split(d))
+    assert "KFold(n_splits=3" in repr(ms.KFold(3))
+
+
+def test_predefined_split():
+    a, b = (np.arange(3), np.arange(3), np.ones(3)), (np.arange(2), np.arange(2), np.ones(2))
+    cv = ms.PredefinedSplit([(a, b), [b, a]])
+    pairs = list(cv.split())
+    assert cv.get_n_splits() == 2 and pairs[0][0] is a and pairs[1][1] is a
+    with pytest.raises(ValueError, match=r"fold 0 is a tuple of length 3"):
+        ms.PredefinedSplit([(a, b, a)])
+    with pytest.raises(ValueError, match=r"folds is empty"):
+        ms.PredefinedSplit([])
+
+
+# ---------------------------------------------------------------------- cross_validate
+PARAMS = dict(n_factors=4, n_epochs=4, learning_rate=0.01, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def ratings():
+    return make_ratings(300, 200, 6000, rank=3, noise=0.3, random_state=9, as_frame=False)
+
+
+def test_cross_validate_equals_folds_done_by_hand(ratings):
+    model = MatrixFactorization(**PARAMS)
+    res = ms.cross_validate(model, ratings, cv=ms.KFold(3, random_state=4),
+                            metrics=("rmse", "mae", "ndcg@5", "recall@10"), return_models=True)
+    assert set(res) == {"test_rmse", "test_mae", "test_ndcg@5", "test_recall@10", "fit_time",
+                        "test_time", "models"}
+    assert all(res[key].shape == (3,) for key in res if key != "models")
+    assert (res["fit_time"] > 0).all() and (res["test_time"] > 0).all()
+    assert not model.__sklearn_is_fitted__()  # the given model is never fitted
+    for f, (tr, te) in enumerate(ms.KFold(3, random_state=4).split(ratings)):
+        train = tuple(c[tr] for c in ratings)
+        test = tuple(c[te] for c in ratings)
+        m = MatrixFactorization(**PARAMS).fit(train)
+        pred = m.predict(test)
+        assert res["test_rmse"][f] == M.rmse(test[2], pred)
+        assert res["test_mae"][f] == M.mae(test[2], pred)
+        assert res["test_ndcg@5"][f] == M.ndcg_at_k(m, test, k=5, train=train)
+        assert res["test_recall@10"][f] == M.recall_at_k(m, test, k=10, train=train)
+        np.testing.assert_array_equal(res["models"][f].user_factors_, m.user_factors_)
+    assert 0.2 < res["test_rmse"].mean() < 1.0
+
+
+def test_cross_validate_int_cv_predefined_callable_and_sklearn(ratings):
+    model = MatrixFactorization(**PARAMS)
+    a = ms.cross_validate(model, ratings, cv=3, random_state=7)
+    b = ms.cross_validate(model, ratings, cv=ms.KFold(3, random_state=7))
+    np.testing.assert_array_equal(a["test_rmse"], b["test_rmse"])
+    assert set(a) == {"test_rmse", "test_mae", "fit_time", "test_time"}
+
+    folds = [(tuple(c[tr] for c in ratings), tuple(c[te] for c in ratings))
+             for tr, te in ms.KFold(2, random_state=1).split(ratings)]
+
+    def max_error(y_true, y_pred):
+        return float(np.max(np.abs(y_true - y_pred)))
+
+    c = ms.cross_validate(model, None, cv=ms.PredefinedSplit(folds),
+                          metrics=["rmse", max_error, "coverage@10"])
+    d = ms.cross_validate(model, ratings, cv=ms.KFold(2, random_state=1),
+                          metrics=["rmse", max_error, "coverage@10"])
+    for key in ("test_rmse", "test_max_error", "test_coverage@10"):
+        np.testing.assert_array_equal(c[key], d[key])
+    assert (c["test_max_error"] >= c["test_rmse"]).all()
+    assert ((0 < c["test_coverage@10"]) & (c["test_coverage@10"] <= 1)).all()
+
+    sk = pytest.importorskip("sklearn.model_selection")
+    e = ms.cross_validate(model, ratings, cv=sk.KFold(3, shuffle=True, random_state=0))
+    assert e["test_rmse"].shape == (3,)
+
+
+def test_cross_validate_dataframe(ratings):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"user": ratings[0], "item": ratings[1], "rating": ratings[2]})
+    model = MatrixFactorization(**PARAMS)
+    a = ms.cross_validate(model, df, cv=ms.KFold(3, random_state=2))
+    b = ms.cross_validate(model, ratings, cv=ms.KFold(3, random_state=2))
+    np.testing.assert_array_equal(a["test_mae"], b["test_mae"])
+
+
+@pytest.mark.parametrize("kw,exc,msg", [
+    (dict(metrics=("rmse", "auc")), ValueError, r"unknown metric 'auc'"),
+    (dict(metrics=("ndcg@0",)), ValueError, r"k must be >= 1"),
+    (dict(metrics=("rmse", "rmse")), ValueError, r"duplicate names \['rmse'\]"),
+    (dict(metrics=()), ValueError, r"metrics is empty"),
+    (dict(cv=1), ValueError, r"cv must be an int >= 2; got 1"),
+    (dict(cv="5"), TypeError, r"cv must be an int >= 2, a splitter"),
+    (dict(return_models=1), TypeError, r"return_models must be True or False"),
+])
+def test_cross_validate_errors(ratings, kw, exc, msg):
+    with pytest.raises(exc, match=msg):
+        ms.cross_validate(MatrixFactorization(**PARAMS), ratings, **kw)
