@@ -171,3 +171,26 @@ def test_plot_history_draws_both_curves(small_data, tmp_path):
         (u[:5000], i[:5000], r[:5000]), eval_set=(u[5000:], i[5000:], r[5000:]))
     ax = plot_history(m, path=tmp_path / "h.png")
     assert len(ax.lines) == 2 and (tmp_path / "h.png").exists()
+
+
+def test_cli_evaluate(tmp_path, capsys):
+    u, i, r = make_ratings(200, 80, 4000, random_state=0, as_frame=False)
+    data = tmp_path / "r.csv"
+    np.savetxt(data, np.column_stack([u, i, r]), fmt=["%d", "%d", "%.3f"], delimiter=",",
+               header="user,item,rating", comments="")
+    assert _cli.main(["evaluate", str(data), "--cv", "3", "--factors", "4", "--epochs", "3",
+                      "--seed", "0", "--metrics", "rmse,mae,ndcg@5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["folds"]["test_rmse"]) == 3 and 0 < out["mean"]["test_rmse"] < 2
+    assert "test_ndcg@5" in out["folds"]
+    assert _cli.main(["evaluate", str(data), "--columns", "a,b,c"]) == 2
+    assert "no column 'a'" in capsys.readouterr().err
+
+
+def test_cli_demo_movielens_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MFSGD_DATA", str(tmp_path))
+    monkeypatch.setenv("MFSGD_MOVIELENS_URL", "http://127.0.0.1:9/")  # nothing listens
+    assert _cli.main(["demo", "--movielens", "100k"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mfsgd demo: error:") and "127.0.0.1:9" in err[-1]
+    assert not any("Traceback" in line for line in err)

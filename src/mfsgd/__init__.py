@@ -11,6 +11,7 @@ from .exceptions import (
 from .model import MatrixFactorization
 from .persistence import load
 from .plotting import plot_history
+from . import datasets, metrics, model_selection  # noqa: E402  (public submodules)
 
 
 def _select_kernel_from_env() -> None:
