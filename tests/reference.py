@@ -36,3 +36,28 @@ def rating_loss(r, mu, pu, qi, bu, bi, reg_f, reg_b):
     """The loss term of one rating: (r - r^)^2 + l1 (|u|^2 + |v|^2) + l2 (b^2 + b'^2)."""
     e = r - (mu + bu + bi + np.dot(pu, qi))
     return e * e + reg_f * (np.dot(pu, pu) + np.dot(qi, qi)) + reg_b * (bu * bu + bi * bi)
+
+
+def adagrad_epoch_reference(users, items, ratings, P, Q, bu, bi, Gu, Gi, mu, lr, reg_f, reg_b,
+                            *, use_bias=True):
+    """AdaGrad with one accumulator per row (LibMF's variant), line by line: each row
+    moves by lr / sqrt(G) times its descent direction, G taken before this step; then G
+    grows by the mean squared gradient over the row's values (factors, plus the bias)."""
+    P, Q, bu, bi, Gu, Gi = (a.astype(np.float64) for a in (P, Q, bu, bi, Gu, Gi))
+    k = P.shape[1]
+    n_vals = k + (1 if use_bias else 0)
+    for u, i, r in zip(users, items, ratings):
+        e = r - (mu + bu[u] + bi[i] + P[u] @ Q[i])
+        ru, ri = lr / np.sqrt(Gu[u]), lr / np.sqrt(Gi[i])
+        gp, gq = e * Q[i] - reg_f * P[u], e * P[u] - reg_f * Q[i]
+        su, si = gp @ gp, gq @ gq
+        if use_bias:
+            gbu, gbi = e - reg_b * bu[u], e - reg_b * bi[i]
+            bu[u] += ru * gbu
+            bi[i] += ri * gbi
+            su, si = su + gbu * gbu, si + gbi * gbi
+        P[u] = P[u] + ru * gp
+        Q[i] = Q[i] + ri * gq
+        Gu[u] += su / n_vals
+        Gi[i] += si / n_vals
+    return P, Q, bu, bi, Gu, Gi

@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 import pytest
-from reference import rating_loss, sgd_epoch_reference
+from reference import adagrad_epoch_reference, rating_loss, sgd_epoch_reference
 
 from mfsgd import _sgd
 
@@ -50,6 +50,23 @@ def test_epoch_matches_reference_float32(isa, k):
     for got, want in zip((P, Q, bu, bi), ref[:4]):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("k", [5, 16, 64])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_adagrad_matches_reference(isa, k, use_bias):
+    u, i, r, P, Q, bu, bi = random_problem(200 + k, k=k)
+    rng = np.random.default_rng(k)
+    Gu, Gi = rng.uniform(1, 3, len(bu)), rng.uniform(1, 3, len(bi))
+    mu = 3.0 if use_bias else 0.0
+    if not use_bias:
+        bu[:] = 0
+        bi[:] = 0
+    ref = adagrad_epoch_reference(u, i, r, P, Q, bu, bi, Gu, Gi, mu, 0.05, 0.03, 0.02,
+                                  use_bias=use_bias)
+    _sgd.sgd_epoch(u, i, r, P, Q, bu, bi, mu, 0.05, 0.03, 0.02, use_bias, False, Gu, Gi)
+    for got, want in zip((P, Q, bu, bi, Gu, Gi), ref):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def _pos(h):
@@ -103,7 +120,7 @@ def test_block_shuffle_is_the_published_permutation(dtype):
     sse = np.zeros(1)
     _sgd.sgd_blocks(ku, ki, kr, np.array([0, len(r)], np.int64), np.array([0], np.int64),
                     np.array([12345], np.uint64), P1, Q1, bu1, bi1, *_pos(HYPER).values(),
-                    True, False, sse)
+                    True, False, sse, np.empty(0, dtype), np.empty(0, dtype))
     np.testing.assert_array_equal(ku, su)
     P2, Q2, bu2, bi2 = P.copy(), Q.copy(), bu.copy(), bi.copy()
     _sgd.sgd_epoch(su, si, sr, P2, Q2, bu2, bi2, *_pos(HYPER).values())
@@ -130,7 +147,7 @@ def test_blocks_run_in_listed_order_with_segment_sse():
     sse = np.zeros(3)
     P1, Q1, bu1, bi1 = P.copy(), Q.copy(), bu.copy(), bi.copy()
     _sgd.sgd_blocks(u.copy(), i.copy(), r.copy(), indptr, order, None, P1, Q1, bu1, bi1,
-                    *_pos(HYPER).values(), True, False, sse)
+                    *_pos(HYPER).values(), True, False, sse, np.empty(0), np.empty(0))
     perm = np.concatenate([np.arange(250, 300), np.arange(0, 100), np.arange(100, 250)])
     ref = sgd_epoch_reference(u[perm], i[perm], r[perm], P, Q, bu, bi, **_pos(HYPER))
     np.testing.assert_allclose(P1, ref[0], rtol=1e-12, atol=1e-12)

@@ -366,3 +366,15 @@ def test_show_config(capsys):
     cfg = mfsgd.show_config()
     assert cfg["kernel"] in cfg["available"]
     assert "kernel:" in capsys.readouterr().out
+
+
+def test_adagrad_learns_and_is_deterministic(lowrank):
+    train, test, _ = lowrank
+    kw = dict(n_factors=10, n_epochs=20, learning_rate=0.1, adagrad=True, reg_factors=0.05,
+              random_state=0)
+    a = MatrixFactorization(**kw).fit(train)
+    b = MatrixFactorization(n_threads=2, n_blocks=1, **kw).fit(train)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    assert rmse(a, test) < 0.35
+    constant = MatrixFactorization(**{**kw, "adagrad": False}).fit(train)
+    assert not np.array_equal(a.user_factors_, constant.user_factors_)

@@ -3,6 +3,7 @@
  * Per-function target attributes (not per-file flags) keep this a single source
  * file in a single extension, so setuptools needs no per-file flag machinery and
  * the wheel carries every variant. */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "_kernel.h"
@@ -114,6 +115,7 @@ MF_DEFINE_PREDICT(double, f64)
 #define MF_CAT(a, b, c, d) MF_CAT_(a, b, c, d)
 
 #define MF_T float
+#define MF_SQRT sqrtf
 #define MF_SWAP_T float
 #define MF_LANES 16 /* values per 64-byte line */
 #define MF_SHUFFLE mf_shuffle_f32
@@ -138,12 +140,14 @@ MF_DEFINE_PREDICT(double, f64)
 #undef MF_TARGET
 #endif
 #undef MF_T
+#undef MF_SQRT
 #undef MF_SWAP_T
 #undef MF_LANES
 #undef MF_SHUFFLE
 #undef MF_NAME
 
 #define MF_T double
+#define MF_SQRT sqrt
 #define MF_SWAP_T double
 #define MF_LANES 8
 #define MF_SHUFFLE mf_shuffle_f64
@@ -166,6 +170,7 @@ MF_DEFINE_PREDICT(double, f64)
 #undef MF_TARGET
 #endif
 #undef MF_T
+#undef MF_SQRT
 #undef MF_SWAP_T
 #undef MF_LANES
 #undef MF_SHUFFLE
@@ -174,12 +179,12 @@ MF_DEFINE_PREDICT(double, f64)
 /* ---- run-time dispatch ---- */
 typedef void (*mf_blocks_f32_fn)(int32_t *, int32_t *, float *, const int64_t *,
                                  const int64_t *, int64_t, const uint64_t *, float *,
-                                 float *, float *, float *, int64_t, const mf_hyper *,
-                                 double *);
+                                 float *, float *, float *, float *, float *, int64_t,
+                                 const mf_hyper *, double *);
 typedef void (*mf_blocks_f64_fn)(int32_t *, int32_t *, double *, const int64_t *,
                                  const int64_t *, int64_t, const uint64_t *, double *,
-                                 double *, double *, double *, int64_t, const mf_hyper *,
-                                 double *);
+                                 double *, double *, double *, double *, double *, int64_t,
+                                 const mf_hyper *, double *);
 
 static const mf_blocks_f32_fn blocks_f32[] = {
     mf_sgd_blocks_f32_base,
@@ -248,18 +253,18 @@ const char *mf_isa_name(int isa)
 
 void mf_sgd_blocks_f32(int32_t *u, int32_t *it, float *r, const int64_t *indptr,
                        const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                       float *P, float *Q, float *bu, float *bi, int64_t k,
+                       float *P, float *Q, float *bu, float *bi, float *Gu, float *Gi, int64_t k,
                        const mf_hyper *h, double *sse_out)
 {
     blocks_f32[mf_isa_current()](u, it, r, indptr, blocks, n_blocks, seeds, P, Q, bu, bi,
-                                 k, h, sse_out);
+                                 Gu, Gi, k, h, sse_out);
 }
 
 void mf_sgd_blocks_f64(int32_t *u, int32_t *it, double *r, const int64_t *indptr,
                        const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                       double *P, double *Q, double *bu, double *bi, int64_t k,
+                       double *P, double *Q, double *bu, double *bi, double *Gu, double *Gi, int64_t k,
                        const mf_hyper *h, double *sse_out)
 {
     blocks_f64[mf_isa_current()](u, it, r, indptr, blocks, n_blocks, seeds, P, Q, bu, bi,
-                                 k, h, sse_out);
+                                 Gu, Gi, k, h, sse_out);
 }

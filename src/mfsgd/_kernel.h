@@ -37,15 +37,16 @@ const char *mf_isa_name(int isa);
  * positions [indptr[blocks[j]], indptr[blocks[j] + 1]). If seeds is not NULL and
  * seeds[j] != 0, that block's triples are first shuffled in place (Fisher-Yates with
  * a generator seeded by seeds[j]). sse_out[j] receives the block's sum of squared
- * errors as seen during the pass (errors before each update). */
+ * errors as seen during the pass (errors before each update). Gu and Gi (NULL: constant
+ * rate) are per-row AdaGrad accumulators, used and updated in place. */
 void mf_sgd_blocks_f32(int32_t *u, int32_t *it, float *r, const int64_t *indptr,
                        const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                       float *P, float *Q, float *bu, float *bi, int64_t k,
-                       const mf_hyper *h, double *sse_out);
+                       float *P, float *Q, float *bu, float *bi, float *Gu, float *Gi,
+                       int64_t k, const mf_hyper *h, double *sse_out);
 void mf_sgd_blocks_f64(int32_t *u, int32_t *it, double *r, const int64_t *indptr,
                        const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                       double *P, double *Q, double *bu, double *bi, int64_t k,
-                       const mf_hyper *h, double *sse_out);
+                       double *P, double *Q, double *bu, double *bi, double *Gu, double *Gi,
+                       int64_t k, const mf_hyper *h, double *sse_out);
 
 /* Shuffle n triples in place, deterministically from seed. */
 void mf_shuffle_f32(int32_t *u, int32_t *it, float *r, int64_t n, uint64_t seed);

@@ -8,6 +8,7 @@ MF_TARGET static double MF_NAME(sgd_run)(const int32_t *restrict u, const int32_
                                          const MF_T *restrict r, int64_t start, int64_t stop,
                                          MF_T *restrict P, MF_T *restrict Q,
                                          MF_T *restrict bu, MF_T *restrict bi,
+                                         MF_T *restrict Gu, MF_T *restrict Gi,
                                          int64_t k, const mf_hyper *h)
 {
     const MF_T mu = (MF_T)h->mu, lr = (MF_T)h->lr;
@@ -15,6 +16,7 @@ MF_TARGET static double MF_NAME(sgd_run)(const int32_t *restrict u, const int32_
     const int use_bias = h->use_bias, nonneg = h->nonneg;
     const int64_t row_bytes = k * (int64_t)sizeof(MF_T);
     const int wide = (k % MF_LANES) == 0;
+    const MF_T inv_n = (MF_T)1 / (MF_T)(k + (use_bias ? 1 : 0));
     double sse = 0.0;
     for (int64_t t = start; t < stop; ++t) {
         /* Prefetch the rows of the rating MF_PREFETCH steps ahead: on models larger
@@ -50,6 +52,34 @@ MF_TARGET static double MF_NAME(sgd_run)(const int32_t *restrict u, const int32_
         }
         const MF_T e = r[t] - (mu + bu[ui] + bi[ii] + dot);
         sse += (double)e * (double)e;
+        if (Gu) {
+            /* AdaGrad with one accumulator per row (LibMF's variant): row u moves by
+             * lr / sqrt(G_u) times its (descent) gradient, then G_u grows by the mean
+             * squared gradient over the row's stored values (factors, plus the bias in
+             * the biased model). The rate uses G before this step's update. */
+            const MF_T ru = lr / MF_SQRT(Gu[ui]), ri = lr / MF_SQRT(Gi[ii]);
+            MF_T su = 0, si = 0;
+            if (use_bias) {
+                const MF_T gbu = e - reg_b * bu[ui], gbi = e - reg_b * bi[ii];
+                bu[ui] += ru * gbu;
+                bi[ii] += ri * gbi;
+                su = gbu * gbu;
+                si = gbi * gbi;
+            }
+#pragma omp simd reduction(+ : su, si)
+            for (int64_t f = 0; f < k; ++f) {
+                const MF_T pf = p[f], qf = q[f];
+                const MF_T gp = e * qf - reg_f * pf, gq = e * pf - reg_f * qf;
+                const MF_T np_ = pf + ru * gp, nq_ = qf + ri * gq;
+                p[f] = (nonneg && np_ < 0) ? 0 : np_;
+                q[f] = (nonneg && nq_ < 0) ? 0 : nq_;
+                su += gp * gp;
+                si += gq * gq;
+            }
+            Gu[ui] += su * inv_n;
+            Gi[ii] += si * inv_n;
+            continue;
+        }
         if (use_bias) {
             bu[ui] += lr * (e - reg_b * bu[ui]);
             bi[ii] += lr * (e - reg_b * bi[ii]);
@@ -80,7 +110,8 @@ MF_TARGET static double MF_NAME(sgd_run)(const int32_t *restrict u, const int32_
 MF_TARGET static void MF_NAME(sgd_blocks)(int32_t *u, int32_t *it, MF_T *r,
                                           const int64_t *indptr, const int64_t *blocks,
                                           int64_t n_blocks, const uint64_t *seeds,
-                                          MF_T *P, MF_T *Q, MF_T *bu, MF_T *bi, int64_t k,
+                                          MF_T *P, MF_T *Q, MF_T *bu, MF_T *bi,
+                                          MF_T *Gu, MF_T *Gi, int64_t k,
                                           const mf_hyper *h, double *sse_out)
 {
     for (int64_t j = 0; j < n_blocks; ++j) {
@@ -90,6 +121,6 @@ MF_TARGET static void MF_NAME(sgd_blocks)(int32_t *u, int32_t *it, MF_T *r,
          * loads of the ratings ahead. */
         if (seeds && seeds[j])
             MF_SHUFFLE(u + start, it + start, r + start, stop - start, seeds[j]);
-        sse_out[j] = MF_NAME(sgd_run)(u, it, r, start, stop, P, Q, bu, bi, k, h);
+        sse_out[j] = MF_NAME(sgd_run)(u, it, r, start, stop, P, Q, bu, bi, Gu, Gi, k, h);
     }
 }

@@ -12,6 +12,8 @@
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from cython cimport floating
 
+import numpy as np
+
 cdef extern from "_kernel.h" nogil:
     ctypedef struct mf_hyper:
         double mu
@@ -26,12 +28,12 @@ cdef extern from "_kernel.h" nogil:
     const char *mf_isa_name(int isa)
     void mf_sgd_blocks_f32(int32_t *u, int32_t *it, float *r, const int64_t *indptr,
                            const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                           float *P, float *Q, float *bu, float *bi, int64_t k,
-                           const mf_hyper *h, double *sse_out)
+                           float *P, float *Q, float *bu, float *bi, float *Gu, float *Gi,
+                           int64_t k, const mf_hyper *h, double *sse_out)
     void mf_sgd_blocks_f64(int32_t *u, int32_t *it, double *r, const int64_t *indptr,
                            const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                           double *P, double *Q, double *bu, double *bi, int64_t k,
-                           const mf_hyper *h, double *sse_out)
+                           double *P, double *Q, double *bu, double *bi, double *Gu, double *Gi,
+                           int64_t k, const mf_hyper *h, double *sse_out)
     void mf_shuffle_f32(int32_t *u, int32_t *it, float *r, int64_t n, uint64_t seed)
     void mf_shuffle_f64(int32_t *u, int32_t *it, double *r, int64_t n, uint64_t seed)
     void mf_predict_f32(const int32_t *u, const int32_t *it, int64_t n, const float *P,
@@ -71,7 +73,8 @@ def sgd_blocks(int32_t[::1] users, int32_t[::1] items, floating[::1] ratings,
                floating[:, ::1] user_factors, floating[:, ::1] item_factors,
                floating[::1] user_bias, floating[::1] item_bias,
                double mu, double lr, double reg_factors, double reg_bias,
-               bint use_bias, bint nonnegative, double[::1] sse_out):
+               bint use_bias, bint nonnegative, double[::1] sse_out,
+               floating[::1] user_accum, floating[::1] item_accum):
     """SGD over the ratings of the listed blocks, in list order.
 
     Contract: block ``b`` spans positions ``indptr[b]:indptr[b+1]`` of the rating
@@ -79,7 +82,9 @@ def sgd_blocks(int32_t[::1] users, int32_t[::1] items, floating[::1] ratings,
     for an in-place shuffle before its pass (0: keep the stored order). Mutates the
     factor and bias arrays, and the triples when shuffling; writes each block's sum
     of squared errors (errors before each update) to ``sse_out``. Blocks run in the
-    same call must not share rows when calls run concurrently. Runs without the GIL.
+    same call must not share rows when calls run concurrently. ``user_accum`` and
+    ``item_accum`` (one value per row, or empty for a constant rate) are AdaGrad
+    accumulators, used and updated in place. Runs without the GIL.
     """
     cdef mf_hyper h
     h.mu = mu
@@ -91,8 +96,13 @@ def sgd_blocks(int32_t[::1] users, int32_t[::1] items, floating[::1] ratings,
     cdef int64_t nb = blocks.shape[0]
     cdef int64_t k = user_factors.shape[1]
     cdef const uint64_t *sp = NULL
+    cdef floating *gu = NULL
+    cdef floating *gi = NULL
     if seeds is not None and seeds.shape[0] > 0:
         sp = &seeds[0]
+    if user_accum.shape[0] > 0:
+        gu = &user_accum[0]
+        gi = &item_accum[0]
     if nb == 0 or ratings.shape[0] == 0:
         for j in range(nb):
             sse_out[j] = 0.0
@@ -101,23 +111,35 @@ def sgd_blocks(int32_t[::1] users, int32_t[::1] items, floating[::1] ratings,
         if floating is float:
             mf_sgd_blocks_f32(&users[0], &items[0], &ratings[0], &indptr[0], &blocks[0], nb,
                               sp, &user_factors[0, 0], &item_factors[0, 0], &user_bias[0],
-                              &item_bias[0], k, &h, &sse_out[0])
+                              &item_bias[0], gu, gi, k, &h, &sse_out[0])
         else:
             mf_sgd_blocks_f64(&users[0], &items[0], &ratings[0], &indptr[0], &blocks[0], nb,
                               sp, &user_factors[0, 0], &item_factors[0, 0], &user_bias[0],
-                              &item_bias[0], k, &h, &sse_out[0])
+                              &item_bias[0], gu, gi, k, &h, &sse_out[0])
 
 
-def sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floating[::1] ratings,
-              floating[:, ::1] user_factors, floating[:, ::1] item_factors,
-              floating[::1] user_bias, floating[::1] item_bias,
+def sgd_epoch(users, items, ratings, user_factors, item_factors, user_bias, item_bias,
               double mu, double lr, double reg_factors, double reg_bias,
-              bint use_bias=True, bint nonnegative=False):
+              bint use_bias=True, bint nonnegative=False, user_accum=None, item_accum=None):
     """One SGD pass over all triples in their stored order; returns the SSE.
 
     Contract: as :func:`sgd_blocks` with a single block and no shuffle; the triples
-    are only read (read-only arrays are fine). Runs without the GIL.
+    are only read (read-only arrays are fine). ``user_accum``/``item_accum``: AdaGrad
+    accumulators (None: constant rate). Runs without the GIL.
     """
+    if user_accum is None:
+        user_accum = item_accum = np.empty(0, dtype=np.asarray(user_bias).dtype)
+    return _sgd_epoch(users, items, ratings, user_factors, item_factors, user_bias,
+                      item_bias, mu, lr, reg_factors, reg_bias, use_bias, nonnegative,
+                      user_accum, item_accum)
+
+
+def _sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floating[::1] ratings,
+               floating[:, ::1] user_factors, floating[:, ::1] item_factors,
+               floating[::1] user_bias, floating[::1] item_bias,
+               double mu, double lr, double reg_factors, double reg_bias,
+               bint use_bias, bint nonnegative, floating[::1] user_accum,
+               floating[::1] item_accum):
     cdef mf_hyper h
     h.mu = mu
     h.lr = lr
@@ -130,8 +152,13 @@ def sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floating
     cdef int64_t indptr[2]
     cdef int64_t block = 0
     cdef double sse = 0.0
+    cdef floating *gu = NULL
+    cdef floating *gi = NULL
     if n == 0:
         return 0.0
+    if user_accum.shape[0] > 0:
+        gu = &user_accum[0]
+        gi = &item_accum[0]
     indptr[0] = 0
     indptr[1] = n
     # No shuffle (seeds NULL), so the triples are never written: casting away const is safe.
@@ -139,12 +166,12 @@ def sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floating
         if floating is float:
             mf_sgd_blocks_f32(<int32_t *>&users[0], <int32_t *>&items[0], <float *>&ratings[0],
                               indptr, &block, 1, NULL, &user_factors[0, 0], &item_factors[0, 0],
-                              &user_bias[0], &item_bias[0], k, &h, &sse)
+                              &user_bias[0], &item_bias[0], gu, gi, k, &h, &sse)
         else:
             mf_sgd_blocks_f64(<int32_t *>&users[0], <int32_t *>&items[0],
                               <double *>&ratings[0], indptr, &block, 1, NULL,
                               &user_factors[0, 0], &item_factors[0, 0],
-                              &user_bias[0], &item_bias[0], k, &h, &sse)
+                              &user_bias[0], &item_bias[0], gu, gi, k, &h, &sse)
     return sse
 
 

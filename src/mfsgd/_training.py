@@ -173,6 +173,7 @@ class Hyper:
     mu: float
     use_bias: bool
     nonneg: bool
+    adagrad: bool = False
 
 
 class Stop(Exception):
@@ -258,6 +259,10 @@ class EpochRunner:
         self._pool = cf.ThreadPoolExecutor(n_threads - 1, thread_name_prefix="mfsgd") \
             if n_threads > 1 else None
         self._seg_len = np.diff(layout.seg_ptr)
+        # AdaGrad accumulators start at 1 (as LibMF's), so the first step is lr itself.
+        dt = params.bu.dtype
+        self.accum = (np.ones(params.bu.size, dt), np.ones(params.bi.size, dt)) if hyper.adagrad \
+            else (np.empty(0, dt), np.empty(0, dt))
 
     def close(self) -> None:
         if self._pool is not None:
@@ -282,7 +287,7 @@ class EpochRunner:
             _sgd.sgd_blocks(L.users, L.items, L.ratings, L.seg_ptr, seg_ids[start:stop],
                             None if seeds is None else seeds[start:stop],
                             p.P, p.Q, p.bu, p.bi, h.mu, h.lr, h.reg_f, h.reg_b,
-                            h.use_bias, h.nonneg, out[start:stop])
+                            h.use_bias, h.nonneg, out[start:stop], *self.accum)
             if not math.isfinite(float(out[start:stop].sum())):
                 self.sse[seg_ids] = math.nan
                 self._stop.set()

@@ -164,6 +164,12 @@ class MatrixFactorization:
         the same model for any thread count.
     lr_decay : float, default 0.0
         Per-epoch decay: epoch e (from 0) uses ``learning_rate / (1 + lr_decay * e)``.
+    adagrad : bool, default False
+        Adaptive rates, one AdaGrad accumulator per user and per item row (as LibMF):
+        row u moves by ``learning_rate / sqrt(G_u)`` times its gradient, and ``G_u``
+        (starting at 1) grows by the mean squared gradient of the row's values. The
+        base rate wants to be larger than for plain SGD (try 0.05 to 0.1). The
+        accumulators restart with every ``fit`` or ``partial_fit`` call.
     biased : bool, default True
         False fits the plain model ``r^ = u_i . v_j`` with no mu and no biases.
     nonnegative : bool, default False
@@ -222,6 +228,7 @@ class MatrixFactorization:
         n_threads: int = 1,
         n_blocks: int | None = None,
         lr_decay: float = 0.0,
+        adagrad: bool = False,
         biased: bool = True,
         nonnegative: bool = False,
         user_col: str = "user",
@@ -246,6 +253,7 @@ class MatrixFactorization:
         self.n_threads = n_threads
         self.n_blocks = n_blocks
         self.lr_decay = lr_decay
+        self.adagrad = adagrad
         self.biased = biased
         self.nonnegative = nonnegative
         self.user_col = user_col
@@ -314,6 +322,7 @@ class MatrixFactorization:
             "n_threads": check_int("n_threads", self.n_threads),
             "n_blocks": nb,
             "lr_decay": check_float("lr_decay", self.lr_decay),
+            "adagrad": check_bool("adagrad", self.adagrad),
             "biased": check_bool("biased", self.biased),
             "nonnegative": check_bool("nonnegative", self.nonnegative),
         }
@@ -379,7 +388,8 @@ class MatrixFactorization:
 
     def _hyper(self, p: dict[str, Any], mu: float) -> T.Hyper:
         return T.Hyper(lr=p["learning_rate"], reg_f=p["reg_factors"], reg_b=p["reg_bias"],
-                       mu=mu, use_bias=p["biased"], nonneg=p["nonnegative"])
+                       mu=mu, use_bias=p["biased"], nonneg=p["nonnegative"],
+                       adagrad=p["adagrad"])
 
     def _init_rows(self, rng: np.random.Generator, n: int, p: dict[str, Any]) -> np.ndarray:
         k = p["n_factors"]
