@@ -162,16 +162,30 @@ def test_recommend_all_large_is_bounded(monkeypatch):
     from mfsgd import _recommend
 
     seen = []
-    real = _recommend.user_scores
+    real = _recommend._rank_scores
 
     def spy(st, rows, icols):
         out = real(st, rows, icols)
         seen.append(out.size)
         return out
 
-    monkeypatch.setattr(_recommend, "user_scores", spy)
+    monkeypatch.setattr(_recommend, "_rank_scores", spy)
     u, i, r = make_ratings(100_000, 500, 300_000, random_state=0, as_frame=False)
     m = MatrixFactorization(n_factors=4, n_epochs=1, random_state=0).fit((u, i, r))
     ids, _ = m.recommend_all(n=5)
     assert ids.shape == (len(m.user_ids_), 5)
     assert max(seen) <= _recommend.SCORE_BUDGET
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 3, 10, 50, 100])
+def test_top_n_matches_stable_sort(dtype, n):
+    from mfsgd._recommend import top_n
+
+    rng = np.random.default_rng(n)
+    s = rng.integers(0, 20, size=(40, 73)).astype(dtype)  # many ties
+    s[rng.random(s.shape) < 0.2] = -np.inf
+    idx, val = top_n(s, n)
+    want = np.argsort(-s, axis=1, kind="stable")[:, :n]
+    np.testing.assert_array_equal(idx, want)
+    np.testing.assert_array_equal(val, np.take_along_axis(s, want, axis=1))

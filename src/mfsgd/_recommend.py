@@ -40,26 +40,6 @@ def _factors(st: Any) -> tuple[np.ndarray, np.ndarray]:
     return st.factors("user_factors"), st.factors("item_factors")
 
 
-def user_scores(st: Any, urows: np.ndarray, icols: np.ndarray | None) -> np.ndarray:
-    """Predicted ratings (unclipped, float64) of users ``urows`` (-1: unknown) for items
-    ``icols`` (None: all; -1: unknown), shape (len(urows), n_items)."""
-    P, Q = _factors(st)
-    bi = st.item_bias if icols is None else np.where(icols >= 0, st.item_bias[icols], 0)
-    Qc = Q if icols is None else np.where((icols >= 0)[:, None], Q[np.maximum(icols, 0)], 0)
-    known = urows >= 0
-    Pu = np.where(known[:, None], P[np.maximum(urows, 0)], 0)
-    bu = np.where(known, st.user_bias[np.maximum(urows, 0)], 0)
-    s = (Pu @ Qc.T).astype(np.float64)
-    s += st.kernel_mu
-    s += bu[:, None]
-    s += np.asarray(bi, dtype=np.float64)[None, :]
-    if not st.biased:  # plain PMF: unknown users or items are served the global mean
-        unknown = ~known[:, None] | (np.zeros(s.shape[1], bool) if icols is None else
-                                     (icols < 0))[None, :]
-        s[np.broadcast_to(unknown, s.shape)] = st.global_mean
-    return s
-
-
 def _mask_seen(st: Any, scores: np.ndarray, urows: np.ndarray, icols: np.ndarray | None) -> None:
     """Set the scores of items each user rated in training to -inf, in place."""
     ip, it = st.seen_indptr, st.seen_items
@@ -88,22 +68,51 @@ def _mask_seen(st: Any, scores: np.ndarray, urows: np.ndarray, icols: np.ndarray
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and scores of the n best per row, best first (argpartition + sort)."""
-    n = min(n, scores.shape[1])
+    """Column indices and scores of the n best per row, best first (ties: lower column
+    first). A compiled single scan for small n; argpartition + sort for large n, where
+    the insertion buffer would cost O(n) per insertion."""
+    from . import _sgd
+
+    rows, m = scores.shape
+    n = min(n, m)
     if n == 0:
-        return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0))
-    if n < scores.shape[1]:
+        return np.empty((rows, 0), np.int64), np.empty((rows, 0), scores.dtype)
+    if n <= 64 and scores.dtype in (np.float32, np.float64):
+        idx = np.empty((rows, n), np.int64)
+        val = np.empty((rows, n), scores.dtype)
+        _sgd.top_n_rows(np.ascontiguousarray(scores), idx, val)
+        return idx, val
+    if n < m:
         part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     else:
-        part = np.broadcast_to(np.arange(n), (scores.shape[0], n)).copy()
+        part = np.broadcast_to(np.arange(n), (rows, n)).copy()
     ps = np.take_along_axis(scores, part, axis=1)
     o = np.argsort(-ps, axis=1, kind="stable")
     return np.take_along_axis(part, o, axis=1), np.take_along_axis(ps, o, axis=1)
 
 
+def _rank_scores(st: Any, urows: np.ndarray, icols: np.ndarray | None) -> np.ndarray:
+    """Scores that order each row like the predictions: u_i . v_j + b'_j in the model's
+    dtype. The per-user constant mu + b_i is left out (it cannot change a row's order);
+    exact float64 predictions are computed afterwards for the selected items only."""
+    P, Q = _factors(st)
+    bi = st.item_bias if icols is None else np.where(icols >= 0, st.item_bias[icols], 0)
+    Qc = Q if icols is None else np.where((icols >= 0)[:, None], Q[np.maximum(icols, 0)], 0)
+    known = urows >= 0
+    Pu = P[np.maximum(urows, 0)]
+    if not known.all():
+        Pu = np.where(known[:, None], Pu, 0)
+    s = Pu @ Qc.T
+    if st.biased:
+        s += bi.astype(s.dtype)[None, :]
+    return s
+
+
 def recommend_rows(st: Any, urows: np.ndarray, n: int, exclude_seen: bool,
                    icols: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-n (candidate column indices, scores) for many users, in bounded memory."""
+    """Top-n (candidate column indices, scores) for many users, in bounded memory:
+    users in batches of SCORE_BUDGET scores, ranked in the model's dtype by one matrix
+    product, then exact float64 predictions for the n chosen items of each user."""
     n_cols = st.item_bias.size if icols is None else icols.size
     batch = max(1, SCORE_BUDGET // max(n_cols, 1))
     n_eff = min(n, n_cols)
@@ -111,12 +120,27 @@ def recommend_rows(st: Any, urows: np.ndarray, n: int, exclude_seen: bool,
     vals = np.empty((urows.size, n_eff), dtype=np.float64)
     for s in range(0, urows.size, batch):
         rows = urows[s:s + batch]
-        sc = user_scores(st, rows, icols)
+        sc = _rank_scores(st, rows, icols)
         if exclude_seen:
             _mask_seen(st, sc, rows, icols)
         c, v = top_n(sc, n_eff)
-        cols[s:s + batch], vals[s:s + batch] = c, v
+        # exact predictions of the chosen pairs (float64), -inf where nothing was left
+        items = c if icols is None else icols[c]
+        exact = _pair_scores(st, np.repeat(rows, n_eff), items.ravel()).reshape(c.shape)
+        cols[s:s + batch] = c
+        vals[s:s + batch] = np.where(np.isneginf(v), -np.inf, exact)
     return cols, vals
+
+
+def _pair_scores(st: Any, urows: np.ndarray, icols: np.ndarray) -> np.ndarray:
+    """Unclipped predictions of (user row, item row) pairs, -1 meaning unknown."""
+    from ._training import Params, predict_idx
+
+    out = predict_idx(Params(st.user_factors, st.item_factors, st.user_bias, st.item_bias),
+                      st.kernel_mu, urows.astype(np.int32), icols.astype(np.int32))
+    if not st.biased:
+        out[(urows < 0) | (icols < 0)] = st.global_mean
+    return out
 
 
 def similar(factors: np.ndarray, row: int, n: int) -> tuple[np.ndarray, np.ndarray]:
