@@ -3,6 +3,7 @@
 from ._version import __version__
 from .exceptions import (
     ConvergenceWarning,
+    DistributedTrainingError,
     DivergenceError,
     ModelFileError,
     NotFittedError,
@@ -61,6 +62,7 @@ __all__ = [
     "NotFittedError",
     "ModelFileError",
     "DivergenceError",
+    "DistributedTrainingError",
     "TrainingInterrupted",
     "ConvergenceWarning",
     "__version__",

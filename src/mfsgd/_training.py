@@ -63,14 +63,39 @@ def counts_of(indices: np.ndarray, n: int) -> np.ndarray:
     return counts
 
 
-def _balanced_split(indices: np.ndarray, n: int, parts: int) -> np.ndarray:
-    """Part of each of n ids: contiguous id ranges with about equal rating counts."""
+def split_by_counts(counts: np.ndarray, parts: int) -> np.ndarray:
+    """Part of each id: contiguous id ranges with about equal rating counts."""
     if parts == 1:
-        return np.zeros(n, dtype=np.int64)
-    counts = counts_of(indices, n).astype(np.float64)
+        return np.zeros(counts.size, dtype=np.int64)
+    counts = counts.astype(np.float64)
     before = np.cumsum(counts) - counts  # ratings of ids before this one
     total = max(counts.sum(), 1.0)
     return np.minimum((before * parts / total).astype(np.int64), parts - 1)
+
+
+def cell_keys(fu: np.ndarray, fi: np.ndarray, p: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per user and per item, its share of the cell key: cell = key_u[u] + key_i[i] with
+    cell id = (block * s + sub_r) * s + sub_c and block = (fu // s) * p + fi // s."""
+    kdt = np.uint16 if p * p * s * s <= 1 << 16 else np.uint32
+    key_u = ((fu // s) * (p * s * s) + (fu % s) * s).astype(kdt)
+    key_i = ((fi // s) * (s * s) + (fi % s)).astype(kdt)
+    return key_u, key_i
+
+
+def segments(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cut cells of the given sizes into segments of at most SEGMENT ratings, split
+    evenly; returns (seg_ptr, seg_cell)."""
+    n_cells_total = sizes.size
+    nseg = np.maximum(1, -(-sizes // SEGMENT))
+    seg_cell = np.repeat(np.arange(n_cells_total, dtype=np.int64), nseg)
+    # segment j of cell c starts at cell_start + j * size // nseg (even split)
+    first = np.concatenate([[0], np.cumsum(nseg)[:-1]])
+    j = np.arange(seg_cell.size) - first[seg_cell]
+    cell_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    seg_ptr = np.empty(seg_cell.size + 1, dtype=np.int64)
+    seg_ptr[:-1] = cell_start[seg_cell] + (j * sizes[seg_cell]) // nseg[seg_cell]
+    seg_ptr[-1] = int(sizes.sum())
+    return seg_ptr, seg_cell
 
 
 @dataclass
@@ -102,12 +127,9 @@ class Layout:
             u, i, r = users, items, ratings.copy()
             sizes = np.array([len(r)], dtype=np.int64)
         else:
-            fu = _balanced_split(users, n_users, p * s)
-            fi = _balanced_split(items, n_items, p * s)
-            # cell key: block (fu // s, fi // s), then sub-range (fu % s, fi % s)
-            kdt = np.uint16 if n_cells_total <= 1 << 16 else np.uint32
-            key_u = ((fu // s) * (p * s * s) + (fu % s) * s).astype(kdt)
-            key_i = ((fi // s) * (s * s) + (fi % s)).astype(kdt)
+            fu = split_by_counts(counts_of(users, n_users), p * s)
+            fi = split_by_counts(counts_of(items, n_items), p * s)
+            key_u, key_i = cell_keys(fu, fi, p, s)
             key = key_u[users]
             key += key_i[items]
             del fu, fi, key_u, key_i
@@ -124,16 +146,16 @@ class Layout:
             r = np.empty_like(ratings)
             _sgd.scatter_by_key(key, ratings, starts, r)
             del ratings, key
-        nseg = np.maximum(1, -(-sizes // SEGMENT))
-        seg_cell = np.repeat(np.arange(n_cells_total, dtype=np.int64), nseg)
-        # segment j of cell c starts at cell_start + j * size // nseg (even split)
-        first = np.concatenate([[0], np.cumsum(nseg)[:-1]])
-        j = np.arange(seg_cell.size) - first[seg_cell]
-        cell_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        seg_ptr = np.empty(seg_cell.size + 1, dtype=np.int64)
-        seg_ptr[:-1] = cell_start[seg_cell] + (j * sizes[seg_cell]) // nseg[seg_cell]
-        seg_ptr[-1] = len(r)
+        seg_ptr, seg_cell = segments(sizes)
         return cls(u, i, r, p, s, seg_ptr, seg_cell)
+
+    @classmethod
+    def skeleton(cls, cell_sizes: np.ndarray, p: int, s: int) -> Layout:
+        """Segments and cells without rating arrays: enough for epoch_plan (used by the
+        distributed driver, whose blocks live on the workers)."""
+        seg_ptr, seg_cell = segments(cell_sizes)
+        empty = np.empty(0, np.int32)
+        return cls(empty, empty, np.empty(0), p, s, seg_ptr, seg_cell)
 
     @property
     def n_segments(self) -> int:

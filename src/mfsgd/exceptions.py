@@ -4,6 +4,7 @@ __all__ = [
     "NotFittedError",
     "ModelFileError",
     "DivergenceError",
+    "DistributedTrainingError",
     "TrainingInterrupted",
     "ConvergenceWarning",
 ]
@@ -27,3 +28,8 @@ class TrainingInterrupted(UserWarning):
 
 class ConvergenceWarning(UserWarning):
     """Training stopped before the convergence criterion was met."""
+
+
+class DistributedTrainingError(RuntimeError):
+    """Distributed training lost data it could not recompute (e.g. workers died beyond
+    Dask's retry limit); the model keeps the last completed epoch, if any."""

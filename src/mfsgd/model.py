@@ -26,7 +26,12 @@ from ._validation import (
     check_same_length,
     unpack_data,
 )
-from .exceptions import DivergenceError, NotFittedError, TrainingInterrupted
+from .exceptions import (
+    DistributedTrainingError,
+    DivergenceError,
+    NotFittedError,
+    TrainingInterrupted,
+)
 
 __all__ = ["MatrixFactorization"]
 
@@ -412,7 +417,8 @@ class MatrixFactorization:
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, *, eval_set: Any = None,
-            callback: Any = None) -> MatrixFactorization:
+            callback: Any = None, client: Any = None,
+            checkpoint: str | None = None, resume: bool = False) -> MatrixFactorization:
         """Fit the model to ratings.
 
         Parameters
@@ -430,7 +436,18 @@ class MatrixFactorization:
         callback : callable, optional
             Called after every epoch with that epoch's ``history_`` record (a dict), e.g.
             to drive a progress bar. An exception it raises stops training like Ctrl-C
-            does, keeping the last completed epoch.
+            does, keeping the last completed epoch. With a Dask collection it is called
+            after every sub-epoch with ``{"epoch", "stratum", "n_strata"}``.
+        client : distributed.Client, optional
+            Required when ``X`` is a Dask DataFrame: trains by distributed stratified SGD
+            on that cluster (see the README, "Beyond one machine").
+        checkpoint : str, optional
+            With a Dask collection: path or fsspec URL where the parameters are written
+            after every epoch.
+        resume : bool, default False
+            With ``checkpoint``: start from the parameters and epoch stored there (the
+            continued run is a valid fit but not bit-identical to an uninterrupted one:
+            the in-block shuffles restart from the stored order).
 
         Returns
         -------
@@ -447,13 +464,17 @@ class MatrixFactorization:
         """
         with self._lock:
             p = self._checked_params()
+            if hasattr(X, "__dask_graph__"):
+                return self._fit_dask(X, p, client, eval_set, callback, checkpoint, resume)
+            if client is not None:
+                raise ValueError("client= is only for Dask collections; X is not one.")
             users, items, ratings = self._unpack(X, y, need_ratings=True)
             ratings = check_ratings(ratings, p["dtype"])
             if ratings.size == 0:
                 raise ValueError("fit needs at least one rating; got an empty input.")
             umap, uidx = IdMap.fit("users", users)
             imap, iidx = IdMap.fit("items", items)
-            rng = check_random_state(self.random_state)
+            rng = self._rng_for_fit()
             val, held = None, None
             if eval_set is not None:
                 val = self._eval_indices(eval_set, umap, imap, p["dtype"])
@@ -523,6 +544,40 @@ class MatrixFactorization:
             return self._train(p, base, params, triples, rng, None, n_epochs,
                                epoch_offset=st.n_epochs, history=list(st.history),
                                callback=callback)
+
+    def _rng_for_fit(self) -> np.random.Generator:
+        return check_random_state(self.random_state)
+
+    def _fit_dask(self, X: Any, p: dict, client: Any, eval_set: Any, callback: Any,
+                  checkpoint: str | None, resume: bool) -> MatrixFactorization:
+        if client is None:
+            raise TypeError(
+                "X is a Dask collection: pass client=distributed.Client(...) to train on the "
+                "cluster, or call X.compute() to train locally.")
+        from ._dask import fit_dask
+
+        state, reason, error = fit_dask(self, X, client, p, eval_set=eval_set,
+                                        callback=callback, checkpoint=checkpoint, resume=resume)
+        if state is not None and state.n_epochs > 0:
+            self._state = state
+        if reason == "failed":
+            kept = (f"the model keeps epoch {state.n_epochs}" if state is not None and
+                    state.n_epochs else "the model is unchanged")
+            ck = f"; resume with fit(..., checkpoint={checkpoint!r}, resume=True)" \
+                if checkpoint else "; pass checkpoint= to be able to resume"
+            raise DistributedTrainingError(
+                f"Distributed training failed ({type(error).__name__}: {error}); {kept}{ck}."
+            ) from error
+        if reason == "diverged":
+            raise DivergenceError(
+                f"Training diverged in epoch {state.n_epochs + 1} (loss became non-finite). "
+                f"Try a smaller learning_rate (now {self.learning_rate}); the model keeps "
+                f"the parameters of epoch {state.n_epochs}.")
+        if reason == "interrupted":
+            warnings.warn(f"Training interrupted; the model keeps epoch {state.n_epochs}.",
+                          TrainingInterrupted, stacklevel=3)
+            raise KeyboardInterrupt
+        return self
 
     def _continuation_rng(self, epochs_done: int) -> np.random.Generator:
         rs = self.random_state

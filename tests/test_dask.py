@@ -1,0 +1,118 @@
+"""Distributed stratified SGD on a LocalCluster (skipped without the dask extra)."""
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+dd = pytest.importorskip("dask.dataframe")
+
+import mfsgd  # noqa: E402
+from mfsgd import DistributedTrainingError, MatrixFactorization  # noqa: E402
+from mfsgd.datasets import make_ratings  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, host="127.0.0.1") as c:
+        yield c
+
+
+@pytest.fixture()
+def client(cluster):
+    with distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def frame():
+    pytest.importorskip("pandas")
+    return make_ratings(2000, 800, 40_000, rank=4, noise=0.3, random_state=0)
+
+
+KW = dict(n_factors=8, n_epochs=4, n_blocks=3, random_state=1, learning_rate=0.01)
+
+
+def test_matches_local_stratified_fit(client, frame):
+    ddf = dd.from_pandas(frame, npartitions=5)
+    dist = MatrixFactorization(**KW).fit(ddf, client=client)
+    local = MatrixFactorization(**KW).fit(frame)
+    np.testing.assert_allclose(dist.user_factors_, local.user_factors_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dist.item_bias_, local.item_bias_, rtol=1e-5, atol=1e-6)
+    assert [h["train_rmse"] for h in dist.history_] == pytest.approx(
+        [h["train_rmse"] for h in local.history_], rel=1e-6)
+    assert dist.n_blocks_ == 3
+    # the result is an ordinary model
+    np.testing.assert_allclose(dist.predict(frame), local.predict(frame), rtol=1e-5)
+    assert set(dist.recommend(frame.user.iloc[0], n=5)[0]) == set(
+        local.recommend(frame.user.iloc[0], n=5)[0])
+
+
+def test_string_ids_and_eval_set(client, frame, tmp_path):
+    f = frame.assign(user=frame.user.map(lambda x: f"u{x:05d}"))
+    train, test = f.iloc[:35_000], f.iloc[35_000:]
+    m = MatrixFactorization(**KW).fit(dd.from_pandas(train, npartitions=3), client=client,
+                                      eval_set=test)
+    assert m.user_ids_.dtype.kind == "U" and "val_rmse" in m.history_[-1]
+    m.save(tmp_path / "m.mfsgd")
+    assert mfsgd.load(tmp_path / "m.mfsgd").n_epochs_ == 4
+
+
+def test_dask_collection_needs_a_client(frame):
+    ddf = dd.from_pandas(frame, npartitions=2)
+    with pytest.raises(TypeError, match="pass client=distributed.Client"):
+        MatrixFactorization(**KW).fit(ddf)
+    with pytest.raises(ValueError, match="client= is only for Dask collections"):
+        MatrixFactorization(**KW).fit(frame, client=object())
+
+
+def test_progress_per_sub_epoch(client, frame):
+    seen = []
+    MatrixFactorization(**{**KW, "n_epochs": 2}).fit(
+        dd.from_pandas(frame, npartitions=2), client=client, callback=seen.append)
+    assert [(s["epoch"], s["stratum"]) for s in seen] == [(e, t) for e in (1, 2)
+                                                          for t in (1, 2, 3)]
+
+
+def test_checkpoint_and_resume(client, frame, tmp_path):
+    ck = str(tmp_path / "ck.npz")
+    ddf = dd.from_pandas(frame, npartitions=2)
+    MatrixFactorization(**{**KW, "n_epochs": 2}).fit(ddf, client=client, checkpoint=ck)
+    assert os.path.exists(ck)
+    m = MatrixFactorization(**KW).fit(ddf, client=client, checkpoint=ck, resume=True)
+    assert m.n_epochs_ == 4 and [h["epoch"] for h in m.history_] == [1, 2, 3, 4]
+    other = MatrixFactorization(**{**KW, "n_factors": 4})
+    with pytest.raises(mfsgd.ModelFileError, match="checkpoint of another model"):
+        other.fit(ddf, client=client, checkpoint=ck, resume=True)
+
+
+def test_killed_worker_recovers_or_fails_clearly(cluster, frame):
+    """Kill a worker process in the middle of training: Dask recomputes the lost blocks
+    (tasks are pure), so the model equals the undisturbed one; if it cannot, fit raises
+    DistributedTrainingError. Never a silently different model."""
+    local = MatrixFactorization(**{**KW, "n_epochs": 3}).fit(frame)
+    with distributed.Client(cluster) as client:
+        victim = list(client.scheduler_info()["workers"])[0]
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        killed = threading.Event()
+
+        def kill(info):
+            if info["epoch"] == 2 and info["stratum"] == 1 and not killed.is_set():
+                killed.set()
+                os.kill(pid, signal.SIGKILL)
+
+        m = MatrixFactorization(**{**KW, "n_epochs": 3})
+        try:
+            m.fit(dd.from_pandas(frame, npartitions=3), client=client, callback=kill)
+        except DistributedTrainingError as e:
+            assert "Distributed training failed" in str(e)
+            return
+        assert killed.is_set()
+        np.testing.assert_allclose(m.user_factors_, local.user_factors_, rtol=1e-5, atol=1e-6)
+    # the cluster's nanny restarts the killed worker for the next tests
+    with distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=60)
