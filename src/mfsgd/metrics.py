@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._idmap import IdMap, idmap_from_ids, normalize_ids, sorted_unique, unique_inverse
+from ._recommend import top_n
 from ._validation import as_1d, check_int, check_same_length, unpack_data
 
 __all__ = [
@@ -162,16 +163,7 @@ class _Scorer:
             lo, hi = np.searchsorted(excl_pos, [s, e])
             if hi > lo:
                 S[excl_pos[lo:hi] - s, excl_item[lo:hi]] = -np.inf
-            if kk < n_items:
-                # The kk largest scores land (unordered) after position n_items - kk.
-                part = np.argpartition(S, n_items - kk, axis=1)[:, n_items - kk:]
-            else:
-                part = np.broadcast_to(np.arange(n_items), S.shape)
-            ps = np.take_along_axis(S, part, axis=1)
-            # Best first; equal scores in item-index order.
-            order = np.lexsort((part, -ps), axis=1)
-            top = np.take_along_axis(part, order, axis=1)
-            score = np.take_along_axis(ps, order, axis=1)
+            top, score = top_n(S, kk)  # best first; equal scores in item-index order
             yield s, e, top, score, score > -np.inf
 
 
