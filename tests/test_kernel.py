@@ -1,5 +1,7 @@
 """The compiled kernel against the NumPy reference and against finite differences."""
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -204,3 +206,24 @@ def test_kernel_releases_the_gil():
     t.join()
     assert iterations > 100
     assert len(seen) > 10
+
+
+@pytest.mark.parametrize("kernel", ["baseline", "avx2", "avx512"])
+def test_kernel_env_var_selects_variant(kernel):
+    code = "import mfsgd, mfsgd._sgd as s; print(s.isa_name(s.isa_current()))"
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                         text=True, env={"MFSGD_KERNEL": kernel, "PATH": ""}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    from mfsgd import _sgd
+
+    want = {"baseline": 0, "avx2": 1, "avx512": 2}[kernel]
+    assert out.stdout.strip() == _sgd.isa_name(_best_at_most(want))
+
+
+def _best_at_most(want):
+    from mfsgd import _sgd
+
+    mask = _sgd.isa_available()
+    while want > 0 and not mask & (1 << want):
+        want -= 1
+    return want

@@ -28,13 +28,19 @@ HYPER = {  # option -> (MatrixFactorization parameter, type)
 }
 
 
+DEMO_DEFAULTS = {"n_factors": 32, "n_epochs": 20, "learning_rate": 0.02, "reg_factors": 0.05,
+                 "random_state": 0}
+
+
 class UserError(Exception):
     pass
 
 
-def _add_hyper(p: argparse.ArgumentParser, **defaults: Any) -> None:
+def _add_hyper(p: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
+    """Hyper-parameter options; ``defaults`` documents a command's own defaults."""
+    defaults = defaults or {}
     for opt, (name, typ) in HYPER.items():
-        p.add_argument(opt, dest=name, type=typ, default=defaults.get(name),
+        p.add_argument(opt, dest=name, type=typ, default=None,
                        help=f"{name} (default: {defaults.get(name, 'the model default')})")
 
 
@@ -114,8 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if not args.quiet and not args.json:
         print(f"mfsgd {__version__} demo: {what}, loaded in {time.perf_counter() - t0:.1f}s; "
               "10% held out.")
-    params = {"n_factors": 32, "n_epochs": 20, "learning_rate": 0.02, "reg_factors": 0.05,
-              "random_state": 0, **_hyper(args)}
+    params = {**DEMO_DEFAULTS, **_hyper(args)}
     model = MatrixFactorization(**params)
     fit_s = _fit(model, args, train, eval_set=test)
     rmse = float(np.sqrt(np.mean((model.predict(test[:2]) - test[2]) ** 2)))
@@ -222,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--movielens", choices=["100k", "1m", "10m", "20m", "25m", "32m",
                                            "latest-small"],
                    help="train on a MovieLens set (downloaded once into the cache)")
-    _add_hyper(d)
+    _add_hyper(d, DEMO_DEFAULTS)
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("train", help="train on a ratings file and save the model")

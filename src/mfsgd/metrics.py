@@ -286,13 +286,14 @@ _DEFINITIONS = """
       candidates remain). Users the model has not seen are ranked by the item terms
       alone (``b'_j``), as ``predict`` would.
     * h_j = 1 if the j-th item of L_u is in R_u, else 0 (j = 1 .. k).
-    * precision@k = sum_j h_j / k
-    * recall@k = sum_j h_j / |R_u|
-    * hit_rate@k = 1 if sum_j h_j >= 1 else 0
-    * ndcg@k = DCG / IDCG with binary gains and a log2 discount:
-      DCG = sum_j h_j / log2(j + 1), IDCG = sum_{j=1..min(k, |R_u|)} 1 / log2(j + 1).
-    * map@k = mean over users of AP@k = (1 / min(k, |R_u|)) sum_j h_j * precision@j,
-      where precision@j = (sum_{l<=j} h_l) / j.
+    * ``precision@k = sum_j h_j / k``
+    * ``recall@k = sum_j h_j / |R_u|``
+    * ``hit_rate@k = 1 if sum_j h_j >= 1 else 0``
+    * ``ndcg@k = DCG / IDCG`` with binary gains and a log2 discount:
+      ``DCG = sum_j h_j / log2(j + 1)``, ``IDCG = sum_{j=1..min(k, |R_u|)} 1 / log2(j + 1)``.
+    * ``map@k`` = mean over users of ``AP@k = (1 / min(k, |R_u|)) sum_j h_j * precision@j``,
+      where ``precision@j = (sum_{l<=j} h_l) / j``.
+
 """
 
 
@@ -402,7 +403,7 @@ def _single(name: str, label: str):
 precision_at_k = _single("precision", "Precision@k")
 recall_at_k = _single("recall", "Recall@k")
 ndcg_at_k = _single("ndcg", "NDCG@k (binary gains, log2 discount)")
-map_at_k = _single("map", "MAP@k (mean average precision, normalised by min(k, |R_u|))")
+map_at_k = _single("map", "MAP@k (mean average precision, normalised by ``min(k, |R_u|)``)")
 hit_rate_at_k = _single("hit_rate", "Hit rate@k (share of users with a relevant item in the top k)")
 
 

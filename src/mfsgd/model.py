@@ -735,14 +735,12 @@ class MatrixFactorization:
         >>> len(ids), bool(scores[0] >= scores[-1])
         (5, True)
         """
-        ids, scores = self.recommend_all([user], n, exclude_seen=exclude_seen, items=items,
-                                         _what="recommend")
+        ids, scores = self._recommend_many("recommend", [user], n, exclude_seen, items)
         keep = np.isfinite(scores[0])
         return ids[0][keep], scores[0][keep]
 
     def recommend_all(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True,
-                      items: Any = None, _what: str = "recommend_all"
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      items: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-n items for many users at once: blocked matrix products and argpartition,
         in memory bounded by about 64 MiB of scores whatever the number of users.
 
@@ -759,7 +757,11 @@ class MatrixFactorization:
             Row k belongs to ``users[k]``. Where a user has fewer unseen candidates than
             n, the remaining slots have score ``-inf``.
         """
-        st = self._require_fitted(_what)
+        return self._recommend_many("recommend_all", users, n, exclude_seen, items)
+
+    def _recommend_many(self, what: str, users: Any, n: int, exclude_seen: bool,
+                        items: Any) -> tuple[np.ndarray, np.ndarray]:
+        st = self._require_fitted(what)
         n = check_int("n", n)
         exclude_seen = check_bool("exclude_seen", exclude_seen)
         urows = np.arange(len(st.user_map), dtype=np.int32) if users is None else \
