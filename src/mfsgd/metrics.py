@@ -339,8 +339,9 @@ def ranking_metrics(model: Any, test: Any, k: int = 10, threshold: float | None 
     Notes
     -----
     {definitions}
+
     Scores are computed for blocks of users (at most 1024 users and 2^24 scores per
-    block) as ``U_block @ V.T`` and the top k are found with ``np.argpartition``:
+    block) as ``U_block @ V.T`` and the top k are found by a compiled single scan:
     time O(n_users x n_items x n_factors), memory bounded by the block. Equal scores
     are ordered by item position in ``item_ids_``.
 
