@@ -1,5 +1,6 @@
 """The compiled kernel against the NumPy reference and against finite differences."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -212,7 +213,7 @@ def test_kernel_releases_the_gil():
 def test_kernel_env_var_selects_variant(kernel):
     code = "import mfsgd, mfsgd._sgd as s; print(s.isa_name(s.isa_current()))"
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
-                         text=True, env={"MFSGD_KERNEL": kernel, "PATH": ""}, timeout=120)
+                         text=True, env={**os.environ, "MFSGD_KERNEL": kernel}, timeout=120)
     assert out.returncode == 0, out.stderr
     from mfsgd import _sgd
 

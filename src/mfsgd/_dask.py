@@ -104,6 +104,11 @@ def _block_run(block: tuple, P: np.ndarray, bu: np.ndarray, Q: np.ndarray, bi: n
     """One block's share of a sub-epoch: the kernel on copies (tasks stay pure, so a
     recomputation after a lost worker gives the same result)."""
     u, i, r, seg_ptr = block
+    # Arrays deserialised from other processes may sit at any byte offset: the kernel
+    # reads int64/uint64 through typed pointers, so give it aligned, contiguous copies.
+    seg_ptr = np.require(seg_ptr, requirements="CA")
+    segs = np.require(segs, requirements="CA")
+    seeds = None if seeds is None else np.require(seeds, requirements="CA")
     u, i, r = u.copy(), i.copy(), r.copy()
     P, bu, Q, bi = P.copy(), bu.copy(), Q.copy(), bi.copy()
     sse = np.zeros(segs.size)

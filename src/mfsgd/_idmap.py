@@ -6,6 +6,7 @@ sorted, so a look-up is one ``np.searchsorted`` and index ``k`` belongs to ``ids
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -16,12 +17,17 @@ from ._validation import as_1d
 MAX_IDS = 2**31 - 1  # indices are int32 in the kernel
 
 
+_I64 = np.iinfo(np.int64)
+
+
 def normalize_ids(name: str, values: Any) -> np.ndarray:
-    """Return a 1-D array of int64/uint64 or str ids, or raise naming the problem."""
+    """Return a 1-D array of int64/uint64 or str ids, or raise naming the problem.
+
+    Integers come back as int64, or as uint64 when some exceed the int64 range."""
     arr = as_1d(name, values)
     kind = arr.dtype.kind
     if kind in "iu":
-        if kind == "u" and arr.dtype.itemsize == 8 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        if kind == "u" and arr.dtype.itemsize == 8 and arr.size and arr.max() > _I64.max:
             return arr.astype(np.uint64, copy=False)
         return arr.astype(np.int64, copy=False)
     if kind == "b":
@@ -31,39 +37,120 @@ def normalize_ids(name: str, values: Any) -> np.ndarray:
             pos = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise ValueError(f"{name} has a missing or non-finite id (first at position {pos}: "
                              f"{arr[pos]!r}); drop those rows before fit.")
-        as_int = arr.astype(np.int64)
-        if not np.array_equal(as_int, arr):
+        # float(2**63) is exact; anything from it up cannot be cast to int64 (NumPy would
+        # warn and return garbage), so check the range before the cast.
+        wide = arr.astype(np.float64, copy=False)  # 2.0**63 would overflow a float16 array
+        outside = (wide < -(2.0**63)) | (wide >= 2.0**63)
+        if outside.any():
+            pos = int(np.flatnonzero(outside)[0])
+            raise ValueError(f"{name} has float ids outside the int64 range (first at position "
+                             f"{pos}: {arr[pos]!r}); use integer or string ids.")
+        as_int = wide.astype(np.int64)
+        if not np.array_equal(as_int, wide):
             raise TypeError(f"{name} must be integers or strings; got non-integral floats "
                             f"(for example {arr[np.flatnonzero(as_int != arr)[0]]!r}).")
         return as_int
-    if kind in "US":
-        return arr.astype(str, copy=False) if kind == "S" else arr
+    if kind == "U":
+        return arr
+    if kind == "S":
+        return _decode_bytes(name, arr)
     if kind == "O":
         return _normalize_objects(name, arr)
     raise TypeError(f"{name} must be integers or strings; got dtype {arr.dtype}.")
 
 
+def _decode_bytes(name: str, arr: np.ndarray) -> np.ndarray:
+    """Bytes ids -> str ids (ASCII, as NumPy converts them)."""
+    try:
+        return arr.astype(str)
+    except UnicodeDecodeError:
+        pos = next(i for i, b in enumerate(arr.tolist()) if not b.isascii())
+        raise ValueError(f"{name} holds bytes ids that are not ASCII (first at position {pos}: "
+                         f"{arr[pos]!r}); decode them to str first, e.g. "
+                         f"[b.decode('utf-8') for b in ids].") from None
+
+
+def _ints_to_array(name: str, values: list) -> np.ndarray:
+    """Python/NumPy integers -> int64, or uint64 when all are >= 0 and some exceed int64."""
+    ints = [int(v) for v in values]
+    lo, hi = min(ints), max(ints)
+    if lo >= _I64.min and hi <= _I64.max:
+        return np.array(ints, dtype=np.int64)
+    if lo >= 0 and hi <= np.iinfo(np.uint64).max:
+        return np.array(ints, dtype=np.uint64)
+    raise ValueError(f"{name} has integer ids outside the 64-bit range (from {lo} to {hi}); "
+                     f"use ids from -2**63 to 2**63-1, or from 0 to 2**64-1, or strings.")
+
+
 def _normalize_objects(name: str, arr: np.ndarray) -> np.ndarray:
-    types = {type(v) for v in arr.tolist()}
+    values = arr.tolist()
+    types = {type(v) for v in values}
     if not types:
         return np.empty(0, dtype=np.int64)
-    is_str = all(issubclass(t, str) for t in types)
-    is_int = all(issubclass(t, numbers.Integral) and not issubclass(t, bool) for t in types)
-    if is_str:
+    if all(issubclass(t, str) for t in types):
         return arr.astype(str)
-    if is_int:
-        try:
-            return arr.astype(np.int64)
-        except OverflowError:
-            raise ValueError(f"{name} has integer ids outside the 64-bit range.") from None
-    missing = [i for i, v in enumerate(arr.tolist())
+    if all(issubclass(t, bytes) for t in types):
+        return _decode_bytes(name, np.array(values, dtype=bytes))
+
+    def is_bool(t: type) -> bool:
+        return issubclass(t, (bool, np.bool_))
+
+    if all(issubclass(t, numbers.Integral) and not is_bool(t) for t in types):
+        return _ints_to_array(name, values)
+    missing = [i for i, v in enumerate(values)
                if v is None or (isinstance(v, float) and v != v)]
     if missing:
         raise ValueError(f"{name} has {len(missing)} missing ids (None or NaN; first at position "
                          f"{missing[0]}); drop those rows before fit.")
+    if all(issubclass(t, numbers.Real) and not is_bool(t) for t in types):
+        # Floats among ints (e.g. read from a file): fine when integral, checked one by one
+        # so that large ints keep every digit.
+        ints = []
+        for pos, v in enumerate(values):
+            if not isinstance(v, numbers.Integral):
+                f = float(v)
+                if not math.isfinite(f):
+                    raise ValueError(f"{name} has a missing or non-finite id (first at position "
+                                     f"{pos}: {v!r}); drop those rows before fit.")
+                if not f.is_integer():
+                    raise TypeError(f"{name} must be integers or strings; got non-integral "
+                                    f"floats (for example {v!r}).")
+                v = int(f)
+            ints.append(v)
+        return _ints_to_array(name, ints)
     names = sorted(t.__name__ for t in types)
+    if len(names) == 1:
+        raise TypeError(f"{name} must be integers or strings; got {names[0]} objects.")
     raise TypeError(f"{name} mixes id types ({', '.join(names)}); use one type for all ids, "
                     f"e.g. convert them with .astype(str).")
+
+
+def _common_int_dtype(name: str, a: np.ndarray, b: np.ndarray) -> np.dtype:
+    """int64 or uint64 holding every value of two integer id arrays, or raise."""
+    lo = min(int(a.min()) if a.size else 0, int(b.min()) if b.size else 0)
+    hi = max(int(a.max()) if a.size else 0, int(b.max()) if b.size else 0)
+    if hi <= _I64.max:
+        return np.dtype(np.int64)
+    if lo >= 0:
+        return np.dtype(np.uint64)
+    raise ValueError(f"{name}: the model's ids and the new ids together range from {lo} to {hi}, "
+                     f"which no 64-bit integer type holds; use ids from -2**63 to 2**63-1, or "
+                     f"from 0 to 2**64-1, or strings.")
+
+
+def _as_dtype_of(raw: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Integer ids ``raw`` in the dtype of ``ids`` (int64 vs uint64), and a mask of those
+    that fit in it (None: all do). Without this, NumPy's searchsorted compares int64 with
+    uint64 as float64 and mismatches ids above 2**53."""
+    if raw.dtype == ids.dtype or raw.dtype.kind not in "iu" or ids.dtype.kind not in "iu":
+        return raw, None
+    if ids.dtype.kind == "u" and raw.dtype.kind == "i":
+        fits = raw >= 0
+    elif ids.dtype.kind == "i" and raw.dtype.kind == "u":
+        fits = raw <= np.uint64(np.iinfo(ids.dtype).max)
+    else:
+        return raw.astype(ids.dtype), None  # same signedness, e.g. int32 into int64
+    return np.where(fits, raw, raw.dtype.type(0)).astype(ids.dtype), fits
 
 
 def sorted_unique(a: np.ndarray) -> np.ndarray:
@@ -121,7 +208,8 @@ class IdMap:
         raw = normalize_ids(name, values)
         ids, inverse = unique_inverse(raw)
         if ids.size > MAX_IDS:
-            raise ValueError(f"{name} has {ids.size} distinct ids; at most {MAX_IDS} are supported.")
+            raise ValueError(f"{name} has {ids.size} distinct ids; at most {MAX_IDS} are "
+                             f"supported.")
         return cls(ids), inverse
 
     def __len__(self) -> int:
@@ -138,9 +226,12 @@ class IdMap:
             raise TypeError(f"{name}: this model's ids are {want}; got {raw.dtype.name} ids.")
         if self.ids.size == 0:
             return np.full(raw.size, -1, dtype=np.int32)
+        raw, fits = _as_dtype_of(raw, self.ids)
         pos = np.searchsorted(self.ids, raw)
         pos_c = np.minimum(pos, self.ids.size - 1)
         found = self.ids[pos_c] == raw
+        if fits is not None:
+            found &= fits
         return np.where(found, pos_c, -1).astype(np.int32)
 
     def extended(self, name: str, values: Any) -> tuple[IdMap, np.ndarray]:
@@ -153,8 +244,20 @@ class IdMap:
             return self, idx
         if self.ids.size + new.size > MAX_IDS:
             raise ValueError(f"{name}: the model would hold more than {MAX_IDS} ids.")
-        ext = _AppendedIdMap(np.concatenate([self.ids, new.astype(self.ids.dtype)]))
-        return ext, ext.lookup(name, raw)
+        old = self.ids
+        if old.dtype.kind in "iu" and new.dtype != old.dtype:
+            # int64 model meeting ids above 2**63-1, or uint64 model meeting negative ids:
+            # never wrap (a wrapped id is a wrong row, or an index of -1 in the kernel).
+            dt = _common_int_dtype(name, old, new)
+            old, new = old.astype(dt), new.astype(dt)
+        # Strings: concatenate widens to the longest id (casting new ids to the old width
+        # would truncate them, and a truncated id is not found: index -1 in the kernel).
+        ext = _AppendedIdMap(np.concatenate([old, new]))
+        idx = ext.lookup(name, raw)
+        if idx.size and idx.min() < 0:  # an invariant; -1 would write outside the factors
+            raise RuntimeError(f"mfsgd internal error: {name} ids were not all mapped after "
+                               f"growing the model; please report this with the ids' dtype.")
+        return ext, idx
 
 
 class _AppendedIdMap(IdMap):

@@ -119,6 +119,12 @@ class Layout:
         so a caller that passed its only references keeps memory at one extra copy."""
         users, items, ratings = triples
         triples.clear()
+        # The kernel runs without bounds checks: an index out of range here would be a
+        # bug in the id mapping, and must never reach it.
+        for name, idx, n in (("user", users, n_users), ("item", items, n_items)):
+            if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
+                raise RuntimeError(f"internal error: {name} index out of range [0, {n}); "
+                                   "please report this with the data that caused it.")
         n_cells_total = p * p * s * s
         if n_cells_total == 1:
             # The given order (kept exactly when shuffle=False). The index arrays are the
@@ -183,8 +189,17 @@ class Params:
                      (self.bi, other.bi)):
             np.copyto(b, a)
 
-    def all_finite(self) -> bool:
-        return all(bool(np.isfinite(a).all()) for a in (self.P, self.Q, self.bu, self.bi))
+    def all_finite(self, mu: float = 0.0) -> bool:
+        """Finite, and small enough that no prediction can overflow: finite factors of
+        1e21 still give an infinite u . v (then inf - inf = NaN) in float32."""
+        if not all(bool(np.isfinite(a).all()) for a in (self.P, self.Q, self.bu, self.bi)):
+            return False
+        big = float(np.finfo(self.P.dtype).max)
+        amax = [float(np.abs(a).max()) if a.size else 0.0 for a in (self.P, self.Q, self.bu,
+                                                                  self.bi)]
+        with np.errstate(over="ignore"):
+            bound = amax[0] * amax[1] * self.P.shape[1] + amax[2] + amax[3] + abs(mu)
+        return bound < big
 
 
 @dataclass
@@ -275,7 +290,8 @@ class EpochRunner:
         self.layout = layout
         self.params = params
         self.hyper = hyper
-        self.n_threads = n_threads
+        # More threads than blocks per stratum would only wait.
+        self.n_threads = n_threads = max(1, min(n_threads, layout.n_blocks))
         self.sse = np.zeros(layout.n_segments, dtype=np.float64)
         self._stop = threading.Event()
         self._pool = cf.ThreadPoolExecutor(n_threads - 1, thread_name_prefix="mfsgd") \
@@ -404,7 +420,7 @@ def train(layout: Layout, params: Params, hyper: Hyper, *, n_epochs: int, n_thre
                     sse = runner.run_epoch(rng if shuffle else None)
                 except Stop:
                     sse = math.nan
-                if not math.isfinite(sse) or not params.all_finite():
+                if not math.isfinite(sse) or not params.all_finite(hyper.mu):
                     last_good.copy_to(params)
                     reason, diverged = "diverged", epoch_offset + e + 1
                     break

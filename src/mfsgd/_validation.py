@@ -3,6 +3,7 @@ lives here, so that wording stays uniform: argument, rule, what was received, fi
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -30,7 +31,10 @@ def check_float(
         rule += f" and {'<' if high_strict else '<='} {high}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float {rule}; got {value!r} ({type(value).__name__}).")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float64, e.g. 10**400
+        v = math.inf
     bad = not np.isfinite(v) or v < low or (strict and v == low)
     if high is not None:
         bad = bad or v > high or (high_strict and v == high)
@@ -46,13 +50,16 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 def check_dtype(value: Any) -> np.dtype:
+    # np.dtype() raises TypeError, ValueError or KeyError on junk such as {"a": 1} or [1];
+    # and `None in (dtype, ...)` would be True (a dtype compares equal to None), so compare
+    # against the two dtypes explicitly. None itself is NumPy's float64 and stays accepted.
     try:
         dt = np.dtype(value)
-    except TypeError:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError):
         dt = None
-    if dt not in _FLOAT_DTYPES:
+    if dt is None or not any(dt == f for f in _FLOAT_DTYPES):
         raise TypeError(f"dtype must be numpy.float32 or numpy.float64; got {value!r}.")
-    return dt
+    return _FLOAT_DTYPES[0] if dt == _FLOAT_DTYPES[0] else _FLOAT_DTYPES[1]
 
 
 def check_random_state(value: Any) -> np.random.Generator:
@@ -74,7 +81,11 @@ def as_1d(name: str, values: Any) -> np.ndarray:
     """Any array-like (list, Series, array) -> a 1-D numpy array, without copying when possible."""
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
         values = values.to_numpy()
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except ValueError:  # NumPy: "setting an array element with a sequence ... inhomogeneous"
+        raise ValueError(f"{name} must be 1-D (one value per rating); got a nested sequence "
+                         f"of uneven lengths; pass a flat list or array.") from None
     if arr.ndim == 0:
         raise ValueError(f"{name} must be 1-D (one value per rating); got a scalar {arr!r}.")
     if arr.ndim != 1:
@@ -89,6 +100,12 @@ def check_ratings(values: Any, dtype: np.dtype, name: str = "ratings") -> np.nda
         # Lists mixing numbers and None/strings end up here.
         try:
             arr = arr.astype(np.float64)
+        except OverflowError:  # Python ints beyond float64
+            big = next((i for i, v in enumerate(arr.tolist()) if _overflows_float(v)), "?")
+            raise ValueError(
+                f"{name} has values too large for float64 (first at position {big}); drop or "
+                f"rescale them before fit."
+            ) from None
         except (TypeError, ValueError):
             raise TypeError(
                 f"{name} must be numeric; got an object array with non-numeric values "
@@ -113,6 +130,16 @@ def check_ratings(values: Any, dtype: np.dtype, name: str = "ratings") -> np.nda
             f"(first at position {first}: {arr[first]!r}); drop or impute them before fit."
         )
     return out
+
+
+def _overflows_float(v: Any) -> bool:
+    try:
+        float(v)
+    except OverflowError:
+        return True
+    except (TypeError, ValueError):
+        pass
+    return False
 
 
 def check_same_length(**arrays: np.ndarray) -> int:

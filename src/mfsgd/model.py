@@ -67,6 +67,16 @@ class FittedState:
         return getattr(self, which)[:, : self.n_factors]
 
 
+MAX_THREADS = 1024
+
+
+def _check_threads(value: Any) -> int:
+    n = check_int("n_threads", value)
+    if n > MAX_THREADS:
+        raise ValueError(f"n_threads must be an int from 1 to {MAX_THREADS}; got {value!r}.")
+    return n
+
+
 def padded_width(k: int, dtype: np.dtype) -> int:
     """Row width rounded up to whole 64-byte cache lines. The padding columns start at
     zero and stay zero under every update (0 + lr (e 0 - reg 0) = 0), so they change no
@@ -314,7 +324,8 @@ class MatrixFactorization:
             "learning_rate": check_float("learning_rate", self.learning_rate, strict=True),
             "reg_factors": check_float("reg_factors", self.reg_factors),
             "reg_bias": check_float("reg_bias", self.reg_bias),
-            "init_std": check_float("init_std", self.init_std),
+            "init_std": check_float("init_std", self.init_std,
+                                    high=float(np.sqrt(np.finfo(np.float32).max))),
             "shuffle": check_bool("shuffle", self.shuffle),
             "dtype": check_dtype(self.dtype),
             "early_stopping": check_bool("early_stopping", self.early_stopping),
@@ -324,7 +335,7 @@ class MatrixFactorization:
             "tol": check_float("tol", self.tol),
             "clip": check_bool("clip", self.clip),
             "verbose": check_bool("verbose", self.verbose),
-            "n_threads": check_int("n_threads", self.n_threads),
+            "n_threads": _check_threads(self.n_threads),
             "n_blocks": nb,
             "lr_decay": check_float("lr_decay", self.lr_decay),
             "adagrad": check_bool("adagrad", self.adagrad),

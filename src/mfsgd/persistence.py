@@ -12,9 +12,12 @@ renamed over the target, so a failed save never damages an existing file.
 
 from __future__ import annotations
 
+import ast
 import io
 import json
+import math
 import os
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -23,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from ._idmap import idmap_from_ids
+from ._training import MAX_BLOCKS
+from ._validation import check_random_state
 from ._version import __version__
 from .exceptions import ModelFileError
 
@@ -32,6 +37,8 @@ MAX_HEADER_BYTES = 64 << 20  # the JSON header (history included) is never near 
 _ARRAYS = ("user_factors", "item_factors", "user_bias", "item_bias", "user_ids", "item_ids",
            "seen_indptr", "seen_items")
 _FLOATS = {"float32", "float64"}
+NPY_HEADER_MAX = 10000  # bytes; NumPy's own limit for loading untrusted headers
+MAX_DIM = 2**31 - 1  # rows are int32 indices in the kernel; no factor count comes near it
 
 __all__ = ["save_model", "load_model", "load"]
 
@@ -102,18 +109,40 @@ def _bad(path: str, why: str) -> ModelFileError:
     return ModelFileError(f"{path!s} is not a valid mfsgd model file: {why}.")
 
 
-def _read_header(zf: zipfile.ZipFile, path: str) -> dict[str, Any]:
+def _member(zf: zipfile.ZipFile, name: str, archive_size: int, path: str,
+            missing: str) -> zipfile.ZipInfo:
+    """The member ``name``, checked so that reading it allocates no more than the file's
+    own size: stored (mfsgd never compresses, so a compressed member can only be a
+    decompression bomb or another tool's file), not encrypted, and with sizes that agree
+    with each other and fit inside the file (the sizes come from the central directory, and
+    Python's reader allocates the requested size before reading)."""
     try:
-        info = zf.getinfo("header.json")
+        info = zf.getinfo(name)
     except KeyError:
-        raise _bad(path, "it has no header.json (not an mfsgd model)") from None
+        raise _bad(path, missing) from None
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise _bad(path, f"member {name!r} is compressed (ZIP method {info.compress_type}); "
+                         f"mfsgd model files are stored uncompressed")
+    if info.flag_bits & 0x1:
+        raise _bad(path, f"member {name!r} is encrypted")
+    if info.compress_size != info.file_size or \
+            info.header_offset + info.compress_size > archive_size:
+        raise _bad(path, f"member {name!r} claims {info.file_size} bytes, more than the "
+                         f"file holds ({archive_size} bytes)")
+    return info
+
+
+def _read_header(zf: zipfile.ZipFile, path: str, archive_size: int) -> dict[str, Any]:
+    info = _member(zf, "header.json", archive_size, path,
+                   "it has no header.json (not an mfsgd model)")
     if info.file_size > MAX_HEADER_BYTES:
         raise _bad(path, f"its header is {info.file_size} bytes (limit {MAX_HEADER_BYTES})")
     with zf.open(info) as f:
         raw = f.read(MAX_HEADER_BYTES + 1)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # ValueError: bad UTF-8, bad JSON, or an
+        # integer of more than sys.get_int_max_str_digits() digits
         raise _bad(path, f"its header is not valid JSON ({e})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise _bad(path, "its header does not name the mfsgd format")
@@ -137,22 +166,31 @@ def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dty
     out = {}
     for name in _ARRAYS:
         s = specs[name]
+        if not isinstance(s, dict) or not isinstance(s.get("dtype"), str) or \
+                not isinstance(s.get("shape"), list) or not _is_int(s.get("crc32")) or \
+                not 0 <= s["crc32"] < 2**32:
+            raise _bad(path, f"array {name!r} is described wrongly (want dtype: str, shape: "
+                             f"list of ints, crc32: unsigned 32-bit int)")
         try:
             dt = np.dtype(s["dtype"])
-            shape = tuple(int(x) for x in s["shape"])
-            int(s["crc32"])
-        except (TypeError, KeyError, ValueError) as e:
-            raise _bad(path, f"array {name!r} is described wrongly ({e})") from None
-        if dt.hasobject or any(x < 0 for x in shape):
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, SyntaxError,
+                RecursionError) as e:
+            raise _bad(path, f"array {name!r} has an unknown dtype ({e})") from None
+        shape = tuple(s["shape"])
+        if dt.hasobject or not all(_is_int(x) and x >= 0 for x in shape):
             raise _bad(path, f"array {name!r} has a forbidden dtype or shape")
         out[name] = (dt, shape)
     fdt = out["user_factors"][0]
-    if fdt.name not in _FLOATS or any(out[n][0] != fdt for n in _ARRAYS[:4]):
+    if fdt.kind != "f" or fdt.name not in _FLOATS or any(out[n][0] != fdt for n in _ARRAYS[:4]):
         raise _bad(path, "the parameter arrays must all be float32 or all float64")
     for n in ("user_ids", "item_ids"):
-        if out[n][0].kind not in "iuU":
-            raise _bad(path, f"{n} must hold integers or strings")
+        dt = out[n][0]
+        if not (dt.kind == "U" and dt.itemsize > 0 or dt.kind in "iu" and dt.itemsize == 8):
+            raise _bad(path, f"{n} must hold int64, uint64 or unicode ids")
     (nu, k), (ni, k2) = _two_d(out, "user_factors", path), _two_d(out, "item_factors", path)
+    if max(nu, ni, k) > MAX_DIM:
+        raise _bad(path, f"its factor arrays are {nu} x {k} and {ni} x {k2}; at most "
+                         f"{MAX_DIM} rows and factors are supported")
     want = {"user_bias": (nu,), "item_bias": (ni,), "user_ids": (nu,), "item_ids": (ni,),
             "seen_indptr": (nu + 1,)}
     if out["seen_indptr"][0] != np.dtype("<i8") or out["seen_items"][0] != np.dtype("<i4") \
@@ -163,6 +201,21 @@ def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dty
     return out
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _is_real(x: Any) -> bool:
+    """A finite JSON number (a huge int would overflow float())."""
+    if _is_int(x):
+        return abs(x) < 2**1023
+    return isinstance(x, float) and math.isfinite(x)
+
+
 def _two_d(specs: dict, name: str, path: str) -> tuple[int, int]:
     shape = specs[name][1]
     if len(shape) != 2 or shape[1] < 1:
@@ -170,24 +223,46 @@ def _two_d(specs: dict, name: str, path: str) -> tuple[int, int]:
     return shape
 
 
-def _read_array(zf: zipfile.ZipFile, name: str, dt: np.dtype, shape: tuple, crc: int,
-                path: str) -> np.ndarray:
+def _npy_header(f: Any, name: str, path: str) -> tuple[tuple, bool, np.dtype]:
+    """(shape, fortran_order, dtype) from an npy header of version 1.0 or 2.0, read
+    strictly: a literal dict of exactly those three keys, descr a dtype string, at most
+    NPY_HEADER_MAX bytes. (NumPy's reader also retries Python 2 headers through tokenize,
+    whose TokenError is no ValueError, and warns when that works.)"""
+    magic = f.read(8)
+    if len(magic) != 8 or magic[:6] != b"\x93NUMPY" or magic[6:] not in (b"\x01\x00",
+                                                                      b"\x02\x00"):
+        raise _bad(path, f"array {name!r} is not an npy array of version 1.0 or 2.0")
+    size_format = "<H" if magic[6] == 1 else "<I"
+    raw = f.read(struct.calcsize(size_format))
+    if len(raw) != struct.calcsize(size_format):
+        raise _bad(path, f"array {name!r} has a broken header (truncated)")
+    length = struct.unpack(size_format, raw)[0]
+    if length > NPY_HEADER_MAX:
+        raise _bad(path, f"array {name!r} has a header of {length} bytes (limit "
+                         f"{NPY_HEADER_MAX})")
+    text = f.read(length)
     try:
-        info = zf.getinfo(f"{name}.npy")
-    except KeyError:
-        raise _bad(path, f"array {name!r} is missing") from None
-    nbytes = dt.itemsize * int(np.prod(shape, dtype=np.int64))
+        if len(text) != length:
+            raise ValueError("truncated")
+        d = ast.literal_eval(text.decode("latin1"))
+        ok = isinstance(d, dict) and set(d) == {"descr", "fortran_order", "shape"} and \
+            isinstance(d["descr"], str) and isinstance(d["fortran_order"], bool) and \
+            isinstance(d["shape"], tuple) and all(_is_int(x) for x in d["shape"])
+        if not ok:
+            raise ValueError("not a dict of descr, fortran_order and shape")
+        dt = np.dtype(d["descr"])
+    except (ValueError, TypeError, SyntaxError, KeyError, IndexError, OverflowError,
+            RecursionError, MemoryError) as e:
+        raise _bad(path, f"array {name!r} has a broken header ({type(e).__name__})") from None
+    return d["shape"], d["fortran_order"], dt
+
+
+def _read_array(zf: zipfile.ZipFile, name: str, dt: np.dtype, shape: tuple, crc: int,
+                path: str, archive_size: int) -> np.ndarray:
+    info = _member(zf, f"{name}.npy", archive_size, path, f"array {name!r} is missing")
+    nbytes = dt.itemsize * math.prod(shape)  # Python ints: np.prod would wrap around
     with zf.open(info) as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                fshape, fortran, fdt = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                fshape, fortran, fdt = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"npy version {version}")
-        except ValueError as e:
-            raise _bad(path, f"array {name!r} has a broken header ({e})") from None
+        fshape, fortran, fdt = _npy_header(f, name, path)
         if fdt != dt or tuple(fshape) != shape or fortran:
             raise _bad(path, f"array {name!r} is {fdt}{tuple(fshape)} but the header says "
                              f"{dt}{shape}")
@@ -200,7 +275,11 @@ def _read_array(zf: zipfile.ZipFile, name: str, dt: np.dtype, shape: tuple, crc:
         raise _bad(path, f"array {name!r} is truncated")
     if zlib.crc32(data) != crc:
         raise _bad(path, f"array {name!r} fails its checksum (the file is corrupted)")
-    return np.frombuffer(data, dtype=dt).reshape(shape).copy()
+    # Native byte order: the kernel's typed memoryviews refuse big-endian buffers.
+    a = np.frombuffer(data, dtype=dt).reshape(shape).astype(dt.newbyteorder("="))
+    if dt.kind == "U" and a.size and a.view(np.uint32).max() > 0x10FFFF:
+        raise _bad(path, f"array {name!r} holds invalid characters (not Unicode)")
+    return a
 
 
 def load_model(path: Any) -> Any:
@@ -216,46 +295,72 @@ def load_model(path: Any) -> Any:
     from .model import FittedState, MatrixFactorization
 
     spath = os.fspath(path)
-    try:
-        zf = zipfile.ZipFile(spath, "r")
-    except zipfile.BadZipFile:
-        raise _bad(spath, "it is not a ZIP archive") from None
-    except (OSError, ValueError) as e:
-        if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
+    with open(spath, "rb") as fh:  # FileNotFoundError, IsADirectoryError... propagate
+        size = os.fstat(fh.fileno()).st_size
+        try:
+            zf = zipfile.ZipFile(fh, "r")
+        except zipfile.BadZipFile:
+            raise _bad(spath, "it is not a ZIP archive") from None
+        except (OSError, ValueError, EOFError, OverflowError, struct.error,
+                NotImplementedError, RuntimeError) as e:  # e.g. "zip file version 6.4"
+            raise _bad(spath, f"it is not a readable ZIP archive ({type(e).__name__}: {e})") \
+                from None
+        try:
+            with zf:
+                header = _read_header(zf, spath, size)
+                specs = _expected_specs(header, spath)
+                arrays = {n: _read_array(zf, n, *specs[n], header["arrays"][n]["crc32"], spath,
+                                         size) for n in _ARRAYS}
+        except ModelFileError:
             raise
-        raise _bad(spath, str(e)) from None
-    try:
-        with zf:
-            header = _read_header(zf, spath)
-            specs = _expected_specs(header, spath)
-            arrays = {n: _read_array(zf, n, *specs[n], int(header["arrays"][n]["crc32"]), spath)
-                      for n in _ARRAYS}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-            RuntimeError) as e:
-        raise _bad(spath, f"its archive is damaged ({type(e).__name__}: {e})") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+                RuntimeError, ValueError, OverflowError, struct.error) as e:
+            # zipfile's own errors on a damaged archive (ValueError: e.g. a bad UTF-8 name
+            # in a local header; RuntimeError: an encrypted member; struct.error: short
+            # records).
+            raise _bad(spath, f"its archive is damaged ({type(e).__name__}: {e})") from None
     return _build(header, arrays, spath, MatrixFactorization, FittedState)
 
 
 def _build(header: dict, arrays: dict, path: str, cls: Any, state_cls: Any) -> Any:
     try:
-        gm = float(header["global_mean"])
-        lo, hi = (float(x) for x in header["rating_range"])
-        biased = header["biased"]
-        history = header["history"]
-        n_epochs = int(header["n_epochs"])
-        best = header.get("best_epoch")
-        n_blocks = int(header.get("n_blocks", 1))
-        params = header["params"]
-        if not isinstance(params, dict) or not isinstance(history, list) or \
-                not isinstance(biased, bool) or not (best is None or isinstance(best, int)):
-            raise TypeError("wrong field types")
-    except (KeyError, TypeError, ValueError) as e:
-        raise _bad(path, f"its header is incomplete ({e})") from None
+        gm, rr = header["global_mean"], header["rating_range"]
+        biased, history, params = header["biased"], header["history"], header["params"]
+        n_epochs, best = header["n_epochs"], header.get("best_epoch")
+        n_blocks = header.get("n_blocks", 1)
+    except (KeyError, TypeError) as e:
+        raise _bad(path, f"its header is incomplete (no {e})") from None
+    # Field by field, with the types save writes: int() or float() of a JSON value could
+    # raise OverflowError (Infinity, 10**400) or accept a string.
+    fmax = float(np.finfo(arrays["user_factors"].dtype).max)
+    checks = (
+        # beyond the parameters' float range, mu would overflow in the kernel
+        ("global_mean", gm, _is_real(gm) and abs(gm) <= fmax),
+        ("rating_range", rr, isinstance(rr, list) and len(rr) == 2
+         and all(_is_real(x) for x in rr) and rr[0] <= rr[1]),
+        ("biased", biased, isinstance(biased, bool)),
+        ("params", params, isinstance(params, dict)),
+        # rows as fit writes them; `mfsgd info` reads history_[-1]["train_rmse"]
+        ("history", history, isinstance(history, list) and all(
+            isinstance(h, dict) and _is_number(h.get("train_rmse")) for h in history)),
+        # bounded: the learning-rate schedule turns the epoch count into a float
+        ("n_epochs", n_epochs, _is_int(n_epochs) and 0 <= n_epochs <= MAX_DIM),
+        ("best_epoch", best, best is None or _is_int(best) and _is_int(n_epochs)
+         and 1 <= best <= n_epochs),
+        ("n_blocks", n_blocks, _is_int(n_blocks) and 1 <= n_blocks <= MAX_BLOCKS),
+    )
+    for field, value, ok in checks:
+        if not ok:
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise _bad(path, f"its header field {field!r} is invalid ({shown})")
+    gm, (lo, hi) = float(gm), (float(rr[0]), float(rr[1]))
     model = cls()
     known = set(model.get_params())
     try:
         model.set_params(**{k: v for k, v in params.items() if k in known})
         model._checked_params()
+        check_random_state(model.random_state)  # partial_fit seeds from it
     except (TypeError, ValueError) as e:
         raise _bad(path, f"its stored parameters are invalid ({e})") from None
     model.dtype = arrays["user_factors"].dtype.type
