@@ -5,8 +5,8 @@ block task for the cluster estimate.
     python bench/dask_scaling.py [--ratings 20000000] [--workers 1 2 4] [--k 64] [--epochs 3]
 
 All workers share this machine's 2 cores, so the table shows overheads (serialisation,
-transfers, scheduling), not a speed-up; the estimate for a real cluster uses the
-formula in bench/README.md with the per-block throughput measured here.
+transfers, scheduling), not a speed-up; bench/RESULTS.md, section 4, turns the
+throughput and overhead measured here into an estimate for a real cluster.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@
 
 Each size runs in its own process: generate (or load from the cache) the int32/int32/
 float32 arrays, then fit 1 epoch. Prints the arrays' own size, the peak RSS before fit
-(data loaded), and the peak RSS of the whole process (ru_maxrss), in GiB.
+(data loaded), and the peak RSS of the whole process, in GiB. Peak = VmHWM from
+/proc/self/status (ru_maxrss elsewhere): on Linux a child's ru_maxrss starts from its
+parent's high-water mark, which would inflate small runs.
 """
 
 from __future__ import annotations
@@ -22,15 +24,23 @@ import json, resource, sys, time
 sys.path.insert(0, {here!r})
 from throughput import get_data
 import mfsgd
+
+def peak_kib():
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
 n, users, items, k, threads, cache = {args}
 u, i, r = get_data(users, items, n, cache)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 t = time.perf_counter()
 m = mfsgd.MatrixFactorization(n_factors=k, n_epochs=1, n_threads=threads, random_state=0,
                               learning_rate=0.002).fit((u, i, r))
 print(json.dumps({{"data_gib": (u.nbytes + i.nbytes + r.nbytes) / 2**30,
                   "rss_data_gib": before / 2**20,
-                  "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                  "peak_gib": peak_kib() / 2**20,
                   "fit_s": time.perf_counter() - t,
                   "epoch_s": m.history_[0]["seconds"]}}))
 """
