@@ -49,7 +49,7 @@ ext = Extension(
     include_dirs=["src/mfsgd"],
     extra_compile_args=compile_args,
     extra_link_args=link_args,
-    define_macros=[("CYTHON_TRACE", "0")],
+    define_macros=[("CYTHON_TRACE", "0")] + ([("MFSGD_NATIVE", "1")] if mode == "native" else []),
 )
 
 setup(ext_modules=cythonize([ext], compiler_directives=directives))

@@ -241,7 +241,9 @@ const char *mf_isa_name(int isa)
     switch (isa) {
     case MF_ISA_AVX2: return "avx2+fma";
     case MF_ISA_AVX512: return "avx512";
-#if defined(__aarch64__) || defined(_M_ARM64)
+#if defined(MFSGD_NATIVE)
+    default: return "baseline (-march=native)";
+#elif defined(__aarch64__) || defined(_M_ARM64)
     default: return "baseline (neon)";
 #elif defined(__x86_64__) || defined(_M_X64)
     default: return "baseline (sse2)";
