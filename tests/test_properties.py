@@ -324,7 +324,6 @@ def test_fit_with_any_parameters_is_clean_error_or_finite_model(data, p):
     users, items, r = data
     m = MatrixFactorization(**p)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", mfsgd.ConvergenceWarning)
         out = _fit_or_error(m, (users, items, r))
     if isinstance(out, Exception):
         if m._state is not None:

@@ -2,7 +2,6 @@
 
 from ._version import __version__
 from .exceptions import (
-    ConvergenceWarning,
     DistributedTrainingError,
     DivergenceError,
     ModelFileError,
@@ -64,6 +63,5 @@ __all__ = [
     "DivergenceError",
     "DistributedTrainingError",
     "TrainingInterrupted",
-    "ConvergenceWarning",
     "__version__",
 ]

@@ -133,11 +133,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
           f"{updates / 1e6:.1f} M rating-updates/s")
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _read_ratings(args: argparse.Namespace) -> tuple:
+    """The DATA file of train / evaluate, read by load_csv with the --columns given."""
     from .datasets import load_csv
 
-    data = load_csv(args.data, columns=args.columns.split(",") if args.columns else None,
-                    as_frame=False)
+    cols = args.columns.split(",") if args.columns else None
+    return load_csv(args.data, columns=cols, as_frame=False)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    data = _read_ratings(args)
     model = MatrixFactorization(**_hyper(args))
     secs = _fit(model, args, data)
     model.save(args.output)
@@ -149,11 +154,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .datasets import load_csv
     from .model_selection import cross_validate
 
-    data = load_csv(args.data, columns=args.columns.split(",") if args.columns else None,
-                    as_frame=False)
+    data = _read_ratings(args)
     model = MatrixFactorization(**_hyper(args))
     metrics = tuple(args.metrics.split(","))
     res = cross_validate(model, data, cv=args.cv, metrics=metrics,

@@ -6,7 +6,6 @@ __all__ = [
     "DivergenceError",
     "DistributedTrainingError",
     "TrainingInterrupted",
-    "ConvergenceWarning",
 ]
 
 
@@ -24,10 +23,6 @@ class DivergenceError(ValueError):
 
 class TrainingInterrupted(UserWarning):
     """Training was interrupted (Ctrl-C); the model keeps its last completed epoch."""
-
-
-class ConvergenceWarning(UserWarning):
-    """Training stopped before the convergence criterion was met."""
 
 
 class DistributedTrainingError(RuntimeError):

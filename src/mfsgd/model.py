@@ -174,9 +174,10 @@ class MatrixFactorization:
     n_threads : int, default 1
         Threads running the kernel (stratified block SGD; see ``n_blocks``).
     n_blocks : int or None, default None
-        Blocks per side of the user x item grid (1 to 255). None chooses from the data
-        size (cache blocking) and ``n_threads`` (at least 2 x threads); fix it to get
-        the same model for any thread count.
+        Blocks per side of the user x item grid of parallel work (1 to 255). None means
+        1 for one thread and 2 x ``n_threads`` otherwise; fix it to get the same model
+        for any thread count. (Cache blocking happens inside blocks, in cells sized
+        from the model, whatever ``n_blocks`` is.)
     lr_decay : float, default 0.0
         Per-epoch decay: epoch e (from 0) uses ``learning_rate / (1 + lr_decay * e)``.
     adagrad : bool, default False
