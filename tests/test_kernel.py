@@ -10,15 +10,30 @@ import pytest
 from reference import adagrad_epoch_reference, rating_loss, sgd_epoch_reference
 
 from mfsgd import _sgd
+from mfsgd._training import aligned_concat
 
 
-def random_problem(seed, n=400, nu=30, ni=20, k=7, dtype=np.float64):
+def _misaligned(a):
+    """A copy of ``a`` whose data starts 16 bytes past a cache line."""
+    buf = np.empty(a.nbytes + 80, np.uint8)
+    off = (-buf.ctypes.data) % 64 + 16
+    out = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def random_problem(seed, n=400, nu=30, ni=20, k=7, dtype=np.float64, aligned=False):
+    """Factor arrays start on a cache line with ``aligned`` (with k one of the kernel's
+    fixed widths, 16, 32, ..., 128, that selects its unrolled variant) and 16 bytes off
+    one otherwise (its general variant)."""
     rng = np.random.default_rng(seed)
     u = rng.integers(0, nu, n).astype(np.int32)
     i = rng.integers(0, ni, n).astype(np.int32)
     r = rng.uniform(1, 5, n).astype(dtype)
     P = rng.normal(0, 0.3, (nu, k)).astype(dtype)
     Q = rng.normal(0, 0.3, (ni, k)).astype(dtype)
+    P, Q = (aligned_concat([P]), aligned_concat([Q])) if aligned else \
+        (_misaligned(P), _misaligned(Q))
     bu = rng.normal(0, 0.2, nu).astype(dtype)
     bi = rng.normal(0, 0.2, ni).astype(dtype)
     return u, i, r, P, Q, bu, bi
@@ -27,10 +42,11 @@ def random_problem(seed, n=400, nu=30, ni=20, k=7, dtype=np.float64):
 HYPER = dict(mu=3.1, lr=0.03, reg_f=0.05, reg_b=0.02)
 
 
-@pytest.mark.parametrize("k", [1, 7, 16, 33, 100])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("k", [1, 7, 16, 33, 64, 100, 128])
 @pytest.mark.parametrize("use_bias,nonneg", [(True, False), (False, False), (True, True)])
-def test_epoch_matches_reference_float64(isa, k, use_bias, nonneg):
-    u, i, r, P, Q, bu, bi = random_problem(k, k=k)
+def test_epoch_matches_reference_float64(isa, k, use_bias, nonneg, aligned):
+    u, i, r, P, Q, bu, bi = random_problem(k, k=k, aligned=aligned)
     if nonneg:
         P, Q = np.abs(P), np.abs(Q)
     mu = HYPER["mu"] if use_bias else 0.0
@@ -45,9 +61,10 @@ def test_epoch_matches_reference_float64(isa, k, use_bias, nonneg):
         assert P.min() >= 0 and Q.min() >= 0
 
 
-@pytest.mark.parametrize("k", [8, 100])
-def test_epoch_matches_reference_float32(isa, k):
-    u, i, r, P, Q, bu, bi = random_problem(100 + k, k=k, dtype=np.float32)
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("k", [8, 32, 64, 100, 112])
+def test_epoch_matches_reference_float32(isa, k, aligned):
+    u, i, r, P, Q, bu, bi = random_problem(100 + k, k=k, dtype=np.float32, aligned=aligned)
     ref = sgd_epoch_reference(u, i, r, P, Q, bu, bi, **_pos(HYPER), dtype=np.float32)
     _sgd.sgd_epoch(u, i, r, P, Q, bu, bi, *_pos(HYPER).values())
     for got, want in zip((P, Q, bu, bi), ref[:4]):
@@ -55,10 +72,11 @@ def test_epoch_matches_reference_float32(isa, k):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("k", [5, 16, 64])
 @pytest.mark.parametrize("use_bias", [True, False])
-def test_adagrad_matches_reference(isa, k, use_bias):
-    u, i, r, P, Q, bu, bi = random_problem(200 + k, k=k)
+def test_adagrad_matches_reference(isa, k, use_bias, aligned):
+    u, i, r, P, Q, bu, bi = random_problem(200 + k, k=k, aligned=aligned)
     rng = np.random.default_rng(k)
     Gu, Gi = rng.uniform(1, 3, len(bu)), rng.uniform(1, 3, len(bi))
     mu = 3.0 if use_bias else 0.0
@@ -110,37 +128,64 @@ def test_sse_is_error_before_each_update():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_block_shuffle_is_the_published_permutation(dtype):
+def test_block_shuffle_is_the_published_permutation(isa, dtype):
     u, i, r, P, Q, bu, bi = random_problem(11, n=500, dtype=dtype)
-    # shuffle_triples gives the permutation the kernel applies for a seed...
-    su, si, sr = u.copy(), i.copy(), r.copy()
-    _sgd.shuffle_triples(su, si, sr, 12345)
-    assert sorted(zip(su, si, sr)) == sorted(zip(u, i, r))  # a permutation
-    assert not np.array_equal(su, u)
-    # ...and sgd_blocks with that seed shuffles the same way and then runs in that order.
+    perm = _sgd.permutation(len(r), 12345)
+    assert perm.dtype == np.uint32
+    np.testing.assert_array_equal(np.sort(perm), np.arange(len(r)))
+    assert not np.array_equal(perm, np.arange(len(r)))
+    # sgd_blocks with that seed visits the block in that order, through a copy: the
+    # stored triples are never written (read-only arrays are accepted).
     ku, ki, kr = u.copy(), i.copy(), r.copy()
+    for a in (ku, ki, kr):
+        a.setflags(write=False)
     P1, Q1, bu1, bi1 = P.copy(), Q.copy(), bu.copy(), bi.copy()
     sse = np.zeros(1)
     _sgd.sgd_blocks(ku, ki, kr, np.array([0, len(r)], np.int64), np.array([0], np.int64),
                     np.array([12345], np.uint64), P1, Q1, bu1, bi1, *_pos(HYPER).values(),
                     True, False, sse, np.empty(0, dtype), np.empty(0, dtype))
-    np.testing.assert_array_equal(ku, su)
+    np.testing.assert_array_equal(ku, u)
+    np.testing.assert_array_equal(kr, r)
     P2, Q2, bu2, bi2 = P.copy(), Q.copy(), bu.copy(), bi.copy()
-    _sgd.sgd_epoch(su, si, sr, P2, Q2, bu2, bi2, *_pos(HYPER).values())
+    sse2 = _sgd.sgd_epoch(u[perm], i[perm], r[perm], P2, Q2, bu2, bi2, *_pos(HYPER).values())
     np.testing.assert_array_equal(P1, P2)
     np.testing.assert_array_equal(bi1, bi2)
+    assert sse[0] == sse2
 
 
-def test_shuffle_depends_only_on_seed():
-    base = np.arange(1000, dtype=np.int32)
-    outs = []
-    for seed in (1, 1, 2):
-        a, b, c = base.copy(), base.copy(), base.astype(np.float64)
-        _sgd.shuffle_triples(a, b, c, seed)
-        np.testing.assert_array_equal(a, b)
-        outs.append(a)
-    np.testing.assert_array_equal(outs[0], outs[1])
-    assert not np.array_equal(outs[0], outs[2])
+def test_shuffled_blocks_of_several_lengths_use_their_own_seeds():
+    # Blocks of different lengths in one call share the scratch sized for the longest.
+    u, i, r, P, Q, bu, bi = random_problem(12, n=700)
+    indptr = np.array([0, 50, 600, 700], np.int64)
+    order = np.array([1, 2, 0], np.int64)
+    seeds = np.array([7, 0, 9], np.uint64)  # 0: the stored order
+    P1, Q1, bu1, bi1 = P.copy(), Q.copy(), bu.copy(), bi.copy()
+    _sgd.sgd_blocks(u, i, r, indptr, order, seeds, P1, Q1, bu1, bi1, *_pos(HYPER).values(),
+                    True, False, np.zeros(3), np.empty(0), np.empty(0))
+    pos = np.concatenate([50 + _sgd.permutation(550, 7).astype(np.int64),
+                          np.arange(600, 700), _sgd.permutation(50, 9)])
+    ref = sgd_epoch_reference(u[pos], i[pos], r[pos], P, Q, bu, bi, **_pos(HYPER))
+    np.testing.assert_allclose(P1, ref[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bi1, ref[3], rtol=1e-12, atol=1e-12)
+
+
+def test_permutation_depends_only_on_seed_and_is_uniform():
+    np.testing.assert_array_equal(_sgd.permutation(1000, 1), _sgd.permutation(1000, 1))
+    assert not np.array_equal(_sgd.permutation(1000, 1), _sgd.permutation(1000, 2))
+    assert _sgd.permutation(0, 3).size == 0
+    np.testing.assert_array_equal(_sgd.permutation(1, 3), [0])
+    # All 24 orders of 4 elements, over 24,000 seeds: chi-square with 23 degrees of
+    # freedom; 60 is far in the tail (p < 1e-4) for a uniform shuffle, and the seeds are
+    # fixed, so this cannot flake.
+    counts = {}
+    for seed in range(1, 24001):
+        key = tuple(_sgd.permutation(4, seed))
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == 24
+    chi2 = sum((c - 1000) ** 2 / 1000 for c in counts.values())
+    assert chi2 < 60, chi2
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        _sgd.permutation(1 << 32, 1)
 
 
 def test_blocks_run_in_listed_order_with_segment_sse():

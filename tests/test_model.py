@@ -363,9 +363,25 @@ def test_models_in_parallel_threads_match_sequential(small_data):
 
 
 def test_show_config(capsys):
+    from mfsgd import _sgd
+
     cfg = mfsgd.show_config()
-    assert cfg["kernel"] in cfg["available"]
     assert "kernel:" in capsys.readouterr().out
+    before = _sgd.isa_current()
+    try:
+        # Automatic choice: every variant it names is one this CPU runs.
+        _sgd.isa_select(_sgd.ISA_AUTO)
+        cfg = mfsgd.show_config()
+        assert cfg["kernel"].startswith("auto: ")
+        for w in (16, 64, 256, 512):
+            assert _sgd.isa_name(_sgd.isa_for(w)) in cfg["available"]
+        assert _sgd.isa_for(_sgd.AVX512_MIN_ROW_BYTES) >= _sgd.isa_for(64)
+        # A forced variant is reported as such and used for every width.
+        _sgd.isa_select(_sgd.ISA_BASELINE)
+        assert mfsgd.show_config()["kernel"] == cfg["available"][0]
+        assert {_sgd.isa_for(w) for w in (64, 256, 512)} == {_sgd.ISA_BASELINE}
+    finally:
+        _sgd.isa_select(before)
 
 
 def test_adagrad_learns_and_is_deterministic(lowrank):

@@ -15,14 +15,16 @@ from . import datasets, metrics, model_selection  # noqa: E402  (public submodul
 
 
 def _select_kernel_from_env() -> None:
-    """MFSGD_KERNEL=baseline|avx2|avx512 forces a SIMD variant (clamped to what the CPU runs)."""
+    """MFSGD_KERNEL=baseline|avx2|avx512 forces a SIMD variant (clamped to what the CPU
+    runs); auto (the default) chooses per row width."""
     import os
     import warnings
 
     from . import _sgd
 
     want = os.environ.get("MFSGD_KERNEL", "").strip().lower()
-    names = {"baseline": _sgd.ISA_BASELINE, "avx2": _sgd.ISA_AVX2, "avx512": _sgd.ISA_AVX512}
+    names = {"auto": _sgd.ISA_AUTO, "baseline": _sgd.ISA_BASELINE, "avx2": _sgd.ISA_AVX2,
+             "avx512": _sgd.ISA_AVX512}
     if not want:
         return
     if want not in names:
@@ -43,9 +45,18 @@ def show_config() -> dict:
     from . import _sgd
 
     mask = _sgd.isa_available()
+    sel = _sgd.isa_current()
+    if sel == _sgd.ISA_AUTO:
+        lim = _sgd.AVX512_MIN_ROW_BYTES
+        narrow, wide = _sgd.isa_name(_sgd.isa_for(lim - 64)), _sgd.isa_name(_sgd.isa_for(lim))
+        kernel = f"auto: {narrow}" if narrow == wide else \
+            f"auto: {narrow} for rows under {lim} bytes (float32 k <= {(lim - 64) // 4}), " \
+            f"{wide} from {lim} bytes"
+    else:
+        kernel = _sgd.isa_name(sel)
     cfg = {
         "version": __version__,
-        "kernel": _sgd.isa_name(_sgd.isa_current()),
+        "kernel": kernel,
         "available": [_sgd.isa_name(i) for i in range(3) if mask & (1 << i)],
     }
     for k, v in cfg.items():

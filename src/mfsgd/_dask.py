@@ -109,8 +109,10 @@ def _block_run(block: tuple, P: np.ndarray, bu: np.ndarray, Q: np.ndarray, bi: n
     seg_ptr = np.require(seg_ptr, requirements="CA")
     segs = np.require(segs, requirements="CA")
     seeds = None if seeds is None else np.require(seeds, requirements="CA")
-    u, i, r = u.copy(), i.copy(), r.copy()
-    P, bu, Q, bi = P.copy(), bu.copy(), Q.copy(), bi.copy()
+    # The kernel never writes the triples; the parameters are copied (aligned rows: the
+    # kernel's fixed-width variant).
+    P, Q = T.aligned_concat([P]), T.aligned_concat([Q])
+    bu, bi = bu.copy(), bi.copy()
     sse = np.zeros(segs.size)
     empty = np.empty(0, P.dtype)
     _sgd.sgd_blocks(u, i, r, seg_ptr, segs, seeds, P, Q, bu, bi, hyper.mu, hyper.lr,

@@ -13,12 +13,19 @@
 #endif
 
 #ifndef MF_PREFETCH
-#define MF_PREFETCH 4 /* distance in ratings; 4 measured best (shared/PERF-NOTES.md) */
+#define MF_PREFETCH 8 /* distance in ratings: 8-16 measured best with the unrolled body
+                        * (4 was best for the first, slower loop: shared/PERF-NOTES.md) */
 #endif
 #if defined(__GNUC__) || defined(__clang__)
 #define MF_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
+#define MF_PREFETCH_R(p) __builtin_prefetch((p), 0, 3)
+#define MF_ASSUME_ALIGNED(p) __builtin_assume_aligned((p), 64)
+#define MF_ALWAYS_INLINE __attribute__((always_inline))
 #else
 #define MF_PREFETCH_W(p) ((void)0)
+#define MF_PREFETCH_R(p) ((void)0)
+#define MF_ASSUME_ALIGNED(p) (p)
+#define MF_ALWAYS_INLINE __forceinline
 #endif
 
 /* ---- random numbers for in-kernel shuffling: splitmix64 (seeding) + xoshiro256** ---- */
@@ -44,48 +51,42 @@ static inline uint64_t mf_rng_next(mf_rng *g)
     s[2] ^= t; s[3] = rotl(s[3], 45);
     return result;
 }
-/* Uniform integer in [0, n), n < 2^32: Lemire's multiply-shift with rejection (unbiased). */
-static inline uint64_t mf_rng_below(mf_rng *g, uint64_t n)
+/* A uniform random permutation of 0..n-1 (n < 2^32), by the "inside-out" Fisher-Yates:
+ * element i goes to a uniform position j of [0, i] and the element there moves to i.
+ * Each 64-bit draw gives two 32-bit variates (Lemire's method on each half). */
+static inline uint32_t mf_below32(mf_rng *g, uint32_t x, uint64_t n)
 {
-    uint64_t m = (mf_rng_next(g) >> 32) * n;
+    uint64_t m = (uint64_t)x * n;
     uint32_t l = (uint32_t)m;
     if (l < n) {
         uint32_t thr = (uint32_t)(-(uint32_t)n) % (uint32_t)n;
         while (l < thr) { m = (mf_rng_next(g) >> 32) * n; l = (uint32_t)m; }
     }
-    return m >> 32;
+    return (uint32_t)(m >> 32);
 }
-/* Indices above 2^32 (blocks that large do not occur in practice) use plain modulo. */
-static inline uint64_t mf_rng_below64(mf_rng *g, uint64_t n)
+
+void mf_permutation(uint32_t *out, int64_t n, uint64_t seed)
 {
-    return n <= 0xffffffffULL ? mf_rng_below(g, n) : mf_rng_next(g) % n;
-}
-
-#define MF_SWAP3(u, it, r, a, b)                                                        \
-    do {                                                                                \
-        const int64_t a_ = (a), b_ = (b);                                               \
-        const int32_t tu_ = u[a_]; u[a_] = u[b_]; u[b_] = tu_;                          \
-        const int32_t ti_ = it[a_]; it[a_] = it[b_]; it[b_] = ti_;                      \
-        const MF_SWAP_T tr_ = r[a_]; r[a_] = r[b_]; r[b_] = tr_;                        \
-    } while (0)
-
-/* Forward Fisher-Yates: position i takes a uniform pick of [i, n). */
-#define MF_DEFINE_SHUFFLE(T, SFX)                                                       \
-    void mf_shuffle_##SFX(int32_t *u, int32_t *it, T *r, int64_t n, uint64_t seed)      \
-    {                                                                                   \
-        mf_rng g;                                                                       \
-        mf_rng_seed(&g, seed);                                                          \
-        for (int64_t i = 0; i < n - 1; ++i) {                                           \
-            const int64_t j = i + (int64_t)mf_rng_below64(&g, (uint64_t)(n - i));       \
-            MF_SWAP3(u, it, r, i, j);                                                   \
-        }                                                                               \
+    mf_rng g;
+    mf_rng_seed(&g, seed);
+    if (n <= 0) return;
+    out[0] = 0;
+    int64_t i = 1;
+    for (; i + 1 < n; i += 2) {
+        const uint64_t x = mf_rng_next(&g);
+        uint32_t j = mf_below32(&g, (uint32_t)(x >> 32), (uint64_t)i + 1);
+        out[i] = out[j];
+        out[j] = (uint32_t)i;
+        j = mf_below32(&g, (uint32_t)x, (uint64_t)i + 2);
+        out[i + 1] = out[j];
+        out[j] = (uint32_t)(i + 1);
     }
-#define MF_SWAP_T float
-MF_DEFINE_SHUFFLE(float, f32)
-#undef MF_SWAP_T
-#define MF_SWAP_T double
-MF_DEFINE_SHUFFLE(double, f64)
-#undef MF_SWAP_T
+    if (i < n) {
+        const uint32_t j = mf_below32(&g, (uint32_t)(mf_rng_next(&g) >> 32), (uint64_t)i + 1);
+        out[i] = out[j];
+        out[j] = (uint32_t)i;
+    }
+}
 
 #define MF_DEFINE_PREDICT(T, SFX)                                                       \
     void mf_predict_##SFX(const int32_t *u, const int32_t *it, int64_t n, const T *P,   \
@@ -116,9 +117,7 @@ MF_DEFINE_PREDICT(double, f64)
 
 #define MF_T float
 #define MF_SQRT sqrtf
-#define MF_SWAP_T float
 #define MF_LANES 16 /* values per 64-byte line */
-#define MF_SHUFFLE mf_shuffle_f32
 #define MF_NAME(x) MF_CAT(mf_, x, _f32_, MF_ISA_SFX)
 #define MF_ISA_SFX base
 #define MF_TARGET
@@ -141,16 +140,12 @@ MF_DEFINE_PREDICT(double, f64)
 #endif
 #undef MF_T
 #undef MF_SQRT
-#undef MF_SWAP_T
 #undef MF_LANES
-#undef MF_SHUFFLE
 #undef MF_NAME
 
 #define MF_T double
 #define MF_SQRT sqrt
-#define MF_SWAP_T double
 #define MF_LANES 8
-#define MF_SHUFFLE mf_shuffle_f64
 #define MF_NAME(x) MF_CAT(mf_, x, _f64_, MF_ISA_SFX)
 #define MF_ISA_SFX base
 #define MF_TARGET
@@ -171,18 +166,18 @@ MF_DEFINE_PREDICT(double, f64)
 #endif
 #undef MF_T
 #undef MF_SQRT
-#undef MF_SWAP_T
 #undef MF_LANES
-#undef MF_SHUFFLE
 #undef MF_NAME
 
 /* ---- run-time dispatch ---- */
-typedef void (*mf_blocks_f32_fn)(int32_t *, int32_t *, float *, const int64_t *,
-                                 const int64_t *, int64_t, const uint64_t *, float *,
+typedef void (*mf_blocks_f32_fn)(const int32_t *, const int32_t *, const float *,
+                                 const int64_t *, const int64_t *, int64_t, const uint64_t *,
+                                 void *, float *,
                                  float *, float *, float *, float *, float *, int64_t,
                                  const mf_hyper *, double *);
-typedef void (*mf_blocks_f64_fn)(int32_t *, int32_t *, double *, const int64_t *,
-                                 const int64_t *, int64_t, const uint64_t *, double *,
+typedef void (*mf_blocks_f64_fn)(const int32_t *, const int32_t *, const double *,
+                                 const int64_t *, const int64_t *, int64_t, const uint64_t *,
+                                 void *, double *,
                                  double *, double *, double *, double *, double *, int64_t,
                                  const mf_hyper *, double *);
 
@@ -199,7 +194,8 @@ static const mf_blocks_f64_fn blocks_f64[] = {
 #endif
 };
 
-static int current_isa = -1;
+static int current_isa = MF_ISA_AUTO;
+static int auto_mask = -1; /* cached mf_isa_available() for the auto rule */
 
 int mf_isa_available(void)
 {
@@ -219,26 +215,38 @@ int mf_isa_available(void)
 
 int mf_isa_select(int isa)
 {
+    if (isa < 0) {
+        current_isa = MF_ISA_AUTO;
+        return current_isa;
+    }
     int mask = mf_isa_available();
     if (isa > MF_ISA_AVX512) isa = MF_ISA_AVX512;
     while (isa > 0 && !(mask & (1 << isa))) --isa;
-    if (isa < 0) isa = 0;
     current_isa = isa;
     return isa;
 }
 
-int mf_isa_current(void)
+int mf_isa_current(void) { return current_isa; }
+
+int mf_isa_for(int64_t row_bytes)
 {
-    /* Default: AVX2+FMA, not AVX-512: on the AMD EPYC (AVX-512 capable) we measured
-     * the AVX-512 variant slower (25.5 vs 36.1 M updates/s at k=64, bench notes), as
-     * 512-bit vectors gain nothing on rows of 64-128 floats. MFSGD_KERNEL=avx512 opts in. */
-    if (current_isa < 0) mf_isa_select(MF_ISA_AVX2);
-    return current_isa;
+    /* The automatic rule, from measurements on an AMD EPYC (Zen 4) with both (bench/
+     * RESULTS.md, section 2): with the fixed-width unrolled body, AVX-512 runs rows of
+     * 64 float32 values at 42.6 against 36.9 M updates/s for AVX2 (two rows of 16 AVX2
+     * registers no longer fit the register file), while rows of 32 values run faster
+     * with AVX2 (67.7 against 54.6), and 128 values tie (23.9 each). */
+    if (current_isa >= 0) return current_isa;
+    if (auto_mask < 0) auto_mask = mf_isa_available();
+    if ((auto_mask & (1 << MF_ISA_AVX512)) && row_bytes >= MF_AVX512_MIN_ROW_BYTES)
+        return MF_ISA_AVX512;
+    if (auto_mask & (1 << MF_ISA_AVX2)) return MF_ISA_AVX2;
+    return MF_ISA_BASELINE;
 }
 
 const char *mf_isa_name(int isa)
 {
     switch (isa) {
+    case MF_ISA_AUTO: return "auto";
     case MF_ISA_AVX2: return "avx2+fma";
     case MF_ISA_AVX512: return "avx512";
 #if defined(MFSGD_NATIVE)
@@ -253,20 +261,22 @@ const char *mf_isa_name(int isa)
     }
 }
 
-void mf_sgd_blocks_f32(int32_t *u, int32_t *it, float *r, const int64_t *indptr,
-                       const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                       float *P, float *Q, float *bu, float *bi, float *Gu, float *Gi, int64_t k,
-                       const mf_hyper *h, double *sse_out)
+void mf_sgd_blocks_f32(const int32_t *u, const int32_t *it, const float *r,
+                       const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                       const uint64_t *seeds, void *scratch, float *P, float *Q, float *bu,
+                       float *bi, float *Gu, float *Gi, int64_t k, const mf_hyper *h,
+                       double *sse_out)
 {
-    blocks_f32[mf_isa_current()](u, it, r, indptr, blocks, n_blocks, seeds, P, Q, bu, bi,
-                                 Gu, Gi, k, h, sse_out);
+    blocks_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
+                                 bi, Gu, Gi, k, h, sse_out);
 }
 
-void mf_sgd_blocks_f64(int32_t *u, int32_t *it, double *r, const int64_t *indptr,
-                       const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                       double *P, double *Q, double *bu, double *bi, double *Gu, double *Gi, int64_t k,
-                       const mf_hyper *h, double *sse_out)
+void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
+                       const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                       const uint64_t *seeds, void *scratch, double *P, double *Q, double *bu,
+                       double *bi, double *Gu, double *Gi, int64_t k, const mf_hyper *h,
+                       double *sse_out)
 {
-    blocks_f64[mf_isa_current()](u, it, r, indptr, blocks, n_blocks, seeds, P, Q, bu, bi,
-                                 Gu, Gi, k, h, sse_out);
+    blocks_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
+                                 bi, Gu, Gi, k, h, sse_out);
 }

@@ -24,33 +24,44 @@ typedef struct {
 } mf_hyper;
 
 /* Instruction-set variants, best last. */
-enum { MF_ISA_BASELINE = 0, MF_ISA_AVX2 = 1, MF_ISA_AVX512 = 2 };
+enum { MF_ISA_AUTO = -1, MF_ISA_BASELINE = 0, MF_ISA_AVX2 = 1, MF_ISA_AVX512 = 2 };
+/* Under MF_ISA_AUTO (the default), rows of at least this many bytes run the AVX-512
+ * variant and narrower rows AVX2 (see mf_isa_for). */
+#define MF_AVX512_MIN_ROW_BYTES 256
 
 /* Which variants this build contains and this CPU can run (bit mask of 1 << isa). */
 int mf_isa_available(void);
 /* Select the variant used from now on; returns the one selected (clamped to what is available). */
 int mf_isa_select(int isa);
+/* The selection: MF_ISA_AUTO, or the variant forced by mf_isa_select. */
 int mf_isa_current(void);
+/* The variant that runs rows of row_bytes bytes under the current selection. */
+int mf_isa_for(int64_t row_bytes);
 const char *mf_isa_name(int isa);
 
 /* Run SGD over the ratings of the listed blocks, one after another. Block j covers
  * positions [indptr[blocks[j]], indptr[blocks[j] + 1]). If seeds is not NULL and
- * seeds[j] != 0, that block's triples are first shuffled in place (Fisher-Yates with
- * a generator seeded by seeds[j]). sse_out[j] receives the block's sum of squared
- * errors as seen during the pass (errors before each update). Gu and Gi (NULL: constant
- * rate) are per-row AdaGrad accumulators, used and updated in place. */
-void mf_sgd_blocks_f32(int32_t *u, int32_t *it, float *r, const int64_t *indptr,
-                       const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                       float *P, float *Q, float *bu, float *bi, float *Gu, float *Gi,
-                       int64_t k, const mf_hyper *h, double *sse_out);
-void mf_sgd_blocks_f64(int32_t *u, int32_t *it, double *r, const int64_t *indptr,
-                       const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                       double *P, double *Q, double *bu, double *bi, double *Gu, double *Gi,
-                       int64_t k, const mf_hyper *h, double *sse_out);
+ * seeds[j] != 0, that block is visited in the order of mf_permutation(.., seeds[j])
+ * (position start + perm[t] at step t), through a copy made in scratch: 8-byte
+ * aligned, MF_SCRATCH_BYTES(longest shuffled block, sizeof(T)) bytes, blocks < 2^32.
+ * Otherwise the stored order (scratch may then be NULL). The triples are only read. sse_out[j] receives the block's sum of squared errors as seen
+ * during the pass (errors before each update). Gu and Gi (NULL: constant rate) are
+ * per-row AdaGrad accumulators, used and updated in place. */
+void mf_sgd_blocks_f32(const int32_t *u, const int32_t *it, const float *r,
+                       const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                       const uint64_t *seeds, void *scratch, float *P, float *Q, float *bu,
+                       float *bi, float *Gu, float *Gi, int64_t k, const mf_hyper *h,
+                       double *sse_out);
+void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
+                       const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                       const uint64_t *seeds, void *scratch, double *P, double *Q,
+                       double *bu, double *bi, double *Gu, double *Gi, int64_t k,
+                       const mf_hyper *h, double *sse_out);
 
-/* Shuffle n triples in place, deterministically from seed. */
-void mf_shuffle_f32(int32_t *u, int32_t *it, float *r, int64_t n, uint64_t seed);
-void mf_shuffle_f64(int32_t *u, int32_t *it, double *r, int64_t n, uint64_t seed);
+#define MF_SCRATCH_BYTES(n, value_size) ((n) * ((value_size) + 12))
+
+/* A uniform random permutation of 0..n-1 (n < 2^32) into out, deterministic from seed. */
+void mf_permutation(uint32_t *out, int64_t n, uint64_t seed);
 
 /* Predictions for index pairs; an index < 0 means unknown: its bias and the factor
  * term are left out. */

@@ -25,17 +25,20 @@ cdef extern from "_kernel.h" nogil:
     int mf_isa_available()
     int mf_isa_select(int isa)
     int mf_isa_current()
+    int mf_isa_for(int64_t row_bytes)
+    int MF_AVX512_MIN_ROW_BYTES
     const char *mf_isa_name(int isa)
-    void mf_sgd_blocks_f32(int32_t *u, int32_t *it, float *r, const int64_t *indptr,
-                           const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                           float *P, float *Q, float *bu, float *bi, float *Gu, float *Gi,
-                           int64_t k, const mf_hyper *h, double *sse_out)
-    void mf_sgd_blocks_f64(int32_t *u, int32_t *it, double *r, const int64_t *indptr,
-                           const int64_t *blocks, int64_t n_blocks, const uint64_t *seeds,
-                           double *P, double *Q, double *bu, double *bi, double *Gu, double *Gi,
-                           int64_t k, const mf_hyper *h, double *sse_out)
-    void mf_shuffle_f32(int32_t *u, int32_t *it, float *r, int64_t n, uint64_t seed)
-    void mf_shuffle_f64(int32_t *u, int32_t *it, double *r, int64_t n, uint64_t seed)
+    void mf_sgd_blocks_f32(const int32_t *u, const int32_t *it, const float *r,
+                           const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                           const uint64_t *seeds, void *scratch, float *P, float *Q,
+                           float *bu, float *bi, float *Gu, float *Gi, int64_t k,
+                           const mf_hyper *h, double *sse_out)
+    void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
+                           const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                           const uint64_t *seeds, void *scratch, double *P, double *Q,
+                           double *bu, double *bi, double *Gu, double *Gi, int64_t k,
+                           const mf_hyper *h, double *sse_out)
+    void mf_permutation(uint32_t *out, int64_t n, uint64_t seed)
     void mf_predict_f32(const int32_t *u, const int32_t *it, int64_t n, const float *P,
                         const float *Q, const float *bu, const float *bi, int64_t k,
                         double mu, double *out)
@@ -43,6 +46,7 @@ cdef extern from "_kernel.h" nogil:
                         const double *Q, const double *bu, const double *bi, int64_t k,
                         double mu, double *out)
 
+ISA_AUTO = -1
 ISA_BASELINE = 0
 ISA_AVX2 = 1
 ISA_AVX512 = 2
@@ -54,13 +58,24 @@ def isa_available():
 
 
 def isa_select(int isa):
-    """Use variant `isa` (clamped to the best available at or below it); return it."""
+    """Use variant `isa` (clamped to the best available at or below it), or the
+    automatic choice for ISA_AUTO (-1); return the selection."""
     return mf_isa_select(isa)
 
 
 def isa_current():
-    """The variant in use."""
+    """The selection: ISA_AUTO (the default: chosen per row width, see isa_for) or the
+    variant forced by isa_select."""
     return mf_isa_current()
+
+
+def isa_for(int64_t row_bytes):
+    """The variant that runs factor rows of ``row_bytes`` bytes (padded width x item
+    size) under the current selection."""
+    return mf_isa_for(row_bytes)
+
+
+AVX512_MIN_ROW_BYTES = MF_AVX512_MIN_ROW_BYTES
 
 
 def isa_name(int isa):
@@ -68,7 +83,7 @@ def isa_name(int isa):
     return mf_isa_name(isa).decode("ascii")
 
 
-def sgd_blocks(int32_t[::1] users, int32_t[::1] items, floating[::1] ratings,
+def sgd_blocks(const int32_t[::1] users, const int32_t[::1] items, const floating[::1] ratings,
                const int64_t[::1] indptr, const int64_t[::1] blocks, const uint64_t[::1] seeds,
                floating[:, ::1] user_factors, floating[:, ::1] item_factors,
                floating[::1] user_bias, floating[::1] item_bias,
@@ -78,10 +93,10 @@ def sgd_blocks(int32_t[::1] users, int32_t[::1] items, floating[::1] ratings,
     """SGD over the ratings of the listed blocks, in list order.
 
     Contract: block ``b`` spans positions ``indptr[b]:indptr[b+1]`` of the rating
-    triples; ``seeds`` (same length as ``blocks``, or None) gives each block a seed
-    for an in-place shuffle before its pass (0: keep the stored order). Mutates the
-    factor and bias arrays, and the triples when shuffling; writes each block's sum
-    of squared errors (errors before each update) to ``sse_out``. Blocks run in the
+    triples; ``seeds`` (same length as ``blocks``, or None) gives each block a seed:
+    the block is then visited in the order ``permutation(len, seed)`` (0: the stored
+    order). Mutates the factor and bias arrays, never the triples; writes each block's
+    sum of squared errors (errors before each update) to ``sse_out``. Blocks run in the
     same call must not share rows when calls run concurrently. ``user_accum`` and
     ``item_accum`` (one value per row, or empty for a constant rate) are AdaGrad
     accumulators, used and updated in place. Runs without the GIL.
@@ -107,14 +122,29 @@ def sgd_blocks(int32_t[::1] users, int32_t[::1] items, floating[::1] ratings,
         for j in range(nb):
             sse_out[j] = 0.0
         return
+    # Scratch for the visiting order and the shuffled copy of the longest shuffled block:
+    # (value + 3 x 4 bytes) per rating, as uint64 so that it is 8-byte aligned.
+    cdef int64_t longest = 0
+    cdef uint64_t[::1] scratch
+    cdef void *scr = NULL
+    if sp != NULL:
+        for j in range(nb):
+            if sp[j] != 0:
+                longest = max(longest, indptr[blocks[j] + 1] - indptr[blocks[j]])
+        if longest >= (<int64_t>1) << 32:
+            raise ValueError(f"a shuffled block holds {longest} ratings; at most 2**32 - 1 "
+                             "are supported")
+        if longest > 0:
+            scratch = np.empty((longest * (sizeof(floating) + 12) + 7) // 8, dtype=np.uint64)
+            scr = &scratch[0]
     with nogil:
         if floating is float:
             mf_sgd_blocks_f32(&users[0], &items[0], &ratings[0], &indptr[0], &blocks[0], nb,
-                              sp, &user_factors[0, 0], &item_factors[0, 0], &user_bias[0],
+                              sp, scr, &user_factors[0, 0], &item_factors[0, 0], &user_bias[0],
                               &item_bias[0], gu, gi, k, &h, &sse_out[0])
         else:
             mf_sgd_blocks_f64(&users[0], &items[0], &ratings[0], &indptr[0], &blocks[0], nb,
-                              sp, &user_factors[0, 0], &item_factors[0, 0], &user_bias[0],
+                              sp, scr, &user_factors[0, 0], &item_factors[0, 0], &user_bias[0],
                               &item_bias[0], gu, gi, k, &h, &sse_out[0])
 
 
@@ -161,34 +191,30 @@ def _sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floatin
         gi = &item_accum[0]
     indptr[0] = 0
     indptr[1] = n
-    # No shuffle (seeds NULL), so the triples are never written: casting away const is safe.
     with nogil:
         if floating is float:
-            mf_sgd_blocks_f32(<int32_t *>&users[0], <int32_t *>&items[0], <float *>&ratings[0],
-                              indptr, &block, 1, NULL, &user_factors[0, 0], &item_factors[0, 0],
+            mf_sgd_blocks_f32(&users[0], &items[0], &ratings[0], indptr, &block, 1, NULL, NULL,
+                              &user_factors[0, 0], &item_factors[0, 0],
                               &user_bias[0], &item_bias[0], gu, gi, k, &h, &sse)
         else:
-            mf_sgd_blocks_f64(<int32_t *>&users[0], <int32_t *>&items[0],
-                              <double *>&ratings[0], indptr, &block, 1, NULL,
+            mf_sgd_blocks_f64(&users[0], &items[0], &ratings[0], indptr, &block, 1, NULL, NULL,
                               &user_factors[0, 0], &item_factors[0, 0],
                               &user_bias[0], &item_bias[0], gu, gi, k, &h, &sse)
     return sse
 
 
-def shuffle_triples(int32_t[::1] users, int32_t[::1] items, floating[::1] ratings,
-                    uint64_t seed):
-    """Shuffle the triples in place with the kernel's own generator (Fisher-Yates).
-
-    The same permutation as ``sgd_blocks`` applies to a block with this seed.
-    """
-    cdef int64_t n = ratings.shape[0]
-    if n == 0:
-        return
-    with nogil:
-        if floating is float:
-            mf_shuffle_f32(&users[0], &items[0], &ratings[0], n, seed)
-        else:
-            mf_shuffle_f64(&users[0], &items[0], &ratings[0], n, seed)
+def permutation(int64_t n, uint64_t seed):
+    """The visiting order ``sgd_blocks`` uses for a block of ``n`` ratings and this seed:
+    a uniform random permutation of ``0..n-1`` (uint32) from the kernel's own generator
+    (xoshiro256**, inside-out Fisher-Yates)."""
+    if n < 0 or n >= (<int64_t>1) << 32:
+        raise ValueError(f"n must be in [0, 2**32); got {n}")
+    out = np.empty(n, dtype=np.uint32)
+    cdef uint32_t[::1] o = out
+    if n > 0:
+        with nogil:
+            mf_permutation(&o[0], n, seed)
+    return out
 
 
 def predict_pairs(const int32_t[::1] users, const int32_t[::1] items,

@@ -413,7 +413,8 @@ class MatrixFactorization:
         a = rng.normal(0.0, p["init_std"], size=(n, k))
         if p["nonnegative"]:
             np.abs(a, out=a)
-        out = np.zeros((n, padded_width(k, p["dtype"])), dtype=p["dtype"])
+        out = T.aligned_empty((n, padded_width(k, p["dtype"])), p["dtype"])
+        out[:, k:] = 0
         out[:, :k] = a
         return out
 
@@ -541,8 +542,8 @@ class MatrixFactorization:
             rng = self._continuation_rng(st.n_epochs)
             grow_u, grow_i = len(umap) - len(st.user_map), len(imap) - len(st.item_map)
             params = T.Params(
-                np.concatenate([st.user_factors, self._init_rows(rng, grow_u, p)]),
-                np.concatenate([st.item_factors, self._init_rows(rng, grow_i, p)]),
+                T.aligned_concat([st.user_factors, self._init_rows(rng, grow_u, p)]),
+                T.aligned_concat([st.item_factors, self._init_rows(rng, grow_i, p)]),
                 np.concatenate([st.user_bias, np.zeros(grow_u, st.user_bias.dtype)]),
                 np.concatenate([st.item_bias, np.zeros(grow_i, st.item_bias.dtype)]))
             rr = (min(st.rating_range[0], float(ratings.min())),
