@@ -311,15 +311,15 @@ def fit_dask(model: Any, ddf: Any, client: Any, p: dict, *, eval_set: Any = None
         Pf, buf, Qf, bif = (list(x) for x in good)
     if p["early_stopping"] and best is not None:
         Pf, buf, Qf, bif = (list(x) for x in best)
-    if reason == "failed":
-        try:  # the last good epoch may have survived on the cluster
-            params = _gather_params(client, Pf, buf, Qf, bif)
-        except Exception:
-            return None, reason, error
-    else:
+    # A worker lost now (after the last epoch) fails the fit the same way as during it.
+    try:
         params = _gather_params(client, Pf, buf, Qf, bif)
-    pairs = client.gather([client.submit(_block_pairs, blocks[b], ustart[b // P_],
-                                         istart[b % P_]) for b in range(P_ * P_)])
+        pairs = client.gather([client.submit(_block_pairs, blocks[b], ustart[b // P_],
+                                             istart[b % P_]) for b in range(P_ * P_)])
+    except (TypeError, ValueError):
+        raise
+    except Exception as exc:
+        return None, "failed", error if reason == "failed" else exc
     from . import _recommend as R
 
     seen = R.seen_csr(np.concatenate([x[0] for x in pairs]),

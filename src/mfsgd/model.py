@@ -458,9 +458,9 @@ class MatrixFactorization:
             With a Dask collection: path or fsspec URL where the parameters are written
             after every epoch.
         resume : bool, default False
-            With ``checkpoint``: start from the parameters and epoch stored there (the
-            continued run is a valid fit but not bit-identical to an uninterrupted one:
-            the in-block shuffles restart from the stored order).
+            With ``checkpoint``: start from the parameters, epoch and random-generator
+            state stored there; the continued run gives the same model as one that was
+            never interrupted.
 
         Returns
         -------
