@@ -68,7 +68,7 @@ def mfsgd_params(p: dict) -> dict:
     q = {"n_factors": p["k"], "n_epochs": p["epochs"], "learning_rate": p["lr"],
          "reg_factors": p["reg"], "reg_bias": p.get("reg_bias", p["reg"]),
          "random_state": 0, "n_threads": p.get("threads", 1)}
-    for extra in ("lr_decay", "init_std"):
+    for extra in ("lr_decay", "init_std", "adagrad"):
         if extra in p:
             q[extra] = p[extra]
     return q
