@@ -46,12 +46,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--blocks", type=int, default=None)
-    ap.add_argument("--kernel", nargs="+", default=None, help="baseline avx2 avx512")
+    ap.add_argument("--kernel", nargs="+", default=None, help="auto baseline avx2 avx512")
     ap.add_argument("--cache", default=os.environ.get("MFSGD_BENCH_CACHE", "/tmp/mfsgd-bench"))
     args = ap.parse_args()
     u, i, r = get_data(args.users, args.items, args.ratings, args.cache)
-    kernels = args.kernel or [_sgd.isa_name(_sgd.isa_current())]
-    names = {"baseline": 0, "avx2": 1, "avx512": 2}
+    kernels = args.kernel or ["current"]
+    names = {"auto": _sgd.ISA_AUTO, "baseline": 0, "avx2": 1, "avx512": 2}
     print(f"\nmfsgd {mfsgd.__version__}; {len(r):,} ratings, {args.users:,} users x "
           f"{args.items:,} items; {args.epochs} epochs each\n")
     print("| kernel | k | threads | blocks | s/epoch (median) | M updates/s |")
@@ -66,7 +66,9 @@ def main() -> None:
                                               learning_rate=0.002)
                 m.fit((u, i, r))
                 s = statistics.median(h["seconds"] for h in m.history_)
-                print(f"| {_sgd.isa_name(_sgd.isa_current())} | {k} | {t} | {m.n_blocks_} | "
+                used = _sgd.isa_name(_sgd.isa_for(m.user_factors_.dtype.itemsize * (-(-k // 16) * 16)))
+                sel = "auto: " if _sgd.isa_current() == _sgd.ISA_AUTO else ""
+                print(f"| {sel}{used} | {k} | {t} | {m.n_blocks_} | "
                       f"{s:.3f} | {len(r) / s / 1e6:.1f} |", flush=True)
 
 
