@@ -936,15 +936,19 @@ def plot_convergence(curves_u1, curves_20, blk, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
     fig, ax = plt.subplots(1, 3, figsize=(17, 5))
+    sched_color = {"constant": "C0", "lr_decay": "C1", "AdaGrad": "C4"}
     for name, _, pts in curves_u1:
-        ax[0].plot([x[1] for x in pts], [x[2] for x in pts], marker=".", ms=4, label=name)
+        ax[0].plot([x[1] for x in pts], [x[2] for x in pts], marker=".", ms=4, label=name,
+                   color=sched_color.get(name))
     ax[0].set(xscale="log", xlabel="seconds (log)", ylabel="test RMSE",
               title="MovieLens 100K u1: schedules (mfsgd, k=64)", ylim=(0.905, 1.0))
     colors = {CLI: "C3", CORNAC: "C2"}
     for label, lib, _, pts in curves_20:
+        c = colors.get(lib) or sched_color.get(label.replace("mfsgd ", ""))
         ax[1].plot([x[1] for x in pts], [x[2] for x in pts], marker=".", ms=4, label=label,
-                   color=colors.get(lib))
+                   color=c, ls="-" if lib == MFSGD else "--")
     ax[1].set(xscale="log", xlabel="seconds (log)", ylabel="validation RMSE",
               title="20 M synthetic ratings, k=64, one thread", ylim=(0.53, 0.85))
     for name, d in blk.items():
@@ -955,6 +959,7 @@ def plot_convergence(curves_u1, curves_20, blk, path: str) -> None:
     for a in ax:
         a.grid(True, which="both", alpha=0.3)
         a.legend(fontsize=8)
+        a.xaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

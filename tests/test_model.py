@@ -394,3 +394,26 @@ def test_adagrad_learns_and_is_deterministic(lowrank):
     assert rmse(a, test) < 0.35
     constant = MatrixFactorization(**{**kw, "adagrad": False}).fit(train)
     assert not np.array_equal(a.user_factors_, constant.user_factors_)
+
+
+@pytest.mark.parametrize("k", [5, 16, 64])
+def test_trained_factor_rows_start_on_cache_lines(small_data, k):
+    """fit and partial_fit train on 64-byte-aligned arrays with rows padded to whole
+    lines (the kernel's fixed-width variant); the padding stays zero, and fitting from the
+    same seed gives the same model as before the layout and init were reordered (the
+    init is drawn after the layout copy, in chunks, with the same numbers)."""
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=k, n_epochs=2, random_state=3).fit((u, i, r))
+    for a in (m._state.user_factors, m._state.item_factors):
+        assert a.ctypes.data % 64 == 0 and (a.shape[1] * a.itemsize) % 64 == 0
+        assert not a[:, k:].any()
+    m.partial_fit((np.array([10_000, 10_001]), np.array([0, 10_002]), np.array([3.0, 4.0])))
+    for a in (m._state.user_factors, m._state.item_factors):
+        assert a.ctypes.data % 64 == 0
+        assert not a[:, k:].any()
+    # The initial rows are those of one n x k draw from the seeded generator.
+    m0 = MatrixFactorization(n_factors=k, n_epochs=1, learning_rate=1e-30, reg_factors=0.0,
+                             reg_bias=0.0, random_state=3, shuffle=False).fit((u, i, r))
+    rng = m0._rng_for_fit()
+    want = rng.normal(0.0, m0.init_std, size=(len(m0._state.user_map), k))
+    np.testing.assert_allclose(m0.user_factors_, want.astype(np.float32), rtol=1e-6)
