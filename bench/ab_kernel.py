@@ -1,6 +1,6 @@
 """A/B timing of two or more builds of the compiled kernel, alternated in one process.
 
-    python bench/ab_kernel.py --k 64 --repeats 5 old=/path/to/pkg-root:avx2 new=/path/b
+    python bench/ab_kernel.py old=/path/to/pkg-root:avx2 new=/path/b --k 64 --repeats 5
 
 Each TAG=DIR[:ISA] loads DIR/mfsgd/_sgd*.so under its own name (copy the .so to a
 separate folder per build or per ISA: one file is loaded once per process), optionally
@@ -84,7 +84,7 @@ def main() -> None:
                                    st.seeds if mode == "shuffled" else None, P, Q, bu, bi,
                                    mu, 0.002, 0.02, 0.02, True, False, sse, e0, e0)
                 times[(tag, mode)].append(time.perf_counter() - t0)
-    print(f"\n20 M ratings, k={k}, {s}x{s} cells, {args.repeats} epochs per cell\n")
+    print(f"\n20 M ratings, k={k}, {s}x{s} cells, {args.repeats} epoch(s) per build and order\n")
     print("| build | order | s/epoch (median) | min | M updates/s |")
     print("|---|---|---|---|---|")
     for (tag, mode), ts in times.items():
