@@ -1,6 +1,7 @@
 """Behaviour of the MatrixFactorization estimator."""
 
 import pickle
+import signal
 import threading
 import warnings
 
@@ -313,13 +314,20 @@ def test_real_ctrl_c_during_fit(tmp_path):
 
     data = make_ratings(20_000, 5_000, 2_000_000, random_state=0, as_frame=False)
     m = MatrixFactorization(n_factors=64, n_epochs=1000, n_threads=2, random_state=0)
+    # interrupt_main does nothing unless Python's own SIGINT handler is installed, and
+    # Python does not install it when it starts with SIGINT ignored, as a shell does for
+    # a background job (`.ci/run &`): the test failed that way once. Install it here.
+    old_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.5, _thread.interrupt_main)
-    timer.start()
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        with pytest.raises(KeyboardInterrupt):
-            m.fit(data)
-    timer.cancel()
+    try:
+        timer.start()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            with pytest.raises(KeyboardInterrupt):
+                m.fit(data)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, old_handler)
     assert m.n_epochs_ < 1000 if m.__sklearn_is_fitted__() else True
     assert any(issubclass(x.category, TrainingInterrupted) for x in w)
     if m.__sklearn_is_fitted__():
