@@ -109,8 +109,10 @@ def _block_run(block: tuple, P: np.ndarray, bu: np.ndarray, Q: np.ndarray, bi: n
     seg_ptr = np.require(seg_ptr, requirements="CA")
     segs = np.require(segs, requirements="CA")
     seeds = None if seeds is None else np.require(seeds, requirements="CA")
-    # The kernel never writes the triples; the parameters are copied (aligned rows: the
-    # kernel's fixed-width variant).
+    # The kernel never writes the triples, so they are copied only when deserialisation
+    # left them misaligned (UBSan caught such reads; np.require copies only then). The
+    # parameters are copied: tasks stay pure, and aligned rows run the fixed-width body.
+    u, i, r = (np.require(a, requirements="CA") for a in (u, i, r))
     P, Q = T.aligned_concat([P]), T.aligned_concat([Q])
     bu, bi = bu.copy(), bi.copy()
     sse = np.zeros(segs.size)
