@@ -66,8 +66,8 @@ def main() -> None:
     Q0 = (rng.standard_normal((ni, k)) * 0.1).astype(np.float32)
     state = {}
     for tag in mods:
-        L = T.Layout.build([u.astype(np.int32), i.astype(np.int32), r.astype(np.float32)],
-                           nu, ni, 1, s)
+        L = T.Layout.build([u.astype(np.int32, copy=False), i.astype(np.int32, copy=False),
+                            r.astype(np.float32, copy=False)], nu, ni, 1, s)
         state[tag] = (L, T.aligned_concat([P0]), T.aligned_concat([Q0]),
                       np.zeros(nu, np.float32), np.zeros(ni, np.float32))
     mu, e0 = float(r.mean()), np.empty(0, np.float32)

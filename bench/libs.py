@@ -64,7 +64,6 @@ def available() -> dict[str, str | None]:
 
 # ----------------------------------------------------------------------------- mfsgd
 def mfsgd_params(p: dict) -> dict:
-    import mfsgd  # noqa: F401
     q = {"n_factors": p["k"], "n_epochs": p["epochs"], "learning_rate": p["lr"],
          "reg_factors": p["reg"], "reg_bias": p.get("reg_bias", p["reg"]),
          "random_state": 0, "n_threads": p.get("threads", 1)}

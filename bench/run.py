@@ -803,7 +803,7 @@ def blocking_curves(train, val, k: int, lr: float, reg: float, epochs: int) -> d
                           np.zeros(nu, np.float32), np.zeros(ni, np.float32))
         rng = np.random.default_rng(1)
         s = T.default_n_cells(nu, ni, len(r), k * 4, 1) if name == "cells" else 1
-        layout = T.Layout.build([u.copy(), i.copy(), r.copy()], nu, ni, 1, s)
+        layout = T.Layout.build([u, i, r], nu, ni, 1, s)  # reads them, never writes
         runner = T.EpochRunner(layout, params, hyper, 1)
         rows = []
         for _ in range(epochs):

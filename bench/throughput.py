@@ -66,7 +66,7 @@ def main() -> None:
                                               learning_rate=0.002)
                 m.fit((u, i, r))
                 s = statistics.median(h["seconds"] for h in m.history_)
-                used = _sgd.isa_name(_sgd.isa_for(m.user_factors_.dtype.itemsize * (-(-k // 16) * 16)))
+                used = _sgd.isa_name(_sgd.isa_for(m._state.user_factors.strides[0]))
                 sel = "auto: " if _sgd.isa_current() == _sgd.ISA_AUTO else ""
                 print(f"| {sel}{used} | {k} | {t} | {m.n_blocks_} | "
                       f"{s:.3f} | {len(r) / s / 1e6:.1f} |", flush=True)

@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
+from helpers import asan_loaded, rewrite
 
 import mfsgd
 from mfsgd import MatrixFactorization, ModelFileError
@@ -40,14 +41,6 @@ SOME = settings(FUZZ, max_examples=100 * SCALE)
 # A load may allocate a few copies of the file (the bytes read, the array, its
 # native-order copy) plus a fixed overhead; a blow-up is orders of magnitude more.
 ALLOC_SLACK = 4 << 20
-
-
-def _asan_loaded():
-    try:
-        with open("/proc/self/maps") as f:
-            return "libasan" in f.read()
-    except OSError:
-        return False
 
 
 # ----------------------------------------------------------------------------- the model
@@ -145,24 +138,6 @@ def assert_usable(m, orig, scratch):
 
 
 # ----------------------------------------------------------------------------- zip surgery
-def rewrite(data, header=None, members=None, compression=zipfile.ZIP_STORED, drop=()):
-    """Copy a model archive, editing the parsed header and/or members' bytes."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as zin, \
-            zipfile.ZipFile(out, "w", compression=compression) as zout:
-        for info in zin.infolist():
-            if info.filename in drop:
-                continue
-            b = zin.read(info.filename)
-            if info.filename == "header.json" and header is not None:
-                h = header(json.loads(b))
-                b = h if isinstance(h, bytes) else json.dumps(h).encode()
-            if members and info.filename in members:
-                b = members[info.filename](b)
-            zout.writestr(info.filename, b)
-    return out.getvalue()
-
-
 def central_entry(data, name):
     """Offset of the central-directory record of member ``name``."""
     pos = 0
@@ -690,7 +665,7 @@ CHILD = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc: Linux")
-@pytest.mark.skipif(_asan_loaded(), reason="ASan reserves terabytes of address space")
+@pytest.mark.skipif(asan_loaded(), reason="ASan reserves terabytes of address space")
 def test_hostile_files_are_refused_under_a_memory_cap(hostile_files):
     """In a child whose address space may grow by 128 MiB only: a 384 MiB decompression,
     or the 1.3 GB buffer of a size lie, would raise MemoryError there."""

@@ -12,24 +12,17 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import asan_loaded
 
 import mfsgd
 from mfsgd import MatrixFactorization
 from mfsgd.datasets import make_ratings
 
 
-def _asan_loaded():
-    try:
-        with open("/proc/self/maps") as f:
-            return "libasan" in f.read()
-    except OSError:
-        return False
-
-
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"),
                        reason="reads /proc/self/statm and /proc/self/fd (Linux)"),
-    pytest.mark.skipif(_asan_loaded(),
+    pytest.mark.skipif(asan_loaded(),
                        reason="ASan's quarantine holds freed memory: RSS says nothing"),
     pytest.mark.slow,
 ]

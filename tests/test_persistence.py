@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from helpers import rewrite
 
 import mfsgd
 from mfsgd import MatrixFactorization, ModelFileError
@@ -69,17 +70,7 @@ def test_file_holds_no_pickle(saved):
 
 def _rewrite(src, dst, *, header=None, arrays=None, drop=()):
     """Copy a model file, replacing the header or some members' bytes."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for info in zin.infolist():
-            if info.filename in drop:
-                continue
-            data = zin.read(info.filename)
-            if info.filename == "header.json" and header is not None:
-                data = header(json.loads(data))
-                data = data if isinstance(data, bytes) else json.dumps(data).encode()
-            if arrays and info.filename in arrays:
-                data = arrays[info.filename](data)
-            zout.writestr(info.filename, data)
+    dst.write_bytes(rewrite(src.read_bytes(), header=header, members=arrays, drop=drop))
     return dst
 
 

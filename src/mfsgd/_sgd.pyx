@@ -39,6 +39,7 @@ cdef extern from "_kernel.h" nogil:
                            double *bu, double *bi, double *Gu, double *Gi, int64_t k,
                            const mf_hyper *h, double *sse_out)
     void mf_permutation(uint32_t *out, int64_t n, uint64_t seed)
+    int64_t MF_SCRATCH_BYTES(int64_t n, int64_t value_size)
     void mf_predict_f32(const int32_t *u, const int32_t *it, int64_t n, const float *P,
                         const float *Q, const float *bu, const float *bi, int64_t k,
                         double mu, double *out)
@@ -110,6 +111,7 @@ def sgd_blocks(const int32_t[::1] users, const int32_t[::1] items, const floatin
     h.nonneg = nonnegative
     cdef int64_t nb = blocks.shape[0]
     cdef int64_t k = user_factors.shape[1]
+    cdef int64_t j
     cdef const uint64_t *sp = NULL
     cdef floating *gu = NULL
     cdef floating *gi = NULL
@@ -122,8 +124,8 @@ def sgd_blocks(const int32_t[::1] users, const int32_t[::1] items, const floatin
         for j in range(nb):
             sse_out[j] = 0.0
         return
-    # Scratch for the visiting order and the shuffled copy of the longest shuffled block:
-    # (value + 3 x 4 bytes) per rating, as uint64 so that it is 8-byte aligned.
+    # Scratch for the visiting order and the shuffled copy of the longest shuffled block,
+    # as uint64 so that it is 8-byte aligned.
     cdef int64_t longest = 0
     cdef uint64_t[::1] scratch
     cdef void *scr = NULL
@@ -135,7 +137,8 @@ def sgd_blocks(const int32_t[::1] users, const int32_t[::1] items, const floatin
             raise ValueError(f"a shuffled block holds {longest} ratings; at most 2**32 - 1 "
                              "are supported")
         if longest > 0:
-            scratch = np.empty((longest * (sizeof(floating) + 12) + 7) // 8, dtype=np.uint64)
+            scratch = np.empty((MF_SCRATCH_BYTES(longest, sizeof(floating)) + 7) // 8,
+                               dtype=np.uint64)
             scr = &scratch[0]
     with nogil:
         if floating is float:
@@ -275,6 +278,18 @@ def scatter_by_key(const key_t[::1] keys, const value_t[::1] src, int64_t[::1] c
             cursor[keys[t]] += 1
 
 
+cdef inline void _insert(floating *val, int64_t *idx, Py_ssize_t p, floating x,
+                        Py_ssize_t j) noexcept nogil:
+    """Put (x, j) into the descending buffer val/idx at slot p or above: entries that
+    x beats (strictly, so earlier columns win ties) shift down one slot."""
+    while p > 0 and val[p - 1] < x:
+        val[p] = val[p - 1]
+        idx[p] = idx[p - 1]
+        p -= 1
+    val[p] = x
+    idx[p] = j
+
+
 def top_n_rows(const floating[:, ::1] scores, int64_t[:, ::1] out_idx,
                floating[:, ::1] out_val):
     """Per row, the n = out_idx.shape[1] largest scores, best first (ties: lower column
@@ -285,28 +300,13 @@ def top_n_rows(const floating[:, ::1] scores, int64_t[:, ::1] out_idx,
     columns. Runs without the GIL.
     """
     cdef Py_ssize_t rows = scores.shape[0], m = scores.shape[1], n = out_idx.shape[1]
-    cdef Py_ssize_t row, j, p, q
-    cdef floating x
-    cdef int64_t xi
+    cdef Py_ssize_t row, j
     with nogil:
         for row in range(rows):
-            # seed with the first n columns, insertion-sorted (descending, stable)
+            # seed with the first n columns, insertion-sorted (descending, stable), then
+            # let a later column in only if it beats the current n-th
             for j in range(n):
-                x = scores[row, j]
-                p = j
-                while p > 0 and out_val[row, p - 1] < x:
-                    out_val[row, p] = out_val[row, p - 1]
-                    out_idx[row, p] = out_idx[row, p - 1]
-                    p -= 1
-                out_val[row, p] = x
-                out_idx[row, p] = j
+                _insert(&out_val[row, 0], &out_idx[row, 0], j, scores[row, j], j)
             for j in range(n, m):
-                x = scores[row, j]
-                if x > out_val[row, n - 1]:
-                    p = n - 1
-                    while p > 0 and out_val[row, p - 1] < x:
-                        out_val[row, p] = out_val[row, p - 1]
-                        out_idx[row, p] = out_idx[row, p - 1]
-                        p -= 1
-                    out_val[row, p] = x
-                    out_idx[row, p] = j
+                if scores[row, j] > out_val[row, n - 1]:
+                    _insert(&out_val[row, 0], &out_idx[row, 0], n - 1, scores[row, j], j)
