@@ -12,6 +12,7 @@ from reference import sgd_epoch_reference
 import mfsgd
 from mfsgd import DivergenceError, MatrixFactorization, NotFittedError, TrainingInterrupted
 from mfsgd import _training
+from mfsgd.datasets import make_ratings
 
 
 def rmse(model, data):
@@ -263,6 +264,31 @@ def test_sklearn_clone_and_grid_search(small_data):
     gs.fit(X, r)
     assert gs.best_params_["n_factors"] in (2, 4)
     assert sklearn.__version__
+
+
+def test_grid_search_on_a_two_column_dataframe_with_shuffled_folds():
+    """The guide's GridSearchCV recipe: X = df[["userId", "movieId"]] (names other than
+    user_col/item_col) is read as (user, item); on a user-sorted frame, shuffled KFold
+    gives warm-start folds where the unshuffled default gives cold-start ones."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    u, i, r = make_ratings(300, 200, 9000, rank=3, noise=0.3, random_state=5, as_frame=False)
+    df = pd.DataFrame({"userId": u, "movieId": i, "rating": r}).sort_values("userId")
+    X, y = df[["userId", "movieId"]], df["rating"]
+    grid = {"n_factors": [4], "n_epochs": [15], "learning_rate": [0.02], "random_state": [0]}
+    shuffled = GridSearchCV(MatrixFactorization(), grid, scoring="neg_root_mean_squared_error",
+                            cv=KFold(3, shuffle=True, random_state=0)).fit(X, y)
+    unshuffled = GridSearchCV(MatrixFactorization(), grid,
+                              scoring="neg_root_mean_squared_error", cv=3).fit(X, y)
+    assert np.isfinite(shuffled.best_score_)
+    assert -shuffled.best_score_ < -unshuffled.best_score_ - 0.02  # cold start is worse
+    m = MatrixFactorization(n_factors=2, n_epochs=1).fit(X, y)
+    assert set(m.user_ids_) == set(u) and set(m.item_ids_) == set(i)
+    # a three-column frame is not guessed at
+    with pytest.raises(ValueError, match="has no column 'user'"):
+        MatrixFactorization(n_epochs=1).fit(df.rename(columns={"rating": "r"}))
 
 
 def test_not_fitted_errors():

@@ -46,7 +46,7 @@ def test_recommend_matches_brute_force_and_excludes_seen(model, data):
 
 def test_recommend_candidates_and_unknown_user(model, data):
     u, i, _ = data
-    cands = np.array([1, 2, 3, 5, 8, 13, 10**9])  # 10**9 is unknown
+    cands = np.array([1, 2, 3, 5, 8, 13])
     ids, scores = model.recommend(0, n=3, items=cands, exclude_seen=False)
     assert set(ids) <= set(cands) and len(ids) == 3
     m = MatrixFactorization(**{**model.get_params(), "clip": False})
@@ -89,10 +89,10 @@ def test_similar_items_and_users(model):
     cos = Q @ Q[row] / (np.linalg.norm(Q, axis=1) * np.linalg.norm(Q[row]))
     cos[row] = -np.inf
     want = model.item_ids_[np.argsort(-cos)[:5]]
-    ids, sims = model.similar_items(model.item_ids_[row], n=5)
+    ids, sims = model.similar_items(model.item_ids_[row], n=5, min_support=1)
     np.testing.assert_array_equal(ids, want)
     assert model.item_ids_[row] not in ids and np.all(sims <= 1 + 1e-12)
-    uids, _ = model.similar_users(model.user_ids_[3], n=4)
+    uids, _ = model.similar_users(model.user_ids_[3], n=4, min_support=1)
     assert len(uids) == 4 and model.user_ids_[3] not in uids
     with pytest.raises(ValueError, match="item 123456 is not in the model"):
         model.similar_items(123456)
@@ -189,3 +189,74 @@ def test_top_n_matches_stable_sort(dtype, n):
     want = np.argsort(-s, axis=1, kind="stable")[:, :n]
     np.testing.assert_array_equal(idx, want)
     np.testing.assert_array_equal(val, np.take_along_axis(s, want, axis=1))
+
+
+def test_recommend_unknown_candidates_raise_naming_them(model):
+    with pytest.raises(ValueError, match=r"items holds 2 id\(s\) the model does not know "
+                                         r"\(99999999, 10000000000\)"):
+        model.recommend(0, n=3, items=[1, 2, 99999999, 10**10])
+    with pytest.raises(ValueError, match="does not know"):
+        model.recommend_all([0, 1], n=3, items=[3, 99999999])
+
+
+def test_exclude_items_is_a_blacklist(model):
+    ids, _ = model.recommend(17, n=10)
+    banned = list(ids[:3]) + [99999999]  # an unknown id in a blacklist is harmless
+    ids2, _ = model.recommend(17, n=10, exclude_items=banned)
+    assert not set(ids2) & set(banned)
+    assert list(ids2[:7]) == list(ids[3:])  # the rest keeps its order
+    # with a whitelist: the blacklist wins
+    ids3, _ = model.recommend(17, n=5, items=ids[:5], exclude_items=ids[:2])
+    assert set(ids3) == set(ids[2:5])
+    # recommend_all applies it to every user and agrees with recommend
+    all_ids, _ = model.recommend_all([17, 250], n=10, exclude_items=banned)
+    np.testing.assert_array_equal(all_ids[0], ids2)
+    assert not set(all_ids[1]) & set(banned)
+
+
+def test_similar_items_min_support_keeps_rare_items_out():
+    """Two taste groups; items 0-19 liked by group A. Item 99 got one rating, from a
+    group-A user: its factors stay near their random start, and without a support
+    floor such an item can crowd the neighbour list of a well-supported item."""
+    rng = np.random.default_rng(0)
+    users, items, ratings = [], [], []
+    for u in range(200):
+        group = u % 2
+        for j in rng.choice(40, 25, replace=False):
+            liked = (j < 20) == (group == 0)
+            users.append(u)
+            items.append(int(j))
+            ratings.append(5.0 if liked else 1.0)
+    users.append(0)
+    items.append(99)
+    ratings.append(5.0)
+    m = MatrixFactorization(n_factors=8, n_epochs=40, learning_rate=0.02, init_std=0.3,
+                            random_state=0).fit((users, items, ratings))
+    ids, sims = m.similar_items(0, n=10)
+    assert 99 not in ids and len(ids) == 10
+    assert set(ids) <= set(range(1, 20))  # neighbours come from item 0's own group
+    support = np.bincount(items, minlength=100)
+    ids1, _ = m.similar_items(0, n=50, min_support=1)
+    assert 99 in ids1  # the floor, not chance, is what kept it out
+    assert all(support[j] >= 5 for j in ids)
+    assert 0 not in m.similar_users(0, n=5)[0]
+    with pytest.raises(ValueError, match="min_support must be an int >= 0"):
+        m.similar_items(0, min_support=-1)
+
+
+def test_predict_one_is_predict_for_one_pair(model):
+    want = model.predict(([17], [3]))[0]
+    got = model.predict_one(17, 3)
+    assert isinstance(got, float) and got == want
+    assert model.predict_one(-1, 3) == model.predict(([-1], [3]))[0]  # unknown user
+    with pytest.raises(TypeError, match="predict_one takes one user id"):
+        model.predict_one([1, 2], 3)
+
+
+def test_fold_in_with_only_unknown_items_raises(model):
+    m = MatrixFactorization(**model.get_params())
+    m._state = model._state
+    with pytest.raises(ValueError, match=r"user\(s\) 777 rated only items the model does "
+                                         r"not know"):
+        m.fold_in(([777, 777, 778], [10**9, 10**9 + 1, 3], [4.0, 3.0, 5.0]))
+    assert 777 not in m.user_ids_ and 778 not in m.user_ids_  # nothing half-done

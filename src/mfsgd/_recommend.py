@@ -109,10 +109,12 @@ def _rank_scores(st: Any, urows: np.ndarray, icols: np.ndarray | None) -> np.nda
 
 
 def recommend_rows(st: Any, urows: np.ndarray, n: int, exclude_seen: bool,
-                   icols: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                   icols: np.ndarray | None,
+                   banned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-n (candidate column indices, scores) for many users, in bounded memory:
     users in batches of SCORE_BUDGET scores, ranked in the model's dtype by one matrix
-    product, then exact float64 predictions for the n chosen items of each user."""
+    product, then exact float64 predictions for the n chosen items of each user.
+    ``banned`` lists candidate columns no user may get (scored -inf)."""
     n_cols = st.item_bias.size if icols is None else icols.size
     batch = max(1, SCORE_BUDGET // max(n_cols, 1))
     n_eff = min(n, n_cols)
@@ -123,6 +125,8 @@ def recommend_rows(st: Any, urows: np.ndarray, n: int, exclude_seen: bool,
         sc = _rank_scores(st, rows, icols)
         if exclude_seen:
             _mask_seen(st, sc, rows, icols)
+        if banned is not None and banned.size:
+            sc[:, banned] = -np.inf
         c, v = top_n(sc, n_eff)
         # exact predictions of the chosen pairs (float64), -inf where nothing was left
         items = c if icols is None else icols[c]
@@ -143,8 +147,10 @@ def _pair_scores(st: Any, urows: np.ndarray, icols: np.ndarray) -> np.ndarray:
     return out
 
 
-def similar(factors: np.ndarray, row: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows most cosine-similar to ``row`` (itself excluded), best first."""
+def similar(factors: np.ndarray, row: int, n: int,
+            eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows most cosine-similar to ``row`` (itself excluded), best first. Only rows where
+    ``eligible`` is true may be returned (fewer than n when fewer qualify)."""
     f = factors.astype(np.float64)
     norms = np.linalg.norm(f, axis=1)
     q = f[row] / norms[row] if norms[row] > 0 else f[row]
@@ -152,8 +158,23 @@ def similar(factors: np.ndarray, row: int, n: int) -> tuple[np.ndarray, np.ndarr
         sims = (f @ q) / norms
     sims[~np.isfinite(sims)] = 0.0  # all-zero rows: no direction, similarity 0
     sims[row] = -np.inf
+    if eligible is not None:
+        sims[~eligible] = -np.inf
     c, v = top_n(sims[None, :], min(n, f.shape[0] - 1))
-    return c[0], v[0]
+    keep = np.isfinite(v[0])
+    return c[0][keep], v[0][keep]
+
+
+def support(st: Any, side: str) -> np.ndarray | None:
+    """Training ratings per user row (side "user") or item row (side "item"), from the
+    seen-items record; None for a model that has no such record."""
+    ip, it = st.seen_indptr, st.seen_items
+    n = len(st.user_map) if side == "user" else len(st.item_map)
+    if ip is None:
+        return None
+    if side == "user":
+        return np.diff(ip)
+    return np.bincount(it, minlength=n).astype(np.int64)
 
 
 def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,

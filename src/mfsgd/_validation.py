@@ -155,7 +155,8 @@ def unpack_data(
 ) -> tuple[Any, Any, Any]:
     """Split the accepted input forms into (users, items, ratings-or-None).
 
-    Forms: a pandas DataFrame with the user/item(/rating) columns; a tuple or list
+    Forms: a pandas DataFrame with the user/item(/rating) columns (a DataFrame of exactly
+    two columns named otherwise is read as (user, item), in order); a tuple or list
     ``(users, items[, ratings])``; a dict with those keys; an ``(n, 2)`` array of
     (user, item) with ``y`` the ratings; an ``(n, 3)`` numeric array.
     """
@@ -163,6 +164,11 @@ def unpack_data(
     if hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, np.ndarray):
         cols = list(X.columns)
         missing = [c for c in (ucol, icol) if c not in cols]
+        if missing and len(cols) == 2 and ucol not in cols and icol not in cols:
+            # Two columns named otherwise, e.g. GridSearchCV's X=df[["userId", "movieId"]]
+            # with y the ratings: they can only be (user, item), in that order.
+            ucol, icol = cols
+            missing = []
         if missing:
             raise ValueError(
                 f"{what} has no column {missing[0]!r} (columns: {cols}); name the columns with "
