@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -12,26 +13,50 @@ def plot_history(model: Any, ax: Any = None, path: Any = None) -> Any:
     ----------
     model : MatrixFactorization
         A fitted model (its ``history_`` is drawn).
-    ax : matplotlib Axes, optional
-        Where to draw; a new figure when omitted.
+    ax : matplotlib Axes, str or PathLike, optional
+        Where to draw; a new figure when omitted. A path here is taken as ``path``, so
+        ``plot_history(model, "curve.png")`` saves the curve.
     path : str or PathLike, optional
-        Save the figure there (PNG, SVG, PDF by extension).
+        Save the figure there (PNG, SVG, PDF by extension). With no ``ax``, the figure
+        is made without pyplot: nothing is shown, the backend is left alone, and no
+        figure stays open.
 
     Returns
     -------
     matplotlib Axes
+
+    Raises
+    ------
+    TypeError
+        ``ax`` is neither an Axes nor a path, or a path is given both as ``ax`` and
+        ``path``.
+    ImportError
+        matplotlib is not installed.
     """
+    if isinstance(ax, (str, os.PathLike)):
+        if path is not None:
+            raise TypeError(f"plot_history got two paths, ax={ax!r} and path={path!r}; pass "
+                            "one (ax is for a matplotlib Axes).")
+        ax, path = None, ax
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401
     except ImportError:
         raise ImportError("plot_history needs matplotlib: pip install 'mfsgd[plot]'") from None
+    from matplotlib.axes import Axes
+
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or a path (str or PathLike) to save "
+                        f"the figure to; got {type(ax).__name__}.")
     hist = model.history_
     if ax is None:
         if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
 
-        _, ax = plt.subplots(figsize=(6, 4))
+            ax = Figure(figsize=(6, 4)).subplots()
+        else:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(6, 4))
     epochs = [h["epoch"] for h in hist]
     ax.plot(epochs, [h["train_rmse"] for h in hist], marker="o", label="training RMSE")
     if any("val_rmse" in h for h in hist):
