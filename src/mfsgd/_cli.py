@@ -1,66 +1,342 @@
 """The ``mfsgd`` command (also ``python -m mfsgd``).
 
-User mistakes (missing file, bad option, unknown id) print one line to stderr and
-exit with status 2; no traceback.
+Every user mistake (missing file, bad option, unknown id, bad output path) prints one
+line to stderr, ``mfsgd COMMAND: error: ...``, and exits with status 2; no traceback.
+File errors read ``PATH: no such file or directory`` / ``is a directory`` /
+``permission denied`` and always name the path the user gave. Ctrl-C exits with 130.
+
+Checks run before any work: options by their argparse types, file paths (input
+readable, output directory writable) before loading and training, and the rating
+column's scale before training.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import inspect
 import json
+import math
+import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .model import MatrixFactorization
+from ._training import MAX_BLOCKS
+from .model import MAX_THREADS, MatrixFactorization
 
-HYPER = {  # option -> (MatrixFactorization parameter, type)
-    "--factors": ("n_factors", int),
-    "--epochs": ("n_epochs", int),
-    "--lr": ("learning_rate", float),
-    "--reg-factors": ("reg_factors", float),
-    "--reg-bias": ("reg_bias", float),
-    "--threads": ("n_threads", int),
-    "--seed": ("random_state", int),
-}
+# ------------------------------------------------------------------ errors
 
 
+class UserError(Exception):
+    """A mistake of the user's, reported as one line and status 2."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_message(e: BaseException) -> str:
+    """One line for any error; the one place where messages are formatted.
+
+    An OSError that names a file becomes ``PATH: reason`` (``strerror`` with a lower-case
+    first letter), whatever raised it; anything else is its text on one line."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        text = f"{os.fsdecode(e.filename)}: {e.strerror[:1].lower()}{e.strerror[1:]}"
+    else:
+        text = str(e) or type(e).__name__
+    return _one_line(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors in the same style as the commands' own."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}; "
+                     f"see '{self.prog} --help'\n")
+
+
+# ------------------------------------------------------------------ option types
+# argparse reports a bad value as "argument --factors: must be an integer >= 1; got '0'",
+# before anything is loaded or drawn.
+
+
+def _number(kind: type, low: float, *, strict: bool = False,
+            high: float | None = None) -> Callable[[str], Any]:
+    rule = f"{'an integer' if kind is int else 'a number'} {'>' if strict else '>='} {low}"
+    if high is not None:
+        rule += f" and < {high}" if kind is float else f" and <= {high}"
+
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            v = None
+        ok = v is not None and math.isfinite(v) and (v > low if strict else v >= low)
+        if ok and high is not None:
+            ok = v < high if kind is float else v <= high
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be {rule}; got {text!r}")
+        return v
+
+    parse.__name__ = rule  # argparse names the type in some messages
+    return parse
+
+
+_positive_int = _number(int, 1)
+_nonneg_int = _number(int, 0)
+_positive_float = _number(float, 0, strict=True)
+_nonneg_float = _number(float, 0)
+_fraction = _number(float, 0, strict=True, high=1)
+_threads = _number(int, 1, high=MAX_THREADS)
+_blocks = _number(int, 1, high=MAX_BLOCKS)
+
+
+def _columns(text: str) -> list[str]:
+    cols = [c.strip() for c in text.split(",")]
+    if len(cols) != 3 or not all(cols):
+        raise argparse.ArgumentTypeError(
+            f"needs USER,ITEM,RATING: 3 comma-separated column names or 0-based positions; "
+            f"got {text!r} ({len(cols)} {'column' if len(cols) == 1 else 'columns'})")
+    return cols
+
+
+def _sep(text: str) -> str:
+    return {"\\t": "\t", "tab": "\t", "space": " "}.get(text, text)
+
+
+def _threshold(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a number or 'none'; got {text!r}")
+    return v
+
+
+# ------------------------------------------------------------------ model options
+# (option, MatrixFactorization parameter, argparse keywords, help). Every option defaults
+# to None, meaning "not given": only the options given reach the estimator, and --help
+# shows the estimator's own default, read from MatrixFactorization().get_params().
+_MODEL_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
+    ("--factors", "n_factors", {"type": _positive_int, "metavar": "K"},
+     "latent factors per user and item"),
+    ("--epochs", "n_epochs", {"type": _positive_int, "metavar": "N"},
+     "passes over the ratings"),
+    ("--lr", "learning_rate", {"type": _positive_float, "metavar": "RATE"}, "SGD learning rate"),
+    ("--lr-decay", "lr_decay", {"type": _nonneg_float, "metavar": "D"},
+     "epoch e (from 0) uses lr / (1 + D * e)"),
+    ("--adagrad", "adagrad", {"action": "store_true"},
+     "AdaGrad rates per user and item row (wants a larger --lr, e.g. 0.05)"),
+    ("--reg-factors", "reg_factors", {"type": _nonneg_float, "metavar": "L2"},
+     "L2 regularisation of the factors"),
+    ("--reg-bias", "reg_bias", {"type": _nonneg_float, "metavar": "L2"},
+     "L2 regularisation of the biases"),
+    ("--init-std", "init_std", {"type": _nonneg_float, "metavar": "SD"},
+     "standard deviation of the initial factors"),
+    ("--biased", "biased", {"action": argparse.BooleanOptionalAction},
+     "fit the global mean and user and item biases (--no-biased: factors only)"),
+    ("--nonnegative", "nonnegative", {"action": "store_true"}, "keep every factor >= 0"),
+    ("--dtype", "dtype", {"choices": ["float32", "float64"]}, "precision of the parameters"),
+    ("--threads", "n_threads", {"type": _threads, "metavar": "T"},
+     "threads running the kernel"),
+    ("--blocks", "n_blocks", {"type": _blocks, "metavar": "B"},
+     "blocks per side of the parallel grid; fix it to get the same model for any --threads"),
+    ("--seed", "random_state", {"type": _nonneg_int, "metavar": "SEED"},
+     "seed of initialisation, shuffling and hold-out (same seed, same model)"),
+]
+_EARLY_STOPPING_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
+    ("--early-stopping", "early_stopping", {"action": "store_true"},
+     "stop when the validation RMSE stops improving and keep the best epoch"),
+    ("--validation-fraction", "validation_fraction", {"type": _fraction, "metavar": "F"},
+     "share of the ratings held out as validation set for --early-stopping"),
+    ("--patience", "n_iter_no_change", {"type": _positive_int, "metavar": "N"},
+     "epochs without improvement before --early-stopping stops"),
+    ("--tol", "tol", {"type": _nonneg_float, "metavar": "TOL"},
+     "smallest improvement of the validation RMSE that counts for --early-stopping"),
+]
+_NEEDS_EARLY_STOPPING = ("validation_fraction", "n_iter_no_change", "tol")
+
+# The command line seeds by default, so that the same command gives the same model.
+CLI_DEFAULTS = {"random_state": 0}
 DEMO_DEFAULTS = {"n_factors": 32, "n_epochs": 20, "learning_rate": 0.02, "reg_factors": 0.05,
                  "random_state": 0}
 
 
-class UserError(Exception):
-    pass
+def _shown(name: str, value: Any) -> str:
+    if name == "dtype":
+        return np.dtype(value).name
+    if name == "n_blocks" and value is None:
+        return "1 for one thread, else 2 x threads"
+    return str(value)
 
 
-def _add_hyper(p: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
-    """Hyper-parameter options; ``defaults`` documents a command's own defaults."""
-    defaults = defaults or {}
-    for opt, (name, typ) in HYPER.items():
-        p.add_argument(opt, dest=name, type=typ, default=None,
-                       help=f"{name} (default: {defaults.get(name, 'the model default')})")
+def _add_model_options(p: argparse.ArgumentParser, defaults: dict[str, Any],
+                       early_stopping: bool = True) -> None:
+    """The estimator's options; ``defaults`` are the command's own, shown in --help."""
+    shown = {**MatrixFactorization().get_params(), **defaults}
+    g = p.add_argument_group("model options")
+    table = _MODEL_OPTIONS + (_EARLY_STOPPING_OPTIONS if early_stopping else [])
+    for opt, name, kw, text in table:
+        g.add_argument(opt, dest=name, default=None, **kw,
+                       help=f"{text} (default: {_shown(name, shown[name])})")
+    p.set_defaults(model_defaults=defaults)
 
 
-def _hyper(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name, _ in HYPER.values()
-            if getattr(args, name) is not None}
+def _model_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The estimator parameters: the command's defaults, then the options given."""
+    names = [name for _, name, _, _ in _MODEL_OPTIONS + _EARLY_STOPPING_OPTIONS]
+    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return {**args.model_defaults, **given}
+
+
+def _check_option_combinations(args: argparse.Namespace) -> None:
+    if getattr(args, "early_stopping", None):
+        if args.validation is not None and args.validation_fraction is not None:
+            raise UserError("--validation FILE and --validation-fraction both choose the "
+                            "validation ratings; give one of them")
+        return
+    for opt, name, _, _ in _EARLY_STOPPING_OPTIONS:
+        if name in _NEEDS_EARLY_STOPPING and getattr(args, name, None) is not None:
+            raise UserError(f"{opt} only applies with --early-stopping; add --early-stopping")
+
+
+# ------------------------------------------------------------------ files
+
+
+def _check_input(path: str) -> None:
+    """A file to read: it exists, is a file and is readable (else an OSError naming it)."""
+    for bad, code in ((not os.path.exists(path), errno.ENOENT),
+                      (os.path.isdir(path), errno.EISDIR),
+                      (not os.access(path, os.R_OK), errno.EACCES)):
+        if bad:
+            raise OSError(code, os.strerror(code), path)
+
+
+def _check_output(path: str) -> None:
+    """A file to write, checked before any work so that a bad path fails at once: not a
+    directory, in an existing and writable directory (else an OSError naming it)."""
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    parent = os.path.dirname(path) or "."
+    if not os.path.exists(parent):
+        raise OSError(errno.ENOENT, f"directory {parent} does not exist", path)
+    if not os.path.isdir(parent):
+        raise OSError(errno.ENOTDIR, f"{parent} is not a directory", path)
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and
+                                          not os.access(path, os.W_OK)):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+
+def _check_plot(args: argparse.Namespace) -> None:
+    if getattr(args, "plot", None):
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UserError("--plot needs matplotlib: pip install 'mfsgd[plot]'")
+        _check_output(args.plot)
+
+
+# Ratings beyond this magnitude are no rating scale; integers beyond EPOCH_SECONDS look
+# like Unix timestamps (1973 onwards), the usual wrong column of MovieLens-style files.
+MAX_RATING = 1e6
+EPOCH_SECONDS = 1e8
+
+
+def _check_rating_scale(ratings: np.ndarray, column: str) -> None:
+    lo, hi = float(ratings.min()), float(ratings.max())
+    if max(abs(lo), abs(hi)) <= MAX_RATING:
+        return
+    if lo > EPOCH_SECONDS and np.array_equal(ratings, np.round(ratings)):
+        why = "which look like Unix timestamps, not ratings"
+    else:
+        why = f"beyond any rating scale (|rating| <= {MAX_RATING:g} expected)"
+    raise UserError(f"{column} holds values from {lo:.6g} to {hi:.6g}, {why}; choose the "
+                    "rating column with --columns USER,ITEM,RATING")
+
+
+def _read_ratings(args: argparse.Namespace, path: str) -> tuple:
+    """A ratings file of train / evaluate, read by load_csv with --columns and --sep."""
+    from .datasets import load_csv
+
+    _check_input(path)
+    u, i, r = load_csv(path, columns=args.columns, sep=args.sep, as_frame=False)
+    if len(r):
+        where = (f"the rating column {args.columns[2]!r}" if args.columns
+                 else "the rating column")
+        _check_rating_scale(r, f"{path}: {where}")
+    return u, i, r
+
+
+def _load(path: str) -> MatrixFactorization:
+    from .persistence import load_model
+
+    _check_input(path)
+    return load_model(path)
+
+
+# ------------------------------------------------------------------ ids
+
+
+def _model_id(ids: np.ndarray, raw: str, what: str) -> Any:
+    """The command line's ``raw`` id as the model's id type (str or int)."""
+    if ids.dtype.kind not in "iu":
+        return raw
+    try:
+        return int(raw)
+    except ValueError:
+        raise UserError(f"{what} {raw!r} is not in the model: its {what} ids are "
+                        "integers") from None
+
+
+def _is_known(ids: np.ndarray, v: Any) -> bool:
+    if ids.dtype.kind in "iu":
+        info = np.iinfo(ids.dtype)
+        if not info.min <= v <= info.max:
+            return False
+    return bool(np.any(ids == v))
+
+
+def _require_known(known: bool, what: str, v: Any, fallback: str) -> None:
+    if not known:
+        raise UserError(f"{what} {v!r} is not in the model (pass --allow-unknown to "
+                        f"{fallback})")
+
+
+def _json_id(v: Any) -> Any:
+    """An id as JSON keeps it: int ids as numbers, string ids as strings."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+# ------------------------------------------------------------------ progress and output
 
 
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
     print(json.dumps(obj) if getattr(args, "json", False) else text)
 
 
+def _epoch_line(row: dict[str, Any]) -> str:
+    val = f"  val_rmse {row['val_rmse']:.4f}" if "val_rmse" in row else ""
+    return f"epoch {row['epoch']:>3}  train_rmse {row['train_rmse']:.4f}{val}  " \
+           f"{row['seconds']:.3f}s"
+
+
 class Progress:
-    """Epoch progress: a tqdm bar when tqdm is installed, else one plain line per epoch;
-    nothing with --quiet or --json."""
+    """One line per epoch on stderr, with a tqdm bar below them when tqdm is installed
+    and stderr is a terminal (a bar in a log file is carriage-return junk); nothing with
+    --quiet or --json. Create it only once the settings are checked."""
 
     def __init__(self, args: argparse.Namespace, total: int) -> None:
         self.on = not (args.quiet or args.json)
         self.bar = None
-        if self.on:
+        if self.on and sys.stderr.isatty():
             from ._compat import optional_tqdm
 
             tqdm = optional_tqdm()
@@ -70,16 +346,11 @@ class Progress:
     def __call__(self, row: dict[str, Any]) -> None:
         if not self.on:
             return
-        fields = {"train": f"{row['train_rmse']:.4f}"}
-        if "val_rmse" in row:
-            fields["val"] = f"{row['val_rmse']:.4f}"
         if self.bar is not None:
-            self.bar.set_postfix(fields, refresh=False)
             self.bar.update(1)
+            self.bar.write(_epoch_line(row), file=sys.stderr)  # above the bar, which stays
         else:
-            extra = f"  val_rmse {fields['val']}" if "val" in fields else ""
-            print(f"epoch {row['epoch']:>3}  train_rmse {fields['train']}{extra}  "
-                  f"{row['seconds']:.3f}s", file=sys.stderr, flush=True)
+            print(_epoch_line(row), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -100,11 +371,26 @@ def _fit(model: MatrixFactorization, args: argparse.Namespace, data: Any, **kw: 
     return time.perf_counter() - t0
 
 
+def _last(model: MatrixFactorization, key: str) -> float | None:
+    """``key`` of the epoch the model kept (the best one after early stopping)."""
+    hist = model.history_
+    if not hist:
+        return None
+    best = model.best_epoch_
+    row = next((h for h in hist if h["epoch"] == best), hist[-1]) if best else hist[-1]
+    return row.get(key)
+
+
+# ------------------------------------------------------------------ commands
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from .datasets import load_movielens, make_ratings
 
+    _check_plot(args)
+    params = _model_params(args)
+    seed = params["random_state"]
     t0 = time.perf_counter()
-    seed = args.random_state if args.random_state is not None else 0
     if args.movielens:
         u, i, r, _ = load_movielens(args.movielens, as_frame=False)
         perm = np.random.default_rng(seed).permutation(len(r))
@@ -119,91 +405,89 @@ def cmd_demo(args: argparse.Namespace) -> None:
     train, test = (u[n_test:], i[n_test:], r[n_test:]), (u[:n_test], i[:n_test], r[:n_test])
     if not args.quiet and not args.json:
         print(f"mfsgd {__version__} demo: {what}, loaded in {time.perf_counter() - t0:.1f}s; "
-              "10% held out.")
-    params = {**DEMO_DEFAULTS, **_hyper(args)}
+              f"10% held out; seed {seed}.")
     model = MatrixFactorization(**params)
     fit_s = _fit(model, args, train, eval_set=test)
     rmse = float(np.sqrt(np.mean((model.predict(test[:2]) - test[2]) ** 2)))
     updates = len(train[2]) * model.n_epochs_ / sum(h["seconds"] for h in model.history_)
     floor = "" if args.movielens else f" (noise floor {args.noise})"
     _emit(args, {"test_rmse": rmse, "noise": None if args.movielens else args.noise,
-                 "fit_seconds": fit_s, "updates_per_second": updates,
+                 "seed": seed, "fit_seconds": fit_s, "updates_per_second": updates,
                  "history": model.history_},
           f"test RMSE {rmse:.4f}{floor}; fit {fit_s:.2f}s, "
           f"{updates / 1e6:.1f} M rating-updates/s")
 
 
-def _read_ratings(args: argparse.Namespace) -> tuple:
-    """The DATA file of train / evaluate, read by load_csv with the --columns given."""
-    from .datasets import load_csv
-
-    cols = args.columns.split(",") if args.columns else None
-    return load_csv(args.data, columns=cols, as_frame=False)
-
-
 def cmd_train(args: argparse.Namespace) -> None:
-    data = _read_ratings(args)
-    model = MatrixFactorization(**_hyper(args))
-    secs = _fit(model, args, data)
-    model.save(args.output)
+    _check_option_combinations(args)
+    _check_output(args.output)
+    _check_plot(args)
+    params = _model_params(args)
+    model = MatrixFactorization(**params)
+    data = _read_ratings(args, args.data)
+    fit_kw = {}
+    if args.validation is not None:
+        fit_kw["eval_set"] = _read_ratings(args, args.validation)
+    secs = _fit(model, args, data, **fit_kw)
+    try:
+        model.save(args.output)
+    except OSError as e:  # name the user's path, not save's temporary file
+        raise OSError(e.errno, e.strerror, args.output) from None
+    train_rmse, val_rmse = _last(model, "train_rmse"), _last(model, "val_rmse")
+    seed = params["random_state"]
+    text = (f"saved {args.output}: {len(model.user_ids_)} users, {len(model.item_ids_)} items, "
+            f"{model.n_epochs_} epochs, train RMSE {train_rmse:.4f}")
+    if val_rmse is not None:
+        text += f", validation RMSE {val_rmse:.4f}"
+    if model.best_epoch_:
+        text += f" (kept epoch {model.best_epoch_})"
     _emit(args, {"output": args.output, "ratings": len(data[2]), "users": len(model.user_ids_),
-                 "items": len(model.item_ids_), "train_rmse": model.history_[-1]["train_rmse"],
-                 "seconds": secs},
-          f"saved {args.output}: {len(model.user_ids_)} users, {len(model.item_ids_)} items, "
-          f"train RMSE {model.history_[-1]['train_rmse']:.4f}")
+                 "items": len(model.item_ids_), "epochs": model.n_epochs_,
+                 "best_epoch": model.best_epoch_, "train_rmse": train_rmse,
+                 "val_rmse": val_rmse, "seed": seed, "seconds": secs},
+          f"{text}; seed {seed}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .model_selection import cross_validate
 
-    data = _read_ratings(args)
-    model = MatrixFactorization(**_hyper(args))
-    metrics = tuple(args.metrics.split(","))
+    _check_option_combinations(args)
+    params = _model_params(args)
+    model = MatrixFactorization(**params)
+    data = _read_ratings(args, args.data)
+    metrics = tuple(m.strip() for m in args.metrics.split(","))
     res = cross_validate(model, data, cv=args.cv, metrics=metrics,
-                         random_state=args.random_state)
+                         random_state=params["random_state"], threshold=args.threshold)
     out = {k: [float(x) for x in v] for k, v in res.items() if k != "models"}
     summary = {k: float(np.mean(v)) for k, v in out.items()}
     lines = [f"{k:<14} mean {np.mean(v):.4f}  sd {np.std(v):.4f}" for k, v in out.items()]
-    _emit(args, {"folds": out, "mean": summary}, "\n".join(lines))
-
-
-def _load(path: str) -> MatrixFactorization:
-    from .persistence import load_model
-
-    return load_model(path)
-
-
-def _id(model_ids: np.ndarray, raw: str) -> Any:
-    return raw if model_ids.dtype.kind == "U" else int(raw)
+    lines.append(f"{'seed':<14} {params['random_state']}")
+    _emit(args, {"folds": out, "mean": summary, "seed": params["random_state"],
+                 "threshold": args.threshold}, "\n".join(lines))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     m = _load(args.model)
-    try:
-        u, i = _id(m.user_ids_, args.user), _id(m.item_ids_, args.item)
-    except ValueError:
-        raise UserError("this model's ids are integers; got a non-integer id") from None
+    u = _model_id(m.user_ids_, args.user, "user")
+    i = _model_id(m.item_ids_, args.item, "item")
+    known_u, known_i = _is_known(m.user_ids_, u), _is_known(m.item_ids_, i)
+    if not args.allow_unknown:
+        _require_known(known_u, "user", u, "predict from the item's bias")
+        _require_known(known_i, "item", i, "predict from the user's bias")
     pred = float(m.predict(([u], [i]))[0])
-    known = {"user_known": bool(m._state.user_map.lookup("u", [u])[0] >= 0),
-             "item_known": bool(m._state.item_map.lookup("i", [i])[0] >= 0)}
-    _emit(args, {"user": args.user, "item": args.item, "prediction": pred, **known},
-          f"{pred:.4f}")
+    _emit(args, {"user": u, "item": i, "prediction": pred, "user_known": known_u,
+                 "item_known": known_i}, f"{pred:.4f}")
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
     m = _load(args.model)
-    try:
-        user = _id(m.user_ids_, args.user)
-    except ValueError:
-        raise UserError("this model's ids are integers; got a non-integer user id") from None
-    known = bool(m._state.user_map.lookup("u", [user])[0] >= 0)
-    if not known and not args.allow_unknown:
-        raise UserError(f"user {args.user!r} is not in the model (pass --allow-unknown for "
-                        "the popularity fallback)")
+    user = _model_id(m.user_ids_, args.user, "user")
+    known = _is_known(m.user_ids_, user)
+    if not args.allow_unknown:
+        _require_known(known, "user", user, "serve the most popular items")
     ids, scores = m.recommend(user, n=args.n, exclude_seen=not args.include_seen)
-    rows = [{"item": v.item() if hasattr(v, "item") else v, "score": float(s)}
-            for v, s in zip(ids, scores)]
-    _emit(args, {"user": args.user, "known": known, "recommendations": rows},
+    rows = [{"item": _json_id(v), "score": float(s)} for v, s in zip(ids, scores, strict=True)]
+    _emit(args, {"user": user, "known": known, "recommendations": rows},
           "\n".join(f"{r['item']}\t{r['score']:.4f}" for r in rows))
 
 
@@ -217,59 +501,90 @@ def cmd_info(args: argparse.Namespace) -> None:
     _emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mfsgd", description="Biased matrix factorization by SGD.")
-    p.add_argument("--version", action="version", version=f"mfsgd {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+# ------------------------------------------------------------------ parser
 
+
+def _dflt(text: str) -> str:
+    return f"{text} (default: %(default)s)"
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="delimited ratings file (header optional; separator sniffed)")
+    p.add_argument("--columns", type=_columns, metavar="USER,ITEM,RATING",
+                   help="the user, item and rating columns: header names or 0-based positions "
+                        "(default: recognised from the header, e.g. userId,movieId,rating)")
+    p.add_argument("--sep", type=_sep,
+                   help="field separator, e.g. ',' ';' '|' or 'tab' (default: sniffed)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mfsgd", description="Biased matrix factorization by SGD.")
+    p.add_argument("--version", action="version", version=f"mfsgd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     d = sub.add_parser("demo", help="train on generated data and print RMSE per epoch")
-    d.add_argument("--users", type=int, default=20_000)
-    d.add_argument("--items", type=int, default=5_000)
-    d.add_argument("--ratings", type=int, default=1_000_000)
-    d.add_argument("--noise", type=float, default=0.5)
+    d.add_argument("--users", type=_positive_int, default=20_000, help=_dflt("synthetic users"))
+    d.add_argument("--items", type=_positive_int, default=5_000, help=_dflt("synthetic items"))
+    d.add_argument("--ratings", type=_positive_int, default=1_000_000,
+                   help=_dflt("synthetic ratings"))
+    d.add_argument("--noise", type=_nonneg_float, default=0.5,
+                   help=_dflt("standard deviation of the rating noise"))
     d.add_argument("--movielens", choices=["100k", "1m", "10m", "20m", "25m", "32m",
                                            "latest-small"],
                    help="train on a MovieLens set (downloaded once into the cache)")
-    _add_hyper(d, DEMO_DEFAULTS)
+    _add_model_options(d, DEMO_DEFAULTS, early_stopping=False)
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("train", help="train on a ratings file and save the model")
-    t.add_argument("data", help="delimited file of user, item, rating")
-    t.add_argument("-o", "--output", required=True, help="model file to write")
-    t.add_argument("--columns", help="USER,ITEM,RATING column names or 0-based positions")
-    _add_hyper(t)
+    _add_data_options(t)
+    t.add_argument("-o", "--output", required=True, metavar="MODEL",
+                   help="model file to write (checked before training)")
+    t.add_argument("--validation", metavar="FILE",
+                   help="validation ratings (same --columns and --sep): their RMSE is shown "
+                        "per epoch and drives --early-stopping")
+    _add_model_options(t, CLI_DEFAULTS)
     t.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="cross-validate on a ratings file")
-    ev.add_argument("data")
-    ev.add_argument("--cv", type=int, default=5, help="number of folds (default 5)")
+    _add_data_options(ev)
+    ev.add_argument("--cv", type=_number(int, 2), default=5, help=_dflt("number of folds"))
     ev.add_argument("--metrics", default="rmse,mae",
-                    help="comma-separated: rmse, mae, ndcg@10, precision@10, ...")
-    ev.add_argument("--columns", help="USER,ITEM,RATING column names or 0-based positions")
-    _add_hyper(ev)
-    ev.set_defaults(func=cmd_evaluate)
+                    help=_dflt("comma-separated: rmse, mae, ndcg@10, precision@10, ..."))
+    from .model_selection import cross_validate
+
+    ev.add_argument("--threshold", type=_threshold,
+                    default=inspect.signature(cross_validate).parameters["threshold"].default,
+                    help="ranking metrics count a held-out rating >= this as relevant "
+                         "('none': all are; default: %(default)s)")
+    _add_model_options(ev, CLI_DEFAULTS)
+    ev.set_defaults(func=cmd_evaluate, validation=None)
 
     pr = sub.add_parser("predict", help="predict one rating")
-    pr.add_argument("model")
-    pr.add_argument("user")
-    pr.add_argument("item")
+    pr.add_argument("model", help="model file written by 'mfsgd train'")
+    pr.add_argument("user", help="user id as in the training file")
+    pr.add_argument("item", help="item id as in the training file")
+    pr.add_argument("--allow-unknown", action="store_true",
+                    help="predict for an unknown user or item from the known biases "
+                         "instead of failing")
     pr.set_defaults(func=cmd_predict)
 
     rc = sub.add_parser("recommend", help="top-N items for a user")
-    rc.add_argument("model")
-    rc.add_argument("user")
-    rc.add_argument("-n", type=int, default=10)
-    rc.add_argument("--include-seen", action="store_true", help="keep items rated in training")
+    rc.add_argument("model", help="model file written by 'mfsgd train'")
+    rc.add_argument("user", help="user id as in the training file")
+    rc.add_argument("-n", type=_positive_int, default=10, help=_dflt("number of items"))
+    rc.add_argument("--include-seen", action="store_true",
+                    help="keep items the user rated in training")
     rc.add_argument("--allow-unknown", action="store_true",
                     help="serve an unknown user by item popularity instead of failing")
     rc.set_defaults(func=cmd_recommend)
 
     i = sub.add_parser("info", help="describe a saved model")
-    i.add_argument("model")
+    i.add_argument("model", help="model file written by 'mfsgd train'")
     i.set_defaults(func=cmd_info)
 
     for sp in (d, t):
-        sp.add_argument("--plot", metavar="PNG", help="save the RMSE-per-epoch curve here")
+        sp.add_argument("--plot", metavar="PNG",
+                        help="save the RMSE-per-epoch curve here (with validation RMSE when "
+                             "there is a validation set)")
     for sp in (d, t, ev, pr, rc, i):
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -281,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except (UserError, ValueError, TypeError, OSError, ImportError) as e:
-        print(f"mfsgd {args.command}: error: {e}", file=sys.stderr)
+        print(f"mfsgd {args.command}: error: {error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mfsgd {args.command}: interrupted", file=sys.stderr)
