@@ -1,0 +1,497 @@
+"""The ``mfsgd`` command line: options, output, and one-line errors with status 2.
+
+Error paths run the real command (``python -m mfsgd``) in a subprocess, so stderr is
+exactly what a user sees; the rest calls ``_cli.main`` in-process (faster, and lets a
+test look at what was plotted or saved).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mfsgd import MatrixFactorization, _cli, load, plot_history
+from mfsgd.datasets import make_ratings
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A directory with a MovieLens-style CSV (plus an epoch-seconds column and a column
+    of huge values), a model trained on it, and a model with string ids."""
+    d = tmp_path_factory.mktemp("cli")
+    u, i, r = make_ratings(100, 50, 2000, random_state=0, as_frame=False)
+    ts = 874_965_478 + np.arange(len(r))
+    big = 2.5e6 + np.arange(len(r)) + 0.5
+    np.savetxt(d / "r.csv", np.column_stack([u, i, r, ts, big]),
+               fmt=["%d", "%d", "%.3f", "%d", "%.1f"], delimiter=",",
+               header="userId,movieId,rating,timestamp,amount", comments="")
+    MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit((u, i, r)).save(d / "m.mfsgd")
+    su, si = np.char.add("u", u.astype(str)), np.char.add("i", i.astype(str))
+    MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit((su, si, r)).save(
+        d / "s.mfsgd")
+    (d / "adir").mkdir()
+    return {"dir": d, "u": u, "i": i, "r": r}
+
+
+def run(args, cwd):
+    return subprocess.run([sys.executable, "-m", "mfsgd", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+def assert_one_line_error(res, command):
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert res.stderr.count("\n") == 1 and res.stderr.endswith("\n"), res.stderr
+    assert res.stderr.startswith(f"mfsgd {command}: error: "), res.stderr
+    assert "Traceback" not in res.stderr and "\r" not in res.stderr
+    assert res.stdout == ""
+
+
+TRAIN = ["train", "r.csv", "-o", "out.mfsgd", "--factors", "4", "--epochs", "2"]
+
+# ---------------------------------------------------------------- the table of mistakes
+
+MISTAKES = [
+    # (id, argv, the whole line after "mfsgd COMMAND: error: ", or parts of it)
+    ("missing data file", ["train", "missing.csv", "-o", "x.mfsgd"],
+     "missing.csv: no such file or directory"),
+    ("directory as data file", ["train", "adir", "-o", "x.mfsgd"], "adir: is a directory"),
+    ("missing model file", ["info", "missing.mfsgd"], "missing.mfsgd: no such file or directory"),
+    ("directory as model file", ["predict", "adir", "1", "2"], "adir: is a directory"),
+    ("missing validation file", TRAIN + ["--validation", "val.csv"],
+     "val.csv: no such file or directory"),
+    ("CSV as model file", ["recommend", "r.csv", "1"], "r.csv is not a valid mfsgd model file"),
+    ("wrong column names", TRAIN + ["--columns", "user,item,stars"], "r.csv: no column 'user'"),
+    ("two columns", TRAIN + ["--columns", "userId,movieId"],
+     "argument --columns: needs USER,ITEM,RATING: 3 comma-separated column names or 0-based "
+     "positions; got 'userId,movieId' (2 columns); see 'mfsgd train --help'"),
+    ("four columns", ["evaluate", "r.csv", "--columns", "userId,movieId,rating,timestamp"],
+     "argument --columns: needs USER,ITEM,RATING"),
+    ("timestamp as rating", TRAIN + ["--columns", "userId,movieId,timestamp"],
+     ("r.csv: the rating column 'timestamp' holds values from 8.7496",  # float32 digits
+      "e+08, which look like Unix timestamps, not ratings; choose the rating column with "
+      "--columns USER,ITEM,RATING\n")),
+    ("huge ratings", TRAIN + ["--columns", "userId,movieId,amount"],
+     "the rating column 'amount' holds values from 2.5e+06 to 2.502e+06, beyond any "
+     "rating scale"),
+    ("predict unknown user", ["predict", "m.mfsgd", "999999", "1"],
+     "user 999999 is not in the model (pass --allow-unknown to predict from the item's bias)"),
+    ("predict unknown item", ["predict", "m.mfsgd", "1", "999999"],
+     "item 999999 is not in the model (pass --allow-unknown to predict from the user's bias)"),
+    ("predict non-integer id", ["predict", "m.mfsgd", "abc", "1"],
+     "user 'abc' is not in the model: its user ids are integers"),
+    ("predict unknown string id", ["predict", "s.mfsgd", "u1", "nope"],
+     "item 'nope' is not in the model"),
+    ("recommend unknown user", ["recommend", "m.mfsgd", "999999"],
+     "user 999999 is not in the model (pass --allow-unknown to serve the most popular items)"),
+    ("n = 0", ["recommend", "m.mfsgd", "1", "-n", "0"],
+     "argument -n: must be an integer >= 1; got '0'; see 'mfsgd recommend --help'"),
+    ("factors = 0", TRAIN[:4] + ["--factors", "0"], "argument --factors: must be an integer >= 1"),
+    ("epochs = 0", TRAIN[:4] + ["--epochs", "0"], "argument --epochs: must be an integer >= 1"),
+    ("demo factors = 0", ["demo", "--factors", "0"], "argument --factors: must be an integer"),
+    ("negative lr", TRAIN + ["--lr", "-0.1"], "argument --lr: must be a number > 0; got '-0.1'"),
+    ("validation fraction 1", TRAIN + ["--early-stopping", "--validation-fraction", "1"],
+     "argument --validation-fraction: must be a number > 0 and < 1; got '1'"),
+    ("blocks 256", TRAIN + ["--blocks", "256"], "argument --blocks: must be an integer >= 1 and "
+     "<= 255"),
+    ("patience without early stopping", TRAIN + ["--patience", "2"],
+     "--patience only applies with --early-stopping; add --early-stopping"),
+    ("cv 1", ["evaluate", "r.csv", "--cv", "1"], "argument --cv: must be an integer >= 2"),
+    ("output is a directory", ["train", "r.csv", "-o", "adir"], "adir: is a directory"),
+    ("output in a missing directory", ["train", "r.csv", "-o", "nodir/m.mfsgd"],
+     "nodir/m.mfsgd: directory nodir does not exist"),
+    ("plot in a missing directory", TRAIN + ["--plot", "nodir/c.png"],
+     "nodir/c.png: directory nodir does not exist"),
+    ("no output option", ["train", "r.csv"],
+     "the following arguments are required: -o/--output; see 'mfsgd train --help'"),
+]
+
+
+@pytest.mark.parametrize("argv,expected", [m[1:] for m in MISTAKES],
+                         ids=[m[0] for m in MISTAKES])
+def test_mistakes_print_one_line_and_exit_2(work, argv, expected):
+    res = run(argv, work["dir"])
+    assert_one_line_error(res, argv[0])
+    for part in (expected,) if isinstance(expected, str) else expected:
+        assert part in res.stderr, res.stderr
+    assert not (work["dir"] / "out.mfsgd").exists()  # no mistake trains and saves
+
+
+def test_file_errors_have_one_style(work):
+    """Data, model and output paths: ``mfsgd CMD: error: PATH: reason``, the user's path."""
+    lines = [run(a, work["dir"]).stderr for a in (
+        ["train", "missing.csv", "-o", "x.mfsgd"], ["info", "missing.mfsgd"],
+        ["info", "adir"], ["train", "r.csv", "-o", "adir"])]
+    assert lines == ["mfsgd train: error: missing.csv: no such file or directory\n",
+                     "mfsgd info: error: missing.mfsgd: no such file or directory\n",
+                     "mfsgd info: error: adir: is a directory\n",
+                     "mfsgd train: error: adir: is a directory\n"]
+
+
+def test_error_message_formats_every_oserror_alike():
+    fmt = _cli.error_message
+    assert fmt(FileNotFoundError(2, "No such file or directory", "a.csv")) == \
+        "a.csv: no such file or directory"
+    assert fmt(PermissionError(13, "Permission denied", "b.mfsgd")) == "b.mfsgd: permission denied"
+    assert fmt(OSError("<urlopen error refused>")) == "<urlopen error refused>"
+    assert fmt(ValueError("two\nlines")) == "two lines"
+
+
+def test_unwritable_output_directory_fails_before_training(work, monkeypatch, capsys):
+    # As root every directory is writable, so the refusal is simulated.
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode == os.W_OK
+                        else real(p, mode))
+    monkeypatch.setattr(MatrixFactorization, "fit", lambda *a, **k: pytest.fail("trained"))
+    out = str(work["dir"] / "ro" / "m.mfsgd")
+    (work["dir"] / "ro").mkdir()
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", out]) == 2
+    assert capsys.readouterr().err == f"mfsgd train: error: {out}: permission denied\n"
+
+
+def test_failed_save_names_the_users_path(work, monkeypatch, capsys):
+    def save(self, path):
+        raise IsADirectoryError(21, "Is a directory", ".x.mfsgd.5wi64tyc.tmp", str(path))
+
+    monkeypatch.setattr(MatrixFactorization, "save", save)
+    out = str(work["dir"] / "x.mfsgd")
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", out, "-q", "--factors", "2",
+                      "--epochs", "1"]) == 2
+    assert capsys.readouterr().err == f"mfsgd train: error: {out}: is a directory\n"
+
+
+def test_keyboard_interrupt_exits_130(work, monkeypatch, capsys):
+    def fit(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MatrixFactorization, "fit", fit)
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o",
+                      str(work["dir"] / "k.mfsgd")]) == 130
+    assert capsys.readouterr().err == "mfsgd train: interrupted\n"
+
+
+# ---------------------------------------------------------------- ids: unknown and JSON types
+
+
+def test_predict_and_recommend_serve_unknown_ids_when_allowed(work, capsys):
+    m, item = str(work["dir"] / "m.mfsgd"), int(work["i"][0])
+    assert _cli.main(["predict", m, "999999", str(item), "--allow-unknown", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["user_known"] is False and out["item_known"] is True
+    assert out["prediction"] == pytest.approx(load(m).predict(([999999], [item]))[0])
+    assert _cli.main(["predict", m, str(work["u"][0]), "999999", "--allow-unknown",
+                      "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["user_known"] is True and out["item_known"] is False
+    assert _cli.main(["recommend", m, "999999", "--allow-unknown", "-n", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["known"] is False and len(out["recommendations"]) == 2
+
+
+@pytest.mark.parametrize("name,prefix", [("m.mfsgd", ""), ("s.mfsgd", "x")])
+def test_json_ids_keep_their_type(work, capsys, name, prefix):
+    u0, i0 = int(work["u"][0]), int(work["i"][0])
+    user, item = (f"u{u0}", f"i{i0}") if prefix else (u0, i0)
+    m = str(work["dir"] / name)
+    assert _cli.main(["predict", m, str(user), str(item), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["user"], out["item"]) == (user, item)  # 1 != "1": the type is checked too
+    assert type(out["user"]) is type(user) and type(out["item"]) is type(item)
+    assert _cli.main(["recommend", m, str(user), "-n", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["user"] == user and type(out["user"]) is type(user)
+    items = [r["item"] for r in out["recommendations"]]
+    assert len(items) == 3 and all(type(x) is type(item) for x in items)
+    assert set(items) <= set(load(m).item_ids_.tolist())
+
+
+def test_recommend_excludes_seen_items(work, capsys):
+    u, i = work["u"], work["i"]
+    m = str(work["dir"] / "m.mfsgd")
+    assert _cli.main(["recommend", m, str(u[0]), "-n", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["recommendations"]) == 4 and out["known"]
+    assert not {x["item"] for x in out["recommendations"]} & set(i[u == u[0]].tolist())
+    assert _cli.main(["recommend", m, str(u[0]), "-n", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+# ---------------------------------------------------------------- train
+
+
+def _train(work, tmp_path, *extra):
+    out = str(tmp_path / "m.mfsgd")
+    code = _cli.main(["train", str(work["dir"] / "r.csv"), "-o", out, *extra])
+    return code, out
+
+
+def test_train_info_predict(work, tmp_path, capsys):
+    data, out = tmp_path / "r.tsv", str(tmp_path / "m.mfsgd")  # no header, tab-separated
+    np.savetxt(data, np.column_stack([work["u"], work["i"], work["r"]]),
+               fmt=["%d", "%d", "%.3f"], delimiter="\t")
+    assert _cli.main(["train", str(data), "-o", out, "--factors", "4", "--epochs", "3", "-q",
+                      "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["ratings"] == 2000 and res["users"] == 100 and res["epochs"] == 3
+    assert _cli.main(["info", out, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["n_factors"] == 4 and info["epochs"] == 3
+    assert _cli.main(["predict", out, str(work["u"][0]), str(work["i"][0]), "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)
+    assert pred["user_known"] and np.isfinite(pred["prediction"])
+
+
+def test_train_is_seeded_by_default_and_says_so(work, tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert _train(work, tmp_path / "a", "--factors", "4", "--epochs", "2")[0] == 0
+    assert capsys.readouterr().out.rstrip().endswith("; seed 0")
+    assert _train(work, tmp_path / "b", "--factors", "4", "--epochs", "2", "--json")[0] == 0
+    assert json.loads(capsys.readouterr().out)["seed"] == 0
+    a, b = load(tmp_path / "a" / "m.mfsgd"), load(tmp_path / "b" / "m.mfsgd")
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    np.testing.assert_array_equal(a.item_bias_, b.item_bias_)
+    assert a.get_params()["random_state"] == 0
+    assert _train(work, tmp_path, "--factors", "4", "--epochs", "2", "--seed", "5", "--json",
+                  "-q")[0] == 0
+    assert json.loads(capsys.readouterr().out)["seed"] == 5
+    assert load(tmp_path / "m.mfsgd").get_params()["random_state"] == 5
+
+
+def test_train_options_reach_the_model(work, tmp_path, capsys):
+    code, out = _train(work, tmp_path, "--factors", "3", "--epochs", "2", "--lr", "0.05",
+                       "--lr-decay", "0.1", "--adagrad", "--reg-factors", "0.03",
+                       "--reg-bias", "0.04", "--init-std", "0.05", "--no-biased",
+                       "--nonnegative", "--dtype", "float64", "--threads", "2", "--blocks", "3",
+                       "--seed", "7", "--sep", ",", "--columns", "userId,movieId,rating", "-q")
+    assert code == 0, capsys.readouterr().err
+    m = load(out)
+    want = {"n_factors": 3, "n_epochs": 2, "learning_rate": 0.05, "lr_decay": 0.1,
+            "adagrad": True, "reg_factors": 0.03, "reg_bias": 0.04, "init_std": 0.05,
+            "biased": False, "nonnegative": True, "n_threads": 2, "n_blocks": 3,
+            "random_state": 7}
+    p = m.get_params()
+    assert {k: p[k] for k in want} == want
+    assert m.user_factors_.dtype == np.float64 and m.user_factors_.min() >= 0
+    assert not m.user_bias_.any()
+
+
+def test_train_early_stopping_on_a_held_out_fraction(work, tmp_path, capsys):
+    code, out = _train(work, tmp_path, "--factors", "2", "--epochs", "40", "--early-stopping",
+                       "--validation-fraction", "0.2", "--patience", "1", "--tol", "0.01",
+                       "--json", "-q")
+    assert code == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["epochs"] < 40 and res["best_epoch"] is not None and res["val_rmse"] > 0
+    p = load(out).get_params()
+    assert (p["early_stopping"], p["validation_fraction"], p["n_iter_no_change"], p["tol"]) == \
+        (True, 0.2, 1, 0.01)
+
+
+def test_train_with_a_validation_file_plots_both_curves(work, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    import mfsgd.plotting
+
+    drawn = []
+    real = mfsgd.plotting.plot_history
+    monkeypatch.setattr(mfsgd.plotting, "plot_history",
+                        lambda model, **kw: drawn.append(real(model, **kw)) or drawn[-1])
+    lines = (work["dir"] / "r.csv").read_text().splitlines()
+    val = tmp_path / "val.csv"
+    val.write_text("\n".join(lines[:1] + lines[1:301]) + "\n")
+    png = tmp_path / "curve.png"
+    code, out = _train(work, tmp_path, "--validation", str(val), "--plot", str(png),
+                       "--columns", "userId,movieId,rating", "--factors", "2", "--epochs", "3",
+                       "--json")
+    assert code == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["val_rmse"] > 0
+    assert [ln.get_label() for ln in drawn[0].lines] == ["training RMSE", "validation RMSE"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all("val_rmse" in h for h in load(out).history_)
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def test_evaluate(work, capsys):
+    data = str(work["dir"] / "r.csv")
+    assert _cli.main(["evaluate", data, "--cv", "3", "--factors", "4", "--epochs", "3",
+                      "--metrics", "rmse,mae,ndcg@5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["folds"]["test_rmse"]) == 3 and 0 < out["mean"]["test_rmse"] < 2
+    assert "test_ndcg@5" in out["folds"] and out["seed"] == 0
+
+
+def test_evaluate_passes_the_threshold_to_the_ranking_metrics(work, capsys):
+    base = ["evaluate", str(work["dir"] / "r.csv"), "--cv", "2", "--factors", "2", "--epochs",
+            "2", "--metrics", "precision@5", "--json"]
+    assert _cli.main(base + ["--threshold", "none"]) == 0
+    every = json.loads(capsys.readouterr().out)
+    assert every["threshold"] is None
+    assert _cli.main(base + ["--threshold", "4.5"]) == 0
+    high = json.loads(capsys.readouterr().out)
+    assert high["mean"]["test_precision@5"] < every["mean"]["test_precision@5"]
+    assert _cli.main(base + ["--threshold", "100"]) == 2
+    assert "threshold 100" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- help
+
+
+def _subparser(name):
+    import argparse
+
+    parser = _cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+@pytest.mark.parametrize("command,own", [("train", _cli.CLI_DEFAULTS),
+                                         ("evaluate", _cli.CLI_DEFAULTS),
+                                         ("demo", _cli.DEMO_DEFAULTS)])
+def test_help_shows_the_real_defaults(command, own):
+    defaults = {**MatrixFactorization().get_params(), **own}
+    shown = {a.dest: a.help for a in _subparser(command)._actions}
+    for name in ("n_factors", "n_epochs", "learning_rate", "reg_factors", "reg_bias",
+                 "init_std", "lr_decay", "adagrad", "biased", "nonnegative", "n_threads",
+                 "random_state"):
+        assert shown[name].endswith(f"(default: {defaults[name]})"), (name, shown[name])
+    assert shown["dtype"].endswith("(default: float32)")
+    if command != "demo":
+        assert shown["n_iter_no_change"].endswith(f"(default: {defaults['n_iter_no_change']})")
+        assert shown["validation_fraction"].endswith(
+            f"(default: {defaults['validation_fraction']})")
+
+
+def test_help_explains_every_argument(capsys):
+    for command in ("demo", "train", "evaluate", "predict", "recommend", "info"):
+        for action in _subparser(command)._actions:
+            assert action.help, (command, action.dest)
+    with pytest.raises(SystemExit) as e:
+        _cli.main(["train", "--help"])
+    assert e.value.code == 0
+    assert "(default: 100)" in capsys.readouterr().out  # n_factors, rendered
+
+
+# ---------------------------------------------------------------- demo and progress
+
+DEMO = ["demo", "--ratings", "3000", "--users", "100", "--items", "60", "--epochs", "3",
+        "--factors", "4"]
+
+
+def test_demo_prints_epoch_lines_and_no_bar_without_a_terminal(tmp_path):
+    res = run(DEMO, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "test RMSE" in res.stdout and "seed 0" in res.stdout
+    assert "\r" not in res.stderr
+    assert [ln.split()[:2] for ln in res.stderr.splitlines()] == \
+        [["epoch", "1"], ["epoch", "2"], ["epoch", "3"]]
+    assert "val_rmse" in res.stderr
+
+
+def _run_on_terminal(args, cwd):
+    """Run the command with stderr on a pseudo-terminal 100 columns wide; return its status
+    and what reached the terminal."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "mfsgd", *args], stderr=slave,
+                            stdout=subprocess.DEVNULL, cwd=cwd)
+    os.close(slave)
+    out = b""
+    try:
+        while select.select([master], [], [], 120)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+    return proc.wait(timeout=120), out.decode()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminal test")
+def test_demo_on_a_terminal_shows_the_bar_and_the_epoch_lines(tmp_path):
+    pytest.importorskip("tqdm")
+    code, out = _run_on_terminal(DEMO, tmp_path)
+    assert code == 0
+    assert "%|" in out  # the bar was drawn
+    assert [ln.split()[1] for ln in out.replace("\r", "\n").splitlines()
+            if ln.startswith("epoch ")] == ["1", "2", "3"]
+    code, out = _run_on_terminal(["demo", "--factors", "0"], tmp_path)
+    assert code == 2 and "%|" not in out and out.count("\n") == 1
+
+
+def test_demo_runs_as_a_module(tmp_path):
+    out = run(["demo", "--ratings", "20000", "--users", "500", "--items", "200", "--json"],
+              tmp_path)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["test_rmse"] < 1.0 and len(res["history"]) == 20 and res["seed"] == 0
+
+
+def test_demo_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curve.png"
+    assert _cli.main(DEMO + ["--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "test RMSE" in capsys.readouterr().out
+
+
+def test_demo_movielens_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MFSGD_DATA", str(tmp_path))
+    monkeypatch.setenv("MFSGD_MOVIELENS_URL", "http://127.0.0.1:9/")  # nothing listens
+    assert _cli.main(["demo", "--movielens", "100k"]) == 2
+    err = capsys.readouterr().err.splitlines()  # the download notice, then the error
+    assert err[-1].startswith("mfsgd demo: error:") and "127.0.0.1:9" in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+# ---------------------------------------------------------------- plot_history
+
+
+@pytest.fixture(scope="module")
+def fitted(small_data):
+    u, i, r = small_data
+    return MatrixFactorization(n_factors=2, n_epochs=3, random_state=0).fit(
+        (u[:5000], i[:5000], r[:5000]), eval_set=(u[5000:], i[5000:], r[5000:]))
+
+
+def test_plot_history_draws_both_curves(fitted, tmp_path):
+    pytest.importorskip("matplotlib")
+    ax = plot_history(fitted, path=tmp_path / "h.png")
+    assert [ln.get_label() for ln in ax.lines] == ["training RMSE", "validation RMSE"]
+    assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("as_str", [True, False])
+def test_plot_history_takes_a_path_second(fitted, tmp_path, as_str):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    path = tmp_path / "curve.png"
+    before = plt.get_fignums()
+    ax = plot_history(fitted, str(path) if as_str else path)
+    assert len(ax.lines) == 2 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plt.get_fignums() == before  # saved without opening a pyplot figure
+
+
+def test_plot_history_rejects_what_is_not_an_axes(fitted):
+    pytest.importorskip("matplotlib")
+    with pytest.raises(TypeError, match=r"ax must be a matplotlib Axes or a path .*got int"):
+        plot_history(fitted, 3)
+    with pytest.raises(TypeError, match="two paths"):
+        plot_history(fitted, "a.png", path="b.png")
