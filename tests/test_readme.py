@@ -27,3 +27,12 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "<!-- test-command -->" in ci and "README.md" in ci
+
+
+def test_readme_links_resolve():
+    """Relative links (the guide pages, bench/RESULTS.md) point at files of the checkout."""
+    links = re.findall(r"\]\(([^)#\s]+)", README.read_text())
+    local = [link for link in links if "://" not in link]
+    assert local
+    missing = [link for link in local if not (ROOT / link).exists()]
+    assert not missing, f"README links to missing files: {missing}"
