@@ -448,6 +448,6 @@ def test_trained_factor_rows_start_on_cache_lines(small_data, k):
     # The initial rows are those of one n x k draw from the seeded generator.
     m0 = MatrixFactorization(n_factors=k, n_epochs=1, learning_rate=1e-30, reg_factors=0.0,
                              reg_bias=0.0, random_state=3, shuffle=False).fit((u, i, r))
-    rng = m0._rng_for_fit()
+    rng = np.random.default_rng(m0.random_state)
     want = rng.normal(0.0, m0.init_std, size=(len(m0._state.user_map), k))
     np.testing.assert_allclose(m0.user_factors_, want.astype(np.float32), rtol=1e-6)

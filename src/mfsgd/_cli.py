@@ -27,7 +27,8 @@ import numpy as np
 
 from . import __version__
 from ._training import MAX_BLOCKS
-from .model import MAX_THREADS, MatrixFactorization
+from ._config import MAX_THREADS
+from .model import MatrixFactorization
 
 # ------------------------------------------------------------------ errors
 

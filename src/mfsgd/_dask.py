@@ -20,13 +20,16 @@ import dataclasses
 import math
 import operator
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from . import _sgd
 from . import _training as T
+from ._config import FitConfig, fit_rng
 from ._idmap import IdMap, sorted_unique
+from ._state import init_rows, padded_width
 from ._validation import check_ratings
 
 
@@ -128,7 +131,7 @@ def _block_pairs(block: tuple, ustart: int, istart: int) -> tuple:
 
 # ---- the driver (client side) --------------------------------------------------------------
 
-def fit_dask(model: Any, ddf: Any, client: Any, p: dict, *, eval_set: Any = None,
+def fit_dask(model: Any, ddf: Any, client: Any, cfg: FitConfig, *, eval_set: Any = None,
              callback: Callable | None = None, checkpoint: str | None = None,
              resume: bool = False) -> Any:
     """Fit ``model`` on a Dask DataFrame of user, item, rating columns.
@@ -139,17 +142,18 @@ def fit_dask(model: Any, ddf: Any, client: Any, p: dict, *, eval_set: Any = None
 
     from .model import FittedState
 
-    if p["adagrad"] or p["early_stopping"] and eval_set is None:
-        what = "adagrad" if p["adagrad"] else "early_stopping without eval_set"
+    if cfg.adagrad or cfg.early_stopping and eval_set is None:
+        what = "adagrad" if cfg.adagrad else "early_stopping without eval_set"
         raise ValueError(f"{what} is not supported with a Dask collection yet; fit without it "
                          "or compute the data and fit locally.")
-    ucol, icol, rcol = model.user_col, model.item_col, model.rating_col
+    ucol, icol, rcol = cfg.columns
     cols = list(getattr(ddf, "columns", []))
     for c in (ucol, icol, rcol):
         if c not in cols:
             raise ValueError(f"the Dask DataFrame has no column {c!r} (columns: {cols}); name "
                              "the columns with user_col=, item_col=, rating_col=.")
-    dtype = np.dtype(p["dtype"]).name
+    dtype = np.dtype(cfg.dtype).name
+    dt = np.dtype(dtype)
     parts = client.compute(ddf[[ucol, icol, rcol]].to_delayed())
 
     # 1. one pass for ids, count, mean and range
@@ -175,9 +179,9 @@ def fit_dask(model: Any, ddf: Any, client: Any, p: dict, *, eval_set: Any = None
     ci = np.sum([c[1] for c in counts], axis=0)
 
     # 2. the grid, exactly as the single-machine fit would choose it
-    P_ = p["n_blocks"] or T.default_n_blocks(max(p["n_threads"], len(client.nthreads())))
-    row_bytes = model._init_rows(np.random.default_rng(0), 1, p).shape[1] * np.dtype(dtype).itemsize
-    S = T.default_n_cells(nu, ni, n, row_bytes, P_) if p["shuffle"] else 1
+    P_ = cfg.n_blocks or T.default_n_blocks(max(cfg.n_threads, len(client.nthreads())))
+    row_bytes = padded_width(cfg.n_factors, dtype) * np.dtype(dtype).itemsize
+    S = T.default_n_cells(nu, ni, n, row_bytes, P_) if cfg.shuffle else 1
     fu, fi = T.split_by_counts(cu, P_ * S), T.split_by_counts(ci, P_ * S)
     key_u, key_i = T.cell_keys(fu, fi, P_, S)
     ublock, iblock = fu // S, fi // S
@@ -202,19 +206,18 @@ def fit_dask(model: Any, ddf: Any, client: Any, p: dict, *, eval_set: Any = None
     seg_lo = np.searchsorted(skeleton.seg_block, np.arange(P_ * P_ + 1))
 
     # 3. parameters: the same draws, in the same order, as MatrixFactorization.fit
-    rng = model._rng_for_fit()
-    Pfull = model._init_rows(rng, nu, p)
-    Qfull = model._init_rows(rng, ni, p)
-    dt = np.dtype(dtype)
+    rng = fit_rng(model.random_state)
+    Pfull = init_rows(rng, nu, cfg.n_factors, dt, cfg.init_std, cfg.nonnegative)
+    Qfull = init_rows(rng, ni, cfg.n_factors, dt, cfg.init_std, cfg.nonnegative)
     start_epoch, history = 0, []
     bu0, bi0 = np.zeros(nu, dt), np.zeros(ni, dt)
     if resume and checkpoint is not None and _exists(checkpoint):
-        k = p["n_factors"]
+        k = cfg.n_factors
         ck = _load_checkpoint(checkpoint, (nu, k), (ni, k), dt)
         Pfull[:, :k], Qfull[:, :k], bu0, bi0 = ck["P"], ck["Q"], ck["bu"], ck["bi"]
         rng.bit_generator.state = ck["meta"]["rng"]
         start_epoch, history = ck["meta"]["epoch"], ck["meta"]["history"]
-    mu = mean if p["biased"] else 0.0
+    mu = mean if cfg.biased else 0.0
     # Initial blocks are tasks with their data embedded (not client.scatter): a task can be
     # recomputed when its worker dies, scattered data cannot. They pass through the
     # scheduler once, (n_users + n_items) x k values in all.
@@ -227,26 +230,26 @@ def fit_dask(model: Any, ddf: Any, client: Any, p: dict, *, eval_set: Any = None
     Qf = [put(Qfull[istart[c]:istart[c + 1]], None) for c in range(P_)]
     bif = [put(bi0[istart[c]:istart[c + 1]], None) for c in range(P_)]
     del Pfull, Qfull
-    hyper = T.Hyper(lr=p["learning_rate"], reg_f=p["reg_factors"], reg_b=p["reg_bias"], mu=mu,
-                    use_bias=p["biased"], nonneg=p["nonnegative"])
+    hyper = T.Hyper(lr=cfg.learning_rate, reg_f=cfg.reg_factors, reg_b=cfg.reg_bias, mu=mu,
+                    use_bias=cfg.biased, nonneg=cfg.nonnegative)
     val = None
     if eval_set is not None:
         val = model._eval_indices(eval_set, IdMap(uids), IdMap(iids), dt)
-    lr_of = model._lr_schedule(p)
+    lr_of = cfg.lr_at
     good = (list(Pf), list(buf), list(Qf), list(bif))
     reason = "completed"
     tag = f"{id(model):x}-{time.time_ns()}"
     best, best_val, no_improve = None, math.inf, 0
     error = None
     try:
-        for e in range(start_epoch, p["n_epochs"]):
+        for e in range(start_epoch, cfg.n_epochs):
             t0 = time.perf_counter()
             # a fresh object per epoch: submit may serialise arguments later, in the
             # background, so the hyper-parameters it ships must never change afterwards
             hyper = dataclasses.replace(hyper, lr=lr_of(e))
             sse_parts = []
             held = []  # this epoch's multi-output results: the lineage of the pieces
-            for t, st in enumerate(T.epoch_plan(skeleton, rng if p["shuffle"] else None)):
+            for t, st in enumerate(T.epoch_plan(skeleton, rng if cfg.shuffle else None)):
                 futs = []
                 for j in range(st.block_bounds.size - 1):
                     lo, hi = st.block_bounds[j], st.block_bounds[j + 1]
@@ -283,7 +286,7 @@ def fit_dask(model: Any, ddf: Any, client: Any, p: dict, *, eval_set: Any = None
             row = {"epoch": e + 1, "train_rmse": math.sqrt(total / n)}
             if val is not None:
                 params = _gather_params(client, Pf, buf, Qf, bif)
-                row["val_rmse"] = T.rmse_of(params, mu, *val, *(rr if p["clip"] else (None, None)))
+                row["val_rmse"] = T.rmse_of(params, mu, *val, *(rr if cfg.clip else (None, None)))
             row["learning_rate"] = hyper.lr
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
@@ -293,14 +296,14 @@ def fit_dask(model: Any, ddf: Any, client: Any, p: dict, *, eval_set: Any = None
                 client.replicate([f for part in good for f in part], n=2)
             prev_held = held  # noqa: F841  (kept alive until the next epoch completes)
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, client, good, row, rng, history, p["n_factors"])
-            if p["early_stopping"]:
-                if row["val_rmse"] < best_val - p["tol"]:
+                _save_checkpoint(checkpoint, client, good, row, rng, history, cfg.n_factors)
+            if cfg.early_stopping:
+                if row["val_rmse"] < best_val - cfg.tol:
                     best_val, no_improve, best = row["val_rmse"], 0, good
                     row["best"] = True
                 else:
                     no_improve += 1
-                    if no_improve >= p["n_iter_no_change"]:
+                    if no_improve >= cfg.n_iter_no_change:
                         reason = "early_stopping"
                         break
     except KeyboardInterrupt:
@@ -311,7 +314,7 @@ def fit_dask(model: Any, ddf: Any, client: Any, p: dict, *, eval_set: Any = None
     except Exception as exc:  # lost workers beyond recovery, cancelled futures, ...
         error, reason = exc, "failed"
         Pf, buf, Qf, bif = (list(x) for x in good)
-    if p["early_stopping"] and best is not None:
+    if cfg.early_stopping and best is not None:
         Pf, buf, Qf, bif = (list(x) for x in best)
     # A worker lost now (after the last epoch) fails the fit the same way as during it.
     try:
@@ -322,14 +325,14 @@ def fit_dask(model: Any, ddf: Any, client: Any, p: dict, *, eval_set: Any = None
         raise
     except Exception as exc:
         return None, "failed", error if reason == "failed" else exc
-    from . import _recommend as R
+    from ._state import seen_csr
 
-    seen = R.seen_csr(np.concatenate([x[0] for x in pairs]),
-                      np.concatenate([x[1] for x in pairs]), nu)
+    seen = seen_csr(np.concatenate([x[0] for x in pairs]),
+                    np.concatenate([x[1] for x in pairs]), nu)
     del pairs
     best_epoch = next((r["epoch"] for r in reversed(history) if r.get("best")), None)
     state = FittedState(mean, params.P, params.Q, params.bu, params.bi, IdMap(uids), IdMap(iids),
-                        rr, p["biased"], p["n_factors"], history=history,
+                        rr, cfg.biased, cfg.n_factors, history=history,
                         n_epochs=len(history), best_epoch=best_epoch, n_blocks=P_,
                         seen_indptr=seen[0], seen_items=seen[1])
     return state, reason, error

@@ -14,28 +14,6 @@ import numpy as np
 SCORE_BUDGET = 1 << 24  # score-matrix entries per batch of recommend_all (64 MiB float32)
 
 
-def seen_csr(uidx: np.ndarray, iidx: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user rated items as CSR (indptr int64, items int32): user u rated
-    items[indptr[u]:indptr[u+1]]. Duplicates are kept (harmless for masking)."""
-    from . import _sgd
-    from ._training import counts_of
-
-    uidx = np.ascontiguousarray(uidx, dtype=np.int32)
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(counts_of(uidx, n_users), out=indptr[1:])
-    items = np.empty(uidx.size, dtype=np.int32)
-    _sgd.scatter_by_key(uidx, np.ascontiguousarray(iidx, dtype=np.int32), indptr[:-1].copy(),
-                        items)
-    return indptr, items
-
-
-def merge_seen(indptr: np.ndarray, items: np.ndarray, n_users: int, uidx: np.ndarray,
-               iidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR of old pairs plus new (user, item) pairs, for a model that may have grown."""
-    old_u = np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
-    return seen_csr(np.concatenate([old_u, uidx]), np.concatenate([items, iidx]), n_users)
-
-
 def _factors(st: Any) -> tuple[np.ndarray, np.ndarray]:
     return st.factors("user_factors"), st.factors("item_factors")
 
@@ -163,18 +141,6 @@ def similar(factors: np.ndarray, row: int, n: int,
     c, v = top_n(sims[None, :], min(n, f.shape[0] - 1))
     keep = np.isfinite(v[0])
     return c[0][keep], v[0][keep]
-
-
-def support(st: Any, side: str) -> np.ndarray | None:
-    """Training ratings per user row (side "user") or item row (side "item"), from the
-    seen-items record; None for a model that has no such record."""
-    ip, it = st.seen_indptr, st.seen_items
-    n = len(st.user_map) if side == "user" else len(st.item_map)
-    if ip is None:
-        return None
-    if side == "user":
-        return np.diff(ip)
-    return np.bincount(it, minlength=n).astype(np.int64)
 
 
 def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,

@@ -33,31 +33,13 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _sgd
+from ._state import aligned_concat, aligned_empty, counts_of  # noqa: F401  (used by _dask)
 
 SEGMENT = 1 << 18  # ratings per segment at most: ~10 ms of kernel time at k=64
 CALL_RATINGS = 1 << 20  # ratings per kernel call: bounds Ctrl-C latency to ~50 ms at k=64
 MAX_BLOCKS = 255
 CELL_ROW_BYTES = 512 << 10  # target bytes of factor rows (users + items) per cell
 MIN_CELL_RATINGS = 2048  # smaller cells cost more in bookkeeping than they save
-
-
-def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """An uninitialised array whose data starts on a 64-byte cache line. NumPy only
-    promises 16 bytes; with padded rows this puts every factor row on whole lines, and
-    the kernel then runs its variant for aligned rows of a fixed width (about 5% faster
-    at k = 64 from the alignment alone, measured in bench/RESULTS.md section 2)."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buf = np.empty(nbytes + 64, dtype=np.uint8)
-    off = (-buf.ctypes.data) % 64
-    return buf[off:off + nbytes].view(dtype).reshape(shape)
-
-
-def aligned_concat(parts: list[np.ndarray]) -> np.ndarray:
-    """np.concatenate along axis 0 into a cache-line-aligned array."""
-    out = aligned_empty((sum(len(x) for x in parts), *parts[0].shape[1:]), parts[0].dtype)
-    np.concatenate(parts, out=out)
-    return out
 
 
 def default_n_blocks(n_threads: int) -> int:
@@ -73,13 +55,6 @@ def default_n_cells(n_users: int, n_items: int, n_ratings: int, row_bytes: int, 
     s_cache = math.ceil(rows / CELL_ROW_BYTES)
     s_small = max(1, int(math.sqrt(n_ratings / (p * p * MIN_CELL_RATINGS))))
     return int(max(1, min(s_cache, s_small, 255)))
-
-
-def counts_of(indices: np.ndarray, n: int) -> np.ndarray:
-    """Occurrences of each index 0..n-1 (np.bincount would make an int64 copy first)."""
-    counts = np.zeros(n, dtype=np.int64)
-    _sgd.count_keys(indices, counts)
-    return counts
 
 
 def split_by_counts(counts: np.ndarray, parts: int) -> np.ndarray:

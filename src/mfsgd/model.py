@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 import threading
 import warnings
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from . import _recommend as R
 from . import _training as T
+from ._config import FitConfig, continuation_rng, fit_rng, make_config
 from ._idmap import IdMap, normalize_ids, unique_inverse
+from ._state import FittedState, grown, init_rows, merge_seen, padded_width, seen_csr
 from ._validation import (
     as_1d,
     check_bool,
-    check_dtype,
-    check_float,
     check_int,
-    check_random_state,
     check_ratings,
     check_same_length,
     unpack_data,
@@ -34,56 +33,6 @@ from .exceptions import (
 )
 
 __all__ = ["MatrixFactorization"]
-
-
-@dataclass(frozen=True)
-class FittedState:
-    """Everything fitting or loading produces; replaced as a whole, never mutated, so
-    a concurrent ``predict`` sees either the old model or the new one, never a mix."""
-
-    global_mean: float
-    user_factors: np.ndarray
-    item_factors: np.ndarray
-    user_bias: np.ndarray
-    item_bias: np.ndarray
-    user_map: IdMap
-    item_map: IdMap
-    rating_range: tuple[float, float]
-    biased: bool
-    n_factors: int  # factor arrays may be wider (zero padding); see padded_width
-    history: list[dict[str, Any]] = field(default_factory=list)
-    n_epochs: int = 0
-    best_epoch: int | None = None
-    n_blocks: int = 1
-    seen_indptr: np.ndarray | None = None  # CSR of items each user rated in training
-    seen_items: np.ndarray | None = None
-
-    @property
-    def kernel_mu(self) -> float:
-        return self.global_mean if self.biased else 0.0
-
-    def factors(self, which: str) -> np.ndarray:
-        """The user-facing (n, n_factors) view, without the padding columns."""
-        return getattr(self, which)[:, : self.n_factors]
-
-
-MAX_THREADS = 1024
-
-
-def _check_threads(value: Any) -> int:
-    n = check_int("n_threads", value)
-    if n > MAX_THREADS:
-        raise ValueError(f"n_threads must be an int from 1 to {MAX_THREADS}; got {value!r}.")
-    return n
-
-
-def padded_width(k: int, dtype: np.dtype) -> int:
-    """Row width rounded up to whole 64-byte cache lines. The padding columns start at
-    zero and stay zero under every update (0 + lr (e 0 - reg 0) = 0), so they change no
-    prediction; they make each row start on a cache line and let the kernel's SIMD loops
-    run without remainder iterations."""
-    per_line = 64 // np.dtype(dtype).itemsize
-    return -(-k // per_line) * per_line
 
 
 _FITTED_ATTRS = {
@@ -312,40 +261,8 @@ class MatrixFactorization:
                 changed.append(f"{k}={v!r}")
         return f"MatrixFactorization({', '.join(changed)})"
 
-    def _checked_params(self) -> dict[str, Any]:
-        nb = self.n_blocks
-        if nb is not None:
-            nb = check_int("n_blocks", nb)
-            if nb > T.MAX_BLOCKS:
-                raise ValueError(f"n_blocks must be an int from 1 to {T.MAX_BLOCKS}; got {nb}.")
-        for name in ("user_col", "item_col", "rating_col"):
-            v = getattr(self, name)
-            if not isinstance(v, (str, numbers.Integral)):
-                raise TypeError(f"{name} must be a column name; got {v!r}.")
-        return {
-            "n_factors": check_int("n_factors", self.n_factors),
-            "n_epochs": check_int("n_epochs", self.n_epochs),
-            "learning_rate": check_float("learning_rate", self.learning_rate, strict=True),
-            "reg_factors": check_float("reg_factors", self.reg_factors),
-            "reg_bias": check_float("reg_bias", self.reg_bias),
-            "init_std": check_float("init_std", self.init_std,
-                                    high=float(np.sqrt(np.finfo(np.float32).max))),
-            "shuffle": check_bool("shuffle", self.shuffle),
-            "dtype": check_dtype(self.dtype),
-            "early_stopping": check_bool("early_stopping", self.early_stopping),
-            "validation_fraction": check_float("validation_fraction", self.validation_fraction,
-                                               strict=True, high=1.0, high_strict=True),
-            "n_iter_no_change": check_int("n_iter_no_change", self.n_iter_no_change),
-            "tol": check_float("tol", self.tol),
-            "clip": check_bool("clip", self.clip),
-            "verbose": check_bool("verbose", self.verbose),
-            "n_threads": _check_threads(self.n_threads),
-            "n_blocks": nb,
-            "lr_decay": check_float("lr_decay", self.lr_decay),
-            "adagrad": check_bool("adagrad", self.adagrad),
-            "biased": check_bool("biased", self.biased),
-            "nonnegative": check_bool("nonnegative", self.nonnegative),
-        }
+    def _config(self) -> FitConfig:
+        return make_config(self.get_params())
 
     # ------------------------------------------------------------------ state
     def _require_fitted(self, what: str = "this method") -> FittedState:
@@ -402,29 +319,15 @@ class MatrixFactorization:
             check_same_length(users=u, items=i)
         return u, i, r
 
-    def _lr_schedule(self, p: dict[str, Any]):
-        lr, decay = p["learning_rate"], p["lr_decay"]
-        return lambda e: lr / (1.0 + decay * e)
+    @staticmethod
+    def _hyper(cfg: FitConfig, mu: float) -> T.Hyper:
+        return T.Hyper(lr=cfg.learning_rate, reg_f=cfg.reg_factors, reg_b=cfg.reg_bias,
+                       mu=mu, use_bias=cfg.biased, nonneg=cfg.nonnegative,
+                       adagrad=cfg.adagrad)
 
-    def _hyper(self, p: dict[str, Any], mu: float) -> T.Hyper:
-        return T.Hyper(lr=p["learning_rate"], reg_f=p["reg_factors"], reg_b=p["reg_bias"],
-                       mu=mu, use_bias=p["biased"], nonneg=p["nonnegative"],
-                       adagrad=p["adagrad"])
-
-    def _init_rows(self, rng: np.random.Generator, n: int, p: dict[str, Any]) -> np.ndarray:
-        k = p["n_factors"]
-        out = T.aligned_empty((n, padded_width(k, p["dtype"])), p["dtype"])
-        out[:, k:] = 0
-        # Drawn in chunks of rows (the same numbers as one draw of n x k): a float64
-        # temporary of the whole matrix would be the peak of a large fit (512 MiB for
-        # 1 M users at k = 64).
-        step = max(1, (1 << 20) // max(k, 1))
-        for s in range(0, n, step):
-            a = rng.normal(0.0, p["init_std"], size=(min(step, n - s), k))
-            if p["nonnegative"]:
-                np.abs(a, out=a)
-            out[s:s + len(a), :k] = a
-        return out
+    @staticmethod
+    def _init_rows(rng: np.random.Generator, n: int, cfg: FitConfig) -> np.ndarray:
+        return init_rows(rng, n, cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative)
 
     def _eval_indices(self, eval_set: Any, umap: IdMap, imap: IdMap, dtype: np.dtype):
         if isinstance(eval_set, (tuple, list)) and len(eval_set) == 2 and \
@@ -484,41 +387,46 @@ class MatrixFactorization:
             Re-raised after Ctrl-C; the model keeps the last completed epoch.
         """
         with self._lock:
-            p = self._checked_params()
+            cfg = self._config()
             if hasattr(X, "__dask_graph__"):
-                return self._fit_dask(X, p, client, eval_set, callback, checkpoint, resume)
+                return self._fit_dask(X, cfg, client, eval_set, callback, checkpoint, resume)
             if client is not None:
                 raise ValueError("client= is only for Dask collections; X is not one.")
-            users, items, ratings = self._unpack(X, y, need_ratings=True)
-            ratings = check_ratings(ratings, p["dtype"])
-            if ratings.size == 0:
-                raise ValueError("fit needs at least one rating; got an empty input.")
-            umap, uidx = IdMap.fit("users", users)
-            imap, iidx = IdMap.fit("items", items)
-            rng = self._rng_for_fit()
-            val, held = None, None
-            if eval_set is not None:
-                val = self._eval_indices(eval_set, umap, imap, p["dtype"])
-            elif p["early_stopping"]:
-                tr, va = T.hold_out(ratings.size, p["validation_fraction"], rng)
-                val = (uidx[va], iidx[va], ratings[va])
-                held = val[:2]  # held-out ratings still count as seen by their users
-                uidx, iidx, ratings = uidx[tr], iidx[tr], ratings[tr]
-            mean = float(np.mean(ratings, dtype=np.float64))
+            return self._fit_local(X, y, cfg, eval_set, callback)
 
-            def make_params() -> T.Params:
-                return T.Params(
-                    self._init_rows(rng, len(umap), p), self._init_rows(rng, len(imap), p),
-                    np.zeros(len(umap), dtype=p["dtype"]), np.zeros(len(imap), dtype=p["dtype"]))
+    def _fit_local(self, X: Any, y: Any, cfg: FitConfig, eval_set: Any,
+                   callback: Any) -> MatrixFactorization:
+        """fit on in-memory data, for cfg.n_epochs epochs (the caller holds the lock)."""
+        users, items, ratings = self._unpack(X, y, need_ratings=True)
+        ratings = check_ratings(ratings, cfg.dtype)
+        if ratings.size == 0:
+            raise ValueError("fit needs at least one rating; got an empty input.")
+        umap, uidx = IdMap.fit("users", users)
+        imap, iidx = IdMap.fit("items", items)
+        rng = fit_rng(self.random_state)
+        val, held = None, None
+        if eval_set is not None:
+            val = self._eval_indices(eval_set, umap, imap, cfg.dtype)
+        elif cfg.early_stopping:
+            tr, va = T.hold_out(ratings.size, cfg.validation_fraction, rng)
+            val = (uidx[va], iidx[va], ratings[va])
+            held = val[:2]  # held-out ratings still count as seen by their users
+            uidx, iidx, ratings = uidx[tr], iidx[tr], ratings[tr]
+        mean = float(np.mean(ratings, dtype=np.float64))
 
-            rr = (float(ratings.min()), float(ratings.max()))
-            base = FittedState(mean, None, None, None, None, umap, imap, rr,  # type: ignore[arg-type]
-                               p["biased"], p["n_factors"])
-            del users, items, X, y  # the caller's arrays are not ours to hold longer
-            triples = [uidx, iidx, ratings]
-            del uidx, iidx, ratings  # _train frees them once the layout has its copy
-            return self._train(p, base, make_params, triples, rng, val, p["n_epochs"],
-                               epoch_offset=0, history=[], callback=callback, seen_extra=held)
+        def make_params() -> T.Params:
+            return T.Params(
+                self._init_rows(rng, len(umap), cfg), self._init_rows(rng, len(imap), cfg),
+                np.zeros(len(umap), dtype=cfg.dtype), np.zeros(len(imap), dtype=cfg.dtype))
+
+        rr = (float(ratings.min()), float(ratings.max()))
+        base = FittedState(mean, None, None, None, None, umap, imap, rr,  # type: ignore[arg-type]
+                           cfg.biased, cfg.n_factors)
+        del users, items, X, y  # the caller's arrays are not ours to hold longer
+        triples = [uidx, iidx, ratings]
+        del uidx, iidx, ratings  # _train frees them once the layout has its copy
+        return self._train(cfg, base, make_params, triples, rng, val, cfg.n_epochs,
+                           epoch_offset=0, history=[], callback=callback, seen_extra=held)
 
     def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1, *,
                     callback: Any = None) -> MatrixFactorization:
@@ -531,48 +439,38 @@ class MatrixFactorization:
         with self._lock:
             n_epochs = check_int("n_epochs", n_epochs)
             st = self._state
+            cfg = self._config()
             if st is None:
-                saved = self.n_epochs
-                try:
-                    self.n_epochs = n_epochs
-                    return self.fit(X, y, callback=callback)
-                finally:
-                    self.n_epochs = saved
-            p = self._checked_params()
-            if np.dtype(p["dtype"]) != st.user_factors.dtype:
-                p["dtype"] = st.user_factors.dtype
-            if p["n_factors"] != st.n_factors:
-                raise ValueError(f"n_factors is {p['n_factors']} but the fitted model has "
+                return self._fit_local(X, y, cfg.replace(n_epochs=n_epochs), None, callback)
+            # the fitted model's dtype wins; early stopping does not apply to continued fits
+            cfg = cfg.replace(dtype=st.user_factors.dtype, early_stopping=False)
+            if cfg.n_factors != st.n_factors:
+                raise ValueError(f"n_factors is {cfg.n_factors} but the fitted model has "
                                  f"{st.n_factors}; call fit to start over.")
             users, items, ratings = self._unpack(X, y, need_ratings=True)
-            ratings = check_ratings(ratings, p["dtype"])
+            ratings = check_ratings(ratings, cfg.dtype)
             if ratings.size == 0:
                 raise ValueError("partial_fit needs at least one rating; got an empty input.")
             umap, uidx = st.user_map.extended("users", users)
             imap, iidx = st.item_map.extended("items", items)
-            rng = self._continuation_rng(st.n_epochs)
+            rng = continuation_rng(self.random_state, st.n_epochs)
             grow_u, grow_i = len(umap) - len(st.user_map), len(imap) - len(st.item_map)
             def make_params() -> T.Params:
                 return T.Params(
-                    T.aligned_concat([st.user_factors, self._init_rows(rng, grow_u, p)]),
-                    T.aligned_concat([st.item_factors, self._init_rows(rng, grow_i, p)]),
-                    np.concatenate([st.user_bias, np.zeros(grow_u, st.user_bias.dtype)]),
-                    np.concatenate([st.item_bias, np.zeros(grow_i, st.item_bias.dtype)]))
+                    grown(st.user_factors, self._init_rows(rng, grow_u, cfg)),
+                    grown(st.item_factors, self._init_rows(rng, grow_i, cfg)),
+                    grown(st.user_bias, grow_u), grown(st.item_bias, grow_i))
 
             rr = (min(st.rating_range[0], float(ratings.min())),
                   max(st.rating_range[1], float(ratings.max())))
             base = replace(st, user_map=umap, item_map=imap, rating_range=rr)
-            p["early_stopping"] = False
             triples = [uidx, iidx, ratings]
             del uidx, iidx, ratings
-            return self._train(p, base, make_params, triples, rng, None, n_epochs,
+            return self._train(cfg, base, make_params, triples, rng, None, n_epochs,
                                epoch_offset=st.n_epochs, history=list(st.history),
                                callback=callback)
 
-    def _rng_for_fit(self) -> np.random.Generator:
-        return check_random_state(self.random_state)
-
-    def _fit_dask(self, X: Any, p: dict, client: Any, eval_set: Any, callback: Any,
+    def _fit_dask(self, X: Any, cfg: FitConfig, client: Any, eval_set: Any, callback: Any,
                   checkpoint: str | None, resume: bool) -> MatrixFactorization:
         if client is None:
             raise TypeError(
@@ -580,7 +478,7 @@ class MatrixFactorization:
                 "cluster, or call X.compute() to train locally.")
         from ._dask import fit_dask
 
-        state, reason, error = fit_dask(self, X, client, p, eval_set=eval_set,
+        state, reason, error = fit_dask(self, X, client, cfg, eval_set=eval_set,
                                         callback=callback, checkpoint=checkpoint, resume=resume)
         if state is not None and state.n_epochs > 0:
             self._state = state
@@ -603,22 +501,16 @@ class MatrixFactorization:
             raise KeyboardInterrupt
         return self
 
-    def _continuation_rng(self, epochs_done: int) -> np.random.Generator:
-        rs = self.random_state
-        if isinstance(rs, numbers.Integral) and not isinstance(rs, bool):
-            return np.random.default_rng([int(rs), epochs_done])
-        return check_random_state(rs)
-
-    def _train(self, p, base: FittedState, make_params: Callable[[], T.Params], triples: list,
-               rng, val, n_epochs: int, *, epoch_offset: int, history: list,
+    def _train(self, cfg: FitConfig, base: FittedState, make_params: Callable[[], T.Params],
+               triples: list, rng, val, n_epochs: int, *, epoch_offset: int, history: list,
                callback: Any = None, seen_extra: tuple | None = None) -> MatrixFactorization:
-        nb = p["n_blocks"] or T.default_n_blocks(p["n_threads"])
+        nb = cfg.n_blocks or T.default_n_blocks(cfg.n_threads)
         n_ratings = triples[2].size
         # Cells (cache blocking inside a block) reorder the ratings, so shuffle=False,
         # which promises the given order, runs without them.
-        row_bytes = padded_width(p["n_factors"], p["dtype"]) * np.dtype(p["dtype"]).itemsize
+        row_bytes = padded_width(cfg.n_factors, cfg.dtype) * np.dtype(cfg.dtype).itemsize
         ns = T.default_n_cells(len(base.user_map), len(base.item_map), n_ratings,
-                               row_bytes, nb) if p["shuffle"] else 1
+                               row_bytes, nb) if cfg.shuffle else 1
         # The layout takes the index arrays out of `triples` (its only reference) and
         # frees each as soon as its reordered copy exists: peak memory stays at about one
         # extra copy of the ratings.
@@ -629,13 +521,13 @@ class MatrixFactorization:
         params = make_params()
         base = replace(base, user_factors=params.P, item_factors=params.Q, user_bias=params.bu,
                        item_bias=params.bi)
-        hyper = self._hyper(p, base.kernel_mu)
-        clip = base.rating_range if p["clip"] else None
+        hyper = self._hyper(cfg, base.kernel_mu)
+        clip = base.rating_range if cfg.clip else None
 
         failure: list[BaseException] = []
 
         def report(row: dict[str, Any]) -> None:
-            if p["verbose"]:
+            if cfg.verbose:
                 extra = f"  val_rmse {row['val_rmse']:.4f}" if "val_rmse" in row else ""
                 print(f"epoch {row['epoch']:>3}  train_rmse {row['train_rmse']:.4f}{extra}"
                       f"  {row['seconds']:.3f}s", flush=True)
@@ -646,13 +538,13 @@ class MatrixFactorization:
                     failure.append(e)
                     raise KeyboardInterrupt from e
 
-        res = T.train(layout, params, hyper, n_epochs=n_epochs, n_threads=p["n_threads"],
-                      rng=rng, shuffle=p["shuffle"], lr_schedule=self._lr_schedule(p), val=val,
-                      clip=clip, early_stopping=p["early_stopping"],
-                      n_iter_no_change=p["n_iter_no_change"], tol=p["tol"],
+        res = T.train(layout, params, hyper, n_epochs=n_epochs, n_threads=cfg.n_threads,
+                      rng=rng, shuffle=cfg.shuffle, lr_schedule=cfg.lr_at, val=val,
+                      clip=clip, early_stopping=cfg.early_stopping,
+                      n_iter_no_change=cfg.n_iter_no_change, tol=cfg.tol,
                       epoch_offset=epoch_offset, on_epoch=report)
         best = None
-        if p["early_stopping"]:
+        if cfg.early_stopping:
             best = next((r["epoch"] for r in reversed(res.history) if r.get("best")), None)
         done = epoch_offset + res.epochs_done
         if res.epochs_done > 0 or epoch_offset > 0:
@@ -664,9 +556,9 @@ class MatrixFactorization:
             if seen_extra is not None:
                 su, si = np.concatenate([su, seen_extra[0]]), np.concatenate([si, seen_extra[1]])
             if base.seen_indptr is None:
-                seen = R.seen_csr(su, si, len(base.user_map))
+                seen = seen_csr(su, si, len(base.user_map))
             else:
-                seen = R.merge_seen(base.seen_indptr, base.seen_items, len(base.user_map), su, si)
+                seen = merge_seen(base.seen_indptr, base.seen_items, len(base.user_map), su, si)
             del su, si
             self._state = replace(base, history=history + res.history, n_epochs=done,
                                   best_epoch=best, n_blocks=nb, seen_indptr=seen[0],
@@ -685,7 +577,7 @@ class MatrixFactorization:
             warnings.warn(f"Training interrupted in epoch {done + 1}; {kept}.",
                           TrainingInterrupted, stacklevel=3)
             raise KeyboardInterrupt
-        if p["early_stopping"] and res.reason == "early_stopping" and p["verbose"]:
+        if cfg.early_stopping and res.reason == "early_stopping" and cfg.verbose:
             print(f"early stopping: kept epoch {best}", flush=True)
         return self
 
@@ -759,12 +651,6 @@ class MatrixFactorization:
         return 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
 
     # ------------------------------------------------------------------ recommend
-    @staticmethod
-    def _seen(st: FittedState) -> tuple[np.ndarray, np.ndarray]:
-        if st.seen_indptr is None:
-            return np.zeros(len(st.user_map) + 1, np.int64), np.empty(0, np.int32)
-        return st.seen_indptr, st.seen_items
-
     def recommend(self, user: Any, n: int = 10, *, exclude_seen: bool = True,
                   items: Any = None, exclude_items: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-n items for one user, best first.
@@ -901,7 +787,7 @@ class MatrixFactorization:
         min_support = check_int("min_support", min_support, low=0)
         idmap = st.item_map if side == "item" else st.user_map
         row = self._row(idmap, raw, side)
-        counts = R.support(st, side) if min_support > 1 else None
+        counts = st.support(side) if min_support > 1 else None
         eligible = None if counts is None else counts >= min_support
         c, v = R.similar(st.factors(f"{side}_factors"), row, n, eligible)
         return idmap.ids[c], v
@@ -985,16 +871,15 @@ class MatrixFactorization:
         Fw = st.user_factors if side == "user" else st.item_factors
         b = st.user_bias if side == "user" else st.item_bias
         grow = len(new_map) - len(old_map)
-        F2 = np.concatenate([Fw, np.zeros((grow, Fw.shape[1]), Fw.dtype)])
-        b2 = np.concatenate([b, np.zeros(grow, b.dtype)])
+        F2, b2 = grown(Fw, grow), grown(b, grow)  # aligned, like every factor matrix
         F2[rows, : st.n_factors] = vec
         b2[rows] = bias
         if side == "user":
-            seen = R.merge_seen(*self._seen(st), len(new_map), rows[group], other_idx)
+            seen = merge_seen(*st.seen(), len(new_map), rows[group], other_idx)
             return replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
                            seen_indptr=seen[0], seen_items=seen[1])
-        seen = R.merge_seen(*self._seen(st), len(st.user_map), other_idx.astype(np.int32),
-                            rows[group])
+        seen = merge_seen(*st.seen(), len(st.user_map), other_idx.astype(np.int32),
+                          rows[group])
         return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
                        seen_indptr=seen[0], seen_items=seen[1])
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._config import make_config
 from ._idmap import idmap_from_ids
 from ._training import MAX_BLOCKS
 from ._validation import check_random_state
@@ -64,7 +65,7 @@ def save_model(model: Any, path: Any) -> None:
         "user_factors": st.factors("user_factors"), "item_factors": st.factors("item_factors"),
         "user_bias": st.user_bias, "item_bias": st.item_bias,
         "user_ids": st.user_map.ids, "item_ids": st.item_map.ids,
-        "seen_indptr": model._seen(st)[0], "seen_items": model._seen(st)[1],
+        "seen_indptr": st.seen()[0], "seen_items": st.seen()[1],
     }
     header = {
         "format": FORMAT_NAME,
@@ -359,7 +360,7 @@ def _build(header: dict, arrays: dict, path: str, cls: Any, state_cls: Any) -> A
     known = set(model.get_params())
     try:
         model.set_params(**{k: v for k, v in params.items() if k in known})
-        model._checked_params()
+        make_config(model.get_params())
         check_random_state(model.random_state)  # partial_fit seeds from it
     except (TypeError, ValueError) as e:
         raise _bad(path, f"its stored parameters are invalid ({e})") from None

@@ -1,0 +1,165 @@
+"""The fitted state: what fitting or loading produces, and how its arrays are made.
+
+Owns ``FittedState`` (replaced as a whole, never mutated), the padded row width and the
+cache-line-aligned allocation of factor matrices, the initial rows, row growth (for
+``partial_fit``, ``fold_in`` and loading), and the seen-items record (CSR of the items
+each user rated in training). Below ``_training``: the epoch driver allocates through
+here, and ``persistence``, ``_dask`` and ``_recommend`` build states through here, so
+none of them needs the estimator module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _sgd
+from ._idmap import IdMap, idmap_from_ids
+
+
+def padded_width(k: int, dtype: Any) -> int:
+    """Row width rounded up to whole 64-byte cache lines. The padding columns start at
+    zero and stay zero under every update (0 + lr (e 0 - reg 0) = 0), so they change no
+    prediction; they make each row start on a cache line and let the kernel's SIMD loops
+    run without remainder iterations."""
+    per_line = 64 // np.dtype(dtype).itemsize
+    return -(-k // per_line) * per_line
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised array whose data starts on a 64-byte cache line. NumPy only
+    promises 16 bytes; with padded rows this puts every factor row on whole lines, and
+    the kernel then runs its variant for aligned rows of a fixed width (about 5% faster
+    at k = 64 from the alignment alone, measured in bench/RESULTS.md section 2)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buf = np.empty(nbytes + 64, dtype=np.uint8)
+    off = (-buf.ctypes.data) % 64
+    return buf[off:off + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_concat(parts: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate along axis 0 into a cache-line-aligned array."""
+    out = aligned_empty((sum(len(x) for x in parts), *parts[0].shape[1:]), parts[0].dtype)
+    np.concatenate(parts, out=out)
+    return out
+
+
+def init_rows(rng: np.random.Generator, n: int, k: int, dtype: Any, init_std: float,
+              nonnegative: bool) -> np.ndarray:
+    """n factor rows drawn N(0, init_std^2) (absolute values when nonnegative), padded
+    with zeros to ``padded_width`` and aligned."""
+    out = aligned_empty((n, padded_width(k, dtype)), dtype)
+    out[:, k:] = 0
+    # Drawn in chunks of rows (the same numbers as one draw of n x k): a float64
+    # temporary of the whole matrix would be the peak of a large fit (512 MiB for
+    # 1 M users at k = 64).
+    step = max(1, (1 << 20) // max(k, 1))
+    for s in range(0, n, step):
+        a = rng.normal(0.0, init_std, size=(min(step, n - s), k))
+        if nonnegative:
+            np.abs(a, out=a)
+        out[s:s + len(a), :k] = a
+    return out
+
+
+def grown(rows: np.ndarray, extra: np.ndarray | int) -> np.ndarray:
+    """``rows`` followed by ``extra`` (rows of the same width, or a count of zero rows),
+    aligned like every factor matrix (1-D bias vectors grow the same way)."""
+    if isinstance(extra, (int, np.integer)):
+        extra = np.zeros((int(extra), *rows.shape[1:]), rows.dtype)
+    return aligned_concat([rows, extra.astype(rows.dtype, copy=False)])
+
+
+def padded(a: np.ndarray) -> np.ndarray:
+    """A loaded (n, k) factor matrix in the training layout: padded and aligned."""
+    out = aligned_empty((a.shape[0], padded_width(a.shape[1], a.dtype)), a.dtype)
+    out[:, a.shape[1]:] = 0
+    out[:, :a.shape[1]] = a
+    return out
+
+
+def counts_of(indices: np.ndarray, n: int) -> np.ndarray:
+    """Occurrences of each index 0..n-1 (np.bincount would make an int64 copy first)."""
+    counts = np.zeros(n, dtype=np.int64)
+    _sgd.count_keys(indices, counts)
+    return counts
+
+
+def seen_csr(uidx: np.ndarray, iidx: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user rated items as CSR (indptr int64, items int32): user u rated
+    items[indptr[u]:indptr[u+1]]. Duplicates are kept (harmless for masking)."""
+    uidx = np.ascontiguousarray(uidx, dtype=np.int32)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts_of(uidx, n_users), out=indptr[1:])
+    items = np.empty(uidx.size, dtype=np.int32)
+    _sgd.scatter_by_key(uidx, np.ascontiguousarray(iidx, dtype=np.int32), indptr[:-1].copy(),
+                        items)
+    return indptr, items
+
+
+def merge_seen(indptr: np.ndarray, items: np.ndarray, n_users: int, uidx: np.ndarray,
+               iidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of old pairs plus new (user, item) pairs, for a model that may have grown."""
+    old_u = np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
+    return seen_csr(np.concatenate([old_u, uidx]), np.concatenate([items, iidx]), n_users)
+
+
+@dataclass(frozen=True)
+class FittedState:
+    """Everything fitting or loading produces; replaced as a whole, never mutated, so
+    a concurrent ``predict`` sees either the old model or the new one, never a mix."""
+
+    global_mean: float
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    user_map: IdMap
+    item_map: IdMap
+    rating_range: tuple[float, float]
+    biased: bool
+    n_factors: int  # factor arrays may be wider (zero padding); see padded_width
+    history: list[dict[str, Any]] = field(default_factory=list)
+    n_epochs: int = 0
+    best_epoch: int | None = None
+    n_blocks: int = 1
+    seen_indptr: np.ndarray | None = None  # CSR of items each user rated in training
+    seen_items: np.ndarray | None = None
+
+    @property
+    def kernel_mu(self) -> float:
+        return self.global_mean if self.biased else 0.0
+
+    def factors(self, which: str) -> np.ndarray:
+        """The user-facing (n, n_factors) view, without the padding columns."""
+        return getattr(self, which)[:, : self.n_factors]
+
+    def seen(self) -> tuple[np.ndarray, np.ndarray]:
+        """The seen-items CSR; an empty one (every user rated nothing) when there is none."""
+        if self.seen_indptr is None:
+            return np.zeros(len(self.user_map) + 1, np.int64), np.empty(0, np.int32)
+        return self.seen_indptr, self.seen_items
+
+    def support(self, side: str) -> np.ndarray | None:
+        """Training ratings per user row (side "user") or item row (side "item"); None
+        for a state without a seen-items record."""
+        if self.seen_indptr is None:
+            return None
+        if side == "user":
+            return np.diff(self.seen_indptr)
+        return np.bincount(self.seen_items, minlength=len(self.item_map)).astype(np.int64)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], **fields: Any) -> FittedState:
+        """A state from stored (unpadded) arrays: user_factors, item_factors, user_bias,
+        item_bias, user_ids, item_ids, seen_indptr, seen_items; ``fields`` gives the rest."""
+        return cls(user_factors=padded(arrays["user_factors"]),
+                   item_factors=padded(arrays["item_factors"]),
+                   n_factors=arrays["user_factors"].shape[1],
+                   user_bias=arrays["user_bias"], item_bias=arrays["item_bias"],
+                   user_map=idmap_from_ids(arrays["user_ids"]),
+                   item_map=idmap_from_ids(arrays["item_ids"]),
+                   seen_indptr=arrays["seen_indptr"], seen_items=arrays["seen_items"], **fields)
