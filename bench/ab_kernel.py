@@ -4,17 +4,17 @@
 
 Each TAG=DIR[:ISA] loads DIR/mfsgd/_sgd*.so under its own name (copy the .so to a
 separate folder per build or per ISA: one file is loaded once per process), optionally
-forcing a variant. The 20 M synthetic set (bench/throughput.py's cache) is laid out once
-per build, then epochs of the block kernel alone (no fit bookkeeping) alternate between
-the builds, for three visiting orders: shuffled (random cell order and in-cell
-permutations, the default), cell order only (random cell order, stored order inside), and
-stored order. Prints the median and minimum seconds per epoch and M updates/s. This is
-the harness behind the kernel measurements quoted in the source comments and notes.
+forcing a variant. The synthetic set (20 M ratings by default, from the shared cache) is
+laid out once per build, then epochs of the block kernel alone (no fit bookkeeping)
+alternate between the builds, for three visiting orders: shuffled (random cell order and
+in-cell permutations, the default), cell order only (random cell order, stored order
+inside), and stored order. Prints the median and minimum seconds per epoch and M
+updates/s. This is the harness behind the kernel measurements quoted in the source
+comments and notes.
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import importlib.util
 import os
@@ -23,11 +23,9 @@ import sys
 import time
 
 import numpy as np
+from _common import Parser, Report, get_data, md_table, run_alone, size_dims
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import get_data  # noqa: E402
-
-from mfsgd import _training as T  # noqa: E402
+from mfsgd import _training as T
 
 ISAS = {"auto": -1, "baseline": 0, "avx2": 1, "avx512": 2}
 
@@ -42,14 +40,7 @@ def load(path: str, tag: str):
     return mod
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("builds", nargs="+", metavar="TAG=DIR[:ISA]")
-    ap.add_argument("--k", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--modes", nargs="+", default=["shuffled", "cells", "stored"])
-    ap.add_argument("--cache", default=os.environ.get("MFSGD_BENCH_CACHE", "/tmp/mfsgd-bench"))
-    args = ap.parse_args()
+def run(rep: Report, args) -> None:
     mods = {}
     for b in args.builds:
         tag, _, rest = b.partition("=")
@@ -57,7 +48,8 @@ def main() -> None:
         mods[tag] = load(path, tag)
         if isa:
             mods[tag].isa_select(ISAS[isa])
-    nu, ni, n = 200_000, 20_000, 20_000_000
+    n = args.ratings
+    nu, ni = size_dims(n)
     u, i, r = get_data(nu, ni, n, args.cache)
     k = args.k
     s = T.default_n_cells(nu, ni, n, k * 4, 1)
@@ -72,11 +64,11 @@ def main() -> None:
                       np.zeros(nu, np.float32), np.zeros(ni, np.float32))
     mu, e0 = float(r.mean()), np.empty(0, np.float32)
     times = {(t, m): [] for t in mods for m in args.modes}
-    for rep in range(args.repeats):
+    for rep_i in range(args.repeats):
         for mode in args.modes:
             for tag, mod in mods.items():
                 L, P, Q, bu, bi = state[tag]
-                plan = T.epoch_plan(L, None if mode == "stored" else np.random.default_rng(rep))
+                plan = T.epoch_plan(L, None if mode == "stored" else np.random.default_rng(rep_i))
                 t0 = time.perf_counter()
                 for st in plan:
                     sse = np.zeros(st.segments.size)
@@ -84,13 +76,28 @@ def main() -> None:
                                    st.seeds if mode == "shuffled" else None, P, Q, bu, bi,
                                    mu, 0.002, 0.02, 0.02, True, False, sse, e0, e0)
                 times[(tag, mode)].append(time.perf_counter() - t0)
-    print(f"\n20 M ratings, k={k}, {s}x{s} cells, {args.repeats} epoch(s) per build and order\n")
-    print("| build | order | s/epoch (median) | min | M updates/s |")
-    print("|---|---|---|---|---|")
+    rep.add(f"{n:,} ratings, k={k}, {s}x{s} cells, {args.repeats} epoch(s) per build and "
+            "order\n")
+    rows = []
     for (tag, mode), ts in times.items():
         m = statistics.median(ts)
-        print(f"| {tag} | {mode} | {m:.3f} | {min(ts):.3f} | {n / m / 1e6:.1f} |")
+        rows.append([tag, mode, f"{m:.3f}", f"{min(ts):.3f}", f"{n / m / 1e6:.1f}"])
+    rep.add(md_table(["build", "order", "s/epoch (median)", "min", "M updates/s"], rows))
+
+
+def parser() -> Parser:
+    ap = Parser(__doc__)
+    ap.add_argument("builds", nargs="+", metavar="TAG=DIR[:ISA]")
+    ap.add_argument("--ratings", type=int, default=20_000_000,
+                    help="ratings in the synthetic set (default %(default)s)")
+    ap.add_argument("--k", type=int, default=64, help="n_factors (default %(default)s)")
+    ap.add_repeats(5, what="epochs per build and order")
+    ap.add_argument("--modes", nargs="+", default=["shuffled", "cells", "stored"],
+                    choices=["shuffled", "cells", "stored"], help="visiting orders")
+    ap.add_cache()
+    ap.add_out()
+    return ap
 
 
 if __name__ == "__main__":
-    main()
+    run_alone(parser(), run)

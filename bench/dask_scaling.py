@@ -1,48 +1,48 @@
-"""Distributed stratified SGD on a LocalCluster: seconds per epoch and RMSE for 1, 2 and
-4 worker processes next to the single-machine fit, plus measured kernel throughput per
-block task for the cluster estimate.
+"""Section 5: distributed stratified SGD on a Dask LocalCluster beside the single-machine fit.
 
     python bench/dask_scaling.py [--ratings 20000000] [--workers 1 2 4] [--k 64] [--epochs 3]
+                                 [--quick]
 
-All workers share this machine's 2 cores, so the table shows overheads (serialisation,
-transfers, scheduling), not a speed-up; bench/RESULTS.md, section 4, turns the
-throughput and overhead measured here into an estimate for a real cluster.
+Seconds per epoch and test RMSE (2% of the ratings held out) for 1, 2 and 4 worker
+processes (one thread each) next to the single-machine fit of the same data, seed and
+n_blocks, and the largest difference of the user factors between them. All workers share
+this machine's cores, so the table shows overheads (serialisation, transfers,
+scheduling), not a speed-up; bench/RESULTS.md, section 5, turns the throughput and
+overhead measured here into an estimate for a real cluster. Needs the dask extra:
+pip install 'mfsgd[dask]'.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-import time
-
 import numpy as np
+from _common import (
+    Parser,
+    Report,
+    get_data,
+    load_line,
+    md_table,
+    progress,
+    run_alone,
+    synthetic_dims,
+    timed,
+)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ratings", type=int, default=20_000_000)
-    ap.add_argument("--users", type=int, default=200_000)
-    ap.add_argument("--items", type=int, default=20_000)
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--k", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--blocks", type=int, default=4)
-    ap.add_argument("--partitions", type=int, default=16)
-    ap.add_argument("--cache", default=os.environ.get("MFSGD_BENCH_CACHE", "/tmp/mfsgd-bench"))
-    args = ap.parse_args()
-
-    import dask.dataframe as dd
-    import pandas as pd
-    from distributed import Client, LocalCluster
-
+def run(rep: Report, args) -> None:
+    rep.add("## 5. Distributed stratified SGD on Dask (LocalCluster on this machine)\n")
+    try:
+        import dask
+        import dask.dataframe as dd
+        import distributed
+        import pandas as pd
+        from distributed import Client, LocalCluster
+    except ImportError as e:
+        rep.add(f"Skipped: {e.name} is not installed (pip install 'mfsgd[dask]').\n")
+        return
     import mfsgd
-    from throughput import get_data
 
-    u, i, r = get_data(args.users, args.items, args.ratings, args.cache)
+    rep.add(load_line() + f" dask {dask.__version__}, distributed {distributed.__version__}.\n")
+    u, i, r = get_data(*synthetic_dims(args), args.ratings, args.cache)
     n_test = len(r) // 50
     test = (u[:n_test], i[:n_test], r[:n_test])
     df = pd.DataFrame({"user": u[n_test:], "item": i[n_test:], "rating": r[n_test:]})
@@ -52,32 +52,46 @@ def main() -> None:
     def rmse(m):
         return float(np.sqrt(np.mean((m.predict(test[:2]) - test[2]) ** 2)))
 
-    t = time.perf_counter()
-    local = mfsgd.MatrixFactorization(**kw).fit(df)
-    local_total = time.perf_counter() - t
+    local = mfsgd.MatrixFactorization(**kw)
+    local_total, _ = timed(local.fit, df)
     rows = [("single machine (1 thread)", local_total,
              np.median([h["seconds"] for h in local.history_]), rmse(local), 0.0)]
     n_train = len(df)
     for w in args.workers:
+        progress(f"  Dask, {w} worker(s)")
         with LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
                           dashboard_address=None, host="127.0.0.1",
                           memory_limit=f"{int(16 / w)}GiB") as cl, Client(cl) as client:
             ddf = dd.from_pandas(df, npartitions=args.partitions)
-            t = time.perf_counter()
-            m = mfsgd.MatrixFactorization(**kw).fit(ddf, client=client)
-            total = time.perf_counter() - t
+            m = mfsgd.MatrixFactorization(**kw)
+            total, _ = timed(m.fit, ddf, client=client)
             diff = float(np.abs(m.user_factors_ - local.user_factors_).max())
             rows.append((f"Dask, {w} worker process{'es' if w > 1 else ''}", total,
                          np.median([h["seconds"] for h in m.history_]), rmse(m), diff))
-    print(f"\n{n_train:,} training ratings, k={args.k}, n_blocks={args.blocks}, "
-          f"{args.epochs} epochs; test RMSE on {n_test:,} held-out ratings\n")
-    print("| run | fit s (total) | s/epoch (median) | M updates/s | test RMSE | "
-          "max abs diff vs single machine |")
-    print("|---|---|---|---|---|---|")
-    for name, total, per, e, diff in rows:
-        print(f"| {name} | {total:.1f} | {per:.2f} | {n_train / per / 1e6:.1f} | {e:.4f} | "
-              f"{diff:.1e} |")
+    rep.add(f"{n_train:,} training ratings, k={args.k}, n_blocks={args.blocks}, "
+            f"{args.epochs} epochs; test RMSE on {n_test:,} held-out ratings\n")
+    rep.add(md_table(["run", "fit s (total)", "s/epoch (median)", "M updates/s", "test RMSE",
+                      "max abs diff vs single machine"],
+                     [[name, f"{total:.1f}", f"{per:.2f}", f"{n_train / per / 1e6:.1f}",
+                       f"{e:.4f}", f"{diff:.1e}"] for name, total, per, e, diff in rows]))
+    rep.add("")
+
+
+def parser() -> Parser:
+    ap = Parser(__doc__)
+    ap.add_quick("100,000 ratings, 1 and 2 workers, 1 epoch")
+    ap.add_synthetic()
+    ap.add_sized("--workers", type=int, nargs="+", full=[1, 2, 4], quick=[1, 2],
+                 help="worker process counts, one row each")
+    ap.add_argument("--k", type=int, default=64, help="n_factors (default %(default)s)")
+    ap.add_sized("--epochs", type=int, full=3, quick=1, help="epochs per fit")
+    ap.add_argument("--blocks", type=int, default=4, help="n_blocks (default %(default)s)")
+    ap.add_sized("--partitions", type=int, full=16, quick=4,
+                 help="partitions of the Dask DataFrame")
+    ap.add_cache()
+    ap.add_out()
+    return ap
 
 
 if __name__ == "__main__":
-    main()
+    run_alone(parser(), run)

@@ -1,104 +1,101 @@
-"""recommend_all for every user of a large model vs a plain NumPy baseline.
+"""Section 6: recommend_all for every user of a large model against a plain NumPy baseline.
 
     python bench/recommend.py [--users 100000] [--items 20000] [--k 64] [--n 10]
+                              [--baseline-users 10000] [--quick]
 
-The model's parameters are random (training does not matter for the timing); the seen
-record holds 50 items per user. Baseline: dense scores for all users at once, seen items
-masked, then np.argsort per row — what one writes without mfsgd. Prints seconds and
-peak RSS growth of each (the baseline runs second, in a subprocess, so its memory does
-not mask ours).
+The model is fitted for one epoch on random ratings (training does not matter for the
+timing); the seen record holds 50 items per user. Baseline: dense scores for all users at
+once, seen items masked, then np.argsort per row — what one writes without mfsgd. Each row
+runs in its own process, so one measurement's memory does not mask another's; prints
+seconds and the growth of the process's peak RSS during the call.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
-import sys
-
 import numpy as np
-
-CHILD = r"""
-import json, resource, sys, time
-import numpy as np
-sys.path.insert(0, {here!r})
-from recommend import build
-m, st = build({users}, {items}, {k})
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t = time.perf_counter()
-if {baseline}:
-    P, Q = m.user_factors_, m.item_factors_
-    S = P @ Q.T + m.item_bias_[None, :] + m.user_bias_[:, None] + m.global_mean_
-    rows = np.repeat(np.arange(len(P)), np.diff(st.seen_indptr))
-    S[rows, st.seen_items] = -np.inf
-    top = np.argsort(-S, axis=1)[:, :{n}]
-else:
-    ids, scores = m.recommend_all(n={n})
-secs = time.perf_counter() - t
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"seconds": secs, "extra_gib": (after - before) / 2**20}}))
-"""
+from _common import (
+    Parser,
+    Report,
+    load_line,
+    md_table,
+    progress,
+    rss_kib,
+    run_alone,
+    run_child,
+    timed,
+)
 
 
 def build(users: int, items: int, k: int):
+    """A model of ``users`` x ``items`` whose seen record holds 50 items per user, and
+    those (user, item) pairs. Built through the public API: one epoch on random ratings
+    of exactly those pairs (the values do not matter for the timing). Every item is in
+    the first pairs, so ids and rows coincide on both sides."""
     from mfsgd import MatrixFactorization
-    from mfsgd.model import FittedState, padded_width
-    from mfsgd._idmap import IdMap
-    from mfsgd import _recommend as R
 
     rng = np.random.default_rng(0)
-    kp = padded_width(k, np.float32)
-    P = np.zeros((users, kp), np.float32)
-    Q = np.zeros((items, kp), np.float32)
-    P[:, :k] = rng.normal(0, 0.1, (users, k))
-    Q[:, :k] = rng.normal(0, 0.1, (items, k))
-    su = np.repeat(np.arange(users, dtype=np.int32), 50)
-    si = rng.integers(0, items, su.size).astype(np.int32)
-    ip, it = R.seen_csr(su, si, users)
-    st = FittedState(3.5, P, Q, rng.normal(0, .1, users).astype(np.float32),
-                     rng.normal(0, .1, items).astype(np.float32),
-                     IdMap(np.arange(users, dtype=np.int64)), IdMap(np.arange(items, dtype=np.int64)),
-                     (1.0, 5.0), True, k, seen_indptr=ip, seen_items=it)
-    m = MatrixFactorization(n_factors=k)
-    m._state = st
-    return m, st
+    u = np.repeat(np.arange(users, dtype=np.int32), 50)
+    i = rng.integers(0, items, u.size).astype(np.int32)
+    i[:min(items, u.size)] = np.arange(min(items, u.size))
+    r = rng.uniform(1, 5, u.size).astype(np.float32)
+    return MatrixFactorization(n_factors=k, n_epochs=1, random_state=0).fit((u, i, r)), (u, i)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--users", type=int, default=100_000)
-    ap.add_argument("--items", type=int, default=20_000)
-    ap.add_argument("--k", type=int, default=64)
-    ap.add_argument("--n", type=int, default=10)
-    ap.add_argument("--baseline-users", type=int, default=10_000,
-                    help="users for the dense baseline (all 100k need ~24 GB: scores and "
-                         "argsort indices)")
-    args = ap.parse_args()
-    import os
+def measure(users: int, items: int, k: int, n: int, baseline: bool) -> dict:
+    """Run in a child process (run_child): seconds and peak-RSS growth of one top-n call."""
+    m, (seen_u, seen_i) = build(users, items, k)
+    before = rss_kib("VmHWM")
+    if baseline:
+        def dense_top_n():
+            P, Q = m.user_factors_, m.item_factors_
+            S = P @ Q.T + m.item_bias_[None, :] + m.user_bias_[:, None] + m.global_mean_
+            S[seen_u, seen_i] = -np.inf
+            return np.argsort(-S, axis=1)[:, :n]
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    print(f"recommend_all: {args.users:,} users x {args.items:,} items, k={args.k}, top {args.n}\n")
-    print("| method | seconds | extra peak RSS GiB |\n|---|---|---|")
-    res = {}
+        secs, _ = timed(dense_top_n)
+    else:
+        secs, _ = timed(m.recommend_all, n=n)
+    return {"seconds": secs, "extra_gib": (rss_kib("VmHWM") - before) / 2**20}
+
+
+def run(rep: Report, args) -> None:
+    rep.add("## 6. recommend_all for every user of a large model\n")
+    rep.add(load_line() + "\n")
+    rep.add(f"recommend_all: {args.users:,} users x {args.items:,} items, k={args.k}, "
+            f"top {args.n}\n")
+    rows, secs = [], []
     runs = [(f"mfsgd recommend_all, {args.users:,} users", False, args.users),
             (f"mfsgd recommend_all, {args.baseline_users:,} users", False, args.baseline_users),
             (f"NumPy dense scores + argsort, {args.baseline_users:,} users", True,
              args.baseline_users)]
     for name, baseline, users in runs:
-        code = CHILD.format(here=here, users=users, items=args.items, k=args.k,
-                            n=args.n, baseline=baseline)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        if out.returncode != 0:
-            why = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
-            print(f"| {name} | failed: {why} | |")
+        progress(f"  {name}")
+        try:
+            r = run_child("recommend:measure", users, args.items, args.k, args.n, baseline)
+        except RuntimeError as e:
+            rows.append([name, f"failed: {e}", ""])
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        res[name] = r
-        print(f"| {name} | {r['seconds']:.2f} | {r['extra_gib']:.2f} |", flush=True)
-    if len(res) == 3:
-        _, a, b = (r["seconds"] for r in res.values())
-        print(f"\nsame users, baseline / mfsgd: {b / a:.1f}x the time")
+        secs.append(r["seconds"])
+        rows.append([name, f"{r['seconds']:.2f}", f"{r['extra_gib']:.2f}"])
+    rep.add(md_table(["method", "seconds", "extra peak RSS GiB"], rows))
+    if len(secs) == 3:
+        rep.add(f"\nsame users, baseline / mfsgd: {secs[2] / secs[1]:.1f}x the time")
+    rep.add("")
+
+
+def parser() -> Parser:
+    ap = Parser(__doc__)
+    ap.add_quick("2,000 users x 1,000 items, baseline on 1,000 users")
+    ap.add_sized("--users", type=int, full=100_000, quick=2_000, help="users of the model")
+    ap.add_sized("--items", type=int, full=20_000, quick=1_000, help="items of the model")
+    ap.add_argument("--k", type=int, default=64, help="n_factors (default %(default)s)")
+    ap.add_argument("--n", type=int, default=10, help="items per user (default %(default)s)")
+    ap.add_sized("--baseline-users", type=int, full=10_000, quick=1_000,
+                 help="users for the dense baseline and the mfsgd run beside it (all 100k "
+                      "need ~24 GB: scores and argsort indices)")
+    ap.add_out()
+    return ap
 
 
 if __name__ == "__main__":
-    main()
+    run_alone(parser(), run)

@@ -1,76 +1,91 @@
-"""Rating-updates per second of mfsgd on synthetic data (make_ratings).
+"""Section 8: rating-updates per second of mfsgd alone, per kernel variant, k and threads.
 
     python bench/throughput.py [--ratings 20000000] [--users 200000] [--items 20000]
-                               [--k 32 64 128] [--threads 1 2] [--epochs 3] [--kernel ...]
+                               [--k 32 64 128] [--threads 1 2] [--epochs 3]
+                               [--kernel auto baseline avx2 avx512] [--quick]
 
-Times whole epochs of `fit` (history_ seconds; the first epoch is included) and prints a
-markdown table of seconds per epoch (median) and M updates/s.
+Synthetic data from mfsgd.datasets.make_ratings (cached, see --cache). Times whole
+epochs of `fit` (history_ seconds; the first epoch is included) and prints a markdown
+table of seconds per epoch (median) and M updates/s, with the variant that actually ran
+(``--kernel`` forces one with ``_sgd.isa_select``; a variant this CPU lacks falls back
+to the best one below it). bench/run.py runs it as RESULTS.md's section 8 (variants by
+row width); section 7 (portable against ``-march=native``) is this script run by two
+builds, see bench/README.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
-import time
 
-import numpy as np
+from _common import (
+    Parser,
+    Report,
+    get_data,
+    load_line,
+    md_table,
+    progress,
+    run_alone,
+    synthetic_dims,
+)
 
 import mfsgd
 from mfsgd import _sgd
-from mfsgd.datasets import make_ratings
+
+KERNELS = {"auto": _sgd.ISA_AUTO, "baseline": _sgd.ISA_BASELINE, "avx2": _sgd.ISA_AVX2,
+           "avx512": _sgd.ISA_AVX512}
+# what bench/run.py passes for RESULTS.md's section 8
+RESULTS_ARGV = ["--kernel", "avx2", "avx512", "auto", "--threads", "1"]
 
 
-def get_data(n_users: int, n_items: int, n_ratings: int, cache: str | None):
-    path = None
-    if cache:
-        os.makedirs(cache, exist_ok=True)
-        path = os.path.join(cache, f"synth_{n_users}_{n_items}_{n_ratings}.npz")
-        if os.path.exists(path):
-            z = np.load(path)
-            return z["u"], z["i"], z["r"]
-    t = time.perf_counter()
-    u, i, r = make_ratings(n_users, n_items, n_ratings, random_state=0, as_frame=False)
-    print(f"generated {n_ratings:,} ratings in {time.perf_counter() - t:.1f}s")
-    if path:
-        np.savez(path, u=u, i=i, r=r)
-    return u, i, r
+def run(rep: Report, args) -> None:
+    users, items = synthetic_dims(args)
+    u, i, r = get_data(users, items, args.ratings, args.cache)
+    rep.add("## 8. mfsgd throughput by kernel variant, k and threads\n")
+    rep.add(load_line() + "\n")
+    rep.add(f"mfsgd {mfsgd.__version__}; {len(r):,} ratings, {users:,} users x {items:,} items; "
+            f"{args.epochs} epochs each\n")
+    rows = []
+    before = _sgd.isa_current()
+    try:
+        for kern in args.kernel or [None]:
+            if kern:
+                _sgd.isa_select(KERNELS[kern])
+            for k in args.k:
+                for t in args.threads:
+                    m = mfsgd.MatrixFactorization(n_factors=k, n_epochs=args.epochs, n_threads=t,
+                                                  n_blocks=args.blocks, random_state=0,
+                                                  learning_rate=0.002)
+                    m.fit((u, i, r))
+                    s = statistics.median(h["seconds"] for h in m.history_)
+                    # user_factors_ views the padded rows: its stride is the row width
+                    # the kernel chooses its variant by
+                    used = _sgd.isa_name(_sgd.isa_for(m.user_factors_.strides[0]))
+                    sel = "auto: " if _sgd.isa_current() == _sgd.ISA_AUTO else ""
+                    rows.append([f"{sel}{used}", k, t, m.n_blocks_, f"{s:.3f}",
+                                 f"{len(r) / s / 1e6:.1f}"])
+                    progress(f"  {rows[-1][0]} k={k} threads={t}: {s:.3f} s/epoch")
+    finally:  # the selection is global to the process: leave it as found for later sections
+        _sgd.isa_select(before)
+    rep.add(md_table(["kernel", "k", "threads", "blocks", "s/epoch (median)", "M updates/s"],
+                     rows))
+    rep.add("")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ratings", type=int, default=20_000_000)
-    ap.add_argument("--users", type=int, default=200_000)
-    ap.add_argument("--items", type=int, default=20_000)
-    ap.add_argument("--k", type=int, nargs="+", default=[32, 64, 128])
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--blocks", type=int, default=None)
-    ap.add_argument("--kernel", nargs="+", default=None, help="auto baseline avx2 avx512")
-    ap.add_argument("--cache", default=os.environ.get("MFSGD_BENCH_CACHE", "/tmp/mfsgd-bench"))
-    args = ap.parse_args()
-    u, i, r = get_data(args.users, args.items, args.ratings, args.cache)
-    kernels = args.kernel or ["current"]
-    names = {"auto": _sgd.ISA_AUTO, "baseline": 0, "avx2": 1, "avx512": 2}
-    print(f"\nmfsgd {mfsgd.__version__}; {len(r):,} ratings, {args.users:,} users x "
-          f"{args.items:,} items; {args.epochs} epochs each\n")
-    print("| kernel | k | threads | blocks | s/epoch (median) | M updates/s |")
-    print("|---|---|---|---|---|---|")
-    for kern in kernels:
-        if kern in names:
-            _sgd.isa_select(names[kern])
-        for k in args.k:
-            for t in args.threads:
-                m = mfsgd.MatrixFactorization(n_factors=k, n_epochs=args.epochs, n_threads=t,
-                                              n_blocks=args.blocks, random_state=0,
-                                              learning_rate=0.002)
-                m.fit((u, i, r))
-                s = statistics.median(h["seconds"] for h in m.history_)
-                used = _sgd.isa_name(_sgd.isa_for(m._state.user_factors.strides[0]))
-                sel = "auto: " if _sgd.isa_current() == _sgd.ISA_AUTO else ""
-                print(f"| {sel}{used} | {k} | {t} | {m.n_blocks_} | "
-                      f"{s:.3f} | {len(r) / s / 1e6:.1f} |", flush=True)
+def parser() -> Parser:
+    ap = Parser(__doc__)
+    ap.add_quick("100,000 ratings, k 32")
+    ap.add_synthetic()
+    ap.add_sized("--k", type=int, nargs="+", full=[32, 64, 128], quick=[32], metavar="K",
+                 help="factor counts")
+    ap.add_threads([1, 2])
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per fit (default %(default)s)")
+    ap.add_argument("--blocks", type=int, default=None, help="n_blocks (default: mfsgd's choice)")
+    ap.add_argument("--kernel", nargs="+", default=None, choices=list(KERNELS),
+                    help="force these variants in turn (default: the current selection)")
+    ap.add_cache()
+    ap.add_out()
+    return ap
 
 
 if __name__ == "__main__":
-    main()
+    run_alone(parser(), run)
