@@ -374,10 +374,10 @@ class Parser(argparse.ArgumentParser):
                           help=f"where the plot goes (default: {name} next to --out; no plot "
                                "without either)")
 
-    def add_out(self, default: str | None = None) -> None:
-        self.add_argument("--out", default=default, metavar="FILE.md",
-                          help="also write the markdown there"
-                               + (" (default %(default)s)" if default else ""))
+    def add_out(self, note: str = "") -> None:
+        """--out FILE.md, None when not given; ``note`` goes into the help."""
+        self.add_argument("--out", default=None, metavar="FILE.md",
+                          help="also write the markdown there" + (f" ({note})" if note else ""))
 
     def add_cache(self) -> None:
         self.add_argument("--cache", default=DEFAULT_CACHE, metavar="DIR",

@@ -514,7 +514,7 @@ class Anchors:
         return out
 
 
-def add_options(ap, data: bool = True, out: str | None = None) -> None:
+def add_options(ap, data: bool = True) -> None:
     """The options of the comparison sections (``--data`` where MovieLens is used)."""
     if data:
         ap.add_data()
@@ -523,7 +523,6 @@ def add_options(ap, data: bool = True, out: str | None = None) -> None:
                          "rows are skipped")
     ap.add_repeats(3, quick=1)
     ap.add_cache()
-    ap.add_out(out)
 
 
 def run_alone(ap, section: Callable[[Report, argparse.Namespace, Anchors], Any]) -> None:

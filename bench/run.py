@@ -44,6 +44,7 @@ SECTIONS = {"accuracy": accuracy, "synthetic": synthetic, "curves": curves,
             "throughput": throughput}
 COMPARISON = ("accuracy", "synthetic", "curves", "convergence")  # run(rep, args, anchors)
 USES_MOVIELENS = ("accuracy", "curves", "convergence")
+RESULTS = os.path.join(HERE, "RESULTS.md")
 CAVEAT = ("- Caveat: 2 vCPUs (KVM guest, shared with other developers' jobs) whose combined "
           "capacity varies with the host: often ~1.1-1.2 cores together, sometimes nearly 2. "
           "Read the 2-thread rows with the CPU probe printed next to them (section 2).")
@@ -93,7 +94,9 @@ def parser() -> Parser:
     ap.add_argument("--wait-for-load", type=float, default=None, metavar="LOAD",
                     help="before starting, wait (60 s steps, up to 15 min) until the 1-minute "
                          "load average is at most LOAD")
-    add_options(ap, out=os.path.join(HERE, "RESULTS.md"))
+    add_options(ap)
+    ap.add_out(f"default: {RESULTS} for a full run, all sections without --quick; a smoke or "
+               "partial run only prints unless given --out")
     for section in (synthetic, curves, convergence):
         section.add_section_options(ap)
     return ap
@@ -104,6 +107,10 @@ def main() -> None:
     names = [s for s in SECTIONS if s in args.sections and s not in args.skip]
     if any(s in USES_MOVIELENS for s in names):
         check_movielens(args.data)  # before an hour of other sections, not after
+    if args.out is None and names == list(SECTIONS) and not args.quick:
+        # only a full run may replace RESULTS.md (and its figures): a smoke or partial run
+        # would wipe the other sections' measurements
+        args.out = RESULTS
     waited = wait_for_load(args.wait_for_load)
     rep = Report(args.out)
     t_start = time.perf_counter()
