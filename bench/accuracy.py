@@ -176,7 +176,6 @@ def parser() -> Parser:
     ap = Parser(__doc__)
     ap.add_quick("fold u1 only, a 2-setting grid, 1 repeat")
     add_options(ap)
-    ap.add_out()
     return ap
 
 

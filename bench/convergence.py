@@ -235,7 +235,6 @@ def parser() -> Parser:
     ap.add_quick(f"epochs {QUICK_EPOCHS}, one rate per schedule, a 100K synthetic set, "
                  "1 repeat")
     add_options(ap)
-    ap.add_out()
     add_section_options(ap)
     return ap
 

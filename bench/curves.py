@@ -178,7 +178,6 @@ def parser() -> Parser:
     ap = Parser(__doc__)
     ap.add_quick(f"fold u1, epochs {QUICK_EPOCHS}, 1 repeat")
     add_options(ap)
-    ap.add_out()
     add_section_options(ap)
     return ap
 

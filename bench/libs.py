@@ -514,8 +514,9 @@ class Anchors:
         return out
 
 
-def add_options(ap, data: bool = True) -> None:
-    """The options of the comparison sections (``--data`` where MovieLens is used)."""
+def add_options(ap, data: bool = True, out: bool = True) -> None:
+    """The options of the comparison sections (``--data`` where MovieLens is used;
+    ``--out`` unless the caller describes its own)."""
     if data:
         ap.add_data()
     ap.add_argument("--libmf-cli", default=None, metavar="PATH/mf-train",
@@ -523,6 +524,8 @@ def add_options(ap, data: bool = True) -> None:
                          "rows are skipped")
     ap.add_repeats(3, quick=1)
     ap.add_cache()
+    if out:
+        ap.add_out()
 
 
 def run_alone(ap, section: Callable[[Report, argparse.Namespace, Anchors], Any]) -> None:

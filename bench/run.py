@@ -94,7 +94,7 @@ def parser() -> Parser:
     ap.add_argument("--wait-for-load", type=float, default=None, metavar="LOAD",
                     help="before starting, wait (60 s steps, up to 15 min) until the 1-minute "
                          "load average is at most LOAD")
-    add_options(ap)
+    add_options(ap, out=False)
     ap.add_out(f"default: {RESULTS} for a full run, all sections without --quick; a smoke or "
                "partial run only prints unless given --out")
     for section in (synthetic, curves, convergence):

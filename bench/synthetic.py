@@ -288,7 +288,6 @@ def parser() -> Parser:
     ap = Parser(__doc__)
     ap.add_quick("a 100K set, k 32, 1 repeat")
     add_options(ap, data=False)
-    ap.add_out()
     add_section_options(ap)
     return ap
 
