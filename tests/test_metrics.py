@@ -174,7 +174,7 @@ def fitted_split():
 def test_matches_brute_force_per_user(fitted_split, k, exclude, threshold):
     model, train, test = fitted_split
     want = brute_force(model, test, train, k, threshold, exclude)
-    got = M._ranking_arrays(model, test, k, threshold, exclude, train)
+    got = M.ranking_arrays(model, test, k, threshold, exclude, train)
     assert got["users"].tolist() == want["users"]
     for name in ("precision", "recall", "hit_rate", "ndcg", "map"):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-15, err_msg=name)
@@ -190,9 +190,9 @@ def test_matches_brute_force_per_user(fitted_split, k, exclude, threshold):
 def test_small_blocks_give_the_same_result(fitted_split):
     """Blocks of 7 users (exclusions crossing block borders) equal one big block."""
     model, train, test = fitted_split
-    big = M._ranking_arrays(model, test, 10, 3.5, True, train)
-    small = M._ranking_arrays(model, test, 10, 3.5, True, train,
-                              block_elements=7 * model.item_factors_.shape[0])
+    big = M.ranking_arrays(model, test, 10, 3.5, True, train)
+    small = M.ranking_arrays(model, test, 10, 3.5, True, train,
+                             block_elements=7 * model.item_factors_.shape[0])
     for name in ("precision", "recall", "hit_rate", "ndcg", "map"):
         np.testing.assert_array_equal(big[name], small[name])
 

@@ -1,56 +1,51 @@
-"""Top-N recommendation, similarity and fold-in on a fitted state (vectorised NumPy).
+"""Scoring, top-N, similarity and fold-in on a fitted state (vectorised NumPy).
 
-Everything here reads a ``FittedState`` and returns new arrays; fold-in returns a new
-state. No Python loop runs per item or per rating; fold-in loops per folded-in row
+The one top-k path of the package is ``top_n_batches``: for a batch of users, one
+matrix product scores every candidate item, excluded items are set to -inf (a CSR of
+items per row, such as the seen-items record, and a list banned for every user), the
+compiled scan keeps the n best, and their predictions are returned. ``recommend_rows``
+collects its batches; ``recommend`` adds the id look-ups of the estimator's
+``recommend`` / ``recommend_all``; ``mfsgd.metrics`` (ranking metrics, ``top_k_items``)
+calls the same functions. Memory stays bounded by ``SCORE_BUDGET`` scores per batch.
+
+Everything here reads a ``FittedState`` and returns new arrays; ``fold_in`` returns a
+new state. No Python loop runs per item or per rating; fold-in loops per folded-in row
 (one small ridge solve each).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-SCORE_BUDGET = 1 << 24  # score-matrix entries per batch of recommend_all (64 MiB float32)
+from . import _sgd
+from ._idmap import IdMap, normalize_ids, unique_inverse
+from ._state import FittedState, grown, merge_seen
+from ._training import Params, predict_idx
+
+SCORE_BUDGET = 1 << 24  # score-matrix entries per batch (64 MiB float32, 128 MiB float64)
 
 
-def _factors(st: Any) -> tuple[np.ndarray, np.ndarray]:
-    return st.factors("user_factors"), st.factors("item_factors")
-
-
-def _mask_seen(st: Any, scores: np.ndarray, urows: np.ndarray, icols: np.ndarray | None) -> None:
-    """Set the scores of items each user rated in training to -inf, in place."""
-    ip, it = st.seen_indptr, st.seen_items
-    if ip is None:
-        return
-    known = urows >= 0
-    starts = np.where(known, ip[np.maximum(urows, 0)], 0)
-    ends = np.where(known, ip[np.maximum(urows, 0) + 1], 0)
-    lens = ends - starts
-    if lens.sum() == 0:
-        return
-    rows = np.repeat(np.arange(len(urows)), lens)
-    pos = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + \
-        np.arange(lens.sum())
-    cols = it[pos]
-    if icols is None:
-        scores[rows, cols] = -np.inf
-        return
-    # candidates: map item index -> candidate column(s)
-    order = np.argsort(icols, kind="stable")
-    sorted_c = icols[order]
-    hit = np.searchsorted(sorted_c, cols)
-    ok = (hit < sorted_c.size) & (sorted_c[np.minimum(hit, sorted_c.size - 1)] == cols)
-    scores[rows[ok], order[hit[ok]]] = -np.inf
-    # (a candidate listed twice keeps its second copy; candidates are meant to be distinct)
+def predict_rows(st: FittedState, urows: np.ndarray, icols: np.ndarray) -> np.ndarray:
+    """Unclipped float64 predictions of (user row, item row) pairs, -1 meaning unknown:
+    the known terms (``mu + b'_j`` for an unknown user; the global mean for an unknown
+    side of the model without biases)."""
+    urows = np.ascontiguousarray(urows, dtype=np.int32)
+    icols = np.ascontiguousarray(icols, dtype=np.int32)
+    out = predict_idx(Params(st.user_factors, st.item_factors, st.user_bias, st.item_bias),
+                      st.kernel_mu, urows, icols)
+    if not st.biased:
+        out[(urows < 0) | (icols < 0)] = st.global_mean
+    return out
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Column indices and scores of the n best per row, best first (ties: lower column
     first). A compiled single scan for small n; argpartition + sort for large n, where
     the insertion buffer would cost O(n) per insertion."""
-    from . import _sgd
-
     rows, m = scores.shape
     n = min(n, m)
     if n == 0:
@@ -69,60 +64,184 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, o, axis=1), np.take_along_axis(ps, o, axis=1)
 
 
-def _rank_scores(st: Any, urows: np.ndarray, icols: np.ndarray | None) -> np.ndarray:
-    """Scores that order each row like the predictions: u_i . v_j + b'_j in the model's
-    dtype. The per-user constant mu + b_i is left out (it cannot change a row's order);
-    exact float64 predictions are computed afterwards for the selected items only."""
-    P, Q = _factors(st)
-    bi = st.item_bias if icols is None else np.where(icols >= 0, st.item_bias[icols], 0)
-    Qc = Q if icols is None else np.where((icols >= 0)[:, None], Q[np.maximum(icols, 0)], 0)
+def _candidates(st: FittedState, icols: np.ndarray | None,
+                float64: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Factors and biases of the candidate items in the ranking dtype, gathered once per
+    call (not per batch); biases None for a model without them."""
+    Q = st.factors("item_factors")
+    b = st.item_bias
+    if icols is not None:
+        Q, b = Q[icols], b[icols]
+    if float64:
+        Q = np.asarray(Q, dtype=np.float64)
+    return Q, (b.astype(Q.dtype) if st.biased else None)
+
+
+def _rank_scores(P: np.ndarray, Q: np.ndarray, bias: np.ndarray | None,
+                 urows: np.ndarray) -> np.ndarray:
+    """Scores that order each row like the predictions: u_i . v_j + b'_j in the dtype
+    of ``Q``. The per-user constant mu + b_i is left out (it cannot change a row's
+    order); an unknown user (row -1) gets zero factors, leaving b'_j."""
     known = urows >= 0
     Pu = P[np.maximum(urows, 0)]
+    if Pu.dtype != Q.dtype:
+        Pu = Pu.astype(Q.dtype)
     if not known.all():
         Pu = np.where(known[:, None], Pu, 0)
-    s = Pu @ Qc.T
-    if st.biased:
-        s += bi.astype(s.dtype)[None, :]
+    s = Pu @ Q.T
+    if bias is not None:
+        s += bias[None, :]
     return s
 
 
-def recommend_rows(st: Any, urows: np.ndarray, n: int, exclude_seen: bool,
-                   icols: np.ndarray | None,
-                   banned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-n (candidate column indices, scores) for many users, in bounded memory:
-    users in batches of SCORE_BUDGET scores, ranked in the model's dtype by one matrix
-    product, then exact float64 predictions for the n chosen items of each user.
-    ``banned`` lists candidate columns no user may get (scored -inf)."""
-    n_cols = st.item_bias.size if icols is None else icols.size
-    batch = max(1, SCORE_BUDGET // max(n_cols, 1))
+def _exclude(scores: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray,
+             icols: np.ndarray | None) -> None:
+    """Set to -inf, in place, the items of CSR row ``rows[r]`` in score row r (row -1:
+    none). With candidates ``icols``, items are matched to candidate columns."""
+    known = rows >= 0
+    starts = np.where(known, indptr[np.maximum(rows, 0)], 0)
+    ends = np.where(known, indptr[np.maximum(rows, 0) + 1], 0)
+    lens = ends - starts
+    if lens.sum() == 0:
+        return
+    r = np.repeat(np.arange(len(rows)), lens)
+    pos = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + \
+        np.arange(lens.sum())
+    cols = items[pos]
+    if icols is None:
+        scores[r, cols] = -np.inf
+        return
+    # candidates: map item index -> candidate column(s)
+    order = np.argsort(icols, kind="stable")
+    sorted_c = icols[order]
+    hit = np.searchsorted(sorted_c, cols)
+    ok = (hit < sorted_c.size) & (sorted_c[np.minimum(hit, sorted_c.size - 1)] == cols)
+    scores[r[ok], order[hit[ok]]] = -np.inf
+    # (a candidate listed twice keeps its second copy; candidates are meant to be distinct)
+
+
+def _predictions(st: FittedState, urows: np.ndarray, items: np.ndarray, v: np.ndarray,
+                 float64: bool) -> np.ndarray:
+    """float64 predictions of the chosen items (``v`` their rank scores), -inf where a
+    row had no candidate left."""
+    if not float64:
+        # Ranked in the model's dtype: recompute the chosen pairs exactly with the kernel.
+        exact = predict_rows(st, np.repeat(urows, items.shape[1]), items.ravel())
+        return np.where(np.isneginf(v), -np.inf, exact.reshape(items.shape))
+    # Ranked in float64 already: add the per-user constant the ranking left out.
+    out = v.astype(np.float64)
+    known = urows >= 0
+    out[known] += st.user_bias[urows[known]][:, None]
+    out += st.kernel_mu
+    if not st.biased and not known.all():
+        out[~known] = np.where(np.isneginf(out[~known]), -np.inf, st.global_mean)
+    return out
+
+
+def top_n_batches(st: FittedState, urows: np.ndarray, n: int, *,
+                  exclude: tuple[np.ndarray, np.ndarray] | None = None,
+                  exclude_rows: np.ndarray | None = None, icols: np.ndarray | None = None,
+                  banned: np.ndarray | None = None, float64: bool = False,
+                  budget: int | None = None,
+                  ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Yield ``(start, stop, cols, scores)`` for the users ``urows[start:stop]``, batch
+    by batch: each user's top ``min(n, n_candidates)`` candidate columns, best first
+    (equal scores in column order), and their unclipped float64 predictions, -inf in
+    the slots of a user with fewer candidates left.
+
+    Parameters
+    ----------
+    st : FittedState
+        The model (its factor arrays may be padded, or plain (n, k) arrays).
+    urows : ndarray of int
+        User rows; -1 is an unknown user, ranked by the item terms alone.
+    exclude : (indptr, items), optional
+        A CSR of item rows to exclude per row of ``exclude_rows`` (e.g. ``st.seen()``).
+    exclude_rows : ndarray of int, optional
+        The CSR row of each user (-1: none); default ``urows``.
+    icols : ndarray of int, optional
+        Candidate item rows (default: every item); columns index into it.
+    banned : ndarray of int, optional
+        Candidate columns no user may get.
+    float64 : bool, default False
+        False ranks in the model's dtype (in float32 half the memory traffic of the
+        product) and recomputes the chosen pairs with the kernel, which needs the
+        state's own contiguous arrays. True ranks in float64 (the evaluation protocol
+        of ``mfsgd.metrics``: lists equal a float64 brute force) and adds the per-user
+        terms to the rank scores; it works on any (n, k) arrays.
+    budget : int, optional
+        Scores per batch; default ``SCORE_BUDGET``.
+    """
+    Q, bias = _candidates(st, icols, float64)
+    n_cols = Q.shape[0]
+    batch = max(1, (SCORE_BUDGET if budget is None else budget) // max(n_cols, 1))
     n_eff = min(n, n_cols)
-    cols = np.empty((urows.size, n_eff), dtype=np.int64)
-    vals = np.empty((urows.size, n_eff), dtype=np.float64)
+    ex_rows = urows if exclude_rows is None else exclude_rows
+    P = st.factors("user_factors")
     for s in range(0, urows.size, batch):
         rows = urows[s:s + batch]
-        sc = _rank_scores(st, rows, icols)
-        if exclude_seen:
-            _mask_seen(st, sc, rows, icols)
+        sc = _rank_scores(P, Q, bias, rows)
+        if exclude is not None:
+            _exclude(sc, exclude[0], exclude[1], ex_rows[s:s + batch], icols)
         if banned is not None and banned.size:
             sc[:, banned] = -np.inf
         c, v = top_n(sc, n_eff)
-        # exact predictions of the chosen pairs (float64), -inf where nothing was left
         items = c if icols is None else icols[c]
-        exact = _pair_scores(st, np.repeat(rows, n_eff), items.ravel()).reshape(c.shape)
-        cols[s:s + batch] = c
-        vals[s:s + batch] = np.where(np.isneginf(v), -np.inf, exact)
+        yield s, s + rows.size, c, _predictions(st, rows, items, v, float64)
+
+
+def recommend_rows(st: FittedState, urows: np.ndarray, n: int, *,
+                   icols: np.ndarray | None = None,
+                   **options: Any) -> tuple[np.ndarray, np.ndarray]:
+    """All batches of ``top_n_batches`` (same options) as two arrays of shape
+    (len(urows), min(n, n_candidates)): candidate columns and float64 predictions."""
+    n_eff = min(n, st.item_bias.size if icols is None else icols.size)
+    cols = np.empty((urows.size, n_eff), dtype=np.int64)
+    vals = np.empty((urows.size, n_eff), dtype=np.float64)
+    for s, e, c, v in top_n_batches(st, urows, n, icols=icols, **options):
+        cols[s:e], vals[s:e] = c, v
     return cols, vals
 
 
-def _pair_scores(st: Any, urows: np.ndarray, icols: np.ndarray) -> np.ndarray:
-    """Unclipped predictions of (user row, item row) pairs, -1 meaning unknown."""
-    from ._training import Params, predict_idx
+def recommend(st: FittedState, users: Any, n: int, exclude_seen: bool, items: Any,
+              exclude_items: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The estimator's recommend_all on validated ``n`` and ``exclude_seen``: look up
+    the users (None: all, in row order), the candidates ``items`` (unknown ids raise)
+    and the blacklist ``exclude_items`` (unknown ids ignored); return item ids and
+    scores, -inf in empty slots."""
+    urows = np.arange(len(st.user_map), dtype=np.int32) if users is None else \
+        st.user_map.lookup("users", users)
+    banned = None
+    if exclude_items is not None:
+        banned = st.item_map.lookup("exclude_items", exclude_items)
+        banned = banned[banned >= 0]
+    if items is None:
+        icols, cand = None, st.item_map.ids
+    else:
+        cand = normalize_ids("items", items)
+        icols = st.item_map.lookup("items", cand)
+        unknown = cand[icols < 0]
+        if unknown.size:
+            shown = ", ".join(repr(x.item()) for x in unknown[:5])
+            more = f" and {unknown.size - 5} more" if unknown.size > 5 else ""
+            raise ValueError(
+                f"items holds {unknown.size} id(s) the model does not know ({shown}{more}); "
+                "an item unseen in training cannot be ranked. Drop them from the candidates.")
+        if banned is not None:
+            keep = ~np.isin(icols, banned)
+            cand, icols, banned = cand[keep], icols[keep], None
+    seen = st.seen() if exclude_seen and st.seen_indptr is not None else None
+    cols, vals = recommend_rows(st, urows, n, exclude=seen, icols=icols, banned=banned)
+    return cand[cols], vals
 
-    out = predict_idx(Params(st.user_factors, st.item_factors, st.user_bias, st.item_bias),
-                      st.kernel_mu, urows.astype(np.int32), icols.astype(np.int32))
-    if not st.biased:
-        out[(urows < 0) | (icols < 0)] = st.global_mean
-    return out
+
+# ---------------------------------------------------------------------- similarity
+def row_of(idmap: IdMap, raw: Any, what: str) -> int:
+    """The row of one known id; ValueError naming it when the model does not know it."""
+    r = int(idmap.lookup(what, [raw])[0])
+    if r < 0:
+        raise ValueError(f"{what} {raw!r} is not in the model.")
+    return r
 
 
 def similar(factors: np.ndarray, row: int, n: int,
@@ -143,6 +262,19 @@ def similar(factors: np.ndarray, row: int, n: int,
     return c[0][keep], v[0][keep]
 
 
+def similar_ids(st: FittedState, side: str, raw: Any, n: int,
+                min_support: int) -> tuple[np.ndarray, np.ndarray]:
+    """similar_items (side "item") / similar_users ("user") on validated ``n`` and
+    ``min_support``: ids and cosine similarities, best first."""
+    idmap = st.item_map if side == "item" else st.user_map
+    row = row_of(idmap, raw, side)
+    counts = st.support(side) if min_support > 1 else None
+    eligible = None if counts is None else counts >= min_support
+    c, v = similar(st.factors(f"{side}_factors"), row, n, eligible)
+    return idmap.ids[c], v
+
+
+# ---------------------------------------------------------------------- fold-in
 def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,
                reg_b: float, with_bias: bool) -> tuple[np.ndarray, np.ndarray]:
     """Solve, per row, min sum_j (t_j - b - z_j . x)^2 + n (reg_f |x|^2 + reg_b b^2).
@@ -152,7 +284,7 @@ def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,
     k = feats[0].shape[1] if feats else 0
     X = np.zeros((len(targets), k))
     B = np.zeros(len(targets))
-    for r, (t, Z) in enumerate(zip(targets, feats)):
+    for r, (t, Z) in enumerate(zip(targets, feats, strict=True)):
         n = t.size
         if n == 0:
             continue
@@ -167,3 +299,66 @@ def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,
         if with_bias:
             B[r] = sol[k]
     return X, B
+
+
+def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side: str,
+            reg_factors: float, reg_bias: float) -> FittedState:
+    """A new state in which the ``own`` ids (users for side "user", items for "item")
+    have the bias and factors minimising their part of the training loss on
+    ``ratings`` of the ``other`` ids, the other side held fixed (one ridge solve per
+    id). New ids are appended, known ones recomputed; the pairs join the seen-items
+    record. Ratings of unknown ``other`` ids are ignored; an id left with none raises
+    ``ValueError``. ``ratings`` are validated float64, as long as ``own`` and ``other``.
+    """
+    own_map, other_map = (st.user_map, st.item_map) if side == "user" else \
+        (st.item_map, st.user_map)
+    other_idx = other_map.lookup("items" if side == "user" else "users", other)
+    raw_ids, inv = unique_inverse(normalize_ids("users" if side == "user" else "items", own))
+    if own_map.ids.size and (raw_ids.dtype.kind == "U") != (own_map.ids.dtype.kind == "U"):
+        own_map.lookup(side + "s", raw_ids)  # raises the type-mismatch error
+    F = st.factors("item_factors" if side == "user" else "user_factors").astype(np.float64)
+    ob = (st.item_bias if side == "user" else st.user_bias).astype(np.float64)
+    mu = st.kernel_mu
+    ok = other_idx >= 0
+    empty = np.bincount(inv[ok], minlength=raw_ids.size) == 0
+    if empty.any():
+        other_side = "items" if side == "user" else "users"
+        shown = ", ".join(repr(x.item()) for x in raw_ids[empty][:5])
+        raise ValueError(
+            f"fold_in: {side}(s) {shown} rated only {other_side} the model does not "
+            f"know, so nothing can be learnt for them; pass ratings of known "
+            f"{other_side} (or fit/partial_fit to add new {other_side}).")
+    order = np.argsort(inv[ok], kind="stable")
+    oi, rr, gi = other_idx[ok][order], ratings[ok][order], inv[ok][order]
+    bounds = np.searchsorted(gi, np.arange(raw_ids.size + 1))
+    targets, feats = [], []
+    for g in range(raw_ids.size):
+        j = oi[bounds[g]:bounds[g + 1]]
+        targets.append(rr[bounds[g]:bounds[g + 1]] - (mu + ob[j] if st.biased else 0.0))
+        feats.append(F[j])
+    vec, bias = ridge_rows(targets, feats, reg_factors, reg_bias, st.biased)
+    return _with_rows(st, side, raw_ids, vec, bias, other_idx[ok], inv[ok])
+
+
+def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
+               bias: np.ndarray, other_idx: np.ndarray, group: np.ndarray) -> FittedState:
+    """``st`` with rows ``raw_ids`` of ``side`` set to (vec, bias), the maps and arrays
+    grown for new ids, and the (row of group g, other_idx) pairs added to the seen
+    record."""
+    name = "users" if side == "user" else "items"
+    old_map = st.user_map if side == "user" else st.item_map
+    new_map, rows = old_map.extended(name, raw_ids)
+    Fw = st.user_factors if side == "user" else st.item_factors
+    b = st.user_bias if side == "user" else st.item_bias
+    grow = len(new_map) - len(old_map)
+    F2, b2 = grown(Fw, grow), grown(b, grow)  # aligned, like every factor matrix
+    F2[rows, : st.n_factors] = vec
+    b2[rows] = bias
+    if side == "user":
+        seen = merge_seen(*st.seen(), len(new_map), rows[group], other_idx)
+        return replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
+                       seen_indptr=seen[0], seen_items=seen[1])
+    seen = merge_seen(*st.seen(), len(st.user_map), other_idx.astype(np.int32),
+                      rows[group])
+    return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
+                   seen_indptr=seen[0], seen_items=seen[1])

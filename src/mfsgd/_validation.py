@@ -1,5 +1,13 @@
-"""Coercion and checks of user input. Every user-facing message of mfsgd's checks
-lives here, so that wording stays uniform: argument, rule, what was received, fix."""
+"""Checks of scalar parameters and of 1-D arrays, with their messages.
+
+Owns the checks of ints, floats, bools, the dtype and random_state (for ``_config`` and
+``datasets``), and of columns of values: 1-D (``as_1d``), numeric and finite ratings in
+the model dtype (``check_ratings``), equal lengths (``check_same_length``). Messages
+name the argument, the rule, what was received and a fix. Other checks live beside
+what they check: the data forms and column names in ``_data``, ids in ``_idmap``,
+the estimator's parameters as a set (ranges, column names) in ``_config``, the
+arguments of metrics and splitters in ``metrics`` and ``model_selection``.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +20,7 @@ import numpy as np
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_int(name: str, value: Any, *, low: int = 1, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
+def check_int(name: str, value: Any, *, low: int = 1) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int >= {low}; got {value!r} ({type(value).__name__}).")
     if value < low:
@@ -148,66 +154,3 @@ def check_same_length(**arrays: np.ndarray) -> int:
         desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
         raise ValueError(f"users, items and ratings must have the same length; {desc}.")
     return next(iter(lengths.values()))
-
-
-def unpack_data(
-    X: Any, y: Any, *, need_ratings: bool, columns: tuple[str, str, str], what: str = "X"
-) -> tuple[Any, Any, Any]:
-    """Split the accepted input forms into (users, items, ratings-or-None).
-
-    Forms: a pandas DataFrame with the user/item(/rating) columns (a DataFrame of exactly
-    two columns named otherwise is read as (user, item), in order); a tuple or list
-    ``(users, items[, ratings])``; a dict with those keys; an ``(n, 2)`` array of
-    (user, item) with ``y`` the ratings; an ``(n, 3)`` numeric array.
-    """
-    ucol, icol, rcol = columns
-    if hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, np.ndarray):
-        cols = list(X.columns)
-        missing = [c for c in (ucol, icol) if c not in cols]
-        if missing and len(cols) == 2 and ucol not in cols and icol not in cols:
-            # Two columns named otherwise, e.g. GridSearchCV's X=df[["userId", "movieId"]]
-            # with y the ratings: they can only be (user, item), in that order.
-            ucol, icol = cols
-            missing = []
-        if missing:
-            raise ValueError(
-                f"{what} has no column {missing[0]!r} (columns: {cols}); name the columns with "
-                f"user_col=, item_col=, rating_col=."
-            )
-        users, items = X[ucol], X[icol]
-        ratings = None
-        if y is not None:
-            ratings = y
-        elif rcol in cols:
-            ratings = X[rcol]
-        return users, items, ratings
-    if isinstance(X, dict):
-        if ucol not in X or icol not in X:
-            raise ValueError(f"{what} as a dict needs keys {ucol!r} and {icol!r}; got {list(X)}.")
-        return X[ucol], X[icol], y if y is not None else X.get(rcol)
-    if isinstance(X, (tuple, list)) and len(X) in (2, 3) and not _is_scalar_row(X):
-        users, items = X[0], X[1]
-        ratings = X[2] if len(X) == 3 else y
-        if len(X) == 3 and y is not None:
-            raise ValueError(f"ratings given twice: as the third element of {what} and as y.")
-        return users, items, ratings
-    if X is None:
-        raise TypeError(f"{what} is None; pass a DataFrame, a (users, items, ratings) tuple or an "
-                        "(n, 2) array of ids with y.")
-    arr = np.asarray(X)
-    if arr.ndim == 2 and arr.shape[1] == 2:
-        return arr[:, 0], arr[:, 1], y
-    if arr.ndim == 2 and arr.shape[1] == 3 and y is None:
-        return arr[:, 0], arr[:, 1], arr[:, 2]
-    raise ValueError(
-        f"{what} must be a DataFrame with columns {ucol!r}, {icol!r}"
-        f"{', ' + repr(rcol) if need_ratings else ''}, a (users, items"
-        f"{', ratings' if need_ratings else ''}) tuple, or an (n, 2) array of (user, item) ids"
-        f"{' with y' if need_ratings else ''}; got {type(X).__name__}"
-        f"{' of shape ' + str(arr.shape) if hasattr(arr, 'shape') else ''}."
-    )
-
-
-def _is_scalar_row(x: Any) -> bool:
-    """(u, i) or (u, i, r) of scalars is one row, not three columns."""
-    return all(np.ndim(v) == 0 for v in x)

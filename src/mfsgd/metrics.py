@@ -1,23 +1,26 @@
 """Accuracy metrics (RMSE, MAE) and top-k ranking metrics for rating models.
 
-The ranking metrics score every item for every evaluated user from the model's public
-fitted parameters (``item_bias_``, ``user_factors_``, ``item_factors_``, ``user_ids_``,
-``item_ids_``), a block of users at a time, and pick each user's top k with
-``np.argpartition``; no Python loop runs per user or per rating.
+The ranking metrics and ``top_k_items`` read a model's public fitted parameters
+(``global_mean_``, ``user_bias_``, ``item_bias_``, ``user_factors_``,
+``item_factors_``, ``user_ids_``, ``item_ids_``; ``biased`` when present), so any object
+with them works, and rank through the package's one top-k path
+(``_recommend.top_n_batches``) in float64: a block of users at a time, one matrix
+product, the compiled top-k scan; no Python loop runs per user or per rating.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from . import _recommend as R
+from ._data import columns_of, unpack
 from ._idmap import IdMap, idmap_from_ids, normalize_ids, sorted_unique, unique_inverse
-from ._recommend import top_n
-from ._validation import as_1d, check_int, check_same_length, unpack_data
+from ._state import FittedState, seen_csr
+from ._validation import as_1d, check_int
 
 __all__ = [
     "rmse",
@@ -31,11 +34,6 @@ __all__ = [
     "top_k_items",
     "coverage",
 ]
-
-# Scores are computed for a block of users at once: at most _BLOCK_USERS users and at most
-# _BLOCK_ELEMENTS scores (128 MiB of float64), so memory stays bounded for any catalogue.
-_BLOCK_USERS = 1024
-_BLOCK_ELEMENTS = 1 << 24
 
 
 # ---------------------------------------------------------------------- RMSE / MAE
@@ -119,52 +117,22 @@ def mae(y_true: Any, y_pred: Any) -> float:
 
 
 # ---------------------------------------------------------------------- top-k core
-class _Scorer:
-    """The model's parameters needed for ranking, read once from its public attributes."""
-
-    def __init__(self, model: Any) -> None:
-        # Reading a fitted attribute of an unfitted MatrixFactorization raises NotFittedError.
-        self.item_ids = np.asarray(model.item_ids_)
-        self.user_map = idmap_from_ids(np.asarray(model.user_ids_))
-        self.item_map = idmap_from_ids(self.item_ids)
-        self.P = np.asarray(model.user_factors_)
-        self.Q = np.asarray(model.item_factors_, dtype=np.float64)
-        self.item_bias = np.asarray(model.item_bias_, dtype=np.float64)
-        self.user_bias = np.asarray(model.user_bias_, dtype=np.float64)
-        biased = bool(getattr(model, "biased", True))
-        self.mu = float(model.global_mean_) if biased else 0.0
-        self.n_items = int(self.Q.shape[0])
-        self.columns = (getattr(model, "user_col", "user"), getattr(model, "item_col", "item"),
-                        getattr(model, "rating_col", "rating"))
-
-    def iter_top_k(self, rows: np.ndarray, k: int, excl_pos: np.ndarray,
-                   excl_item: np.ndarray, block_elements: int | None = None,
-                   ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield ``(start, stop, top, score, valid)`` per block of the users ``rows``.
-
-        ``rows`` are model user rows (-1: unknown user, ranked by item terms only).
-        ``(excl_pos, excl_item)`` are (position in ``rows``, item index) pairs removed
-        from the candidates, sorted by position. ``top`` holds item indices best first;
-        ``score`` the part of the prediction that varies per item (``b'_j + u . v_j``);
-        ``valid`` is False where a user had fewer than k candidates left.
-        """
-        n_items = self.n_items
-        kk = min(k, n_items)
-        budget = _BLOCK_ELEMENTS if block_elements is None else block_elements
-        step = max(1, min(_BLOCK_USERS, budget // max(n_items, 1)))
-        Qt = self.Q.T
-        for s in range(0, rows.size, step):
-            e = min(s + step, rows.size)
-            r = rows[s:e]
-            U = self.P[np.maximum(r, 0)].astype(np.float64)
-            U[r < 0] = 0.0
-            S = U @ Qt
-            S += self.item_bias
-            lo, hi = np.searchsorted(excl_pos, [s, e])
-            if hi > lo:
-                S[excl_pos[lo:hi] - s, excl_item[lo:hi]] = -np.inf
-            top, score = top_n(S, kk)  # best first; equal scores in item-index order
-            yield s, e, top, score, score > -np.inf
+def _fitted(model: Any) -> FittedState:
+    """A state holding the model's public fitted parameters (views, no copy of the
+    factors), for the top-k functions of ``_recommend``. Metrics read no private state:
+    they take any object with the public attributes (reading one of an unfitted
+    MatrixFactorization raises NotFittedError)."""
+    item_ids = np.asarray(model.item_ids_)
+    user_ids = np.asarray(model.user_ids_)
+    P = np.asarray(model.user_factors_)
+    return FittedState(
+        global_mean=float(model.global_mean_), user_factors=P,
+        item_factors=np.asarray(model.item_factors_),
+        user_bias=np.asarray(model.user_bias_, dtype=np.float64),
+        item_bias=np.asarray(model.item_bias_, dtype=np.float64),
+        user_map=idmap_from_ids(user_ids), item_map=idmap_from_ids(item_ids),
+        rating_range=(-math.inf, math.inf), biased=bool(getattr(model, "biased", True)),
+        n_factors=P.shape[1])
 
 
 def _check_k(k: Any) -> int:
@@ -181,23 +149,24 @@ def _check_threshold(threshold: Any) -> float | None:
     return float(threshold)
 
 
-def _exclusions(scorer: _Scorer, train: Any, users_sorted: np.ndarray):
-    """(position among ``users_sorted``, item index) of the training pairs, sorted."""
-    tu, ti, _ = unpack_data(train, None, need_ratings=False, columns=scorer.columns,
-                            what="train")
-    tu, ti = as_1d("train users", tu), as_1d("train items", ti)
-    check_same_length(users=tu, items=ti)
+def _exclusions(st: FittedState, columns: tuple[Any, Any, Any], train: Any,
+                users_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The items each of ``users_sorted`` rated in ``train``, as a CSR over their
+    positions (model items only)."""
+    tu, ti, _ = unpack(train, None, columns=columns, ratings="ignore", what="train",
+                       prefix="train ")
     pos = IdMap(users_sorted).lookup("train users", tu)
-    item = scorer.item_map.lookup("train items", ti)
+    item = st.item_map.lookup("train items", ti)
     keep = (pos >= 0) & (item >= 0)
-    key = np.sort(pos[keep].astype(np.int64) * scorer.n_items + item[keep])
-    return key // scorer.n_items, key % scorer.n_items
+    return seen_csr(pos[keep], item[keep], users_sorted.size)
 
 
-def _ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
-                    exclude_train: bool, train: Any,
-                    block_elements: int | None = None) -> dict[str, Any]:
-    """Per-user metric arrays (the evaluated users sorted by id) and the coverage."""
+def ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
+                   exclude_train: bool, train: Any,
+                   block_elements: int | None = None) -> dict[str, Any]:
+    """Per-user metric arrays (the evaluated users sorted by id) and the coverage: the
+    work of :func:`ranking_metrics`, also used by ``model_selection.cross_validate``.
+    ``block_elements`` overrides the scores per block (tests)."""
     k = _check_k(k)
     threshold = _check_threshold(threshold)
     if not isinstance(exclude_train, (bool, np.bool_)):
@@ -205,21 +174,18 @@ def _ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
     if exclude_train and train is None:
         raise ValueError("exclude_train=True needs the training ratings: pass train= (the data "
                          "the model was fitted on), or exclude_train=False to rank every item.")
-    scorer = _Scorer(model)
+    st = _fitted(model)
+    columns = columns_of(model)
     need = threshold is not None
-    u, i, r = unpack_data(test, None, need_ratings=need, columns=scorer.columns, what="test")
-    u, i = as_1d("test users", u), as_1d("test items", i)
+    u, i, r = unpack(test, None, columns=columns, ratings="optional" if need else "ignore",
+                     what="test", prefix="test ")
     if need:
         if r is None:
             raise ValueError(f"test has no ratings, so threshold={threshold} cannot select the "
-                             f"relevant items; pass a {scorer.columns[2]!r} column or a (users, "
+                             f"relevant items; pass a {columns[2]!r} column or a (users, "
                              "items, ratings) tuple, or threshold=None.")
-        r = _finite_1d("test ratings", r)
-        check_same_length(users=u, items=i, ratings=r)
-        relevant = r >= threshold
+        relevant = _finite_1d("test ratings", r) >= threshold
         u, i = u[relevant], i[relevant]
-    else:
-        check_same_length(users=u, items=i)
 
     # Evaluated users: those with at least one relevant held-out item.
     users, upos = unique_inverse(normalize_ids("test users", u))
@@ -227,31 +193,32 @@ def _ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
     if n_users == 0:
         raise ValueError(f"no test rating is >= threshold {threshold}, so no user has a relevant "
                          "item to find; lower threshold or check the test ratings.")
+    n_items = len(st.item_map)
     # Distinct relevant (user, item) pairs; unknown items count as relevant but unfindable.
     codes, icode = unique_inverse(normalize_ids("test items", i))
     pair = sorted_unique(upos.astype(np.int64) * codes.size + icode)
     pu = pair // codes.size
     n_rel = np.bincount(pu, minlength=n_users)
-    pitem = scorer.item_map.lookup("test items", codes[pair % codes.size])
+    pitem = st.item_map.lookup("test items", codes[pair % codes.size])
     known = pitem >= 0
-    rel_keys = np.sort(pu[known] * scorer.n_items + pitem[known])
+    rel_keys = np.sort(pu[known] * n_items + pitem[known])
 
-    if exclude_train:
-        excl_pos, excl_item = _exclusions(scorer, train, users)
-    else:
-        excl_pos = excl_item = np.empty(0, dtype=np.int64)
-    rows = scorer.user_map.lookup("test users", users)
+    excl = _exclusions(st, columns, train, users) if exclude_train else None
+    rows = st.user_map.lookup("test users", users)
 
-    kk = min(k, scorer.n_items)
+    kk = min(k, n_items)
     ideal_len = int(min(k, max(int(n_rel.max()), kk)))
     discount = 1.0 / np.log2(np.arange(2, ideal_len + 2, dtype=np.float64))
     idcg_table = np.cumsum(discount)
     out = {name: np.zeros(n_users) for name in ("precision", "recall", "ndcg", "map",
                                                    "hit_rate")}
-    recommended = np.zeros(scorer.n_items, dtype=bool)
+    recommended = np.zeros(n_items, dtype=bool)
     ranks = np.arange(1, kk + 1, dtype=np.float64)
-    for s, e, top, _, valid in scorer.iter_top_k(rows, k, excl_pos, excl_item, block_elements):
-        keys = np.arange(s, e, dtype=np.int64)[:, None] * scorer.n_items + top
+    for s, e, top, score in R.top_n_batches(st, rows, k, exclude=excl,
+                                            exclude_rows=np.arange(n_users), float64=True,
+                                            budget=block_elements):
+        valid = score > -np.inf
+        keys = np.arange(s, e, dtype=np.int64)[:, None] * n_items + top
         if rel_keys.size:
             at = np.minimum(np.searchsorted(rel_keys, keys), rel_keys.size - 1)
             hit = valid & (rel_keys[at] == keys)
@@ -269,7 +236,7 @@ def _ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
         recommended[top[valid]] = True
     out["users"] = users
     out["n_relevant"] = n_rel
-    out["coverage"] = float(recommended.sum() / max(scorer.n_items, 1))
+    out["coverage"] = float(recommended.sum() / max(n_items, 1))
     return out
 
 
@@ -340,10 +307,10 @@ def ranking_metrics(model: Any, test: Any, k: int = 10, threshold: float | None 
     -----
     {definitions}
 
-    Scores are computed for blocks of users (at most 1024 users and 2^24 scores per
-    block) as ``U_block @ V.T`` and the top k are found by a compiled single scan:
-    time O(n_users x n_items x n_factors), memory bounded by the block. Equal scores
-    are ordered by item position in ``item_ids_``.
+    Scores are computed in float64 for blocks of users (at most 2^24 scores per block)
+    as ``U_block @ V.T`` and the top k are found by a compiled single scan: time
+    O(n_users x n_items x n_factors), memory bounded by the block. Equal scores are
+    ordered by item position in ``item_ids_``.
 
     Examples
     --------
@@ -357,7 +324,7 @@ def ranking_metrics(model: Any, test: Any, k: int = 10, threshold: float | None 
     >>> sorted(m)
     ['coverage', 'hit_rate', 'map', 'n_users', 'ndcg', 'precision', 'recall']
     """
-    arr = _ranking_arrays(model, test, k, threshold, exclude_train, train)
+    arr = ranking_arrays(model, test, k, threshold, exclude_train, train)
     res = {name: float(np.mean(arr[name])) for name in ("precision", "recall", "ndcg", "map",
                                                          "hit_rate")}
     res["coverage"] = arr["coverage"]
@@ -373,7 +340,7 @@ if ranking_metrics.__doc__:  # None under python -OO
 def _single(name: str, label: str):
     def metric(model: Any, test: Any, k: int = 10, threshold: float | None = 4.0,
                exclude_train: bool = True, *, train: Any = None) -> float:
-        arr = _ranking_arrays(model, test, k, threshold, exclude_train, train)
+        arr = ranking_arrays(model, test, k, threshold, exclude_train, train)
         return float(np.mean(arr[name]))
 
     metric.__name__ = metric.__qualname__ = f"{name}_at_k"
@@ -445,22 +412,13 @@ def top_k_items(model: Any, users: Any, k: int = 10, *,
     (3, 5)
     """
     k = _check_k(k)
-    scorer = _Scorer(model)
+    st = _fitted(model)
     ids, inverse = unique_inverse(normalize_ids("users", users))
-    if train is not None:
-        excl_pos, excl_item = _exclusions(scorer, train, ids)
-    else:
-        excl_pos = excl_item = np.empty(0, dtype=np.int64)
-    rows = scorer.user_map.lookup("users", ids)
-    kk = min(k, scorer.n_items)
-    top = np.zeros((ids.size, kk), dtype=np.int64)
-    score = np.empty((ids.size, kk), dtype=np.float64)
-    for s, e, t, sc, _ in scorer.iter_top_k(rows, k, excl_pos, excl_item):
-        top[s:e], score[s:e] = t, sc
-    known = rows >= 0
-    score[known] += scorer.user_bias[rows[known]][:, None]
-    score += scorer.mu
-    return scorer.item_ids[top[inverse]], score[inverse]
+    excl = None if train is None else _exclusions(st, columns_of(model), train, ids)
+    rows = st.user_map.lookup("users", ids)
+    top, score = R.recommend_rows(st, rows, k, exclude=excl, exclude_rows=np.arange(ids.size),
+                                  float64=True)
+    return st.item_map.ids[top[inverse]], score[inverse]
 
 
 def coverage(recommended_item_ids: Any, catalogue: Any) -> float:

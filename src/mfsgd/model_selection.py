@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from ._data import column, columns_of, is_frame, n_rows, take, unpack
 from ._idmap import normalize_ids, unique_inverse
-from ._validation import as_1d, check_bool, check_int, check_random_state, unpack_data
+from ._validation import as_1d, check_bool, check_int, check_random_state
 
 __all__ = [
     "train_test_split",
@@ -35,73 +36,16 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------- data forms
-def _is_frame(data: Any) -> bool:
-    return hasattr(data, "iloc") and hasattr(data, "columns")
-
-
-_FORMS = ("a DataFrame, a (users, items, ratings) tuple of equally long columns, a dict of "
-          "columns, or a 2-D array of rows")
-
-
-def _n_rows(data: Any, what: str = "data") -> int:
-    """Number of rows of ``data``, checking that it is one of the supported forms."""
-    if _is_frame(data):
-        return len(data)
-    if isinstance(data, dict):
-        cols = list(data.items())
-    elif isinstance(data, (tuple, list)):
-        if len(data) < 2 or all(np.ndim(c) == 0 for c in data):
-            raise ValueError(f"{what} must be {_FORMS}; got a {type(data).__name__} of "
-                             f"{len(data)} scalars.")
-        cols = [(f"column {j}", c) for j, c in enumerate(data)]
-    elif isinstance(data, np.ndarray) and data.ndim == 2:
-        return int(data.shape[0])
-    else:
-        shape = f" of shape {np.shape(data)}" if isinstance(data, np.ndarray) else ""
-        raise TypeError(f"{what} must be {_FORMS}; got {type(data).__name__}{shape}.")
-    if not cols:
-        raise ValueError(f"{what} has no columns.")
-    lengths = {name: len(as_1d(f"{what} {name}", c)) for name, c in cols}
-    if len(set(lengths.values())) > 1:
-        desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
-        raise ValueError(f"the columns of {what} must have the same length; {desc}.")
-    return next(iter(lengths.values()))
-
-
-def _take(data: Any, idx: np.ndarray) -> Any:
-    """Rows ``idx`` of ``data``, in the same form."""
-    if _is_frame(data):
-        return data.iloc[idx]
-    if isinstance(data, dict):
-        return {k: as_1d(str(k), v)[idx] for k, v in data.items()}
-    if isinstance(data, (tuple, list)):
-        parts = [as_1d("column", c)[idx] for c in data]
-        return tuple(parts) if isinstance(data, tuple) else parts
-    return data[idx]
-
-
-def _column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
-    if _is_frame(data) or isinstance(data, dict):
-        keys = list(data.columns) if _is_frame(data) else list(data)
-        if col not in keys:
-            raise ValueError(f"data has no {role} column {col!r} (columns: {keys}); name it "
-                             f"with {what}=.")
-        return as_1d(role, data[col])
-    if isinstance(data, (tuple, list)):
-        return as_1d(role, data[0])
-    return as_1d(role, np.asarray(data)[:, 0])
-
-
+# ---------------------------------------------------------------------- helpers
 def _user_codes(data: Any, user_col: Any) -> tuple[np.ndarray, int]:
     """Contiguous int code of each row's user, and the number of users."""
-    ids, codes = unique_inverse(normalize_ids("users", _column(data, user_col, "user_col",
-                                                                "user")))
+    ids, codes = unique_inverse(normalize_ids("users", column(data, user_col, "user_col",
+                                                               "user")))
     return codes.astype(np.int64), int(ids.size)
 
 
 def _split(data: Any, test_mask: np.ndarray) -> tuple[Any, Any]:
-    return _take(data, np.flatnonzero(~test_mask)), _take(data, np.flatnonzero(test_mask))
+    return take(data, np.flatnonzero(~test_mask)), take(data, np.flatnonzero(test_mask))
 
 
 def _check_fraction(name: str, value: Any) -> float:
@@ -177,7 +121,7 @@ def train_test_split(data: Any, test_size: float | int = 0.2,
     >>> len(train[0]), len(test[0])
     (750, 250)
     """
-    n = _n_rows(data)
+    n = n_rows(data)
     n_test = _n_test("test_size", test_size, n)
     rng = check_random_state(random_state)
     mask = np.zeros(n, dtype=bool)
@@ -218,7 +162,7 @@ def leave_k_out(data: Any, k: int = 1, random_state: Any = None, *,
     True
     """
     k = check_int("k", k)
-    _n_rows(data)
+    n_rows(data)
     codes, n_users = _user_codes(data, user_col)
     rank, counts = _random_ranks(codes, n_users, check_random_state(random_state))
     return _split(data, (rank < k) & (counts[codes] > k))
@@ -253,7 +197,7 @@ def per_user_split(data: Any, test_fraction: float = 0.2, min_train: int = 1,
     """
     frac = _check_fraction("test_fraction", test_fraction)
     min_train = check_int("min_train", min_train, low=0)
-    _n_rows(data)
+    n_rows(data)
     codes, n_users = _user_codes(data, user_col)
     rank, counts = _random_ranks(codes, n_users, check_random_state(random_state))
     n_test = np.clip(np.minimum(_round_half_up(frac * counts), counts - min_train), 0, None)
@@ -262,10 +206,10 @@ def per_user_split(data: Any, test_fraction: float = 0.2, min_train: int = 1,
 
 def _timestamps(data: Any, timestamps: Any, n: int) -> np.ndarray:
     if isinstance(timestamps, str):
-        if not (_is_frame(data) or isinstance(data, dict)):
+        if not (is_frame(data) or isinstance(data, dict)):
             raise TypeError(f"timestamps={timestamps!r} names a column, which needs a DataFrame "
                             "or dict; with a tuple pass the timestamps array itself.")
-        ts = _column(data, timestamps, "timestamps", "timestamp")
+        ts = column(data, timestamps, "timestamps", "timestamp")
     else:
         ts = as_1d("timestamps", timestamps)
     if ts.size != n:
@@ -325,7 +269,7 @@ def temporal_split(data: Any, timestamps: Any, test_size: float | int = 0.2,
     >>> test[1]
     array([10, 13])
     """
-    n = _n_rows(data)
+    n = n_rows(data)
     ts = _timestamps(data, timestamps, n)
     per_user = check_bool("per_user", per_user)
     mask = np.zeros(n, dtype=bool)
@@ -385,7 +329,7 @@ class KFold:
         """
         k = self.get_n_splits()
         shuffle = check_bool("shuffle", self.shuffle)
-        n = _n_rows(data)
+        n = n_rows(data)
         if k > n:
             raise ValueError(f"n_splits={k} is more than the number of ratings ({n}); use at "
                              f"most {n} folds.")
@@ -490,7 +434,7 @@ def _folds(cv: Any, data: Any, random_state: Any) -> Iterator[tuple[Any, Any]]:
     elif hasattr(cv, "split"):
         # A foreign splitter (e.g. scikit-learn's) counts rows with len(X), which a
         # (users, items, ratings) tuple would get wrong: give it one row per rating.
-        pairs = cv.split(np.arange(_n_rows(data)).reshape(-1, 1))
+        pairs = cv.split(np.arange(n_rows(data)).reshape(-1, 1))
     elif isinstance(cv, Iterable):
         pairs = cv
     else:
@@ -502,7 +446,7 @@ def _folds(cv: Any, data: Any, random_state: Any) -> Iterator[tuple[Any, Any]]:
         if _is_index(train) and _is_index(test):
             if data is None:
                 raise ValueError("cv yields row positions but data is None; pass the data.")
-            yield _take(data, np.asarray(train)), _take(data, np.asarray(test))
+            yield take(data, np.asarray(train)), take(data, np.asarray(test))
         else:
             yield train, test
 
@@ -562,12 +506,11 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
     >>> sorted(res), res["test_rmse"].shape
     (['fit_time', 'test_mae', 'test_rmse', 'test_time'], (3,))
     """
-    from .metrics import _ranking_arrays
+    from .metrics import ranking_arrays
 
     wanted = _check_metrics(metrics)
     return_models = check_bool("return_models", return_models)
-    cols = (getattr(model, "user_col", "user"), getattr(model, "item_col", "item"),
-            getattr(model, "rating_col", "rating"))
+    cols = columns_of(model)
     scores: dict[str, list[float]] = {name: [] for name, _ in wanted}
     fit_time: list[float] = []
     test_time: list[float] = []
@@ -583,18 +526,18 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
         for name, spec in wanted:
             if spec[0] == "point":
                 if pred is None:
-                    _, _, r = unpack_data(test, None, need_ratings=True, columns=cols,
-                                          what="test fold")
+                    _, _, r = unpack(test, None, columns=cols, ratings="optional",
+                                     what="test fold")
                     if r is None:
                         raise ValueError("the test fold has no ratings; rmse, mae and "
                                          "callables need them.")
-                    y_true = np.asarray(as_1d("ratings", r), dtype=np.float64)
+                    y_true = np.asarray(r, dtype=np.float64)
                     pred = est.predict(test)
                 scores[name].append(float(spec[1](y_true, pred)))
             else:
                 _, kind, k = spec
                 if k not in ranked:
-                    ranked[k] = _ranking_arrays(est, test, k, threshold, True, train)
+                    ranked[k] = ranking_arrays(est, test, k, threshold, True, train)
                 value = ranked[k][kind]
                 scores[name].append(float(value if np.ndim(value) == 0 else np.mean(value)))
         test_time.append(time.perf_counter() - t0)

@@ -1,0 +1,193 @@
+"""The input forms of ratings: one place that knows them.
+
+Ratings arrive as a pandas DataFrame (or any object with named ``columns`` and
+``X[col]``), a tuple or list of columns ``(users, items[, ratings, ...])``, a dict of
+columns, an ``(n, 2)`` array of (user, item) ids with the ratings in ``y``, or an
+``(n, 3)`` numeric array. This module turns them into columns (``unpack``,
+``eval_indices``), counts and selects rows in the form given (``n_rows``, ``take``,
+``column``, for the splitters), and checks column names (``check_columns``, also for a
+Dask DataFrame). It owns the messages about forms and columns; the checks of values
+(1-D, numeric, finite, equal lengths) are ``_validation``'s, those of ids ``_idmap``'s.
+The estimator, ``metrics``, ``model_selection`` and ``_dask`` read data through here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from ._validation import as_1d, check_ratings, check_same_length
+
+_FORMS = ("a DataFrame, a (users, items, ratings) tuple of equally long columns, a dict of "
+          "columns, or a 2-D array of rows")
+
+
+def columns_of(model: Any) -> tuple[Any, Any, Any]:
+    """(user_col, item_col, rating_col) of a model; the defaults for an object without them."""
+    return (getattr(model, "user_col", "user"), getattr(model, "item_col", "item"),
+            getattr(model, "rating_col", "rating"))
+
+
+def check_columns(available: Any, required: Any, what: str) -> None:
+    """Raise ValueError naming the first of ``required`` missing from ``available``."""
+    cols = list(available)
+    for c in required:
+        if c not in cols:
+            raise ValueError(f"{what} has no column {c!r} (columns: {cols}); name the columns "
+                             "with user_col=, item_col=, rating_col=.")
+
+
+def _named_columns(X: Any) -> bool:
+    """Read by column name: a DataFrame of pandas, polars or anything alike."""
+    return hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, np.ndarray)
+
+
+def _is_scalar_row(x: Any) -> bool:
+    """(u, i) or (u, i, r) of scalars is one row, not three columns."""
+    return all(np.ndim(v) == 0 for v in x)
+
+
+def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
+           what: str) -> tuple[Any, Any, Any]:
+    """(users, items, ratings-or-None) of any accepted form, as given (not yet arrays).
+    ``with_ratings`` only words the message for an unsupported form."""
+    ucol, icol, rcol = columns
+    if _named_columns(X):
+        cols = list(X.columns)
+        if len(cols) == 2 and ucol not in cols and icol not in cols:
+            # Two columns named otherwise, e.g. GridSearchCV's X=df[["userId", "movieId"]]
+            # with y the ratings: they can only be (user, item), in that order.
+            ucol, icol = cols
+        check_columns(cols, (ucol, icol), what)
+        ratings = y if y is not None else (X[rcol] if rcol in cols else None)
+        return X[ucol], X[icol], ratings
+    if isinstance(X, dict):
+        if ucol not in X or icol not in X:
+            raise ValueError(f"{what} as a dict needs keys {ucol!r} and {icol!r}; got {list(X)}.")
+        return X[ucol], X[icol], y if y is not None else X.get(rcol)
+    if isinstance(X, (tuple, list)) and len(X) in (2, 3) and not _is_scalar_row(X):
+        if len(X) == 3 and y is not None:
+            raise ValueError(f"ratings given twice: as the third element of {what} and as y.")
+        return X[0], X[1], X[2] if len(X) == 3 else y
+    if X is None:
+        raise TypeError(f"{what} is None; pass a DataFrame, a (users, items, ratings) tuple or an "
+                        "(n, 2) array of ids with y.")
+    arr = np.asarray(X)
+    if arr.ndim == 2 and arr.shape[1] == 2:
+        return arr[:, 0], arr[:, 1], y
+    if arr.ndim == 2 and arr.shape[1] == 3 and y is None:
+        return arr[:, 0], arr[:, 1], arr[:, 2]
+    raise ValueError(
+        f"{what} must be a DataFrame with columns {ucol!r}, {icol!r}"
+        f"{', ' + repr(rcol) if with_ratings else ''}, a (users, items"
+        f"{', ratings' if with_ratings else ''}) tuple, or an (n, 2) array of (user, item) ids"
+        f"{' with y' if with_ratings else ''}; got {type(X).__name__}"
+        f"{' of shape ' + str(arr.shape) if hasattr(arr, 'shape') else ''}."
+    )
+
+
+def unpack(X: Any, y: Any = None, *, columns: tuple[Any, Any, Any],
+           ratings: Literal["require", "optional", "ignore"],
+           what: str = "X", prefix: str = "") -> tuple[np.ndarray, np.ndarray, Any]:
+    """Users, items and ratings of any accepted form, as 1-D arrays of equal length.
+
+    Parameters
+    ----------
+    X, y
+        The data and, for an ``(n, 2)`` array or a two-column form, the ratings.
+    columns : (user_col, item_col, rating_col)
+        Names read from a DataFrame or dict.
+    ratings : {"require", "optional", "ignore"}
+        "require": absent ratings raise ``ValueError``; "optional": they come back as
+        None (the caller words the error); "ignore": ratings are not read (None).
+    what : str
+        The argument's name in messages.
+    prefix : str
+        Prefix of the column names in messages (``"test "`` gives "test users ...").
+    """
+    u, i, r = _split(X, y, columns, ratings != "ignore", what)
+    u, i = as_1d(f"{prefix}users", u), as_1d(f"{prefix}items", i)
+    if ratings == "ignore" or r is None:
+        if ratings == "require":
+            raise ValueError(f"{what} has no ratings: pass a {columns[2]!r} column, a "
+                             "(users, items, ratings) tuple, or y.")
+        check_same_length(users=u, items=i)
+        return u, i, None
+    r = as_1d(f"{prefix}ratings", r)
+    check_same_length(users=u, items=i, ratings=r)
+    return u, i, r
+
+
+def eval_indices(eval_set: Any, *, columns: tuple[Any, Any, Any], user_map: Any,
+                 item_map: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The validation ratings of ``fit(eval_set=...)`` as (user rows, item rows,
+    ratings in ``dtype``); ids the maps do not know get row -1. Besides the forms of
+    ``unpack``, ``eval_set`` may be a pair ``(X_val, y_val)`` with X_val an (n, 2) array."""
+    if isinstance(eval_set, (tuple, list)) and len(eval_set) == 2 and \
+            np.ndim(eval_set[0]) == 2:
+        X, y = eval_set
+    else:
+        X, y = eval_set, None
+    u, i, r = unpack(X, y, columns=columns, ratings="require", what="eval_set")
+    r = check_ratings(r, dtype, name="eval_set ratings")
+    return user_map.lookup("eval_set users", u), item_map.lookup("eval_set items", i), r
+
+
+# ---------------------------------------------------------------------- rows, in the form given
+def is_frame(data: Any) -> bool:
+    """A pandas-like DataFrame: named columns and rows selected with ``.iloc``."""
+    return hasattr(data, "iloc") and hasattr(data, "columns")
+
+
+def n_rows(data: Any, what: str = "data") -> int:
+    """Number of rows of ``data``, checking that it is one of the forms ``take`` serves:
+    a DataFrame, a tuple or list of two or more equally long columns (extra columns such
+    as timestamps are fine), a dict of columns, or a 2-D array of rows."""
+    if is_frame(data):
+        return len(data)
+    if isinstance(data, dict):
+        cols = list(data.items())
+    elif isinstance(data, (tuple, list)):
+        if len(data) < 2 or all(np.ndim(c) == 0 for c in data):
+            raise ValueError(f"{what} must be {_FORMS}; got a {type(data).__name__} of "
+                             f"{len(data)} scalars.")
+        cols = [(f"column {j}", c) for j, c in enumerate(data)]
+    elif isinstance(data, np.ndarray) and data.ndim == 2:
+        return int(data.shape[0])
+    else:
+        shape = f" of shape {np.shape(data)}" if isinstance(data, np.ndarray) else ""
+        raise TypeError(f"{what} must be {_FORMS}; got {type(data).__name__}{shape}.")
+    if not cols:
+        raise ValueError(f"{what} has no columns.")
+    lengths = {name: len(as_1d(f"{what} {name}", c)) for name, c in cols}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise ValueError(f"the columns of {what} must have the same length; {desc}.")
+    return next(iter(lengths.values()))
+
+
+def take(data: Any, idx: np.ndarray) -> Any:
+    """Rows ``idx`` of ``data`` (a form ``n_rows`` accepts), in the same form."""
+    if is_frame(data):
+        return data.iloc[idx]
+    if isinstance(data, dict):
+        return {k: as_1d(str(k), v)[idx] for k, v in data.items()}
+    if isinstance(data, (tuple, list)):
+        parts = [as_1d("column", c)[idx] for c in data]
+        return tuple(parts) if isinstance(data, tuple) else parts
+    return data[idx]
+
+
+def column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
+    """Column ``col`` of a DataFrame or dict (``what`` names the argument that chose it,
+    ``role`` what it holds), or the first column of a tuple, list or 2-D array."""
+    if is_frame(data) or isinstance(data, dict):
+        keys = list(data.columns) if is_frame(data) else list(data)
+        if col not in keys:
+            raise ValueError(f"data has no {role} column {col!r} (columns: {keys}); name it "
+                             f"with {what}=.")
+        return as_1d(role, data[col])
+    if isinstance(data, (tuple, list)):
+        return as_1d(role, data[0])
+    return as_1d(role, np.asarray(data)[:, 0])
