@@ -1,5 +1,6 @@
 """mfsgd: biased matrix factorization (Funk SVD) trained by fast, deterministic SGD."""
 
+from . import datasets, metrics, model_selection  # noqa: F401  (public submodules)
 from ._version import __version__
 from .exceptions import (
     DistributedTrainingError,
@@ -9,9 +10,9 @@ from .exceptions import (
     TrainingInterrupted,
 )
 from .model import MatrixFactorization
-from .persistence import load
 from .plotting import plot_history
-from . import datasets, metrics, model_selection  # noqa: E402  (public submodules)
+
+load = MatrixFactorization.load
 
 
 def _select_kernel_from_env() -> None:

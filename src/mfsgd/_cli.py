@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._training import MAX_BLOCKS
 from ._config import MAX_THREADS
+from ._training import MAX_BLOCKS
 from .model import MatrixFactorization
 
 # ------------------------------------------------------------------ errors
@@ -277,10 +277,8 @@ def _read_ratings(args: argparse.Namespace, path: str) -> tuple:
 
 
 def _load(path: str) -> MatrixFactorization:
-    from .persistence import load_model
-
     _check_input(path)
-    return load_model(path)
+    return MatrixFactorization.load(path)
 
 
 # ------------------------------------------------------------------ ids

@@ -69,7 +69,7 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
         raise ValueError(f"n_threads must be an int from 1 to {MAX_THREADS}; "
                          f"got {params['n_threads']!r}.")
     columns = tuple(params[name] for name in ("user_col", "item_col", "rating_col"))
-    for name, v in zip(("user_col", "item_col", "rating_col"), columns):
+    for name, v in zip(("user_col", "item_col", "rating_col"), columns, strict=True):
         if not isinstance(v, (str, numbers.Integral)):
             raise TypeError(f"{name} must be a column name; got {v!r}.")
     return FitConfig(

@@ -16,11 +16,14 @@ Imported only when a Dask collection is passed to ``fit``: dask is an optional e
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import io
 import math
 import operator
+import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,9 +31,12 @@ import numpy as np
 from . import _sgd
 from . import _training as T
 from ._config import FitConfig, fit_rng
+from ._data import check_columns, eval_indices
 from ._idmap import IdMap, sorted_unique
-from ._state import init_rows, padded_width
+from ._state import FittedState, init_rows, padded_width, seen_csr
 from ._validation import check_ratings
+from .exceptions import ModelFileError
+from .persistence import read_model, read_model_file, write_model, write_model_file
 
 
 def is_dask_collection(x: Any) -> bool:
@@ -131,27 +137,118 @@ def _block_pairs(block: tuple, ustart: int, istart: int) -> tuple:
 
 # ---- the driver (client side) --------------------------------------------------------------
 
-def fit_dask(model: Any, ddf: Any, client: Any, cfg: FitConfig, *, eval_set: Any = None,
+class DaskExecutor(T.Executor):
+    """Epochs on a Dask cluster: the parameters are lists of futures, one per user block
+    (P, bu) and per item block (Q, bi); a snapshot is a copy of those lists, so keeping
+    the last good epoch costs nothing but keeping its futures alive."""
+
+    def __init__(self, client: Any, skeleton: T.Layout, blocks: dict, owner: list,
+                 params: tuple[list, list, list, list], epoch: int, tag: str,
+                 callback: Callable | None, width: int, dtype: np.dtype) -> None:
+        self.width, self.dtype = width, dtype  # of the factor rows (padded)
+        self.client, self.skeleton, self.blocks, self.owner = client, skeleton, blocks, owner
+        self.P, self.bu, self.Q, self.bi = (list(x) for x in params)
+        self.epoch, self.tag, self.callback = epoch, tag, callback
+        self.seg_lo = np.searchsorted(skeleton.seg_block,
+                                      np.arange(skeleton.n_blocks ** 2 + 1))
+        self.held: list = []  # the last epoch's multi-output results: lineage of the pieces
+
+    def run_epoch(self, hyper: T.Hyper, rng: np.random.Generator | None) -> float:
+        from distributed import wait
+
+        self.epoch += 1
+        e, P_, c = self.epoch, self.skeleton.n_blocks, self.client
+        with _failures():
+            sse_parts, held = [], []
+            for t, st in enumerate(T.epoch_plan(self.skeleton, rng)):
+                futs = []
+                for j in range(st.block_bounds.size - 1):
+                    lo, hi = st.block_bounds[j], st.block_bounds[j + 1]
+                    gsegs = st.segments[lo:hi]
+                    b = int(self.skeleton.seg_block[gsegs[0]])
+                    rb, cb = divmod(b, P_)
+                    local = (gsegs - self.seg_lo[b]).astype(np.int64)
+                    seeds = None if st.seeds is None else st.seeds[lo:hi]
+                    res = c.submit(_block_run, self.blocks[b], self.P[rb], self.bu[rb],
+                                   self.Q[cb], self.bi[cb], local, seeds, hyper,
+                                   workers=[self.owner[rb]], allow_other_workers=True,
+                                   pure=False, key=f"mfsgd-e{e}-s{t + 1}-block-{rb}x{cb}-"
+                                                   f"{self.tag}")
+                    held.append(res)
+                    self.blocks[b] = c.submit(operator.getitem, res, 0, pure=False)
+                    self.P[rb] = c.submit(operator.getitem, res, 1, pure=False)
+                    self.bu[rb] = c.submit(operator.getitem, res, 2, pure=False)
+                    self.Q[cb] = c.submit(operator.getitem, res, 3, pure=False)
+                    self.bi[cb] = c.submit(operator.getitem, res, 4, pure=False)
+                    sse_f = c.submit(operator.getitem, res, 5, pure=False)
+                    futs.append(sse_f)
+                    sse_parts.append((gsegs, sse_f))
+                wait(futs)  # the barrier of the sub-epoch
+                if self.callback is not None:
+                    self.callback({"epoch": e, "stratum": t + 1, "n_strata": P_})
+            sse = np.zeros(self.skeleton.n_segments)
+            for (gsegs, _), vals in zip(sse_parts, c.gather([f for _, f in sse_parts]), strict=True):
+                sse[gsegs] = vals
+            self.held = held
+            return float(sse.sum())
+
+    def snapshot(self, into: Any = None) -> tuple[list, list, list, list]:
+        return list(self.P), list(self.bu), list(self.Q), list(self.bi)
+
+    def restore(self, snap: tuple[list, list, list, list]) -> None:
+        self.P, self.bu, self.Q, self.bi = (list(x) for x in snap)
+
+    def params(self) -> T.Params:
+        with _failures():
+            got = self.client.gather([self.P, self.bu, self.Q, self.bi])
+        return T.Params(np.concatenate(got[0]), np.concatenate(got[2]),
+                        np.concatenate(got[1]), np.concatenate(got[3]))
+
+    def all_finite(self, mu: float) -> bool:
+        # Reduced on the workers: each piece sends back two numbers, not its rows.
+        with _failures():
+            ext = self.client.gather([[self.client.submit(_extremes, f, pure=False) for f in part]
+                                      for part in (self.P, self.Q, self.bu, self.bi)])
+        return T.all_finite_from(ext, mu, self.width, self.dtype)
+
+    def rmse(self, val: tuple, mu: float, clip: tuple[float, float] | None) -> float:
+        return T.rmse_of(self.params(), mu, *val, *(clip if clip is not None else (None, None)))
+
+
+@contextlib.contextmanager
+def _failures() -> Any:
+    """Errors of the cluster (lost workers beyond recovery, cancelled futures) become
+    ExecutorFailure, which the epoch loop reports as "failed" keeping the last good
+    epoch; the user's own mistakes (TypeError, ValueError) stay what they are."""
+    try:
+        yield
+    except (TypeError, ValueError):
+        raise
+    except Exception as exc:
+        raise T.ExecutorFailure(exc) from exc
+
+
+def _extremes(a: np.ndarray) -> tuple[float, float]:
+    return (float(a.max()), float(a.min())) if a.size else (0.0, 0.0)
+
+
+def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
+             params: dict[str, Any], eval_set: Any = None,
              callback: Callable | None = None, checkpoint: str | None = None,
-             resume: bool = False) -> Any:
-    """Fit ``model`` on a Dask DataFrame of user, item, rating columns.
+             resume: bool = False) -> tuple[FittedState | None, T.TrainResult, int]:
+    """Fit on a Dask DataFrame of user, item, rating columns.
 
-    Returns (FittedState, reason, error) with reason "completed", "early_stopping",
-    "diverged", "interrupted" or "failed" (error then holds the cause)."""
+    ``params`` (the estimator's get_params) is stored in checkpoints. Returns the
+    fitted state (None when nothing may be kept), how training ended, and the epochs
+    that a resumed checkpoint had already done."""
     from distributed import wait
-
-    from .model import FittedState
 
     if cfg.adagrad or cfg.early_stopping and eval_set is None:
         what = "adagrad" if cfg.adagrad else "early_stopping without eval_set"
         raise ValueError(f"{what} is not supported with a Dask collection yet; fit without it "
                          "or compute the data and fit locally.")
     ucol, icol, rcol = cfg.columns
-    cols = list(getattr(ddf, "columns", []))
-    for c in (ucol, icol, rcol):
-        if c not in cols:
-            raise ValueError(f"the Dask DataFrame has no column {c!r} (columns: {cols}); name "
-                             "the columns with user_col=, item_col=, rating_col=.")
+    check_columns(getattr(ddf, "columns", []), (ucol, icol, rcol), "the Dask DataFrame")
     dtype = np.dtype(cfg.dtype).name
     dt = np.dtype(dtype)
     parts = client.compute(ddf[[ucol, icol, rcol]].to_delayed())
@@ -200,23 +297,23 @@ def fit_dask(model: Any, ddf: Any, client: Any, cfg: FitConfig, *, eval_set: Any
         rb = b // P_
         blocks[b] = client.submit(_block_assemble, *split, b=b, s=S, workers=[owner[rb]],
                                   allow_other_workers=True, key=f"mfsgd-layout-block-{b}-"
-                                  f"{id(model)}-{time.time_ns()}")
+                                  f"{id(ddf)}-{time.time_ns()}")
     wait(list(blocks.values()))
     del split
-    seg_lo = np.searchsorted(skeleton.seg_block, np.arange(P_ * P_ + 1))
 
     # 3. parameters: the same draws, in the same order, as MatrixFactorization.fit
-    rng = fit_rng(model.random_state)
+    rng = fit_rng(random_state)
     Pfull = init_rows(rng, nu, cfg.n_factors, dt, cfg.init_std, cfg.nonnegative)
     Qfull = init_rows(rng, ni, cfg.n_factors, dt, cfg.init_std, cfg.nonnegative)
     start_epoch, history = 0, []
     bu0, bi0 = np.zeros(nu, dt), np.zeros(ni, dt)
     if resume and checkpoint is not None and _exists(checkpoint):
         k = cfg.n_factors
-        ck = _load_checkpoint(checkpoint, (nu, k), (ni, k), dt)
-        Pfull[:, :k], Qfull[:, :k], bu0, bi0 = ck["P"], ck["Q"], ck["bu"], ck["bi"]
-        rng.bit_generator.state = ck["meta"]["rng"]
-        start_epoch, history = ck["meta"]["epoch"], ck["meta"]["history"]
+        ck, resume_at = _load_checkpoint(checkpoint, (nu, k), (ni, k), dt)
+        Pfull[:, :k], Qfull[:, :k] = ck.factors("user_factors"), ck.factors("item_factors")
+        bu0, bi0 = ck.user_bias, ck.item_bias
+        rng.bit_generator.state = resume_at["rng"]
+        start_epoch, history = resume_at["epoch"], ck.history
     mu = mean if cfg.biased else 0.0
     # Initial blocks are tasks with their data embedded (not client.scatter): a task can be
     # recomputed when its worker dies, scattered data cannot. They pass through the
@@ -225,188 +322,110 @@ def fit_dask(model: Any, ddf: Any, client: Any, cfg: FitConfig, *, eval_set: Any
         kw = {"workers": [owner[r]], "allow_other_workers": True} if r is not None else {}
         return client.submit(np.array, a, pure=False, **kw)
 
-    Pf = [put(Pfull[ustart[r]:ustart[r + 1]], r) for r in range(P_)]
-    buf = [put(bu0[ustart[r]:ustart[r + 1]], r) for r in range(P_)]
-    Qf = [put(Qfull[istart[c]:istart[c + 1]], None) for c in range(P_)]
-    bif = [put(bi0[istart[c]:istart[c + 1]], None) for c in range(P_)]
+    init = ([put(Pfull[ustart[r]:ustart[r + 1]], r) for r in range(P_)],
+            [put(bu0[ustart[r]:ustart[r + 1]], r) for r in range(P_)],
+            [put(Qfull[istart[c]:istart[c + 1]], None) for c in range(P_)],
+            [put(bi0[istart[c]:istart[c + 1]], None) for c in range(P_)])
     del Pfull, Qfull
-    hyper = T.Hyper(lr=cfg.learning_rate, reg_f=cfg.reg_factors, reg_b=cfg.reg_bias, mu=mu,
-                    use_bias=cfg.biased, nonneg=cfg.nonnegative)
+    hyper = T.hyper_of(cfg, mu)
     val = None
     if eval_set is not None:
-        val = model._eval_indices(eval_set, IdMap(uids), IdMap(iids), dt)
-    lr_of = cfg.lr_at
-    good = (list(Pf), list(buf), list(Qf), list(bif))
-    reason = "completed"
-    tag = f"{id(model):x}-{time.time_ns()}"
-    best, best_val, no_improve = None, math.inf, 0
-    error = None
-    try:
-        for e in range(start_epoch, cfg.n_epochs):
-            t0 = time.perf_counter()
-            # a fresh object per epoch: submit may serialise arguments later, in the
-            # background, so the hyper-parameters it ships must never change afterwards
-            hyper = dataclasses.replace(hyper, lr=lr_of(e))
-            sse_parts = []
-            held = []  # this epoch's multi-output results: the lineage of the pieces
-            for t, st in enumerate(T.epoch_plan(skeleton, rng if cfg.shuffle else None)):
-                futs = []
-                for j in range(st.block_bounds.size - 1):
-                    lo, hi = st.block_bounds[j], st.block_bounds[j + 1]
-                    gsegs = st.segments[lo:hi]
-                    b = int(skeleton.seg_block[gsegs[0]])
-                    rb, cb = divmod(b, P_)
-                    local = (gsegs - seg_lo[b]).astype(np.int64)
-                    seeds = None if st.seeds is None else st.seeds[lo:hi]
-                    res = client.submit(_block_run, blocks[b], Pf[rb], buf[rb], Qf[cb], bif[cb],
-                                        local, seeds, hyper, workers=[owner[rb]],
-                                        allow_other_workers=True, pure=False,
-                                        key=f"mfsgd-e{e + 1}-s{t + 1}-block-{rb}x{cb}-{tag}")
-                    held.append(res)
-                    blocks[b] = client.submit(operator.getitem, res, 0, pure=False)
-                    Pf[rb] = client.submit(operator.getitem, res, 1, pure=False)
-                    buf[rb] = client.submit(operator.getitem, res, 2, pure=False)
-                    Qf[cb] = client.submit(operator.getitem, res, 3, pure=False)
-                    bif[cb] = client.submit(operator.getitem, res, 4, pure=False)
-                    sse_f = client.submit(operator.getitem, res, 5, pure=False)
-                    futs.append(sse_f)
-                    sse_parts.append((gsegs, sse_f))
-                wait(futs)  # the barrier of the sub-epoch
-                if callback is not None:
-                    callback({"epoch": e + 1, "stratum": t + 1, "n_strata": P_})
-            sse = np.zeros(skeleton.n_segments)
-            for gsegs, vals in zip([g for g, _ in sse_parts],
-                                   client.gather([f for _, f in sse_parts])):
-                sse[gsegs] = vals
-            total = float(sse.sum())
-            if not math.isfinite(total):
-                Pf, buf, Qf, bif = (list(x) for x in good)
-                reason = "diverged"
-                break
-            row = {"epoch": e + 1, "train_rmse": math.sqrt(total / n)}
-            if val is not None:
-                params = _gather_params(client, Pf, buf, Qf, bif)
-                row["val_rmse"] = T.rmse_of(params, mu, *val, *(rr if cfg.clip else (None, None)))
-            row["learning_rate"] = hyper.lr
-            row["seconds"] = time.perf_counter() - t0
-            history.append(row)
-            good = (list(Pf), list(buf), list(Qf), list(bif))
+        val = eval_indices(eval_set, columns=cfg.columns, user_map=IdMap(uids),
+                           item_map=IdMap(iids), dtype=dt)
+    umap, imap = IdMap(uids), IdMap(iids)
+    base = FittedState(mean, None, None, None, None, umap, imap, rr,  # type: ignore[arg-type]
+                       cfg.biased, cfg.n_factors, n_blocks=P_)
+    ex = DaskExecutor(client, skeleton, blocks, owner, init, start_epoch,
+                      f"{id(ddf):x}-{time.time_ns()}", callback,
+                      padded_width(cfg.n_factors, dt), dt)
+
+    def after_epoch(row: dict[str, Any], hist: list[dict[str, Any]]) -> None:
+        with _failures():
             if len(workers) > 1:
                 # the last completed epoch survives the loss of any one worker
-                client.replicate([f for part in good for f in part], n=2)
-            prev_held = held  # noqa: F841  (kept alive until the next epoch completes)
+                client.replicate([f for part in ex.snapshot() for f in part], n=2)
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, client, good, row, rng, history, cfg.n_factors)
-            if cfg.early_stopping:
-                if row["val_rmse"] < best_val - cfg.tol:
-                    best_val, no_improve, best = row["val_rmse"], 0, good
-                    row["best"] = True
-                else:
-                    no_improve += 1
-                    if no_improve >= cfg.n_iter_no_change:
-                        reason = "early_stopping"
-                        break
-    except KeyboardInterrupt:
-        Pf, buf, Qf, bif = (list(x) for x in good)
-        reason = "interrupted"
-    except (TypeError, ValueError):
-        raise
-    except Exception as exc:  # lost workers beyond recovery, cancelled futures, ...
-        error, reason = exc, "failed"
-        Pf, buf, Qf, bif = (list(x) for x in good)
-    if cfg.early_stopping and best is not None:
-        Pf, buf, Qf, bif = (list(x) for x in best)
+                prm = ex.params()
+                st = replace(base, user_factors=prm.P, item_factors=prm.Q, user_bias=prm.bu,
+                             item_bias=prm.bi, history=history + hist, n_epochs=row["epoch"])
+                _save_checkpoint(checkpoint, st, params,
+                                 {"epoch": row["epoch"], "rng": rng.bit_generator.state})
+
+    res = T.run_epochs(ex, hyper, n_epochs=max(0, cfg.n_epochs - start_epoch), n_ratings=n,
+                       rng=rng if cfg.shuffle else None, lr_at=cfg.lr_at, val=val,
+                       clip=rr if cfg.clip else None, early_stopping=cfg.early_stopping,
+                       n_iter_no_change=cfg.n_iter_no_change, tol=cfg.tol,
+                       epoch_offset=start_epoch, after_epoch=after_epoch)
     # A worker lost now (after the last epoch) fails the fit the same way as during it.
     try:
-        params = _gather_params(client, Pf, buf, Qf, bif)
-        pairs = client.gather([client.submit(_block_pairs, blocks[b], ustart[b // P_],
-                                             istart[b % P_]) for b in range(P_ * P_)])
-    except (TypeError, ValueError):
-        raise
-    except Exception as exc:
-        return None, "failed", error if reason == "failed" else exc
-    from ._state import seen_csr
-
+        with _failures():
+            prm = ex.params()
+            pairs = client.gather([client.submit(_block_pairs, blocks[b], ustart[b // P_],
+                                                 istart[b % P_]) for b in range(P_ * P_)])
+    except T.ExecutorFailure as exc:
+        return None, T.TrainResult(history, 0, "failed",
+                                   error=res.error if res.reason == "failed" else exc.cause), \
+            start_epoch
     seen = seen_csr(np.concatenate([x[0] for x in pairs]),
                     np.concatenate([x[1] for x in pairs]), nu)
     del pairs
+    history = history + res.history
     best_epoch = next((r["epoch"] for r in reversed(history) if r.get("best")), None)
-    state = FittedState(mean, params.P, params.Q, params.bu, params.bi, IdMap(uids), IdMap(iids),
-                        rr, cfg.biased, cfg.n_factors, history=history,
-                        n_epochs=len(history), best_epoch=best_epoch, n_blocks=P_,
-                        seen_indptr=seen[0], seen_items=seen[1])
-    return state, reason, error
-
-
-def _gather_params(client: Any, Pf: list, buf: list, Qf: list, bif: list) -> T.Params:
-    got = client.gather([Pf, buf, Qf, bif])
-    return T.Params(np.concatenate(got[0]), np.concatenate(got[2]), np.concatenate(got[1]),
-                    np.concatenate(got[3]))
+    state = replace(base, user_factors=prm.P, item_factors=prm.Q, user_bias=prm.bu,
+                    item_bias=prm.bi, history=history, n_epochs=len(history),
+                    best_epoch=best_epoch, seen_indptr=seen[0], seen_items=seen[1])
+    return state, res, start_epoch
 
 
 def _exists(path: str) -> bool:
     try:
         import fsspec
     except ImportError:
-        import os
-
         return os.path.exists(path)
     fs, p = fsspec.core.url_to_fs(path)
     return fs.exists(p)
 
 
-def _load_checkpoint(path: str, pshape: tuple, qshape: tuple, dt: np.dtype) -> dict:
-    """Read a checkpoint written by _save_checkpoint, checking it fits this data."""
-    import io
-    import json
-
-    from .exceptions import ModelFileError
-
+def _load_checkpoint(path: str, pshape: tuple, qshape: tuple,
+                     dt: np.dtype) -> tuple[FittedState, dict[str, Any]]:
+    """Read a checkpoint written by _save_checkpoint (a model file whose header carries
+    the resume point), checking that it belongs to this data and these parameters."""
     try:
         import fsspec
-
+    except ImportError:
+        _, st, extra = read_model(path, dict)
+    else:
         with fsspec.open(path, "rb") as f:
-            raw = f.read()
-    except ImportError:
-        with open(path, "rb") as f:
-            raw = f.read()
-    try:
-        z = np.load(io.BytesIO(raw), allow_pickle=False)
-        out = {k: z[k] for k in ("P", "Q", "bu", "bi")}
-        out["meta"] = json.loads(bytes(z["meta"]).decode())
-    except (ValueError, KeyError, OSError) as e:
-        raise ModelFileError(f"{path} is not a valid mfsgd checkpoint: {e}.") from None
-    if out["P"].shape != pshape or out["Q"].shape != qshape or out["P"].dtype != dt:
+            data = f.read()
+        _, st, extra = read_model_file(io.BytesIO(data), len(data), path, dict)
+    at = extra.get("checkpoint")
+    if not (isinstance(at, dict) and isinstance(at.get("epoch"), int)
+            and isinstance(at.get("rng"), dict)):
+        raise ModelFileError(f"{path} is a model file but not an mfsgd checkpoint (it has no "
+                             "resume point); remove it or choose another path.")
+    got_p, got_q = st.factors("user_factors").shape, st.factors("item_factors").shape
+    if got_p != pshape or got_q != qshape or st.user_factors.dtype != dt:
         raise ModelFileError(f"{path} is a checkpoint of another model (shapes "
-                             f"{out['P'].shape}/{out['Q'].shape}, expected {pshape}/{qshape}); "
+                             f"{got_p}/{got_q}, expected {pshape}/{qshape}); "
                              "remove it or choose another path.")
-    return out
+    return st, at
 
 
-def _save_checkpoint(path: str, client: Any, good: tuple, row: dict, rng: Any,
-                     history: list, k: int) -> None:
-    """Parameters after an epoch, written atomically through fsspec (local path or URL)."""
-    import io
-    import json
-
-    params = _gather_params(client, *good)
-    buf = io.BytesIO()
-    meta = {"epoch": row["epoch"], "rng": rng.bit_generator.state, "history": history}
-    np.savez(buf, P=params.P[:, :k], Q=params.Q[:, :k], bu=params.bu, bi=params.bi,
-             meta=np.frombuffer(json.dumps(meta, default=int).encode(), dtype=np.uint8))
+def _save_checkpoint(path: str, st: FittedState, params: dict[str, Any],
+                     at: dict[str, Any]) -> None:
+    """The state after an epoch, in the model format (versioned, checksummed), with the
+    resume point (epoch and generator state) in the header; written atomically, to a
+    local path or, through fsspec, to a URL."""
+    extra = {"checkpoint": at}
     try:
         import fsspec
     except ImportError:
-        import os
-        import tempfile
-
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
+        write_model(path, st, params, extra)
+        return
+    fs, p = fsspec.core.url_to_fs(path)
+    if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+        write_model(p, st, params, extra)  # keeps the file mode, fsyncs
         return
     with fsspec.open(path + ".tmp", "wb") as f:
-        f.write(buf.getvalue())
-    fs, p = fsspec.core.url_to_fs(path)
+        write_model_file(f, st, params, extra)
     fs.mv(p + ".tmp", p)

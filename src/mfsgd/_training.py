@@ -16,7 +16,8 @@ at once. Inside a block, the cell rows come in a random order and, within each, 
 cells in a random order, so consecutive cells share their user rows (measured: visiting
 blocks in stratum order without cells ran at 25 M updates/s, in row order at 36, k=64,
 20 M ratings). Segments of a cell come in random order, each visited in a random
-order that the kernel draws from its own seed (the stored triples are never modified). Every random number is drawn here from one
+order that the kernel draws from its own seed (the stored triples are never modified).
+Every random number is drawn here from one
 ``numpy.random.Generator``: the model depends on the data, the seed, P and S only,
 never on the thread count or timing, since blocks of one stratum touch disjoint rows.
 """
@@ -27,13 +28,23 @@ import concurrent.futures as cf
 import math
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from . import _sgd
-from ._state import aligned_concat, aligned_empty, counts_of  # noqa: F401  (used by _dask)
+from ._state import (  # noqa: F401  (aligned_concat: used by _dask)
+    FittedState,
+    aligned_concat,
+    counts_of,
+    merge_seen,
+    padded_width,
+    seen_csr,
+)
+from .exceptions import DistributedTrainingError, DivergenceError, TrainingInterrupted
 
 SEGMENT = 1 << 18  # ratings per segment at most: ~10 ms of kernel time at k=64
 CALL_RATINGS = 1 << 20  # ratings per kernel call: bounds Ctrl-C latency to ~50 ms at k=64
@@ -183,25 +194,33 @@ class Params:
             np.copyto(b, a)
 
     def all_finite(self, mu: float = 0.0) -> bool:
-        """Finite, and small enough that no prediction can overflow: finite factors of
-        1e21 still give an infinite u . v (then inf - inf = NaN) in float32. One max and
-        one min per array (NaN propagates through both), no temporaries: 5 ms instead of
-        17-50 ms for isfinite + abs on a 200k x 64 model, run after every epoch."""
-        amax = []
-        for a in (self.P, self.Q, self.bu, self.bi):
-            if a.size == 0:
-                amax.append(0.0)
-                continue
-            hi, lo = float(a.max()), float(a.min())
+        """Finite, and small enough that no prediction can overflow (see
+        all_finite_from). One max and one min per array (NaN propagates through both),
+        no temporaries: 5 ms instead of 17-50 ms for isfinite + abs on a 200k x 64 model,
+        run after every epoch."""
+        ext = [[(float(a.max()), float(a.min())) if a.size else (0.0, 0.0)]
+               for a in (self.P, self.Q, self.bu, self.bi)]
+        return all_finite_from(ext, mu, self.P.shape[1], self.P.dtype)
+
+
+def all_finite_from(extremes: list[list[tuple[float, float]]], mu: float, width: int,
+                    dtype: Any) -> bool:
+    """From the (max, min) of the pieces of P, Q, bu and bi (in that order): every value
+    finite, and small enough that no prediction can overflow. Finite factors of 1e21
+    still give an infinite u . v (then inf - inf = NaN) in float32."""
+    amax = []
+    for pieces in extremes:
+        m = 0.0
+        for hi, lo in pieces:
             if not (math.isfinite(hi) and math.isfinite(lo)):
                 return False
-            amax.append(max(abs(hi), abs(lo)))
-        big = float(np.finfo(self.P.dtype).max)
-        bound = amax[0] * amax[1] * self.P.shape[1] + amax[2] + amax[3] + abs(mu)
-        return bound < big
+            m = max(m, abs(hi), abs(lo))
+        amax.append(m)
+    bound = amax[0] * amax[1] * width + amax[2] + amax[3] + abs(mu)
+    return bound < float(np.finfo(dtype).max)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Hyper:
     lr: float
     reg_f: float
@@ -387,86 +406,252 @@ def rmse_of(params: Params, mu: float, u: np.ndarray, i: np.ndarray, r: np.ndarr
 
 @dataclass
 class TrainResult:
-    params: Params
+    """How a run of epochs ended. The executor's parameters are those to keep: the last
+    finite epoch, or the best one under early stopping."""
+
     history: list[dict[str, Any]]
     epochs_done: int
-    reason: str  # "completed", "early_stopping", "diverged", "interrupted"
+    reason: str  # "completed", "early_stopping", "diverged", "interrupted", "failed"
     diverged_epoch: int | None = None
+    error: BaseException | None = None  # the cause, for "failed"
 
 
-def train(layout: Layout, params: Params, hyper: Hyper, *, n_epochs: int, n_threads: int,
-          rng: np.random.Generator, shuffle: bool, lr_schedule: Callable[[int], float],
-          val: tuple[np.ndarray, np.ndarray, np.ndarray] | None, clip: tuple[float, float] | None,
-          early_stopping: bool, n_iter_no_change: int, tol: float, epoch_offset: int = 0,
-          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-    """Train in place on ``params``; the returned params are those to keep (the last
-    finite epoch, or the best one under early stopping)."""
-    n = len(layout.ratings)
-    last_good = params.copy()  # restored on divergence or interrupt mid-epoch
+class ExecutorFailure(Exception):
+    """Raised by an executor when the machinery running the epochs broke (a lost Dask
+    worker, cancelled futures): the loop keeps the last good parameters and reports
+    "failed" with the cause."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class Executor:
+    """Runs epochs of the kernel somewhere: ``LocalExecutor`` on threads of this process,
+    ``_dask.DaskExecutor`` on the workers of a cluster. ``run_epochs`` drives either.
+
+    Snapshots are opaque to the loop: copies of the arrays here, lists of futures there.
+    """
+
+    def run_epoch(self, hyper: Hyper, rng: np.random.Generator | None) -> float:
+        """One epoch with these hyper-parameters; returns the SSE seen during the pass
+        (NaN when a kernel call met a non-finite error). KeyboardInterrupt passes through
+        after every worker has stopped writing."""
+        raise NotImplementedError
+
+    def snapshot(self, into: Any = None) -> Any:
+        """The current parameters, kept (written into ``into`` when given: reuse)."""
+        raise NotImplementedError
+
+    def restore(self, snap: Any) -> None:
+        raise NotImplementedError
+
+    def all_finite(self, mu: float) -> bool:
+        raise NotImplementedError
+
+    def rmse(self, val: tuple, mu: float, clip: tuple[float, float] | None) -> float:
+        """RMSE of the current parameters on (user idx, item idx, ratings)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class LocalExecutor(Executor):
+    """Epochs on ``n_threads`` threads of this process, in place on ``params``."""
+
+    def __init__(self, layout: Layout, params: Params, hyper: Hyper, n_threads: int) -> None:
+        self.params = params
+        self.runner = EpochRunner(layout, params, hyper, n_threads)
+
+    def run_epoch(self, hyper: Hyper, rng: np.random.Generator | None) -> float:
+        self.runner.hyper = hyper
+        try:
+            return self.runner.run_epoch(rng)
+        except Stop:
+            return math.nan
+
+    def snapshot(self, into: Params | None = None) -> Params:
+        if into is None:
+            return self.params.copy()
+        self.params.copy_to(into)
+        return into
+
+    def restore(self, snap: Params) -> None:
+        snap.copy_to(self.params)
+
+    def all_finite(self, mu: float) -> bool:
+        return self.params.all_finite(mu)
+
+    def rmse(self, val: tuple, mu: float, clip: tuple[float, float] | None) -> float:
+        return rmse_of(self.params, mu, *val, *(clip if clip is not None else (None, None)))
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def run_epochs(ex: Executor, hyper: Hyper, *, n_epochs: int, n_ratings: int,
+               rng: np.random.Generator | None, lr_at: Callable[[int], float],
+               val: tuple | None, clip: tuple[float, float] | None, early_stopping: bool,
+               n_iter_no_change: int, tol: float, epoch_offset: int = 0,
+               on_epoch: Callable[[dict[str, Any]], None] | None = None,
+               after_epoch: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
+               ) -> TrainResult:
+    """The one epoch loop: history rows, divergence (non-finite SSE or parameters),
+    early stopping with best-epoch restore, Ctrl-C, executor failures, and a hook after
+    each committed epoch (``after_epoch(row, history)``: Dask's checkpoint). On return
+    the executor holds the parameters to keep."""
+    good = ex.snapshot()  # restored on divergence, interrupt or failure mid-epoch
     best = None
     best_val, no_improve = math.inf, 0
     history: list[dict[str, Any]] = []
-    runner = EpochRunner(layout, params, hyper, n_threads)
-    reason, diverged = "completed", None
-    lo, hi = clip if clip is not None else (None, None)
-    try:
-        for e in range(n_epochs):
-            phase, row = "train", None
-            try:
-                t0 = time.perf_counter()
-                hyper.lr = lr_schedule(epoch_offset + e)
-                try:
-                    sse = runner.run_epoch(rng if shuffle else None)
-                except Stop:
-                    sse = math.nan
-                if not math.isfinite(sse) or not params.all_finite(hyper.mu):
-                    last_good.copy_to(params)
-                    reason, diverged = "diverged", epoch_offset + e + 1
-                    break
-                row = {"epoch": epoch_offset + e + 1,
-                       "train_rmse": math.sqrt(sse / n) if n else math.nan}
-                if val is not None:
-                    row["val_rmse"] = rmse_of(params, hyper.mu, *val, lo, hi)
-                row["learning_rate"] = hyper.lr
-                row["seconds"] = time.perf_counter() - t0
-                # Each copy below is one C call; a Ctrl-C between them is completed by
-                # the handler (phase says how far it got), so no snapshot is ever torn.
-                phase = "commit"
-                params.copy_to(last_good)
-                history.append(row)
-                phase = "best"
-                if early_stopping and val is not None and row["val_rmse"] < best_val - tol:
-                    best_val, no_improve = row["val_rmse"], 0
-                    row["best"] = True  # before the copy: the Ctrl-C handler redoes it
-                    best = _snapshot(params, best)
-                elif early_stopping and val is not None:
-                    no_improve += 1
-                phase = "done"
-                if on_epoch is not None:
-                    on_epoch(row)
-                if early_stopping and no_improve >= n_iter_no_change:
-                    reason = "early_stopping"
-                    break
-            except KeyboardInterrupt:
-                if phase == "train":
-                    last_good.copy_to(params)
-                elif phase == "commit":
-                    params.copy_to(last_good)
-                    if not history or history[-1] is not row:
-                        history.append(row)
-                elif phase == "best" and row.get("best"):
-                    best = _snapshot(params, best)
-                reason = "interrupted"
+    reason, diverged, error = "completed", None, None
+    for e in range(n_epochs):
+        phase, row = "train", None
+        try:
+            t0 = time.perf_counter()
+            # a fresh object per epoch: an executor may ship it to other processes later
+            epoch_hyper = replace(hyper, lr=lr_at(epoch_offset + e))
+            sse = ex.run_epoch(epoch_hyper, rng)
+            if not math.isfinite(sse) or not ex.all_finite(hyper.mu):
+                ex.restore(good)
+                reason, diverged = "diverged", epoch_offset + e + 1
                 break
+            row = {"epoch": epoch_offset + e + 1,
+                   "train_rmse": math.sqrt(sse / n_ratings) if n_ratings else math.nan}
+            if val is not None:
+                row["val_rmse"] = ex.rmse(val, hyper.mu, clip)
+            row["learning_rate"] = epoch_hyper.lr
+            row["seconds"] = time.perf_counter() - t0
+            # Each local snapshot below is one C call; a Ctrl-C between them is completed
+            # by the handler (phase says how far it got), so no snapshot is ever torn.
+            phase = "commit"
+            good = ex.snapshot(good)
+            history.append(row)
+            phase = "best"
+            if early_stopping and val is not None and row["val_rmse"] < best_val - tol:
+                best_val, no_improve = row["val_rmse"], 0
+                row["best"] = True  # before the copy: the Ctrl-C handler redoes it
+                best = ex.snapshot(best)
+            elif early_stopping and val is not None:
+                no_improve += 1
+            phase = "done"
+            if after_epoch is not None:
+                after_epoch(row, history)
+            if on_epoch is not None:
+                on_epoch(row)
+            if early_stopping and no_improve >= n_iter_no_change:
+                reason = "early_stopping"
+                break
+        except KeyboardInterrupt:
+            if phase == "train":
+                ex.restore(good)
+            elif phase == "commit":
+                good = ex.snapshot(good)
+                if not history or history[-1] is not row:
+                    history.append(row)
+            elif phase == "best" and row.get("best"):
+                best = ex.snapshot(best)
+            reason = "interrupted"
+            break
+        except ExecutorFailure as exc:
+            ex.restore(good)
+            reason, error = "failed", exc.cause
+            break
+    if early_stopping and best is not None and reason != "failed":
+        ex.restore(best)
+    return TrainResult(history, len(history), reason, diverged, error)
+
+
+def raise_for(result: TrainResult, *, epochs_before: int, learning_rate: float,
+              checkpoint: str | None = None, callback_error: BaseException | None = None,
+              stacklevel: int = 3) -> None:
+    """The one place that turns how training ended into the user's exception: nothing
+    for "completed" / "early_stopping"; DivergenceError; DistributedTrainingError; the
+    callback's own error; or a TrainingInterrupted warning and KeyboardInterrupt."""
+    done = epochs_before + result.epochs_done
+    none = "no epoch completed, so the model is unchanged"
+    kept = f"the model keeps epoch {done}" if result.epochs_done else none
+    if result.reason == "diverged":
+        kept = f"the model keeps the parameters of epoch {done}" if result.epochs_done else none
+        raise DivergenceError(
+            f"Training diverged in epoch {result.diverged_epoch} (loss became non-finite). "
+            f"Try a smaller learning_rate (now {learning_rate}); {kept}.")
+    if result.reason == "failed":
+        ck = (f"; resume with fit(..., checkpoint={checkpoint!r}, resume=True)" if checkpoint
+              else "; pass checkpoint= to be able to resume")
+        err = result.error
+        raise DistributedTrainingError(
+            f"Distributed training failed ({type(err).__name__}: {err}); {kept}{ck}.") from err
+    if result.reason == "interrupted":
+        if callback_error is not None and not isinstance(callback_error, KeyboardInterrupt):
+            raise callback_error  # the callback's own error; the model keeps epoch `done`
+        warnings.warn(f"Training interrupted in epoch {done + 1}; {kept}.",
+                      TrainingInterrupted, stacklevel=stacklevel)
+        raise KeyboardInterrupt
+
+
+def hyper_of(cfg: Any, mu: float) -> Hyper:
+    """The kernel's hyper-parameters from a FitConfig."""
+    return Hyper(lr=cfg.learning_rate, reg_f=cfg.reg_factors, reg_b=cfg.reg_bias, mu=mu,
+                 use_bias=cfg.biased, nonneg=cfg.nonnegative, adagrad=cfg.adagrad)
+
+
+def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], triples: list,
+                rng: np.random.Generator, val: tuple | None, n_epochs: int, *,
+                epoch_offset: int, history: list,
+                on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                seen_extra: tuple | None = None) -> tuple[FittedState | None, TrainResult]:
+    """Fit on this machine: the grid layout, the parameters, ``n_epochs`` epochs on
+    ``cfg.n_threads`` threads; returns the new state (None when nothing changed) and how
+    training ended. ``base`` holds the maps, mean and range; ``triples`` (user idx, item
+    idx, ratings) is emptied, so the caller's references are the only ones left."""
+    nb = cfg.n_blocks or default_n_blocks(cfg.n_threads)
+    n_ratings = triples[2].size
+    # Cells (cache blocking inside a block) reorder the ratings, so shuffle=False,
+    # which promises the given order, runs without them.
+    row_bytes = padded_width(cfg.n_factors, cfg.dtype) * np.dtype(cfg.dtype).itemsize
+    ns = default_n_cells(len(base.user_map), len(base.item_map), n_ratings,
+                         row_bytes, nb) if cfg.shuffle else 1
+    # The layout takes the index arrays out of `triples` (its only reference) and
+    # frees each as soon as its reordered copy exists: peak memory stays at about one
+    # extra copy of the ratings.
+    layout = Layout.build(triples, len(base.user_map), len(base.item_map), nb, ns)
+    # The parameters are made only now (same random draws: the layout uses none), so
+    # they are not resident during the layout's copying, the peak of a fit (100 M
+    # ratings, k = 64: 3.11 -> 2.8 GiB, bench/memory.py).
+    params = make_params()
+    base = replace(base, user_factors=params.P, item_factors=params.Q, user_bias=params.bu,
+                   item_bias=params.bi)
+    hyper = hyper_of(cfg, base.kernel_mu)
+    ex = LocalExecutor(layout, params, hyper, cfg.n_threads)
+    try:
+        res = run_epochs(ex, hyper, n_epochs=n_epochs, n_ratings=n_ratings,
+                         rng=rng if cfg.shuffle else None, lr_at=cfg.lr_at, val=val,
+                         clip=base.rating_range if cfg.clip else None,
+                         early_stopping=cfg.early_stopping,
+                         n_iter_no_change=cfg.n_iter_no_change, tol=cfg.tol,
+                         epoch_offset=epoch_offset, on_epoch=on_epoch)
     finally:
-        runner.close()
-    if early_stopping and best is not None:
-        best.copy_to(params)
-    return TrainResult(params, history, len(history), reason, diverged)
-
-
-def _snapshot(params: Params, into: Params | None) -> Params:
-    if into is None:
-        return params.copy()
-    params.copy_to(into)
-    return into
+        ex.close()
+    if res.epochs_done == 0 and epoch_offset == 0:
+        return None, res
+    best = None
+    if cfg.early_stopping:
+        best = next((r["epoch"] for r in reversed(res.history) if r.get("best")), None)
+    # The seen-items record is built from the layout after training, once its
+    # ratings are freed, so that it does not add to the peak memory of training.
+    layout.ratings = None
+    su, si = layout.users, layout.items
+    del layout, ex
+    if seen_extra is not None:
+        su, si = np.concatenate([su, seen_extra[0]]), np.concatenate([si, seen_extra[1]])
+    if base.seen_indptr is None:
+        seen = seen_csr(su, si, len(base.user_map))
+    else:
+        seen = merge_seen(base.seen_indptr, base.seen_items, len(base.user_map), su, si)
+    del su, si
+    state = replace(base, history=history + res.history,
+                    n_epochs=epoch_offset + res.epochs_done, best_epoch=best, n_blocks=nb,
+                    seen_indptr=seen[0], seen_items=seen[1])
+    return state, res

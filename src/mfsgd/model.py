@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import math
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -15,22 +14,15 @@ import numpy as np
 from . import _recommend as R
 from . import _training as T
 from ._config import FitConfig, continuation_rng, fit_rng, make_config
-from ._idmap import IdMap, normalize_ids, unique_inverse
-from ._state import FittedState, grown, init_rows, merge_seen, padded_width, seen_csr
-from ._validation import (
-    as_1d,
-    check_bool,
-    check_int,
-    check_ratings,
-    check_same_length,
-    unpack_data,
-)
+from ._dask import fit_dask
+from ._data import columns_of, eval_indices, unpack
+from ._idmap import IdMap
+from ._state import FittedState, grown, init_rows
+from ._validation import check_bool, check_int, check_ratings
 from .exceptions import (
-    DistributedTrainingError,
-    DivergenceError,
     NotFittedError,
-    TrainingInterrupted,
 )
+from .persistence import read_model, write_model
 
 __all__ = ["MatrixFactorization"]
 
@@ -306,38 +298,16 @@ class MatrixFactorization:
 
     # ------------------------------------------------------------------ data
     def _unpack(self, X: Any, y: Any, *, need_ratings: bool, what: str = "X"):
-        cols = (self.user_col, self.item_col, self.rating_col)
-        u, i, r = unpack_data(X, y, need_ratings=need_ratings, columns=cols, what=what)
-        u, i = as_1d("users", u), as_1d("items", i)
-        if need_ratings:
-            if r is None:
-                raise ValueError(f"{what} has no ratings: pass a {self.rating_col!r} column, a "
-                                 "(users, items, ratings) tuple, or y.")
-            r = as_1d("ratings", r)
-            check_same_length(users=u, items=i, ratings=r)
-        else:
-            check_same_length(users=u, items=i)
-        return u, i, r
-
-    @staticmethod
-    def _hyper(cfg: FitConfig, mu: float) -> T.Hyper:
-        return T.Hyper(lr=cfg.learning_rate, reg_f=cfg.reg_factors, reg_b=cfg.reg_bias,
-                       mu=mu, use_bias=cfg.biased, nonneg=cfg.nonnegative,
-                       adagrad=cfg.adagrad)
+        return unpack(X, y, columns=columns_of(self), what=what,
+                      ratings="require" if need_ratings else "ignore")
 
     @staticmethod
     def _init_rows(rng: np.random.Generator, n: int, cfg: FitConfig) -> np.ndarray:
         return init_rows(rng, n, cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative)
 
     def _eval_indices(self, eval_set: Any, umap: IdMap, imap: IdMap, dtype: np.dtype):
-        if isinstance(eval_set, (tuple, list)) and len(eval_set) == 2 and \
-                np.ndim(eval_set[0]) == 2:
-            X, y = eval_set  # (X_val, y_val) with X_val an (n, 2) array of ids
-        else:
-            X, y = eval_set, None
-        u, i, r = self._unpack(X, y, need_ratings=True, what="eval_set")
-        r = check_ratings(r, dtype, name="eval_set ratings")
-        return umap.lookup("eval_set users", u), imap.lookup("eval_set items", i), r
+        return eval_indices(eval_set, columns=columns_of(self), user_map=umap, item_map=imap,
+                            dtype=dtype)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, *, eval_set: Any = None,
@@ -476,54 +446,18 @@ class MatrixFactorization:
             raise TypeError(
                 "X is a Dask collection: pass client=distributed.Client(...) to train on the "
                 "cluster, or call X.compute() to train locally.")
-        from ._dask import fit_dask
-
-        state, reason, error = fit_dask(self, X, client, cfg, eval_set=eval_set,
-                                        callback=callback, checkpoint=checkpoint, resume=resume)
+        state, res, before = fit_dask(X, client, cfg, random_state=self.random_state,
+                                      params=self.get_params(), eval_set=eval_set,
+                                      callback=callback, checkpoint=checkpoint, resume=resume)
         if state is not None and state.n_epochs > 0:
             self._state = state
-        if reason == "failed":
-            kept = (f"the model keeps epoch {state.n_epochs}" if state is not None and
-                    state.n_epochs else "the model is unchanged")
-            ck = f"; resume with fit(..., checkpoint={checkpoint!r}, resume=True)" \
-                if checkpoint else "; pass checkpoint= to be able to resume"
-            raise DistributedTrainingError(
-                f"Distributed training failed ({type(error).__name__}: {error}); {kept}{ck}."
-            ) from error
-        if reason == "diverged":
-            raise DivergenceError(
-                f"Training diverged in epoch {state.n_epochs + 1} (loss became non-finite). "
-                f"Try a smaller learning_rate (now {self.learning_rate}); the model keeps "
-                f"the parameters of epoch {state.n_epochs}.")
-        if reason == "interrupted":
-            warnings.warn(f"Training interrupted; the model keeps epoch {state.n_epochs}.",
-                          TrainingInterrupted, stacklevel=3)
-            raise KeyboardInterrupt
+        T.raise_for(res, epochs_before=before, learning_rate=self.learning_rate,
+                    checkpoint=checkpoint, stacklevel=4)
         return self
 
     def _train(self, cfg: FitConfig, base: FittedState, make_params: Callable[[], T.Params],
                triples: list, rng, val, n_epochs: int, *, epoch_offset: int, history: list,
                callback: Any = None, seen_extra: tuple | None = None) -> MatrixFactorization:
-        nb = cfg.n_blocks or T.default_n_blocks(cfg.n_threads)
-        n_ratings = triples[2].size
-        # Cells (cache blocking inside a block) reorder the ratings, so shuffle=False,
-        # which promises the given order, runs without them.
-        row_bytes = padded_width(cfg.n_factors, cfg.dtype) * np.dtype(cfg.dtype).itemsize
-        ns = T.default_n_cells(len(base.user_map), len(base.item_map), n_ratings,
-                               row_bytes, nb) if cfg.shuffle else 1
-        # The layout takes the index arrays out of `triples` (its only reference) and
-        # frees each as soon as its reordered copy exists: peak memory stays at about one
-        # extra copy of the ratings.
-        layout = T.Layout.build(triples, len(base.user_map), len(base.item_map), nb, ns)
-        # The parameters are made only now (same random draws: the layout uses none), so
-        # they are not resident during the layout's copying, the peak of a fit (100 M
-        # ratings, k = 64: 3.11 -> 2.8 GiB, bench/memory.py).
-        params = make_params()
-        base = replace(base, user_factors=params.P, item_factors=params.Q, user_bias=params.bu,
-                       item_bias=params.bi)
-        hyper = self._hyper(cfg, base.kernel_mu)
-        clip = base.rating_range if cfg.clip else None
-
         failure: list[BaseException] = []
 
         def report(row: dict[str, Any]) -> None:
@@ -538,47 +472,15 @@ class MatrixFactorization:
                     failure.append(e)
                     raise KeyboardInterrupt from e
 
-        res = T.train(layout, params, hyper, n_epochs=n_epochs, n_threads=cfg.n_threads,
-                      rng=rng, shuffle=cfg.shuffle, lr_schedule=cfg.lr_at, val=val,
-                      clip=clip, early_stopping=cfg.early_stopping,
-                      n_iter_no_change=cfg.n_iter_no_change, tol=cfg.tol,
-                      epoch_offset=epoch_offset, on_epoch=report)
-        best = None
-        if cfg.early_stopping:
-            best = next((r["epoch"] for r in reversed(res.history) if r.get("best")), None)
-        done = epoch_offset + res.epochs_done
-        if res.epochs_done > 0 or epoch_offset > 0:
-            # The seen-items record is built from the layout after training, once its
-            # ratings are freed, so that it does not add to the peak memory of training.
-            layout.ratings = None
-            su, si = layout.users, layout.items
-            del layout
-            if seen_extra is not None:
-                su, si = np.concatenate([su, seen_extra[0]]), np.concatenate([si, seen_extra[1]])
-            if base.seen_indptr is None:
-                seen = seen_csr(su, si, len(base.user_map))
-            else:
-                seen = merge_seen(base.seen_indptr, base.seen_items, len(base.user_map), su, si)
-            del su, si
-            self._state = replace(base, history=history + res.history, n_epochs=done,
-                                  best_epoch=best, n_blocks=nb, seen_indptr=seen[0],
-                                  seen_items=seen[1])
-        if res.reason == "diverged":
-            kept = (f"the model keeps the parameters of epoch {done}" if res.epochs_done
-                    else "no epoch completed, so the model is unchanged")
-            raise DivergenceError(
-                f"Training diverged in epoch {res.diverged_epoch} (loss became non-finite). "
-                f"Try a smaller learning_rate (now {self.learning_rate}); {kept}.")
-        if res.reason == "interrupted":
-            kept = (f"the model keeps epoch {done}" if res.epochs_done
-                    else "no epoch completed, so the model is unchanged")
-            if failure and not isinstance(failure[0], KeyboardInterrupt):
-                raise failure[0]  # the callback's own error; the model keeps epoch `done`
-            warnings.warn(f"Training interrupted in epoch {done + 1}; {kept}.",
-                          TrainingInterrupted, stacklevel=3)
-            raise KeyboardInterrupt
+        state, res = T.train_local(cfg, base, make_params, triples, rng, val, n_epochs,
+                                   epoch_offset=epoch_offset, history=history,
+                                   on_epoch=report, seen_extra=seen_extra)
+        if state is not None:
+            self._state = state
+        T.raise_for(res, epochs_before=epoch_offset, learning_rate=self.learning_rate,
+                    callback_error=failure[0] if failure else None, stacklevel=5)
         if cfg.early_stopping and res.reason == "early_stopping" and cfg.verbose:
-            print(f"early stopping: kept epoch {best}", flush=True)
+            print(f"early stopping: kept epoch {state.best_epoch}", flush=True)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -599,12 +501,8 @@ class MatrixFactorization:
         """
         st = self._require_fitted("predict")
         users, items, _ = self._unpack(X, None, need_ratings=False)
-        u = st.user_map.lookup("users", users)
-        i = st.item_map.lookup("items", items)
-        out = T.predict_idx(T.Params(st.user_factors, st.item_factors, st.user_bias,
-                                     st.item_bias), st.kernel_mu, u, i)
-        if not st.biased:
-            out[(u < 0) | (i < 0)] = st.global_mean
+        out = R.predict_rows(st, st.user_map.lookup("users", users),
+                             st.item_map.lookup("items", items))
         if self.clip:
             np.clip(out, st.rating_range[0], st.rating_range[1], out=out)
         return out
@@ -701,8 +599,9 @@ class MatrixFactorization:
     def recommend_all(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True,
                       items: Any = None,
                       exclude_items: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n items for many users at once: blocked matrix products and argpartition,
-        in memory bounded by about 64 MiB of scores whatever the number of users.
+        """Top-n items for many users at once: blocked matrix products and a compiled
+        top-n scan, in memory bounded by about 64 MiB of scores (float32) whatever the
+        number of users.
 
         Parameters
         ----------
@@ -723,31 +622,8 @@ class MatrixFactorization:
     def _recommend_many(self, what: str, users: Any, n: int, exclude_seen: bool,
                         items: Any, exclude_items: Any) -> tuple[np.ndarray, np.ndarray]:
         st = self._require_fitted(what)
-        n = check_int("n", n)
-        exclude_seen = check_bool("exclude_seen", exclude_seen)
-        urows = np.arange(len(st.user_map), dtype=np.int32) if users is None else \
-            st.user_map.lookup("users", users)
-        banned = None
-        if exclude_items is not None:
-            banned = st.item_map.lookup("exclude_items", exclude_items)
-            banned = banned[banned >= 0]
-        if items is None:
-            icols, cand = None, st.item_map.ids
-        else:
-            cand = normalize_ids("items", items)
-            icols = st.item_map.lookup("items", cand)
-            unknown = cand[icols < 0]
-            if unknown.size:
-                shown = ", ".join(repr(x.item()) for x in unknown[:5])
-                more = f" and {unknown.size - 5} more" if unknown.size > 5 else ""
-                raise ValueError(
-                    f"items holds {unknown.size} id(s) the model does not know ({shown}{more}); "
-                    "an item unseen in training cannot be ranked. Drop them from the candidates.")
-            if banned is not None:
-                keep = ~np.isin(icols, banned)
-                cand, icols, banned = cand[keep], icols[keep], None
-        cols, vals = R.recommend_rows(st, urows, n, exclude_seen, icols, banned)
-        return cand[cols], vals
+        return R.recommend(st, users, check_int("n", n),
+                           check_bool("exclude_seen", exclude_seen), items, exclude_items)
 
     def similar_items(self, item: Any, n: int = 10, *,
                       min_support: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -783,21 +659,8 @@ class MatrixFactorization:
     def _similar(self, side: str, raw: Any, n: int,
                  min_support: int) -> tuple[np.ndarray, np.ndarray]:
         st = self._require_fitted(f"similar_{side}s")
-        n = check_int("n", n)
-        min_support = check_int("min_support", min_support, low=0)
-        idmap = st.item_map if side == "item" else st.user_map
-        row = self._row(idmap, raw, side)
-        counts = st.support(side) if min_support > 1 else None
-        eligible = None if counts is None else counts >= min_support
-        c, v = R.similar(st.factors(f"{side}_factors"), row, n, eligible)
-        return idmap.ids[c], v
-
-    @staticmethod
-    def _row(idmap: IdMap, raw: Any, what: str) -> int:
-        r = int(idmap.lookup(what, [raw])[0])
-        if r < 0:
-            raise ValueError(f"{what} {raw!r} is not in the model.")
-        return r
+        return R.similar_ids(st, side, raw, check_int("n", n),
+                             check_int("min_support", min_support, low=0))
 
     def fold_in(self, X: Any, y: Any = None, *, side: str = "user") -> MatrixFactorization:
         """Add (or recompute) users from a few ratings, holding the item side fixed.
@@ -830,72 +693,44 @@ class MatrixFactorization:
             if r.size == 0:
                 raise ValueError("fold_in needs at least one rating; got an empty input.")
             own, other = (users, items) if side == "user" else (items, users)
-            own_map, other_map = (st.user_map, st.item_map) if side == "user" else \
-                (st.item_map, st.user_map)
-            other_idx = other_map.lookup("items" if side == "user" else "users", other)
-            raw_ids, inv = unique_inverse(normalize_ids("users" if side == "user" else "items",
-                                                        own))
-            if own_map.ids.size and (raw_ids.dtype.kind == "U") != (own_map.ids.dtype.kind == "U"):
-                own_map.lookup(side + "s", raw_ids)  # raises the type-mismatch error
-            F = st.factors("item_factors" if side == "user" else "user_factors").astype(np.float64)
-            ob = (st.item_bias if side == "user" else st.user_bias).astype(np.float64)
-            mu = st.kernel_mu
-            ok = other_idx >= 0
-            empty = np.bincount(inv[ok], minlength=raw_ids.size) == 0
-            if empty.any():
-                other_side = "items" if side == "user" else "users"
-                shown = ", ".join(repr(x.item()) for x in raw_ids[empty][:5])
-                raise ValueError(
-                    f"fold_in: {side}(s) {shown} rated only {other_side} the model does not "
-                    f"know, so nothing can be learnt for them; pass ratings of known "
-                    f"{other_side} (or fit/partial_fit to add new {other_side}).")
-            order = np.argsort(inv[ok], kind="stable")
-            oi, rr, gi = other_idx[ok][order], r[ok][order], inv[ok][order]
-            bounds = np.searchsorted(gi, np.arange(raw_ids.size + 1))
-            targets, feats = [], []
-            for g in range(raw_ids.size):
-                j = oi[bounds[g]:bounds[g + 1]]
-                t = rr[bounds[g]:bounds[g + 1]] - (mu + ob[j] if st.biased else 0.0)
-                targets.append(t)
-                feats.append(F[j])
-            vec, bias = R.ridge_rows(targets, feats, self.reg_factors, self.reg_bias, st.biased)
-            self._state = self._with_rows(st, side, raw_ids, vec, bias,
-                                          other_idx[ok], inv[ok])
+            self._state = R.fold_in(st, own, other, r, side=side, reg_factors=self.reg_factors,
+                                    reg_bias=self.reg_bias)
             return self
-
-    def _with_rows(self, st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
-                   bias: np.ndarray, other_idx: np.ndarray, group: np.ndarray) -> FittedState:
-        name = "users" if side == "user" else "items"
-        old_map = st.user_map if side == "user" else st.item_map
-        new_map, rows = old_map.extended(name, raw_ids)
-        Fw = st.user_factors if side == "user" else st.item_factors
-        b = st.user_bias if side == "user" else st.item_bias
-        grow = len(new_map) - len(old_map)
-        F2, b2 = grown(Fw, grow), grown(b, grow)  # aligned, like every factor matrix
-        F2[rows, : st.n_factors] = vec
-        b2[rows] = bias
-        if side == "user":
-            seen = merge_seen(*st.seen(), len(new_map), rows[group], other_idx)
-            return replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
-                           seen_indptr=seen[0], seen_items=seen[1])
-        seen = merge_seen(*st.seen(), len(st.user_map), other_idx.astype(np.int32),
-                          rows[group])
-        return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
-                       seen_indptr=seen[0], seen_items=seen[1])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Any) -> None:
-        """Save the fitted model to one self-describing file (see :func:`mfsgd.load`)."""
-        from .persistence import save_model
-
-        save_model(self, path)
+        """Save the fitted model to one self-describing file (see :func:`mfsgd.load`):
+        written to a temporary file beside ``path`` and renamed over it, so a failed save
+        leaves an existing file intact; a new file gets the mode ``open()`` would give it,
+        a replaced one keeps its mode."""
+        write_model(path, self._require_fitted("save"), self.get_params())
 
     @classmethod
     def load(cls, path: Any) -> MatrixFactorization:
-        """Load a model saved by :meth:`save`."""
-        from .persistence import load_model
+        """Load a model saved by :meth:`save` (never unpickles; every array checksummed).
 
-        return load_model(path)
+        Raises
+        ------
+        ModelFileError
+            The file is not an mfsgd model, is damaged, or comes from a newer format.
+        FileNotFoundError, IsADirectoryError, PermissionError
+            The file cannot be opened.
+        """
+        model, state, _ = read_model(path, cls._from_stored_params)
+        model.dtype = state.user_factors.dtype.type
+        model._state = state
+        return model
+
+    @classmethod
+    def _from_stored_params(cls, params: dict[str, Any]) -> MatrixFactorization:
+        """A new estimator with the stored parameters (unknown names, from other versions,
+        are skipped), checked as fit would check them."""
+        model = cls()
+        known = set(model.get_params())
+        model.set_params(**{k: v for k, v in params.items() if k in known})
+        make_config(model.get_params())
+        fit_rng(model.random_state)  # partial_fit seeds from it: it must be valid
+        return model
 
 
 for _attr, (_field, _doc) in _FITTED_ATTRS.items():

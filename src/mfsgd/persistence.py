@@ -7,7 +7,9 @@ array's dtype and shape against the header and against the other arrays, the mem
 size against that shape, and a CRC-32 of every array's bytes.
 
 Writes go to a temporary file in the target directory, are flushed to disk, then
-renamed over the target, so a failed save never damages an existing file.
+renamed over the target, so a failed save never damages an existing file; the file gets
+the mode ``open()`` would give it, or keeps the mode of the file it replaces
+(``_fileio.atomic_write``).
 """
 
 from __future__ import annotations
@@ -18,17 +20,16 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._config import make_config
-from ._idmap import idmap_from_ids
+from ._fileio import atomic_write
+from ._state import FittedState
 from ._training import MAX_BLOCKS
-from ._validation import check_random_state
 from ._version import __version__
 from .exceptions import ModelFileError
 
@@ -41,7 +42,7 @@ _FLOATS = {"float32", "float64"}
 NPY_HEADER_MAX = 10000  # bytes; NumPy's own limit for loading untrusted headers
 MAX_DIM = 2**31 - 1  # rows are int32 indices in the kernel; no factor count comes near it
 
-__all__ = ["save_model", "load_model", "load"]
+__all__ = ["write_model", "read_model"]
 
 
 def _json_param(v: Any) -> Any:
@@ -59,8 +60,21 @@ def _json_param(v: Any) -> Any:
         return None  # e.g. a Generator as random_state: not storable, reset to None
 
 
-def save_model(model: Any, path: Any) -> None:
-    st = model._require_fitted("save")
+def write_model(path: Any, st: FittedState, params: dict[str, Any],
+                extra: dict[str, Any] | None = None) -> None:
+    """Write a fitted state and the estimator's parameters to ``path``, atomically.
+
+    ``extra`` (JSON-serialisable) is stored in the header under ``"extra"``: a training
+    checkpoint keeps its resume information there."""
+    # A new file gets the mode open() would give it (0o666 & ~umask), a replaced one keeps
+    # its mode, so a serving process running as another user can read the model.
+    with atomic_write(path, "wb") as f:
+        write_model_file(f, st, params, extra)
+
+
+def write_model_file(f: Any, st: FittedState, params: dict[str, Any],
+                     extra: dict[str, Any] | None = None) -> None:
+    """``write_model`` into an open binary file (e.g. one opened through fsspec)."""
     arrays = {
         "user_factors": st.factors("user_factors"), "item_factors": st.factors("item_factors"),
         "user_bias": st.user_bias, "item_bias": st.item_bias,
@@ -71,7 +85,7 @@ def save_model(model: Any, path: Any) -> None:
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "mfsgd_version": __version__,
-        "params": {k: _json_param(v) for k, v in model.get_params().items()},
+        "params": {k: _json_param(v) for k, v in params.items()},
         "global_mean": st.global_mean,
         "rating_range": list(st.rating_range),
         "biased": st.biased,
@@ -83,27 +97,14 @@ def save_model(model: Any, path: Any) -> None:
                        "crc32": zlib.crc32(np.ascontiguousarray(a).view(np.uint8).reshape(-1))}
                    for k, a in arrays.items()},
     }
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-                zf.writestr("header.json", json.dumps(header, allow_nan=True))
-                for name, a in arrays.items():
-                    buf = io.BytesIO()
-                    np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
-                    zf.writestr(f"{name}.npy", buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    if extra is not None:
+        header["extra"] = extra
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("header.json", json.dumps(header, allow_nan=True))
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+            zf.writestr(f"{name}.npy", buf.getvalue())
 
 
 def _bad(path: str, why: str) -> ModelFileError:
@@ -283,47 +284,56 @@ def _read_array(zf: zipfile.ZipFile, name: str, dt: np.dtype, shape: tuple, crc:
     return a
 
 
-def load_model(path: Any) -> Any:
-    """Load a model written by ``MatrixFactorization.save``.
+def read_model(path: Any, parse_params: Callable[[dict[str, Any]], Any]
+               ) -> tuple[Any, FittedState, dict[str, Any]]:
+    """Read a file written by ``write_model``: (``parse_params(params)``, the fitted
+    state, the header's ``extra`` dict). ``parse_params`` validates the stored
+    parameters (TypeError or ValueError become ModelFileError) and returns what the
+    caller wants of them, such as a new estimator.
 
     Raises
     ------
     ModelFileError
         The file is not an mfsgd model, is damaged, or comes from a newer format.
-    FileNotFoundError
-        There is no such file.
+    FileNotFoundError, IsADirectoryError, PermissionError
+        The file cannot be opened (``filename`` is ``path``).
     """
-    from .model import FittedState, MatrixFactorization
-
     spath = os.fspath(path)
     with open(spath, "rb") as fh:  # FileNotFoundError, IsADirectoryError... propagate
-        size = os.fstat(fh.fileno()).st_size
-        try:
-            zf = zipfile.ZipFile(fh, "r")
-        except zipfile.BadZipFile:
-            raise _bad(spath, "it is not a ZIP archive") from None
-        except (OSError, ValueError, EOFError, OverflowError, struct.error,
-                NotImplementedError, RuntimeError) as e:  # e.g. "zip file version 6.4"
-            raise _bad(spath, f"it is not a readable ZIP archive ({type(e).__name__}: {e})") \
-                from None
-        try:
-            with zf:
-                header = _read_header(zf, spath, size)
-                specs = _expected_specs(header, spath)
-                arrays = {n: _read_array(zf, n, *specs[n], header["arrays"][n]["crc32"], spath,
-                                         size) for n in _ARRAYS}
-        except ModelFileError:
-            raise
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-                RuntimeError, ValueError, OverflowError, struct.error) as e:
-            # zipfile's own errors on a damaged archive (ValueError: e.g. a bad UTF-8 name
-            # in a local header; RuntimeError: an encrypted member; struct.error: short
-            # records).
-            raise _bad(spath, f"its archive is damaged ({type(e).__name__}: {e})") from None
-    return _build(header, arrays, spath, MatrixFactorization, FittedState)
+        return read_model_file(fh, os.fstat(fh.fileno()).st_size, spath, parse_params)
 
 
-def _build(header: dict, arrays: dict, path: str, cls: Any, state_cls: Any) -> Any:
+def read_model_file(fh: Any, size: int, spath: str, parse_params: Callable[[dict[str, Any]], Any]
+                    ) -> tuple[Any, FittedState, dict[str, Any]]:
+    """``read_model`` of an open binary file of ``size`` bytes (``spath`` names it in
+    messages): for files that are not local paths, e.g. opened through fsspec."""
+    try:
+        zf = zipfile.ZipFile(fh, "r")
+    except zipfile.BadZipFile:
+        raise _bad(spath, "it is not a ZIP archive") from None
+    except (OSError, ValueError, EOFError, OverflowError, struct.error,
+            NotImplementedError, RuntimeError) as e:  # e.g. "zip file version 6.4"
+        raise _bad(spath, f"it is not a readable ZIP archive ({type(e).__name__}: {e})") \
+            from None
+    try:
+        with zf:
+            header = _read_header(zf, spath, size)
+            specs = _expected_specs(header, spath)
+            arrays = {n: _read_array(zf, n, *specs[n], header["arrays"][n]["crc32"], spath,
+                                     size) for n in _ARRAYS}
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+            RuntimeError, ValueError, OverflowError, struct.error) as e:
+        # zipfile's own errors on a damaged archive (ValueError: e.g. a bad UTF-8 name
+        # in a local header; RuntimeError: an encrypted member; struct.error: short
+        # records).
+        raise _bad(spath, f"its archive is damaged ({type(e).__name__}: {e})") from None
+    return _build(header, arrays, spath, parse_params)
+
+
+def _build(header: dict, arrays: dict, path: str,
+           parse_params: Callable[[dict[str, Any]], Any]) -> tuple[Any, FittedState, dict]:
     try:
         gm, rr = header["global_mean"], header["rating_range"]
         biased, history, params = header["biased"], header["history"], header["params"]
@@ -356,15 +366,13 @@ def _build(header: dict, arrays: dict, path: str, cls: Any, state_cls: Any) -> A
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise _bad(path, f"its header field {field!r} is invalid ({shown})")
     gm, (lo, hi) = float(gm), (float(rr[0]), float(rr[1]))
-    model = cls()
-    known = set(model.get_params())
+    extra = header.get("extra", {})
+    if not isinstance(extra, dict):
+        raise _bad(path, "its header field 'extra' is invalid")
     try:
-        model.set_params(**{k: v for k, v in params.items() if k in known})
-        make_config(model.get_params())
-        check_random_state(model.random_state)  # partial_fit seeds from it
+        parsed = parse_params(params)
     except (TypeError, ValueError) as e:
         raise _bad(path, f"its stored parameters are invalid ({e})") from None
-    model.dtype = arrays["user_factors"].dtype.type
     ip, seen = arrays["seen_indptr"], arrays["seen_items"]
     if ip[0] != 0 or ip[-1] != seen.size or np.any(np.diff(ip) < 0) or (
             seen.size and (seen.min() < 0 or seen.max() >= arrays["item_ids"].size)):
@@ -376,22 +384,7 @@ def _build(header: dict, arrays: dict, path: str, cls: Any, state_cls: Any) -> A
     if not all(np.isfinite(arrays[n]).all() for n in _ARRAYS[:4]) or not (
             np.isfinite(gm) and lo <= hi):
         raise _bad(path, "it holds non-finite parameters")
-    from .model import padded_width
-
-    k = arrays["user_factors"].shape[1]
-    padded = {}
-    for n in ("user_factors", "item_factors"):
-        a = arrays[n]
-        padded[n] = np.zeros((a.shape[0], padded_width(k, a.dtype)), dtype=a.dtype)
-        padded[n][:, :k] = a
-    model._state = state_cls(
-        global_mean=gm, user_factors=padded["user_factors"], item_factors=padded["item_factors"],
-        n_factors=k,
-        user_bias=arrays["user_bias"], item_bias=arrays["item_bias"],
-        user_map=idmap_from_ids(arrays["user_ids"]), item_map=idmap_from_ids(arrays["item_ids"]),
-        rating_range=(lo, hi), biased=biased, history=history, n_epochs=n_epochs,
-        best_epoch=best, n_blocks=n_blocks, seen_indptr=ip, seen_items=seen)
-    return model
-
-
-load = load_model
+    state = FittedState.from_arrays(
+        arrays, global_mean=gm, rating_range=(lo, hi), biased=biased, history=history,
+        n_epochs=n_epochs, best_epoch=best, n_blocks=n_blocks)
+    return parsed, state, extra

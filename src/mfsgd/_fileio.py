@@ -1,0 +1,511 @@
+"""Low-level file input and output: atomic writes with the right file mode, and fast
+reading of delimited text whatever its separator.
+
+Nothing here knows about ratings or models; ``persistence``, ``datasets`` and ``_dask``
+build on it. Optional dependencies (pandas) are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import errno
+import os
+import re
+import stat
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+__all__ = ["atomic_write", "current_umask", "path_error", "Dialect", "Head", "check_sep",
+           "sniff", "read_columns", "physical_line", "TextFormatError"]
+
+
+# ---------------------------------------------------------------------- errors
+
+def path_error(code: int, path: str) -> OSError:
+    """``OSError(code, strerror, path)``: the subclass the errno maps to (FileNotFoundError,
+    IsADirectoryError, PermissionError...), with ``.filename`` the user's path and the
+    standard ``.strerror``, as ``open()`` raises them."""
+    return OSError(code, os.strerror(code), path)
+
+
+def _on_user_path(exc: BaseException, path: str, tmp: str | None,
+                  ours: bool = False) -> BaseException:
+    """The same error, naming the user's path instead of our temporary file.
+
+    Only built-in OSErrors with an errno are rewritten, and only those raised by our own
+    steps (``ours``) or naming no file or the temporary one; anything else (a
+    ChecksumError, an error about another file) is kept."""
+    if (isinstance(exc, OSError) and type(exc).__module__ == "builtins" and exc.errno
+            and (ours or exc.filename in (None, tmp))):
+        new = type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), path)
+        return new.with_traceback(exc.__traceback__)
+    return exc
+
+
+# ---------------------------------------------------------------------- atomic writes
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where possible.
+
+    Linux (4.7+) reports it in ``/proc/self/status``. Elsewhere the only way is
+    ``os.umask``, which sets it while reading it; the umask is process-wide, so another
+    thread creating a file in that instant gets the temporary value. We set 0o077 (more
+    restrictive, never less) and serialise our own calls with a lock.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path: Any, mode: str = "wb", *, encoding: str | None = None) -> Iterator[Any]:
+    """Write ``path`` all at once: readers see the old file or the complete new one.
+
+    Yields a file object on a temporary file in the target's directory. When the block
+    ends normally the data are flushed and fsynced, the file gets its mode, and it is
+    renamed over the target (``os.replace``; then the directory is fsynced). On any
+    exception, KeyboardInterrupt included, the temporary file is removed and the old
+    file, if any, is left untouched.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The target. A symbolic link is followed (its target is replaced, as ``open()``
+        would write into it).
+    mode : {"wb", "w", "wt"}, default "wb"
+        Binary or text.
+    encoding : str, optional
+        For text mode.
+
+    Yields
+    ------
+    file object
+        Open on the temporary file; do not close it.
+
+    Raises
+    ------
+    IsADirectoryError, FileNotFoundError, NotADirectoryError, PermissionError, OSError
+        With ``.filename`` the user's ``path`` (never the temporary file) and the
+        standard ``.strerror``: e.g. the path is a directory, its parent does not exist
+        or is not writable, the disk is full.
+
+    Notes
+    -----
+    File mode: a new file gets the mode ``open()`` would give it, ``0o666 & ~umask``
+    (``tempfile.mkstemp`` alone would leave 0600, unreadable to other users); a
+    replaced regular file keeps its permission bits (owner and group become the
+    writer's). A target that exists but is no regular file (``/dev/stdout``, a FIFO) is
+    opened and written directly, not replaced.
+    """
+    if mode not in ("wb", "w", "wt"):
+        raise ValueError(f"mode must be 'wb', 'w' or 'wt'; got {mode!r}.")
+    user_path = os.fspath(path)
+    target = os.path.realpath(user_path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:  # e.g. a parent that is a file, or not searchable
+        raise _on_user_path(e, user_path, None, ours=True) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise path_error(errno.EISDIR, user_path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        try:
+            f = open(target, mode, encoding=encoding)  # noqa: SIM115
+        except OSError as e:
+            raise _on_user_path(e, user_path, target, ours=True) from None
+        with f:
+            yield f
+        return
+    perm = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~current_umask()
+    directory, name = os.path.split(target)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    except OSError as e:  # it names the temporary file: missing, unwritable folder...
+        raise _on_user_path(e, user_path, None, ours=True) from None
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), perm)
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        new = _on_user_path(e, user_path, tmp)
+        if new is e:
+            raise
+        raise new from None
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable (POSIX); best effort, a failure here loses nothing."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------- delimited text
+
+#: Separators recognised by :func:`sniff`, in order of preference on a tie.
+SEPARATORS = ("::", ",", "\t", ";", "|")
+WHITESPACE = "whitespace"
+_US = 0x1F  # ASCII unit separator: what "::" and blank runs are rewritten to
+_HEAD_BYTES = 1 << 16
+_HEAD_LINES = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Dialect:
+    """How fields are separated: ``sep`` is one character, ``"::"``, or ``WHITESPACE``
+    (runs of spaces and tabs, leading and trailing blanks ignored); ``quoted``: the
+    first lines hold double quotes."""
+
+    sep: str
+    quoted: bool = False
+
+    def split(self, line: str) -> list[str]:
+        if self.sep == WHITESPACE:
+            if self.quoted:
+                return next(csv.reader([line.replace("\t", " ").strip()], delimiter=" ",
+                                       skipinitialspace=True), [])
+            return line.split()
+        if self.sep == "::":
+            return [f.strip() for f in line.split("::")]
+        return next(csv.reader([line], delimiter=self.sep), [])
+
+    def __str__(self) -> str:
+        return "runs of blanks" if self.sep == WHITESPACE else repr(self.sep)
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """The first non-blank lines of a file split into fields, and where they start."""
+
+    dialect: Dialect
+    rows: list[list[str]]
+    first_line: int  # 0-based physical line of rows[0]
+
+
+def check_sep(sep: Any) -> Dialect | None:
+    """The Dialect a user's ``sep=`` asks for (None: detect it)."""
+    if sep is None:
+        return None
+    if not isinstance(sep, str):
+        raise TypeError(f"sep must be a string such as ',' or '\\t'; got {sep!r}.")
+    if sep in (" ", r"\s+"):
+        return Dialect(WHITESPACE)
+    sep = "\t" if sep == r"\t" else sep  # as typed on a command line
+    if sep == "::" or (len(sep) == 1 and sep not in "\r\n\"" and sep != chr(_US)):
+        return Dialect(sep)
+    raise ValueError(f"sep must be one character (',', '\\t', ';', '|'...), '::', or ' ' for "
+                     f"runs of spaces and tabs; got {sep!r}. Omit sep to detect it.")
+
+
+def sniff(path: str, sep: Dialect | None) -> Head:
+    """Read the first lines of ``path`` and find their separator (unless given).
+
+    Opening the file raises the usual FileNotFoundError / IsADirectoryError /
+    PermissionError, with ``.filename`` = ``path``. Only the first 64 KiB are read.
+
+    The check: a separator fits when it splits each of the first 20 non-blank lines
+    into at least 2 fields (quotes respected). Of those that fit, one that gives every
+    line the same number of fields beats one that does not, then the one giving the
+    most fields wins (ties: ``::``, comma, tab, semicolon, pipe); runs of blanks are the
+    fallback. A tab-separated head whose fields are padded with more blanks is read as
+    runs of blanks.
+    """
+    if os.path.isdir(path):  # Windows' open() says PermissionError for a folder
+        raise path_error(errno.EISDIR, path)
+    with open(path, "rb") as f:
+        raw = f.read(_HEAD_BYTES + 1)
+    # split at "\n" only, as the parsers do (str.splitlines also splits at \x1c, \x85...)
+    physical = [ln.rstrip("\r") for ln in
+                raw[:_HEAD_BYTES].decode("utf-8-sig", errors="replace").split("\n")]
+    if len(raw) > _HEAD_BYTES and physical:
+        physical = physical[:-1]  # the last line may be cut
+    first, lines = -1, []
+    for k, line in enumerate(physical):
+        if line.strip():
+            first = k if first < 0 else first
+            lines.append(line)
+            if len(lines) == _HEAD_LINES:
+                break
+    if not lines:
+        return Head(sep or Dialect(","), [], 0)
+    quoted = any('"' in ln for ln in lines)
+    dialect = Dialect(sep.sep, quoted) if sep is not None else _detect(lines, quoted)
+    return Head(dialect, [dialect.split(ln) for ln in lines], first)
+
+
+def _detect(lines: list[str], quoted: bool) -> Dialect:
+    best, best_key = None, (False, 1)
+    for sep in SEPARATORS:
+        d = Dialect(sep, quoted)
+        counts = [len(d.split(ln)) for ln in lines]
+        if min(counts) < 2:
+            continue
+        # the same count on every line first (a short line may be a damaged one), then
+        # the most fields
+        key = (len(set(counts)) == 1, max(set(counts), key=counts.count))
+        if key > best_key:
+            best, best_key = d, key
+    ws = Dialect(WHITESPACE, quoted)
+    if best is not None and best.sep == "\t" and [len(ws.split(ln)) for ln in lines] == [
+            len(best.split(ln)) for ln in lines] and any(
+            f != f.strip() for ln in lines for f in ln.split("\t")):
+        return ws  # tabs padded with spaces: the same columns, read as runs of blanks
+    return best if best is not None else ws
+
+
+def physical_line(path: str, row: int, skip: int) -> int:
+    """1-based line number of data row ``row`` (0-based) when the first ``skip`` lines
+    are skipped and empty lines are not rows (as the readers here count them)."""
+    with open(path, "rb") as f:
+        for k, line in enumerate(f):
+            if k < skip or not line.rstrip(b"\r\n"):
+                continue
+            if row == 0:
+                return k + 1
+            row -= 1
+    return -1
+
+
+class TextFormatError(ValueError):
+    """The lines of a delimited file cannot be split into fields (e.g. an open quote)."""
+
+
+class _Rewriter:
+    """A binary file whose "::" separators or runs of blanks are rewritten, in chunks of
+    whole lines, to the single byte 0x1F, so that a one-character parser (pandas' C
+    engine) reads it at CSV speed.
+
+    Nothing is deleted, so the rewrite is a few vectorised passes without compaction
+    (compacting with a boolean mask cost more than parsing): ``a::b`` becomes
+    ``a<US> b`` and ``a  \\tb`` becomes ``a<US> \\tb``. The leftover blanks sit at the
+    start of the next field, where the number parsers skip them (string columns are
+    stripped afterwards); blanks at the start of a line are left alone, so they never
+    make an empty first field. ``read(n)`` may return a little more than n bytes (the
+    rest of a line); pandas takes what it gets.
+    """
+
+    def __init__(self, path: str, sep: str) -> None:
+        self._f = open(path, "rb")  # noqa: SIM115  (closed by close())
+        self._rest = b""
+        self._fix = self._blanks if sep == WHITESPACE else self._colons
+
+    def read(self, n: int = -1) -> bytes:
+        while True:
+            raw = self._f.read(n if n and n > 0 else -1)
+            if not raw:
+                out, self._rest = self._rest, b""
+                return self._fix(out) if out else b""
+            buf = self._rest + raw if self._rest else raw
+            cut = buf.rfind(b"\n") + 1
+            if cut == 0:  # no line end yet
+                self._rest = buf
+                continue
+            self._rest = buf[cut:]
+            return self._fix(buf[:cut])
+
+    def close(self) -> None:
+        self._f.close()
+
+    @staticmethod
+    def _blanks(chunk: bytes) -> bytes:
+        a = np.frombuffer(chunk, dtype=np.uint8)
+        run_start = a == 32
+        run_start |= a == 9
+        run_start[1:] &= a[:-1] > 32  # the first blank after a field character
+        run_start[0] = False  # a chunk starts a line
+        d = a - np.uint8(_US)
+        d *= run_start  # arithmetic select: a masked assignment is ~3x slower
+        return (a - d).tobytes()
+
+    @staticmethod
+    def _colons(chunk: bytes) -> bytes:
+        a = np.frombuffer(chunk, dtype=np.uint8)
+        first = a == 58
+        first[:-1] &= first[1:]
+        first[-1] = False
+        d = first.view(np.uint8) * np.uint8(ord(":") - _US)
+        d[1:] += first[:-1].view(np.uint8) * np.uint8(ord(":") - ord(" "))
+        return (a - d).tobytes()
+
+
+def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
+                 dtypes: dict[int, str]) -> dict[int, np.ndarray]:
+    """Read the columns ``usecols`` (0-based positions) of a delimited file.
+
+    Parameters
+    ----------
+    skip : int
+        Physical lines to skip first (blank lines before a header, the header).
+    dtypes : dict
+        ``"float32"`` or ``"str"`` for some positions; the others get their natural
+        type (int64, float64, or strings as an object array).
+
+    Returns
+    -------
+    dict
+        Position -> array, one entry per row (blank lines are no rows; a short line
+        gives "" in its missing fields). A column asked as float32 that does not parse
+        entirely comes back as an object array of its strings, for the caller to find
+        the bad value.
+
+    Notes
+    -----
+    With pandas, its C parser reads every dialect at the speed of a comma-separated
+    file: one-character separators directly, "::" and runs of blanks through
+    :class:`_Rewriter`. (pyarrow's multi-threaded parser needed 2-4x the CPU time and
+    1.7x the memory of the C parser here, so it pays only with several idle cores; its
+    numbers do not accept the leading blanks the rewrite leaves.) Without pandas,
+    :func:`numpy.loadtxt` reads numeric files and a csv/str.split loop the others.
+    """
+    try:
+        import pandas as pd
+    except ImportError:
+        return _read_numpy(path, dialect, skip, usecols, dtypes)
+    try:
+        out = _read_pandas(pd, path, dialect, skip, usecols, dtypes)
+    except TextFormatError:
+        raise
+    except ValueError:
+        # A float32 column with a bad value (pandas names neither row nor line): read
+        # it again as text so that the caller can point at the line.
+        retry = {p: ("str" if t == "float32" else t) for p, t in dtypes.items()}
+        if retry == dtypes:
+            raise
+        out = _read_pandas(pd, path, dialect, skip, usecols, retry)
+    return out
+
+
+def _read_pandas(pd: Any, path: str, dialect: Dialect, skip: int, usecols: list[int],
+                 dtypes: dict[int, str]) -> dict[int, np.ndarray]:
+    rewrite = dialect.sep == "::" or (dialect.sep == WHITESPACE and not dialect.quoted)
+    if rewrite:
+        source: Any = _Rewriter(path, dialect.sep)
+        sep = chr(_US)
+    else:
+        source = path
+        sep = r"\s+" if dialect.sep == WHITESPACE else dialect.sep  # quoted: pandas' own
+    dt = {p: (np.float32 if t == "float32" else str) for p, t in dtypes.items()}
+    try:
+        # na_filter=False: ids such as "NA" or "null" stay strings, an empty or "nan"
+        # rating fails the float parse (and is then reported), and it is faster.
+        df = pd.read_csv(source, sep=sep, engine="c", header=None, skiprows=skip,
+                         usecols=usecols, dtype=dt, na_filter=False, encoding="utf-8")
+    except pd.errors.ParserError as e:
+        raise TextFormatError(f"{path} cannot be split into fields at {dialect}: "
+                              f"{str(e).strip()}") from None
+    except pd.errors.EmptyDataError:
+        return {p: np.empty(0, dtype=np.float32 if dtypes.get(p) == "float32" else
+                            object if dtypes.get(p) == "str" else np.int64) for p in usecols}
+    finally:
+        if rewrite:
+            source.close()
+    out = {}
+    for p in usecols:
+        col = df[p]
+        if col.dtype.kind not in "iufb":
+            if rewrite or dialect.sep == WHITESPACE:
+                col = col.str.strip()
+            a = col.to_numpy(dtype=object)
+        else:
+            a = col.to_numpy()
+            # pandas hands out read-only views (copy-on-write); the frame is dropped
+            # here, so the arrays can be the caller's to modify.
+            if not a.flags.writeable and a.base is not None and a.base.flags.writeable:
+                a.flags.writeable = True
+        out[p] = a
+    return out
+
+
+def _read_numpy(path: str, dialect: Dialect, skip: int, usecols: list[int],
+                dtypes: dict[int, str]) -> dict[int, np.ndarray]:
+    """Correct for every dialect; fast (numpy.loadtxt) only for all-numeric files."""
+    if not any(t == "str" for t in dtypes.values()):
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                lines = _data_lines(f, skip)
+                if dialect.sep == "::":
+                    lines = (ln.replace("::", chr(_US)) for ln in lines)
+                delim = None if dialect.sep == WHITESPACE else (
+                    chr(_US) if dialect.sep == "::" else dialect.sep)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "loadtxt: input contained no data")
+                    a = np.loadtxt(lines, delimiter=delim, usecols=usecols, dtype=np.float64,
+                                   ndmin=2, comments=None, quotechar='"')
+            cols = {p: a[:, j] for j, p in enumerate(usecols)}
+            if all(_integral(cols[p]) for p in usecols if p not in dtypes):
+                return {p: (c.astype(np.float32) if dtypes.get(p) == "float32" else
+                            c.astype(np.int64) if p not in dtypes else c)
+                        for p, c in cols.items()}
+        except ValueError:
+            pass  # strings, a bad value, or ids beyond 2**53: the exact path below
+    fields: list[list[str]] = [[] for _ in usecols]
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        lines = _data_lines(f, skip)
+        if dialect.sep in ("::", WHITESPACE):
+            rows: Any = (dialect.split(ln) for ln in lines)
+        else:
+            rows = csv.reader(lines, delimiter=dialect.sep)
+        for row in rows:
+            for j, p in enumerate(usecols):
+                fields[j].append(row[p] if p < len(row) else "")
+    return {p: _convert(vals, dtypes.get(p)) for p, vals in zip(usecols, fields, strict=True)}
+
+
+def _data_lines(f: Any, skip: int) -> Iterator[str]:
+    for k, line in enumerate(f):
+        if k >= skip and line.rstrip("\r\n"):
+            yield line
+
+
+def _integral(a: np.ndarray) -> bool:
+    # below 2**53 a float64 holds the integer exactly
+    return bool(np.all(np.abs(a) < 2.0**53) and np.array_equal(a, np.round(a)))
+
+
+_INT = re.compile(r"\s*[+-]?[0-9]+\s*$")
+
+
+def _convert(vals: list[str], kind: str | None) -> np.ndarray:
+    if kind == "str":
+        return np.array(vals, dtype=object)
+    if kind is None and all(_INT.match(v) for v in vals):
+        try:
+            return np.array([int(v) for v in vals], dtype=np.int64)
+        except OverflowError:
+            pass
+    try:
+        a = np.array([float(v) for v in vals], dtype=np.float64)
+    except ValueError:
+        return np.array([v.strip() for v in vals], dtype=object)
+    return a.astype(np.float32) if kind == "float32" else a
