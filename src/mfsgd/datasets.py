@@ -440,62 +440,51 @@ def _manual_hint(url: str, path: str) -> str:
 def _download(url: str, path: str, expected: str | None) -> str:
     """Stream ``url`` into a temporary file beside ``path``, check it, rename it into place.
 
-    Returns the SHA-256 of the file. Nothing is left behind on failure.
+    Returns the SHA-256 of the file. Nothing is left behind on failure; the file gets the
+    mode ``open()`` would give it (a shared cache folder stays readable to its group).
     """
-    import contextlib
     import hashlib
     import http.client
-    import os
     import sys
-    import tempfile
     import urllib.error
     import urllib.request
 
+    from ._fileio import atomic_write
     from ._version import __version__
 
-    folder, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            h = hashlib.sha256()
-            received = 0
-            req = urllib.request.Request(url, headers={"User-Agent": f"mfsgd/{__version__}"})
-            print(f"mfsgd: downloading {url} to {path}", file=sys.stderr, flush=True)
-            try:
-                resp = urllib.request.urlopen(req, timeout=_DOWNLOAD_TIMEOUT)
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                raise DownloadError(f"Could not download {url}: {exc}. "
-                                    f"{_manual_hint(url, path)}") from exc
-            with resp:
-                length = resp.headers.get("Content-Length")
-                while True:
-                    try:
-                        chunk = resp.read(_CHUNK)
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise DownloadError(f"Download of {url} failed after {received} bytes: "
-                                            f"{exc!r}. {_manual_hint(url, path)}") from exc
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    h.update(chunk)
-                    received += len(chunk)
-            if length is not None and length.isdigit() and received != int(length):
-                raise DownloadError(f"Download of {url} was cut short: got {received} of "
-                                    f"{length} bytes. Try again. {_manual_hint(url, path)}")
-            out.flush()
-            os.fsync(out.fileno())
+    with atomic_write(path, "wb") as out:
+        h = hashlib.sha256()
+        received = 0
+        req = urllib.request.Request(url, headers={"User-Agent": f"mfsgd/{__version__}"})
+        print(f"mfsgd: downloading {url} to {path}", file=sys.stderr, flush=True)
+        try:
+            resp = urllib.request.urlopen(req, timeout=_DOWNLOAD_TIMEOUT)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise DownloadError(f"Could not download {url}: {exc}. "
+                                f"{_manual_hint(url, path)}") from exc
+        with resp:
+            length = resp.headers.get("Content-Length")
+            while True:
+                try:
+                    chunk = resp.read(_CHUNK)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise DownloadError(f"Download of {url} failed after {received} bytes: "
+                                        f"{exc!r}. {_manual_hint(url, path)}") from exc
+                if not chunk:
+                    break
+                out.write(chunk)
+                h.update(chunk)
+                received += len(chunk)
+        if length is not None and length.isdigit() and received != int(length):
+            raise DownloadError(f"Download of {url} was cut short: got {received} of "
+                                f"{length} bytes. Try again. {_manual_hint(url, path)}")
         digest = h.hexdigest()
         if expected is not None and digest != expected:
             raise ChecksumError(f"The file downloaded from {url} has SHA-256 {digest}, expected "
                                 f"{expected}; it was discarded. The transfer was corrupted or "
                                 "the server holds a different file; try again, or check "
                                 "MFSGD_MOVIELENS_URL if you set it.")
-        os.replace(tmp, path)
-        return digest
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    return digest
 
 
 def _verify(path: str, variant: str, fresh_digest: str | None) -> None:

@@ -1,0 +1,320 @@
+"""Atomic writes (_fileio.atomic_write) and their three users: file modes, errors that
+name the user's path, and the old file kept on failure."""
+
+import errno
+import os
+import stat
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import mfsgd
+from mfsgd import MatrixFactorization, _fileio
+from mfsgd._fileio import atomic_write, current_umask
+
+ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+
+
+@pytest.fixture()
+def umask():
+    """Set the process umask for one test, then restore it."""
+    before = os.umask(0o022)
+    os.umask(before)
+
+    def set_(mask):
+        os.umask(mask)
+        return mask
+
+    yield set_
+    os.umask(before)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def leftovers(folder, keep):
+    return sorted(set(os.listdir(folder)) - set(keep))
+
+
+@pytest.fixture(scope="module")
+def model():
+    u, i, r = mfsgd.datasets.make_ratings(60, 40, 600, random_state=0, as_frame=False)
+    return MatrixFactorization(n_factors=2, n_epochs=1, random_state=0).fit((u, i, r))
+
+
+# ---------------------------------------------------------------------- the helper
+
+@posix_only
+@pytest.mark.parametrize("mask,expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664),
+                                           (0o027, 0o640)], ids=oct)
+def test_new_file_gets_the_mode_open_would_give(tmp_path, umask, mask, expected):
+    umask(mask)
+    with atomic_write(tmp_path / "f.bin") as f:
+        f.write(b"data")
+    with open(tmp_path / "by_open.bin", "wb") as f:
+        f.write(b"data")
+    assert mode(tmp_path / "f.bin") == expected == mode(tmp_path / "by_open.bin")
+    assert (tmp_path / "f.bin").read_bytes() == b"data"
+
+
+@posix_only
+@pytest.mark.parametrize("mask", [0o022, 0o077], ids=oct)
+@pytest.mark.parametrize("old_mode", [0o644, 0o640, 0o600, 0o444], ids=oct)
+def test_replaced_file_keeps_its_mode(tmp_path, umask, mask, old_mode):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"old")
+    os.chmod(p, old_mode)
+    umask(mask)
+    with atomic_write(p, "w", encoding="utf-8") as f:
+        f.write("new")
+    assert mode(p) == old_mode and p.read_text() == "new"
+    assert leftovers(tmp_path, ["f.bin"]) == []
+
+
+@posix_only
+def test_current_umask_with_and_without_proc(umask, monkeypatch):
+    umask(0o027)
+    assert current_umask() == 0o027
+
+    def no_proc(*a, **k):
+        raise OSError(errno.ENOENT, "No such file or directory", "/proc/self/status")
+
+    monkeypatch.setattr(_fileio, "open", no_proc, raising=False)  # as on macOS
+    assert current_umask() == 0o027
+    assert os.umask(0o027) == 0o027  # the fallback restored it
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path, exc):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"old")
+    with pytest.raises(type(exc)):
+        with atomic_write(p) as f:
+            f.write(b"half of the new")
+            raise exc
+    assert p.read_bytes() == b"old"
+    assert leftovers(tmp_path, ["f.bin"]) == []
+
+
+def test_failed_rename_keeps_the_old_file(tmp_path, monkeypatch):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"old")
+
+    def refuse(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link", src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError) as info:
+        with atomic_write(p) as f:
+            f.write(b"new")
+    assert info.value.filename == str(p) and p.read_bytes() == b"old"
+    assert leftovers(tmp_path, ["f.bin"]) == []
+
+
+def check_error(info, cls, code, path):
+    e = info.value
+    assert type(e) is cls, type(e)
+    assert e.errno == code and e.strerror == os.strerror(code)
+    assert e.filename == str(path)
+    assert ".tmp" not in str(e)
+
+
+def test_errors_name_the_users_path(tmp_path):
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_file").write_bytes(b"")
+    cases = [(tmp_path / "a_folder", IsADirectoryError, errno.EISDIR),
+             (tmp_path / "no" / "such" / "m.mfsgd", FileNotFoundError, errno.ENOENT),
+             (tmp_path / "a_file" / "m.mfsgd", NotADirectoryError, errno.ENOTDIR)]
+    for path, cls, code in cases:
+        with pytest.raises(cls) as info:
+            with atomic_write(path) as f:
+                f.write(b"x")
+        check_error(info, cls, code, path)
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "a_folder"]
+    assert os.listdir(tmp_path / "a_folder") == []
+
+
+@pytest.mark.skipif(ROOT or os.name != "posix", reason="root may write anywhere")
+def test_unwritable_folder_is_permission_error(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    try:
+        with pytest.raises(PermissionError) as info:
+            with atomic_write(ro / "m.mfsgd") as f:
+                f.write(b"x")
+        check_error(info, PermissionError, errno.EACCES, ro / "m.mfsgd")
+    finally:
+        os.chmod(ro, 0o755)
+
+
+def test_permission_error_of_the_temp_file_names_the_users_path(tmp_path, monkeypatch):
+    # The same path as above, simulated so that it runs as root too.
+    import tempfile
+
+    def denied(dir=None, prefix="", suffix=""):
+        raise PermissionError(errno.EACCES, "Permission denied",
+                              os.path.join(dir, prefix + "x1y2" + suffix))
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(PermissionError) as info:
+        with atomic_write(tmp_path / "m.mfsgd"):
+            pass
+    check_error(info, PermissionError, errno.EACCES, tmp_path / "m.mfsgd")
+
+
+def test_disk_full_in_the_body_names_the_users_path(tmp_path):
+    p = tmp_path / "m.mfsgd"
+    with pytest.raises(OSError, match="No space left") as info:
+        with atomic_write(p):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    check_error(info, OSError, errno.ENOSPC, p)
+    assert leftovers(tmp_path, []) == []
+
+
+def test_other_errors_of_the_body_pass_unchanged(tmp_path):
+    class Mine(OSError):
+        pass
+
+    for exc in (Mine("checksum"), FileNotFoundError(errno.ENOENT, "x", "/elsewhere")):
+        with pytest.raises(type(exc)) as info:
+            with atomic_write(tmp_path / "f"):
+                raise exc
+        assert info.value is exc
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_a_symlink_is_followed_like_open(tmp_path):
+    real = tmp_path / "real.mfsgd"
+    real.write_bytes(b"old")
+    os.chmod(real, 0o640)
+    link = tmp_path / "current.mfsgd"
+    link.symlink_to(real)
+    with atomic_write(link) as f:
+        f.write(b"new")
+    assert link.is_symlink() and real.read_bytes() == b"new"
+    assert mode(real) == 0o640
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_fifo_is_written_not_replaced(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with atomic_write(fifo) as f:
+        f.write(b"streamed")
+    reader.join(10)
+    assert got == [b"streamed"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_bad_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="mode must be 'wb', 'w' or 'wt'; got 'ab'"):
+        with atomic_write(tmp_path / "f", "ab"):
+            pass
+
+
+# ---------------------------------------------------------------------- save_model
+
+@posix_only
+@pytest.mark.parametrize("mask,expected", [(0o022, 0o644), (0o077, 0o600)], ids=oct)
+def test_saved_model_gets_the_umask_mode(model, tmp_path, umask, mask, expected):
+    umask(mask)
+    model.save(tmp_path / "m.mfsgd")
+    assert mode(tmp_path / "m.mfsgd") == expected
+    assert mfsgd.load(tmp_path / "m.mfsgd").n_epochs_ == model.n_epochs_
+
+
+@posix_only
+@pytest.mark.parametrize("mask", [0o022, 0o077], ids=oct)
+@pytest.mark.parametrize("old_mode", [0o644, 0o640], ids=oct)
+def test_saving_over_a_model_keeps_its_mode(model, tmp_path, umask, mask, old_mode):
+    p = tmp_path / "m.mfsgd"
+    p.write_bytes(b"an older model")
+    os.chmod(p, old_mode)
+    umask(mask)
+    model.save(p)
+    assert mode(p) == old_mode and mfsgd.load(p).n_epochs_ == model.n_epochs_
+    assert leftovers(tmp_path, ["m.mfsgd"]) == []
+
+
+def test_failed_save_keeps_the_old_model(model, tmp_path, monkeypatch):
+    p = tmp_path / "m.mfsgd"
+    model.save(p)
+    before = p.read_bytes()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np.lib.format, "write_array", full)
+    with pytest.raises(OSError, match="No space left") as info:
+        model.save(p)
+    assert info.value.filename == str(p)
+    assert p.read_bytes() == before and leftovers(tmp_path, ["m.mfsgd"]) == []
+
+
+def test_save_errors_name_the_users_path(model, tmp_path):
+    with pytest.raises(IsADirectoryError) as info:
+        model.save(tmp_path)
+    check_error(info, IsADirectoryError, errno.EISDIR, tmp_path)
+    missing = tmp_path / "no" / "m.mfsgd"
+    with pytest.raises(FileNotFoundError) as info:
+        model.save(missing)
+    check_error(info, FileNotFoundError, errno.ENOENT, missing)
+    assert os.listdir(tmp_path) == []
+
+
+def test_load_model_errors_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        mfsgd.load(tmp_path / "nope.mfsgd")
+    check_error(info, FileNotFoundError, errno.ENOENT, tmp_path / "nope.mfsgd")
+    with pytest.raises(IsADirectoryError) as info:
+        mfsgd.load(tmp_path)
+    check_error(info, IsADirectoryError, errno.EISDIR, tmp_path)
+
+
+# ---------------------------------------------------------------------- download, checkpoint
+
+@posix_only
+def test_download_gets_the_umask_mode_and_failures_leave_nothing(tmp_path, umask, capsys):
+    from mfsgd import datasets as D
+
+    src = tmp_path / "src.zip"
+    src.write_bytes(b"zip bytes" * 1000)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    umask(0o022)
+    digest = D._download(src.as_uri(), str(cache / "ml-100k.zip"), None)
+    assert mode(cache / "ml-100k.zip") == 0o644 and len(digest) == 64
+    with pytest.raises(D.ChecksumError):
+        D._download(src.as_uri(), str(cache / "other.zip"), "0" * 64)
+    assert os.listdir(cache) == ["ml-100k.zip"]
+    capsys.readouterr()
+
+
+@posix_only
+def test_dask_checkpoint_gets_the_umask_mode_and_keeps_a_replaced_mode(tmp_path, umask,
+                                                                       monkeypatch):
+    """The local checkpoint written without fsspec (the write that used mkstemp)."""
+    distributed = pytest.importorskip("distributed")
+    dd = pytest.importorskip("dask.dataframe")
+    frame = mfsgd.datasets.make_ratings(200, 100, 3000, random_state=0, as_frame=True)
+    ddf = dd.from_pandas(frame, npartitions=2)
+    ck = tmp_path / "ck"
+    kw = dict(n_factors=2, n_epochs=1, n_blocks=2, random_state=0)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
+                            dashboard_address=None) as client:
+        monkeypatch.setitem(sys.modules, "fsspec", None)  # import fsspec -> ImportError
+        umask(0o022)
+        MatrixFactorization(**kw).fit(ddf, client=client, checkpoint=str(ck))
+        assert mode(ck) == 0o644
+        os.chmod(ck, 0o640)
+        umask(0o077)
+        MatrixFactorization(**kw).fit(ddf, client=client, checkpoint=str(ck))
+        assert mode(ck) == 0o640
+    assert leftovers(tmp_path, ["ck"]) == []
