@@ -1,9 +1,10 @@
-"""make_ratings, load_csv and the fit callback (the command line: test_cli.py)."""
+"""make_ratings and the fit callback (load_csv: test_load_csv.py; the command line:
+test_cli.py)."""
 
 import numpy as np
 import pytest
 
-from mfsgd.datasets import load_csv, make_ratings
+from mfsgd.datasets import make_ratings
 
 
 def test_make_ratings_shape_and_distinct_pairs():
@@ -43,36 +44,6 @@ def test_make_ratings_frame():
     pd = pytest.importorskip("pandas")
     df = make_ratings(50, 40, 300, random_state=0)
     assert isinstance(df, pd.DataFrame) and list(df.columns) == ["user", "item", "rating"]
-
-
-@pytest.mark.parametrize("text,kw", [
-    ("userId,movieId,rating,timestamp\n1,10,4.0,5\n2,10,3.5,6\n1,20,1,7\n", {}),
-    ("user\titem\trating\n1\t10\t4.0\n2\t10\t3.5\n1\t20\t1\n", {}),
-    ("1\t10\t4\t99\n2\t10\t3.5\t98\n1\t20\t1\t97\n", {}),
-    ("ts;who;what;stars\n5;1;10;4\n6;2;10;3.5\n7;1;20;1\n", {"columns": ("who", "what", "stars")}),
-    ("5|1|10|4\n6|2|10|3.5\n7|1|20|1\n", {"columns": (1, 2, 3)}),
-])
-def test_load_csv_forms(tmp_path, text, kw):
-    p = tmp_path / "r.csv"
-    p.write_text(text)
-    u, i, r = load_csv(p, as_frame=False, **kw)
-    assert list(np.asarray(u).astype(int)) == [1, 2, 1]
-    assert list(np.asarray(i).astype(int)) == [10, 10, 20]
-    np.testing.assert_allclose(r, [4, 3.5, 1])
-
-
-def test_load_csv_errors(tmp_path):
-    p = tmp_path / "r.csv"
-    p.write_text("a,b,c\n1,2,3\n")
-    with pytest.raises(ValueError, match="no user column"):
-        load_csv(p)
-    with pytest.raises(ValueError, match="no column 'zz'"):
-        load_csv(p, columns=("a", "b", "zz"))
-    p.write_text("1,2,3\n1,3,x\n")
-    with pytest.raises(ValueError, match="line 2 has a missing or non-numeric rating"):
-        load_csv(p, header=False)
-    with pytest.raises(FileNotFoundError):
-        load_csv(tmp_path / "missing.csv")
 
 
 def test_fit_callback_sees_each_epoch_and_can_stop(small_data):

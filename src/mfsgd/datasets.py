@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 import numpy as np
@@ -161,22 +163,53 @@ _USER_NAMES = ("user", "userid", "user_id", "users", "uid", "customer_id")
 _ITEM_NAMES = ("item", "itemid", "item_id", "items", "movieid", "movie_id", "iid", "product_id",
                "bookid", "book_id", "isbn")
 _RATING_NAMES = ("rating", "ratings", "score", "stars", "value", "book-rating")
+#: The columns every ratings file needs, in the order ``columns=`` lists them. (A ranking
+#: loss without ratings would make the last one optional: the checks below count from
+#: this tuple.)
+_ROLES = ("user", "item", "rating")
+_ROLE_NAMES = {"user": _USER_NAMES, "item": _ITEM_NAMES, "rating": _RATING_NAMES}
+_LEADING_ZERO = re.compile(r"\s*[+-]?0[0-9]")
 
 
-def _sniff(path: str, sep: str | None) -> tuple[str, list[str]]:
-    import csv
+def _column_refs(name: str, value: Any) -> list[int | str]:
+    """``value`` as a list of column names (str) and 0-based positions (int); a string of
+    digits is a position (as the command line passes them)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{name} must be a list of column names or 0-based positions; got "
+                        f"{value!r}.")
+    out: list[int | str] = []
+    for c in value:
+        if isinstance(c, str) and c.strip().isdigit():
+            c = int(c)
+        if isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) and c >= 0:
+            out.append(int(c))
+        elif isinstance(c, str) and c.strip():
+            out.append(c.strip())
+        else:
+            raise TypeError(f"{name} must hold column names (non-empty strings) or 0-based "
+                            f"positions (ints >= 0); got {c!r} in {list(value)!r}.")
+    return out
 
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        head = f.read(1 << 16)
-    lines = [ln for ln in head.splitlines() if ln.strip()][:20]
-    if not lines:
-        raise ValueError(f"{path} is empty; expected lines of user, item, rating.")
-    if sep is None:
-        try:
-            sep = csv.Sniffer().sniff("\n".join(lines), delimiters=",\t;| ").delimiter
-        except csv.Error:
-            sep = "\t" if "\t" in lines[0] else ","
-    return sep, lines
+
+def _check_columns(columns: Any, keep: Any) -> tuple[list[int | str] | None, list[int | str]]:
+    """(the role columns or None to find them in the header, the extra columns)."""
+    roles = None
+    extras: list[int | str] = []
+    if columns is not None:
+        refs = _column_refs("columns", columns)
+        n = len(_ROLES)
+        if len(refs) < n:
+            example = list(refs) + [r for r in _ROLES[len(refs):]]
+            raise ValueError(
+                f"columns must list the {', '.join(_ROLES[:-1])} and {_ROLES[-1]} columns in "
+                f"that order (names or 0-based positions), optionally followed by extra "
+                f"columns to keep; got {list(columns)!r} ({len(refs)} "
+                f"entr{'y' if len(refs) == 1 else 'ies'}). Add the missing "
+                f"{' and '.join(_ROLES[len(refs):])} column, e.g. columns={example!r}.")
+        roles, extras = refs[:n], refs[n:]
+    if keep is not None:
+        extras += _column_refs("keep", [keep] if isinstance(keep, (str, int)) else keep)
+    return roles, extras
 
 
 def _is_number(s: str) -> bool:
@@ -187,142 +220,210 @@ def _is_number(s: str) -> bool:
     return True
 
 
+def _position(ref: int | str, names: list[str] | None, width: int, path: str,
+              what: str) -> int:
+    if isinstance(ref, str):
+        if names is None or ref not in names:
+            raise ValueError(f"{path}: no column {ref!r}; "
+                             + (f"columns are {names}." if names is not None else
+                                "the file has no header line, so name columns by 0-based "
+                                "position."))
+        return names.index(ref)
+    if ref >= width:
+        raise ValueError(f"{path}: {what} column position {ref} is out of range; its lines "
+                         f"have {width} fields.")
+    return ref
+
+
 def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
-             header: Any = "infer", as_frame: bool | str = "auto") -> Any:
-    """Read a delimited ratings file.
+             header: Any = "infer", keep: Any = None, as_frame: bool | str = "auto") -> Any:
+    """Read a delimited ratings file: comma, tab, semicolon, pipe, "::" or blanks.
 
     Parameters
     ----------
     path : str or PathLike
-        The file.
-    columns : sequence of three names or 0-based positions, optional
-        The user, item and rating columns. Without it, a header naming
-        ``userId, movieId, rating`` or ``user, item, rating`` (and common variants)
-        is recognised; a file without header uses columns 0, 1, 2.
+        The file (UTF-8 or ASCII text).
+    columns : sequence of names or 0-based positions, optional
+        The user, item and rating columns in this order, optionally followed by extra
+        columns to keep (e.g. ``["userId", "movieId", "rating", "timestamp"]`` or
+        ``[0, 1, 2, 3]``); a string of digits counts as a position. Without it, a
+        header naming ``userId, movieId, rating`` or ``user, item, rating`` (and
+        common variants) is recognised; a file without header uses columns 0, 1, 2.
     sep : str, optional
-        Separator; sniffed from the first lines when omitted (comma, tab, semicolon,
-        pipe or space).
-    header : "infer", True or False
-        Whether the first line is a header; "infer" says yes when its rating field is
-        not a number.
-    as_frame : bool or "auto"
-        DataFrame (columns user, item, rating) or a tuple of arrays.
+        Field separator: one character (``","``, ``"\\t"``, ``";"``, ``"|"``...),
+        ``"::"`` (MovieLens 1M and 10M), or ``" "`` for runs of spaces and tabs (the
+        number of blanks between fields may vary; blanks at line ends are ignored).
+        Detected from the first lines when omitted; see Notes.
+    header : "infer", True or False, default "infer"
+        Whether the first non-blank line is a header. "infer": yes when ``columns``
+        names a column, or when the line's rating field is not a number.
+    keep : name, position or sequence of them, optional
+        Extra columns to return besides user, item and rating (same as listing them
+        after the first three of ``columns``), e.g. ``keep=["timestamp"]`` for
+        :func:`~mfsgd.model_selection.temporal_split`.
+    as_frame : bool or "auto", default "auto"
+        Return a DataFrame (``"auto"``: when pandas is installed) or arrays.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``user, item, rating``, then the extra columns under their header
+        names (``col<k>`` for position k when the file has no header).
+    tuple
+        With ``as_frame=False``: ``(users, items, ratings)``, or, when extra columns
+        were asked for, ``(users, items, ratings, extras)`` with ``extras`` a dict
+        ``{name: array}`` in the order asked.
+
+        Ids keep their natural type: int64 when every value of the column is an
+        integer (without leading zeros in the first lines), else strings (an object
+        array of ``str``). Ratings are float32. Extra columns are int64, float64 or
+        strings.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        The file cannot be opened; ``.filename`` is ``path``, ``.strerror`` the
+        system's message, as ``open()`` raises them.
+    ValueError
+        ``columns``/``keep`` are wrong for this file (too few columns, an unknown
+        name, a position past the line's end), the file is empty, or a rating is
+        missing or not a finite number (the message names the line).
+    TypeError
+        ``columns``, ``keep`` or ``sep`` are of the wrong kind.
 
     Notes
     -----
-    With pandas installed the file is read by pyarrow's multi-threaded parser when
-    pyarrow is installed, else by pandas' C parser; peak memory is about twice the
-    result (the parsed frame, then the arrays taken from it). Without pandas, NumPy
-    reads numeric ids and the csv module string ids (slower).
+    Separator detection reads the first 20 non-blank lines: a separator fits when it
+    splits each of them into the same number (at least 2) of fields, quotes respected;
+    among those that fit, the one giving the most fields wins (ties in the order
+    ``::``, comma, tab, semicolon, pipe); failing all, runs of blanks. Pass ``sep``
+    when the first lines are not typical of the file.
+
+    Speed: with pandas every separator is read by pandas' C parser at about the speed
+    of a comma-separated file; ``::`` and runs of blanks are rewritten on the fly to a
+    one-byte separator (quoted fields in a blank-separated file use pandas' slower
+    whitespace parser). Peak memory is about the result plus the parser's buffers.
+    Without pandas, NumPy reads all-numeric files and a Python loop the others
+    (slower, same results).
+
+    Empty lines are skipped and not counted as rows; line numbers in messages are
+    the file's own.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from mfsgd.datasets import load_csv
+    >>> path = os.path.join(tempfile.mkdtemp(), "u.data")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("1\\t10\\t4\\t881250949\\n2\\t10\\t3.5\\t891717742\\n")
+    >>> users, items, ratings, extra = load_csv(path, columns=[0, 1, 2, 3], as_frame=False)
+    >>> users.tolist(), ratings.tolist(), extra["col3"].tolist()
+    ([1, 2], [4.0, 3.5], [881250949, 891717742])
     """
-    import os
+    from . import _fileio as F
 
     spath = os.fspath(path)
-    if not os.path.exists(spath):
-        raise FileNotFoundError(f"no such file: {spath}")
-    sep, lines = _sniff(spath, sep)
-    first = lines[0].split(sep) if sep != " " else lines[0].split()
+    roles, extras = _check_columns(columns, keep)
+    if header != "infer" and not isinstance(header, (bool, np.bool_)):
+        raise TypeError(f"header must be 'infer', True or False; got {header!r}.")
+    if as_frame == "auto":
+        try:
+            import pandas  # noqa: F401
+            as_frame = True
+        except ImportError:
+            as_frame = False
+    head = F.sniff(spath, F.check_sep(sep))
+    if not head.rows:
+        raise ValueError(f"{spath} is empty; expected lines of user, item, rating.")
+    first = [f.strip() for f in head.rows[0]]
+    named = any(isinstance(c, str) for c in (roles or []) + extras)
     if header == "infer":
-        pos_r = 2 if columns is None or isinstance(columns[2], str) else int(columns[2])
-        has_header = pos_r < len(first) and not _is_number(first[pos_r].strip().strip('"'))
-        if columns is not None and all(isinstance(c, str) for c in columns):
-            has_header = True
+        pos_r = roles[2] if roles is not None and isinstance(roles[2], int) else 2
+        has_header = named or (pos_r < len(first) and not _is_number(first[pos_r]))
     else:
         has_header = bool(header)
-    names = [c.strip().strip('"') for c in first]
-    if columns is None:
-        if has_header:
+        if named and not has_header:
+            raise ValueError("columns/keep name columns but header=False; pass 0-based "
+                             "positions, or header=True.")
+    names = first if has_header else None
+    width = len(first)
+    if roles is None:
+        if names is None:
+            roles = [0, 1, 2]
+        else:
             low = [n.lower() for n in names]
-            pos = []
-            for role, cands in (("user", _USER_NAMES), ("item", _ITEM_NAMES),
-                                ("rating", _RATING_NAMES)):
-                hit = next((low.index(c) for c in cands if c in low), None)
+            roles = []
+            for role in _ROLES:
+                hit = next((low.index(c) for c in _ROLE_NAMES[role] if c in low), None)
                 if hit is None:
                     raise ValueError(f"{spath}: no {role} column among {names}; pass "
-                                     f"columns=(user, item, rating) names or positions.")
-                pos.append(hit)
-        else:
-            pos = [0, 1, 2]
-    else:
-        if len(columns) != 3:
-            raise ValueError(f"columns must name 3 columns (user, item, rating); got {columns!r}.")
-        pos = []
-        for c in columns:
-            if isinstance(c, str) and not c.isdigit():
-                if not has_header or c not in names:
-                    raise ValueError(f"{spath}: no column {c!r}; columns are {names}.")
-                pos.append(names.index(c))
-            else:
-                pos.append(int(c))
-        if max(pos) >= len(names):
-            raise ValueError(f"{spath}: column position {max(pos)} is out of range; lines have "
-                             f"{len(names)} fields.")
-    try:
-        import pandas as pd
-    except ImportError:
-        pd = None
-    if pd is not None:
-        engine = "python" if sep == " " else "c"
-        if sep != " ":
-            try:
-                import pyarrow  # noqa: F401  (multi-threaded parser, ~3x the C engine)
-                engine = "pyarrow"
-            except ImportError:
-                pass
-        kw = dict(sep=sep if sep != " " else r"\s+", header=0 if has_header else None,
-                  usecols=pos)
-        try:
-            df = pd.read_csv(spath, engine=engine, **kw)
-        except Exception:  # pyarrow refuses some files the C parser reads (e.g. ragged)
-            if engine != "pyarrow":
-                raise
-            df = pd.read_csv(spath, engine="c", **kw)
-        cols = [df.columns[sorted(pos).index(p)] for p in pos]
-        users, items = df[cols[0]].to_numpy(), df[cols[1]].to_numpy()
-        ratings = pd.to_numeric(df[cols[2]], errors="coerce").to_numpy(dtype=np.float64)
-    else:
-        users, items, ratings = _read_numpy(spath, sep, has_header, pos)
-    bad = ~np.isfinite(ratings)
-    if bad.any():
-        line = int(np.flatnonzero(bad)[0]) + 1 + int(has_header)
-        raise ValueError(f"{spath}: line {line} has a missing or non-numeric rating.")
-    ratings = ratings.astype(np.float32)
-    if as_frame == "auto":
-        as_frame = pd is not None
+                                     f"columns=[user, item, rating] names or positions.")
+                roles.append(hit)
+    pos = [_position(c, names, width, spath, role) for c, role in zip(roles, _ROLES, strict=True)]
+    extra_pos = [_position(c, names, width, spath, "extra") for c in extras]
+    seen: dict[int, str] = {}
+    for p, what in zip(pos + extra_pos, [*_ROLES, *map(repr, extras)], strict=True):
+        if p in seen:
+            label = names[p] if names is not None else f"position {p}"
+            raise ValueError(f"{spath}: column {label!r} is asked for twice (as {seen[p]} and "
+                             f"as {what}); list each column once.")
+        seen[p] = what
+    extra_names = [names[p] if names is not None else f"col{p}" for p in extra_pos]
+    clash = set(extra_names) & set(_ROLES)
+    if clash:
+        raise ValueError(f"{spath}: the extra column {sorted(clash)[0]!r} would clash with the "
+                         f"output columns {list(_ROLES)}; it cannot be kept under that name.")
+    dtypes = {pos[2]: "float32"}
+    for p in pos[:2]:  # "007" is a label, not the number 7
+        if any(p < len(row) and _LEADING_ZERO.match(row[p]) for row in head.rows[has_header:]):
+            dtypes[p] = "str"
+    skip = head.first_line + int(has_header)
+    cols = F.read_columns(spath, head.dialect, skip=skip, usecols=sorted(seen), dtypes=dtypes)
+    users, items = cols[pos[0]], cols[pos[1]]
+    ratings = _checked_ratings(cols[pos[2]], spath, skip)
+    extra = {n: cols[p] for n, p in zip(extra_names, extra_pos, strict=True)}
     if as_frame:
         from ._compat import require_pandas
+
         pdm = require_pandas("load_csv(as_frame=True)")
-        return pdm.DataFrame({"user": users, "item": items, "rating": ratings})
+        return pdm.DataFrame({"user": users, "item": items, "rating": ratings, **extra},
+                             copy=False)
+    if extras:
+        return users, items, ratings, extra
     return users, items, ratings
 
 
-def _read_numpy(path: str, sep: str, has_header: bool, pos: list[int]):
-    delim = None if sep == " " else sep
-    try:
-        a = np.loadtxt(path, delimiter=delim, skiprows=int(has_header), usecols=pos,
-                       dtype=np.float64, ndmin=2)
-        u, i = a[:, 0], a[:, 1]
-        if np.array_equal(u, np.round(u)) and np.array_equal(i, np.round(i)):
-            return u.astype(np.int64), i.astype(np.int64), a[:, 2]
-    except ValueError:
-        pass
-    import csv
+def _checked_ratings(values: np.ndarray, path: str, skip: int) -> np.ndarray:
+    """float32 ratings, or ValueError naming the line of the first bad one."""
+    from . import _fileio as F
 
-    users, items, ratings = [], [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter=sep) if sep != " " else (ln.split() for ln in f)
-        if has_header:
-            next(reader, None)
-        for row in reader:
-            if not row:
-                continue
-            users.append(row[pos[0]])
-            items.append(row[pos[1]])
-            try:
-                ratings.append(float(row[pos[2]]))
-            except ValueError:
-                ratings.append(np.nan)
-    return np.array(users), np.array(items), np.array(ratings, dtype=np.float64)
+    if values.dtype.kind in "iuf":
+        r = values.astype(np.float32, copy=False)
+    else:  # text: some value did not parse
+        try:
+            import pandas as pd
+
+            r = pd.to_numeric(pd.Series(values, copy=False), errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan)
+        except ImportError:
+            r = np.array([_to_float(v) for v in values], dtype=np.float64)
+        r = r.astype(np.float32)
+    with np.errstate(over="ignore"):
+        bad = ~np.isfinite(r)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        line = F.physical_line(path, row, skip)
+        raise ValueError(f"{path}: line {line} has a missing or non-numeric rating "
+                         f"({str(values[row])!r}); fix or remove that line, or choose the rating "
+                         "column with columns=.")
+    return r
+
+
+def _to_float(v: Any) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        return float("nan")
 
 
 # ---------------------------------------------------------------------- MovieLens

@@ -1,0 +1,361 @@
+"""load_csv: every common separator (detected or given), ids in their natural type, extra
+columns, line numbers of bad ratings, file errors -- with pandas and without it."""
+
+import errno
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from mfsgd import _fileio
+from mfsgd.datasets import load_csv
+from mfsgd.model_selection import temporal_split
+
+ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+ROWS = [(1, 10, 4.0, 881250949), (2, 10, 3.5, 891717742), (1, 20, 1.0, 878887116),
+        (3, 30, 5.0, 5)]
+
+
+@pytest.fixture(params=["pandas", "numpy"])
+def engine(request, monkeypatch):
+    """Run a test with pandas' parser and with the NumPy-only fallback."""
+    if request.param == "pandas":
+        pytest.importorskip("pandas")
+    else:
+        monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas -> ImportError
+    return request.param
+
+
+def write(tmp_path, text, name="r.txt", newline="\n"):
+    p = tmp_path / name
+    p.write_bytes(text.replace("\n", newline).encode("utf-8"))
+    return p
+
+
+def arrays(result):
+    return [np.asarray(a) for a in result]
+
+
+# ---------------------------------------------------------------------- separators
+
+SEPARATED = {  # name: (text of ROWS, header, the separator load_csv should detect)
+    "comma": ("{u},{i},{r},{t}\n", ","),
+    "tab (u.data)": ("{u}\t{i}\t{r}\t{t}\n", "\t"),
+    "semicolon": ("{u};{i};{r};{t}\n", ";"),
+    "pipe": ("{u}|{i}|{r}|{t}\n", "|"),
+    "double colon (ratings.dat)": ("{u}::{i}::{r}::{t}\n", "::"),
+    "single spaces": ("{u} {i} {r} {t}\n", _fileio.WHITESPACE),
+    "runs of blanks": ("  {u}   {i}\t\t{r} \t {t}  \n", _fileio.WHITESPACE),
+    "tab padded with spaces": ("{u} \t {i}\t{r} \t{t}\n", _fileio.WHITESPACE),
+}
+
+
+def separated(fmt, header=None):
+    body = "".join(fmt.format(u=u, i=i, r=f"{r:g}", t=t) for u, i, r, t in ROWS)
+    return (header + "\n" if header else "") + body
+
+
+@pytest.mark.parametrize("name", list(SEPARATED))
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
+def test_every_separator_is_detected_and_read(tmp_path, engine, name, newline):
+    fmt, sep = SEPARATED[name]
+    p = write(tmp_path, separated(fmt), newline=newline)
+    assert _fileio.sniff(str(p), None).dialect.sep == sep
+    u, i, r, extra = load_csv(p, columns=[0, 1, 2, 3], as_frame=False)
+    assert u.dtype == np.int64 and i.dtype == np.int64 and r.dtype == np.float32
+    assert u.tolist() == [1, 2, 1, 3] and i.tolist() == [10, 10, 20, 30]
+    assert r.tolist() == [4.0, 3.5, 1.0, 5.0]
+    assert extra["col3"].tolist() == [t for *_, t in ROWS]
+    assert extra["col3"].dtype == np.int64
+
+
+@pytest.mark.parametrize("name", list(SEPARATED))
+def test_separators_with_a_header_and_string_ids(tmp_path, engine, name):
+    fmt, _ = SEPARATED[name]
+    text = separated(fmt.replace("{u}", "u{u}").replace("{i}", "tt:{i}"),
+                     fmt.format(u="userId", i="movieId", r="rating", t="timestamp").strip())
+    p = write(tmp_path, text)
+    u, i, r = load_csv(p, as_frame=False)
+    assert u.dtype == object and u.tolist() == ["u1", "u2", "u1", "u3"]
+    assert i.tolist() == ["tt:10", "tt:10", "tt:20", "tt:30"]
+    assert all(type(x) is str for x in u)
+    assert r.tolist() == [4.0, 3.5, 1.0, 5.0]
+
+
+@pytest.mark.parametrize("sep,text", [
+    ("::", "1::10::4\n2::10::3.5\n"),
+    (" ", "1 10  4\n2\t10 3.5\n"),
+    (r"\s+", "1 10  4\n2\t10 3.5\n"),
+    ("\t", "1\t10\t4\n2\t10\t3.5\n"),
+    (r"\t", "1\t10\t4\n2\t10\t3.5\n"),
+    (",", "1,10,4\n2,10,3.5\n"),
+])
+def test_sep_given(tmp_path, engine, sep, text):
+    u, i, r = load_csv(write(tmp_path, text), sep=sep, as_frame=False)
+    assert u.tolist() == [1, 2] and i.tolist() == [10, 10] and r.tolist() == [4.0, 3.5]
+
+
+def test_sep_given_overrides_detection(tmp_path, engine):
+    # Read as comma-separated, the first field would be "1;10"; with sep=";" it is not.
+    p = write(tmp_path, "1;10;4,5\n2;10;3,5\n")
+    with pytest.raises(ValueError, match="line 1 has a missing or non-numeric rating"):
+        load_csv(p, sep=";", header=False, as_frame=False)  # decimal commas are no numbers
+
+
+@pytest.mark.parametrize("sep,exc,match", [
+    ("ab", ValueError, "sep must be one character .*got 'ab'"),
+    ("\n", ValueError, "sep must be one character"),
+    (3, TypeError, "sep must be a string"),
+])
+def test_bad_sep(tmp_path, sep, exc, match):
+    with pytest.raises(exc, match=match):
+        load_csv(write(tmp_path, "1,2,3\n"), sep=sep)
+
+
+def test_detection_prefers_the_separator_with_consistent_fields(tmp_path):
+    cases = {
+        '"Smith, J";10;4\n"Doe, A";11;3\n': ";",  # commas inside quotes
+        "1,10,4.0,2020-01-01 10:00:00\n2,11,3.0,2020-01-02 11:00:00\n": ",",
+        "1\tThe Matrix\t4\n2\tHeat\t3\n": "\t",  # blanks inside tab-separated fields
+        "1::10::5::978300760\n": "::",
+        "1 10 5\n": _fileio.WHITESPACE,
+    }
+    for text, sep in cases.items():
+        p = write(tmp_path, text)
+        assert _fileio.sniff(str(p), None).dialect.sep == sep, text
+
+
+def test_quoted_fields_in_a_blank_separated_file(tmp_path, engine):
+    p = write(tmp_path, '"user a" 10 4\n"user b"   11 3\n')
+    u, i, r = load_csv(p, as_frame=False)
+    assert u.tolist() == ["user a", "user b"] and i.tolist() == [10, 11]
+
+
+def test_many_lines_across_read_chunks(tmp_path, engine):
+    """Long enough for several of the parser's reads: the rewrite of "::" and of blank
+    runs must not split a separator or a line between chunks."""
+    rng = np.random.default_rng(0)
+    n = 60_000
+    u = rng.integers(0, 10**6, n)
+    i = rng.integers(0, 10**4, n)
+    r = rng.integers(1, 11, n) / 2
+    blanks = np.array([" ", "  ", "\t", " \t ", "   "])
+    pad = blanks[rng.integers(0, 5, (n, 3))]
+    lines = [f"{a}{p0}{b}{p1}{c:g}{p2}" for a, b, c, p0, p1, p2 in
+             zip(u, i, r, pad[:, 0], pad[:, 1], pad[:, 2], strict=True)]
+    for name, text in (("ws", "\n".join(lines) + "\n"),
+                       ("dc", "".join(f"{a}::{b}::{c:g}\n" for a, b, c in
+                                      zip(u, i, r, strict=True)))):
+        uu, ii, rr = load_csv(write(tmp_path, text, name), as_frame=False)
+        np.testing.assert_array_equal(uu, u)
+        np.testing.assert_array_equal(ii, i)
+        np.testing.assert_array_equal(rr, r.astype(np.float32))
+
+
+# ---------------------------------------------------------------------- ids and ratings
+
+def test_ids_keep_their_natural_type(tmp_path, engine):
+    p = write(tmp_path, "user,item,rating\n007,NA,4\n010,null,3\n7,None,2\n")
+    u, i, r = load_csv(p, as_frame=False)
+    assert u.tolist() == ["007", "010", "7"]  # leading zeros: labels, not numbers
+    assert i.tolist() == ["NA", "null", "None"]  # not missing values
+    assert r.dtype == np.float32
+
+
+@pytest.mark.parametrize("text", ["1 10 4\n2 11 3\n", "1::10::4\n2::11::3\n",
+                                  "userId,movieId,rating\n1,10,4\n2,11,3\n"])
+def test_byte_order_mark_is_not_part_of_the_first_id(tmp_path, engine, text):
+    p = tmp_path / "bom.txt"
+    p.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    u, i, r = load_csv(p, as_frame=False)
+    assert u.dtype == np.int64 and u.tolist() == [1, 2] and i.tolist() == [10, 11]
+
+
+def test_arrays_are_writable(tmp_path, engine):
+    u, i, r = load_csv(write(tmp_path, "1,10,4\n2,11,3\n"), as_frame=False)
+    for a in (u, i, r):
+        a[0] = a[1]
+
+
+@pytest.mark.parametrize("text,line,shown", [
+    ("1,2,3\n1,3,x\n", 2, "'x'"),
+    ("user,item,rating\n1,2,3\n\n\n1,3,\n", 5, "''"),  # header and blank lines counted
+    ("1,2,3\n1,3,nan\n", 2, "'nan'"),
+    ("1,2,3\n1,3,inf\n", 2, "'inf'"),
+    ("1,2,3\n1,3\n", 2, ""),  # a short line
+    ("1 2 3\n\n  1 3  zz  \n", 3, "'zz'"),
+    ("1::2::3\n1::3::?\n", 2, "'?'"),
+])
+def test_bad_rating_names_its_line(tmp_path, engine, text, line, shown):
+    with pytest.raises(ValueError, match=f"line {line} has a missing or non-numeric rating "
+                                         rf"\({shown}"):
+        load_csv(write(tmp_path, text), as_frame=False)
+
+
+def test_header_only_and_empty_files(tmp_path, engine):
+    u, i, r = load_csv(write(tmp_path, "user,item,rating\n"), as_frame=False)
+    assert len(u) == len(i) == len(r) == 0 and r.dtype == np.float32
+    with pytest.raises(ValueError, match="is empty"):
+        load_csv(write(tmp_path, "\n\n", "empty.csv"))
+
+
+def test_header_inference(tmp_path):
+    # rating field not a number -> header; the CLI's positions as strings do not force one
+    p = write(tmp_path, "a,b,stars\n1,2,3\n")
+    assert load_csv(p, columns=["0", "1", "2"], as_frame=False)[0].tolist() == [1]
+    p = write(tmp_path, "1,2,3\n4,5,6\n")
+    assert load_csv(p, columns=["0", "1", "2"], as_frame=False)[0].tolist() == [1, 4]
+    assert load_csv(p, columns=[0, 1, 2], header=True, as_frame=False)[0].tolist() == [4]
+    p = write(tmp_path, "\n\nuser,item,rating\n1,2,3\n")  # blank lines before the header
+    assert load_csv(p, as_frame=False)[0].tolist() == [1]
+
+
+# ---------------------------------------------------------------------- columns
+
+@pytest.mark.parametrize("text,kw", [
+    ("userId,movieId,rating,timestamp\n1,10,4.0,5\n2,10,3.5,6\n1,20,1,7\n", {}),
+    ("user\titem\trating\n1\t10\t4.0\n2\t10\t3.5\n1\t20\t1\n", {}),
+    ("1\t10\t4\t99\n2\t10\t3.5\t98\n1\t20\t1\t97\n", {}),
+    ("ts;who;what;stars\n5;1;10;4\n6;2;10;3.5\n7;1;20;1\n", {"columns": ("who", "what", "stars")}),
+    ("5|1|10|4\n6|2|10|3.5\n7|1|20|1\n", {"columns": (1, 2, 3)}),
+])
+def test_load_csv_forms(tmp_path, engine, text, kw):
+    p = tmp_path / "r.csv"
+    p.write_text(text)
+    u, i, r = load_csv(p, as_frame=False, **kw)
+    assert list(np.asarray(u).astype(int)) == [1, 2, 1]
+    assert list(np.asarray(i).astype(int)) == [10, 10, 20]
+    np.testing.assert_allclose(r, [4, 3.5, 1])
+
+
+def test_load_csv_errors(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(ValueError, match="no user column"):
+        load_csv(p)
+    with pytest.raises(ValueError, match="no column 'zz'"):
+        load_csv(p, columns=("a", "b", "zz"))
+    p.write_text("1,2,3\n1,3,x\n")
+    with pytest.raises(ValueError, match="line 2 has a missing or non-numeric rating"):
+        load_csv(p, header=False)
+    with pytest.raises(FileNotFoundError):
+        load_csv(tmp_path / "missing.csv")
+
+
+BAD_COLUMNS = [
+    (["userId", "movieId"], ValueError,
+     r"columns must list the user, item and rating columns in that order \(names or 0-based "
+     r"positions\), optionally followed by extra columns to keep; got \['userId', 'movieId'\] "
+     r"\(2 entries\)\. Add the missing rating column, e\.g\. columns=\['userId', 'movieId', "
+     r"'rating'\]\."),
+    ([0], ValueError, r"got \[0\] \(1 entry\)\. Add the missing item and rating column"),
+    ([], ValueError, r"got \[\] \(0 entries\)"),
+    ("userId,movieId,rating", TypeError, "columns must be a list of column names or 0-based "
+                                         "positions; got 'userId,movieId,rating'"),
+    (3, TypeError, "columns must be a list"),
+    ([0, 1, -2], TypeError, r"positions \(ints >= 0\); got -2"),
+    ([0, 1, None], TypeError, "got None"),
+    ([0, 1, True], TypeError, "got True"),
+    ([0, 1, ""], TypeError, "got ''"),
+    ([0, 1, 1], ValueError, r"column 'movieId' is asked for twice \(as item and as rating\)"),
+    (["userId", "movieId", "rating", "userId"], ValueError, "'userId' is asked for twice"),
+    ([0, 1, 7], ValueError, "rating column position 7 is out of range; its lines have 4 "
+                            "fields"),
+    (["userId", "movieId", "stars"], ValueError,
+     r"no column 'stars'; columns are \['userId', 'movieId', 'rating', 'timestamp'\]"),
+]
+
+
+@pytest.mark.parametrize("columns,exc,match", BAD_COLUMNS)
+def test_bad_columns(tmp_path, columns, exc, match):
+    p = write(tmp_path, "userId,movieId,rating,timestamp\n1,10,4,5\n")
+    with pytest.raises(exc, match=match):
+        load_csv(p, columns=columns)
+
+
+def test_names_without_a_header(tmp_path):
+    p = write(tmp_path, "1,10,4,5\n")
+    with pytest.raises(ValueError, match="header=False; pass 0-based positions"):
+        load_csv(p, columns=["a", "b", "c"], header=False)
+    with pytest.raises(TypeError, match="header must be 'infer', True or False"):
+        load_csv(p, header="yes")
+
+
+# ---------------------------------------------------------------------- extra columns
+
+ML = "userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in ROWS)
+
+
+def test_extra_columns_as_frame(tmp_path):
+    pd = pytest.importorskip("pandas")
+    p = write(tmp_path, ML)
+    for kw in ({"columns": ["userId", "movieId", "rating", "timestamp"]},
+               {"keep": ["timestamp"]}, {"keep": "timestamp"}, {"keep": 3},
+               {"columns": [0, 1, 2], "keep": ["timestamp"]}):
+        df = load_csv(p, as_frame=True, **kw)
+        assert isinstance(df, pd.DataFrame)
+        assert list(df.columns) == ["user", "item", "rating", "timestamp"], kw
+        assert df["timestamp"].tolist() == [t for *_, t in ROWS]
+    assert list(load_csv(p).columns) == ["user", "item", "rating"]  # nothing extra unasked
+
+
+def test_extra_columns_as_arrays(tmp_path, engine):
+    p = write(tmp_path, ML)
+    out = load_csv(p, keep=["timestamp"], as_frame=False)
+    assert len(out) == 4 and list(out[3]) == ["timestamp"]
+    assert out[3]["timestamp"].dtype == np.int64
+    assert len(load_csv(p, as_frame=False)) == 3  # no extras asked: the usual triple
+    # without a header the extra columns are named by position
+    p = write(tmp_path, "1\t10\t4\t99\tx\n2\t11\t3\t98\ty\n", "u.data")
+    u, i, r, extra = load_csv(p, columns=[0, 1, 2, 4, 3], as_frame=False)
+    assert list(extra) == ["col4", "col3"]
+    assert extra["col4"].tolist() == ["x", "y"] and extra["col3"].tolist() == [99, 98]
+
+
+def test_extra_column_cannot_take_an_output_name(tmp_path):
+    p = write(tmp_path, "uid,iid,stars,rating\n1,2,3,4\n")
+    with pytest.raises(ValueError, match="extra column 'rating' would clash"):
+        load_csv(p, columns=["uid", "iid", "stars"], keep=["rating"])
+
+
+def test_temporal_split_on_the_result(tmp_path, engine):
+    p = write(tmp_path, ML)
+    u, i, r, extra = load_csv(p, keep=["timestamp"], as_frame=False)
+    train, test = temporal_split((u, i, r), extra["timestamp"], test_size=1)
+    assert test[0].tolist() == [2] and test[1].tolist() == [10]  # the latest rating
+    assert len(train[0]) == 3
+    if engine == "pandas":
+        df = load_csv(p, keep=["timestamp"])
+        train, test = temporal_split(df, "timestamp", test_size=2)
+        assert sorted(test["timestamp"].tolist()) == [881250949, 891717742]
+
+
+# ---------------------------------------------------------------------- file errors
+
+def check_os_error(info, cls, code, path):
+    e = info.value
+    assert type(e) is cls and e.errno == code
+    assert e.strerror == os.strerror(code) and e.filename == str(path)
+
+
+def test_missing_file_and_folder(tmp_path, engine):
+    with pytest.raises(FileNotFoundError) as info:
+        load_csv(tmp_path / "missing.csv")
+    check_os_error(info, FileNotFoundError, errno.ENOENT, tmp_path / "missing.csv")
+    with pytest.raises(IsADirectoryError) as info:
+        load_csv(tmp_path)
+    check_os_error(info, IsADirectoryError, errno.EISDIR, tmp_path)
+
+
+@pytest.mark.skipif(ROOT or os.name != "posix", reason="root reads any file")
+def test_unreadable_file(tmp_path):
+    p = write(tmp_path, "1,2,3\n")
+    os.chmod(p, 0)
+    try:
+        with pytest.raises(PermissionError) as info:
+            load_csv(p)
+        check_os_error(info, PermissionError, errno.EACCES, p)
+    finally:
+        os.chmod(p, 0o644)
