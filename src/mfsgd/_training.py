@@ -36,10 +36,14 @@ from typing import Any
 import numpy as np
 
 from . import _sgd
+from ._data import eval_indices
+from ._idmap import IdMap
 from ._state import (  # noqa: F401  (aligned_concat: used by _dask)
     FittedState,
     aligned_concat,
     counts_of,
+    grown,
+    init_rows,
     merge_seen,
     padded_width,
     seen_csr,
@@ -655,3 +659,86 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
                     n_epochs=epoch_offset + res.epochs_done, best_epoch=best, n_blocks=nb,
                     seen_indptr=seen[0], seen_items=seen[1])
     return state, res
+
+
+class EpochReporter:
+    """The per-epoch hook of a local fit: the ``verbose`` line, then the user's callback.
+    A callback that raises stops training like Ctrl-C (the model keeps the last completed
+    epoch); ``error`` then holds its exception, which raise_for re-raises."""
+
+    def __init__(self, verbose: bool, callback: Callable | None) -> None:
+        self.verbose, self.callback = verbose, callback
+        self.error: BaseException | None = None
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        if self.verbose:
+            extra = f"  val_rmse {row['val_rmse']:.4f}" if "val_rmse" in row else ""
+            print(f"epoch {row['epoch']:>3}  train_rmse {row['train_rmse']:.4f}{extra}"
+                  f"  {row['seconds']:.3f}s", flush=True)
+        if self.callback is not None:
+            try:
+                self.callback(row)
+            except BaseException as e:  # stop like Ctrl-C, then re-raise it
+                self.error = e
+                raise KeyboardInterrupt from e
+
+
+def fit_new(cfg: Any, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, *,
+            rng: np.random.Generator, eval_set: Any,
+            on_epoch: Callable | None) -> tuple[FittedState | None, TrainResult]:
+    """A fit from scratch: maps the ids, holds out the validation ratings (``eval_set``,
+    or ``cfg.validation_fraction`` under early stopping), computes mu and the rating
+    range, and trains ``cfg.n_epochs`` epochs. The caller passes its only references to
+    the arrays (they are freed as soon as the layout has its copy)."""
+    umap, uidx = IdMap.fit("users", users)
+    imap, iidx = IdMap.fit("items", items)
+    del users, items
+    val, held = None, None
+    if eval_set is not None:
+        val = eval_indices(eval_set, columns=cfg.columns, user_map=umap, item_map=imap,
+                           dtype=cfg.dtype)
+    elif cfg.early_stopping:
+        tr, va = hold_out(ratings.size, cfg.validation_fraction, rng)
+        val = (uidx[va], iidx[va], ratings[va])
+        held = val[:2]  # held-out ratings still count as seen by their users
+        uidx, iidx, ratings = uidx[tr], iidx[tr], ratings[tr]
+    mean = float(np.mean(ratings, dtype=np.float64))
+
+    def make_params() -> Params:
+        return Params(
+            init_rows(rng, len(umap), cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative),
+            init_rows(rng, len(imap), cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative),
+            np.zeros(len(umap), dtype=cfg.dtype), np.zeros(len(imap), dtype=cfg.dtype))
+
+    rr = (float(ratings.min()), float(ratings.max()))
+    base = FittedState(mean, None, None, None, None, umap, imap, rr,  # type: ignore[arg-type]
+                       cfg.biased, cfg.n_factors)
+    triples = [uidx, iidx, ratings]
+    del uidx, iidx, ratings  # train_local frees them once the layout has its copy
+    return train_local(cfg, base, make_params, triples, rng, val, cfg.n_epochs,
+                       epoch_offset=0, history=[], on_epoch=on_epoch, seen_extra=held)
+
+
+def fit_more(cfg: Any, st: FittedState, users: np.ndarray, items: np.ndarray,
+             ratings: np.ndarray, *, rng: np.random.Generator, n_epochs: int,
+             on_epoch: Callable | None) -> tuple[FittedState | None, TrainResult]:
+    """``n_epochs`` more epochs from the fitted state ``st`` on these ratings: new users
+    and items grow the model (rows drawn as in a fit), mu stays, the rating range widens."""
+    umap, uidx = st.user_map.extended("users", users)
+    imap, iidx = st.item_map.extended("items", items)
+    del users, items
+    grow_u, grow_i = len(umap) - len(st.user_map), len(imap) - len(st.item_map)
+
+    def make_params() -> Params:
+        new_rows = [init_rows(rng, g, cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative)
+                    for g in (grow_u, grow_i)]
+        return Params(grown(st.user_factors, new_rows[0]), grown(st.item_factors, new_rows[1]),
+                      grown(st.user_bias, grow_u), grown(st.item_bias, grow_i))
+
+    rr = (min(st.rating_range[0], float(ratings.min())),
+          max(st.rating_range[1], float(ratings.max())))
+    base = replace(st, user_map=umap, item_map=imap, rating_range=rr)
+    triples = [uidx, iidx, ratings]
+    del uidx, iidx, ratings
+    return train_local(cfg, base, make_params, triples, rng, None, n_epochs,
+                       epoch_offset=st.n_epochs, history=list(st.history), on_epoch=on_epoch)

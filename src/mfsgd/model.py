@@ -2,59 +2,27 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import threading
-from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from . import _recommend as R
 from . import _training as T
+from ._base import EstimatorBase
 from ._config import FitConfig, continuation_rng, fit_rng, make_config
 from ._dask import fit_dask
-from ._data import columns_of, eval_indices, unpack
-from ._idmap import IdMap
-from ._state import FittedState, grown, init_rows
-from ._validation import check_bool, check_int, check_ratings
-from .exceptions import (
-    NotFittedError,
-)
+from ._data import columns_of, unpack
+from ._recommender import RecommenderMixin
+from ._state import FittedState
+from ._validation import check_int, check_ratings
 from .persistence import read_model, write_model
 
 __all__ = ["MatrixFactorization"]
 
 
-_FITTED_ATTRS = {
-    "global_mean_": ("global_mean", "Global mean mu of the training ratings."),
-    "user_bias_": ("user_bias", "User biases b_i, shape (n_users,)."),
-    "item_bias_": ("item_bias", "Item biases b'_j, shape (n_items,)."),
-    "history_": ("history", "Per-epoch records: epoch, train_rmse, val_rmse, learning_rate, "
-                            "seconds."),
-    "n_epochs_": ("n_epochs", "Number of epochs run in total."),
-    "best_epoch_": ("best_epoch", "Epoch whose parameters were kept by early stopping."),
-    "rating_range_": ("rating_range", "(min, max) of the training ratings (used by clip)."),
-    "n_blocks_": ("n_blocks", "Blocks per side of the training grid actually used."),
-}
-
-
-def _factor_property(attr: str, which: str, doc: str) -> property:
-    def get(self: MatrixFactorization) -> Any:
-        return self._require_fitted(attr).factors(which)
-
-    return property(get, doc=doc)
-
-
-def _fitted_property(attr: str, field_name: str, doc: str) -> property:
-    def get(self: MatrixFactorization) -> Any:
-        return getattr(self._require_fitted(attr), field_name)
-
-    return property(get, doc=doc)
-
-
-class MatrixFactorization:
+class MatrixFactorization(RecommenderMixin, EstimatorBase):
     r"""Biased matrix factorization ("Funk SVD") trained by stochastic gradient descent.
 
     Prediction for user i and item j::
@@ -222,51 +190,6 @@ class MatrixFactorization:
         self._lock = threading.RLock()
         self._state: FittedState | None = None
 
-    # ------------------------------------------------------------------ params
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyper-parameters as a dict (scikit-learn convention)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params: Any) -> MatrixFactorization:
-        """Set hyper-parameters by name; checked at the next ``fit``."""
-        valid = set(self._get_param_names())
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for MatrixFactorization; valid "
-                                 f"parameters are {sorted(valid)}.")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in
-                    inspect.signature(type(self).__init__).parameters.values()}
-        changed = []
-        for k, v in self.get_params().items():
-            d = defaults.get(k)
-            same = v is d or (type(v) is type(d) and v == d)
-            if isinstance(v, np.ndarray) or not same:
-                changed.append(f"{k}={v!r}")
-        return f"MatrixFactorization({', '.join(changed)})"
-
-    def _config(self) -> FitConfig:
-        return make_config(self.get_params())
-
-    # ------------------------------------------------------------------ state
-    def _require_fitted(self, what: str = "this method") -> FittedState:
-        st = self.__dict__.get("_state")
-        if st is None:
-            if what.endswith("_"):  # a fitted attribute
-                msg = f"not fitted yet, so it has no {what}; call fit first."
-            else:
-                msg = f"not fitted yet; call fit before {what}."
-            raise NotFittedError(f"This MatrixFactorization instance is {msg}")
-        return st
-
     def __sklearn_tags__(self) -> Any:
         """Tags for scikit-learn >= 1.6 (imported lazily: scikit-learn is optional)."""
         from sklearn.utils import RegressorTags, Tags, TargetTags
@@ -274,40 +197,13 @@ class MatrixFactorization:
         return Tags(estimator_type="regressor", target_tags=TargetTags(required=True),
                     regressor_tags=RegressorTags(), non_deterministic=self.random_state is None)
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return self.__dict__.get("_state") is not None
-
-    @property
-    def user_ids_(self) -> np.ndarray:
-        """Raw user ids; row k of ``user_factors_`` belongs to ``user_ids_[k]``."""
-        return self._require_fitted("user_ids_").user_map.ids
-
-    @property
-    def item_ids_(self) -> np.ndarray:
-        """Raw item ids; row k of ``item_factors_`` belongs to ``item_ids_[k]``."""
-        return self._require_fitted("item_ids_").item_map.ids
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_lock", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.RLock()
+    def _config(self) -> FitConfig:
+        return make_config(self.get_params())
 
     # ------------------------------------------------------------------ data
     def _unpack(self, X: Any, y: Any, *, need_ratings: bool, what: str = "X"):
         return unpack(X, y, columns=columns_of(self), what=what,
                       ratings="require" if need_ratings else "ignore")
-
-    @staticmethod
-    def _init_rows(rng: np.random.Generator, n: int, cfg: FitConfig) -> np.ndarray:
-        return init_rows(rng, n, cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative)
-
-    def _eval_indices(self, eval_set: Any, umap: IdMap, imap: IdMap, dtype: np.dtype):
-        return eval_indices(eval_set, columns=columns_of(self), user_map=umap, item_map=imap,
-                            dtype=dtype)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, *, eval_set: Any = None,
@@ -371,32 +267,11 @@ class MatrixFactorization:
         ratings = check_ratings(ratings, cfg.dtype)
         if ratings.size == 0:
             raise ValueError("fit needs at least one rating; got an empty input.")
-        umap, uidx = IdMap.fit("users", users)
-        imap, iidx = IdMap.fit("items", items)
-        rng = fit_rng(self.random_state)
-        val, held = None, None
-        if eval_set is not None:
-            val = self._eval_indices(eval_set, umap, imap, cfg.dtype)
-        elif cfg.early_stopping:
-            tr, va = T.hold_out(ratings.size, cfg.validation_fraction, rng)
-            val = (uidx[va], iidx[va], ratings[va])
-            held = val[:2]  # held-out ratings still count as seen by their users
-            uidx, iidx, ratings = uidx[tr], iidx[tr], ratings[tr]
-        mean = float(np.mean(ratings, dtype=np.float64))
-
-        def make_params() -> T.Params:
-            return T.Params(
-                self._init_rows(rng, len(umap), cfg), self._init_rows(rng, len(imap), cfg),
-                np.zeros(len(umap), dtype=cfg.dtype), np.zeros(len(imap), dtype=cfg.dtype))
-
-        rr = (float(ratings.min()), float(ratings.max()))
-        base = FittedState(mean, None, None, None, None, umap, imap, rr,  # type: ignore[arg-type]
-                           cfg.biased, cfg.n_factors)
-        del users, items, X, y  # the caller's arrays are not ours to hold longer
-        triples = [uidx, iidx, ratings]
-        del uidx, iidx, ratings  # _train frees them once the layout has its copy
-        return self._train(cfg, base, make_params, triples, rng, val, cfg.n_epochs,
-                           epoch_offset=0, history=[], callback=callback, seen_extra=held)
+        del X, y  # the caller's arrays are not ours to hold longer
+        report = T.EpochReporter(cfg.verbose, callback)
+        state, res = T.fit_new(cfg, users, items, ratings, rng=fit_rng(self.random_state),
+                               eval_set=eval_set, on_epoch=report)
+        return self._finish(cfg, state, res, 0, report)
 
     def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1, *,
                     callback: Any = None) -> MatrixFactorization:
@@ -421,24 +296,12 @@ class MatrixFactorization:
             ratings = check_ratings(ratings, cfg.dtype)
             if ratings.size == 0:
                 raise ValueError("partial_fit needs at least one rating; got an empty input.")
-            umap, uidx = st.user_map.extended("users", users)
-            imap, iidx = st.item_map.extended("items", items)
-            rng = continuation_rng(self.random_state, st.n_epochs)
-            grow_u, grow_i = len(umap) - len(st.user_map), len(imap) - len(st.item_map)
-            def make_params() -> T.Params:
-                return T.Params(
-                    grown(st.user_factors, self._init_rows(rng, grow_u, cfg)),
-                    grown(st.item_factors, self._init_rows(rng, grow_i, cfg)),
-                    grown(st.user_bias, grow_u), grown(st.item_bias, grow_i))
-
-            rr = (min(st.rating_range[0], float(ratings.min())),
-                  max(st.rating_range[1], float(ratings.max())))
-            base = replace(st, user_map=umap, item_map=imap, rating_range=rr)
-            triples = [uidx, iidx, ratings]
-            del uidx, iidx, ratings
-            return self._train(cfg, base, make_params, triples, rng, None, n_epochs,
-                               epoch_offset=st.n_epochs, history=list(st.history),
-                               callback=callback)
+            del X, y
+            report = T.EpochReporter(cfg.verbose, callback)
+            state, res = T.fit_more(cfg, st, users, items, ratings,
+                                    rng=continuation_rng(self.random_state, st.n_epochs),
+                                    n_epochs=n_epochs, on_epoch=report)
+            return self._finish(cfg, state, res, st.n_epochs, report)
 
     def _fit_dask(self, X: Any, cfg: FitConfig, client: Any, eval_set: Any, callback: Any,
                   checkpoint: str | None, resume: bool) -> MatrixFactorization:
@@ -455,30 +318,13 @@ class MatrixFactorization:
                     checkpoint=checkpoint, stacklevel=4)
         return self
 
-    def _train(self, cfg: FitConfig, base: FittedState, make_params: Callable[[], T.Params],
-               triples: list, rng, val, n_epochs: int, *, epoch_offset: int, history: list,
-               callback: Any = None, seen_extra: tuple | None = None) -> MatrixFactorization:
-        failure: list[BaseException] = []
-
-        def report(row: dict[str, Any]) -> None:
-            if cfg.verbose:
-                extra = f"  val_rmse {row['val_rmse']:.4f}" if "val_rmse" in row else ""
-                print(f"epoch {row['epoch']:>3}  train_rmse {row['train_rmse']:.4f}{extra}"
-                      f"  {row['seconds']:.3f}s", flush=True)
-            if callback is not None:
-                try:
-                    callback(row)
-                except BaseException as e:  # stop like Ctrl-C, then re-raise it
-                    failure.append(e)
-                    raise KeyboardInterrupt from e
-
-        state, res = T.train_local(cfg, base, make_params, triples, rng, val, n_epochs,
-                                   epoch_offset=epoch_offset, history=history,
-                                   on_epoch=report, seen_extra=seen_extra)
+    def _finish(self, cfg: FitConfig, state: FittedState | None, res: T.TrainResult,
+                before: int, report: T.EpochReporter) -> MatrixFactorization:
+        """Keep what training produced, then raise as training ended (if it must)."""
         if state is not None:
             self._state = state
-        T.raise_for(res, epochs_before=epoch_offset, learning_rate=self.learning_rate,
-                    callback_error=failure[0] if failure else None, stacklevel=5)
+        T.raise_for(res, epochs_before=before, learning_rate=self.learning_rate,
+                    callback_error=report.error, stacklevel=5)
         if cfg.early_stopping and res.reason == "early_stopping" and cfg.verbose:
             print(f"early stopping: kept epoch {state.best_epoch}", flush=True)
         return self
@@ -548,155 +394,6 @@ class MatrixFactorization:
         ss_tot = float(np.sum((r - r.mean()) ** 2))
         return 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
 
-    # ------------------------------------------------------------------ recommend
-    def recommend(self, user: Any, n: int = 10, *, exclude_seen: bool = True,
-                  items: Any = None, exclude_items: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n items for one user, best first.
-
-        Parameters
-        ----------
-        user : id
-            A user id. An unknown user gets the items ranked by ``mu + b'_j`` (popularity
-            aware fallback; with ``biased=False`` every item scores the global mean).
-        n : int, default 10
-            How many items (fewer when fewer candidates remain).
-        exclude_seen : bool, default True
-            Leave out the items the user rated in training.
-        items : array-like of ids, optional
-            Candidate items to rank (a whitelist; default: all items of the model). Every
-            candidate must be known to the model: an item never seen in training has no
-            factors to rank it by, so unknown ids raise ``ValueError`` naming them.
-        exclude_items : array-like of ids, optional
-            Items never to recommend (a blacklist, applied on top of ``exclude_seen`` and
-            ``items``), e.g. out-of-stock products. Ids the model does not know are
-            ignored: they could not be recommended anyway.
-
-        Returns
-        -------
-        item_ids : ndarray
-        scores : ndarray of float64
-            Predicted ratings, unclipped (clipping would create ties).
-
-        Raises
-        ------
-        ValueError
-            If ``items`` holds ids the model does not know.
-
-        Examples
-        --------
-        >>> from mfsgd.datasets import make_ratings
-        >>> m = MatrixFactorization(n_factors=4, n_epochs=3, random_state=0)
-        >>> m = m.fit(make_ratings(50, 30, 600, random_state=0, as_frame=False))
-        >>> ids, scores = m.recommend(0, n=5)
-        >>> len(ids), bool(scores[0] >= scores[-1])
-        (5, True)
-        """
-        ids, scores = self._recommend_many("recommend", [user], n, exclude_seen, items,
-                                           exclude_items)
-        keep = np.isfinite(scores[0])
-        return ids[0][keep], scores[0][keep]
-
-    def recommend_all(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True,
-                      items: Any = None,
-                      exclude_items: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n items for many users at once: blocked matrix products and a compiled
-        top-n scan, in memory bounded by about 64 MiB of scores (float32) whatever the
-        number of users.
-
-        Parameters
-        ----------
-        users : array-like of ids, optional
-            Default: every user of the model, in ``user_ids_`` order.
-        n, exclude_seen, items, exclude_items
-            As in :meth:`recommend` (``exclude_items`` applies to every user).
-
-        Returns
-        -------
-        item_ids, scores : ndarray of shape (len(users), min(n, n_candidates))
-            Row k belongs to ``users[k]``. Where a user has fewer unseen candidates than
-            n, the remaining slots have score ``-inf``.
-        """
-        return self._recommend_many("recommend_all", users, n, exclude_seen, items,
-                                    exclude_items)
-
-    def _recommend_many(self, what: str, users: Any, n: int, exclude_seen: bool,
-                        items: Any, exclude_items: Any) -> tuple[np.ndarray, np.ndarray]:
-        st = self._require_fitted(what)
-        return R.recommend(st, users, check_int("n", n),
-                           check_bool("exclude_seen", exclude_seen), items, exclude_items)
-
-    def similar_items(self, item: Any, n: int = 10, *,
-                      min_support: int = 5) -> tuple[np.ndarray, np.ndarray]:
-        """The n items whose factor vectors are most cosine-similar to ``item``'s.
-
-        Parameters
-        ----------
-        item : id
-            A known item.
-        n : int, default 10
-            How many neighbours (fewer when fewer items qualify).
-        min_support : int, default 5
-            Only items with at least this many training ratings are returned. An item
-            rated once or twice keeps factors close to their random start, and such
-            near-random vectors crowd a cosine list on real data; 1 returns every item.
-
-        Returns
-        -------
-        item_ids : ndarray
-            Best first; ``item`` itself is never included.
-        similarities : ndarray of float64
-            Cosine similarities of the factor vectors.
-        """
-        return self._similar("item", item, n, min_support)
-
-    def similar_users(self, user: Any, n: int = 10, *,
-                      min_support: int = 5) -> tuple[np.ndarray, np.ndarray]:
-        """The n users most cosine-similar to ``user`` by factor vectors (itself excluded);
-        only users with at least ``min_support`` training ratings (see
-        :meth:`similar_items`). Returns (user_ids, similarities)."""
-        return self._similar("user", user, n, min_support)
-
-    def _similar(self, side: str, raw: Any, n: int,
-                 min_support: int) -> tuple[np.ndarray, np.ndarray]:
-        st = self._require_fitted(f"similar_{side}s")
-        return R.similar_ids(st, side, raw, check_int("n", n),
-                             check_int("min_support", min_support, low=0))
-
-    def fold_in(self, X: Any, y: Any = None, *, side: str = "user") -> MatrixFactorization:
-        """Add (or recompute) users from a few ratings, holding the item side fixed.
-
-        Each user of ``X`` gets the bias and factor vector minimising that user's part
-        of the training loss, ``sum_j (r_uj - mu - b_u - b'_j - u . v_j)^2 + n_u (reg_factors
-        |u|^2 + reg_bias b_u^2)``, by a closed-form ridge solve: milliseconds, no refit.
-        New users are appended; an existing user's row is recomputed from the ratings
-        given (pass all of them). Ratings of items unknown to the model are ignored; a
-        user left with none raises ``ValueError``. With
-        ``side="item"`` the same is done for items, holding the users fixed.
-
-        Parameters
-        ----------
-        X, y
-            Ratings in any form ``fit`` accepts.
-        side : {"user", "item"}
-            Which side to fold in.
-
-        Returns
-        -------
-        self
-        """
-        if side not in ("user", "item"):
-            raise ValueError(f"side must be 'user' or 'item'; got {side!r}.")
-        with self._lock:
-            st = self._require_fitted("fold_in")
-            users, items, ratings = self._unpack(X, y, need_ratings=True)
-            r = check_ratings(ratings, np.dtype(np.float64))
-            if r.size == 0:
-                raise ValueError("fold_in needs at least one rating; got an empty input.")
-            own, other = (users, items) if side == "user" else (items, users)
-            self._state = R.fold_in(st, own, other, r, side=side, reg_factors=self.reg_factors,
-                                    reg_bias=self.reg_bias)
-            return self
-
     # ------------------------------------------------------------------ persistence
     def save(self, path: Any) -> None:
         """Save the fitted model to one self-describing file (see :func:`mfsgd.load`):
@@ -733,10 +430,3 @@ class MatrixFactorization:
         return model
 
 
-for _attr, (_field, _doc) in _FITTED_ATTRS.items():
-    setattr(MatrixFactorization, _attr, _fitted_property(_attr, _field, _doc))
-MatrixFactorization.user_factors_ = _factor_property(
-    "user_factors_", "user_factors", "User factors u_i, shape (n_users, n_factors).")
-MatrixFactorization.item_factors_ = _factor_property(
-    "item_factors_", "item_factors", "Item factors v_j, shape (n_items, n_factors).")
-del _attr, _field, _doc
