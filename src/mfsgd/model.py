@@ -230,10 +230,10 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             after every sub-epoch with ``{"epoch", "stratum", "n_strata"}``.
         client : distributed.Client, optional
             Required when ``X`` is a Dask DataFrame: trains by distributed stratified SGD
-            on that cluster (see the README, "Beyond one machine").
+            on that cluster (see the guide's page on Dask).
         checkpoint : str, optional
-            With a Dask collection: path or fsspec URL where the parameters are written
-            after every epoch.
+            With a Dask collection: path or fsspec URL where the model is written after
+            every epoch, in the model file format, with the resume point in its header.
         resume : bool, default False
             With ``checkpoint``: start from the parameters, epoch and random-generator
             state stored there; the continued run gives the same model as one that was
