@@ -83,6 +83,7 @@ def test_checkpoint_and_resume(client, frame, tmp_path):
     ddf = dd.from_pandas(frame, npartitions=2)
     MatrixFactorization(**{**KW, "n_epochs": 2}).fit(ddf, client=client, checkpoint=ck)
     assert os.path.exists(ck)
+    assert mfsgd.load(ck).n_epochs_ == 2  # a checkpoint is a model file
     m = MatrixFactorization(**KW).fit(ddf, client=client, checkpoint=ck, resume=True)
     assert m.n_epochs_ == 4 and [h["epoch"] for h in m.history_] == [1, 2, 3, 4]
     # The checkpoint holds the generator's state and the kernel never reorders the stored
