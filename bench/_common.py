@@ -281,12 +281,12 @@ def header(versions: dict[str, str | None] | None = None, lines: list[str] | Non
     """The block atop every output: date, command, CPU, load, Python/NumPy/mfsgd (and
     the kernel variants), ``versions`` of other libraries, then ``lines``."""
     import mfsgd
-    from mfsgd import _sgd
+    from mfsgd import _kernels, _sgd
 
     cpu = cpuinfo()
     flags = cpu["flags"]
     load = os.getloadavg()
-    variants = [_sgd.isa_name(i) for i in range(3) if _sgd.isa_available() & (1 << i)]
+    variants = [_sgd.isa_name(i) for i in _kernels.available()]
     out = [
         "# mfsgd benchmark results",
         "",

@@ -29,10 +29,9 @@ from _common import (
 )
 
 import mfsgd
-from mfsgd import _sgd
+from mfsgd import _kernels, _sgd
 
-KERNELS = {"auto": _sgd.ISA_AUTO, "baseline": _sgd.ISA_BASELINE, "avx2": _sgd.ISA_AVX2,
-           "avx512": _sgd.ISA_AVX512}
+KERNELS = _kernels.SELECTABLE
 # what bench/run.py passes for RESULTS.md's section 8
 RESULTS_ARGV = ["--kernel", "avx2", "avx512", "auto", "--threads", "1"]
 

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from mfsgd import _sgd
@@ -21,8 +20,9 @@ def lowrank():
 
 
 def isa_variants():
-    mask = _sgd.isa_available()
-    return [i for i in range(3) if mask & (1 << i)]
+    from mfsgd import _kernels
+
+    return _kernels.available()
 
 
 @pytest.fixture(params=isa_variants(), ids=lambda i: _sgd.isa_name(i))

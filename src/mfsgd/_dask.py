@@ -187,7 +187,8 @@ class DaskExecutor(T.Executor):
                 if self.callback is not None:
                     self.callback({"epoch": e, "stratum": t + 1, "n_strata": P_})
             sse = np.zeros(self.skeleton.n_segments)
-            for (gsegs, _), vals in zip(sse_parts, c.gather([f for _, f in sse_parts]), strict=True):
+            got = c.gather([f for _, f in sse_parts])
+            for (gsegs, _), vals in zip(sse_parts, got, strict=True):
                 sse[gsegs] = vals
             self.held = held
             return float(sse.sum())
