@@ -39,10 +39,6 @@ from .exceptions import ModelFileError
 from .persistence import read_model, read_model_file, write_model, write_model_file
 
 
-def is_dask_collection(x: Any) -> bool:
-    return hasattr(x, "__dask_graph__")
-
-
 # ---- tasks (run on workers; module-level so they pickle by reference) -------------------
 
 def _part_ids(df: Any, ucol: str, icol: str, rcol: str, dtype: str) -> tuple:
