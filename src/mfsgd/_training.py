@@ -405,7 +405,12 @@ def rmse_of(params: Params, mu: float, u: np.ndarray, i: np.ndarray, r: np.ndarr
     pred = predict_idx(params, mu, u, i)
     if lo is not None:
         np.clip(pred, lo, hi, out=pred)
-    return float(np.sqrt(np.mean((pred - r) ** 2))) if len(r) else float("nan")
+    if not len(r):
+        return float("nan")
+    # Validation ratings may be huge yet finite (1e154): their squared error is inf,
+    # which is the RMSE to report, not a reason for a RuntimeWarning.
+    with np.errstate(over="ignore"):
+        return float(np.sqrt(np.mean((pred - r) ** 2)))
 
 
 @dataclass
