@@ -200,13 +200,13 @@ def run(rep: Report, args, anchors: Anchors) -> None:
                                     f"(fit {1 + R} iters - fit 1)/{R}")
                 except Exception as e:  # noqa: BLE001
                     tp_rows.append(failed(n, "", "", PYLIBMF, e))
-            for lib, ths in ((SURPRISE, [1]), (CORNAC, args.threads)):
+            for lib, thread_counts in ((SURPRISE, [1]), (CORNAC, args.threads)):
                 if lib not in names:
                     continue
                 try:
                     sp = Split(f"synth{n}", (u, i, r), (u[:1], i[:1], r[:1]), cache)
                     for k in args.k:
-                        for t in ths:
+                        for t in thread_counts:
                             p = {"k": k, "lr": 0.002, "reg": 0.02, "threads": t}
                             t1 = anchors.fit_predict(lib, sp, dict(p, epochs=1))[0]
                             tn = anchors.fit_predict(lib, sp, dict(p, epochs=1 + R))[0]

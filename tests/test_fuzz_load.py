@@ -23,10 +23,10 @@ import zlib
 
 import numpy as np
 import pytest
+from helpers import asan_loaded, rewrite
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
-from helpers import asan_loaded, rewrite
 
 import mfsgd
 from mfsgd import MatrixFactorization, ModelFileError

@@ -54,7 +54,7 @@ def test_epoch_matches_reference_float64(isa, k, use_bias, nonneg, aligned):
                               HYPER["reg_b"], use_bias=use_bias, nonneg=nonneg)
     sse = _sgd.sgd_epoch(u, i, r, P, Q, bu, bi, mu, HYPER["lr"], HYPER["reg_f"], HYPER["reg_b"],
                          use_bias, nonneg)
-    for got, want in zip((P, Q, bu, bi), ref[:4]):
+    for got, want in zip((P, Q, bu, bi), ref[:4], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert sse == pytest.approx(ref[4], rel=1e-12)
     if nonneg:
@@ -67,7 +67,7 @@ def test_epoch_matches_reference_float32(isa, k, aligned):
     u, i, r, P, Q, bu, bi = random_problem(100 + k, k=k, dtype=np.float32, aligned=aligned)
     ref = sgd_epoch_reference(u, i, r, P, Q, bu, bi, **_pos(HYPER), dtype=np.float32)
     _sgd.sgd_epoch(u, i, r, P, Q, bu, bi, *_pos(HYPER).values())
-    for got, want in zip((P, Q, bu, bi), ref[:4]):
+    for got, want in zip((P, Q, bu, bi), ref[:4], strict=True):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
 
@@ -86,7 +86,7 @@ def test_adagrad_matches_reference(isa, k, use_bias, aligned):
     ref = adagrad_epoch_reference(u, i, r, P, Q, bu, bi, Gu, Gi, mu, 0.05, 0.03, 0.02,
                                   use_bias=use_bias)
     _sgd.sgd_epoch(u, i, r, P, Q, bu, bi, mu, 0.05, 0.03, 0.02, use_bias, False, Gu, Gi)
-    for got, want in zip((P, Q, bu, bi, Gu, Gi), ref):
+    for got, want in zip((P, Q, bu, bi, Gu, Gi), ref, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 

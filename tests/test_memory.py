@@ -18,7 +18,6 @@ import mfsgd
 from mfsgd import MatrixFactorization
 from mfsgd.datasets import make_ratings
 
-
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"),
                        reason="reads /proc/self/statm and /proc/self/fd (Linux)"),

@@ -10,8 +10,13 @@ import pytest
 from reference import sgd_epoch_reference
 
 import mfsgd
-from mfsgd import DivergenceError, MatrixFactorization, NotFittedError, TrainingInterrupted
-from mfsgd import _training
+from mfsgd import (
+    DivergenceError,
+    MatrixFactorization,
+    NotFittedError,
+    TrainingInterrupted,
+    _training,
+)
 from mfsgd.datasets import make_ratings
 
 
@@ -392,7 +397,7 @@ def test_models_in_parallel_threads_match_sequential(small_data):
         t.start()
     for t in ts:
         t.join()
-    for a, b in zip(seq, par):
+    for a, b in zip(seq, par, strict=True):
         np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
 
 

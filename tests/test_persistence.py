@@ -11,8 +11,7 @@ import pytest
 from helpers import rewrite
 
 import mfsgd
-from mfsgd import MatrixFactorization, ModelFileError
-from mfsgd import persistence
+from mfsgd import MatrixFactorization, ModelFileError, persistence
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +99,8 @@ BAD_FILES = {
                       "format 99.*Upgrade mfsgd"),
     "bit flip in factors": (lambda p, d: _rewrite(p, d, arrays={"user_factors.npy": _flip}),
                             "fails its checksum"),
-    "missing array": (lambda p, d: _rewrite(p, d, drop={"item_bias.npy"}), "'item_bias' is missing"),
+    "missing array": (lambda p, d: _rewrite(p, d, drop={"item_bias.npy"}),
+                      "'item_bias' is missing"),
     "shape lie in header": (
         lambda p, d: _rewrite(p, d, header=lambda h: {**h, "arrays": {
             **h["arrays"], "user_bias": {**h["arrays"]["user_bias"], "shape": [10**12]}}}),

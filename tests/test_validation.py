@@ -6,7 +6,7 @@ import pytest
 from mfsgd import MatrixFactorization
 
 U = np.array([1, 2, 3, 1, 2, 3])
-I = np.array([10, 10, 20, 20, 30, 30])
+I = np.array([10, 10, 20, 20, 30, 30])  # noqa: E741  (U, I, R: users, items, ratings)
 R = np.array([4.0, 3.0, 5.0, 1.0, 2.0, 3.5])
 
 

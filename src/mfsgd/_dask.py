@@ -38,7 +38,6 @@ from ._validation import check_ratings
 from .exceptions import ModelFileError
 from .persistence import read_model, read_model_file, write_model, write_model_file
 
-
 # ---- tasks (run on workers; module-level so they pickle by reference) -------------------
 
 def _part_ids(df: Any, ucol: str, icol: str, rcol: str, dtype: str) -> tuple:
