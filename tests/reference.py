@@ -61,3 +61,154 @@ def adagrad_epoch_reference(users, items, ratings, P, Q, bu, bi, Gu, Gi, mu, lr,
         Gu[u] += su / n_vals
         Gi[i] += si / n_vals
     return P, Q, bu, bi, Gu, Gi
+
+
+# ---- ranking losses (BPR, WARP, sampled softmax) --------------------------------------
+# The kernel's counter-based generator, re-derived in Python integers: candidate d of
+# visiting step t of a segment with draw seed s is draw_item(draw_bits(draw_base(s, t), d)).
+
+_M64 = (1 << 64) - 1
+
+
+def mix64(z):
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & _M64
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB & _M64
+    return z ^ (z >> 31)
+
+
+def draw_base(seed, t):
+    return mix64(int(seed) ^ (int(t) * 0x9E3779B97F4A7C15 & _M64))
+
+
+def draw_bits(base, d):
+    return mix64((base + (int(d) + 1) * 0xD1B54A32D192ED03) & _M64)
+
+
+def draw_item(bits, lo, hi, cdf=None):
+    """Uniform: lo + floor(high32 * n / 2^32). Weighted: the first j of [lo, hi) whose
+    cumulative weight since lo exceeds u * (total weight of the range), u = bits>>11 / 2^53."""
+    if cdf is None:
+        return lo + (((bits >> 32) * (hi - lo)) >> 32)
+    a = cdf[lo]
+    y = (float(bits >> 11) * (1.0 / 2.0**53)) * (cdf[hi] - a)
+    return lo + min(int(np.searchsorted(cdf[lo + 1:hi + 1] - a, y, side="right")), hi - lo - 1)
+
+
+MAX_REJECT = 32
+
+
+def next_negative(base, d, lo, hi, cdf, seen_u, pos):
+    """(item or -1, next draw index): redraw the positive and the user's seen items, at
+    most MAX_REJECT draws."""
+    for _ in range(MAX_REJECT):
+        j = draw_item(draw_bits(base, d), lo, hi, cdf)
+        d += 1
+        if j == pos or j in seen_u:
+            continue
+        return j, d
+    return -1, d
+
+
+def harmonic(m):
+    return float(np.sum(1.0 / np.arange(1, m + 1))) if m > 0 else 0.0
+
+
+def _softplus(x):
+    return x + np.log1p(np.exp(-x)) if x > 0 else np.log1p(np.exp(x))
+
+
+def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi, lr, reg_f,
+                         reg_b, use_bias=True, n_neg=1, max_sampled=10, margin=1.0,
+                         logq=False, cdf=None, seen=None, dtype=np.float64):
+    """One ranking pass over the interactions in the given order, line by line from the
+    update rules (see _kernel_impl.h): returns updated copies (P, Q, bi) and the summed
+    loss. ``loss`` is "bpr", "warp" or "softmax"; ``seen``: dict user -> set of items to
+    reject as negatives (None: only the positive). Arithmetic in ``dtype`` for the rows
+    and scores, in float64 for sigmoid / softmax / rank weight, as the kernel does."""
+    t = np.dtype(dtype).type
+    P, Q, bi = P.astype(dtype), Q.astype(dtype), bi.astype(dtype)
+    lr, reg_f, reg_b = t(lr), t(reg_f), t(reg_b)
+    total = 0.0
+    for step, (u, i) in enumerate(zip(users, items)):
+        u, i = int(u), int(i)
+        w = t(1) if weights is None else t(weights[step])
+        base = draw_base(seed, step)
+        d = 0
+        seen_u = seen.get(u, ()) if seen is not None else ()
+        if loss == "bpr":
+            for _ in range(n_neg):
+                j, d = next_negative(base, d, lo, hi, cdf, seen_u, i)
+                if j < 0:
+                    break
+                x = t(np.dot(P[u], Q[i])) - t(np.dot(P[u], Q[j]))
+                if use_bias:
+                    x = x + (bi[i] - bi[j])
+                sx = 1.0 / (1.0 + np.exp(float(x)))
+                total += float(w) * _softplus(-float(x))
+                g = w * t(sx)
+                if use_bias:
+                    bi[i] = bi[i] + lr * (g - reg_b * bi[i])
+                    bi[j] = bi[j] + lr * (-g - reg_b * bi[j])
+                p, qi, qj = P[u].copy(), Q[i].copy(), Q[j].copy()
+                P[u] = p + lr * (g * (qi - qj) - reg_f * p)
+                Q[i] = qi + lr * (g * p - reg_f * qi)
+                Q[j] = qj + lr * (-g * p - reg_f * qj)
+        elif loss == "warp":
+            si = t(np.dot(P[u], Q[i]))
+            if use_bias:
+                si = si + bi[i]
+            for s in range(1, max_sampled + 1):
+                j, d = next_negative(base, d, lo, hi, cdf, seen_u, i)
+                if j < 0:
+                    break
+                sj = t(np.dot(P[u], Q[j]))
+                if use_bias:
+                    sj = sj + bi[j]
+                if sj > si - t(margin):
+                    g = w * t(harmonic((hi - lo - 1) // s))
+                    total += float(g) * (margin - float(si) + float(sj))
+                    if use_bias:
+                        bi[i] = bi[i] + lr * (g - reg_b * bi[i])
+                        bi[j] = bi[j] + lr * (-g - reg_b * bi[j])
+                    p, qi, qj = P[u].copy(), Q[i].copy(), Q[j].copy()
+                    P[u] = p + lr * (g * (qi - qj) - reg_f * p)
+                    Q[i] = qi + lr * (g * p - reg_f * qi)
+                    Q[j] = qj + lr * (-g * p - reg_f * qj)
+                    break
+        elif loss == "softmax":
+            js = [i]
+            for _ in range(n_neg):
+                j, d = next_negative(base, d, lo, hi, cdf, seen_u, i)
+                if j < 0:
+                    break
+                js.append(j)
+            o = []
+            for j in js:
+                s = t(np.dot(P[u], Q[j]))
+                if use_bias:
+                    s = s + bi[j]
+                s = float(s)
+                if logq and cdf is not None:
+                    s -= np.log((cdf[j + 1] - cdf[j]) / (cdf[hi] - cdf[lo]))
+                o.append(s)
+            o = np.array(o)
+            e = np.exp(o - o.max())
+            z = e.sum()
+            total += float(w) * (np.log(z) - np.log(e[0]))
+            pold = P[u].copy()
+            g0 = w * t(1.0 - e[0] / z)
+            gp = g0 * Q[i]
+            for m in range(1, len(js)):
+                gp = gp - (w * t(e[m] / z)) * Q[js[m]]
+            if use_bias:
+                bi[i] = bi[i] + lr * (g0 - reg_b * bi[i])
+            Q[i] = Q[i] + lr * (g0 * pold - reg_f * Q[i])
+            for m in range(1, len(js)):
+                gm = w * t(e[m] / z)
+                if use_bias:
+                    bi[js[m]] = bi[js[m]] + lr * (-gm - reg_b * bi[js[m]])
+                Q[js[m]] = Q[js[m]] + lr * (-gm * pold - reg_f * Q[js[m]])
+            P[u] = pold + lr * (gp - reg_f * pold)
+        else:
+            raise ValueError(loss)
+    return P, Q, bi, total

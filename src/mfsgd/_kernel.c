@@ -88,6 +88,64 @@ void mf_permutation(uint32_t *out, int64_t n, uint64_t seed)
     }
 }
 
+/* ---- helpers of the ranking kernel (type- and ISA-independent) ---- */
+static inline double mf_softplus(double x) /* ln(1 + e^x), without overflow */
+{
+    return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+static inline int mf_is_seen(const int32_t *s, int64_t n, int64_t j)
+{
+    int64_t l = 0, r = n;
+    while (l < r) {
+        const int64_t m = l + ((r - l) >> 1);
+        if (s[m] < j) l = m + 1; else r = m;
+    }
+    return l < n && s[l] == j;
+}
+
+/* The next negative of a step: draws d = *d, *d + 1, ... (advancing *d), rejecting the
+ * positive itself and, with a seen record, the user's items; -1 after MF_MAX_REJECT
+ * rejections in a row. Rejecting the positive keeps the rows of a step distinct (the
+ * update reads both before writing either). */
+static inline int64_t mf_next_negative(uint64_t base, int64_t *d, int32_t lo, int32_t hi,
+                                       const mf_sampler *smp, int64_t ui, int64_t pos)
+{
+    for (int a = 0; a < MF_MAX_REJECT; ++a) {
+        const int64_t j = mf_draw_item(mf_draw_bits(base, (*d)++), lo, hi, smp->cdf);
+        if (j == pos) continue;
+        if (smp->seen_ptr) {
+            const int64_t s0 = smp->seen_ptr[ui];
+            if (mf_is_seen(smp->seen + s0, smp->seen_ptr[ui + 1] - s0, j)) continue;
+        }
+        return j;
+    }
+    return -1;
+}
+
+double mf_harmonic(int64_t m)
+{
+    if (m <= 64) {
+        double s = 0.0;
+        for (int64_t i = m; i >= 1; --i) s += 1.0 / (double)i;
+        return s;
+    }
+    /* ln m + gamma + 1/(2m) - 1/(12m^2) + 1/(120m^4) - 1/(252m^6): error < 1/(240 m^8) */
+    const double x = (double)m, x2 = 1.0 / (x * x);
+    return log(x) + 0.57721566490153286061 + 0.5 / x -
+           x2 * (1.0 / 12 - x2 * (1.0 / 120 - x2 * (1.0 / 252)));
+}
+
+void mf_draw_candidates(int32_t *out, uint64_t seed, int64_t n_steps, int64_t n_draws,
+                        int32_t lo, int32_t hi, const double *cdf)
+{
+    for (int64_t t = 0; t < n_steps; ++t) {
+        const uint64_t base = mf_draw_base(seed, t);
+        for (int64_t d = 0; d < n_draws; ++d)
+            out[t * n_draws + d] = (int32_t)mf_draw_item(mf_draw_bits(base, d), lo, hi, cdf);
+    }
+}
+
 #define MF_DEFINE_PREDICT(T, SFX)                                                       \
     void mf_predict_##SFX(const int32_t *u, const int32_t *it, int64_t n, const T *P,   \
                           const T *Q, const T *bu, const T *bi, int64_t k, double mu,  \
@@ -194,6 +252,28 @@ static const mf_blocks_f64_fn blocks_f64[] = {
 #endif
 };
 
+typedef void (*mf_rank_f32_fn)(const int32_t *, const int32_t *, const float *, const int64_t *,
+                               const int64_t *, int64_t, const uint64_t *, const uint64_t *,
+                               const mf_sampler *, void *, float *, float *, float *, float *,
+                               int64_t, const mf_rank_hyper *, double *);
+typedef void (*mf_rank_f64_fn)(const int32_t *, const int32_t *, const double *,
+                               const int64_t *, const int64_t *, int64_t, const uint64_t *,
+                               const uint64_t *, const mf_sampler *, void *, double *,
+                               double *, double *, double *, int64_t, const mf_rank_hyper *,
+                               double *);
+static const mf_rank_f32_fn rank_f32[] = {
+    mf_rank_blocks_f32_base,
+#ifdef MF_HAVE_X86_VARIANTS
+    mf_rank_blocks_f32_avx2, mf_rank_blocks_f32_avx512,
+#endif
+};
+static const mf_rank_f64_fn rank_f64[] = {
+    mf_rank_blocks_f64_base,
+#ifdef MF_HAVE_X86_VARIANTS
+    mf_rank_blocks_f64_avx2, mf_rank_blocks_f64_avx512,
+#endif
+};
+
 static int current_isa = MF_ISA_AUTO;
 static int auto_mask = -1; /* cached mf_isa_available() for the auto rule */
 
@@ -279,4 +359,28 @@ void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
 {
     blocks_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
                                  bi, Gu, Gi, k, h, sse_out);
+}
+
+void mf_rank_blocks_f32(const int32_t *u, const int32_t *it, const float *w,
+                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                        const uint64_t *seeds, const uint64_t *draw_seeds,
+                        const mf_sampler *smp, void *scratch, float *work, float *P,
+                        float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
+                        double *loss_out)
+{
+    rank_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, w, indptr, blocks, n_blocks, seeds,
+                                                     draw_seeds, smp, scratch, work, P, Q, bi,
+                                                     k, h, loss_out);
+}
+
+void mf_rank_blocks_f64(const int32_t *u, const int32_t *it, const double *w,
+                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                        const uint64_t *seeds, const uint64_t *draw_seeds,
+                        const mf_sampler *smp, void *scratch, double *work, double *P,
+                        double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
+                        double *loss_out)
+{
+    rank_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, w, indptr, blocks, n_blocks, seeds,
+                                                      draw_seeds, smp, scratch, work, P, Q, bi,
+                                                      k, h, loss_out);
 }

@@ -181,3 +181,272 @@ MF_TARGET static void MF_NAME(sgd_blocks)(const int32_t *u, const int32_t *it, c
         sse_out[j] = MF_NAME(sgd_run)(su, si, sr, n, P, Q, bu, bi, Gu, Gi, k, h);
     }
 }
+
+/* ==== ranking losses (BPR, WARP, sampled softmax) =====================================
+ * Convention, as for the squared loss: each step moves every parameter it touches by
+ * -alpha * (1/2) * gradient of that interaction's term
+ *     L = 2 w l(s) + lambda1 (sum of |row|^2 over the rows it touches)
+ *                  + lambda2 (sum of b'^2 over the item biases it touches),
+ * i.e. by -alpha * d/dtheta [w l(s)] - alpha * lambda * theta, with l the loss below.
+ * All rows move from their values before the step (the old user row is kept). */
+
+/* Dot product of two rows, in fixed chunks of MF_LANES with independent partial sums
+ * when k is a multiple of MF_LANES (as in sgd_body). */
+MF_TARGET MF_ALWAYS_INLINE static inline MF_T
+MF_NAME(rdot)(const MF_T *restrict p, const MF_T *restrict q, const int64_t k, const int wide)
+{
+    MF_T dot = 0;
+    if (wide) {
+        MF_T acc[MF_LANES];
+#pragma omp simd
+        for (int l = 0; l < MF_LANES; ++l) acc[l] = p[l] * q[l];
+        for (int64_t f = MF_LANES; f < k; f += MF_LANES) {
+#pragma omp simd
+            for (int l = 0; l < MF_LANES; ++l) acc[l] += p[f + l] * q[f + l];
+        }
+#pragma omp simd reduction(+ : dot)
+        for (int l = 0; l < MF_LANES; ++l) dot += acc[l];
+    } else {
+#pragma omp simd reduction(+ : dot)
+        for (int64_t f = 0; f < k; ++f) dot += p[f] * q[f];
+    }
+    return dot;
+}
+
+/* One pairwise step with data-term slope g (BPR and WARP): the loss decreases in
+ * s_ui - s_uj at rate g, so u moves along g (v_i - v_j), v_i along g u, v_j along -g u. */
+MF_TARGET MF_ALWAYS_INLINE static inline void
+MF_NAME(pair_step)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj, const MF_T g,
+                   const MF_T lr, const MF_T reg_f, const int64_t k)
+{
+#pragma omp simd
+    for (int64_t f = 0; f < k; ++f) {
+        const MF_T pf = p[f], qif = qi[f], qjf = qj[f];
+        p[f] = pf + lr * (g * (qif - qjf) - reg_f * pf);
+        qi[f] = qif + lr * (g * pf - reg_f * qif);
+        qj[f] = qjf + lr * (-g * pf - reg_f * qjf);
+    }
+}
+
+/* One pass over n interactions of one segment whose negatives come from [lo, hi). */
+MF_TARGET MF_ALWAYS_INLINE static inline double
+MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const MF_T *restrict w,
+                   int64_t n, const int32_t lo, const int32_t hi, const uint64_t seed,
+                   const mf_sampler *smp, MF_T *restrict work, MF_T *restrict P,
+                   MF_T *restrict Q, MF_T *restrict bi, const int64_t k, const int aligned,
+                   const mf_rank_hyper *h, const int want_loss)
+{
+    const MF_T lr = (MF_T)h->lr, reg_f = (MF_T)h->reg_f, reg_b = (MF_T)h->reg_b;
+    const int use_bias = h->use_bias, loss_id = h->loss;
+    const int wide = (k % MF_LANES) == 0;
+    const int64_t row_bytes = k * (int64_t)sizeof(MF_T);
+    const double *cdf = smp->cdf;
+    /* WARP: the rank of a positive is estimated as floor((N - 1) / trials) with N the
+     * items of the range; its weight Phi(r) = H_r (Weston et al. 2011, the harmonic
+     * weighting that makes the loss approximate precision at the top). The weights of
+     * the first 64 trial counts are tabulated per segment, later ones computed. */
+    double rank_w[64];
+    const int max_sampled = h->max_sampled;
+    if (loss_id == MF_LOSS_WARP)
+        for (int s = 1; s <= max_sampled && s <= 64; ++s)
+            rank_w[s - 1] = mf_harmonic(((int64_t)(hi - lo) - 1) / s);
+    double total = 0.0;
+    for (int64_t t = 0; t < n; ++t) {
+        if (MF_PREFETCH > 0 && t + MF_PREFETCH < n) {
+            /* The rows of the step ahead, and (uniform draws only, a binary search would
+             * cost a second search) its first negative, which is known in advance. */
+            const char *pu = (const char *)(P + (int64_t)u[t + MF_PREFETCH] * k);
+            const char *qi = (const char *)(Q + (int64_t)it[t + MF_PREFETCH] * k);
+            const char *qj = NULL;
+            if (!cdf)
+                qj = (const char *)(Q + mf_draw_item(mf_draw_bits(mf_draw_base(seed, t + MF_PREFETCH), 0),
+                                                     lo, hi, NULL) * k);
+            for (int64_t off = 0; off < row_bytes; off += 64) {
+                MF_PREFETCH_W(pu + off);
+                MF_PREFETCH_W(qi + off);
+                if (qj) MF_PREFETCH_W(qj + off);
+            }
+        }
+        const int64_t ui = u[t], ii = it[t];
+        const MF_T wt = w ? w[t] : (MF_T)1;
+        const uint64_t base = mf_draw_base(seed, t);
+        int64_t d = 0; /* draws used so far in this step */
+        MF_T *restrict p = P + ui * k;
+        MF_T *restrict qi = Q + ii * k;
+        if (aligned) {
+            p = (MF_T *)MF_ASSUME_ALIGNED(p);
+            qi = (MF_T *)MF_ASSUME_ALIGNED(qi);
+        }
+        if (loss_id == MF_LOSS_BPR) {
+            /* BPR (Rendle et al. 2009), l = -ln sigma(x), x = s_ui - s_uj, with one fresh
+             * negative per pairwise step; n_neg steps per positive, one after another. */
+            for (int m = 0; m < h->n_neg; ++m) {
+                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii);
+                if (j < 0) break;
+                MF_T *restrict qj = Q + j * k;
+                if (aligned) qj = (MF_T *)MF_ASSUME_ALIGNED(qj);
+                MF_T x = MF_NAME(rdot)(p, qi, k, wide) - MF_NAME(rdot)(p, qj, k, wide);
+                if (use_bias) x += bi[ii] - bi[j];
+                /* -dl/dx = sigma(-x) = 1 / (1 + e^x); inf for large x gives 0. */
+                const double sx = 1.0 / (1.0 + exp((double)x));
+                if (want_loss) total += (double)wt * mf_softplus(-(double)x);
+                const MF_T g = wt * (MF_T)sx;
+                if (use_bias) {
+                    bi[ii] += lr * (g - reg_b * bi[ii]);
+                    bi[j] += lr * (-g - reg_b * bi[j]);
+                }
+                MF_NAME(pair_step)(p, qi, qj, g, lr, reg_f, k);
+            }
+        } else if (loss_id == MF_LOSS_WARP) {
+            /* WARP as in LightFM: draw negatives until one violates the margin,
+             * s_uj > s_ui - margin, at most max_sampled; then one hinge step
+             * l = Phi(rank) (margin - s_ui + s_uj), the rank estimated from the number of
+             * draws it took. No violation: no step (not even regularisation). */
+            MF_T si = MF_NAME(rdot)(p, qi, k, wide);
+            if (use_bias) si += bi[ii];
+            for (int s = 1; s <= max_sampled; ++s) {
+                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii);
+                if (j < 0) break;
+                MF_T *restrict qj = Q + j * k;
+                if (aligned) qj = (MF_T *)MF_ASSUME_ALIGNED(qj);
+                MF_T sj = MF_NAME(rdot)(p, qj, k, wide);
+                if (use_bias) sj += bi[j];
+                if (sj > si - (MF_T)h->margin) {
+                    const double phi = s <= 64 ? rank_w[s - 1]
+                                               : mf_harmonic(((int64_t)(hi - lo) - 1) / s);
+                    const MF_T g = wt * (MF_T)phi;
+                    if (want_loss) total += (double)g * ((double)h->margin - (double)si + (double)sj);
+                    if (use_bias) {
+                        bi[ii] += lr * (g - reg_b * bi[ii]);
+                        bi[j] += lr * (-g - reg_b * bi[j]);
+                    }
+                    MF_NAME(pair_step)(p, qi, qj, g, lr, reg_f, k);
+                    break;
+                }
+            }
+        } else {
+            /* Sampled softmax over the positive and n_neg drawn negatives,
+             * l = -ln(e^{o_0} / sum_m e^{o_m}), o = s (minus ln q_j, the item's sampling
+             * probability, with logq: the correction of Bengio & Senecal / TF's
+             * sampled_softmax_loss, applied to every logit). Softmax in double. */
+            int64_t js[MF_MAX_NEG + 1];
+            double o[MF_MAX_NEG + 1];
+            const int nn = h->n_neg < MF_MAX_NEG ? h->n_neg : MF_MAX_NEG;
+            int cnt = 1;
+            js[0] = ii;
+            for (int m = 0; m < nn; ++m) {
+                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii);
+                if (j < 0) break;
+                js[cnt++] = j;
+            }
+            double omax = -HUGE_VAL;
+            for (int m = 0; m < cnt; ++m) {
+                const MF_T *q = Q + js[m] * k;
+                if (aligned) q = (const MF_T *)MF_ASSUME_ALIGNED(q);
+                MF_T s = MF_NAME(rdot)(p, q, k, wide);
+                if (use_bias) s += bi[js[m]];
+                o[m] = (double)s;
+                if (h->logq && cdf)
+                    o[m] -= log((cdf[js[m] + 1] - cdf[js[m]]) / (cdf[hi] - cdf[lo]));
+                if (o[m] > omax) omax = o[m];
+            }
+            double z = 0.0;
+            for (int m = 0; m < cnt; ++m) {
+                o[m] = exp(o[m] - omax);
+                z += o[m];
+            }
+            if (want_loss) total += (double)wt * (log(z) - log(o[0]));
+            /* slopes: g_0 = w (1 - pi_0) for the positive, g_m = -w pi_m for the others */
+            MF_T *restrict pold = work, *restrict gp = work + k;
+            const MF_T g0 = wt * (MF_T)(1.0 - o[0] / z);
+#pragma omp simd
+            for (int64_t f = 0; f < k; ++f) {
+                pold[f] = p[f];
+                gp[f] = g0 * qi[f];
+            }
+            for (int m = 1; m < cnt; ++m) {
+                const MF_T gm = wt * (MF_T)(o[m] / z);
+                const MF_T *q = Q + js[m] * k;
+#pragma omp simd
+                for (int64_t f = 0; f < k; ++f) gp[f] -= gm * q[f];
+            }
+            if (use_bias) bi[ii] += lr * (g0 - reg_b * bi[ii]);
+#pragma omp simd
+            for (int64_t f = 0; f < k; ++f) qi[f] += lr * (g0 * pold[f] - reg_f * qi[f]);
+            for (int m = 1; m < cnt; ++m) {
+                const MF_T gm = wt * (MF_T)(o[m] / z);
+                MF_T *q = Q + js[m] * k;
+                if (use_bias) bi[js[m]] += lr * (-gm - reg_b * bi[js[m]]);
+#pragma omp simd
+                for (int64_t f = 0; f < k; ++f) q[f] += lr * (-gm * pold[f] - reg_f * q[f]);
+            }
+#pragma omp simd
+            for (int64_t f = 0; f < k; ++f) p[f] = pold[f] + lr * (gp[f] - reg_f * pold[f]);
+        }
+    }
+    return total;
+}
+
+MF_TARGET static double MF_NAME(rank_run)(const int32_t *u, const int32_t *it, const MF_T *w,
+                                          int64_t n, int32_t lo, int32_t hi, uint64_t seed,
+                                          const mf_sampler *smp, MF_T *work, MF_T *P, MF_T *Q,
+                                          MF_T *bi, int64_t k, const mf_rank_hyper *h,
+                                          int want_loss)
+{
+#define MF_RUN_K(K) MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, K, 1, h, want_loss)
+    if ((((uintptr_t)P | (uintptr_t)Q) & 63) == 0) {
+        switch (k) {
+        case 16: return MF_RUN_K(16);
+        case 32: return MF_RUN_K(32);
+        case 48: return MF_RUN_K(48);
+        case 64: return MF_RUN_K(64);
+        case 80: return MF_RUN_K(80);
+        case 96: return MF_RUN_K(96);
+        case 112: return MF_RUN_K(112);
+        case 128: return MF_RUN_K(128);
+        default: break;
+        }
+    }
+#undef MF_RUN_K
+    return MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, k, 0, h, want_loss);
+}
+
+MF_TARGET static void MF_NAME(rank_blocks)(const int32_t *u, const int32_t *it, const MF_T *w,
+                                           const int64_t *indptr, const int64_t *blocks,
+                                           int64_t n_blocks, const uint64_t *seeds,
+                                           const uint64_t *draw_seeds, const mf_sampler *smp,
+                                           void *scratch, MF_T *work, MF_T *P, MF_T *Q,
+                                           MF_T *bi, int64_t k, const mf_rank_hyper *h,
+                                           double *loss_out)
+{
+    for (int64_t j = 0; j < n_blocks; ++j) {
+        const int64_t b = blocks[j], start = indptr[b], n = indptr[b + 1] - start;
+        const int32_t lo = smp->item_lo[b], hi = smp->item_hi[b];
+        double loss;
+        if (!(seeds && seeds[j])) {
+            loss = MF_NAME(rank_run)(u + start, it + start, w ? w + start : NULL, n, lo, hi,
+                                     draw_seeds[j], smp, work, P, Q, bi, k, h, loss_out != NULL);
+        } else {
+            /* Shuffled visit through a gathered copy, exactly as sgd_blocks does. */
+            MF_T *sw = (MF_T *)scratch;
+            int32_t *su = (int32_t *)(sw + n), *si = su + n;
+            uint32_t *ord = (uint32_t *)(si + n);
+            const int32_t *bu_ = u + start, *bi_ = it + start;
+            for (int64_t t = 0; t < n; t += 16) {
+                MF_PREFETCH_R(bu_ + t);
+                MF_PREFETCH_R(bi_ + t);
+            }
+            mf_permutation(ord, n, seeds[j]);
+            for (int64_t t = 0; t < n; ++t) {
+                const uint32_t x = ord[t];
+                su[t] = bu_[x];
+                si[t] = bi_[x];
+            }
+            if (w)
+                for (int64_t t = 0; t < n; ++t) sw[t] = w[start + ord[t]];
+            loss = MF_NAME(rank_run)(su, si, w ? sw : NULL, n, lo, hi, draw_seeds[j], smp, work,
+                                     P, Q, bi, k, h, loss_out != NULL);
+        }
+        if (loss_out) loss_out[j] = loss;
+    }
+}
