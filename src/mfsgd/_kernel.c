@@ -94,14 +94,18 @@ static inline double mf_softplus(double x) /* ln(1 + e^x), without overflow */
     return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
 }
 
+/* j in the sorted s[0..n)? Branch-free halving (the comparison becomes a conditional
+ * move): the outcome of each probe is a coin toss, so a branching search mispredicts
+ * about half its steps. */
 static inline int mf_is_seen(const int32_t *s, int64_t n, int64_t j)
 {
-    int64_t l = 0, r = n;
-    while (l < r) {
-        const int64_t m = l + ((r - l) >> 1);
-        if (s[m] < j) l = m + 1; else r = m;
+    if (n <= 0) return 0;
+    while (n > 1) {
+        const int64_t half = n >> 1;
+        s = (s[half] <= j) ? s + half : s;
+        n -= half;
     }
-    return l < n && s[l] == j;
+    return *s == j;
 }
 
 /* The next negative of a step: draws d = *d, *d + 1, ... (advancing *d), rejecting the
