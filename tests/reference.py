@@ -7,19 +7,25 @@ import numpy as np
 
 
 def sgd_epoch_reference(users, items, ratings, P, Q, bu, bi, mu, lr, reg_f, reg_b, *,
-                        use_bias=True, nonneg=False, dtype=np.float64):
+                        use_bias=True, nonneg=False, dtype=np.float64, weights=None):
     """Return updated copies (P, Q, bu, bi) and the SSE, visiting ratings in the given order.
 
-    Arithmetic is done in ``dtype`` (float32 to mirror the float32 kernel)."""
+    Arithmetic is done in ``dtype`` (float32 to mirror the float32 kernel). ``weights``
+    (sample_weight): the term is w e^2, so e is replaced by w e in each update (the
+    regularisation is not weighted) and the SSE is sum w e^2."""
     t = np.dtype(dtype).type
     P, Q = P.astype(dtype), Q.astype(dtype)
     bu, bi = bu.astype(dtype), bi.astype(dtype)
     mu, lr, reg_f, reg_b = t(mu), t(lr), t(reg_f), t(reg_b)
     sse = 0.0
-    for u, i, r in zip(users, items, ratings):
+    for n, (u, i, r) in enumerate(zip(users, items, ratings)):
         pred = mu + bu[u] + bi[i] + np.dot(P[u], Q[i])
         e = t(r) - pred
-        sse += float(e) * float(e)
+        if weights is None:
+            sse += float(e) * float(e)
+        else:
+            sse += float(weights[n]) * float(e) * float(e)
+            e = t(weights[n]) * e
         if use_bias:
             bu[u] = bu[u] + lr * (e - reg_b * bu[u])
             bi[i] = bi[i] + lr * (e - reg_b * bi[i])
@@ -39,15 +45,17 @@ def rating_loss(r, mu, pu, qi, bu, bi, reg_f, reg_b):
 
 
 def adagrad_epoch_reference(users, items, ratings, P, Q, bu, bi, Gu, Gi, mu, lr, reg_f, reg_b,
-                            *, use_bias=True):
+                            *, use_bias=True, weights=None):
     """AdaGrad with one accumulator per row (LibMF's variant), line by line: each row
     moves by lr / sqrt(G) times its descent direction, G taken before this step; then G
     grows by the mean squared gradient over the row's values (factors, plus the bias)."""
     P, Q, bu, bi, Gu, Gi = (a.astype(np.float64) for a in (P, Q, bu, bi, Gu, Gi))
     k = P.shape[1]
     n_vals = k + (1 if use_bias else 0)
-    for u, i, r in zip(users, items, ratings):
+    for n, (u, i, r) in enumerate(zip(users, items, ratings)):
         e = r - (mu + bu[u] + bi[i] + P[u] @ Q[i])
+        if weights is not None:
+            e = weights[n] * e
         ru, ri = lr / np.sqrt(Gu[u]), lr / np.sqrt(Gi[i])
         gp, gq = e * Q[i] - reg_f * P[u], e * P[u] - reg_f * Q[i]
         su, si = gp @ gp, gq @ gq

@@ -339,3 +339,101 @@ def test_segment_item_ranges_are_those_of_the_block():
         assert it.size == 0 or (it.min() >= lo[g] and it.max() < hi[g])
     # the three item columns tile the item range
     assert sorted(set(zip(lo.tolist(), hi.tolist())))[0][0] == 0
+
+
+# ---- sample_weight for the squared loss ------------------------------------------------------
+
+from reference import adagrad_epoch_reference, rating_loss, sgd_epoch_reference  # noqa: E402
+
+
+def _squared_problem(seed, k, dtype=np.float64, aligned=False, n=400):
+    rng = np.random.default_rng(seed)
+    u, i, _, P, Q, bi = problem(seed, n=n, k=k, dtype=dtype, aligned=aligned)
+    r = rng.uniform(1, 5, n).astype(dtype)
+    w = rng.uniform(0.1, 3.0, n).astype(dtype)
+    bu = rng.normal(0, 0.2, P.shape[0]).astype(dtype)
+    return u, i, r, w, P, Q, bu, bi
+
+
+def _weighted(u, i, r, w, P, Q, bu, bi, *, seed=0, accum=None, hyper=(3.0, 0.03, 0.05, 0.02)):
+    sse = np.zeros(1)
+    dt = P.dtype
+    Gu, Gi = accum if accum is not None else (np.empty(0, dt), np.empty(0, dt))
+    _sgd.sgd_blocks_weighted(u, i, r, w, np.array([0, len(r)], np.int64), np.array([0], np.int64),
+                             np.array([seed], np.uint64), P, Q, bu, bi, *hyper, True, False, sse,
+                             Gu, Gi)
+    return sse[0]
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("k", [7, 16, 64, 100])
+def test_weighted_squared_matches_reference(isa, k, aligned):
+    u, i, r, w, P, Q, bu, bi = _squared_problem(k, k, aligned=aligned)
+    ref = sgd_epoch_reference(u, i, r, P, Q, bu, bi, 3.0, 0.03, 0.05, 0.02, weights=w)
+    sse = _weighted(u, i, r, w, P, Q, bu, bi)
+    for got, want in zip((P, Q, bu, bi), ref[:4]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert sse == pytest.approx(ref[4], rel=1e-12)
+
+
+def test_weighted_squared_float32_and_adagrad_and_shuffle(isa):
+    u, i, r, w, P, Q, bu, bi = _squared_problem(3, 32, dtype=np.float32, aligned=True)
+    ref = sgd_epoch_reference(u, i, r, P, Q, bu, bi, 3.0, 0.03, 0.05, 0.02, weights=w,
+                              dtype=np.float32)
+    _weighted(u, i, r, w, P, Q, bu, bi)
+    for got, want in zip((P, Q, bu, bi), ref[:4]):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+    u, i, r, w, P, Q, bu, bi = _squared_problem(4, 16, aligned=True)
+    rng = np.random.default_rng(0)
+    Gu, Gi = rng.uniform(1, 3, len(bu)), rng.uniform(1, 3, len(bi))
+    ref = adagrad_epoch_reference(u, i, r, P, Q, bu, bi, Gu, Gi, 3.0, 0.03, 0.05, 0.02,
+                                  weights=w)
+    _weighted(u, i, r, w, P, Q, bu, bi, accum=(Gu, Gi))
+    for got, want in zip((P, Q, bu, bi, Gu, Gi), ref):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # a shuffled block gathers its weights with the triples
+    u, i, r, w, P, Q, bu, bi = _squared_problem(5, 16)
+    perm = _sgd.permutation(len(r), 4321)
+    ref = sgd_epoch_reference(u[perm], i[perm], r[perm], P, Q, bu, bi, 3.0, 0.03, 0.05, 0.02,
+                              weights=w[perm])
+    sse = _weighted(u, i, r, w, P, Q, bu, bi, seed=4321)
+    np.testing.assert_allclose(P, ref[0], rtol=1e-12, atol=1e-12)
+    assert sse == pytest.approx(ref[4], rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unit_weights_give_the_unweighted_model(isa, dtype):
+    """Equal to rounding, not bit for bit: with FMA contraction the compiler may fuse a
+    different product of e * v - lambda1 * u in the weighted instance of the loop."""
+    u, i, r, w, P, Q, bu, bi = _squared_problem(6, 64, dtype=dtype, aligned=True)
+    P2, Q2, bu2, bi2 = P.copy(), Q.copy(), bu.copy(), bi.copy()
+    sse1 = _weighted(u, i, r, np.ones_like(w), P, Q, bu, bi, seed=99)
+    sse2 = np.zeros(1)
+    _sgd.sgd_blocks(u, i, r, np.array([0, len(r)], np.int64), np.array([0], np.int64),
+                    np.array([99], np.uint64), P2, Q2, bu2, bi2, 3.0, 0.03, 0.05, 0.02, True,
+                    False, sse2, np.empty(0, dtype), np.empty(0, dtype))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    for a, b in ((P, P2), (Q, Q2), (bu, bu2), (bi, bi2)):
+        np.testing.assert_allclose(a, b, **tol)
+    assert sse1 == pytest.approx(sse2[0], rel=tol["rtol"])
+
+
+def test_weighted_update_is_minus_half_gradient_of_weighted_term():
+    """L = w (r - r^)^2 + lambda1 (|u|^2 + |v|^2) + lambda2 (b^2 + b'^2): the step is
+    -lr * (1/2) dL/dtheta, as for the unweighted loss."""
+    u, i, r, w, P, Q, bu, bi = _squared_problem(7, 6, n=1)
+    w[:] = 2.5
+    lr, reg_f, reg_b, mu = 1e-3, 0.07, 0.03, 3.0
+    uu, ii, k = int(u[0]), int(i[0]), 6
+    theta = np.concatenate([P[uu], Q[ii], [bu[uu], bi[ii]]])
+
+    def L(th):
+        e_only = rating_loss(r[0], mu, th[:k], th[k:2 * k], th[2 * k], th[2 * k + 1], 0, 0)
+        reg = rating_loss(mu, mu, th[:k], th[k:2 * k] * 0, th[2 * k], th[2 * k + 1], reg_f,
+                          reg_b) - (th[2 * k] + th[2 * k + 1]) ** 2
+        return w[0] * e_only + reg + reg_f * th[k:2 * k] @ th[k:2 * k]
+
+    grad = _fd(L, theta)
+    _weighted(u, i, r, w, P, Q, bu, bi, hyper=(mu, lr, reg_f, reg_b))
+    after = np.concatenate([P[uu], Q[ii], [bu[uu], bi[ii]]])
+    np.testing.assert_allclose(after - theta, -lr * 0.5 * grad, rtol=1e-6, atol=1e-12)

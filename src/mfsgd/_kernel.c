@@ -236,12 +236,12 @@ typedef void (*mf_blocks_f32_fn)(const int32_t *, const int32_t *, const float *
                                  const int64_t *, const int64_t *, int64_t, const uint64_t *,
                                  void *, float *,
                                  float *, float *, float *, float *, float *, int64_t,
-                                 const mf_hyper *, double *);
+                                 const mf_hyper *, double *, const float *);
 typedef void (*mf_blocks_f64_fn)(const int32_t *, const int32_t *, const double *,
                                  const int64_t *, const int64_t *, int64_t, const uint64_t *,
                                  void *, double *,
                                  double *, double *, double *, double *, double *, int64_t,
-                                 const mf_hyper *, double *);
+                                 const mf_hyper *, double *, const double *);
 
 static const mf_blocks_f32_fn blocks_f32[] = {
     mf_sgd_blocks_f32_base,
@@ -352,7 +352,29 @@ void mf_sgd_blocks_f32(const int32_t *u, const int32_t *it, const float *r,
                        double *sse_out)
 {
     blocks_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
-                                 bi, Gu, Gi, k, h, sse_out);
+                                 bi, Gu, Gi, k, h, sse_out, NULL);
+}
+
+void mf_sgd_blocks_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
+                                const float *wt, const int64_t *indptr, const int64_t *blocks,
+                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
+                                float *P, float *Q, float *bu, float *bi, float *Gu,
+                                float *Gi, int64_t k, const mf_hyper *h, double *sse_out)
+{
+    blocks_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, r, indptr, blocks, n_blocks,
+                                                       seeds, scratch, P, Q, bu, bi, Gu, Gi,
+                                                       k, h, sse_out, wt);
+}
+
+void mf_sgd_blocks_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
+                                const double *wt, const int64_t *indptr, const int64_t *blocks,
+                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
+                                double *P, double *Q, double *bu, double *bi, double *Gu,
+                                double *Gi, int64_t k, const mf_hyper *h, double *sse_out)
+{
+    blocks_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, r, indptr, blocks, n_blocks,
+                                                        seeds, scratch, P, Q, bu, bi, Gu, Gi,
+                                                        k, h, sse_out, wt);
 }
 
 void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
@@ -362,7 +384,7 @@ void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
                        double *sse_out)
 {
     blocks_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
-                                 bi, Gu, Gi, k, h, sse_out);
+                                 bi, Gu, Gi, k, h, sse_out, NULL);
 }
 
 void mf_rank_blocks_f32(const int32_t *u, const int32_t *it, const float *w,

@@ -60,6 +60,23 @@ void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
 
 #define MF_SCRATCH_BYTES(n, value_size) ((n) * ((value_size) + 12))
 
+/* mf_sgd_blocks with a weight per rating (sample_weight): the rating's loss term becomes
+ * w (r - r^)^2, i.e. w multiplies e in every gradient (regularisation unweighted), and
+ * sse_out receives sum w e^2. wt is indexed like r. A shuffled block also gathers its
+ * weights: scratch must hold MF_SCRATCH_W_BYTES(longest shuffled block, sizeof(T)).
+ * A separate compiled instance of the loop; mf_sgd_blocks (no weights) is unchanged. */
+void mf_sgd_blocks_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
+                                const float *wt, const int64_t *indptr, const int64_t *blocks,
+                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
+                                float *P, float *Q, float *bu, float *bi, float *Gu,
+                                float *Gi, int64_t k, const mf_hyper *h, double *sse_out);
+void mf_sgd_blocks_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
+                                const double *wt, const int64_t *indptr, const int64_t *blocks,
+                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
+                                double *P, double *Q, double *bu, double *bi, double *Gu,
+                                double *Gi, int64_t k, const mf_hyper *h, double *sse_out);
+#define MF_SCRATCH_W_BYTES(n, value_size) ((n) * (2 * (value_size) + 12))
+
 /* A uniform random permutation of 0..n-1 (n < 2^32) into out, deterministic from seed. */
 void mf_permutation(uint32_t *out, int64_t n, uint64_t seed);
 
