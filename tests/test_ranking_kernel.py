@@ -59,7 +59,8 @@ def run_kernel(u, i, w, P, Q, bi, loss, seed, lo, hi, *, use_bias=True, n_neg=1,
                      np.array([seed], np.uint64), cdf,
                      None if seen is None else seen[0], None if seen is None else seen[1],
                      P, Q, bi, _sgd.LOSSES[loss], hyper["lr"], hyper["reg_f"], hyper["reg_b"],
-                     use_bias, n_neg, max_sampled, margin, logq, out)
+                     use_bias, n_neg, max_sampled, margin, logq, out,
+                     seen[3] if seen is not None and len(seen) > 3 else None)
     return out[0]
 
 
@@ -112,6 +113,9 @@ CASES = [  # (loss, options)
     ("bpr", {}),
     ("bpr", dict(n_neg=3, use_bias=False)),
     ("bpr", dict(cdf=True, seen=True)),
+    ("bpr", dict(seen="bits")),
+    ("warp", dict(seen="bits", cdf=True)),
+    ("softmax", dict(n_neg=6, seen="bits")),
     ("warp", {}),
     ("warp", dict(margin=0.3, max_sampled=5, cdf=True)),
     ("warp", dict(seen=True, use_bias=False, max_sampled=70)),
@@ -124,7 +128,10 @@ CASES = [  # (loss, options)
 def _options(opts, u, i, ni):
     o = dict(opts)
     cdf = popularity_cdf(i, ni) if o.pop("cdf", False) else None
-    seen = seen_csr(u, i, u.max() + 1) if o.pop("seen", False) else None
+    kind = o.pop("seen", False)
+    seen = seen_csr(u, i, u.max() + 1) if kind else None
+    if kind == "bits":  # the bitmap record instead of the CSR one (same set)
+        seen = (None, None, seen[2], _sgd.seen_bitmap(u, i, u.max() + 1, ni))
     return o, cdf, seen
 
 
@@ -147,7 +154,7 @@ def test_rank_epoch_matches_reference_float64(isa, case, k, aligned):
 
 
 @pytest.mark.parametrize("k", [8, 32, 64])
-@pytest.mark.parametrize("case", [0, 3, 4, 6, 7])
+@pytest.mark.parametrize("case", [0, 3, 4, 5, 6, 9, 10])
 def test_rank_epoch_matches_reference_float32(isa, case, k):
     loss, opts = CASES[case]
     u, i, w, P, Q, bi = problem(case * 7 + k, k=k, dtype=np.float32, aligned=True)
@@ -437,3 +444,15 @@ def test_weighted_update_is_minus_half_gradient_of_weighted_term():
     _weighted(u, i, r, w, P, Q, bu, bi, hyper=(mu, lr, reg_f, reg_b))
     after = np.concatenate([P[uu], Q[ii], [bu[uu], bi[ii]]])
     np.testing.assert_allclose(after - theta, -lr * 0.5 * grad, rtol=1e-6, atol=1e-12)
+
+
+def test_seen_bitmap_marks_exactly_the_pairs():
+    rng = np.random.default_rng(2)
+    u = rng.integers(0, 30, 500).astype(np.int32)
+    i = rng.integers(0, 130, 500).astype(np.int32)
+    bits = _sgd.seen_bitmap(u, i, 30, 130)
+    assert bits.shape == (30, 3)
+    dense = np.unpackbits(bits.view(np.uint8), axis=1, bitorder="little")[:, :130]
+    want = np.zeros((30, 130), np.uint8)
+    want[u, i] = 1
+    np.testing.assert_array_equal(dense, want)

@@ -94,9 +94,10 @@ static inline double mf_softplus(double x) /* ln(1 + e^x), without overflow */
     return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
 }
 
-/* j in the sorted s[0..n)? Branch-free halving (the comparison becomes a conditional
- * move): the outcome of each probe is a coin toss, so a branching search mispredicts
- * about half its steps. */
+/* j in the sorted s[0..n)? Branch-free halving (a conditional move: each probe's outcome
+ * is a coin toss, so a branching search mispredicts about half its probes). Measured on
+ * MovieLens 100K (lists of ~85 items): halving down to 64 entries and comparing those
+ * with a vector loop was twice slower. */
 static inline int mf_is_seen(const int32_t *s, int64_t n, int64_t j)
 {
     if (n <= 0) return 0;
@@ -108,21 +109,32 @@ static inline int mf_is_seen(const int32_t *s, int64_t n, int64_t j)
     return *s == j;
 }
 
-/* The next negative of a step: draws d = *d, *d + 1, ... (advancing *d), rejecting the
- * positive itself and, with a seen record, the user's items; -1 after MF_MAX_REJECT
- * rejections in a row. Rejecting the positive keeps the rows of a step distinct (the
- * update reads both before writing either). */
-static inline int64_t mf_next_negative(uint64_t base, int64_t *d, int32_t lo, int32_t hi,
-                                       const mf_sampler *smp, int64_t ui, int64_t pos)
+static inline int mf_acceptable(const mf_sampler *smp, int64_t ui, int64_t pos, int64_t j)
 {
-    for (int a = 0; a < MF_MAX_REJECT; ++a) {
+    if (j == pos) return 0;
+    if (smp->seen_bits)
+        return !((smp->seen_bits[ui * smp->seen_words + (j >> 6)] >> (j & 63)) & 1);
+    if (smp->seen_ptr) {
+        const int64_t s0 = smp->seen_ptr[ui];
+        if (mf_is_seen(smp->seen + s0, smp->seen_ptr[ui + 1] - s0, j)) return 0;
+    }
+    return 1;
+}
+
+/* pre_j >= 0: draw 0 of this step was computed ahead (candidate pre_j, verdict pre_ok). */
+static inline int64_t mf_next_negative(uint64_t base, int64_t *d, int32_t lo, int32_t hi,
+                                       const mf_sampler *smp, int64_t ui, int64_t pos,
+                                       int64_t pre_j, int pre_ok)
+{
+    int a = 0;
+    if (*d == 0 && pre_j >= 0) {
+        *d = 1;
+        a = 1;
+        if (pre_ok) return pre_j;
+    }
+    for (; a < MF_MAX_REJECT; ++a) {
         const int64_t j = mf_draw_item(mf_draw_bits(base, (*d)++), lo, hi, smp->cdf);
-        if (j == pos) continue;
-        if (smp->seen_ptr) {
-            const int64_t s0 = smp->seen_ptr[ui];
-            if (mf_is_seen(smp->seen + s0, smp->seen_ptr[ui + 1] - s0, j)) continue;
-        }
-        return j;
+        if (mf_acceptable(smp, ui, pos, j)) return j;
     }
     return -1;
 }

@@ -120,6 +120,12 @@ typedef struct {
                              * values, cdf[0] = 0 (one array serves every range) */
     const int64_t *seen_ptr; /* NULL: only the positive itself is rejected; else CSR of */
     const int32_t *seen;     /* each user's items, sorted: those are rejected too */
+    /* Or (used instead of the CSR when not NULL) a bit per (user, item): bit j % 64 of
+     * word seen_bits[u * seen_words + j / 64]. One load per check instead of a binary
+     * search's chain of dependent loads; n_users * n_items / 8 bytes, so for small and
+     * medium catalogues (the wrapper's choice). */
+    const uint64_t *seen_bits;
+    int64_t seen_words;
 } mf_sampler;
 
 /* Counter-based draws: the d-th candidate of visiting step t of a segment with seed s is

@@ -282,32 +282,48 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
         for (int s = 1; s <= max_sampled && s <= 64; ++s)
             rank_w[s - 1] = mf_harmonic(((int64_t)(hi - lo) - 1) / s);
     double total = 0.0;
+    /* Draw 0 of each step, with its verdict, is computed MF_PREFETCH steps ahead (the
+     * draws are counter-based, so known in advance): its row is then prefetched, and the
+     * seen-list search, a chain of dependent loads that perf put at a quarter of the BPR
+     * loop, runs off the critical path. Its list was prefetched another MF_PREFETCH
+     * steps before. Up to 16 evenly spaced lines: the top of the search tree. */
+#if MF_PREFETCH > 0
+    int64_t pre_j[MF_PREFETCH];
+    int pre_ok[MF_PREFETCH];
+    for (int64_t t = 0; t < MF_PREFETCH && t < n; ++t) {
+        pre_j[t] = mf_draw_item(mf_draw_bits(mf_draw_base(seed, t), 0), lo, hi, cdf);
+        pre_ok[t] = mf_acceptable(smp, u[t], it[t], pre_j[t]);
+    }
+#endif
     for (int64_t t = 0; t < n; ++t) {
-        if (MF_PREFETCH > 0 && t + MF_PREFETCH < n) {
-            /* The rows of the step ahead, and (uniform draws only, a binary search would
-             * cost a second search) its first negative, which is known in advance. */
-            const char *pu = (const char *)(P + (int64_t)u[t + MF_PREFETCH] * k);
-            const char *qi = (const char *)(Q + (int64_t)it[t + MF_PREFETCH] * k);
-            const char *qj = NULL;
-            if (!cdf)
-                qj = (const char *)(Q + mf_draw_item(mf_draw_bits(mf_draw_base(seed, t + MF_PREFETCH), 0),
-                                                     lo, hi, NULL) * k);
+#if MF_PREFETCH > 0
+        const int64_t my_j = pre_j[t % MF_PREFETCH];
+        const int my_ok = pre_ok[t % MF_PREFETCH];
+        if (smp->seen_ptr && !smp->seen_bits && t + 2 * MF_PREFETCH < n) {
+            const int64_t ua = u[t + 2 * MF_PREFETCH];
+            const int64_t s0 = smp->seen_ptr[ua], len = smp->seen_ptr[ua + 1] - s0;
+            const char *sl = (const char *)(smp->seen + s0);
+            const int64_t bytes = len * 4, step = ((bytes >> 10) + 1) << 6;
+            for (int64_t off = 0; off < bytes; off += step) MF_PREFETCH_R(sl + off);
+        }
+        if (t + MF_PREFETCH < n) {
+            const int64_t ta = t + MF_PREFETCH;
+            const int64_t ja = mf_draw_item(mf_draw_bits(mf_draw_base(seed, ta), 0), lo, hi, cdf);
+            pre_j[t % MF_PREFETCH] = ja;
+            pre_ok[t % MF_PREFETCH] = mf_acceptable(smp, u[ta], it[ta], ja);
+            const char *pu = (const char *)(P + (int64_t)u[ta] * k);
+            const char *qi = (const char *)(Q + (int64_t)it[ta] * k);
+            const char *qj = (const char *)(Q + ja * k);
             for (int64_t off = 0; off < row_bytes; off += 64) {
                 MF_PREFETCH_W(pu + off);
                 MF_PREFETCH_W(qi + off);
-                if (qj) MF_PREFETCH_W(qj + off);
-            }
-            /* The user's seen list: its binary searches missed the cache on half the
-             * kernel's time (perf, MovieLens 100K, BPR). Up to 16 evenly spaced lines:
-             * the top of the search tree; its last probes fall within one line. */
-            if (smp->seen_ptr) {
-                const int64_t ua = u[t + MF_PREFETCH];
-                const int64_t s0 = smp->seen_ptr[ua], len = smp->seen_ptr[ua + 1] - s0;
-                const char *sl = (const char *)(smp->seen + s0);
-                const int64_t bytes = len * 4, step = ((bytes >> 10) + 1) << 6;
-                for (int64_t off = 0; off < bytes; off += step) MF_PREFETCH_R(sl + off);
+                MF_PREFETCH_W(qj + off);
             }
         }
+#else
+        const int64_t my_j = -1;
+        const int my_ok = 0;
+#endif
         const int64_t ui = u[t], ii = it[t];
         const MF_T wt = w ? w[t] : (MF_T)1;
         const uint64_t base = mf_draw_base(seed, t);
@@ -322,7 +338,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
             /* BPR (Rendle et al. 2009), l = -ln sigma(x), x = s_ui - s_uj, with one fresh
              * negative per pairwise step; n_neg steps per positive, one after another. */
             for (int m = 0; m < h->n_neg; ++m) {
-                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii);
+                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii, my_j, my_ok);
                 if (j < 0) break;
                 MF_T *restrict qj = Q + j * k;
                 if (aligned) qj = (MF_T *)MF_ASSUME_ALIGNED(qj);
@@ -346,7 +362,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
             MF_T si = MF_NAME(rdot)(p, qi, k, wide);
             if (use_bias) si += bi[ii];
             for (int s = 1; s <= max_sampled; ++s) {
-                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii);
+                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii, my_j, my_ok);
                 if (j < 0) break;
                 MF_T *restrict qj = Q + j * k;
                 if (aligned) qj = (MF_T *)MF_ASSUME_ALIGNED(qj);
@@ -376,7 +392,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
             int cnt = 1;
             js[0] = ii;
             for (int m = 0; m < nn; ++m) {
-                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii);
+                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii, my_j, my_ok);
                 if (j < 0) break;
                 js[cnt++] = j;
             }

@@ -82,6 +82,8 @@ cdef extern from "_kernel.h" nogil:
         const double *cdf
         const int64_t *seen_ptr
         const int32_t *seen
+        const uint64_t *seen_bits
+        int64_t seen_words
     void mf_rank_blocks_f32(const int32_t *u, const int32_t *it, const float *w,
                             const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
                             const uint64_t *seeds, const uint64_t *draw_seeds,
@@ -374,7 +376,7 @@ def rank_blocks(const int32_t[::1] users, const int32_t[::1] items, const floati
                 floating[:, ::1] user_factors, floating[:, ::1] item_factors,
                 floating[::1] item_bias, int loss, double lr, double reg_factors,
                 double reg_bias, bint use_bias=True, int n_neg=1, int max_sampled=10,
-                double margin=1.0, bint logq=False, loss_out=None):
+                double margin=1.0, bint logq=False, loss_out=None, seen_bits=None):
     """Ranking SGD (BPR, WARP or sampled softmax) over the listed segments, in order.
 
     Contract: as :func:`sgd_blocks` for ``indptr``, ``blocks`` and ``seeds`` (None or
@@ -385,7 +387,9 @@ def rank_blocks(const int32_t[::1] users, const int32_t[::1] items, const floati
     in proportion to ``item_cdf[j + 1] - item_cdf[j]`` (cumulative float64 weights, length
     n_items + 1, or None); a draw equal to the positive, or in the user's row of the CSR
     record ``seen_indptr``/``seen_items`` (sorted per user, or None), is redrawn (at most
-    MAX_REJECT times). Mutates the factors and ``item_bias`` (no user bias: it cancels);
+    MAX_REJECT times). ``seen_bits`` (uint64, n_users x ceil(n_items / 64), bit j % 64 of
+    word j // 64 set for a seen item; see :func:`seen_bitmap`) replaces the CSR record
+    when given: one load per check instead of a binary search. Mutates the factors and ``item_bias`` (no user bias: it cancels);
     writes each segment's summed loss to ``loss_out`` if given. Runs without the GIL.
     """
     cdef mf_rank_hyper h
@@ -416,6 +420,13 @@ def rank_blocks(const int32_t[::1] users, const int32_t[::1] items, const floati
     smp.cdf = NULL
     smp.seen_ptr = NULL
     smp.seen = NULL
+    smp.seen_bits = NULL
+    smp.seen_words = 0
+    cdef const uint64_t[:, ::1] bits_v
+    if seen_bits is not None:
+        bits_v = seen_bits
+        smp.seen_bits = &bits_v[0, 0]
+        smp.seen_words = bits_v.shape[1]
     if item_cdf is not None:
         cdf_v = item_cdf
         smp.cdf = &cdf_v[0]
@@ -469,6 +480,18 @@ def rank_blocks(const int32_t[::1] users, const int32_t[::1] items, const floati
             mf_rank_blocks_f64(&users[0], &items[0], wp, &indptr[0], &blocks[0], nb, shp,
                                &draw_seeds[0], &smp, scr, &work_v[0], &user_factors[0, 0],
                                &item_factors[0, 0], bp, k, &h, lp)
+
+
+def seen_bitmap(const int32_t[::1] users, const int32_t[::1] items, int64_t n_users,
+                int64_t n_items):
+    """The ``seen_bits`` record of the pairs: uint64 (n_users, ceil(n_items / 64))."""
+    out = np.zeros((n_users, (n_items + 63) // 64), dtype=np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    cdef Py_ssize_t t, n = users.shape[0]
+    with nogil:
+        for t in range(n):
+            o[users[t], items[t] >> 6] |= (<uint64_t>1) << (items[t] & 63)
+    return out
 
 
 def draw_candidates(uint64_t seed, int64_t n_steps, int64_t n_draws, int32_t lo, int32_t hi,
