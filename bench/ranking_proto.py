@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 
 # One thread everywhere, set before NumPy loads its BLAS: idle BLAS threads spinning after
@@ -46,8 +45,8 @@ DEFAULTS = {
     "bpr": dict(lr=0.1, decay=0.3, reg=0.01, n_neg=2, beta=0.0, epochs=10, init_std=0.1,
                 seen=True),
     "warp": dict(lr=0.005, decay=0.3, reg=0.01, margin=1.0, max_sampled=10, beta=0.0,
-                 epochs=30, init_std=0.1, seen=True),
-    "softmax": dict(lr=0.1, decay=0.3, reg=0.01, n_neg=10, beta=0.0, epochs=15, init_std=0.1,
+                 epochs=15, init_std=0.01, seen=True),
+    "softmax": dict(lr=0.1, decay=0.3, reg=0.01, n_neg=10, beta=0.0, epochs=15, init_std=0.01,
                     seen=True, logq=False),
 }
 
@@ -171,8 +170,8 @@ def run_anchor(data, folds, name, k=64):
             S = m.item_embeddings @ m.user_embeddings.T
             S = S.T + m.item_biases[None, :]
         else:
-            from threadpoolctl import threadpool_limits
             import implicit
+            from threadpoolctl import threadpool_limits
 
             if name == "implicit-als":
                 m = implicit.cpu.als.AlternatingLeastSquares(factors=k, iterations=15,
@@ -192,8 +191,8 @@ def run_anchor(data, folds, name, k=64):
 
 def implicit_bpr_throughput(data, k=64, epochs=100):
     """Positives per second of implicit's BPR (one thread, its default 100 iterations)."""
-    import scipy.sparse as sp
     import implicit
+    import scipy.sparse as sp
 
     tr, te, nu, ni = load_fold(data, 1)
     X = sp.csr_matrix((np.ones(len(tr[0]), np.float32), (tr[0], tr[1])), shape=(nu, ni))
@@ -232,7 +231,8 @@ def main(argv=None):
         ap.add_argument(f"--{name}", type=typ)
     ap.add_argument("--seen", type=int, choices=[0, 1])
     ap.add_argument("--logq", type=int, choices=[0, 1])
-    ap.add_argument("--grid", action="store_true", help="run the tuning table")
+    ap.add_argument("--grid", action="store_true",
+                    help="run the tuning table (options not given take fit_rank's defaults)")
     ap.add_argument("--anchors", metavar="PYTHON", help="interpreter with implicit + lightfm")
     ap.add_argument("--anchor", help=argparse.SUPPRESS)
     ap.add_argument("--throughput", action="store_true")
@@ -323,7 +323,69 @@ def main(argv=None):
         print(row(f"mfsgd {loss} ({desc})", s, pop), flush=True)
 
 
-GRID: list = []
+def _grid() -> list:
+    """Every configuration of the tuning runs (bench/RANKING.md), in the order run."""
+    g = []
+    for ep in (10, 20, 30):
+        for lr in (0.02, 0.05, 0.1):
+            for reg in (0.003, 0.01, 0.03):
+                g.append(("bpr", dict(lr=lr, reg=reg, epochs=ep)))
+    g += [
+        ("bpr", dict(lr=0.05, reg=0.01, epochs=15, init_std=0.01)),
+        ("bpr", dict(lr=0.1, reg=0.01, epochs=15, decay=0.3)),
+        ("bpr", dict(lr=0.05, reg=0.01, epochs=15, n_neg=2)),
+        ("bpr", dict(lr=0.05, reg=0.01, epochs=15, beta=0.5)),
+        ("bpr", dict(lr=0.05, reg=0.01, epochs=15, beta=1.0)),
+        ("bpr", dict(lr=0.05, reg=0.01, epochs=15, seen=False)),
+        ("softmax", dict(lr=0.05, reg=0.01, epochs=10, n_neg=10)),
+        ("softmax", dict(lr=0.1, reg=0.01, epochs=10, n_neg=5)),
+        ("warp", dict(lr=0.003, reg=0.01, epochs=15)),
+        ("warp", dict(lr=0.01, reg=0.003, epochs=15, decay=0.3)),
+    ]
+    for ep, lr, dec in ((10, 0.1, 0.3), (15, 0.1, 0.1), (15, 0.2, 0.3), (15, 0.1, 1.0),
+                        (20, 0.1, 0.3), (15, 0.15, 0.5)):
+        g.append(("bpr", dict(lr=lr, reg=0.01, epochs=ep, decay=dec)))
+    g += [
+        ("bpr", dict(lr=0.1, reg=0.005, epochs=15, decay=0.3)),
+        ("bpr", dict(lr=0.1, reg=0.02, epochs=15, decay=0.3)),
+        ("bpr", dict(lr=0.1, reg=0.01, epochs=10, decay=0.3, n_neg=2)),
+        ("bpr", dict(lr=0.1, reg=0.01, epochs=15, decay=0.3, init_std=0.05)),
+        ("bpr", dict(lr=0.1, reg=0.01, epochs=8, decay=0.3, n_neg=3)),
+        ("bpr", dict(lr=0.1, reg=0.01, epochs=12, decay=0.3, n_neg=2)),
+        ("bpr", dict(lr=0.15, reg=0.01, epochs=10, decay=0.5, n_neg=2)),
+        ("warp", dict(lr=0.002, reg=0.01, epochs=30)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=30, decay=0.3)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=20, decay=0.3, margin=0.5)),
+        ("softmax", dict(lr=0.1, reg=0.01, epochs=15, n_neg=10, decay=0.3)),
+        ("softmax", dict(lr=0.2, reg=0.01, epochs=10, n_neg=20, decay=0.3)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=30, decay=0.3, max_sampled=50)),
+        ("warp", dict(lr=0.005, reg=0.003, epochs=30, decay=0.3)),
+        ("warp", dict(lr=0.005, reg=0.03, epochs=30, decay=0.3)),
+        ("warp", dict(lr=0.02, reg=0.01, epochs=30, decay=1.0)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=30, decay=0.3, init_std=0.01)),
+        ("warp", dict(lr=0.01, reg=0.01, epochs=30, decay=0.3, margin=0.3)),
+        ("softmax", dict(lr=0.05, reg=0.01, epochs=20, n_neg=20, decay=0.1)),
+        ("softmax", dict(lr=0.1, reg=0.003, epochs=15, n_neg=10, decay=0.3)),
+        ("softmax", dict(lr=0.1, reg=0.01, epochs=15, n_neg=10, decay=0.3, beta=0.5, logq=True)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=20, decay=0.3, init_std=0.01)),
+        ("warp", dict(lr=0.01, reg=0.01, epochs=20, decay=0.3, init_std=0.01)),
+        ("warp", dict(lr=0.01, reg=0.01, epochs=30, decay=0.3, init_std=0.01)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=30, decay=0.3, init_std=0.001)),
+        ("warp", dict(lr=0.005, reg=0.03, epochs=30, decay=0.3, init_std=0.01)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=30, decay=0.3, init_std=0.01, max_sampled=30)),
+        ("bpr", dict(lr=0.1, reg=0.01, epochs=10, decay=0.3, n_neg=2, init_std=0.01)),
+        ("softmax", dict(lr=0.1, reg=0.01, epochs=15, n_neg=10, decay=0.3, init_std=0.01)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=10, decay=0.3, init_std=0.01)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=15, decay=0.3, init_std=0.01)),
+        ("warp", dict(lr=0.003, reg=0.01, epochs=20, decay=0.3, init_std=0.01)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=20, decay=0.3, init_std=0.001)),
+        ("warp", dict(lr=0.007, reg=0.01, epochs=15, decay=0.3, init_std=0.01)),
+        ("warp", dict(lr=0.005, reg=0.01, epochs=15, decay=0.3, init_std=0.01, max_sampled=5)),
+    ]
+    return g
+
+
+GRID = _grid()
 
 if __name__ == "__main__":
     main()

@@ -303,7 +303,7 @@ def _epoch(lay, lo, hi, P, Q, bi, rng, n_threads, per_segment_calls=False, loss=
         for st in epoch_plan(lay, rng):
             dseeds = rng.integers(1, 2**63, size=st.segments.size, dtype=np.int64).view(np.uint64)
 
-            def run(idx):
+            def run(idx, st=st, dseeds=dseeds):
                 chunks = [idx[a:a + 1] for a in range(idx.size)] if per_segment_calls else [idx]
                 for c in chunks:
                     if c.size:

@@ -389,8 +389,9 @@ def rank_blocks(const int32_t[::1] users, const int32_t[::1] items, const floati
     record ``seen_indptr``/``seen_items`` (sorted per user, or None), is redrawn (at most
     MAX_REJECT times). ``seen_bits`` (uint64, n_users x ceil(n_items / 64), bit j % 64 of
     word j // 64 set for a seen item; see :func:`seen_bitmap`) replaces the CSR record
-    when given: one load per check instead of a binary search. Mutates the factors and ``item_bias`` (no user bias: it cancels);
-    writes each segment's summed loss to ``loss_out`` if given. Runs without the GIL.
+    when given: one load per check instead of a binary search. Mutates the factors and
+    ``item_bias`` (no user bias: it cancels); writes each segment's summed loss to
+    ``loss_out`` if given. Runs without the GIL.
     """
     cdef mf_rank_hyper h
     h.loss = loss
