@@ -299,6 +299,14 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
 #if MF_PREFETCH > 0
         const int64_t my_j = pre_j[t % MF_PREFETCH];
         const int my_ok = pre_ok[t % MF_PREFETCH];
+        if (smp->seen_bits && !cdf && t + 2 * MF_PREFETCH < n) {
+            /* The bitmap word of that draw, another MF_PREFETCH steps earlier: loaded at
+             * the look-ahead step it still missed the cache on a fifth of the BPR loop's
+             * samples (perf). Uniform draws only: a CDF draw is a search of its own. */
+            const int64_t tb = t + 2 * MF_PREFETCH;
+            const int64_t jb = mf_draw_item(mf_draw_bits(mf_draw_base(seed, tb), 0), lo, hi, NULL);
+            MF_PREFETCH_R(smp->seen_bits + (int64_t)u[tb] * smp->seen_words + (jb >> 6));
+        }
         if (smp->seen_ptr && !smp->seen_bits && t + 2 * MF_PREFETCH < n) {
             const int64_t ua = u[t + 2 * MF_PREFETCH];
             const int64_t s0 = smp->seen_ptr[ua], len = smp->seen_ptr[ua + 1] - s0;
