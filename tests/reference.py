@@ -132,7 +132,8 @@ def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi,
     update rules (see _kernel_impl.h): returns updated copies (P, Q, bi) and the summed
     loss. ``loss`` is "bpr", "warp" or "softmax"; ``seen``: dict user -> set of items to
     reject as negatives (None: only the positive). Arithmetic in ``dtype`` for the rows
-    and scores, in float64 for sigmoid / softmax / rank weight, as the kernel does."""
+    and scores and BPR's sigmoid, in float64 for the softmax and the rank weight, as the
+    kernel does."""
     t = np.dtype(dtype).type
     P, Q, bi = P.astype(dtype), Q.astype(dtype), bi.astype(dtype)
     lr, reg_f, reg_b = t(lr), t(reg_f), t(reg_b)
@@ -151,9 +152,9 @@ def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi,
                 x = t(np.dot(P[u], Q[i])) - t(np.dot(P[u], Q[j]))
                 if use_bias:
                     x = x + (bi[i] - bi[j])
-                sx = 1.0 / (1.0 + np.exp(float(x)))
+                sx = t(1) / (t(1) + np.exp(t(x)))  # in the model's type, as the kernel
                 total += float(w) * _softplus(-float(x))
-                g = w * t(sx)
+                g = w * sx
                 if use_bias:
                     bi[i] = bi[i] + lr * (g - reg_b * bi[i])
                     bi[j] = bi[j] + lr * (-g - reg_b * bi[j])

@@ -191,6 +191,7 @@ MF_DEFINE_PREDICT(double, f64)
 
 #define MF_T float
 #define MF_SQRT sqrtf
+#define MF_EXP expf
 #define MF_LANES 16 /* values per 64-byte line */
 #define MF_NAME(x) MF_CAT(mf_, x, _f32_, MF_ISA_SFX)
 #define MF_ISA_SFX base
@@ -214,11 +215,13 @@ MF_DEFINE_PREDICT(double, f64)
 #endif
 #undef MF_T
 #undef MF_SQRT
+#undef MF_EXP
 #undef MF_LANES
 #undef MF_NAME
 
 #define MF_T double
 #define MF_SQRT sqrt
+#define MF_EXP exp
 #define MF_LANES 8
 #define MF_NAME(x) MF_CAT(mf_, x, _f64_, MF_ISA_SFX)
 #define MF_ISA_SFX base
@@ -240,6 +243,7 @@ MF_DEFINE_PREDICT(double, f64)
 #endif
 #undef MF_T
 #undef MF_SQRT
+#undef MF_EXP
 #undef MF_LANES
 #undef MF_NAME
 
