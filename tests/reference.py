@@ -18,7 +18,7 @@ def sgd_epoch_reference(users, items, ratings, P, Q, bu, bi, mu, lr, reg_f, reg_
     bu, bi = bu.astype(dtype), bi.astype(dtype)
     mu, lr, reg_f, reg_b = t(mu), t(lr), t(reg_f), t(reg_b)
     sse = 0.0
-    for n, (u, i, r) in enumerate(zip(users, items, ratings)):
+    for n, (u, i, r) in enumerate(zip(users, items, ratings, strict=True)):
         pred = mu + bu[u] + bi[i] + np.dot(P[u], Q[i])
         e = t(r) - pred
         if weights is None:
@@ -52,7 +52,7 @@ def adagrad_epoch_reference(users, items, ratings, P, Q, bu, bi, Gu, Gi, mu, lr,
     P, Q, bu, bi, Gu, Gi = (a.astype(np.float64) for a in (P, Q, bu, bi, Gu, Gi))
     k = P.shape[1]
     n_vals = k + (1 if use_bias else 0)
-    for n, (u, i, r) in enumerate(zip(users, items, ratings)):
+    for n, (u, i, r) in enumerate(zip(users, items, ratings, strict=True)):
         e = r - (mu + bu[u] + bi[i] + P[u] @ Q[i])
         if weights is not None:
             e = weights[n] * e
@@ -138,7 +138,7 @@ def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi,
     P, Q, bi = P.astype(dtype), Q.astype(dtype), bi.astype(dtype)
     lr, reg_f, reg_b = t(lr), t(reg_f), t(reg_b)
     total = 0.0
-    for step, (u, i) in enumerate(zip(users, items)):
+    for step, (u, i) in enumerate(zip(users, items, strict=True)):
         u, i = int(u), int(i)
         w = t(1) if weights is None else t(weights[step])
         base = draw_base(seed, step)

@@ -148,7 +148,7 @@ def test_rank_epoch_matches_reference_float64(isa, case, k, aligned):
     ref = rank_epoch_reference(u, i, w, P, Q, bi, loss=loss, seed=42, lo=lo, hi=hi, **HYPER,
                                cdf=cdf, seen=None if seen is None else seen[2], **o)
     got = run_kernel(u, i, w, P, Q, bi, loss, 42, lo, hi, cdf=cdf, seen=seen, **o)
-    for a, b in zip((P, Q, bi), ref[:3]):
+    for a, b in zip((P, Q, bi), ref[:3], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     assert got == pytest.approx(ref[3], rel=1e-12)
 
@@ -163,7 +163,7 @@ def test_rank_epoch_matches_reference_float32(isa, case, k):
                                **HYPER, cdf=cdf, seen=None if seen is None else seen[2],
                                dtype=np.float32, **o)
     run_kernel(u, i, w, P, Q, bi, loss, 3, 0, Q.shape[0], cdf=cdf, seen=seen, **o)
-    for a, b in zip((P, Q, bi), ref[:3]):
+    for a, b in zip((P, Q, bi), ref[:3], strict=True):
         assert a.dtype == np.float32
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
 
@@ -345,7 +345,7 @@ def test_segment_item_ranges_are_those_of_the_block():
         it = lay.items[lay.seg_ptr[g]:lay.seg_ptr[g + 1]]
         assert it.size == 0 or (it.min() >= lo[g] and it.max() < hi[g])
     # the three item columns tile the item range
-    assert sorted(set(zip(lo.tolist(), hi.tolist())))[0][0] == 0
+    assert sorted(set(zip(lo.tolist(), hi.tolist(), strict=True)))[0][0] == 0
 
 
 # ---- sample_weight for the squared loss ------------------------------------------------------
@@ -378,7 +378,7 @@ def test_weighted_squared_matches_reference(isa, k, aligned):
     u, i, r, w, P, Q, bu, bi = _squared_problem(k, k, aligned=aligned)
     ref = sgd_epoch_reference(u, i, r, P, Q, bu, bi, 3.0, 0.03, 0.05, 0.02, weights=w)
     sse = _weighted(u, i, r, w, P, Q, bu, bi)
-    for got, want in zip((P, Q, bu, bi), ref[:4]):
+    for got, want in zip((P, Q, bu, bi), ref[:4], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert sse == pytest.approx(ref[4], rel=1e-12)
 
@@ -388,7 +388,7 @@ def test_weighted_squared_float32_and_adagrad_and_shuffle(isa):
     ref = sgd_epoch_reference(u, i, r, P, Q, bu, bi, 3.0, 0.03, 0.05, 0.02, weights=w,
                               dtype=np.float32)
     _weighted(u, i, r, w, P, Q, bu, bi)
-    for got, want in zip((P, Q, bu, bi), ref[:4]):
+    for got, want in zip((P, Q, bu, bi), ref[:4], strict=True):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
     u, i, r, w, P, Q, bu, bi = _squared_problem(4, 16, aligned=True)
     rng = np.random.default_rng(0)
@@ -396,7 +396,7 @@ def test_weighted_squared_float32_and_adagrad_and_shuffle(isa):
     ref = adagrad_epoch_reference(u, i, r, P, Q, bu, bi, Gu, Gi, 3.0, 0.03, 0.05, 0.02,
                                   weights=w)
     _weighted(u, i, r, w, P, Q, bu, bi, accum=(Gu, Gi))
-    for got, want in zip((P, Q, bu, bi, Gu, Gi), ref):
+    for got, want in zip((P, Q, bu, bi, Gu, Gi), ref, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     # a shuffled block gathers its weights with the triples
     u, i, r, w, P, Q, bu, bi = _squared_problem(5, 16)
@@ -456,3 +456,34 @@ def test_seen_bitmap_marks_exactly_the_pairs():
     want = np.zeros((30, 130), np.uint8)
     want[u, i] = 1
     np.testing.assert_array_equal(dense, want)
+
+
+def test_rank_kernel_releases_the_gil():
+    """While one long rank_blocks call runs in a thread, this thread keeps running and sees
+    the shared parameters change many times (with the GIL held it could see two values)."""
+    import threading
+
+    rng = np.random.default_rng(0)
+    n, nu, ni, k = 1_000_000, 50, 400, 64
+    u = rng.integers(0, nu, n).astype(np.int32)
+    i = rng.integers(0, ni, n).astype(np.int32)
+    P = rng.normal(0, 0.1, (nu, k))
+    Q = rng.normal(0, 0.1, (ni, k))
+    bi = np.zeros(ni)
+    started = threading.Event()
+
+    def work():
+        started.set()
+        run_kernel(u, i, None, P, Q, bi, "bpr", 5, 0, ni, hyper=dict(lr=1e-4, reg_f=0.01,
+                                                                      reg_b=0.01))
+
+    t = threading.Thread(target=work)
+    seen, iterations = set(), 0
+    t.start()
+    started.wait()
+    while t.is_alive():
+        seen.add(float(bi[0]))
+        iterations += 1
+    t.join()
+    assert iterations > 100
+    assert len(seen) > 10
