@@ -260,6 +260,7 @@ def main(argv=None):
         for loss, cfg in (("bpr", dict(n_neg=1, seen=False)),
                           ("bpr", dict(n_neg=1, seen="csr")),
                           ("bpr", dict(n_neg=1, seen=True)),
+                          ("bpr", dict(n_neg=1, seen=True, beta=0.75)),
                           ("warp", dict(seen=True)), ("softmax", dict(n_neg=20, seen=True))):
             t = []
             for _ in range(5):
