@@ -7,19 +7,25 @@ import numpy as np
 
 
 def sgd_epoch_reference(users, items, ratings, P, Q, bu, bi, mu, lr, reg_f, reg_b, *,
-                        use_bias=True, nonneg=False, dtype=np.float64):
+                        use_bias=True, nonneg=False, dtype=np.float64, weights=None):
     """Return updated copies (P, Q, bu, bi) and the SSE, visiting ratings in the given order.
 
-    Arithmetic is done in ``dtype`` (float32 to mirror the float32 kernel)."""
+    Arithmetic is done in ``dtype`` (float32 to mirror the float32 kernel). ``weights``
+    (sample_weight): the term is w e^2, so e is replaced by w e in each update (the
+    regularisation is not weighted) and the SSE is sum w e^2."""
     t = np.dtype(dtype).type
     P, Q = P.astype(dtype), Q.astype(dtype)
     bu, bi = bu.astype(dtype), bi.astype(dtype)
     mu, lr, reg_f, reg_b = t(mu), t(lr), t(reg_f), t(reg_b)
     sse = 0.0
-    for u, i, r in zip(users, items, ratings):
+    for n, (u, i, r) in enumerate(zip(users, items, ratings, strict=True)):
         pred = mu + bu[u] + bi[i] + np.dot(P[u], Q[i])
         e = t(r) - pred
-        sse += float(e) * float(e)
+        if weights is None:
+            sse += float(e) * float(e)
+        else:
+            sse += float(weights[n]) * float(e) * float(e)
+            e = t(weights[n]) * e
         if use_bias:
             bu[u] = bu[u] + lr * (e - reg_b * bu[u])
             bi[i] = bi[i] + lr * (e - reg_b * bi[i])
@@ -39,15 +45,17 @@ def rating_loss(r, mu, pu, qi, bu, bi, reg_f, reg_b):
 
 
 def adagrad_epoch_reference(users, items, ratings, P, Q, bu, bi, Gu, Gi, mu, lr, reg_f, reg_b,
-                            *, use_bias=True):
+                            *, use_bias=True, weights=None):
     """AdaGrad with one accumulator per row (LibMF's variant), line by line: each row
     moves by lr / sqrt(G) times its descent direction, G taken before this step; then G
     grows by the mean squared gradient over the row's values (factors, plus the bias)."""
     P, Q, bu, bi, Gu, Gi = (a.astype(np.float64) for a in (P, Q, bu, bi, Gu, Gi))
     k = P.shape[1]
     n_vals = k + (1 if use_bias else 0)
-    for u, i, r in zip(users, items, ratings):
+    for n, (u, i, r) in enumerate(zip(users, items, ratings, strict=True)):
         e = r - (mu + bu[u] + bi[i] + P[u] @ Q[i])
+        if weights is not None:
+            e = weights[n] * e
         ru, ri = lr / np.sqrt(Gu[u]), lr / np.sqrt(Gi[i])
         gp, gq = e * Q[i] - reg_f * P[u], e * P[u] - reg_f * Q[i]
         su, si = gp @ gp, gq @ gq
@@ -61,3 +69,155 @@ def adagrad_epoch_reference(users, items, ratings, P, Q, bu, bi, Gu, Gi, mu, lr,
         Gu[u] += su / n_vals
         Gi[i] += si / n_vals
     return P, Q, bu, bi, Gu, Gi
+
+
+# ---- ranking losses (BPR, WARP, sampled softmax) --------------------------------------
+# The kernel's counter-based generator, re-derived in Python integers: candidate d of
+# visiting step t of a segment with draw seed s is draw_item(draw_bits(draw_base(s, t), d)).
+
+_M64 = (1 << 64) - 1
+
+
+def mix64(z):
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & _M64
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB & _M64
+    return z ^ (z >> 31)
+
+
+def draw_base(seed, t):
+    return mix64(int(seed) ^ (int(t) * 0x9E3779B97F4A7C15 & _M64))
+
+
+def draw_bits(base, d):
+    return mix64((base + (int(d) + 1) * 0xD1B54A32D192ED03) & _M64)
+
+
+def draw_item(bits, lo, hi, cdf=None):
+    """Uniform: lo + floor(high32 * n / 2^32). Weighted: the first j of [lo, hi) whose
+    cumulative weight since lo exceeds u * (total weight of the range), u = bits>>11 / 2^53."""
+    if cdf is None:
+        return lo + (((bits >> 32) * (hi - lo)) >> 32)
+    a = cdf[lo]
+    y = (float(bits >> 11) * (1.0 / 2.0**53)) * (cdf[hi] - a)
+    return lo + min(int(np.searchsorted(cdf[lo + 1:hi + 1] - a, y, side="right")), hi - lo - 1)
+
+
+MAX_REJECT = 32
+
+
+def next_negative(base, d, lo, hi, cdf, seen_u, pos):
+    """(item or -1, next draw index): redraw the positive and the user's seen items, at
+    most MAX_REJECT draws."""
+    for _ in range(MAX_REJECT):
+        j = draw_item(draw_bits(base, d), lo, hi, cdf)
+        d += 1
+        if j == pos or j in seen_u:
+            continue
+        return j, d
+    return -1, d
+
+
+def harmonic(m):
+    return float(np.sum(1.0 / np.arange(1, m + 1))) if m > 0 else 0.0
+
+
+def _softplus(x):
+    return x + np.log1p(np.exp(-x)) if x > 0 else np.log1p(np.exp(x))
+
+
+def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi, lr, reg_f,
+                         reg_b, use_bias=True, n_neg=1, max_sampled=10, margin=1.0,
+                         logq=False, cdf=None, seen=None, dtype=np.float64):
+    """One ranking pass over the interactions in the given order, line by line from the
+    update rules (see _kernel_impl.h): returns updated copies (P, Q, bi) and the summed
+    loss. ``loss`` is "bpr", "warp" or "softmax"; ``seen``: dict user -> set of items to
+    reject as negatives (None: only the positive). Arithmetic in ``dtype`` for the rows
+    and scores and BPR's sigmoid, in float64 for the softmax and the rank weight, as the
+    kernel does."""
+    t = np.dtype(dtype).type
+    P, Q, bi = P.astype(dtype), Q.astype(dtype), bi.astype(dtype)
+    lr, reg_f, reg_b = t(lr), t(reg_f), t(reg_b)
+    total = 0.0
+    for step, (u, i) in enumerate(zip(users, items, strict=True)):
+        u, i = int(u), int(i)
+        w = t(1) if weights is None else t(weights[step])
+        base = draw_base(seed, step)
+        d = 0
+        seen_u = seen.get(u, ()) if seen is not None else ()
+        if loss == "bpr":
+            for _ in range(n_neg):
+                j, d = next_negative(base, d, lo, hi, cdf, seen_u, i)
+                if j < 0:
+                    break
+                x = t(np.dot(P[u], Q[i])) - t(np.dot(P[u], Q[j]))
+                if use_bias:
+                    x = x + (bi[i] - bi[j])
+                sx = t(1) / (t(1) + np.exp(t(x)))  # in the model's type, as the kernel
+                total += float(w) * _softplus(-float(x))
+                g = w * sx
+                if use_bias:
+                    bi[i] = bi[i] + lr * (g - reg_b * bi[i])
+                    bi[j] = bi[j] + lr * (-g - reg_b * bi[j])
+                p, qi, qj = P[u].copy(), Q[i].copy(), Q[j].copy()
+                P[u] = p + lr * (g * (qi - qj) - reg_f * p)
+                Q[i] = qi + lr * (g * p - reg_f * qi)
+                Q[j] = qj + lr * (-g * p - reg_f * qj)
+        elif loss == "warp":
+            si = t(np.dot(P[u], Q[i]))
+            if use_bias:
+                si = si + bi[i]
+            for s in range(1, max_sampled + 1):
+                j, d = next_negative(base, d, lo, hi, cdf, seen_u, i)
+                if j < 0:
+                    break
+                sj = t(np.dot(P[u], Q[j]))
+                if use_bias:
+                    sj = sj + bi[j]
+                if sj > si - t(margin):
+                    g = w * t(harmonic((hi - lo - 1) // s))
+                    total += float(g) * (margin - float(si) + float(sj))
+                    if use_bias:
+                        bi[i] = bi[i] + lr * (g - reg_b * bi[i])
+                        bi[j] = bi[j] + lr * (-g - reg_b * bi[j])
+                    p, qi, qj = P[u].copy(), Q[i].copy(), Q[j].copy()
+                    P[u] = p + lr * (g * (qi - qj) - reg_f * p)
+                    Q[i] = qi + lr * (g * p - reg_f * qi)
+                    Q[j] = qj + lr * (-g * p - reg_f * qj)
+                    break
+        elif loss == "softmax":
+            js = [i]
+            for _ in range(n_neg):
+                j, d = next_negative(base, d, lo, hi, cdf, seen_u, i)
+                if j < 0:
+                    break
+                js.append(j)
+            o = []
+            for j in js:
+                s = t(np.dot(P[u], Q[j]))
+                if use_bias:
+                    s = s + bi[j]
+                s = float(s)
+                if logq and cdf is not None:
+                    s -= np.log((cdf[j + 1] - cdf[j]) / (cdf[hi] - cdf[lo]))
+                o.append(s)
+            o = np.array(o)
+            e = np.exp(o - o.max())
+            z = e.sum()
+            total += float(w) * (np.log(z) - np.log(e[0]))
+            pold = P[u].copy()
+            g0 = w * t(1.0 - e[0] / z)
+            gp = g0 * Q[i]
+            for m in range(1, len(js)):
+                gp = gp - (w * t(e[m] / z)) * Q[js[m]]
+            if use_bias:
+                bi[i] = bi[i] + lr * (g0 - reg_b * bi[i])
+            Q[i] = Q[i] + lr * (g0 * pold - reg_f * Q[i])
+            for m in range(1, len(js)):
+                gm = w * t(e[m] / z)
+                if use_bias:
+                    bi[js[m]] = bi[js[m]] + lr * (-gm - reg_b * bi[js[m]])
+                Q[js[m]] = Q[js[m]] + lr * (-gm * pold - reg_f * Q[js[m]])
+            P[u] = pold + lr * (gp - reg_f * pold)
+        else:
+            raise ValueError(loss)
+    return P, Q, bi, total

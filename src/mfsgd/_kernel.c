@@ -88,6 +88,80 @@ void mf_permutation(uint32_t *out, int64_t n, uint64_t seed)
     }
 }
 
+/* ---- helpers of the ranking kernel (type- and ISA-independent) ---- */
+static inline double mf_softplus(double x) /* ln(1 + e^x), without overflow */
+{
+    return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+/* j in the sorted s[0..n)? Branch-free halving (a conditional move: each probe's outcome
+ * is a coin toss, so a branching search mispredicts about half its probes). Measured on
+ * MovieLens 100K (lists of ~85 items): halving down to 64 entries and comparing those
+ * with a vector loop was twice slower. */
+static inline int mf_is_seen(const int32_t *s, int64_t n, int64_t j)
+{
+    if (n <= 0) return 0;
+    while (n > 1) {
+        const int64_t half = n >> 1;
+        s = (s[half] <= j) ? s + half : s;
+        n -= half;
+    }
+    return *s == j;
+}
+
+static inline int mf_acceptable(const mf_sampler *smp, int64_t ui, int64_t pos, int64_t j)
+{
+    if (j == pos) return 0;
+    if (smp->seen_bits)
+        return !((smp->seen_bits[ui * smp->seen_words + (j >> 6)] >> (j & 63)) & 1);
+    if (smp->seen_ptr) {
+        const int64_t s0 = smp->seen_ptr[ui];
+        if (mf_is_seen(smp->seen + s0, smp->seen_ptr[ui + 1] - s0, j)) return 0;
+    }
+    return 1;
+}
+
+/* pre_j >= 0: draw 0 of this step was computed ahead (candidate pre_j, verdict pre_ok). */
+static inline int64_t mf_next_negative(uint64_t base, int64_t *d, int32_t lo, int32_t hi,
+                                       const mf_sampler *smp, int64_t ui, int64_t pos,
+                                       int64_t pre_j, int pre_ok)
+{
+    int a = 0;
+    if (*d == 0 && pre_j >= 0) {
+        *d = 1;
+        a = 1;
+        if (pre_ok) return pre_j;
+    }
+    for (; a < MF_MAX_REJECT; ++a) {
+        const int64_t j = mf_draw_item(mf_draw_bits(base, (*d)++), lo, hi, smp->cdf);
+        if (mf_acceptable(smp, ui, pos, j)) return j;
+    }
+    return -1;
+}
+
+double mf_harmonic(int64_t m)
+{
+    if (m <= 64) {
+        double s = 0.0;
+        for (int64_t i = m; i >= 1; --i) s += 1.0 / (double)i;
+        return s;
+    }
+    /* ln m + gamma + 1/(2m) - 1/(12m^2) + 1/(120m^4) - 1/(252m^6): error < 1/(240 m^8) */
+    const double x = (double)m, x2 = 1.0 / (x * x);
+    return log(x) + 0.57721566490153286061 + 0.5 / x -
+           x2 * (1.0 / 12 - x2 * (1.0 / 120 - x2 * (1.0 / 252)));
+}
+
+void mf_draw_candidates(int32_t *out, uint64_t seed, int64_t n_steps, int64_t n_draws,
+                        int32_t lo, int32_t hi, const double *cdf)
+{
+    for (int64_t t = 0; t < n_steps; ++t) {
+        const uint64_t base = mf_draw_base(seed, t);
+        for (int64_t d = 0; d < n_draws; ++d)
+            out[t * n_draws + d] = (int32_t)mf_draw_item(mf_draw_bits(base, d), lo, hi, cdf);
+    }
+}
+
 #define MF_DEFINE_PREDICT(T, SFX)                                                       \
     void mf_predict_##SFX(const int32_t *u, const int32_t *it, int64_t n, const T *P,   \
                           const T *Q, const T *bu, const T *bi, int64_t k, double mu,  \
@@ -117,6 +191,7 @@ MF_DEFINE_PREDICT(double, f64)
 
 #define MF_T float
 #define MF_SQRT sqrtf
+#define MF_EXP expf
 #define MF_LANES 16 /* values per 64-byte line */
 #define MF_NAME(x) MF_CAT(mf_, x, _f32_, MF_ISA_SFX)
 #define MF_ISA_SFX base
@@ -140,11 +215,13 @@ MF_DEFINE_PREDICT(double, f64)
 #endif
 #undef MF_T
 #undef MF_SQRT
+#undef MF_EXP
 #undef MF_LANES
 #undef MF_NAME
 
 #define MF_T double
 #define MF_SQRT sqrt
+#define MF_EXP exp
 #define MF_LANES 8
 #define MF_NAME(x) MF_CAT(mf_, x, _f64_, MF_ISA_SFX)
 #define MF_ISA_SFX base
@@ -166,6 +243,7 @@ MF_DEFINE_PREDICT(double, f64)
 #endif
 #undef MF_T
 #undef MF_SQRT
+#undef MF_EXP
 #undef MF_LANES
 #undef MF_NAME
 
@@ -174,12 +252,12 @@ typedef void (*mf_blocks_f32_fn)(const int32_t *, const int32_t *, const float *
                                  const int64_t *, const int64_t *, int64_t, const uint64_t *,
                                  void *, float *,
                                  float *, float *, float *, float *, float *, int64_t,
-                                 const mf_hyper *, double *);
+                                 const mf_hyper *, double *, const float *);
 typedef void (*mf_blocks_f64_fn)(const int32_t *, const int32_t *, const double *,
                                  const int64_t *, const int64_t *, int64_t, const uint64_t *,
                                  void *, double *,
                                  double *, double *, double *, double *, double *, int64_t,
-                                 const mf_hyper *, double *);
+                                 const mf_hyper *, double *, const double *);
 
 static const mf_blocks_f32_fn blocks_f32[] = {
     mf_sgd_blocks_f32_base,
@@ -191,6 +269,28 @@ static const mf_blocks_f64_fn blocks_f64[] = {
     mf_sgd_blocks_f64_base,
 #ifdef MF_HAVE_X86_VARIANTS
     mf_sgd_blocks_f64_avx2, mf_sgd_blocks_f64_avx512,
+#endif
+};
+
+typedef void (*mf_rank_f32_fn)(const int32_t *, const int32_t *, const float *, const int64_t *,
+                               const int64_t *, int64_t, const uint64_t *, const uint64_t *,
+                               const mf_sampler *, void *, float *, float *, float *, float *,
+                               int64_t, const mf_rank_hyper *, double *);
+typedef void (*mf_rank_f64_fn)(const int32_t *, const int32_t *, const double *,
+                               const int64_t *, const int64_t *, int64_t, const uint64_t *,
+                               const uint64_t *, const mf_sampler *, void *, double *,
+                               double *, double *, double *, int64_t, const mf_rank_hyper *,
+                               double *);
+static const mf_rank_f32_fn rank_f32[] = {
+    mf_rank_blocks_f32_base,
+#ifdef MF_HAVE_X86_VARIANTS
+    mf_rank_blocks_f32_avx2, mf_rank_blocks_f32_avx512,
+#endif
+};
+static const mf_rank_f64_fn rank_f64[] = {
+    mf_rank_blocks_f64_base,
+#ifdef MF_HAVE_X86_VARIANTS
+    mf_rank_blocks_f64_avx2, mf_rank_blocks_f64_avx512,
 #endif
 };
 
@@ -268,7 +368,29 @@ void mf_sgd_blocks_f32(const int32_t *u, const int32_t *it, const float *r,
                        double *sse_out)
 {
     blocks_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
-                                 bi, Gu, Gi, k, h, sse_out);
+                                 bi, Gu, Gi, k, h, sse_out, NULL);
+}
+
+void mf_sgd_blocks_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
+                                const float *wt, const int64_t *indptr, const int64_t *blocks,
+                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
+                                float *P, float *Q, float *bu, float *bi, float *Gu,
+                                float *Gi, int64_t k, const mf_hyper *h, double *sse_out)
+{
+    blocks_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, r, indptr, blocks, n_blocks,
+                                                       seeds, scratch, P, Q, bu, bi, Gu, Gi,
+                                                       k, h, sse_out, wt);
+}
+
+void mf_sgd_blocks_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
+                                const double *wt, const int64_t *indptr, const int64_t *blocks,
+                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
+                                double *P, double *Q, double *bu, double *bi, double *Gu,
+                                double *Gi, int64_t k, const mf_hyper *h, double *sse_out)
+{
+    blocks_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, r, indptr, blocks, n_blocks,
+                                                        seeds, scratch, P, Q, bu, bi, Gu, Gi,
+                                                        k, h, sse_out, wt);
 }
 
 void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
@@ -278,5 +400,29 @@ void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
                        double *sse_out)
 {
     blocks_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
-                                 bi, Gu, Gi, k, h, sse_out);
+                                 bi, Gu, Gi, k, h, sse_out, NULL);
+}
+
+void mf_rank_blocks_f32(const int32_t *u, const int32_t *it, const float *w,
+                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                        const uint64_t *seeds, const uint64_t *draw_seeds,
+                        const mf_sampler *smp, void *scratch, float *work, float *P,
+                        float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
+                        double *loss_out)
+{
+    rank_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, w, indptr, blocks, n_blocks, seeds,
+                                                     draw_seeds, smp, scratch, work, P, Q, bi,
+                                                     k, h, loss_out);
+}
+
+void mf_rank_blocks_f64(const int32_t *u, const int32_t *it, const double *w,
+                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                        const uint64_t *seeds, const uint64_t *draw_seeds,
+                        const mf_sampler *smp, void *scratch, double *work, double *P,
+                        double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
+                        double *loss_out)
+{
+    rank_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, w, indptr, blocks, n_blocks, seeds,
+                                                      draw_seeds, smp, scratch, work, P, Q, bi,
+                                                      k, h, loss_out);
 }

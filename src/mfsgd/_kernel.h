@@ -60,6 +60,23 @@ void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
 
 #define MF_SCRATCH_BYTES(n, value_size) ((n) * ((value_size) + 12))
 
+/* mf_sgd_blocks with a weight per rating (sample_weight): the rating's loss term becomes
+ * w (r - r^)^2, i.e. w multiplies e in every gradient (regularisation unweighted), and
+ * sse_out receives sum w e^2. wt is indexed like r. A shuffled block also gathers its
+ * weights: scratch must hold MF_SCRATCH_W_BYTES(longest shuffled block, sizeof(T)).
+ * A separate compiled instance of the loop; mf_sgd_blocks (no weights) is unchanged. */
+void mf_sgd_blocks_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
+                                const float *wt, const int64_t *indptr, const int64_t *blocks,
+                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
+                                float *P, float *Q, float *bu, float *bi, float *Gu,
+                                float *Gi, int64_t k, const mf_hyper *h, double *sse_out);
+void mf_sgd_blocks_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
+                                const double *wt, const int64_t *indptr, const int64_t *blocks,
+                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
+                                double *P, double *Q, double *bu, double *bi, double *Gu,
+                                double *Gi, int64_t k, const mf_hyper *h, double *sse_out);
+#define MF_SCRATCH_W_BYTES(n, value_size) ((n) * (2 * (value_size) + 12))
+
 /* A uniform random permutation of 0..n-1 (n < 2^32) into out, deterministic from seed. */
 void mf_permutation(uint32_t *out, int64_t n, uint64_t seed);
 
@@ -71,4 +88,103 @@ void mf_predict_f32(const int32_t *u, const int32_t *it, int64_t n, const float 
 void mf_predict_f64(const int32_t *u, const int32_t *it, int64_t n, const double *P,
                     const double *Q, const double *bu, const double *bi, int64_t k,
                     double mu, double *out);
+/* ---- ranking losses for implicit feedback (issue 14) -------------------------------
+ * Every interaction (u, i) is a positive; negatives j are drawn in the kernel from the
+ * item range [lo, hi) that the segment's block owns (blocks of a stratum own disjoint
+ * item ranges, so threads never share a row and the model does not depend on the thread
+ * count). Scores leave out mu and the user bias, which cancel in every ranking loss:
+ * s_uj = b'_j + u . v_j.  Loss ids are defined here once; _sgd.pyx cimports them. */
+enum { MF_LOSS_SQUARED = 0, MF_LOSS_BPR = 1, MF_LOSS_WARP = 2, MF_LOSS_SOFTMAX = 3 };
+/* Draws per negative at most while rejecting the positive (or a seen item); a negative
+ * still rejected after that many is dropped (only possible when nearly every item of
+ * the range is the user's). */
+#define MF_MAX_REJECT 32
+/* Sampled softmax: negatives per positive at most (logits live on the stack). */
+#define MF_MAX_NEG 256
+
+typedef struct {
+    int loss;          /* MF_LOSS_BPR, MF_LOSS_WARP or MF_LOSS_SOFTMAX */
+    int use_bias;      /* 0: item biases are neither used nor updated (may be NULL) */
+    int n_neg;         /* BPR: pairwise steps per positive; softmax: sampled negatives */
+    int max_sampled;   /* WARP: negatives drawn per positive at most */
+    int logq;          /* softmax: subtract ln(sampling probability) from each logit */
+    double lr;         /* alpha */
+    double reg_f;      /* lambda1 on every factor row a step touches */
+    double reg_b;      /* lambda2 on every item bias a step touches */
+    double margin;     /* WARP: a negative violates when s_uj > s_ui - margin */
+} mf_rank_hyper;
+
+typedef struct {
+    const int32_t *item_lo, *item_hi; /* per segment id: the item range negatives come from */
+    const double *cdf;      /* NULL: uniform; else cumulative item weights, n_items + 1
+                             * values, cdf[0] = 0 (one array serves every range) */
+    const int64_t *seen_ptr; /* NULL: only the positive itself is rejected; else CSR of */
+    const int32_t *seen;     /* each user's items, sorted: those are rejected too */
+    /* Or (used instead of the CSR when not NULL) a bit per (user, item): bit j % 64 of
+     * word seen_bits[u * seen_words + j / 64]. One load per check instead of a binary
+     * search's chain of dependent loads; n_users * n_items / 8 bytes, so for small and
+     * medium catalogues (the wrapper's choice). */
+    const uint64_t *seen_bits;
+    int64_t seen_words;
+} mf_sampler;
+
+/* Counter-based draws: the d-th candidate of visiting step t of a segment with seed s is
+ * mf_draw_item(mf_draw_bits(mf_draw_base(s, t), d), lo, hi, cdf). No state is carried
+ * from step to step, so a NumPy reference (tests/reference.py) reproduces every draw, and
+ * the draws of a step ahead can be computed for prefetching. splitmix64's finaliser. */
+static inline uint64_t mf_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+static inline uint64_t mf_draw_base(uint64_t seed, int64_t t)
+{
+    return mf_mix64(seed ^ ((uint64_t)t * 0x9e3779b97f4a7c15ULL));
+}
+static inline uint64_t mf_draw_bits(uint64_t base, int64_t d)
+{
+    return mf_mix64(base + ((uint64_t)d + 1) * 0xd1b54a32d192ed03ULL);
+}
+/* Uniform: lo + floor(x * n / 2^32) with x the high 32 bits (bias < n / 2^32).
+ * Weighted: y = (bits >> 11) / 2^53 * W with W = cdf[hi] - cdf[lo]; the item is the first
+ * j in [lo, hi) with cdf[j + 1] - cdf[lo] > y (binary search). Written without an a + b*c
+ * so that FMA contraction cannot make it differ from NumPy's searchsorted. */
+static inline int64_t mf_draw_item(uint64_t bits, int32_t lo, int32_t hi, const double *cdf)
+{
+    if (!cdf) return lo + (int64_t)(((bits >> 32) * (uint64_t)(hi - lo)) >> 32);
+    const double a = cdf[lo];
+    const double y = ((double)(bits >> 11) * (1.0 / 9007199254740992.0)) * (cdf[hi] - a);
+    int64_t l = lo, r = hi - 1;
+    while (l < r) {
+        const int64_t m = l + ((r - l) >> 1);
+        if (cdf[m + 1] - a > y) r = m; else l = m + 1;
+    }
+    return l;
+}
+
+/* Ranking SGD over the listed segments (as mf_sgd_blocks: segment b = blocks[j] spans
+ * [indptr[b], indptr[b + 1]); seeds[j] != 0 shuffles it through scratch, which must then
+ * hold MF_SCRATCH_BYTES(longest shuffled segment, sizeof(T))). w: per-interaction weights
+ * (NULL: 1). draw_seeds[j] seeds the negatives of listed segment j (step t = position in
+ * visiting order). work: 2k values of T (softmax only; else may be NULL). loss_out[j]
+ * (if loss_out is not NULL) receives the segment's summed loss, each term taken before its
+ * update. P, Q, bi are updated in place; there is no user bias. */
+void mf_rank_blocks_f32(const int32_t *u, const int32_t *it, const float *w,
+                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                        const uint64_t *seeds, const uint64_t *draw_seeds,
+                        const mf_sampler *smp, void *scratch, float *work, float *P,
+                        float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
+                        double *loss_out);
+void mf_rank_blocks_f64(const int32_t *u, const int32_t *it, const double *w,
+                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                        const uint64_t *seeds, const uint64_t *draw_seeds,
+                        const mf_sampler *smp, void *scratch, double *work, double *P,
+                        double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
+                        double *loss_out);
+/* The raw candidates (before rejection) of steps 0..n_steps-1, n_draws each, row-major. */
+void mf_draw_candidates(int32_t *out, uint64_t seed, int64_t n_steps, int64_t n_draws,
+                        int32_t lo, int32_t hi, const double *cdf);
+/* H_m = sum_{i=1}^{m} 1/i (exact sum up to 64 terms, else the asymptotic series). */
+double mf_harmonic(int64_t m);
 #endif

@@ -8,7 +8,8 @@ MF_TARGET MF_ALWAYS_INLINE static inline double
 MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const MF_T *restrict r,
                   int64_t n, MF_T *restrict P, MF_T *restrict Q,
                   MF_T *restrict bu, MF_T *restrict bi, MF_T *restrict Gu, MF_T *restrict Gi,
-                  const int64_t k, const int aligned, const mf_hyper *h)
+                  const int64_t k, const int aligned, const mf_hyper *h,
+                  const MF_T *restrict wt, const int weighted)
 {
     const MF_T mu = (MF_T)h->mu, lr = (MF_T)h->lr;
     const MF_T reg_f = (MF_T)h->reg_f, reg_b = (MF_T)h->reg_b;
@@ -53,8 +54,16 @@ MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const M
 #pragma omp simd reduction(+ : dot)
             for (int64_t f = 0; f < k; ++f) dot += p[f] * q[f];
         }
-        const MF_T e = r[t] - (mu + bu[ui] + bi[ii] + dot);
-        sse += (double)e * (double)e;
+        MF_T e = r[t] - (mu + bu[ui] + bi[ii] + dot);
+        if (weighted) {
+            /* sample_weight: the rating's term is w e^2, so w multiplies e in every
+             * gradient (not the regularisation); the SSE is the weighted one. A separate
+             * compiled instance: the unweighted loop is the same code as before. */
+            sse += (double)wt[t] * (double)e * (double)e;
+            e = wt[t] * e;
+        } else {
+            sse += (double)e * (double)e;
+        }
         if (Gu) {
             /* AdaGrad with one accumulator per row (LibMF's variant): row u moves by
              * lr / sqrt(G_u) times its (descent) gradient, then G_u grows by the mean
@@ -118,9 +127,27 @@ MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const M
 MF_TARGET static double MF_NAME(sgd_run)(const int32_t *u, const int32_t *it, const MF_T *r,
                                          int64_t n, MF_T *P, MF_T *Q,
                                          MF_T *bu, MF_T *bi, MF_T *Gu, MF_T *Gi, int64_t k,
-                                         const mf_hyper *h)
+                                         const mf_hyper *h, const MF_T *wt)
 {
-#define MF_RUN_K(K) MF_NAME(sgd_body)(u, it, r, n, P, Q, bu, bi, Gu, Gi, K, 1, h)
+    if (wt) {
+#define MF_RUN_K(K) MF_NAME(sgd_body)(u, it, r, n, P, Q, bu, bi, Gu, Gi, K, 1, h, wt, 1)
+        if ((((uintptr_t)P | (uintptr_t)Q) & 63) == 0) {
+            switch (k) {
+            case 16: return MF_RUN_K(16);
+            case 32: return MF_RUN_K(32);
+            case 48: return MF_RUN_K(48);
+            case 64: return MF_RUN_K(64);
+            case 80: return MF_RUN_K(80);
+            case 96: return MF_RUN_K(96);
+            case 112: return MF_RUN_K(112);
+            case 128: return MF_RUN_K(128);
+            default: break;
+            }
+        }
+#undef MF_RUN_K
+        return MF_NAME(sgd_body)(u, it, r, n, P, Q, bu, bi, Gu, Gi, k, 0, h, wt, 1);
+    }
+#define MF_RUN_K(K) MF_NAME(sgd_body)(u, it, r, n, P, Q, bu, bi, Gu, Gi, K, 1, h, NULL, 0)
     if ((((uintptr_t)P | (uintptr_t)Q) & 63) == 0) {
         switch (k) {
         case 16: return MF_RUN_K(16);
@@ -135,7 +162,7 @@ MF_TARGET static double MF_NAME(sgd_run)(const int32_t *u, const int32_t *it, co
         }
     }
 #undef MF_RUN_K
-    return MF_NAME(sgd_body)(u, it, r, n, P, Q, bu, bi, Gu, Gi, k, 0, h);
+    return MF_NAME(sgd_body)(u, it, r, n, P, Q, bu, bi, Gu, Gi, k, 0, h, NULL, 0);
 }
 
 MF_TARGET static void MF_NAME(sgd_blocks)(const int32_t *u, const int32_t *it, const MF_T *r,
@@ -143,13 +170,13 @@ MF_TARGET static void MF_NAME(sgd_blocks)(const int32_t *u, const int32_t *it, c
                                           int64_t n_blocks, const uint64_t *seeds,
                                           void *scratch, MF_T *P, MF_T *Q, MF_T *bu,
                                           MF_T *bi, MF_T *Gu, MF_T *Gi, int64_t k,
-                                          const mf_hyper *h, double *sse_out)
+                                          const mf_hyper *h, double *sse_out, const MF_T *wt)
 {
     for (int64_t j = 0; j < n_blocks; ++j) {
         const int64_t b = blocks[j], start = indptr[b], n = indptr[b + 1] - start;
         if (!(seeds && seeds[j])) {
             sse_out[j] = MF_NAME(sgd_run)(u + start, it + start, r + start, n, P, Q, bu, bi,
-                                          Gu, Gi, k, h);
+                                          Gu, Gi, k, h, wt ? wt + start : NULL);
             continue;
         }
         /* Shuffled visit: draw a permutation of the block's positions, gather the
@@ -158,7 +185,9 @@ MF_TARGET static void MF_NAME(sgd_blocks)(const int32_t *u, const int32_t *it, c
          * swaps of the three arrays in place, and 0.50 vs 0.49 s for an epoch that reads
          * the triples through the permutation instead of copying them. The stored
          * triples are only ever read. */
-        MF_T *sr = (MF_T *)scratch;
+        /* Weighted: the gathered weights come first, the rest as unweighted. */
+        MF_T *sw = wt ? (MF_T *)scratch : NULL;
+        MF_T *sr = wt ? sw + n : (MF_T *)scratch;
         int32_t *su = (int32_t *)(sr + n), *si = su + n;
         uint32_t *ord = (uint32_t *)(si + n);
         const int32_t *bu_ = u + start, *bi_ = it + start;
@@ -178,6 +207,324 @@ MF_TARGET static void MF_NAME(sgd_blocks)(const int32_t *u, const int32_t *it, c
             si[t] = bi_[x];
             sr[t] = br_[x];
         }
-        sse_out[j] = MF_NAME(sgd_run)(su, si, sr, n, P, Q, bu, bi, Gu, Gi, k, h);
+        if (wt)
+            for (int64_t t = 0; t < n; ++t) sw[t] = wt[start + ord[t]];
+        sse_out[j] = MF_NAME(sgd_run)(su, si, sr, n, P, Q, bu, bi, Gu, Gi, k, h, sw);
+    }
+}
+
+/* ==== ranking losses (BPR, WARP, sampled softmax) =====================================
+ * Convention, as for the squared loss: each step moves every parameter it touches by
+ * -alpha * (1/2) * gradient of that interaction's term
+ *     L = 2 w l(s) + lambda1 (sum of |row|^2 over the rows it touches)
+ *                  + lambda2 (sum of b'^2 over the item biases it touches),
+ * i.e. by -alpha * d/dtheta [w l(s)] - alpha * lambda * theta, with l the loss below.
+ * All rows move from their values before the step (the old user row is kept). */
+
+/* Dot product of two rows, in fixed chunks of MF_LANES with independent partial sums
+ * when k is a multiple of MF_LANES (as in sgd_body). */
+MF_TARGET MF_ALWAYS_INLINE static inline MF_T
+MF_NAME(rdot)(const MF_T *restrict p, const MF_T *restrict q, const int64_t k, const int wide)
+{
+    MF_T dot = 0;
+    if (wide) {
+        MF_T acc[MF_LANES];
+#pragma omp simd
+        for (int l = 0; l < MF_LANES; ++l) acc[l] = p[l] * q[l];
+        for (int64_t f = MF_LANES; f < k; f += MF_LANES) {
+#pragma omp simd
+            for (int l = 0; l < MF_LANES; ++l) acc[l] += p[f + l] * q[f + l];
+        }
+#pragma omp simd reduction(+ : dot)
+        for (int l = 0; l < MF_LANES; ++l) dot += acc[l];
+    } else {
+#pragma omp simd reduction(+ : dot)
+        for (int64_t f = 0; f < k; ++f) dot += p[f] * q[f];
+    }
+    return dot;
+}
+
+/* One pairwise step with data-term slope g (BPR and WARP): the loss decreases in
+ * s_ui - s_uj at rate g, so u moves along g (v_i - v_j), v_i along g u, v_j along -g u. */
+MF_TARGET MF_ALWAYS_INLINE static inline void
+MF_NAME(pair_step)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj, const MF_T g,
+                   const MF_T lr, const MF_T reg_f, const int64_t k)
+{
+#pragma omp simd
+    for (int64_t f = 0; f < k; ++f) {
+        const MF_T pf = p[f], qif = qi[f], qjf = qj[f];
+        p[f] = pf + lr * (g * (qif - qjf) - reg_f * pf);
+        qi[f] = qif + lr * (g * pf - reg_f * qif);
+        qj[f] = qjf + lr * (-g * pf - reg_f * qjf);
+    }
+}
+
+/* One pass over n interactions of one segment whose negatives come from [lo, hi). */
+MF_TARGET MF_ALWAYS_INLINE static inline double
+MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const MF_T *restrict w,
+                   int64_t n, const int32_t lo, const int32_t hi, const uint64_t seed,
+                   const mf_sampler *smp, MF_T *restrict work, MF_T *restrict P,
+                   MF_T *restrict Q, MF_T *restrict bi, const int64_t k, const int aligned,
+                   const mf_rank_hyper *h, const int want_loss, const int loss_id)
+{
+    const MF_T lr = (MF_T)h->lr, reg_f = (MF_T)h->reg_f, reg_b = (MF_T)h->reg_b;
+    const int use_bias = h->use_bias;
+    const int wide = (k % MF_LANES) == 0;
+    const int64_t row_bytes = k * (int64_t)sizeof(MF_T);
+    const double *cdf = smp->cdf;
+    /* WARP: the rank of a positive is estimated as floor((N - 1) / trials) with N the
+     * items of the range; its weight Phi(r) = H_r (Weston et al. 2011, the harmonic
+     * weighting that makes the loss approximate precision at the top). The weights of
+     * the first 64 trial counts are tabulated per segment, later ones computed. */
+    double rank_w[64];
+    const int max_sampled = h->max_sampled;
+    if (loss_id == MF_LOSS_WARP)
+        for (int s = 1; s <= max_sampled && s <= 64; ++s)
+            rank_w[s - 1] = mf_harmonic(((int64_t)(hi - lo) - 1) / s);
+    double total = 0.0;
+    /* Draw 0 of each step, with its verdict, is computed MF_PREFETCH steps ahead (the
+     * draws are counter-based, so known in advance): its row is then prefetched, and the
+     * seen-list search, a chain of dependent loads that perf put at a quarter of the BPR
+     * loop, runs off the critical path. Its list was prefetched another MF_PREFETCH
+     * steps before. Up to 16 evenly spaced lines: the top of the search tree. */
+#if MF_PREFETCH > 0
+    int64_t pre_j[MF_PREFETCH];
+    int pre_ok[MF_PREFETCH];
+    for (int64_t t = 0; t < MF_PREFETCH && t < n; ++t) {
+        pre_j[t] = mf_draw_item(mf_draw_bits(mf_draw_base(seed, t), 0), lo, hi, cdf);
+        pre_ok[t] = mf_acceptable(smp, u[t], it[t], pre_j[t]);
+    }
+#endif
+    for (int64_t t = 0; t < n; ++t) {
+#if MF_PREFETCH > 0
+        const int64_t my_j = pre_j[t % MF_PREFETCH];
+        const int my_ok = pre_ok[t % MF_PREFETCH];
+        if (smp->seen_bits && !cdf && t + 2 * MF_PREFETCH < n) {
+            /* The bitmap word of that draw, another MF_PREFETCH steps earlier: loaded at
+             * the look-ahead step it still missed the cache on a fifth of the BPR loop's
+             * samples (perf). Uniform draws only: a CDF draw is a search of its own. */
+            const int64_t tb = t + 2 * MF_PREFETCH;
+            const int64_t jb = mf_draw_item(mf_draw_bits(mf_draw_base(seed, tb), 0), lo, hi, NULL);
+            MF_PREFETCH_R(smp->seen_bits + (int64_t)u[tb] * smp->seen_words + (jb >> 6));
+        }
+        if (smp->seen_ptr && !smp->seen_bits && t + 2 * MF_PREFETCH < n) {
+            const int64_t ua = u[t + 2 * MF_PREFETCH];
+            const int64_t s0 = smp->seen_ptr[ua], len = smp->seen_ptr[ua + 1] - s0;
+            const char *sl = (const char *)(smp->seen + s0);
+            const int64_t bytes = len * 4, step = ((bytes >> 10) + 1) << 6;
+            for (int64_t off = 0; off < bytes; off += step) MF_PREFETCH_R(sl + off);
+        }
+        if (t + MF_PREFETCH < n) {
+            const int64_t ta = t + MF_PREFETCH;
+            const int64_t ja = mf_draw_item(mf_draw_bits(mf_draw_base(seed, ta), 0), lo, hi, cdf);
+            pre_j[t % MF_PREFETCH] = ja;
+            pre_ok[t % MF_PREFETCH] = mf_acceptable(smp, u[ta], it[ta], ja);
+            const char *pu = (const char *)(P + (int64_t)u[ta] * k);
+            const char *qi = (const char *)(Q + (int64_t)it[ta] * k);
+            const char *qj = (const char *)(Q + ja * k);
+            for (int64_t off = 0; off < row_bytes; off += 64) {
+                MF_PREFETCH_W(pu + off);
+                MF_PREFETCH_W(qi + off);
+                MF_PREFETCH_W(qj + off);
+            }
+        }
+#else
+        const int64_t my_j = -1;
+        const int my_ok = 0;
+#endif
+        const int64_t ui = u[t], ii = it[t];
+        const MF_T wt = w ? w[t] : (MF_T)1;
+        const uint64_t base = mf_draw_base(seed, t);
+        int64_t d = 0; /* draws used so far in this step */
+        MF_T *restrict p = P + ui * k;
+        MF_T *restrict qi = Q + ii * k;
+        if (aligned) {
+            p = (MF_T *)MF_ASSUME_ALIGNED(p);
+            qi = (MF_T *)MF_ASSUME_ALIGNED(qi);
+        }
+        if (loss_id == MF_LOSS_BPR) {
+            /* BPR (Rendle et al. 2009), l = -ln sigma(x), x = s_ui - s_uj, with one fresh
+             * negative per pairwise step; n_neg steps per positive, one after another. */
+            for (int m = 0; m < h->n_neg; ++m) {
+                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii, my_j, my_ok);
+                if (j < 0) break;
+                MF_T *restrict qj = Q + j * k;
+                if (aligned) qj = (MF_T *)MF_ASSUME_ALIGNED(qj);
+                MF_T x = MF_NAME(rdot)(p, qi, k, wide) - MF_NAME(rdot)(p, qj, k, wide);
+                if (use_bias) x += bi[ii] - bi[j];
+                /* -dl/dx = sigma(-x) = 1 / (1 + e^x), in the model's type (expf for
+                 * float32: exp in double was a sixth of the loop); e^x = inf gives 0. */
+                const MF_T sx = (MF_T)1 / ((MF_T)1 + MF_EXP(x));
+                if (want_loss) total += (double)wt * mf_softplus(-(double)x);
+                const MF_T g = wt * sx;
+                if (use_bias) {
+                    bi[ii] += lr * (g - reg_b * bi[ii]);
+                    bi[j] += lr * (-g - reg_b * bi[j]);
+                }
+                MF_NAME(pair_step)(p, qi, qj, g, lr, reg_f, k);
+            }
+        } else if (loss_id == MF_LOSS_WARP) {
+            /* WARP as in LightFM: draw negatives until one violates the margin,
+             * s_uj > s_ui - margin, at most max_sampled; then one hinge step
+             * l = Phi(rank) (margin - s_ui + s_uj), the rank estimated from the number of
+             * draws it took. No violation: no step (not even regularisation). */
+            MF_T si = MF_NAME(rdot)(p, qi, k, wide);
+            if (use_bias) si += bi[ii];
+            for (int s = 1; s <= max_sampled; ++s) {
+                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii, my_j, my_ok);
+                if (j < 0) break;
+                MF_T *restrict qj = Q + j * k;
+                if (aligned) qj = (MF_T *)MF_ASSUME_ALIGNED(qj);
+                MF_T sj = MF_NAME(rdot)(p, qj, k, wide);
+                if (use_bias) sj += bi[j];
+                if (sj > si - (MF_T)h->margin) {
+                    const double phi = s <= 64 ? rank_w[s - 1]
+                                               : mf_harmonic(((int64_t)(hi - lo) - 1) / s);
+                    const MF_T g = wt * (MF_T)phi;
+                    if (want_loss) total += (double)g * ((double)h->margin - (double)si + (double)sj);
+                    if (use_bias) {
+                        bi[ii] += lr * (g - reg_b * bi[ii]);
+                        bi[j] += lr * (-g - reg_b * bi[j]);
+                    }
+                    MF_NAME(pair_step)(p, qi, qj, g, lr, reg_f, k);
+                    break;
+                }
+            }
+        } else {
+            /* Sampled softmax over the positive and n_neg drawn negatives,
+             * l = -ln(e^{o_0} / sum_m e^{o_m}), o = s (minus ln q_j, the item's sampling
+             * probability, with logq: the correction of Bengio & Senecal / TF's
+             * sampled_softmax_loss, applied to every logit). Softmax in double. */
+            int64_t js[MF_MAX_NEG + 1];
+            double o[MF_MAX_NEG + 1];
+            const int nn = h->n_neg < MF_MAX_NEG ? h->n_neg : MF_MAX_NEG;
+            int cnt = 1;
+            js[0] = ii;
+            for (int m = 0; m < nn; ++m) {
+                const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii, my_j, my_ok);
+                if (j < 0) break;
+                js[cnt++] = j;
+            }
+            double omax = -HUGE_VAL;
+            for (int m = 0; m < cnt; ++m) {
+                const MF_T *q = Q + js[m] * k;
+                if (aligned) q = (const MF_T *)MF_ASSUME_ALIGNED(q);
+                MF_T s = MF_NAME(rdot)(p, q, k, wide);
+                if (use_bias) s += bi[js[m]];
+                o[m] = (double)s;
+                if (h->logq && cdf)
+                    o[m] -= log((cdf[js[m] + 1] - cdf[js[m]]) / (cdf[hi] - cdf[lo]));
+                if (o[m] > omax) omax = o[m];
+            }
+            double z = 0.0;
+            for (int m = 0; m < cnt; ++m) {
+                o[m] = exp(o[m] - omax);
+                z += o[m];
+            }
+            if (want_loss) total += (double)wt * (log(z) - log(o[0]));
+            /* slopes: g_0 = w (1 - pi_0) for the positive, g_m = -w pi_m for the others */
+            MF_T *restrict pold = work, *restrict gp = work + k;
+            const MF_T g0 = wt * (MF_T)(1.0 - o[0] / z);
+#pragma omp simd
+            for (int64_t f = 0; f < k; ++f) {
+                pold[f] = p[f];
+                gp[f] = g0 * qi[f];
+            }
+            for (int m = 1; m < cnt; ++m) {
+                const MF_T gm = wt * (MF_T)(o[m] / z);
+                const MF_T *q = Q + js[m] * k;
+#pragma omp simd
+                for (int64_t f = 0; f < k; ++f) gp[f] -= gm * q[f];
+            }
+            if (use_bias) bi[ii] += lr * (g0 - reg_b * bi[ii]);
+#pragma omp simd
+            for (int64_t f = 0; f < k; ++f) qi[f] += lr * (g0 * pold[f] - reg_f * qi[f]);
+            for (int m = 1; m < cnt; ++m) {
+                const MF_T gm = wt * (MF_T)(o[m] / z);
+                MF_T *q = Q + js[m] * k;
+                if (use_bias) bi[js[m]] += lr * (-gm - reg_b * bi[js[m]]);
+#pragma omp simd
+                for (int64_t f = 0; f < k; ++f) q[f] += lr * (-gm * pold[f] - reg_f * q[f]);
+            }
+#pragma omp simd
+            for (int64_t f = 0; f < k; ++f) p[f] = pold[f] + lr * (gp[f] - reg_f * pold[f]);
+        }
+    }
+    return total;
+}
+
+MF_TARGET static double MF_NAME(rank_run)(const int32_t *u, const int32_t *it, const MF_T *w,
+                                          int64_t n, int32_t lo, int32_t hi, uint64_t seed,
+                                          const mf_sampler *smp, MF_T *work, MF_T *P, MF_T *Q,
+                                          MF_T *bi, int64_t k, const mf_rank_hyper *h,
+                                          int want_loss)
+{
+    /* The loss is a compile-time constant of each instance: one loss's loop alone keeps
+     * its values in registers (with all three inlined, the BPR loop spilled to the
+     * stack). */
+#define MF_RUN_K(K)                                                                         \
+    (h->loss == MF_LOSS_BPR                                                                 \
+         ? MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, K, 1, h,     \
+                              want_loss, MF_LOSS_BPR)                                       \
+     : h->loss == MF_LOSS_WARP                                                              \
+         ? MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, K, 1, h,     \
+                              want_loss, MF_LOSS_WARP)                                      \
+         : MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, K, 1, h,     \
+                              want_loss, MF_LOSS_SOFTMAX))
+    if ((((uintptr_t)P | (uintptr_t)Q) & 63) == 0) {
+        switch (k) {
+        case 16: return MF_RUN_K(16);
+        case 32: return MF_RUN_K(32);
+        case 48: return MF_RUN_K(48);
+        case 64: return MF_RUN_K(64);
+        case 80: return MF_RUN_K(80);
+        case 96: return MF_RUN_K(96);
+        case 112: return MF_RUN_K(112);
+        case 128: return MF_RUN_K(128);
+        default: break;
+        }
+    }
+#undef MF_RUN_K
+    return MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, k, 0, h, want_loss,
+                              h->loss);
+}
+
+MF_TARGET static void MF_NAME(rank_blocks)(const int32_t *u, const int32_t *it, const MF_T *w,
+                                           const int64_t *indptr, const int64_t *blocks,
+                                           int64_t n_blocks, const uint64_t *seeds,
+                                           const uint64_t *draw_seeds, const mf_sampler *smp,
+                                           void *scratch, MF_T *work, MF_T *P, MF_T *Q,
+                                           MF_T *bi, int64_t k, const mf_rank_hyper *h,
+                                           double *loss_out)
+{
+    for (int64_t j = 0; j < n_blocks; ++j) {
+        const int64_t b = blocks[j], start = indptr[b], n = indptr[b + 1] - start;
+        const int32_t lo = smp->item_lo[b], hi = smp->item_hi[b];
+        double loss;
+        if (!(seeds && seeds[j])) {
+            loss = MF_NAME(rank_run)(u + start, it + start, w ? w + start : NULL, n, lo, hi,
+                                     draw_seeds[j], smp, work, P, Q, bi, k, h, loss_out != NULL);
+        } else {
+            /* Shuffled visit through a gathered copy, exactly as sgd_blocks does. */
+            MF_T *sw = (MF_T *)scratch;
+            int32_t *su = (int32_t *)(sw + n), *si = su + n;
+            uint32_t *ord = (uint32_t *)(si + n);
+            const int32_t *bu_ = u + start, *bi_ = it + start;
+            for (int64_t t = 0; t < n; t += 16) {
+                MF_PREFETCH_R(bu_ + t);
+                MF_PREFETCH_R(bi_ + t);
+            }
+            mf_permutation(ord, n, seeds[j]);
+            for (int64_t t = 0; t < n; ++t) {
+                const uint32_t x = ord[t];
+                su[t] = bu_[x];
+                si[t] = bi_[x];
+            }
+            if (w)
+                for (int64_t t = 0; t < n; ++t) sw[t] = w[start + ord[t]];
+            loss = MF_NAME(rank_run)(su, si, w ? sw : NULL, n, lo, hi, draw_seeds[j], smp, work,
+                                     P, Q, bi, k, h, loss_out != NULL);
+        }
+        if (loss_out) loss_out[j] = loss;
     }
 }

@@ -38,6 +38,19 @@ cdef extern from "_kernel.h" nogil:
                            const uint64_t *seeds, void *scratch, double *P, double *Q,
                            double *bu, double *bi, double *Gu, double *Gi, int64_t k,
                            const mf_hyper *h, double *sse_out)
+    void mf_sgd_blocks_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
+                                    const float *wt, const int64_t *indptr,
+                                    const int64_t *blocks, int64_t n_blocks,
+                                    const uint64_t *seeds, void *scratch, float *P, float *Q,
+                                    float *bu, float *bi, float *Gu, float *Gi, int64_t k,
+                                    const mf_hyper *h, double *sse_out)
+    void mf_sgd_blocks_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
+                                    const double *wt, const int64_t *indptr,
+                                    const int64_t *blocks, int64_t n_blocks,
+                                    const uint64_t *seeds, void *scratch, double *P,
+                                    double *Q, double *bu, double *bi, double *Gu, double *Gi,
+                                    int64_t k, const mf_hyper *h, double *sse_out)
+    int64_t MF_SCRATCH_W_BYTES(int64_t n, int64_t value_size)
     void mf_permutation(uint32_t *out, int64_t n, uint64_t seed)
     int64_t MF_SCRATCH_BYTES(int64_t n, int64_t value_size)
     void mf_predict_f32(const int32_t *u, const int32_t *it, int64_t n, const float *P,
@@ -46,6 +59,54 @@ cdef extern from "_kernel.h" nogil:
     void mf_predict_f64(const int32_t *u, const int32_t *it, int64_t n, const double *P,
                         const double *Q, const double *bu, const double *bi, int64_t k,
                         double mu, double *out)
+    enum:
+        MF_LOSS_SQUARED
+        MF_LOSS_BPR
+        MF_LOSS_WARP
+        MF_LOSS_SOFTMAX
+        MF_MAX_NEG
+        MF_MAX_REJECT
+    ctypedef struct mf_rank_hyper:
+        int loss
+        int use_bias
+        int n_neg
+        int max_sampled
+        int logq
+        double lr
+        double reg_f
+        double reg_b
+        double margin
+    ctypedef struct mf_sampler:
+        const int32_t *item_lo
+        const int32_t *item_hi
+        const double *cdf
+        const int64_t *seen_ptr
+        const int32_t *seen
+        const uint64_t *seen_bits
+        int64_t seen_words
+    void mf_rank_blocks_f32(const int32_t *u, const int32_t *it, const float *w,
+                            const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                            const uint64_t *seeds, const uint64_t *draw_seeds,
+                            const mf_sampler *smp, void *scratch, float *work, float *P,
+                            float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
+                            double *loss_out)
+    void mf_rank_blocks_f64(const int32_t *u, const int32_t *it, const double *w,
+                            const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
+                            const uint64_t *seeds, const uint64_t *draw_seeds,
+                            const mf_sampler *smp, void *scratch, double *work, double *P,
+                            double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
+                            double *loss_out)
+    void mf_draw_candidates(int32_t *out, uint64_t seed, int64_t n_steps, int64_t n_draws,
+                            int32_t lo, int32_t hi, const double *cdf)
+    double mf_harmonic(int64_t m)
+
+LOSS_SQUARED = MF_LOSS_SQUARED
+LOSS_BPR = MF_LOSS_BPR
+LOSS_WARP = MF_LOSS_WARP
+LOSS_SOFTMAX = MF_LOSS_SOFTMAX
+LOSSES = {"squared": LOSS_SQUARED, "bpr": LOSS_BPR, "warp": LOSS_WARP, "softmax": LOSS_SOFTMAX}
+MAX_NEG = MF_MAX_NEG
+MAX_REJECT = MF_MAX_REJECT
 
 ISA_AUTO = -1
 ISA_BASELINE = 0
@@ -151,6 +212,70 @@ def sgd_blocks(const int32_t[::1] users, const int32_t[::1] items, const floatin
                               &item_bias[0], gu, gi, k, &h, &sse_out[0])
 
 
+def sgd_blocks_weighted(const int32_t[::1] users, const int32_t[::1] items,
+                        const floating[::1] ratings, const floating[::1] weights,
+                        const int64_t[::1] indptr, const int64_t[::1] blocks,
+                        const uint64_t[::1] seeds, floating[:, ::1] user_factors,
+                        floating[:, ::1] item_factors, floating[::1] user_bias,
+                        floating[::1] item_bias, double mu, double lr, double reg_factors,
+                        double reg_bias, bint use_bias, bint nonnegative, double[::1] sse_out,
+                        floating[::1] user_accum, floating[::1] item_accum):
+    """:func:`sgd_blocks` with a weight per rating (``sample_weight``, same positions as
+    ``ratings``): w multiplies the error in every gradient (the regularisation is not
+    weighted) and ``sse_out`` receives sum w e^2. A separate compiled loop: sgd_blocks
+    itself is unchanged. Runs without the GIL.
+    """
+    cdef mf_hyper h
+    h.mu = mu
+    h.lr = lr
+    h.reg_f = reg_factors
+    h.reg_b = reg_bias
+    h.use_bias = use_bias
+    h.nonneg = nonnegative
+    cdef int64_t nb = blocks.shape[0]
+    cdef int64_t k = user_factors.shape[1]
+    cdef int64_t j
+    cdef const uint64_t *sp = NULL
+    cdef floating *gu = NULL
+    cdef floating *gi = NULL
+    if seeds is not None and seeds.shape[0] > 0:
+        sp = &seeds[0]
+    if user_accum.shape[0] > 0:
+        gu = &user_accum[0]
+        gi = &item_accum[0]
+    if nb == 0 or ratings.shape[0] == 0:
+        for j in range(nb):
+            sse_out[j] = 0.0
+        return
+    cdef int64_t longest = 0
+    cdef uint64_t[::1] scratch
+    cdef void *scr = NULL
+    if sp != NULL:
+        for j in range(nb):
+            if sp[j] != 0:
+                longest = max(longest, indptr[blocks[j] + 1] - indptr[blocks[j]])
+        if longest >= (<int64_t>1) << 32:
+            raise ValueError(f"a shuffled block holds {longest} ratings; at most 2**32 - 1 "
+                             "are supported")
+        if longest > 0:
+            scratch = np.empty((MF_SCRATCH_W_BYTES(longest, sizeof(floating)) + 7) // 8,
+                               dtype=np.uint64)
+            scr = &scratch[0]
+    with nogil:
+        if floating is float:
+            mf_sgd_blocks_weighted_f32(&users[0], &items[0], &ratings[0], &weights[0],
+                                       &indptr[0], &blocks[0], nb, sp, scr,
+                                       &user_factors[0, 0], &item_factors[0, 0],
+                                       &user_bias[0], &item_bias[0], gu, gi, k, &h,
+                                       &sse_out[0])
+        else:
+            mf_sgd_blocks_weighted_f64(&users[0], &items[0], &ratings[0], &weights[0],
+                                       &indptr[0], &blocks[0], nb, sp, scr,
+                                       &user_factors[0, 0], &item_factors[0, 0],
+                                       &user_bias[0], &item_bias[0], gu, gi, k, &h,
+                                       &sse_out[0])
+
+
 def sgd_epoch(users, items, ratings, user_factors, item_factors, user_bias, item_bias,
               double mu, double lr, double reg_factors, double reg_bias,
               bint use_bias=True, bint nonnegative=False, user_accum=None, item_accum=None):
@@ -240,6 +365,159 @@ def predict_pairs(const int32_t[::1] users, const int32_t[::1] items,
         else:
             mf_predict_f64(&users[0], &items[0], n, &user_factors[0, 0], &item_factors[0, 0],
                            &user_bias[0], &item_bias[0], k, mu, &out[0])
+
+
+# ---- ranking losses for implicit feedback ----------------------------------------------
+
+def rank_blocks(const int32_t[::1] users, const int32_t[::1] items, const floating[::1] weights,
+                const int64_t[::1] indptr, const int32_t[::1] item_lo,
+                const int32_t[::1] item_hi, const int64_t[::1] blocks, seeds,
+                const uint64_t[::1] draw_seeds, item_cdf, seen_indptr, seen_items,
+                floating[:, ::1] user_factors, floating[:, ::1] item_factors,
+                floating[::1] item_bias, int loss, double lr, double reg_factors,
+                double reg_bias, bint use_bias=True, int n_neg=1, int max_sampled=10,
+                double margin=1.0, bint logq=False, loss_out=None, seen_bits=None):
+    """Ranking SGD (BPR, WARP or sampled softmax) over the listed segments, in order.
+
+    Contract: as :func:`sgd_blocks` for ``indptr``, ``blocks`` and ``seeds`` (None or
+    per listed segment, 0: stored order). Every (user, item) pair is a positive with
+    weight ``weights[t]`` (an empty array: 1). Segment ``b``'s negatives are drawn from
+    items ``item_lo[b]:item_hi[b]`` (which must hold its positives) by the counter-based
+    generator seeded with ``draw_seeds[j]`` (see :func:`draw_candidates`): uniformly, or
+    in proportion to ``item_cdf[j + 1] - item_cdf[j]`` (cumulative float64 weights, length
+    n_items + 1, or None); a draw equal to the positive, or in the user's row of the CSR
+    record ``seen_indptr``/``seen_items`` (sorted per user, or None), is redrawn (at most
+    MAX_REJECT times). ``seen_bits`` (uint64, n_users x ceil(n_items / 64), bit j % 64 of
+    word j // 64 set for a seen item; see :func:`seen_bitmap`) replaces the CSR record
+    when given: one load per check instead of a binary search. Mutates the factors and
+    ``item_bias`` (no user bias: it cancels); writes each segment's summed loss to
+    ``loss_out`` if given. Runs without the GIL.
+    """
+    cdef mf_rank_hyper h
+    h.loss = loss
+    h.use_bias = use_bias
+    h.n_neg = n_neg
+    h.max_sampled = max_sampled
+    h.logq = logq
+    h.lr = lr
+    h.reg_f = reg_factors
+    h.reg_b = reg_bias
+    h.margin = margin
+    if loss not in (MF_LOSS_BPR, MF_LOSS_WARP, MF_LOSS_SOFTMAX):
+        raise ValueError(f"loss must be LOSS_BPR, LOSS_WARP or LOSS_SOFTMAX; got {loss}")
+    if loss == MF_LOSS_SOFTMAX and not 1 <= n_neg <= MF_MAX_NEG:
+        raise ValueError(f"n_neg must be in [1, {MF_MAX_NEG}] for softmax; got {n_neg}")
+    cdef int64_t nb = blocks.shape[0]
+    cdef int64_t k = user_factors.shape[1]
+    cdef int64_t j
+    cdef mf_sampler smp
+    cdef const double[::1] cdf_v
+    cdef const int64_t[::1] sp_v
+    cdef const int32_t[::1] si_v
+    cdef double[::1] lo_v
+    cdef double *lp = NULL
+    smp.item_lo = &item_lo[0]
+    smp.item_hi = &item_hi[0]
+    smp.cdf = NULL
+    smp.seen_ptr = NULL
+    smp.seen = NULL
+    smp.seen_bits = NULL
+    smp.seen_words = 0
+    cdef const uint64_t[:, ::1] bits_v
+    if seen_bits is not None:
+        bits_v = seen_bits
+        smp.seen_bits = &bits_v[0, 0]
+        smp.seen_words = bits_v.shape[1]
+    if item_cdf is not None:
+        cdf_v = item_cdf
+        smp.cdf = &cdf_v[0]
+    if seen_indptr is not None:
+        sp_v = seen_indptr
+        si_v = seen_items
+        smp.seen_ptr = &sp_v[0]
+        smp.seen = &si_v[0] if si_v.shape[0] > 0 else NULL
+        if smp.seen == NULL:
+            smp.seen_ptr = NULL
+    if loss_out is not None:
+        lo_v = loss_out
+        lp = &lo_v[0] if lo_v.shape[0] > 0 else NULL
+    cdef const uint64_t *shp = NULL
+    cdef const uint64_t[::1] seeds_v
+    if seeds is not None:
+        seeds_v = seeds
+        if seeds_v.shape[0] > 0:
+            shp = &seeds_v[0]
+    cdef const floating *wp = NULL
+    if weights.shape[0] > 0:
+        wp = &weights[0]
+    if nb == 0 or users.shape[0] == 0:
+        if lp != NULL:
+            for j in range(nb):
+                lp[j] = 0.0
+        return
+    cdef int64_t longest = 0
+    cdef uint64_t[::1] scratch
+    cdef void *scr = NULL
+    if shp != NULL:
+        for j in range(nb):
+            if shp[j] != 0:
+                longest = max(longest, indptr[blocks[j] + 1] - indptr[blocks[j]])
+        if longest >= (<int64_t>1) << 32:
+            raise ValueError(f"a shuffled segment holds {longest} interactions; at most "
+                             "2**32 - 1 are supported")
+        if longest > 0:
+            scratch = np.empty((MF_SCRATCH_BYTES(longest, sizeof(floating)) + 7) // 8,
+                               dtype=np.uint64)
+            scr = &scratch[0]
+    work = np.empty(2 * k, dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] work_v = work
+    cdef floating *bp = &item_bias[0] if item_bias.shape[0] > 0 else NULL
+    with nogil:
+        if floating is float:
+            mf_rank_blocks_f32(&users[0], &items[0], wp, &indptr[0], &blocks[0], nb, shp,
+                               &draw_seeds[0], &smp, scr, &work_v[0], &user_factors[0, 0],
+                               &item_factors[0, 0], bp, k, &h, lp)
+        else:
+            mf_rank_blocks_f64(&users[0], &items[0], wp, &indptr[0], &blocks[0], nb, shp,
+                               &draw_seeds[0], &smp, scr, &work_v[0], &user_factors[0, 0],
+                               &item_factors[0, 0], bp, k, &h, lp)
+
+
+def seen_bitmap(const int32_t[::1] users, const int32_t[::1] items, int64_t n_users,
+                int64_t n_items):
+    """The ``seen_bits`` record of the pairs: uint64 (n_users, ceil(n_items / 64))."""
+    out = np.zeros((n_users, (n_items + 63) // 64), dtype=np.uint64)
+    cdef uint64_t[:, ::1] o = out
+    cdef Py_ssize_t t, n = users.shape[0]
+    with nogil:
+        for t in range(n):
+            o[users[t], items[t] >> 6] |= (<uint64_t>1) << (items[t] & 63)
+    return out
+
+
+def draw_candidates(uint64_t seed, int64_t n_steps, int64_t n_draws, int32_t lo, int32_t hi,
+                    item_cdf=None):
+    """The raw negative candidates ``rank_blocks`` draws for a segment with this draw seed
+    and item range: int32 array (n_steps, n_draws), entry [t, d] = candidate d of the
+    step at visiting position t, before any rejection."""
+    if not 0 <= lo < hi:
+        raise ValueError(f"need 0 <= lo < hi; got lo={lo}, hi={hi}")
+    out = np.empty((n_steps, n_draws), dtype=np.int32)
+    cdef int32_t[:, ::1] o = out
+    cdef const double[::1] cdf_v
+    cdef const double *cp = NULL
+    if item_cdf is not None:
+        cdf_v = item_cdf
+        cp = &cdf_v[0]
+    if n_steps > 0 and n_draws > 0:
+        with nogil:
+            mf_draw_candidates(&o[0, 0], seed, n_steps, n_draws, lo, hi, cp)
+    return out
+
+
+def harmonic(int64_t m):
+    """H_m = 1 + 1/2 + ... + 1/m, as the WARP rank weight uses it (0 for m <= 0)."""
+    return mf_harmonic(m)
 
 
 # ---- counting sort helpers for the layout and the seen-items record -------------------
