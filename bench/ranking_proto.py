@@ -174,9 +174,9 @@ def run_anchor(data, folds, name, k=64):
             from threadpoolctl import threadpool_limits
 
             if name == "implicit-als":
-                m = implicit.cpu.als.AlternatingLeastSquares(factors=k, iterations=15,
-                                                             regularization=0.05,
-                                                             num_threads=1, random_state=0)
+                m = implicit.cpu.als.AlternatingLeastSquares(  # codespell:ignore als
+                    factors=k, iterations=15, regularization=0.05, num_threads=1,
+                    random_state=0)
             else:
                 m = implicit.cpu.bpr.BayesianPersonalizedRanking(factors=k, num_threads=1,
                                                                  random_state=0)
@@ -280,14 +280,14 @@ def main(argv=None):
         print("\n".join(lines))
         return
 
-    pres = []
+    pop_runs = []
     for f in a.folds:
         tr, te, nu, ni = load_fold(data, f)
         t0 = time.perf_counter()
         S = popularity_scores(tr, nu, ni)
         sec = time.perf_counter() - t0
-        pres.append((evaluate(S, tr, te, ni), sec))
-    pop = summarise([r for r, _ in pres], [s for _, s in pres])
+        pop_runs.append((evaluate(S, tr, te, ni), sec))
+    pop = summarise([r for r, _ in pop_runs], [s for _, s in pop_runs])
     lines = [HEADER, row("most popular", pop, pop)]
     print(lines[0])
     print(lines[1], flush=True)
