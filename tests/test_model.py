@@ -221,7 +221,7 @@ def test_partial_fit_continues_and_grows(small_data):
     assert np.isfinite(p).all()
     # unfitted: partial_fit fits
     m2 = MatrixFactorization(n_factors=4, random_state=0).partial_fit((u, i, r), n_epochs=2)
-    assert m2.n_epochs_ == 2 and m2.n_epochs == 20
+    assert m2.n_epochs_ == 2 and m2.n_epochs is None  # unchanged: None = the loss default
 
 
 def test_partial_fit_is_deterministic(small_data):
@@ -454,5 +454,5 @@ def test_trained_factor_rows_start_on_cache_lines(small_data, k):
     m0 = MatrixFactorization(n_factors=k, n_epochs=1, learning_rate=1e-30, reg_factors=0.0,
                              reg_bias=0.0, random_state=3, shuffle=False).fit((u, i, r))
     rng = np.random.default_rng(m0.random_state)
-    want = rng.normal(0.0, m0.init_std, size=(len(m0._state.user_map), k))
+    want = rng.normal(0.0, m0._config().init_std, size=(len(m0._state.user_map), k))
     np.testing.assert_allclose(m0.user_factors_, want.astype(np.float32), rtol=1e-6)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._config import MAX_THREADS
+from ._config import AUTO_PARAMS, MAX_THREADS, auto_text
 from ._training import MAX_BLOCKS
 from .model import MatrixFactorization
 
@@ -176,6 +176,8 @@ def _shown(name: str, value: Any) -> str:
         return np.dtype(value).name
     if name == "n_blocks" and value is None:
         return "1 for one thread, else 2 x threads"
+    if name in AUTO_PARAMS and value is None:
+        return auto_text(name)
     return str(value)
 
 
@@ -357,7 +359,7 @@ class Progress:
 
 
 def _fit(model: MatrixFactorization, args: argparse.Namespace, data: Any, **kw: Any) -> float:
-    prog = Progress(args, model.n_epochs)
+    prog = Progress(args, model._config().n_epochs)
     t0 = time.perf_counter()
     try:
         model.fit(data, callback=prog, **kw)

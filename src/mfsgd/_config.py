@@ -15,11 +15,67 @@ from typing import Any
 
 import numpy as np
 
+from . import _sgd
 from ._validation import check_bool, check_dtype, check_float, check_int, check_random_state
 
 MAX_THREADS = 1024
 MAX_BLOCKS = 255
 _INIT_STD_MAX = float(np.sqrt(np.finfo(np.float32).max))
+
+#: The public loss names, squared first (the default).
+LOSSES = ("squared", "bpr", "warp", "softmax")
+RANKING_LOSSES = LOSSES[1:]
+
+#: Defaults of the parameters whose good value depends on the loss (``None`` in the
+#: estimator means "the loss's default"). Squared: the values of every release before
+#: the ranking losses (so a squared model is unchanged); ranking: the tuned defaults of
+#: bench/RANKING.md (5 folds of MovieLens 100K, k = 64).
+LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "squared": {"learning_rate": 0.005, "reg_factors": 0.02, "reg_bias": 0.02,
+                "init_std": 0.1, "lr_decay": 0.0, "n_epochs": 20},
+    "bpr": {"learning_rate": 0.1, "reg_factors": 0.01, "reg_bias": 0.01, "init_std": 0.1,
+            "lr_decay": 0.3, "n_epochs": 10, "n_negatives": 2},
+    "warp": {"learning_rate": 0.005, "reg_factors": 0.01, "reg_bias": 0.01, "init_std": 0.01,
+             "lr_decay": 0.3, "n_epochs": 15},
+    "softmax": {"learning_rate": 0.1, "reg_factors": 0.01, "reg_bias": 0.01, "init_std": 0.01,
+                "lr_decay": 0.3, "n_epochs": 15, "n_negatives": 10},
+}
+AUTO_PARAMS = ("n_epochs", "learning_rate", "reg_factors", "reg_bias", "init_std", "lr_decay")
+#: Ranking metrics ``eval_metric`` may name, as "<name>@<k>".
+RANKING_METRICS = ("ndcg", "recall", "hr")
+MAX_NEGATIVES = _sgd.MAX_NEG  # negatives per positive the kernel's softmax holds
+
+
+def auto_text(name: str) -> str:
+    """How ``None`` of a per-loss parameter reads in help texts: "auto: 0.005 for
+    squared, 0.1 for bpr, ..."."""
+    parts = [f"{LOSS_DEFAULTS[loss][name]} for {loss}" for loss in LOSSES
+             if name in LOSS_DEFAULTS[loss]]
+    return "auto: " + ", ".join(parts)
+
+
+def resolved(name: str, value: Any, loss: str) -> Any:
+    """``value``, or the default of ``loss`` for it when ``value`` is None."""
+    return LOSS_DEFAULTS[loss][name] if value is None else value
+
+
+def check_eval_metric(value: Any, loss: str) -> tuple[str, int]:
+    """``eval_metric`` as (name, k): ("rmse", 0) for squared, e.g. ("ndcg", 10) for the
+    ranking losses (default "ndcg@10")."""
+    if value is None:
+        value = "rmse" if loss == "squared" else "ndcg@10"
+    if not isinstance(value, str):
+        raise TypeError(f"eval_metric must be a string such as 'rmse' or 'ndcg@10'; "
+                        f"got {value!r}.")
+    if loss == "squared":
+        if value != "rmse":
+            raise ValueError(f"eval_metric must be 'rmse' with loss='squared'; got {value!r}.")
+        return "rmse", 0
+    name, _, k = value.partition("@")
+    if name not in RANKING_METRICS or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"eval_metric must be one of {', '.join(m + '@K' for m in RANKING_METRICS)}"
+                         f" (K an int >= 1) with loss={loss!r}; got {value!r}.")
+    return name, int(k)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +103,17 @@ class FitConfig:
     biased: bool
     nonnegative: bool
     columns: tuple[Any, Any, Any]  # user_col, item_col, rating_col
+    loss: str = "squared"
+    n_negatives: int = 1  # bpr, softmax
+    max_sampled: int = 10  # warp
+    margin: float = 1.0  # warp
+    negative_exponent: float = 0.0  # negatives drawn in proportion to popularity ** this
+    eval_metric: tuple[str, int] = ("rmse", 0)
+    min_rating: float | None = None
+
+    @property
+    def ranking(self) -> bool:
+        return self.loss != "squared"
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of epoch ``epoch`` (from 0): ``learning_rate / (1 + lr_decay e)``."""
@@ -68,17 +135,43 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
     if n_threads > MAX_THREADS:
         raise ValueError(f"n_threads must be an int from 1 to {MAX_THREADS}; "
                          f"got {params['n_threads']!r}.")
+    loss = params.get("loss", "squared")
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {loss!r}.")
+    auto = {name: resolved(name, params[name], loss) for name in AUTO_PARAMS}
+    ranking = loss != "squared"
+    if ranking:
+        for name in ("adagrad", "nonnegative"):
+            if check_bool(name, params[name]):
+                raise ValueError(f"{name}=True is only supported with loss='squared'; got "
+                                 f"loss={loss!r}. Set {name}=False.")
+    n_neg = params.get("n_negatives")
+    if n_neg is None:
+        n_neg = LOSS_DEFAULTS[loss].get("n_negatives", 1)
+    n_neg = check_int("n_negatives", n_neg)
+    if n_neg > MAX_NEGATIVES:
+        raise ValueError(f"n_negatives must be an int from 1 to {MAX_NEGATIVES}; got {n_neg}.")
+    min_rating = params.get("min_rating")
+    if min_rating is not None:
+        if isinstance(min_rating, (bool, np.bool_)) or not isinstance(min_rating, numbers.Real) \
+                or not np.isfinite(float(min_rating)):
+            raise TypeError(f"min_rating must be None or a finite number; got {min_rating!r}.")
+        if not ranking:
+            raise ValueError("min_rating is only used with a ranking loss (it turns ratings "
+                             f"into interactions); got min_rating={min_rating!r} with "
+                             "loss='squared'. Set min_rating=None or choose a ranking loss.")
+        min_rating = float(min_rating)
     columns = tuple(params[name] for name in ("user_col", "item_col", "rating_col"))
     for name, v in zip(("user_col", "item_col", "rating_col"), columns, strict=True):
         if not isinstance(v, (str, numbers.Integral)):
             raise TypeError(f"{name} must be a column name; got {v!r}.")
     return FitConfig(
         n_factors=check_int("n_factors", params["n_factors"]),
-        n_epochs=check_int("n_epochs", params["n_epochs"]),
-        learning_rate=check_float("learning_rate", params["learning_rate"], strict=True),
-        reg_factors=check_float("reg_factors", params["reg_factors"]),
-        reg_bias=check_float("reg_bias", params["reg_bias"]),
-        init_std=check_float("init_std", params["init_std"], high=_INIT_STD_MAX),
+        n_epochs=check_int("n_epochs", auto["n_epochs"]),
+        learning_rate=check_float("learning_rate", auto["learning_rate"], strict=True),
+        reg_factors=check_float("reg_factors", auto["reg_factors"]),
+        reg_bias=check_float("reg_bias", auto["reg_bias"]),
+        init_std=check_float("init_std", auto["init_std"], high=_INIT_STD_MAX),
         shuffle=check_bool("shuffle", params["shuffle"]),
         dtype=check_dtype(params["dtype"]),
         early_stopping=check_bool("early_stopping", params["early_stopping"]),
@@ -90,11 +183,18 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
         verbose=check_bool("verbose", params["verbose"]),
         n_threads=n_threads,
         n_blocks=nb,
-        lr_decay=check_float("lr_decay", params["lr_decay"]),
+        lr_decay=check_float("lr_decay", auto["lr_decay"]),
         adagrad=check_bool("adagrad", params["adagrad"]),
         biased=check_bool("biased", params["biased"]),
         nonnegative=check_bool("nonnegative", params["nonnegative"]),
         columns=columns,  # type: ignore[arg-type]
+        loss=loss,
+        n_negatives=n_neg,
+        max_sampled=check_int("max_sampled", params.get("max_sampled", 10)),
+        margin=check_float("margin", params.get("margin", 1.0)),
+        negative_exponent=check_float("negative_exponent", params.get("negative_exponent", 0.0)),
+        eval_metric=check_eval_metric(params.get("eval_metric"), loss),
+        min_rating=min_rating,
     )
 
 

@@ -164,6 +164,7 @@ class RecommenderMixin:
             if r.size == 0:
                 raise ValueError("fold_in needs at least one rating; got an empty input.")
             own, other = (users, items) if side == "user" else (items, users)
-            self._state = R.fold_in(st, own, other, r, side=side, reg_factors=self.reg_factors,
-                                    reg_bias=self.reg_bias)
+            cfg = self._config()
+            self._state = R.fold_in(st, own, other, r, side=side, reg_factors=cfg.reg_factors,
+                                    reg_bias=cfg.reg_bias)
             return self
