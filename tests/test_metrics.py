@@ -306,3 +306,115 @@ def test_ranking_errors(fitted_split):
     with pytest.raises(TypeError, match=r"model's ids are integers; got str"):
         M.ranking_metrics(model, (np.array(["a"]), np.array([1]), np.array([5.0])),
                           exclude_train=False)
+
+
+# ---------------------------------------------------------------------- ranking_scorer
+def test_ranking_scorer_equals_ranking_metrics(fitted_split):
+    """On a float64 model the scorer's lists (from recommend_all, excluding the model's
+    seen record) give exactly ranking_metrics with train= the training data."""
+    _, train, test = fitted_split
+    model = MatrixFactorization(n_factors=6, n_epochs=8, learning_rate=0.02, dtype=np.float64,
+                                random_state=0).fit(train)
+    X_test, y_test = np.column_stack(test[:2]), test[2]
+    for threshold in (3.5, None):
+        for k in (1, 10, 500):
+            want = M.ranking_metrics(model, test, k=k, threshold=threshold, train=train)
+            for name in ("precision", "recall", "ndcg", "map", "hit_rate", "coverage"):
+                scorer = M.ranking_scorer(f"{name}@{k}", threshold=threshold)
+                assert scorer(model, X_test, y_test) == want[name], (name, k, threshold)
+    # exclusions matter: without them the seen items crowd the lists
+    with_ex = M.ranking_scorer("recall@10")(model, X_test)
+    without = M.ranking_scorer("recall@10", exclude_train=False)(model, X_test)
+    assert with_ex == M.ranking_metrics(model, test, k=10, threshold=None, train=train)[
+        "recall"] and without < with_ex
+
+
+def test_ranking_scorer_hand_computed_on_popularity():
+    from mfsgd import Popularity
+
+    train = (np.array(["u1", "u1", "u2", "u3"]), np.array(["A", "B", "B", "C"]))
+    pop = Popularity().fit(train)  # B 2, A 1, C 1: order B A C
+    X = np.array([["u1", "C"], ["u2", "A"], ["u2", "C"], ["new", "C"]])
+    y = np.array([5.0, 2.0, 4.0, 4.0])
+    # threshold 4: u1 {C}, u2 {C}, new {C}. Lists at k=1: u1 C (A, B seen), u2 A, new B.
+    scorer = M.ranking_scorer("hit_rate@1", threshold=4.0)
+    assert scorer(pop, X, y) == pytest.approx(1 / 3)
+    # k=2: u1 C, u2 A C (hit at 2), new B A. ndcg: 1, 1/log2(3), 0
+    assert M.ranking_scorer("ndcg@2", threshold=4.0)(pop, X, y) == pytest.approx(
+        (1 + 1 / LOG2(3)) / 3)
+    # without threshold u2 has {A, C}: list A C -> ndcg 1
+    assert M.ranking_scorer("ndcg@2")(pop, X) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("args,exc,msg", [
+    (("ndcg",), ValueError, r"metric must be '<name>@<k>' with name in \['precision'"),
+    (("auc@10",), ValueError, r"got 'auc@10'"),
+    ((10,), ValueError, r"got 10"),
+    (("ndcg@0",), ValueError, r"metric 'ndcg@0': k must be >= 1"),
+    (("ndcg@5", "4"), TypeError, r"threshold must be a finite number"),
+    (("ndcg@5", None, "yes"), TypeError, r"exclude_train must be True or False"),
+])
+def test_ranking_scorer_errors(args, exc, msg):
+    with pytest.raises(exc, match=msg):
+        M.ranking_scorer(*args)
+
+
+def test_ranking_scorer_call_errors_repr_and_pickle(fitted_split):
+    import pickle
+
+    model, _, test = fitted_split
+    scorer = M.ranking_scorer("map@5", threshold=4.0)
+    assert repr(scorer) == "ranking_scorer('map@5', threshold=4.0, exclude_train=True)"
+    X = np.column_stack(test[:2])
+    with pytest.raises(ValueError, match=r"X has no ratings, so threshold=4.0 cannot select "
+                                         r"the relevant items; .* or pass y to the search's"):
+        scorer(model, X)
+    with pytest.raises(ValueError, match=r"no test rating is >= threshold 9.0"):
+        M.ranking_scorer("map@5", threshold=9.0)(model, X, test[2])
+    with pytest.raises(NotFittedError):
+        scorer(MatrixFactorization(), X, test[2])
+    back = pickle.loads(pickle.dumps(scorer))
+    assert back(model, X, test[2]) == scorer(model, X, test[2])
+
+
+def test_ranking_scorer_in_grid_search_selects_a_learning_model():
+    """GridSearchCV with the scorer: a learning rate too small to move the random start
+    ranks at chance and loses to a working one; each split's score equals the metric
+    computed by hand on that split."""
+    pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    u, i, r = make_ratings(300, 150, 9000, rank=3, noise=0.3, random_state=4, as_frame=False)
+    X = np.column_stack([u, i])
+    base = MatrixFactorization(n_factors=4, n_epochs=10, dtype=np.float64, random_state=0)
+    grid = {"learning_rate": [1e-6, 0.02]}
+    cv = KFold(3, shuffle=True, random_state=0)
+    scorer = M.ranking_scorer("ndcg@10", threshold=4.0)
+    search = GridSearchCV(base, grid, scoring=scorer, cv=cv, refit=False).fit(X, r)
+    assert search.best_params_ == {"learning_rate": 0.02}
+    scores = search.cv_results_["mean_test_score"]
+    assert scores[1] > 1.5 * scores[0]
+    tr, te = next(cv.split(X))
+    for j, lr in enumerate(grid["learning_rate"]):
+        m = clone(base).set_params(learning_rate=lr).fit(X[tr], r[tr])
+        want = M.ndcg_at_k(m, (u[te], i[te], r[te]), k=10, threshold=4.0,
+                           train=(u[tr], i[tr]))
+        assert search.cv_results_["split0_test_score"][j] == want
+
+
+def test_ranking_scorer_with_popularity_and_a_dataframe():
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import KFold, cross_val_score
+
+    from mfsgd import Popularity
+
+    u, i, r = make_ratings(200, 100, 4000, random_state=6, as_frame=False)
+    X = pd.DataFrame({"userId": u, "movieId": i})
+    cv = KFold(3, shuffle=True, random_state=1)
+    got = cross_val_score(Popularity(), X, r, cv=cv, scoring=M.ranking_scorer("recall@10"))
+    for f, (tr, te) in enumerate(cv.split(X)):
+        pop = Popularity().fit((u[tr], i[tr]))
+        assert got[f] == M.recall_at_k(pop, (u[te], i[te]), k=10, threshold=None,
+                                       train=(u[tr], i[tr]))

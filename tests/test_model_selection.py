@@ -333,3 +333,57 @@ def test_cross_validate_dataframe(ratings):
 def test_cross_validate_errors(ratings, kw, exc, msg):
     with pytest.raises(exc, match=msg):
         ms.cross_validate(MatrixFactorization(**PARAMS), ratings, **kw)
+
+
+# ---------------------------------------------------------------------- implicit pairs
+def test_cross_validate_on_pairs_counts_every_held_out_pair(ratings):
+    """Data without ratings: the ranking metrics take every held-out pair as relevant
+    (threshold is not applied), fold by fold equal to ranking_metrics by hand."""
+    from mfsgd import Popularity
+
+    pairs = ratings[:2]
+    res = ms.cross_validate(Popularity(), pairs, cv=ms.KFold(3, random_state=5),
+                            metrics=("ndcg@10", "recall@5", "coverage@10"))
+    folds = list(ms.KFold(3, random_state=5).split(pairs))
+    for f, (tr, te) in enumerate(folds):
+        train, test = (pairs[0][tr], pairs[1][tr]), (pairs[0][te], pairs[1][te])
+        pop = Popularity().fit(train)
+        want = M.ranking_metrics(pop, test, k=10, threshold=None, train=train)
+        assert res["test_ndcg@10"][f] == want["ndcg"]
+        assert res["test_coverage@10"][f] == want["coverage"]
+        assert res["test_recall@5"][f] == M.recall_at_k(pop, test, k=5, threshold=None,
+                                                        train=train)
+    assert (res["test_ndcg@10"] > 0).all()
+    # an (n, 2) array gives the same folds and scores
+    arr = ms.cross_validate(Popularity(), np.column_stack(pairs),
+                            cv=ms.KFold(3, random_state=5), metrics=("ndcg@10",))
+    np.testing.assert_array_equal(arr["test_ndcg@10"], res["test_ndcg@10"])
+    # with ratings the threshold still applies: a different, smaller relevant set
+    rated = ms.cross_validate(Popularity(), ratings, cv=ms.KFold(3, random_state=5),
+                              metrics=("recall@5",))
+    tr, te = folds[0]
+    train = tuple(c[tr] for c in ratings)
+    test = tuple(c[te] for c in ratings)
+    assert rated["test_recall@5"][0] == M.recall_at_k(Popularity().fit(train), test, k=5,
+                                                      threshold=4.0, train=train)
+    assert rated["test_recall@5"][0] != res["test_recall@5"][0]
+
+
+def test_cross_validate_on_a_dataframe_without_ratings(ratings):
+    pd = pytest.importorskip("pandas")
+    from mfsgd import Popularity
+
+    df = pd.DataFrame({"user": ratings[0], "item": ratings[1]})
+    a = ms.cross_validate(Popularity(), df, cv=ms.KFold(3, random_state=2),
+                          metrics=("map@10",))
+    b = ms.cross_validate(Popularity(), ratings[:2], cv=ms.KFold(3, random_state=2),
+                          metrics=("map@10",))
+    np.testing.assert_array_equal(a["test_map@10"], b["test_map@10"])
+
+
+def test_cross_validate_on_pairs_point_metrics_need_ratings(ratings):
+    from mfsgd import Popularity
+
+    with pytest.raises(ValueError, match=r"the test fold has no ratings; rmse, mae and "
+                                         r"callables need them"):
+        ms.cross_validate(Popularity(), ratings[:2], cv=2, metrics=("ndcg@5", "rmse"))

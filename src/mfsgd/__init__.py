@@ -1,6 +1,7 @@
 """mfsgd: biased matrix factorization (Funk SVD) trained by fast, deterministic SGD."""
 
 from . import _kernels, datasets, metrics, model_selection  # noqa: F401  (public submodules)
+from ._baseline import Popularity
 from ._version import __version__
 from .exceptions import (
     DistributedTrainingError,
@@ -20,6 +21,7 @@ show_config = _kernels.show_config
 
 __all__ = [
     "MatrixFactorization",
+    "Popularity",
     "load",
     "plot_history",
     "show_config",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "map_at_k",
     "hit_rate_at_k",
     "ranking_metrics",
+    "ranking_scorer",
     "top_k_items",
     "coverage",
 ]
@@ -161,6 +163,79 @@ def _exclusions(st: FittedState, columns: tuple[Any, Any, Any], train: Any,
     return seen_csr(pos[keep], item[keep], users_sorted.size)
 
 
+def _relevance(item_map: IdMap, columns: tuple[Any, Any, Any], test: Any, y: Any,
+               threshold: float | None, what: str = "test",
+               fix: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The evaluated users (sorted ids: those with a relevant held-out item), their
+    numbers of distinct relevant items, and the sorted keys ``position * n_items +
+    item row`` of their relevant items that ``item_map`` knows."""
+    need = threshold is not None
+    u, i, r = unpack(test, y, columns=columns, ratings="optional" if need else "ignore",
+                     what=what, prefix="test ")
+    if need:
+        if r is None:
+            raise ValueError(f"{what} has no ratings, so threshold={threshold} cannot select the "
+                             f"relevant items; pass a {columns[2]!r} column or a (users, "
+                             f"items, ratings) tuple{fix}, or threshold=None.")
+        relevant = _finite_1d("test ratings", r) >= threshold
+        u, i = u[relevant], i[relevant]
+    users, upos = unique_inverse(normalize_ids("test users", u))
+    if users.size == 0:
+        raise ValueError(f"no test rating is >= threshold {threshold}, so no user has a "
+                         "relevant item to find; lower threshold or check the test ratings.")
+    n_items = len(item_map)
+    # Distinct relevant (user, item) pairs; unknown items count as relevant but unfindable.
+    codes, icode = unique_inverse(normalize_ids("test items", i))
+    pair = sorted_unique(upos.astype(np.int64) * codes.size + icode)
+    pu = pair // codes.size
+    n_rel = np.bincount(pu, minlength=users.size)
+    pitem = item_map.lookup("test items", codes[pair % codes.size])
+    known = pitem >= 0
+    return users, n_rel, np.sort(pu[known] * n_items + pitem[known])
+
+
+class _ListMetrics:
+    """Per-user metrics of top-k lists against the relevant items, filled block by
+    block: the one implementation of the definitions below, whether the lists come
+    from ``_recommend.top_n_batches`` or from an estimator's ``recommend_all``."""
+
+    def __init__(self, n_rel: np.ndarray, rel_keys: np.ndarray, k: int, n_items: int) -> None:
+        self.n_rel, self.rel_keys, self.k, self.n_items = n_rel, rel_keys, k, n_items
+        kk = min(k, n_items)
+        ideal_len = int(min(k, max(int(n_rel.max()), kk)))
+        self.discount = 1.0 / np.log2(np.arange(2, ideal_len + 2, dtype=np.float64))
+        self.idcg_table = np.cumsum(self.discount)
+        self.out = {name: np.zeros(n_rel.size) for name in ("precision", "recall", "ndcg",
+                                                             "map", "hit_rate")}
+        self.recommended = np.zeros(n_items, dtype=bool)
+
+    def add(self, s: int, e: int, top: np.ndarray, valid: np.ndarray) -> None:
+        """The lists of users s..e-1: item rows ``top`` (best first), ``valid`` false in
+        the slots without an item."""
+        n_items, rel_keys, k = self.n_items, self.rel_keys, self.k
+        width = top.shape[1]
+        keys = np.arange(s, e, dtype=np.int64)[:, None] * n_items + top
+        if rel_keys.size:
+            at = np.minimum(np.searchsorted(rel_keys, keys), rel_keys.size - 1)
+            hit = valid & (rel_keys[at] == keys)
+        else:
+            hit = np.zeros(keys.shape, dtype=bool)
+        nrel = self.n_rel[s:e]
+        n_hit = hit.sum(axis=1)
+        out = self.out
+        out["precision"][s:e] = n_hit / k
+        out["recall"][s:e] = n_hit / nrel
+        out["hit_rate"][s:e] = n_hit > 0
+        ideal = np.minimum(k, nrel)
+        out["ndcg"][s:e] = (hit @ self.discount[:width]) / self.idcg_table[ideal - 1]
+        prec_at = np.cumsum(hit, axis=1) / np.arange(1, width + 1, dtype=np.float64)
+        out["map"][s:e] = (hit * prec_at).sum(axis=1) / ideal
+        self.recommended[top[valid]] = True
+
+    def coverage(self) -> float:
+        return float(self.recommended.sum() / max(self.n_items, 1))
+
+
 def ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
                    exclude_train: bool, train: Any,
                    block_elements: int | None = None) -> dict[str, Any]:
@@ -176,67 +251,18 @@ def ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
                          "the model was fitted on), or exclude_train=False to rank every item.")
     st = _fitted(model)
     columns = columns_of(model)
-    need = threshold is not None
-    u, i, r = unpack(test, None, columns=columns, ratings="optional" if need else "ignore",
-                     what="test", prefix="test ")
-    if need:
-        if r is None:
-            raise ValueError(f"test has no ratings, so threshold={threshold} cannot select the "
-                             f"relevant items; pass a {columns[2]!r} column or a (users, "
-                             "items, ratings) tuple, or threshold=None.")
-        relevant = _finite_1d("test ratings", r) >= threshold
-        u, i = u[relevant], i[relevant]
-
-    # Evaluated users: those with at least one relevant held-out item.
-    users, upos = unique_inverse(normalize_ids("test users", u))
-    n_users = int(users.size)
-    if n_users == 0:
-        raise ValueError(f"no test rating is >= threshold {threshold}, so no user has a relevant "
-                         "item to find; lower threshold or check the test ratings.")
-    n_items = len(st.item_map)
-    # Distinct relevant (user, item) pairs; unknown items count as relevant but unfindable.
-    codes, icode = unique_inverse(normalize_ids("test items", i))
-    pair = sorted_unique(upos.astype(np.int64) * codes.size + icode)
-    pu = pair // codes.size
-    n_rel = np.bincount(pu, minlength=n_users)
-    pitem = st.item_map.lookup("test items", codes[pair % codes.size])
-    known = pitem >= 0
-    rel_keys = np.sort(pu[known] * n_items + pitem[known])
-
+    users, n_rel, rel_keys = _relevance(st.item_map, columns, test, None, threshold)
     excl = _exclusions(st, columns, train, users) if exclude_train else None
     rows = st.user_map.lookup("test users", users)
-
-    kk = min(k, n_items)
-    ideal_len = int(min(k, max(int(n_rel.max()), kk)))
-    discount = 1.0 / np.log2(np.arange(2, ideal_len + 2, dtype=np.float64))
-    idcg_table = np.cumsum(discount)
-    out = {name: np.zeros(n_users) for name in ("precision", "recall", "ndcg", "map",
-                                                   "hit_rate")}
-    recommended = np.zeros(n_items, dtype=bool)
-    ranks = np.arange(1, kk + 1, dtype=np.float64)
+    acc = _ListMetrics(n_rel, rel_keys, k, len(st.item_map))
     for s, e, top, score in R.top_n_batches(st, rows, k, exclude=excl,
-                                            exclude_rows=np.arange(n_users), float64=True,
+                                            exclude_rows=np.arange(users.size), float64=True,
                                             budget=block_elements):
-        valid = score > -np.inf
-        keys = np.arange(s, e, dtype=np.int64)[:, None] * n_items + top
-        if rel_keys.size:
-            at = np.minimum(np.searchsorted(rel_keys, keys), rel_keys.size - 1)
-            hit = valid & (rel_keys[at] == keys)
-        else:
-            hit = np.zeros(keys.shape, dtype=bool)
-        nrel = n_rel[s:e]
-        n_hit = hit.sum(axis=1)
-        out["precision"][s:e] = n_hit / k
-        out["recall"][s:e] = n_hit / nrel
-        out["hit_rate"][s:e] = n_hit > 0
-        ideal = np.minimum(k, nrel)
-        out["ndcg"][s:e] = (hit @ discount[:kk]) / idcg_table[ideal - 1]
-        prec_at = np.cumsum(hit, axis=1) / ranks
-        out["map"][s:e] = (hit * prec_at).sum(axis=1) / ideal
-        recommended[top[valid]] = True
+        acc.add(s, e, top, score > -np.inf)
+    out: dict[str, Any] = dict(acc.out)
     out["users"] = users
     out["n_relevant"] = n_rel
-    out["coverage"] = float(recommended.sum() / max(n_items, 1))
+    out["coverage"] = acc.coverage()
     return out
 
 
@@ -373,6 +399,118 @@ recall_at_k = _single("recall", "Recall@k")
 ndcg_at_k = _single("ndcg", "NDCG@k (binary gains, log2 discount)")
 map_at_k = _single("map", "MAP@k (mean average precision, normalised by ``min(k, |R_u|)``)")
 hit_rate_at_k = _single("hit_rate", "Hit rate@k (share of users with a relevant item in the top k)")
+
+
+# ---------------------------------------------------------------------- scorers
+RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
+_RANKING_NAME = re.compile(rf"^({'|'.join(RANKING_METRICS)})@(\d+)$")
+
+
+def parse_ranking_metric(name: Any) -> tuple[str, int] | None:
+    """``("ndcg", 10)`` for ``"ndcg@10"`` (k not checked); None for any other value.
+    The one reading of these names, for ``ranking_scorer`` and ``cross_validate``."""
+    m = _RANKING_NAME.match(name) if isinstance(name, str) else None
+    return None if m is None else (m.group(1), int(m.group(2)))
+
+
+class _RankingScorer:
+    """The callable :func:`ranking_scorer` returns (a class, so that it pickles for
+    scikit-learn's parallel searches and prints its settings)."""
+
+    def __init__(self, metric: str, kind: str, k: int, threshold: float | None,
+                 exclude_train: bool) -> None:
+        self.metric, self.kind, self.k = metric, kind, k
+        self.threshold, self.exclude_train = threshold, exclude_train
+
+    def __repr__(self) -> str:
+        return (f"ranking_scorer({self.metric!r}, threshold={self.threshold!r}, "
+                f"exclude_train={self.exclude_train!r})")
+
+    def __call__(self, estimator: Any, X: Any, y: Any = None) -> float:
+        item_map = idmap_from_ids(np.asarray(estimator.item_ids_))
+        fix = ", or pass y to the search's fit" if y is None else ""
+        users, n_rel, rel_keys = _relevance(item_map, columns_of(estimator), X, y,
+                                            self.threshold, what="X", fix=fix)
+        # The estimator's own lists: recommend_all excludes the items of each user's
+        # training rows (its seen record), which is what the scorer cannot be given.
+        items, scores = estimator.recommend_all(users, n=self.k,
+                                                exclude_seen=self.exclude_train)
+        top = item_map.lookup("recommended items", np.asarray(items).ravel())
+        acc = _ListMetrics(n_rel, rel_keys, self.k, len(item_map))
+        acc.add(0, users.size, top.astype(np.int64).reshape(np.shape(items)),
+                np.isfinite(scores))
+        if self.kind == "coverage":
+            return acc.coverage()
+        return float(np.mean(acc.out[self.kind]))
+
+
+def ranking_scorer(metric: str = "ndcg@10", threshold: float | None = None,
+                   exclude_train: bool = True) -> Any:
+    """A ranking metric as a scikit-learn scorer, for ``GridSearchCV`` and friends.
+
+    Parameters
+    ----------
+    metric : str, default "ndcg@10"
+        ``"<name>@<k>"`` with name ``precision``, ``recall``, ``ndcg``, ``map``,
+        ``hit_rate`` or ``coverage`` (as in :func:`ranking_metrics`).
+    threshold : float or None, default None
+        A held-out row is relevant when its rating is ``>= threshold`` (the ratings
+        come from ``y``, or the rating column of a DataFrame); None makes every
+        held-out (user, item) pair relevant, for implicit data without ratings.
+    exclude_train : bool, default True
+        Leave each user's training items out of their list.
+
+    Returns
+    -------
+    callable
+        ``scorer(estimator, X, y=None) -> float``, higher is better: the metric's mean
+        over the users with a relevant item in ``X`` (the test fold: an ``(n, 2)``
+        array of (user, item) ids or a DataFrame, with the ratings in ``y``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        An unknown metric name, k < 1, a non-numeric threshold. Calling the scorer
+        raises ``ValueError`` when no held-out row is relevant.
+
+    Notes
+    -----
+    A scorer is given the fitted estimator and the test fold, not the training fold,
+    so it takes the lists from the estimator itself: ``estimator.recommend_all(users,
+    n=k, exclude_seen=exclude_train)``, which leaves out the items of each user's
+    training rows (the estimator's seen record). The metric is then computed from
+    these lists by the same code and definitions as :func:`ranking_metrics`, so on a
+    float64 model the score equals ``ranking_metrics(model, test, k, threshold,
+    train=train)[name]``. (``recommend_all`` ranks in the model's dtype and
+    :func:`ranking_metrics` in float64: on a float32 model, items whose scores agree
+    to float32 precision may swap places.) Any estimator with ``item_ids_`` and
+    ``recommend_all`` works, :class:`mfsgd.Popularity` included.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.model_selection import GridSearchCV, KFold
+    >>> from mfsgd import MatrixFactorization
+    >>> from mfsgd.datasets import make_ratings
+    >>> users, items, ratings = make_ratings(200, 100, 4000, random_state=0, as_frame=False)
+    >>> X = np.column_stack([users, items])
+    >>> search = GridSearchCV(MatrixFactorization(n_epochs=5, random_state=0),
+    ...                       {"n_factors": [4, 8]}, scoring=ranking_scorer("ndcg@10"),
+    ...                       cv=KFold(3, shuffle=True, random_state=0))
+    >>> search.fit(X, ratings).best_params_["n_factors"] in (4, 8)
+    True
+    """
+    parsed = parse_ranking_metric(metric)
+    if parsed is None:
+        raise ValueError(f"metric must be '<name>@<k>' with name in {list(RANKING_METRICS)} "
+                         f"(e.g. 'ndcg@10'); got {metric!r}.")
+    kind, k = parsed
+    if k < 1:
+        raise ValueError(f"metric {metric!r}: k must be >= 1.")
+    threshold = _check_threshold(threshold)
+    if not isinstance(exclude_train, (bool, np.bool_)):
+        raise TypeError(f"exclude_train must be True or False; got {exclude_train!r}.")
+    return _RankingScorer(metric, kind, k, threshold, bool(exclude_train))
 
 
 def top_k_items(model: Any, users: Any, k: int = 10, *,

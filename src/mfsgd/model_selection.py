@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -387,10 +386,6 @@ class PredefinedSplit:
 
 
 # ---------------------------------------------------------------------- cross-validation
-_RANKING = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
-_RANKING_RE = re.compile(rf"^({'|'.join(_RANKING)})@(\d+)$")
-
-
 def _check_metrics(metrics: Any) -> list[tuple[str, Any]]:
     from . import metrics as M
 
@@ -403,14 +398,14 @@ def _check_metrics(metrics: Any) -> list[tuple[str, Any]]:
             out.append((name, ("point", m)))
         elif isinstance(m, str) and m in ("rmse", "mae"):
             out.append((m, ("point", getattr(M, m))))
-        elif isinstance(m, str) and _RANKING_RE.match(m):
-            kind, k = _RANKING_RE.match(m).groups()
-            if int(k) < 1:
+        elif M.parse_ranking_metric(m) is not None:
+            kind, k = M.parse_ranking_metric(m)
+            if k < 1:
                 raise ValueError(f"metric {m!r}: k must be >= 1.")
-            out.append((m, ("rank", kind, int(k))))
+            out.append((m, ("rank", kind, k)))
         else:
             raise ValueError(f"unknown metric {m!r}; use 'rmse', 'mae', '<name>@<k>' with name "
-                             f"in {list(_RANKING)} (e.g. 'ndcg@10'), or a callable "
+                             f"in {list(M.RANKING_METRICS)} (e.g. 'ndcg@10'), or a callable "
                              "f(y_true, y_pred).")
     names = [n for n, _ in out]
     dup = {n for n in names if names.count(n) > 1}
@@ -468,11 +463,13 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
 
     Parameters
     ----------
-    model : MatrixFactorization
+    model : MatrixFactorization or Popularity
         The estimator; each fold fits ``type(model)(**model.get_params())``, so
         ``model`` itself is never changed.
     data : DataFrame, tuple, list, dict or 2-D array
-        All ratings (may be None when ``cv`` yields data pairs, e.g. PredefinedSplit).
+        All ratings, or (user, item) pairs without ratings for the ranking metrics of
+        a model that fits on pairs (may be None when ``cv`` yields data pairs, e.g.
+        PredefinedSplit).
     cv : int, splitter or iterable, default 5
         An int makes ``KFold(cv, shuffle=True, random_state=random_state)``; or any
         object with ``split(data)`` yielding (train_idx, test_idx) row positions
@@ -486,7 +483,10 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
     return_models : bool, default False
         Also return the fitted model of each fold under ``"models"``.
     threshold : float or None, default 4.0
-        Relevance threshold of the ranking metrics.
+        Relevance threshold of the ranking metrics: a held-out rating ``>= threshold``
+        is relevant. A test fold without ratings (implicit data: ``(users, items)``
+        pairs, an ``(n, 2)`` array, a DataFrame without the rating column) has every
+        held-out pair relevant, whatever the threshold.
     random_state : None, int or numpy.random.Generator
         Seed of the folds when ``cv`` is an int.
 
@@ -521,23 +521,24 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
         est.fit(train)
         fit_time.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        pred = y_true = None
+        pred = None
+        _, _, y_true = unpack(test, None, columns=cols, ratings="optional", what="test fold")
+        # Implicit data (no ratings): every held-out pair is relevant, whatever threshold.
+        fold_threshold = None if y_true is None else threshold
         ranked: dict[int, dict[str, Any]] = {}
         for name, spec in wanted:
             if spec[0] == "point":
+                if y_true is None:
+                    raise ValueError("the test fold has no ratings; rmse, mae and "
+                                     "callables need them.")
                 if pred is None:
-                    _, _, r = unpack(test, None, columns=cols, ratings="optional",
-                                     what="test fold")
-                    if r is None:
-                        raise ValueError("the test fold has no ratings; rmse, mae and "
-                                         "callables need them.")
-                    y_true = np.asarray(r, dtype=np.float64)
+                    y_true = np.asarray(y_true, dtype=np.float64)
                     pred = est.predict(test)
                 scores[name].append(float(spec[1](y_true, pred)))
             else:
                 _, kind, k = spec
                 if k not in ranked:
-                    ranked[k] = ranking_arrays(est, test, k, threshold, True, train)
+                    ranked[k] = ranking_arrays(est, test, k, fold_threshold, True, train)
                 value = ranked[k][kind]
                 scores[name].append(float(value if np.ndim(value) == 0 else np.mean(value)))
         test_time.append(time.perf_counter() - t0)
