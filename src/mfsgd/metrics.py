@@ -5,7 +5,11 @@ The ranking metrics and ``top_k_items`` read a model's public fitted parameters
 ``item_factors_``, ``user_ids_``, ``item_ids_``; ``biased`` when present), so any object
 with them works, and rank through the package's one top-k path
 (``_recommend.top_n_batches``) in float64: a block of users at a time, one matrix
-product, the compiled top-k scan; no Python loop runs per user or per rating.
+product, the compiled top-k scan; no Python loop runs per user or per rating
+(``mfsgd.Popularity`` has these attributes too). ``ranking_scorer`` serves scikit-learn's
+searches, which never show a scorer the training fold: it takes the lists from the
+estimator's ``recommend_all`` (which excludes its seen items) and scores them with the
+same code (``_ListMetrics``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -445,7 +450,7 @@ class _RankingScorer:
 
 
 def ranking_scorer(metric: str = "ndcg@10", threshold: float | None = None,
-                   exclude_train: bool = True) -> Any:
+                   exclude_train: bool = True) -> Callable[..., float]:
     """A ranking metric as a scikit-learn scorer, for ``GridSearchCV`` and friends.
 
     Parameters
