@@ -497,7 +497,9 @@ def cmd_info(args: argparse.Namespace) -> None:
     info = {"users": len(m.user_ids_), "items": len(m.item_ids_),
             "n_factors": int(m.user_factors_.shape[1]), "dtype": m.user_factors_.dtype.name,
             "global_mean": m.global_mean_, "epochs": m.n_epochs_,
-            "final_train_rmse": m.history_[-1]["train_rmse"] if m.history_ else None,
+            "final_train_rmse": m.history_[-1].get("train_rmse") if m.history_ else None,
+            **({"final_train_loss": m.history_[-1].get("train_loss")}
+               if m.history_ and "train_loss" in m.history_[-1] else {}),
             "params": {k: v for k, v in m.get_params().items() if k != "dtype"}}
     _emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
 

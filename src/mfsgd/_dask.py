@@ -239,6 +239,9 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     that a resumed checkpoint had already done."""
     from distributed import wait
 
+    if cfg.ranking:
+        raise ValueError(f"loss={cfg.loss!r} is not supported with a Dask collection yet "
+                         "(only loss='squared'); compute the data and fit locally.")
     if cfg.adagrad or cfg.early_stopping and eval_set is None:
         what = "adagrad" if cfg.adagrad else "early_stopping without eval_set"
         raise ValueError(f"{what} is not supported with a Dask collection yet; fit without it "

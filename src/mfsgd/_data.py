@@ -70,6 +70,14 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
         if len(X) == 3 and y is not None:
             raise ValueError(f"ratings given twice: as the third element of {what} and as y.")
         return X[0], X[1], X[2] if len(X) == 3 else y
+    if hasattr(X, "tocoo") and hasattr(X, "nnz") and getattr(X, "ndim", 2) == 2:
+        # A scipy.sparse user x item matrix (duck-typed: scipy is never imported): the
+        # row and column indices are the ids, the stored values the ratings.
+        if y is not None:
+            raise ValueError(f"{what} is a sparse matrix, whose values are the ratings; "
+                             "y must be None.")
+        coo = X.tocoo()
+        return coo.row, coo.col, coo.data
     if X is None:
         raise TypeError(f"{what} is None; pass a DataFrame, a (users, items, ratings) tuple or an "
                         "(n, 2) array of ids with y.")
@@ -132,6 +140,32 @@ def eval_indices(eval_set: Any, *, columns: tuple[Any, Any, Any], user_map: Any,
     u, i, r = unpack(X, y, columns=columns, ratings="require", what="eval_set")
     r = check_ratings(r, dtype, name="eval_set ratings")
     return user_map.lookup("eval_set users", u), item_map.lookup("eval_set items", i), r
+
+
+def eval_pairs(eval_set: Any, *, columns: tuple[Any, Any, Any], user_map: Any, item_map: Any,
+               min_rating: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The validation interactions of a ranking fit's ``eval_set`` as (user rows, item
+    rows), -1 for ids the maps do not know; ratings, when present, only select rows
+    (those >= ``min_rating`` when it is set)."""
+    if isinstance(eval_set, (tuple, list)) and len(eval_set) == 2 and \
+            np.ndim(eval_set[0]) == 2:
+        X, y = eval_set
+    else:
+        X, y = eval_set, None
+    u, i, r = unpack(X, y, columns=columns, ratings="optional", what="eval_set")
+    if min_rating is not None:
+        u, i = at_least(u, i, r, min_rating, "eval_set")
+    return user_map.lookup("eval_set users", u), item_map.lookup("eval_set items", i)
+
+
+def at_least(u: np.ndarray, i: np.ndarray, r: Any, min_rating: float, what: str,
+             *rest: Any) -> tuple:
+    """The rows of (u, i, *rest) whose rating is >= ``min_rating``."""
+    if r is None:
+        raise ValueError(f"min_rating={min_rating} needs ratings, but {what} has none: pass "
+                         "a rating column or set min_rating=None.")
+    keep = check_ratings(r, np.dtype(np.float64), name=f"{what} ratings") >= min_rating
+    return (u[keep], i[keep], *(None if a is None else a[keep] for a in rest))
 
 
 # ---------------------------------------------------------------------- rows, in the form given

@@ -362,3 +362,35 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
                       rows[group])
     return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
                    seen_indptr=seen[0], seen_items=seen[1])
+
+
+# ---------------------------------------------------------------------- ranking metric
+def rank_metric(st: FittedState, val_u: np.ndarray, val_i: np.ndarray,
+                seen: tuple[np.ndarray, np.ndarray], name: str, k: int) -> float:
+    """Mean over the validation users of ``name`` at ``k`` ("ndcg": binary gains, ideal
+    DCG over min(k, relevant) items; "recall": hits / relevant; "hr": any hit): each
+    user's items ranked among all items, the user's items of the CSR ``seen`` excluded
+    (the training record), through the one top-k path. ``val_u``/``val_i`` are rows of
+    known (user, item) validation pairs; NaN when there are none."""
+    if val_u.size == 0:
+        return float("nan")
+    users, inv = np.unique(val_u, return_inverse=True)
+    # relevant items per validation user, as a sorted key user * n_items + item
+    n_items = st.item_bias.size
+    rel = np.unique(inv.astype(np.int64) * n_items + val_i)
+    n_rel = np.bincount(rel // n_items, minlength=users.size)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    total = 0.0
+    for s, e, cols, _ in top_n_batches(st, users.astype(np.int32), k, exclude=seen):
+        keys = np.arange(s, e, dtype=np.int64)[:, None] * n_items + cols
+        pos = np.minimum(np.searchsorted(rel, keys), rel.size - 1)
+        hit = rel[pos] == keys
+        nr = n_rel[s:e]
+        if name == "ndcg":
+            ideal = np.cumsum(disc)[np.minimum(nr, cols.shape[1]) - 1]
+            total += float(((hit * disc[: cols.shape[1]]).sum(1) / ideal).sum())
+        elif name == "recall":
+            total += float((hit.sum(1) / nr).sum())
+        else:
+            total += float(hit.any(1).sum())
+    return total / users.size

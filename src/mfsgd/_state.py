@@ -128,6 +128,7 @@ class FittedState:
     n_blocks: int = 1
     seen_indptr: np.ndarray | None = None  # CSR of items each user rated in training
     seen_items: np.ndarray | None = None
+    loss: str = "squared"  # "bpr", "warp", "softmax": a ranking model (no mu, no b_i)
 
     @property
     def kernel_mu(self) -> float:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import _sgd
-from ._data import eval_indices
+from ._data import eval_indices, eval_pairs
 from ._idmap import IdMap
 from ._state import (  # noqa: F401  (aligned_concat: used by _dask)
     FittedState,
@@ -119,14 +119,17 @@ class Layout:
     n_cells: int  # S: cells per side inside a block
     seg_ptr: np.ndarray  # segment g spans seg_ptr[g]:seg_ptr[g+1]
     seg_cell: np.ndarray  # cell of each segment; cell id = (block * S + sub_r) * S + sub_c
+    weights: np.ndarray | None = None  # sample_weight, at the positions of the ratings
 
     @classmethod
     def build(cls, triples: list, n_users: int, n_items: int, p: int, s: int = 1) -> Layout:
-        """Layout of ``triples = [users, items, ratings]`` (int32, int32, model dtype).
+        """Layout of ``triples = [users, items, ratings]`` (int32, int32, model dtype),
+        optionally followed by the weights of the ratings (model dtype).
 
         The list is emptied: each source array is dropped as soon as its copy is made,
         so a caller that passed its only references keeps memory at one extra copy."""
-        users, items, ratings = triples
+        users, items, ratings = triples[:3]
+        weights = triples[3] if len(triples) > 3 else None
         triples.clear()
         # The kernel runs without bounds checks: an index out of range here would be a
         # bug in the id mapping, and must never reach it.
@@ -138,7 +141,7 @@ class Layout:
         if n_cells_total == 1:
             # The given order (kept exactly when shuffle=False). The ratings may be the
             # caller's array: the kernel never writes the triples, so no copy is made.
-            u, i, r = users, items, ratings
+            u, i, r, w = users, items, ratings, weights
             sizes = np.array([len(r)], dtype=np.int64)
         else:
             fu = split_by_counts(counts_of(users, n_users), p * s)
@@ -157,11 +160,16 @@ class Layout:
             i = np.empty_like(items)
             _sgd.scatter_by_key(key, items, starts.copy(), i)
             del items
+            w = None
+            if weights is not None:
+                w = np.empty_like(weights)
+                _sgd.scatter_by_key(key, weights, starts.copy(), w)
+                del weights
             r = np.empty_like(ratings)
             _sgd.scatter_by_key(key, ratings, starts, r)
             del ratings, key
         seg_ptr, seg_cell = segments(sizes)
-        return cls(u, i, r, p, s, seg_ptr, seg_cell)
+        return cls(u, i, r, p, s, seg_ptr, seg_cell, w)
 
     @classmethod
     def skeleton(cls, cell_sizes: np.ndarray, p: int, s: int) -> Layout:
@@ -233,6 +241,10 @@ class Hyper:
     use_bias: bool
     nonneg: bool
     adagrad: bool = False
+    loss: int = _sgd.LOSS_SQUARED
+    n_neg: int = 1
+    max_sampled: int = 10
+    margin: float = 1.0
 
 
 class Stop(Exception):
@@ -305,11 +317,71 @@ def _assign(sizes: np.ndarray, n_threads: int) -> list[list[int]]:
     return out
 
 
+@dataclass
+class Sampler:
+    """What the ranking kernel needs besides the layout: each segment's item range (the
+    items of its block column: blocks of one stratum share no item, so negatives drawn
+    there are safe to update from another thread), the negative distribution, the
+    user's seen items to reject, and the generator of the per-segment draw seeds."""
+
+    item_lo: np.ndarray  # int32 per segment
+    item_hi: np.ndarray
+    cdf: np.ndarray | None  # cumulative float64 item weights (n_items + 1), None: uniform
+    seen_bits: np.ndarray | None  # the bitmap record (see _sgd.seen_bitmap), or
+    seen_ptr: np.ndarray | None  # the sorted CSR record when the bitmap would be too big
+    seen_items: np.ndarray | None
+    rng: np.random.Generator
+    weighted: bool  # Layout.ratings holds sample weights (else ones, not passed)
+
+
+SEEN_BITMAP_BYTES = 64 << 20  # bitmap (one load per check) up to this, else sorted CSR
+
+
+def make_sampler(layout: Layout, n_items: int, n_users: int, beta: float,
+                 seen: tuple[np.ndarray, np.ndarray], rng: np.random.Generator,
+                 weighted: bool) -> Sampler:
+    """The Sampler of a ranking fit on ``layout``; ``seen`` = (users, items) pairs whose
+    items are never drawn as negatives of their user (the training interactions)."""
+    p, s = layout.n_blocks, layout.n_cells
+    if p == 1:
+        lo = np.zeros(layout.n_segments, np.int32)
+        hi = np.full(layout.n_segments, n_items, np.int32)
+    else:
+        # The layout's item ranges, recomputed as Layout.build cut them (same counts).
+        col = split_by_counts(counts_of(layout.items, n_items), p * s) // s
+        first = np.searchsorted(col, np.arange(p), side="left").astype(np.int32)
+        last = np.searchsorted(col, np.arange(p), side="right").astype(np.int32)
+        bcol = layout.seg_block % p
+        lo, hi = first[bcol], last[bcol]
+        # an item-less block column has no interactions either: its segments are empty
+    cdf = None
+    if beta:
+        w = counts_of(seen[1], n_items).astype(np.float64) ** beta
+        cdf = np.concatenate([[0.0], np.cumsum(w)])
+    su, si = (np.ascontiguousarray(a, dtype=np.int32) for a in seen)
+    bits = ptr = items = None
+    if n_users * ((n_items + 63) // 64) * 8 <= SEEN_BITMAP_BYTES:
+        bits = _sgd.seen_bitmap(su, si, n_users, n_items)
+    else:
+        key = np.unique(su.astype(np.int64) * n_items + si)
+        items = (key % n_items).astype(np.int32)
+        ptr = np.zeros(n_users + 1, np.int64)
+        np.cumsum(np.bincount(key // n_items, minlength=n_users), out=ptr[1:])
+    return Sampler(np.ascontiguousarray(lo), np.ascontiguousarray(hi), cdf, bits, ptr, items,
+                   rng, weighted)
+
+
 class EpochRunner:
     """Runs epochs of the kernel over a layout, on n_threads threads."""
 
-    def __init__(self, layout: Layout, params: Params, hyper: Hyper, n_threads: int) -> None:
+    def __init__(self, layout: Layout, params: Params, hyper: Hyper, n_threads: int,
+                 sampler: Sampler | None = None) -> None:
         self.layout = layout
+        self.sampler = sampler
+        self._dseeds: np.ndarray | None = None
+        if sampler is not None:
+            self._rank_w = layout.ratings if sampler.weighted else \
+                np.empty(0, layout.ratings.dtype)
         self.params = params
         self.hyper = hyper
         # More threads than blocks per stratum would only wait.
@@ -344,10 +416,24 @@ class EpochRunner:
                 continue
             if self._stop.is_set():
                 raise Stop
-            _sgd.sgd_blocks(L.users, L.items, L.ratings, L.seg_ptr, seg_ids[start:stop],
-                            None if seeds is None else seeds[start:stop],
-                            p.P, p.Q, p.bu, p.bi, h.mu, h.lr, h.reg_f, h.reg_b,
-                            h.use_bias, h.nonneg, out[start:stop], *self.accum)
+            chunk = seg_ids[start:stop]
+            cseeds = None if seeds is None else seeds[start:stop]
+            if self.sampler is not None:
+                sm = self.sampler
+                _sgd.rank_blocks(L.users, L.items, self._rank_w, L.seg_ptr, sm.item_lo,
+                                 sm.item_hi, chunk, cseeds, self._dseeds[chunk], sm.cdf,
+                                 sm.seen_ptr, sm.seen_items, p.P, p.Q, p.bi, h.loss, h.lr,
+                                 h.reg_f, h.reg_b, h.use_bias, h.n_neg, h.max_sampled,
+                                 h.margin, False, out[start:stop], sm.seen_bits)
+            elif L.weights is not None:
+                _sgd.sgd_blocks_weighted(L.users, L.items, L.ratings, L.weights, L.seg_ptr,
+                                         chunk, cseeds, p.P, p.Q, p.bu, p.bi, h.mu, h.lr,
+                                         h.reg_f, h.reg_b, h.use_bias, h.nonneg,
+                                         out[start:stop], *self.accum)
+            else:
+                _sgd.sgd_blocks(L.users, L.items, L.ratings, L.seg_ptr, chunk, cseeds,
+                                p.P, p.Q, p.bu, p.bi, h.mu, h.lr, h.reg_f, h.reg_b,
+                                h.use_bias, h.nonneg, out[start:stop], *self.accum)
             if not math.isfinite(float(out[start:stop].sum())):
                 self.sse[seg_ids] = math.nan
                 self._stop.set()
@@ -360,7 +446,14 @@ class EpochRunner:
         Stop when a kernel call saw a non-finite error, KeyboardInterrupt on Ctrl-C; in
         both cases every worker has finished before this returns."""
         self._stop.clear()
-        for st in epoch_plan(self.layout, rng):
+        plan = epoch_plan(self.layout, rng)
+        if self.sampler is not None:
+            # The negatives' draw seeds, per segment id, after the plan's draws (so
+            # they come from the fit's one generator, in a fixed order).
+            self._dseeds = self.sampler.rng.integers(
+                1, np.iinfo(np.int64).max, size=self.layout.n_segments,
+                dtype=np.int64).view(np.uint64)
+        for st in plan:
             if self._pool is None:
                 self._run_list(st.segments, st.seeds)
                 continue
@@ -469,9 +562,10 @@ class Executor:
 class LocalExecutor(Executor):
     """Epochs on ``n_threads`` threads of this process, in place on ``params``."""
 
-    def __init__(self, layout: Layout, params: Params, hyper: Hyper, n_threads: int) -> None:
+    def __init__(self, layout: Layout, params: Params, hyper: Hyper, n_threads: int,
+                 sampler: Sampler | None = None) -> None:
         self.params = params
-        self.runner = EpochRunner(layout, params, hyper, n_threads)
+        self.runner = EpochRunner(layout, params, hyper, n_threads, sampler)
 
     def run_epoch(self, hyper: Hyper, rng: np.random.Generator | None) -> float:
         self.runner.hyper = hyper
@@ -505,11 +599,17 @@ def run_epochs(ex: Executor, hyper: Hyper, *, n_epochs: int, n_ratings: int,
                n_iter_no_change: int, tol: float, epoch_offset: int = 0,
                on_epoch: Callable[[dict[str, Any]], None] | None = None,
                after_epoch: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
-               ) -> TrainResult:
+               metric: tuple[str, Callable[[], float]] | None = None,
+               train_key: str = "train_rmse") -> TrainResult:
     """The one epoch loop: history rows, divergence (non-finite SSE or parameters),
     early stopping with best-epoch restore, Ctrl-C, executor failures, and a hook after
     each committed epoch (``after_epoch(row, history)``: Dask's checkpoint). On return
-    the executor holds the parameters to keep."""
+    the executor holds the parameters to keep.
+
+    ``train_key`` "train_rmse" reports sqrt(SSE / n_ratings); "train_loss" (the ranking
+    losses) the summed loss / n_ratings. ``metric = (name, score)`` (ranking losses,
+    instead of ``val``): ``score()`` of the current parameters is recorded as
+    ``val_<name>`` and early stopping maximises it."""
     good = ex.snapshot()  # restored on divergence, interrupt or failure mid-epoch
     best = None
     best_val, no_improve = math.inf, 0
@@ -526,10 +626,18 @@ def run_epochs(ex: Executor, hyper: Hyper, *, n_epochs: int, n_ratings: int,
                 ex.restore(good)
                 reason, diverged = "diverged", epoch_offset + e + 1
                 break
-            row = {"epoch": epoch_offset + e + 1,
-                   "train_rmse": math.sqrt(sse / n_ratings) if n_ratings else math.nan}
+            if train_key == "train_rmse":
+                row = {"epoch": epoch_offset + e + 1,
+                       "train_rmse": math.sqrt(sse / n_ratings) if n_ratings else math.nan}
+            else:
+                row = {"epoch": epoch_offset + e + 1,
+                       train_key: sse / n_ratings if n_ratings else math.nan}
+            watched = None  # what early stopping minimises
             if val is not None:
-                row["val_rmse"] = ex.rmse(val, hyper.mu, clip)
+                row["val_rmse"] = watched = ex.rmse(val, hyper.mu, clip)
+            if metric is not None:
+                row[f"val_{metric[0]}"] = value = metric[1]()
+                watched = -value if math.isfinite(value) else math.inf
             row["learning_rate"] = epoch_hyper.lr
             row["seconds"] = time.perf_counter() - t0
             # Each local snapshot below is one C call; a Ctrl-C between them is completed
@@ -538,11 +646,11 @@ def run_epochs(ex: Executor, hyper: Hyper, *, n_epochs: int, n_ratings: int,
             good = ex.snapshot(good)
             history.append(row)
             phase = "best"
-            if early_stopping and val is not None and row["val_rmse"] < best_val - tol:
-                best_val, no_improve = row["val_rmse"], 0
+            if early_stopping and watched is not None and watched < best_val - tol:
+                best_val, no_improve = watched, 0
                 row["best"] = True  # before the copy: the Ctrl-C handler redoes it
                 best = ex.snapshot(best)
-            elif early_stopping and val is not None:
+            elif early_stopping and watched is not None:
                 no_improve += 1
             phase = "done"
             if after_epoch is not None:
@@ -603,20 +711,34 @@ def raise_for(result: TrainResult, *, epochs_before: int, learning_rate: float,
 def hyper_of(cfg: Any, mu: float) -> Hyper:
     """The kernel's hyper-parameters from a FitConfig."""
     return Hyper(lr=cfg.learning_rate, reg_f=cfg.reg_factors, reg_b=cfg.reg_bias, mu=mu,
-                 use_bias=cfg.biased, nonneg=cfg.nonnegative, adagrad=cfg.adagrad)
+                 use_bias=cfg.biased, nonneg=cfg.nonnegative, adagrad=cfg.adagrad,
+                 loss=_sgd.LOSSES[cfg.loss], n_neg=cfg.n_negatives,
+                 max_sampled=cfg.max_sampled, margin=cfg.margin)
 
 
 def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], triples: list,
                 rng: np.random.Generator, val: tuple | None, n_epochs: int, *,
                 epoch_offset: int, history: list,
                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                seen_extra: tuple | None = None) -> tuple[FittedState | None, TrainResult]:
+                seen_extra: tuple | None = None, weighted: bool = False,
+                evaluate: tuple[str, Callable[[FittedState], float]] | None = None,
+                ) -> tuple[FittedState | None, TrainResult]:
     """Fit on this machine: the grid layout, the parameters, ``n_epochs`` epochs on
     ``cfg.n_threads`` threads; returns the new state (None when nothing changed) and how
     training ended. ``base`` holds the maps, mean and range; ``triples`` (user idx, item
-    idx, ratings) is emptied, so the caller's references are the only ones left."""
+    idx, ratings[, weights]) is emptied, so the caller's references are the only ones
+    left. With a ranking loss the third array holds the interactions' weights (ones
+    unless ``weighted``), and ``evaluate = (name, score(state))`` is the per-epoch
+    validation metric."""
     nb = cfg.n_blocks or default_n_blocks(cfg.n_threads)
     n_ratings = triples[2].size
+    # Denominator of the reported training loss: the weight sum when weighted.
+    if len(triples) > 3:
+        denom = float(np.sum(triples[3], dtype=np.float64))
+    elif cfg.ranking and weighted:
+        denom = float(np.sum(triples[2], dtype=np.float64))
+    else:
+        denom = n_ratings
     # Cells (cache blocking inside a block) reorder the ratings, so shuffle=False,
     # which promises the given order, runs without them.
     row_bytes = padded_width(cfg.n_factors, cfg.dtype) * np.dtype(cfg.dtype).itemsize
@@ -633,14 +755,29 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     base = replace(base, user_factors=params.P, item_factors=params.Q, user_bias=params.bu,
                    item_bias=params.bi)
     hyper = hyper_of(cfg, base.kernel_mu)
-    ex = LocalExecutor(layout, params, hyper, cfg.n_threads)
+    sampler = None
+    if cfg.ranking:
+        su, si = layout.users, layout.items
+        if base.seen_indptr is not None:  # partial_fit: the earlier interactions too
+            old_u = np.repeat(np.arange(len(base.seen_indptr) - 1, dtype=np.int32),
+                              np.diff(base.seen_indptr))
+            su, si = np.concatenate([old_u, su]), np.concatenate([base.seen_items, si])
+        sampler = make_sampler(layout, len(base.item_map), len(base.user_map),
+                               cfg.negative_exponent, (su, si), rng, weighted)
+        del su, si
+    metric = None
+    if evaluate is not None:
+        name, score = evaluate
+        metric = (name, lambda: score(base))  # base's arrays are the live parameters
+    ex = LocalExecutor(layout, params, hyper, cfg.n_threads, sampler)
     try:
-        res = run_epochs(ex, hyper, n_epochs=n_epochs, n_ratings=n_ratings,
+        res = run_epochs(ex, hyper, n_epochs=n_epochs, n_ratings=denom,
                          rng=rng if cfg.shuffle else None, lr_at=cfg.lr_at, val=val,
-                         clip=base.rating_range if cfg.clip else None,
+                         clip=base.rating_range if cfg.clip and not cfg.ranking else None,
                          early_stopping=cfg.early_stopping,
                          n_iter_no_change=cfg.n_iter_no_change, tol=cfg.tol,
-                         epoch_offset=epoch_offset, on_epoch=on_epoch)
+                         epoch_offset=epoch_offset, on_epoch=on_epoch, metric=metric,
+                         train_key="train_loss" if cfg.ranking else "train_rmse")
     finally:
         ex.close()
     if res.epochs_done == 0 and epoch_offset == 0:
@@ -650,7 +787,7 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
         best = next((r["epoch"] for r in reversed(res.history) if r.get("best")), None)
     # The seen-items record is built from the layout after training, once its
     # ratings are freed, so that it does not add to the peak memory of training.
-    layout.ratings = None
+    layout.ratings = layout.weights = None
     su, si = layout.users, layout.items
     del layout, ex
     if seen_extra is not None:
@@ -677,8 +814,9 @@ class EpochReporter:
 
     def __call__(self, row: dict[str, Any]) -> None:
         if self.verbose:
-            extra = f"  val_rmse {row['val_rmse']:.4f}" if "val_rmse" in row else ""
-            print(f"epoch {row['epoch']:>3}  train_rmse {row['train_rmse']:.4f}{extra}"
+            train = next(k for k in ("train_rmse", "train_loss") if k in row)
+            extra = "".join(f"  {k} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
+            print(f"epoch {row['epoch']:>3}  {train} {row[train]:.4f}{extra}"
                   f"  {row['seconds']:.3f}s", flush=True)
         if self.callback is not None:
             try:
@@ -689,25 +827,50 @@ class EpochReporter:
 
 
 def fit_new(cfg: Any, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, *,
-            rng: np.random.Generator, eval_set: Any,
-            on_epoch: Callable | None) -> tuple[FittedState | None, TrainResult]:
+            rng: np.random.Generator, eval_set: Any, on_epoch: Callable | None,
+            weights: np.ndarray | None = None,
+            rank_eval: Callable | None = None) -> tuple[FittedState | None, TrainResult]:
     """A fit from scratch: maps the ids, holds out the validation ratings (``eval_set``,
     or ``cfg.validation_fraction`` under early stopping), computes mu and the rating
     range, and trains ``cfg.n_epochs`` epochs. The caller passes its only references to
-    the arrays (they are freed as soon as the layout has its copy)."""
+    the arrays (they are freed as soon as the layout has its copy).
+
+    With a ranking loss, ``ratings`` are the interactions' weights (ones when
+    unweighted; ``weights`` is then None), mu is 0, and the validation pairs are scored
+    by ``rank_eval(state, user rows, item rows, training seen CSR)``."""
     umap, uidx = IdMap.fit("users", users)
     imap, iidx = IdMap.fit("items", items)
     del users, items
-    val, held = None, None
-    if eval_set is not None:
+    val, held, vpairs = None, None, None
+    if eval_set is not None and cfg.ranking:
+        vpairs = eval_pairs(eval_set, columns=cfg.columns, user_map=umap, item_map=imap,
+                            min_rating=cfg.min_rating)
+    elif eval_set is not None:
         val = eval_indices(eval_set, columns=cfg.columns, user_map=umap, item_map=imap,
                            dtype=cfg.dtype)
     elif cfg.early_stopping:
         tr, va = hold_out(ratings.size, cfg.validation_fraction, rng)
-        val = (uidx[va], iidx[va], ratings[va])
-        held = val[:2]  # held-out ratings still count as seen by their users
+        if cfg.ranking:
+            vpairs = (uidx[va], iidx[va])
+        else:
+            val = (uidx[va], iidx[va], ratings[va])
+        held = (uidx[va], iidx[va])  # held-out ratings still count as seen by their users
         uidx, iidx, ratings = uidx[tr], iidx[tr], ratings[tr]
-    mean = float(np.mean(ratings, dtype=np.float64))
+        if weights is not None:
+            weights = weights[tr]
+    evaluate = None
+    if vpairs is not None and rank_eval is not None:
+        known = (vpairs[0] >= 0) & (vpairs[1] >= 0)
+        vu, vi = vpairs[0][known], vpairs[1][known]
+        train_seen = seen_csr(uidx, iidx, len(umap))  # only training items are excluded
+        name = f"{cfg.eval_metric[0]}@{cfg.eval_metric[1]}"
+        evaluate = (name, lambda st: rank_eval(st, vu, vi, train_seen))
+    if cfg.ranking:
+        mean = 0.0  # no mu in a ranking model (it cancels)
+    elif weights is not None:
+        mean = float(np.sum(ratings * weights.astype(np.float64)) / max(weights.sum(), 1e-300))
+    else:
+        mean = float(np.mean(ratings, dtype=np.float64))
 
     def make_params() -> Params:
         return Params(
@@ -715,18 +878,26 @@ def fit_new(cfg: Any, users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
             init_rows(rng, len(imap), cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative),
             np.zeros(len(umap), dtype=cfg.dtype), np.zeros(len(imap), dtype=cfg.dtype))
 
-    rr = (float(ratings.min()), float(ratings.max()))
+    rr = (0.0, 0.0) if cfg.ranking else (float(ratings.min()), float(ratings.max()))
     base = FittedState(mean, None, None, None, None, umap, imap, rr,  # type: ignore[arg-type]
-                       cfg.biased, cfg.n_factors)
-    triples = [uidx, iidx, ratings]
-    del uidx, iidx, ratings  # train_local frees them once the layout has its copy
+                       cfg.biased, cfg.n_factors, loss=cfg.loss)
+    triples = [uidx, iidx, ratings] if weights is None else [uidx, iidx, ratings, weights]
+    del uidx, iidx, ratings, weights  # train_local frees them once the layout has its copy
     return train_local(cfg, base, make_params, triples, rng, val, cfg.n_epochs,
-                       epoch_offset=0, history=[], on_epoch=on_epoch, seen_extra=held)
+                       epoch_offset=0, history=[], on_epoch=on_epoch, seen_extra=held,
+                       weighted=cfg.ranking and not _all_ones(triples[2]), evaluate=evaluate)
+
+
+def _all_ones(a: np.ndarray) -> bool:
+    """The placeholder weights of an unweighted ranking fit (the kernel then runs its
+    unweighted loop)."""
+    return bool(a.size == 0 or (a.min() == 1 and a.max() == 1))
 
 
 def fit_more(cfg: Any, st: FittedState, users: np.ndarray, items: np.ndarray,
              ratings: np.ndarray, *, rng: np.random.Generator, n_epochs: int,
-             on_epoch: Callable | None) -> tuple[FittedState | None, TrainResult]:
+             on_epoch: Callable | None,
+             weights: np.ndarray | None = None) -> tuple[FittedState | None, TrainResult]:
     """``n_epochs`` more epochs from the fitted state ``st`` on these ratings: new users
     and items grow the model (rows drawn as in a fit), mu stays, the rating range widens."""
     umap, uidx = st.user_map.extended("users", users)
@@ -740,10 +911,11 @@ def fit_more(cfg: Any, st: FittedState, users: np.ndarray, items: np.ndarray,
         return Params(grown(st.user_factors, new_rows[0]), grown(st.item_factors, new_rows[1]),
                       grown(st.user_bias, grow_u), grown(st.item_bias, grow_i))
 
-    rr = (min(st.rating_range[0], float(ratings.min())),
-          max(st.rating_range[1], float(ratings.max())))
+    rr = st.rating_range if cfg.ranking else (min(st.rating_range[0], float(ratings.min())),
+                                              max(st.rating_range[1], float(ratings.max())))
     base = replace(st, user_map=umap, item_map=imap, rating_range=rr)
-    triples = [uidx, iidx, ratings]
-    del uidx, iidx, ratings
+    triples = [uidx, iidx, ratings] if weights is None else [uidx, iidx, ratings, weights]
+    del uidx, iidx, ratings, weights
     return train_local(cfg, base, make_params, triples, rng, None, n_epochs,
-                       epoch_offset=st.n_epochs, history=list(st.history), on_epoch=on_epoch)
+                       epoch_offset=st.n_epochs, history=list(st.history), on_epoch=on_epoch,
+                       weighted=cfg.ranking and not _all_ones(triples[2]))

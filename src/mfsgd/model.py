@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -13,13 +14,15 @@ from . import _training as T
 from ._base import EstimatorBase
 from ._config import FitConfig, continuation_rng, fit_rng, make_config
 from ._dask import fit_dask
-from ._data import columns_of, unpack
+from ._data import at_least, columns_of, unpack
 from ._recommender import RecommenderMixin
 from ._state import FittedState
 from ._validation import check_int, check_ratings
 from .persistence import read_model, write_model
 
 __all__ = ["MatrixFactorization"]
+
+MIN_CONSTANT = 20  # fit refuses this many or more equal ratings with loss="squared"
 
 
 class MatrixFactorization(RecommenderMixin, EstimatorBase):
@@ -267,23 +270,35 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
                       ratings="require" if need_ratings else "ignore")
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, y: Any = None, *, eval_set: Any = None,
+    def fit(self, X: Any, y: Any = None, *, sample_weight: Any = None, eval_set: Any = None,
             callback: Any = None, client: Any = None,
             checkpoint: str | None = None, resume: bool = False) -> MatrixFactorization:
-        """Fit the model to ratings.
+        """Fit the model to ratings (``loss="squared"``) or interactions (ranking losses).
 
         Parameters
         ----------
-        X : DataFrame, tuple, dict or array
+        X : DataFrame, tuple, dict, array or scipy.sparse matrix
             A DataFrame (or dict) with the user, item and rating columns; a tuple
             ``(users, items, ratings)`` of array-likes; or an ``(n, 2)`` array of
             (user, item) ids with the ratings in ``y``. Ids may be any integers or
-            strings (labels, not indices).
+            strings (labels, not indices). A scipy.sparse user x item matrix (CSR, COO,
+            ...) gives one row per stored entry: row index = user id, column index =
+            item id, value = rating. With a ranking loss the ratings may be absent (a
+            DataFrame without the rating column, a ``(users, items)`` tuple, an
+            ``(n, 2)`` array without y): every row is an interaction. Ratings, if
+            present, are not a target: they only select rows when ``min_rating`` is set.
+            With ``loss="squared"``, ratings that are all equal (20 or more of them,
+            e.g. all 1 for clicks) raise ``ValueError``: such data needs a ranking loss.
         y : array-like, optional
             Ratings when ``X`` holds only ids.
+        sample_weight : array-like of float >= 0, optional
+            One weight per row of ``X``: it multiplies that row's loss term (and
+            gradient; the regularisation is not weighted). None weighs every row 1 (for
+            squared, the unweighted kernel runs: the same model as before weights existed).
         eval_set : same forms as X, optional
-            Validation ratings: their RMSE is recorded per epoch in ``history_`` and,
-            with ``early_stopping``, drives it.
+            Validation ratings (squared: their RMSE is recorded per epoch in
+            ``history_`` as ``val_rmse``) or interactions (ranking: ``eval_metric``,
+            recorded as e.g. ``val_ndcg@10``); with ``early_stopping``, it drives it.
         callback : callable, optional
             Called after every epoch with that epoch's ``history_`` record (a dict), e.g.
             to drive a progress bar. An exception it raises stops training like Ctrl-C
@@ -316,52 +331,99 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         with self._lock:
             cfg = self._config()
             if hasattr(X, "__dask_graph__"):
+                if sample_weight is not None:
+                    raise ValueError("sample_weight is not supported with a Dask collection; "
+                                     "compute the data and fit locally.")
                 return self._fit_dask(X, cfg, client, eval_set, callback, checkpoint, resume)
             if client is not None:
                 raise ValueError("client= is only for Dask collections; X is not one.")
-            return self._fit_local(X, y, cfg, eval_set, callback)
+            return self._fit_local(X, y, cfg, eval_set, callback, sample_weight)
 
-    def _fit_local(self, X: Any, y: Any, cfg: FitConfig, eval_set: Any,
-                   callback: Any) -> MatrixFactorization:
-        """fit on in-memory data, for cfg.n_epochs epochs (the caller holds the lock)."""
-        users, items, ratings = self._unpack(X, y, need_ratings=True)
+    def _read_data(self, X: Any, y: Any, cfg: FitConfig, sample_weight: Any,
+                   what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(users, items, ratings, weights) of a fit's input. For a ranking loss the
+        rows are filtered by ``min_rating`` and the third array holds the weights (ones
+        when none are given; the fourth is then None)."""
+        users, items, ratings = unpack(X, y, columns=columns_of(self), what="X",
+                                       ratings="optional" if cfg.ranking else "require")
+        weights = None
+        if sample_weight is not None:
+            weights = check_ratings(sample_weight, cfg.dtype, name="sample_weight")
+            if weights.size != users.size:
+                raise ValueError(f"sample_weight has {weights.size} values but X has "
+                                 f"{users.size} rows; pass one weight per row.")
+            if weights.size and float(weights.min()) < 0:
+                raise ValueError(f"sample_weight must be >= 0; got {float(weights.min())} "
+                                 f"(first at position {int(np.argmin(weights))}).")
+        if cfg.ranking:
+            if cfg.min_rating is not None:
+                users, items, weights = at_least(users, items, ratings, cfg.min_rating, "X",
+                                                 weights)
+            n = users.size
+            if n == 0:
+                raise ValueError(f"{what} needs at least one interaction; got none"
+                                 f"{' at or above min_rating' if cfg.min_rating else ''}.")
+            w = weights if weights is not None else np.ones(n, dtype=cfg.dtype)
+            return users, items, w, None
         ratings = check_ratings(ratings, cfg.dtype)
         if ratings.size == 0:
-            raise ValueError("fit needs at least one rating; got an empty input.")
-        del X, y  # the caller's arrays are not ours to hold longer
+            raise ValueError(f"{what} needs at least one rating; got an empty input.")
+        return users, items, ratings, weights
+
+    def _fit_local(self, X: Any, y: Any, cfg: FitConfig, eval_set: Any,
+                   callback: Any, sample_weight: Any = None) -> MatrixFactorization:
+        """fit on in-memory data, for cfg.n_epochs epochs (the caller holds the lock)."""
+        users, items, ratings, weights = self._read_data(X, y, cfg, sample_weight, "fit")
+        # Equal ratings by chance happen in tiny samples (a toy example, a fold of a few
+        # ratings); a log of MIN_CONSTANT or more equal ratings is interactions.
+        if not cfg.ranking and ratings.size >= MIN_CONSTANT and ratings.min() == ratings.max():
+            raise ValueError(
+                f"every rating is {float(ratings[0])!r}: with loss='squared' the model would only "
+                "learn that constant. For interactions (clicks, plays, purchases) use a "
+                "ranking loss: loss='warp', 'bpr' or 'softmax' (see the guide's page on "
+                "ranking).")
+        del X, y, sample_weight  # the caller's arrays are not ours to hold longer
         report = T.EpochReporter(cfg.verbose, callback)
+        rank_eval = None
+        if cfg.ranking:
+            rank_eval = partial(R.rank_metric, name=cfg.eval_metric[0], k=cfg.eval_metric[1])
         state, res = T.fit_new(cfg, users, items, ratings, rng=fit_rng(self.random_state),
-                               eval_set=eval_set, on_epoch=report)
+                               eval_set=eval_set, on_epoch=report, weights=weights,
+                               rank_eval=rank_eval)
         return self._finish(cfg, state, res, 0, report)
 
     def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1, *,
-                    callback: Any = None) -> MatrixFactorization:
-        """Continue training on (new) ratings for ``n_epochs`` epochs.
+                    sample_weight: Any = None, callback: Any = None) -> MatrixFactorization:
+        """Continue training on (new) ratings or interactions for ``n_epochs`` epochs.
 
         Ratings of users or items the model has not seen grow the model: their rows
         start as in ``fit``. The global mean mu stays that of the first fit. An unfitted
-        model is fitted from scratch for ``n_epochs`` epochs.
+        model is fitted from scratch for ``n_epochs`` epochs. ``X`` and
+        ``sample_weight`` take the forms of :meth:`fit`. A ranking model never draws
+        an item a user interacted with (in any earlier fit) as that user's negative.
         """
         with self._lock:
             n_epochs = check_int("n_epochs", n_epochs)
             st = self._state
             cfg = self._config()
             if st is None:
-                return self._fit_local(X, y, cfg.replace(n_epochs=n_epochs), None, callback)
+                return self._fit_local(X, y, cfg.replace(n_epochs=n_epochs), None, callback,
+                                       sample_weight)
+            if cfg.loss != st.loss:
+                raise ValueError(f"loss is {cfg.loss!r} but the fitted model was trained with "
+                                 f"{st.loss!r}; call fit to start over.")
             # the fitted model's dtype wins; early stopping does not apply to continued fits
             cfg = cfg.replace(dtype=st.user_factors.dtype, early_stopping=False)
             if cfg.n_factors != st.n_factors:
                 raise ValueError(f"n_factors is {cfg.n_factors} but the fitted model has "
                                  f"{st.n_factors}; call fit to start over.")
-            users, items, ratings = self._unpack(X, y, need_ratings=True)
-            ratings = check_ratings(ratings, cfg.dtype)
-            if ratings.size == 0:
-                raise ValueError("partial_fit needs at least one rating; got an empty input.")
-            del X, y
+            users, items, ratings, weights = self._read_data(X, y, cfg, sample_weight,
+                                                             "partial_fit")
+            del X, y, sample_weight
             report = T.EpochReporter(cfg.verbose, callback)
             state, res = T.fit_more(cfg, st, users, items, ratings,
                                     rng=continuation_rng(self.random_state, st.n_epochs),
-                                    n_epochs=n_epochs, on_epoch=report)
+                                    n_epochs=n_epochs, on_epoch=report, weights=weights)
             return self._finish(cfg, state, res, st.n_epochs, report)
 
     def _fit_dask(self, X: Any, cfg: FitConfig, client: Any, eval_set: Any, callback: Any,
@@ -392,7 +454,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
 
     # ------------------------------------------------------------------ predict
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted ratings for (user, item) pairs.
+        """Predicted ratings (squared) or scores (ranking losses) for (user, item) pairs.
 
         Parameters
         ----------
@@ -404,13 +466,15 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         ndarray of float64
             ``mu + b_i + b'_j + u_i . v_j``; for an unknown user or item, the terms of
             what is known (``mu + b'_j`` for a new user, ``mu`` when both are new).
-            Clipped to the training rating range when ``clip``.
+            Clipped to the training rating range when ``clip``. A ranking model returns
+            scores ``b'_j + u_i . v_j``: they order one user's items and are not ratings
+            (no scale, never clipped).
         """
         st = self._require_fitted("predict")
         users, items, _ = self._unpack(X, None, need_ratings=False)
         out = R.predict_rows(st, st.user_map.lookup("users", users),
                              st.item_map.lookup("items", items))
-        if self.clip:
+        if self.clip and st.loss == "squared":
             np.clip(out, st.rating_range[0], st.rating_range[1], out=out)
         return out
 
