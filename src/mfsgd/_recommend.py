@@ -27,6 +27,10 @@ from ._state import FittedState, grown, merge_seen
 from ._training import Params, predict_idx
 
 SCORE_BUDGET = 1 << 24  # score-matrix entries per batch (64 MiB float32, 128 MiB float64)
+# Issue 14 item 5: unknown users get the most popular items. Off until mfsgd.metrics
+# serves them alike (its states carry no interaction counts, so ranking_metrics and
+# ranking_scorer, which goes through recommend_all, would disagree on unknown users).
+POPULAR_FOR_UNKNOWN = False
 
 
 def predict_rows(st: FittedState, urows: np.ndarray, icols: np.ndarray) -> np.ndarray:
@@ -147,7 +151,9 @@ def top_n_batches(st: FittedState, urows: np.ndarray, n: int, *,
     """Yield ``(start, stop, cols, scores)`` for the users ``urows[start:stop]``, batch
     by batch: each user's top ``min(n, n_candidates)`` candidate columns, best first
     (equal scores in column order), and their unclipped float64 predictions, -inf in
-    the slots of a user with fewer candidates left.
+    the slots of a user with fewer candidates left. An unknown user gets the items with
+    the most training interactions, the counts as scores (when the state has its
+    seen-items record; else the item terms rank).
 
     Parameters
     ----------
@@ -178,16 +184,27 @@ def top_n_batches(st: FittedState, urows: np.ndarray, n: int, *,
     n_eff = min(n, n_cols)
     ex_rows = urows if exclude_rows is None else exclude_rows
     P = st.factors("user_factors")
+    # Unknown users (row -1) get the most popular items: training interactions per
+    # item as their scores (ties in item order). No factors describe them, and for a
+    # ranking model an item bias alone is no popularity.
+    pop = st.support("item") if POPULAR_FOR_UNKNOWN and (urows < 0).any() else None
+    if pop is not None:
+        pop = (pop if icols is None else pop[icols]).astype(Q.dtype)
     for s in range(0, urows.size, batch):
         rows = urows[s:s + batch]
         sc = _rank_scores(P, Q, bias, rows)
+        if pop is not None:
+            sc[rows < 0] = pop
         if exclude is not None:
             _exclude(sc, exclude[0], exclude[1], ex_rows[s:s + batch], icols)
         if banned is not None and banned.size:
             sc[:, banned] = -np.inf
         c, v = top_n(sc, n_eff)
         items = c if icols is None else icols[c]
-        yield s, s + rows.size, c, _predictions(st, rows, items, v, float64)
+        out = _predictions(st, rows, items, v, float64)
+        if pop is not None:
+            out[rows < 0] = v[rows < 0]  # the counts
+        yield s, s + rows.size, c, out
 
 
 def recommend_rows(st: FittedState, urows: np.ndarray, n: int, *,
@@ -301,6 +318,29 @@ def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,
     return X, B
 
 
+IMPLICIT_ALPHA = 10.0  # confidence of an interaction over a non-interaction in fold_in
+
+
+def implicit_rows(pos: list[np.ndarray], F: np.ndarray, ob: np.ndarray, reg: float,
+                  alpha: float = IMPLICIT_ALPHA) -> np.ndarray:
+    """Per row, the implicit-ALS solve (Hu, Koren and Volinsky 2008) with the other side
+    fixed: x = argmin sum_j c_j (p_j - x . f_j - ob_j)^2 + reg |x|^2 over every j, with
+    p_j = 1 and c_j = 1 + alpha for the row's items ``pos``, p_j = 0 and c_j = 1 else.
+    The sum over all j is shared (F^T F, F^T ob), so each row costs O(|pos| k^2 + k^3)."""
+    k = F.shape[1]
+    G = F.T @ F
+    g = F.T @ ob
+    X = np.zeros((len(pos), k))
+    for r, j in enumerate(pos):
+        Fj = F[j]
+        A = G + alpha * (Fj.T @ Fj) + np.eye(k) * max(reg, 1e-12)
+        # sum_j c_j (p_j - ob_j) f_j = (1 + alpha) sum_pos f_j - sum_all ob_j f_j
+        #                               - alpha sum_pos ob_j f_j
+        b = (1.0 + alpha) * Fj.sum(0) - g - alpha * (Fj.T @ ob[j])
+        X[r] = np.linalg.solve(A, b)
+    return X
+
+
 def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side: str,
             reg_factors: float, reg_bias: float) -> FittedState:
     """A new state in which the ``own`` ids (users for side "user", items for "item")
@@ -331,6 +371,13 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
     order = np.argsort(inv[ok], kind="stable")
     oi, rr, gi = other_idx[ok][order], ratings[ok][order], inv[ok][order]
     bounds = np.searchsorted(gi, np.arange(raw_ids.size + 1))
+    if st.loss != "squared":
+        # A ranking model: the interactions say which items, not how much (ratings are
+        # ignored). Its other side has no bias when side is "item" (user biases are 0).
+        pos = [np.unique(oi[bounds[g]:bounds[g + 1]]) for g in range(raw_ids.size)]
+        vec = implicit_rows(pos, F, ob if st.biased else np.zeros_like(ob), reg_factors)
+        return _with_rows(st, side, raw_ids, vec, np.zeros(raw_ids.size), other_idx[ok],
+                          inv[ok])
     targets, feats = [], []
     for g in range(raw_ids.size):
         j = oi[bounds[g]:bounds[g + 1]]

@@ -45,7 +45,8 @@ class RecommenderMixin:
         -------
         item_ids : ndarray
         scores : ndarray of float64
-            Predicted ratings, unclipped (clipping would create ties).
+            Predicted ratings, unclipped (clipping would create ties); scores for a
+            ranking model.
 
         Raises
         ------
@@ -144,6 +145,12 @@ class RecommenderMixin:
         user left with none raises ``ValueError``. With
         ``side="item"`` the same is done for items, holding the users fixed.
 
+        A ranking model (``loss`` other than "squared") takes interactions (ratings, if
+        given, are ignored) and solves the implicit-ALS problem with the items fixed:
+        ``u = argmin sum_j c_j (p_j - u . v_j - b'_j)^2 + reg_factors |u|^2`` over every
+        item j, with p_j = 1 and c_j = 1 + alpha (alpha = 10) for the user's items,
+        p_j = 0 and c_j = 1 for the others: one k x k solve per user, no refit.
+
         Parameters
         ----------
         X, y
@@ -159,7 +166,10 @@ class RecommenderMixin:
             raise ValueError(f"side must be 'user' or 'item'; got {side!r}.")
         with self._lock:
             st = self._require_fitted("fold_in")
-            users, items, ratings = self._unpack(X, y, need_ratings=True)
+            ranking = st.loss != "squared"
+            users, items, ratings = self._unpack(X, y, need_ratings=not ranking)
+            if ratings is None:  # interactions of a ranking model
+                ratings = np.ones(len(users))
             r = check_ratings(ratings, np.dtype(np.float64))
             if r.size == 0:
                 raise ValueError("fold_in needs at least one rating; got an empty input.")

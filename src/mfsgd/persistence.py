@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ._config import LOSSES
 from ._fileio import atomic_write
 from ._state import FittedState
 from ._training import MAX_BLOCKS
@@ -34,7 +35,9 @@ from ._version import __version__
 from .exceptions import ModelFileError
 
 FORMAT_NAME = "mfsgd"
-FORMAT_VERSION = 1
+# 2: the loss (and its parameters) of issue 14; history rows of ranking models carry
+# train_loss instead of train_rmse. Format 1 files load as loss="squared".
+FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 64 << 20  # the JSON header (history included) is never near this
 _ARRAYS = ("user_factors", "item_factors", "user_bias", "item_bias", "user_ids", "item_ids",
            "seen_indptr", "seen_items")
@@ -89,6 +92,7 @@ def write_model_file(f: Any, st: FittedState, params: dict[str, Any],
         "global_mean": st.global_mean,
         "rating_range": list(st.rating_range),
         "biased": st.biased,
+        "loss": st.loss,
         "history": st.history,
         "n_epochs": st.n_epochs,
         "best_epoch": st.best_epoch,
@@ -339,6 +343,7 @@ def _build(header: dict, arrays: dict, path: str,
         biased, history, params = header["biased"], header["history"], header["params"]
         n_epochs, best = header["n_epochs"], header.get("best_epoch")
         n_blocks = header.get("n_blocks", 1)
+        loss = header["loss"] if header["format_version"] >= 2 else "squared"
     except (KeyError, TypeError) as e:
         raise _bad(path, f"its header is incomplete (no {e})") from None
     # Field by field, with the types save writes: int() or float() of a JSON value could
@@ -351,9 +356,11 @@ def _build(header: dict, arrays: dict, path: str,
          and all(_is_real(x) for x in rr) and rr[0] <= rr[1]),
         ("biased", biased, isinstance(biased, bool)),
         ("params", params, isinstance(params, dict)),
-        # rows as fit writes them; `mfsgd info` reads history_[-1]["train_rmse"]
+        ("loss", loss, isinstance(loss, str) and loss in LOSSES),
+        # rows as fit writes them; `mfsgd info` reads history_[-1]["train_rmse"] (squared)
         ("history", history, isinstance(history, list) and all(
-            isinstance(h, dict) and _is_number(h.get("train_rmse")) for h in history)),
+            isinstance(h, dict) and _is_number(h.get("train_rmse" if loss == "squared"
+                                                     else "train_loss")) for h in history)),
         # bounded: the learning-rate schedule turns the epoch count into a float
         ("n_epochs", n_epochs, _is_int(n_epochs) and 0 <= n_epochs <= MAX_DIM),
         ("best_epoch", best, best is None or _is_int(best) and _is_int(n_epochs)
@@ -386,5 +393,5 @@ def _build(header: dict, arrays: dict, path: str,
         raise _bad(path, "it holds non-finite parameters")
     state = FittedState.from_arrays(
         arrays, global_mean=gm, rating_range=(lo, hi), biased=biased, history=history,
-        n_epochs=n_epochs, best_epoch=best, n_blocks=n_blocks)
+        n_epochs=n_epochs, best_epoch=best, n_blocks=n_blocks, loss=loss)
     return parsed, state, extra
