@@ -73,8 +73,9 @@ def check_eval_metric(value: Any, loss: str) -> tuple[str, int]:
         return "rmse", 0
     name, _, k = value.partition("@")
     if name not in RANKING_METRICS or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"eval_metric must be one of {', '.join(m + '@K' for m in RANKING_METRICS)}"
-                         f" (K an int >= 1) with loss={loss!r}; got {value!r}.")
+        names = ", ".join(m + "@K" for m in RANKING_METRICS)
+        raise ValueError(f"eval_metric must be one of {names} (K an int >= 1) with "
+                         f"loss={loss!r}; got {value!r}.")
     return name, int(k)
 
 
