@@ -248,49 +248,51 @@ MF_DEFINE_PREDICT(double, f64)
 #undef MF_NAME
 
 /* ---- run-time dispatch ---- */
-typedef void (*mf_blocks_f32_fn)(const int32_t *, const int32_t *, const float *,
-                                 const int64_t *, const int64_t *, int64_t, const uint64_t *,
-                                 void *, float *,
-                                 float *, float *, float *, float *, float *, int64_t,
-                                 const mf_hyper *, double *, const float *);
-typedef void (*mf_blocks_f64_fn)(const int32_t *, const int32_t *, const double *,
-                                 const int64_t *, const int64_t *, int64_t, const uint64_t *,
-                                 void *, double *,
-                                 double *, double *, double *, double *, double *, int64_t,
-                                 const mf_hyper *, double *, const double *);
+/* The instances of _kernel_impl.h, indexed by variant id; the internal signature has the
+ * weights last (NULL: the unweighted loop). */
+typedef void (*mf_sgd_segments_f32_fn)(const int32_t *, const int32_t *, const float *,
+                                       const int64_t *, const int64_t *, int64_t,
+                                       const uint64_t *, void *, float *, float *, float *,
+                                       float *, float *, float *, int64_t, const mf_hyper *,
+                                       double *, const float *);
+typedef void (*mf_sgd_segments_f64_fn)(const int32_t *, const int32_t *, const double *,
+                                       const int64_t *, const int64_t *, int64_t,
+                                       const uint64_t *, void *, double *, double *, double *,
+                                       double *, double *, double *, int64_t, const mf_hyper *,
+                                       double *, const double *);
+static const mf_sgd_segments_f32_fn sgd_segments_f32[] = {
+    mf_sgd_segments_f32_base,
+#ifdef MF_HAVE_X86_VARIANTS
+    mf_sgd_segments_f32_avx2, mf_sgd_segments_f32_avx512,
+#endif
+};
+static const mf_sgd_segments_f64_fn sgd_segments_f64[] = {
+    mf_sgd_segments_f64_base,
+#ifdef MF_HAVE_X86_VARIANTS
+    mf_sgd_segments_f64_avx2, mf_sgd_segments_f64_avx512,
+#endif
+};
 
-static const mf_blocks_f32_fn blocks_f32[] = {
-    mf_sgd_blocks_f32_base,
+typedef void (*mf_rank_segments_f32_fn)(const int32_t *, const int32_t *, const float *,
+                                        const int64_t *, const int64_t *, int64_t,
+                                        const uint64_t *, const uint64_t *, const mf_sampler *,
+                                        void *, float *, float *, float *, float *, int64_t,
+                                        const mf_rank_hyper *, double *);
+typedef void (*mf_rank_segments_f64_fn)(const int32_t *, const int32_t *, const double *,
+                                        const int64_t *, const int64_t *, int64_t,
+                                        const uint64_t *, const uint64_t *, const mf_sampler *,
+                                        void *, double *, double *, double *, double *, int64_t,
+                                        const mf_rank_hyper *, double *);
+static const mf_rank_segments_f32_fn rank_segments_f32[] = {
+    mf_rank_segments_f32_base,
 #ifdef MF_HAVE_X86_VARIANTS
-    mf_sgd_blocks_f32_avx2, mf_sgd_blocks_f32_avx512,
+    mf_rank_segments_f32_avx2, mf_rank_segments_f32_avx512,
 #endif
 };
-static const mf_blocks_f64_fn blocks_f64[] = {
-    mf_sgd_blocks_f64_base,
+static const mf_rank_segments_f64_fn rank_segments_f64[] = {
+    mf_rank_segments_f64_base,
 #ifdef MF_HAVE_X86_VARIANTS
-    mf_sgd_blocks_f64_avx2, mf_sgd_blocks_f64_avx512,
-#endif
-};
-
-typedef void (*mf_rank_f32_fn)(const int32_t *, const int32_t *, const float *, const int64_t *,
-                               const int64_t *, int64_t, const uint64_t *, const uint64_t *,
-                               const mf_sampler *, void *, float *, float *, float *, float *,
-                               int64_t, const mf_rank_hyper *, double *);
-typedef void (*mf_rank_f64_fn)(const int32_t *, const int32_t *, const double *,
-                               const int64_t *, const int64_t *, int64_t, const uint64_t *,
-                               const uint64_t *, const mf_sampler *, void *, double *,
-                               double *, double *, double *, int64_t, const mf_rank_hyper *,
-                               double *);
-static const mf_rank_f32_fn rank_f32[] = {
-    mf_rank_blocks_f32_base,
-#ifdef MF_HAVE_X86_VARIANTS
-    mf_rank_blocks_f32_avx2, mf_rank_blocks_f32_avx512,
-#endif
-};
-static const mf_rank_f64_fn rank_f64[] = {
-    mf_rank_blocks_f64_base,
-#ifdef MF_HAVE_X86_VARIANTS
-    mf_rank_blocks_f64_avx2, mf_rank_blocks_f64_avx512,
+    mf_rank_segments_f64_avx2, mf_rank_segments_f64_avx512,
 #endif
 };
 
@@ -361,68 +363,73 @@ const char *mf_isa_name(int isa)
     }
 }
 
-void mf_sgd_blocks_f32(const int32_t *u, const int32_t *it, const float *r,
-                       const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                       const uint64_t *seeds, void *scratch, float *P, float *Q, float *bu,
-                       float *bi, float *Gu, float *Gi, int64_t k, const mf_hyper *h,
-                       double *sse_out)
+/* ---- public entry points: dispatch on the row width (see mf_isa_for) ---- */
+void mf_sgd_segments_f32(const int32_t *u, const int32_t *it, const float *r,
+                         const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                         const uint64_t *seeds, void *scratch, float *P, float *Q, float *bu,
+                         float *bi, float *Gu, float *Gi, int64_t k, const mf_hyper *h,
+                         double *sse_out)
 {
-    blocks_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
-                                 bi, Gu, Gi, k, h, sse_out, NULL);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(float));
+    sgd_segments_f32[isa](u, it, r, seg_ptr, segments, n_segments, seeds, scratch, P, Q, bu, bi,
+                          Gu, Gi, k, h, sse_out, NULL);
 }
 
-void mf_sgd_blocks_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
-                                const float *wt, const int64_t *indptr, const int64_t *blocks,
-                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
-                                float *P, float *Q, float *bu, float *bi, float *Gu,
-                                float *Gi, int64_t k, const mf_hyper *h, double *sse_out)
+void mf_sgd_segments_f64(const int32_t *u, const int32_t *it, const double *r,
+                         const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                         const uint64_t *seeds, void *scratch, double *P, double *Q,
+                         double *bu, double *bi, double *Gu, double *Gi, int64_t k,
+                         const mf_hyper *h, double *sse_out)
 {
-    blocks_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, r, indptr, blocks, n_blocks,
-                                                       seeds, scratch, P, Q, bu, bi, Gu, Gi,
-                                                       k, h, sse_out, wt);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(double));
+    sgd_segments_f64[isa](u, it, r, seg_ptr, segments, n_segments, seeds, scratch, P, Q, bu, bi,
+                          Gu, Gi, k, h, sse_out, NULL);
 }
 
-void mf_sgd_blocks_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
-                                const double *wt, const int64_t *indptr, const int64_t *blocks,
-                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
-                                double *P, double *Q, double *bu, double *bi, double *Gu,
-                                double *Gi, int64_t k, const mf_hyper *h, double *sse_out)
+void mf_sgd_segments_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
+                                  const float *wt, const int64_t *seg_ptr,
+                                  const int64_t *segments, int64_t n_segments,
+                                  const uint64_t *seeds, void *scratch, float *P, float *Q,
+                                  float *bu, float *bi, float *Gu, float *Gi, int64_t k,
+                                  const mf_hyper *h, double *sse_out)
 {
-    blocks_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, r, indptr, blocks, n_blocks,
-                                                        seeds, scratch, P, Q, bu, bi, Gu, Gi,
-                                                        k, h, sse_out, wt);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(float));
+    sgd_segments_f32[isa](u, it, r, seg_ptr, segments, n_segments, seeds, scratch, P, Q, bu, bi,
+                          Gu, Gi, k, h, sse_out, wt);
 }
 
-void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
-                       const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                       const uint64_t *seeds, void *scratch, double *P, double *Q, double *bu,
-                       double *bi, double *Gu, double *Gi, int64_t k, const mf_hyper *h,
-                       double *sse_out)
+void mf_sgd_segments_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
+                                  const double *wt, const int64_t *seg_ptr,
+                                  const int64_t *segments, int64_t n_segments,
+                                  const uint64_t *seeds, void *scratch, double *P, double *Q,
+                                  double *bu, double *bi, double *Gu, double *Gi, int64_t k,
+                                  const mf_hyper *h, double *sse_out)
 {
-    blocks_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
-                                 bi, Gu, Gi, k, h, sse_out, NULL);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(double));
+    sgd_segments_f64[isa](u, it, r, seg_ptr, segments, n_segments, seeds, scratch, P, Q, bu, bi,
+                          Gu, Gi, k, h, sse_out, wt);
 }
 
-void mf_rank_blocks_f32(const int32_t *u, const int32_t *it, const float *w,
-                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                        const uint64_t *seeds, const uint64_t *draw_seeds,
-                        const mf_sampler *smp, void *scratch, float *work, float *P,
-                        float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
-                        double *loss_out)
+void mf_rank_segments_f32(const int32_t *u, const int32_t *it, const float *w,
+                          const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                          const uint64_t *seeds, const uint64_t *draw_seeds,
+                          const mf_sampler *smp, void *scratch, float *work, float *P,
+                          float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
+                          double *loss_out)
 {
-    rank_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, w, indptr, blocks, n_blocks, seeds,
-                                                     draw_seeds, smp, scratch, work, P, Q, bi,
-                                                     k, h, loss_out);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(float));
+    rank_segments_f32[isa](u, it, w, seg_ptr, segments, n_segments, seeds, draw_seeds, smp,
+                           scratch, work, P, Q, bi, k, h, loss_out);
 }
 
-void mf_rank_blocks_f64(const int32_t *u, const int32_t *it, const double *w,
-                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                        const uint64_t *seeds, const uint64_t *draw_seeds,
-                        const mf_sampler *smp, void *scratch, double *work, double *P,
-                        double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
-                        double *loss_out)
+void mf_rank_segments_f64(const int32_t *u, const int32_t *it, const double *w,
+                          const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                          const uint64_t *seeds, const uint64_t *draw_seeds,
+                          const mf_sampler *smp, void *scratch, double *work, double *P,
+                          double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
+                          double *loss_out)
 {
-    rank_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, w, indptr, blocks, n_blocks, seeds,
-                                                      draw_seeds, smp, scratch, work, P, Q, bi,
-                                                      k, h, loss_out);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(double));
+    rank_segments_f64[isa](u, it, w, seg_ptr, segments, n_segments, seeds, draw_seeds, smp,
+                           scratch, work, P, Q, bi, k, h, loss_out);
 }
