@@ -27,8 +27,6 @@ from _common import Parser, Report, get_data, md_table, run_alone, size_dims
 
 from mfsgd import _training as T
 
-ISAS = {"auto": -1, "baseline": 0, "avx2": 1, "avx512": 2}
-
 
 def load(path: str, tag: str):
     so = glob.glob(os.path.join(path, "mfsgd", "_sgd*.so"))
@@ -47,7 +45,7 @@ def run(rep: Report, args) -> None:
         path, _, isa = rest.partition(":")
         mods[tag] = load(path, tag)
         if isa:
-            mods[tag].isa_select(ISAS[isa])
+            mods[tag].isa_select(getattr(mods[tag], f"ISA_{isa.upper()}"))
     # Builds before the rename of blocks to segments name the entry point sgd_blocks (same
     # arguments), so that A/B runs against them still work.
     run_segments = {tag: getattr(mod, "sgd_segments", None) or mod.sgd_blocks

@@ -261,15 +261,17 @@ typedef void (*mf_sgd_segments_f64_fn)(const int32_t *, const int32_t *, const d
                                        double *, double *, double *, int64_t, const mf_hyper *,
                                        double *, const double *);
 static const mf_sgd_segments_f32_fn sgd_segments_f32[] = {
-    mf_sgd_segments_f32_base,
+    [MF_ISA_BASELINE] = mf_sgd_segments_f32_base,
 #ifdef MF_HAVE_X86_VARIANTS
-    mf_sgd_segments_f32_avx2, mf_sgd_segments_f32_avx512,
+    [MF_ISA_AVX2] = mf_sgd_segments_f32_avx2,
+    [MF_ISA_AVX512] = mf_sgd_segments_f32_avx512,
 #endif
 };
 static const mf_sgd_segments_f64_fn sgd_segments_f64[] = {
-    mf_sgd_segments_f64_base,
+    [MF_ISA_BASELINE] = mf_sgd_segments_f64_base,
 #ifdef MF_HAVE_X86_VARIANTS
-    mf_sgd_segments_f64_avx2, mf_sgd_segments_f64_avx512,
+    [MF_ISA_AVX2] = mf_sgd_segments_f64_avx2,
+    [MF_ISA_AVX512] = mf_sgd_segments_f64_avx512,
 #endif
 };
 
@@ -284,15 +286,17 @@ typedef void (*mf_rank_segments_f64_fn)(const int32_t *, const int32_t *, const 
                                         void *, double *, double *, double *, double *, int64_t,
                                         const mf_rank_hyper *, double *);
 static const mf_rank_segments_f32_fn rank_segments_f32[] = {
-    mf_rank_segments_f32_base,
+    [MF_ISA_BASELINE] = mf_rank_segments_f32_base,
 #ifdef MF_HAVE_X86_VARIANTS
-    mf_rank_segments_f32_avx2, mf_rank_segments_f32_avx512,
+    [MF_ISA_AVX2] = mf_rank_segments_f32_avx2,
+    [MF_ISA_AVX512] = mf_rank_segments_f32_avx512,
 #endif
 };
 static const mf_rank_segments_f64_fn rank_segments_f64[] = {
-    mf_rank_segments_f64_base,
+    [MF_ISA_BASELINE] = mf_rank_segments_f64_base,
 #ifdef MF_HAVE_X86_VARIANTS
-    mf_rank_segments_f64_avx2, mf_rank_segments_f64_avx512,
+    [MF_ISA_AVX2] = mf_rank_segments_f64_avx2,
+    [MF_ISA_AVX512] = mf_rank_segments_f64_avx512,
 #endif
 };
 

@@ -22,11 +22,16 @@ cdef extern from "_kernel.h" nogil:
         double reg_b
         int use_bias
         int nonneg
+    enum:
+        MF_ISA_AUTO
+        MF_ISA_BASELINE
+        MF_ISA_AVX2
+        MF_ISA_AVX512
+        MF_AVX512_MIN_ROW_BYTES
     int mf_isa_available()
     int mf_isa_select(int isa)
     int mf_isa_current()
     int mf_isa_for(int64_t row_bytes)
-    int MF_AVX512_MIN_ROW_BYTES
     const char *mf_isa_name(int isa)
     void mf_sgd_segments_f32(const int32_t *u, const int32_t *it, const float *r,
                              const int64_t *seg_ptr, const int64_t *segments,
@@ -101,6 +106,7 @@ cdef extern from "_kernel.h" nogil:
                             int32_t lo, int32_t hi, const double *cdf)
     double mf_harmonic(int64_t m)
 
+# Loss ids and sampler limits, defined once in _kernel.h.
 LOSS_SQUARED = MF_LOSS_SQUARED
 LOSS_BPR = MF_LOSS_BPR
 LOSS_WARP = MF_LOSS_WARP
@@ -109,10 +115,11 @@ LOSSES = {"squared": LOSS_SQUARED, "bpr": LOSS_BPR, "warp": LOSS_WARP, "softmax"
 MAX_NEG = MF_MAX_NEG
 MAX_REJECT = MF_MAX_REJECT
 
-ISA_AUTO = -1
-ISA_BASELINE = 0
-ISA_AVX2 = 1
-ISA_AVX512 = 2
+# Instruction-set variant ids, defined once in _kernel.h.
+ISA_AUTO = MF_ISA_AUTO
+ISA_BASELINE = MF_ISA_BASELINE
+ISA_AVX2 = MF_ISA_AVX2
+ISA_AVX512 = MF_ISA_AVX512
 
 
 def isa_available():
@@ -122,7 +129,7 @@ def isa_available():
 
 def isa_select(int isa):
     """Use variant `isa` (clamped to the best available at or below it), or the
-    automatic choice for ISA_AUTO (-1); return the selection."""
+    automatic choice for ISA_AUTO; return the selection."""
     return mf_isa_select(isa)
 
 
