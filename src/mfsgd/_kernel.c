@@ -1,5 +1,5 @@
-/* Instantiates the SGD kernel for float32/float64 and, on x86-64 with GCC or clang,
- * for the baseline ISA, AVX2+FMA and AVX-512, selecting the best at run time.
+/* Instantiates the SGD and ranking kernels for float32/float64 and, on x86-64 with GCC or
+ * clang, for the baseline ISA, AVX2+FMA and AVX-512, selecting one per call at run time.
  * Per-function target attributes (not per-file flags) keep this a single source
  * file in a single extension, so setuptools needs no per-file flag machinery and
  * the wheel carries every variant. */
@@ -13,8 +13,10 @@
 #endif
 
 #ifndef MF_PREFETCH
-#define MF_PREFETCH 8 /* distance in ratings: 8-16 measured best with the unrolled body
-                        * (4 was best for the first, slower loop: shared/PERF-NOTES.md) */
+/* Distance in ratings. 8-16 measured best with the fixed-width unrolled body; 4 had been
+ * best for the first, slower loop (a plain Cython loop, float32, k = 64, 20 M synthetic
+ * ratings, one thread: prefetching 4 ratings ahead took it from 10 to 18 M updates/s). */
+#define MF_PREFETCH 8
 #endif
 #if defined(__GNUC__) || defined(__clang__)
 #define MF_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
@@ -337,10 +339,11 @@ int mf_isa_current(void) { return current_isa; }
 int mf_isa_for(int64_t row_bytes)
 {
     /* The automatic rule, from measurements on an AMD EPYC (Zen 4) with both (bench/
-     * RESULTS.md, section 2): with the fixed-width unrolled body, AVX-512 runs rows of
-     * 64 float32 values at 42.6 against 36.9 M updates/s for AVX2 (two rows of 16 AVX2
-     * registers no longer fit the register file), while rows of 32 values run faster
-     * with AVX2 (67.7 against 54.6), and 128 values tie (23.9 each). */
+     * RESULTS.md, section 8, 20 M ratings, one thread): with the fixed-width unrolled body,
+     * AVX-512 runs rows of 64 float32 values at 44.4 against 38.9 M updates/s for AVX2
+     * (two rows take 16 AVX2 registers, the whole register file, and spill), while rows
+     * of 32 values run faster with AVX2 (67.4 against 58.6), and 128 values tie (24.3
+     * against 23.9: bound by the memory system). */
     if (current_isa >= 0) return current_isa;
     if (auto_mask < 0) auto_mask = mf_isa_available();
     if ((auto_mask & (1 << MF_ISA_AVX512)) && row_bytes >= MF_AVX512_MIN_ROW_BYTES)

@@ -1,7 +1,10 @@
 /* Body of the SGD kernel, included by _kernel.c once per (type, instruction set).
- * Expects: MF_T (float/double), MF_NAME(x) (symbol name), MF_TARGET (function attribute). */
+ * Expects: MF_T (float/double), MF_SQRT and MF_EXP (its sqrt and exp), MF_LANES (values
+ * per 64-byte line), MF_NAME(x) (symbol name), MF_TARGET (function attribute), and
+ * _kernel.c's MF_PREFETCH, MF_PREFETCH_R/W, MF_ASSUME_ALIGNED and MF_ALWAYS_INLINE. */
 
-/* One pass over positions [start, stop). Kept free of calls, divisions and bounds
+/* One pass over n ratings: u, it, r (and wt) point at the first of them, in visiting
+ * order (a stored segment or a gathered copy). Kept free of calls, divisions and bounds
  * checks; the dot product is a SIMD reduction (omp simd with -fopenmp-simd: no
  * OpenMP runtime, and unlike -ffast-math it leaves isfinite and NaN semantics alone). */
 MF_TARGET MF_ALWAYS_INLINE static inline double
@@ -119,7 +122,7 @@ MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const M
     return sse;
 }
 
-/* One pass over positions [start, stop). When the factor arrays start on a cache line
+/* One pass over n ratings, as sgd_body. When the factor arrays start on a cache line
  * (the wrapper allocates them so) and the padded width is a common one, the body is
  * compiled with k and the alignment known: fully unrolled loops and aligned vector
  * loads and stores, no remainder or peeling code. Any other width or alignment runs
@@ -381,7 +384,8 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
                     const double phi = s <= 64 ? rank_w[s - 1]
                                                : mf_harmonic(((int64_t)(hi - lo) - 1) / s);
                     const MF_T g = wt * (MF_T)phi;
-                    if (want_loss) total += (double)g * ((double)h->margin - (double)si + (double)sj);
+                    if (want_loss)
+                        total += (double)g * ((double)h->margin - (double)si + (double)sj);
                     if (use_bias) {
                         bi[ii] += lr * (g - reg_b * bi[ii]);
                         bi[j] += lr * (-g - reg_b * bi[j]);
