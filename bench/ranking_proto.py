@@ -280,14 +280,14 @@ def main(argv=None):
         print("\n".join(lines))
         return
 
-    pres = []
+    pop_runs = []
     for f in a.folds:
         tr, te, nu, ni = load_fold(data, f)
         t0 = time.perf_counter()
         S = popularity_scores(tr, nu, ni)
         sec = time.perf_counter() - t0
-        pres.append((evaluate(S, tr, te, ni), sec))
-    pop = summarise([r for r, _ in pres], [s for _, s in pres])
+        pop_runs.append((evaluate(S, tr, te, ni), sec))
+    pop = summarise([r for r, _ in pop_runs], [s for _, s in pop_runs])
     lines = [HEADER, row("most popular", pop, pop)]
     print(lines[0])
     print(lines[1], flush=True)

@@ -570,7 +570,7 @@ def scatter_by_key(const key_t[::1] keys, const value_t[::1] src, int64_t[::1] c
 
 
 cdef inline void _insert(floating *val, int64_t *idx, Py_ssize_t p, floating x,
-                        Py_ssize_t j) noexcept nogil:
+                         Py_ssize_t j) noexcept nogil:
     """Put (x, j) into the descending buffer val/idx at slot p or above: entries that
     x beats (strictly, so earlier columns win ties) shift down one slot."""
     while p > 0 and val[p - 1] < x:
