@@ -5,7 +5,7 @@
 Each TAG=DIR[:ISA] loads DIR/mfsgd/_sgd*.so under its own name (copy the .so to a
 separate folder per build or per ISA: one file is loaded once per process), optionally
 forcing a variant. The synthetic set (20 M ratings by default, from the shared cache) is
-laid out once per build, then epochs of the block kernel alone (no fit bookkeeping)
+laid out once per build, then epochs of the segment kernel alone (no fit bookkeeping)
 alternate between the builds, for three visiting orders: shuffled (random cell order and
 in-cell permutations, the default), cell order only (random cell order, stored order
 inside), and stored order. Prints the median and minimum seconds per epoch and M
@@ -27,8 +27,6 @@ from _common import Parser, Report, get_data, md_table, run_alone, size_dims
 
 from mfsgd import _training as T
 
-ISAS = {"auto": -1, "baseline": 0, "avx2": 1, "avx512": 2}
-
 
 def load(path: str, tag: str):
     so = glob.glob(os.path.join(path, "mfsgd", "_sgd*.so"))
@@ -47,7 +45,11 @@ def run(rep: Report, args) -> None:
         path, _, isa = rest.partition(":")
         mods[tag] = load(path, tag)
         if isa:
-            mods[tag].isa_select(ISAS[isa])
+            mods[tag].isa_select(getattr(mods[tag], f"ISA_{isa.upper()}"))
+    # Builds before the rename of blocks to segments name the entry point sgd_blocks (same
+    # arguments), so that A/B runs against them still work.
+    run_segments = {tag: getattr(mod, "sgd_segments", None) or mod.sgd_blocks
+                    for tag, mod in mods.items()}
     n = args.ratings
     nu, ni = size_dims(n)
     u, i, r = get_data(nu, ni, n, args.cache)
@@ -66,15 +68,15 @@ def run(rep: Report, args) -> None:
     times = {(t, m): [] for t in mods for m in args.modes}
     for rep_i in range(args.repeats):
         for mode in args.modes:
-            for tag, mod in mods.items():
+            for tag in mods:
                 L, P, Q, bu, bi = state[tag]
                 plan = T.epoch_plan(L, None if mode == "stored" else np.random.default_rng(rep_i))
                 t0 = time.perf_counter()
                 for st in plan:
                     sse = np.zeros(st.segments.size)
-                    mod.sgd_blocks(L.users, L.items, L.ratings, L.seg_ptr, st.segments,
-                                   st.seeds if mode == "shuffled" else None, P, Q, bu, bi,
-                                   mu, 0.002, 0.02, 0.02, True, False, sse, e0, e0)
+                    run_segments[tag](L.users, L.items, L.ratings, L.seg_ptr, st.segments,
+                                      st.seeds if mode == "shuffled" else None, P, Q, bu, bi,
+                                      mu, 0.002, 0.02, 0.02, True, False, sse, e0, e0)
                 times[(tag, mode)].append(time.perf_counter() - t0)
     rep.add(f"{n:,} ratings, k={k}, {s}x{s} cells, {args.repeats} epoch(s) per build and "
             "order\n")

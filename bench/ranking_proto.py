@@ -134,10 +134,10 @@ def fit_rank(tr, n_users, n_items, loss, *, k=64, lr=0.05, reg=0.01, reg_b=None,
     for e in range(epochs):
         seeds = rng.integers(1, 2**63, nseg, dtype=np.int64).view(np.uint64)
         dseeds = rng.integers(1, 2**63, nseg, dtype=np.int64).view(np.uint64)
-        _sgd.rank_blocks(lay.users, lay.items, empty, lay.seg_ptr, lo, hi, segs, seeds, dseeds,
-                         cdf, sp, si, P, Q, bi, lid, lr / (1.0 + decay * e), reg,
-                         reg if reg_b is None else reg_b, True, n_neg, max_sampled, margin,
-                         logq, None, bits)
+        _sgd.rank_segments(lay.users, lay.items, empty, lay.seg_ptr, lo, hi, segs, seeds,
+                           dseeds, cdf, sp, si, P, Q, bi, lid, lr / (1.0 + decay * e), reg,
+                           reg if reg_b is None else reg_b, True, n_neg, max_sampled, margin,
+                           logq, None, bits)
     return P, Q, bi, time.process_time() - t0
 
 

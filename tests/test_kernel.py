@@ -128,22 +128,22 @@ def test_sse_is_error_before_each_update():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_block_shuffle_is_the_published_permutation(isa, dtype):
+def test_segment_shuffle_is_the_published_permutation(isa, dtype):
     u, i, r, P, Q, bu, bi = random_problem(11, n=500, dtype=dtype)
     perm = _sgd.permutation(len(r), 12345)
     assert perm.dtype == np.uint32
     np.testing.assert_array_equal(np.sort(perm), np.arange(len(r)))
     assert not np.array_equal(perm, np.arange(len(r)))
-    # sgd_blocks with that seed visits the block in that order, through a copy: the
+    # sgd_segments with that seed visits the segment in that order, through a copy: the
     # stored triples are never written (read-only arrays are accepted).
     ku, ki, kr = u.copy(), i.copy(), r.copy()
     for a in (ku, ki, kr):
         a.setflags(write=False)
     P1, Q1, bu1, bi1 = P.copy(), Q.copy(), bu.copy(), bi.copy()
     sse = np.zeros(1)
-    _sgd.sgd_blocks(ku, ki, kr, np.array([0, len(r)], np.int64), np.array([0], np.int64),
-                    np.array([12345], np.uint64), P1, Q1, bu1, bi1, *_pos(HYPER).values(),
-                    True, False, sse, np.empty(0, dtype), np.empty(0, dtype))
+    _sgd.sgd_segments(ku, ki, kr, np.array([0, len(r)], np.int64), np.array([0], np.int64),
+                      np.array([12345], np.uint64), P1, Q1, bu1, bi1, *_pos(HYPER).values(),
+                      True, False, sse, np.empty(0, dtype), np.empty(0, dtype))
     np.testing.assert_array_equal(ku, u)
     np.testing.assert_array_equal(kr, r)
     P2, Q2, bu2, bi2 = P.copy(), Q.copy(), bu.copy(), bi.copy()
@@ -153,15 +153,15 @@ def test_block_shuffle_is_the_published_permutation(isa, dtype):
     assert sse[0] == sse2
 
 
-def test_shuffled_blocks_of_several_lengths_use_their_own_seeds():
-    # Blocks of different lengths in one call share the scratch sized for the longest.
+def test_shuffled_segments_of_several_lengths_use_their_own_seeds():
+    # Segments of different lengths in one call share the scratch sized for the longest.
     u, i, r, P, Q, bu, bi = random_problem(12, n=700)
-    indptr = np.array([0, 50, 600, 700], np.int64)
-    order = np.array([1, 2, 0], np.int64)
+    seg_ptr = np.array([0, 50, 600, 700], np.int64)
+    segments = np.array([1, 2, 0], np.int64)
     seeds = np.array([7, 0, 9], np.uint64)  # 0: the stored order
     P1, Q1, bu1, bi1 = P.copy(), Q.copy(), bu.copy(), bi.copy()
-    _sgd.sgd_blocks(u, i, r, indptr, order, seeds, P1, Q1, bu1, bi1, *_pos(HYPER).values(),
-                    True, False, np.zeros(3), np.empty(0), np.empty(0))
+    _sgd.sgd_segments(u, i, r, seg_ptr, segments, seeds, P1, Q1, bu1, bi1,
+                      *_pos(HYPER).values(), True, False, np.zeros(3), np.empty(0), np.empty(0))
     pos = np.concatenate([50 + _sgd.permutation(550, 7).astype(np.int64),
                           np.arange(600, 700), _sgd.permutation(50, 9)])
     ref = sgd_epoch_reference(u[pos], i[pos], r[pos], P, Q, bu, bi, **_pos(HYPER))
@@ -188,14 +188,14 @@ def test_permutation_depends_only_on_seed_and_is_uniform():
         _sgd.permutation(1 << 32, 1)
 
 
-def test_blocks_run_in_listed_order_with_segment_sse():
+def test_segments_run_in_listed_order_with_their_sse():
     u, i, r, P, Q, bu, bi = random_problem(13, n=300)
-    indptr = np.array([0, 100, 250, 300], np.int64)
-    order = np.array([2, 0, 1], np.int64)
+    seg_ptr = np.array([0, 100, 250, 300], np.int64)
+    segments = np.array([2, 0, 1], np.int64)
     sse = np.zeros(3)
     P1, Q1, bu1, bi1 = P.copy(), Q.copy(), bu.copy(), bi.copy()
-    _sgd.sgd_blocks(u.copy(), i.copy(), r.copy(), indptr, order, None, P1, Q1, bu1, bi1,
-                    *_pos(HYPER).values(), True, False, sse, np.empty(0), np.empty(0))
+    _sgd.sgd_segments(u.copy(), i.copy(), r.copy(), seg_ptr, segments, None, P1, Q1, bu1, bi1,
+                      *_pos(HYPER).values(), True, False, sse, np.empty(0), np.empty(0))
     perm = np.concatenate([np.arange(250, 300), np.arange(0, 100), np.arange(100, 250)])
     ref = sgd_epoch_reference(u[perm], i[perm], r[perm], P, Q, bu, bi, **_pos(HYPER))
     np.testing.assert_allclose(P1, ref[0], rtol=1e-12, atol=1e-12)

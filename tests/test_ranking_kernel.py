@@ -52,15 +52,15 @@ def run_kernel(u, i, w, P, Q, bi, loss, seed, lo, hi, *, use_bias=True, n_neg=1,
                hyper=HYPER):
     out = np.zeros(1)
     ptr = np.array([0, len(u)], np.int64)
-    _sgd.rank_blocks(u, i, w if w is not None else np.empty(0, P.dtype), ptr,
-                     np.array([lo], np.int32), np.array([hi], np.int32),
-                     np.array([0], np.int64),
-                     None if not shuffle else np.array([shuffle], np.uint64),
-                     np.array([seed], np.uint64), cdf,
-                     None if seen is None else seen[0], None if seen is None else seen[1],
-                     P, Q, bi, _sgd.LOSSES[loss], hyper["lr"], hyper["reg_f"], hyper["reg_b"],
-                     use_bias, n_neg, max_sampled, margin, logq, out,
-                     seen[3] if seen is not None and len(seen) > 3 else None)
+    _sgd.rank_segments(u, i, w if w is not None else np.empty(0, P.dtype), ptr,
+                       np.array([lo], np.int32), np.array([hi], np.int32),
+                       np.array([0], np.int64),
+                       None if not shuffle else np.array([shuffle], np.uint64),
+                       np.array([seed], np.uint64), cdf,
+                       None if seen is None else seen[0], None if seen is None else seen[1],
+                       P, Q, bi, _sgd.LOSSES[loss], hyper["lr"], hyper["reg_f"],
+                       hyper["reg_b"], use_bias, n_neg, max_sampled, margin, logq, out,
+                       seen[3] if seen is not None and len(seen) > 3 else None)
     return out[0]
 
 
@@ -307,10 +307,10 @@ def _epoch(lay, lo, hi, P, Q, bi, rng, n_threads, per_segment_calls=False, loss=
                 chunks = [idx[a:a + 1] for a in range(idx.size)] if per_segment_calls else [idx]
                 for c in chunks:
                     if c.size:
-                        _sgd.rank_blocks(lay.users, lay.items, np.empty(0), lay.seg_ptr, lo, hi,
-                                         st.segments[c], st.seeds[c], dseeds[c], None, None,
-                                         None, P, Q, bi, _sgd.LOSSES[loss], 0.05, 0.01, 0.01,
-                                         True, 2, 10, 1.0, False, None)
+                        _sgd.rank_segments(lay.users, lay.items, np.empty(0), lay.seg_ptr, lo,
+                                           hi, st.segments[c], st.seeds[c], dseeds[c], None,
+                                           None, None, P, Q, bi, _sgd.LOSSES[loss], 0.05, 0.01,
+                                           0.01, True, 2, 10, 1.0, False, None)
 
             b = st.block_bounds
             groups = [np.arange(b[j], b[j + 1]) for j in range(len(b) - 1)]
@@ -366,9 +366,9 @@ def _weighted(u, i, r, w, P, Q, bu, bi, *, seed=0, accum=None, hyper=(3.0, 0.03,
     sse = np.zeros(1)
     dt = P.dtype
     Gu, Gi = accum if accum is not None else (np.empty(0, dt), np.empty(0, dt))
-    _sgd.sgd_blocks_weighted(u, i, r, w, np.array([0, len(r)], np.int64), np.array([0], np.int64),
-                             np.array([seed], np.uint64), P, Q, bu, bi, *hyper, True, False, sse,
-                             Gu, Gi)
+    _sgd.sgd_segments_weighted(u, i, r, w, np.array([0, len(r)], np.int64),
+                               np.array([0], np.int64), np.array([seed], np.uint64), P, Q, bu,
+                               bi, *hyper, True, False, sse, Gu, Gi)
     return sse[0]
 
 
@@ -398,7 +398,7 @@ def test_weighted_squared_float32_and_adagrad_and_shuffle(isa):
     _weighted(u, i, r, w, P, Q, bu, bi, accum=(Gu, Gi))
     for got, want in zip((P, Q, bu, bi, Gu, Gi), ref, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
-    # a shuffled block gathers its weights with the triples
+    # a shuffled segment gathers its weights with the triples
     u, i, r, w, P, Q, bu, bi = _squared_problem(5, 16)
     perm = _sgd.permutation(len(r), 4321)
     ref = sgd_epoch_reference(u[perm], i[perm], r[perm], P, Q, bu, bi, 3.0, 0.03, 0.05, 0.02,
@@ -416,9 +416,9 @@ def test_unit_weights_give_the_unweighted_model(isa, dtype):
     P2, Q2, bu2, bi2 = P.copy(), Q.copy(), bu.copy(), bi.copy()
     sse1 = _weighted(u, i, r, np.ones_like(w), P, Q, bu, bi, seed=99)
     sse2 = np.zeros(1)
-    _sgd.sgd_blocks(u, i, r, np.array([0, len(r)], np.int64), np.array([0], np.int64),
-                    np.array([99], np.uint64), P2, Q2, bu2, bi2, 3.0, 0.03, 0.05, 0.02, True,
-                    False, sse2, np.empty(0, dtype), np.empty(0, dtype))
+    _sgd.sgd_segments(u, i, r, np.array([0, len(r)], np.int64), np.array([0], np.int64),
+                      np.array([99], np.uint64), P2, Q2, bu2, bi2, 3.0, 0.03, 0.05, 0.02, True,
+                      False, sse2, np.empty(0, dtype), np.empty(0, dtype))
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
     for a, b in ((P, P2), (Q, Q2), (bu, bu2), (bi, bi2)):
         np.testing.assert_allclose(a, b, **tol)
@@ -459,7 +459,7 @@ def test_seen_bitmap_marks_exactly_the_pairs():
 
 
 def test_rank_kernel_releases_the_gil():
-    """While one long rank_blocks call runs in a thread, this thread keeps running and sees
+    """While one long rank_segments call runs in a thread, this thread keeps running and sees
     the shared parameters change many times (with the GIL held it could see two values)."""
     import threading
 

@@ -1,5 +1,5 @@
-/* Instantiates the SGD kernel for float32/float64 and, on x86-64 with GCC or clang,
- * for the baseline ISA, AVX2+FMA and AVX-512, selecting the best at run time.
+/* Instantiates the SGD and ranking kernels for float32/float64 and, on x86-64 with GCC or
+ * clang, for the baseline ISA, AVX2+FMA and AVX-512, selecting one per call at run time.
  * Per-function target attributes (not per-file flags) keep this a single source
  * file in a single extension, so setuptools needs no per-file flag machinery and
  * the wheel carries every variant. */
@@ -13,8 +13,10 @@
 #endif
 
 #ifndef MF_PREFETCH
-#define MF_PREFETCH 8 /* distance in ratings: 8-16 measured best with the unrolled body
-                        * (4 was best for the first, slower loop: shared/PERF-NOTES.md) */
+/* Distance in ratings. 8-16 measured best with the fixed-width unrolled body; 4 had been
+ * best for the first, slower loop (a plain Cython loop, float32, k = 64, 20 M synthetic
+ * ratings, one thread: prefetching 4 ratings ahead took it from 10 to 18 M updates/s). */
+#define MF_PREFETCH 8
 #endif
 #if defined(__GNUC__) || defined(__clang__)
 #define MF_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
@@ -248,49 +250,55 @@ MF_DEFINE_PREDICT(double, f64)
 #undef MF_NAME
 
 /* ---- run-time dispatch ---- */
-typedef void (*mf_blocks_f32_fn)(const int32_t *, const int32_t *, const float *,
-                                 const int64_t *, const int64_t *, int64_t, const uint64_t *,
-                                 void *, float *,
-                                 float *, float *, float *, float *, float *, int64_t,
-                                 const mf_hyper *, double *, const float *);
-typedef void (*mf_blocks_f64_fn)(const int32_t *, const int32_t *, const double *,
-                                 const int64_t *, const int64_t *, int64_t, const uint64_t *,
-                                 void *, double *,
-                                 double *, double *, double *, double *, double *, int64_t,
-                                 const mf_hyper *, double *, const double *);
+/* The instances of _kernel_impl.h, indexed by variant id; the internal signature has the
+ * weights last (NULL: the unweighted loop). */
+typedef void (*mf_sgd_segments_f32_fn)(const int32_t *, const int32_t *, const float *,
+                                       const int64_t *, const int64_t *, int64_t,
+                                       const uint64_t *, void *, float *, float *, float *,
+                                       float *, float *, float *, int64_t, const mf_hyper *,
+                                       double *, const float *);
+typedef void (*mf_sgd_segments_f64_fn)(const int32_t *, const int32_t *, const double *,
+                                       const int64_t *, const int64_t *, int64_t,
+                                       const uint64_t *, void *, double *, double *, double *,
+                                       double *, double *, double *, int64_t, const mf_hyper *,
+                                       double *, const double *);
+static const mf_sgd_segments_f32_fn sgd_segments_f32[] = {
+    [MF_ISA_BASELINE] = mf_sgd_segments_f32_base,
+#ifdef MF_HAVE_X86_VARIANTS
+    [MF_ISA_AVX2] = mf_sgd_segments_f32_avx2,
+    [MF_ISA_AVX512] = mf_sgd_segments_f32_avx512,
+#endif
+};
+static const mf_sgd_segments_f64_fn sgd_segments_f64[] = {
+    [MF_ISA_BASELINE] = mf_sgd_segments_f64_base,
+#ifdef MF_HAVE_X86_VARIANTS
+    [MF_ISA_AVX2] = mf_sgd_segments_f64_avx2,
+    [MF_ISA_AVX512] = mf_sgd_segments_f64_avx512,
+#endif
+};
 
-static const mf_blocks_f32_fn blocks_f32[] = {
-    mf_sgd_blocks_f32_base,
+typedef void (*mf_rank_segments_f32_fn)(const int32_t *, const int32_t *, const float *,
+                                        const int64_t *, const int64_t *, int64_t,
+                                        const uint64_t *, const uint64_t *, const mf_sampler *,
+                                        void *, float *, float *, float *, float *, int64_t,
+                                        const mf_rank_hyper *, double *);
+typedef void (*mf_rank_segments_f64_fn)(const int32_t *, const int32_t *, const double *,
+                                        const int64_t *, const int64_t *, int64_t,
+                                        const uint64_t *, const uint64_t *, const mf_sampler *,
+                                        void *, double *, double *, double *, double *, int64_t,
+                                        const mf_rank_hyper *, double *);
+static const mf_rank_segments_f32_fn rank_segments_f32[] = {
+    [MF_ISA_BASELINE] = mf_rank_segments_f32_base,
 #ifdef MF_HAVE_X86_VARIANTS
-    mf_sgd_blocks_f32_avx2, mf_sgd_blocks_f32_avx512,
+    [MF_ISA_AVX2] = mf_rank_segments_f32_avx2,
+    [MF_ISA_AVX512] = mf_rank_segments_f32_avx512,
 #endif
 };
-static const mf_blocks_f64_fn blocks_f64[] = {
-    mf_sgd_blocks_f64_base,
+static const mf_rank_segments_f64_fn rank_segments_f64[] = {
+    [MF_ISA_BASELINE] = mf_rank_segments_f64_base,
 #ifdef MF_HAVE_X86_VARIANTS
-    mf_sgd_blocks_f64_avx2, mf_sgd_blocks_f64_avx512,
-#endif
-};
-
-typedef void (*mf_rank_f32_fn)(const int32_t *, const int32_t *, const float *, const int64_t *,
-                               const int64_t *, int64_t, const uint64_t *, const uint64_t *,
-                               const mf_sampler *, void *, float *, float *, float *, float *,
-                               int64_t, const mf_rank_hyper *, double *);
-typedef void (*mf_rank_f64_fn)(const int32_t *, const int32_t *, const double *,
-                               const int64_t *, const int64_t *, int64_t, const uint64_t *,
-                               const uint64_t *, const mf_sampler *, void *, double *,
-                               double *, double *, double *, int64_t, const mf_rank_hyper *,
-                               double *);
-static const mf_rank_f32_fn rank_f32[] = {
-    mf_rank_blocks_f32_base,
-#ifdef MF_HAVE_X86_VARIANTS
-    mf_rank_blocks_f32_avx2, mf_rank_blocks_f32_avx512,
-#endif
-};
-static const mf_rank_f64_fn rank_f64[] = {
-    mf_rank_blocks_f64_base,
-#ifdef MF_HAVE_X86_VARIANTS
-    mf_rank_blocks_f64_avx2, mf_rank_blocks_f64_avx512,
+    [MF_ISA_AVX2] = mf_rank_segments_f64_avx2,
+    [MF_ISA_AVX512] = mf_rank_segments_f64_avx512,
 #endif
 };
 
@@ -331,10 +339,11 @@ int mf_isa_current(void) { return current_isa; }
 int mf_isa_for(int64_t row_bytes)
 {
     /* The automatic rule, from measurements on an AMD EPYC (Zen 4) with both (bench/
-     * RESULTS.md, section 2): with the fixed-width unrolled body, AVX-512 runs rows of
-     * 64 float32 values at 42.6 against 36.9 M updates/s for AVX2 (two rows of 16 AVX2
-     * registers no longer fit the register file), while rows of 32 values run faster
-     * with AVX2 (67.7 against 54.6), and 128 values tie (23.9 each). */
+     * RESULTS.md, section 8, 20 M ratings, one thread): with the fixed-width unrolled body,
+     * AVX-512 runs rows of 64 float32 values at 44.4 against 38.9 M updates/s for AVX2
+     * (two rows take 16 AVX2 registers, the whole register file, and spill), while rows
+     * of 32 values run faster with AVX2 (67.4 against 58.6), and 128 values tie (24.3
+     * against 23.9: bound by the memory system). */
     if (current_isa >= 0) return current_isa;
     if (auto_mask < 0) auto_mask = mf_isa_available();
     if ((auto_mask & (1 << MF_ISA_AVX512)) && row_bytes >= MF_AVX512_MIN_ROW_BYTES)
@@ -361,68 +370,73 @@ const char *mf_isa_name(int isa)
     }
 }
 
-void mf_sgd_blocks_f32(const int32_t *u, const int32_t *it, const float *r,
-                       const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                       const uint64_t *seeds, void *scratch, float *P, float *Q, float *bu,
-                       float *bi, float *Gu, float *Gi, int64_t k, const mf_hyper *h,
-                       double *sse_out)
+/* ---- public entry points: dispatch on the row width (see mf_isa_for) ---- */
+void mf_sgd_segments_f32(const int32_t *u, const int32_t *it, const float *r,
+                         const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                         const uint64_t *seeds, void *scratch, float *P, float *Q, float *bu,
+                         float *bi, float *Gu, float *Gi, int64_t k, const mf_hyper *h,
+                         double *sse_out)
 {
-    blocks_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
-                                 bi, Gu, Gi, k, h, sse_out, NULL);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(float));
+    sgd_segments_f32[isa](u, it, r, seg_ptr, segments, n_segments, seeds, scratch, P, Q, bu, bi,
+                          Gu, Gi, k, h, sse_out, NULL);
 }
 
-void mf_sgd_blocks_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
-                                const float *wt, const int64_t *indptr, const int64_t *blocks,
-                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
-                                float *P, float *Q, float *bu, float *bi, float *Gu,
-                                float *Gi, int64_t k, const mf_hyper *h, double *sse_out)
+void mf_sgd_segments_f64(const int32_t *u, const int32_t *it, const double *r,
+                         const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                         const uint64_t *seeds, void *scratch, double *P, double *Q,
+                         double *bu, double *bi, double *Gu, double *Gi, int64_t k,
+                         const mf_hyper *h, double *sse_out)
 {
-    blocks_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, r, indptr, blocks, n_blocks,
-                                                       seeds, scratch, P, Q, bu, bi, Gu, Gi,
-                                                       k, h, sse_out, wt);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(double));
+    sgd_segments_f64[isa](u, it, r, seg_ptr, segments, n_segments, seeds, scratch, P, Q, bu, bi,
+                          Gu, Gi, k, h, sse_out, NULL);
 }
 
-void mf_sgd_blocks_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
-                                const double *wt, const int64_t *indptr, const int64_t *blocks,
-                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
-                                double *P, double *Q, double *bu, double *bi, double *Gu,
-                                double *Gi, int64_t k, const mf_hyper *h, double *sse_out)
+void mf_sgd_segments_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
+                                  const float *wt, const int64_t *seg_ptr,
+                                  const int64_t *segments, int64_t n_segments,
+                                  const uint64_t *seeds, void *scratch, float *P, float *Q,
+                                  float *bu, float *bi, float *Gu, float *Gi, int64_t k,
+                                  const mf_hyper *h, double *sse_out)
 {
-    blocks_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, r, indptr, blocks, n_blocks,
-                                                        seeds, scratch, P, Q, bu, bi, Gu, Gi,
-                                                        k, h, sse_out, wt);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(float));
+    sgd_segments_f32[isa](u, it, r, seg_ptr, segments, n_segments, seeds, scratch, P, Q, bu, bi,
+                          Gu, Gi, k, h, sse_out, wt);
 }
 
-void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
-                       const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                       const uint64_t *seeds, void *scratch, double *P, double *Q, double *bu,
-                       double *bi, double *Gu, double *Gi, int64_t k, const mf_hyper *h,
-                       double *sse_out)
+void mf_sgd_segments_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
+                                  const double *wt, const int64_t *seg_ptr,
+                                  const int64_t *segments, int64_t n_segments,
+                                  const uint64_t *seeds, void *scratch, double *P, double *Q,
+                                  double *bu, double *bi, double *Gu, double *Gi, int64_t k,
+                                  const mf_hyper *h, double *sse_out)
 {
-    blocks_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, r, indptr, blocks, n_blocks, seeds, scratch, P, Q, bu,
-                                 bi, Gu, Gi, k, h, sse_out, NULL);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(double));
+    sgd_segments_f64[isa](u, it, r, seg_ptr, segments, n_segments, seeds, scratch, P, Q, bu, bi,
+                          Gu, Gi, k, h, sse_out, wt);
 }
 
-void mf_rank_blocks_f32(const int32_t *u, const int32_t *it, const float *w,
-                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                        const uint64_t *seeds, const uint64_t *draw_seeds,
-                        const mf_sampler *smp, void *scratch, float *work, float *P,
-                        float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
-                        double *loss_out)
+void mf_rank_segments_f32(const int32_t *u, const int32_t *it, const float *w,
+                          const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                          const uint64_t *seeds, const uint64_t *draw_seeds,
+                          const mf_sampler *smp, void *scratch, float *work, float *P,
+                          float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
+                          double *loss_out)
 {
-    rank_f32[mf_isa_for(k * (int64_t)sizeof(float))](u, it, w, indptr, blocks, n_blocks, seeds,
-                                                     draw_seeds, smp, scratch, work, P, Q, bi,
-                                                     k, h, loss_out);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(float));
+    rank_segments_f32[isa](u, it, w, seg_ptr, segments, n_segments, seeds, draw_seeds, smp,
+                           scratch, work, P, Q, bi, k, h, loss_out);
 }
 
-void mf_rank_blocks_f64(const int32_t *u, const int32_t *it, const double *w,
-                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                        const uint64_t *seeds, const uint64_t *draw_seeds,
-                        const mf_sampler *smp, void *scratch, double *work, double *P,
-                        double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
-                        double *loss_out)
+void mf_rank_segments_f64(const int32_t *u, const int32_t *it, const double *w,
+                          const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                          const uint64_t *seeds, const uint64_t *draw_seeds,
+                          const mf_sampler *smp, void *scratch, double *work, double *P,
+                          double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
+                          double *loss_out)
 {
-    rank_f64[mf_isa_for(k * (int64_t)sizeof(double))](u, it, w, indptr, blocks, n_blocks, seeds,
-                                                      draw_seeds, smp, scratch, work, P, Q, bi,
-                                                      k, h, loss_out);
+    const int isa = mf_isa_for(k * (int64_t)sizeof(double));
+    rank_segments_f64[isa](u, it, w, seg_ptr, segments, n_segments, seeds, draw_seeds, smp,
+                           scratch, work, P, Q, bi, k, h, loss_out);
 }

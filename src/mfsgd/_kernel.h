@@ -39,42 +39,54 @@ int mf_isa_current(void);
 int mf_isa_for(int64_t row_bytes);
 const char *mf_isa_name(int isa);
 
-/* Run SGD over the ratings of the listed blocks, one after another. Block j covers
- * positions [indptr[blocks[j]], indptr[blocks[j] + 1]). If seeds is not NULL and
- * seeds[j] != 0, that block is visited in the order of mf_permutation(.., seeds[j])
- * (position start + perm[t] at step t), through a copy made in scratch: 8-byte
- * aligned, MF_SCRATCH_BYTES(longest shuffled block, sizeof(T)) bytes, blocks < 2^32.
- * Otherwise the stored order (scratch may then be NULL). The triples are only read. sse_out[j] receives the block's sum of squared errors as seen
- * during the pass (errors before each update). Gu and Gi (NULL: constant rate) are
- * per-row AdaGrad accumulators, used and updated in place. */
-void mf_sgd_blocks_f32(const int32_t *u, const int32_t *it, const float *r,
-                       const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                       const uint64_t *seeds, void *scratch, float *P, float *Q, float *bu,
-                       float *bi, float *Gu, float *Gi, int64_t k, const mf_hyper *h,
-                       double *sse_out);
-void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
-                       const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                       const uint64_t *seeds, void *scratch, double *P, double *Q,
-                       double *bu, double *bi, double *Gu, double *Gi, int64_t k,
-                       const mf_hyper *h, double *sse_out);
+/* The ratings are stored as triples (u, it, r) cut into segments: segment s is positions
+ * [seg_ptr[s], seg_ptr[s + 1]), a piece of one cell of one grid block (the Python layout
+ * decides; the kernel sees only segments). */
 
+/* Run SGD over the ratings of the listed segments, one after another: listed segment j is
+ * segment segments[j]. If seeds is not NULL and seeds[j] != 0, segment j is visited in the
+ * order of mf_permutation(n, seeds[j]) (position seg_ptr[segments[j]] + perm[t] at step t),
+ * through a copy gathered in scratch: 8-byte aligned, MF_SCRATCH_BYTES(longest shuffled
+ * segment, sizeof(T)) bytes, every shuffled segment shorter than 2^32. Otherwise the stored
+ * order (scratch may then be NULL). The triples are only read. sse_out[j] receives listed
+ * segment j's sum of squared errors as seen during the pass (errors before each update).
+ * Gu and Gi (NULL: constant rate) are per-row AdaGrad accumulators, used and updated in
+ * place. Calls that run concurrently must not share a factor row. */
+void mf_sgd_segments_f32(const int32_t *u, const int32_t *it, const float *r,
+                         const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                         const uint64_t *seeds, void *scratch, float *P, float *Q, float *bu,
+                         float *bi, float *Gu, float *Gi, int64_t k, const mf_hyper *h,
+                         double *sse_out);
+void mf_sgd_segments_f64(const int32_t *u, const int32_t *it, const double *r,
+                         const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                         const uint64_t *seeds, void *scratch, double *P, double *Q,
+                         double *bu, double *bi, double *Gu, double *Gi, int64_t k,
+                         const mf_hyper *h, double *sse_out);
+
+/* Scratch bytes for a shuffled segment of n entries: per entry one value of value_size
+ * bytes (the rating, or for the ranking kernel the weight), the user and item (int32) and
+ * the visiting order (uint32). */
 #define MF_SCRATCH_BYTES(n, value_size) ((n) * ((value_size) + 12))
 
-/* mf_sgd_blocks with a weight per rating (sample_weight): the rating's loss term becomes
+/* mf_sgd_segments with a weight per rating (sample_weight): the rating's loss term becomes
  * w (r - r^)^2, i.e. w multiplies e in every gradient (regularisation unweighted), and
- * sse_out receives sum w e^2. wt is indexed like r. A shuffled block also gathers its
- * weights: scratch must hold MF_SCRATCH_W_BYTES(longest shuffled block, sizeof(T)).
- * A separate compiled instance of the loop; mf_sgd_blocks (no weights) is unchanged. */
-void mf_sgd_blocks_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
-                                const float *wt, const int64_t *indptr, const int64_t *blocks,
-                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
-                                float *P, float *Q, float *bu, float *bi, float *Gu,
-                                float *Gi, int64_t k, const mf_hyper *h, double *sse_out);
-void mf_sgd_blocks_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
-                                const double *wt, const int64_t *indptr, const int64_t *blocks,
-                                int64_t n_blocks, const uint64_t *seeds, void *scratch,
-                                double *P, double *Q, double *bu, double *bi, double *Gu,
-                                double *Gi, int64_t k, const mf_hyper *h, double *sse_out);
+ * sse_out receives sum w e^2. wt is indexed like r. A shuffled segment also gathers its
+ * weights: scratch must hold MF_SCRATCH_W_BYTES(longest shuffled segment, sizeof(T)).
+ * The weighted loop is a separate compiled instance, so the unweighted one carries no
+ * weight code. */
+void mf_sgd_segments_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
+                                  const float *wt, const int64_t *seg_ptr,
+                                  const int64_t *segments, int64_t n_segments,
+                                  const uint64_t *seeds, void *scratch, float *P, float *Q,
+                                  float *bu, float *bi, float *Gu, float *Gi, int64_t k,
+                                  const mf_hyper *h, double *sse_out);
+void mf_sgd_segments_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
+                                  const double *wt, const int64_t *seg_ptr,
+                                  const int64_t *segments, int64_t n_segments,
+                                  const uint64_t *seeds, void *scratch, double *P, double *Q,
+                                  double *bu, double *bi, double *Gu, double *Gi, int64_t k,
+                                  const mf_hyper *h, double *sse_out);
+/* As MF_SCRATCH_BYTES with the gathered weight as a second value per entry. */
 #define MF_SCRATCH_W_BYTES(n, value_size) ((n) * (2 * (value_size) + 12))
 
 /* A uniform random permutation of 0..n-1 (n < 2^32) into out, deterministic from seed. */
@@ -163,25 +175,26 @@ static inline int64_t mf_draw_item(uint64_t bits, int32_t lo, int32_t hi, const 
     return l;
 }
 
-/* Ranking SGD over the listed segments (as mf_sgd_blocks: segment b = blocks[j] spans
- * [indptr[b], indptr[b + 1]); seeds[j] != 0 shuffles it through scratch, which must then
- * hold MF_SCRATCH_BYTES(longest shuffled segment, sizeof(T))). w: per-interaction weights
- * (NULL: 1). draw_seeds[j] seeds the negatives of listed segment j (step t = position in
- * visiting order). work: 2k values of T (softmax only; else may be NULL). loss_out[j]
- * (if loss_out is not NULL) receives the segment's summed loss, each term taken before its
- * update. P, Q, bi are updated in place; there is no user bias. */
-void mf_rank_blocks_f32(const int32_t *u, const int32_t *it, const float *w,
-                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                        const uint64_t *seeds, const uint64_t *draw_seeds,
-                        const mf_sampler *smp, void *scratch, float *work, float *P,
-                        float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
-                        double *loss_out);
-void mf_rank_blocks_f64(const int32_t *u, const int32_t *it, const double *w,
-                        const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                        const uint64_t *seeds, const uint64_t *draw_seeds,
-                        const mf_sampler *smp, void *scratch, double *work, double *P,
-                        double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
-                        double *loss_out);
+/* Ranking SGD over the listed segments (as mf_sgd_segments: listed segment j is segment
+ * s = segments[j], positions [seg_ptr[s], seg_ptr[s + 1]); seeds[j] != 0 shuffles it through
+ * scratch, which must then hold MF_SCRATCH_BYTES(longest shuffled segment, sizeof(T))).
+ * Its negatives come from items [smp->item_lo[s], smp->item_hi[s]). w: per-interaction
+ * weights (NULL: 1). draw_seeds[j] seeds the negatives of listed segment j (step t =
+ * position in visiting order). work: 2k values of T (softmax only; else may be NULL).
+ * loss_out[j] (if loss_out is not NULL) receives listed segment j's summed loss, each term
+ * taken before its update. P, Q, bi are updated in place; there is no user bias. */
+void mf_rank_segments_f32(const int32_t *u, const int32_t *it, const float *w,
+                          const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                          const uint64_t *seeds, const uint64_t *draw_seeds,
+                          const mf_sampler *smp, void *scratch, float *work, float *P,
+                          float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
+                          double *loss_out);
+void mf_rank_segments_f64(const int32_t *u, const int32_t *it, const double *w,
+                          const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
+                          const uint64_t *seeds, const uint64_t *draw_seeds,
+                          const mf_sampler *smp, void *scratch, double *work, double *P,
+                          double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
+                          double *loss_out);
 /* The raw candidates (before rejection) of steps 0..n_steps-1, n_draws each, row-major. */
 void mf_draw_candidates(int32_t *out, uint64_t seed, int64_t n_steps, int64_t n_draws,
                         int32_t lo, int32_t hi, const double *cdf);

@@ -1,7 +1,10 @@
 /* Body of the SGD kernel, included by _kernel.c once per (type, instruction set).
- * Expects: MF_T (float/double), MF_NAME(x) (symbol name), MF_TARGET (function attribute). */
+ * Expects: MF_T (float/double), MF_SQRT and MF_EXP (its sqrt and exp), MF_LANES (values
+ * per 64-byte line), MF_NAME(x) (symbol name), MF_TARGET (function attribute), and
+ * _kernel.c's MF_PREFETCH, MF_PREFETCH_R/W, MF_ASSUME_ALIGNED and MF_ALWAYS_INLINE. */
 
-/* One pass over positions [start, stop). Kept free of calls, divisions and bounds
+/* One pass over n ratings: u, it, r (and wt) point at the first of them, in visiting
+ * order (a stored segment or a gathered copy). Kept free of calls, divisions and bounds
  * checks; the dot product is a SIMD reduction (omp simd with -fopenmp-simd: no
  * OpenMP runtime, and unlike -ffast-math it leaves isfinite and NaN semantics alone). */
 MF_TARGET MF_ALWAYS_INLINE static inline double
@@ -119,7 +122,7 @@ MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const M
     return sse;
 }
 
-/* One pass over positions [start, stop). When the factor arrays start on a cache line
+/* One pass over n ratings, as sgd_body. When the factor arrays start on a cache line
  * (the wrapper allocates them so) and the padded width is a common one, the body is
  * compiled with k and the alignment known: fully unrolled loops and aligned vector
  * loads and stores, no remainder or peeling code. Any other width or alignment runs
@@ -165,21 +168,21 @@ MF_TARGET static double MF_NAME(sgd_run)(const int32_t *u, const int32_t *it, co
     return MF_NAME(sgd_body)(u, it, r, n, P, Q, bu, bi, Gu, Gi, k, 0, h, NULL, 0);
 }
 
-MF_TARGET static void MF_NAME(sgd_blocks)(const int32_t *u, const int32_t *it, const MF_T *r,
-                                          const int64_t *indptr, const int64_t *blocks,
-                                          int64_t n_blocks, const uint64_t *seeds,
-                                          void *scratch, MF_T *P, MF_T *Q, MF_T *bu,
-                                          MF_T *bi, MF_T *Gu, MF_T *Gi, int64_t k,
-                                          const mf_hyper *h, double *sse_out, const MF_T *wt)
+/* mf_sgd_segments and mf_sgd_segments_weighted (wt NULL: unweighted) for this instance. */
+MF_TARGET static void
+MF_NAME(sgd_segments)(const int32_t *u, const int32_t *it, const MF_T *r, const int64_t *seg_ptr,
+                      const int64_t *segments, int64_t n_segments, const uint64_t *seeds,
+                      void *scratch, MF_T *P, MF_T *Q, MF_T *bu, MF_T *bi, MF_T *Gu, MF_T *Gi,
+                      int64_t k, const mf_hyper *h, double *sse_out, const MF_T *wt)
 {
-    for (int64_t j = 0; j < n_blocks; ++j) {
-        const int64_t b = blocks[j], start = indptr[b], n = indptr[b + 1] - start;
+    for (int64_t j = 0; j < n_segments; ++j) {
+        const int64_t seg = segments[j], start = seg_ptr[seg], n = seg_ptr[seg + 1] - start;
         if (!(seeds && seeds[j])) {
             sse_out[j] = MF_NAME(sgd_run)(u + start, it + start, r + start, n, P, Q, bu, bi,
                                           Gu, Gi, k, h, wt ? wt + start : NULL);
             continue;
         }
-        /* Shuffled visit: draw a permutation of the block's positions, gather the
+        /* Shuffled visit: draw a permutation of the segment's positions, gather the
          * triples in that order into scratch, run over the copy. Measured on 20 M
          * ratings in cells of ~2k: 0.037 s per pass against 0.083 s for Fisher-Yates
          * swaps of the three arrays in place, and 0.50 vs 0.49 s for an epoch that reads
@@ -190,22 +193,22 @@ MF_TARGET static void MF_NAME(sgd_blocks)(const int32_t *u, const int32_t *it, c
         MF_T *sr = wt ? sw + n : (MF_T *)scratch;
         int32_t *su = (int32_t *)(sr + n), *si = su + n;
         uint32_t *ord = (uint32_t *)(si + n);
-        const int32_t *bu_ = u + start, *bi_ = it + start;
-        const MF_T *br_ = r + start;
-        /* The block's triples are usually not in cache (blocks are visited in random
+        const int32_t *seg_u = u + start, *seg_i = it + start;
+        const MF_T *seg_r = r + start;
+        /* The segment's triples are usually not in cache (segments are visited in random
          * order) and the gather reads them in random order: request their lines first,
          * so that the loads overlap the drawing of the permutation. */
-        for (int64_t t = 0; t < n; t += 64 / sizeof(MF_T)) MF_PREFETCH_R(br_ + t);
+        for (int64_t t = 0; t < n; t += 64 / sizeof(MF_T)) MF_PREFETCH_R(seg_r + t);
         for (int64_t t = 0; t < n; t += 16) {
-            MF_PREFETCH_R(bu_ + t);
-            MF_PREFETCH_R(bi_ + t);
+            MF_PREFETCH_R(seg_u + t);
+            MF_PREFETCH_R(seg_i + t);
         }
         mf_permutation(ord, n, seeds[j]);
         for (int64_t t = 0; t < n; ++t) {
             const uint32_t x = ord[t];
-            su[t] = bu_[x];
-            si[t] = bi_[x];
-            sr[t] = br_[x];
+            su[t] = seg_u[x];
+            si[t] = seg_i[x];
+            sr[t] = seg_r[x];
         }
         if (wt)
             for (int64_t t = 0; t < n; ++t) sw[t] = wt[start + ord[t]];
@@ -381,7 +384,8 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
                     const double phi = s <= 64 ? rank_w[s - 1]
                                                : mf_harmonic(((int64_t)(hi - lo) - 1) / s);
                     const MF_T g = wt * (MF_T)phi;
-                    if (want_loss) total += (double)g * ((double)h->margin - (double)si + (double)sj);
+                    if (want_loss)
+                        total += (double)g * ((double)h->margin - (double)si + (double)sj);
                     if (use_bias) {
                         bi[ii] += lr * (g - reg_b * bi[ii]);
                         bi[j] += lr * (-g - reg_b * bi[j]);
@@ -489,36 +493,36 @@ MF_TARGET static double MF_NAME(rank_run)(const int32_t *u, const int32_t *it, c
                               h->loss);
 }
 
-MF_TARGET static void MF_NAME(rank_blocks)(const int32_t *u, const int32_t *it, const MF_T *w,
-                                           const int64_t *indptr, const int64_t *blocks,
-                                           int64_t n_blocks, const uint64_t *seeds,
-                                           const uint64_t *draw_seeds, const mf_sampler *smp,
-                                           void *scratch, MF_T *work, MF_T *P, MF_T *Q,
-                                           MF_T *bi, int64_t k, const mf_rank_hyper *h,
-                                           double *loss_out)
+/* mf_rank_segments for this instance. */
+MF_TARGET static void
+MF_NAME(rank_segments)(const int32_t *u, const int32_t *it, const MF_T *w, const int64_t *seg_ptr,
+                       const int64_t *segments, int64_t n_segments, const uint64_t *seeds,
+                       const uint64_t *draw_seeds, const mf_sampler *smp, void *scratch,
+                       MF_T *work, MF_T *P, MF_T *Q, MF_T *bi, int64_t k,
+                       const mf_rank_hyper *h, double *loss_out)
 {
-    for (int64_t j = 0; j < n_blocks; ++j) {
-        const int64_t b = blocks[j], start = indptr[b], n = indptr[b + 1] - start;
-        const int32_t lo = smp->item_lo[b], hi = smp->item_hi[b];
+    for (int64_t j = 0; j < n_segments; ++j) {
+        const int64_t seg = segments[j], start = seg_ptr[seg], n = seg_ptr[seg + 1] - start;
+        const int32_t lo = smp->item_lo[seg], hi = smp->item_hi[seg];
         double loss;
         if (!(seeds && seeds[j])) {
             loss = MF_NAME(rank_run)(u + start, it + start, w ? w + start : NULL, n, lo, hi,
                                      draw_seeds[j], smp, work, P, Q, bi, k, h, loss_out != NULL);
         } else {
-            /* Shuffled visit through a gathered copy, exactly as sgd_blocks does. */
+            /* Shuffled visit through a gathered copy, as sgd_segments does. */
             MF_T *sw = (MF_T *)scratch;
             int32_t *su = (int32_t *)(sw + n), *si = su + n;
             uint32_t *ord = (uint32_t *)(si + n);
-            const int32_t *bu_ = u + start, *bi_ = it + start;
+            const int32_t *seg_u = u + start, *seg_i = it + start;
             for (int64_t t = 0; t < n; t += 16) {
-                MF_PREFETCH_R(bu_ + t);
-                MF_PREFETCH_R(bi_ + t);
+                MF_PREFETCH_R(seg_u + t);
+                MF_PREFETCH_R(seg_i + t);
             }
             mf_permutation(ord, n, seeds[j]);
             for (int64_t t = 0; t < n; ++t) {
                 const uint32_t x = ord[t];
-                su[t] = bu_[x];
-                si[t] = bi_[x];
+                su[t] = seg_u[x];
+                si[t] = seg_i[x];
             }
             if (w)
                 for (int64_t t = 0; t < n; ++t) sw[t] = w[start + ord[t]];

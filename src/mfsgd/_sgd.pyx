@@ -22,34 +22,40 @@ cdef extern from "_kernel.h" nogil:
         double reg_b
         int use_bias
         int nonneg
+    enum:
+        MF_ISA_AUTO
+        MF_ISA_BASELINE
+        MF_ISA_AVX2
+        MF_ISA_AVX512
+        MF_AVX512_MIN_ROW_BYTES
     int mf_isa_available()
     int mf_isa_select(int isa)
     int mf_isa_current()
     int mf_isa_for(int64_t row_bytes)
-    int MF_AVX512_MIN_ROW_BYTES
     const char *mf_isa_name(int isa)
-    void mf_sgd_blocks_f32(const int32_t *u, const int32_t *it, const float *r,
-                           const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                           const uint64_t *seeds, void *scratch, float *P, float *Q,
-                           float *bu, float *bi, float *Gu, float *Gi, int64_t k,
-                           const mf_hyper *h, double *sse_out)
-    void mf_sgd_blocks_f64(const int32_t *u, const int32_t *it, const double *r,
-                           const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                           const uint64_t *seeds, void *scratch, double *P, double *Q,
-                           double *bu, double *bi, double *Gu, double *Gi, int64_t k,
-                           const mf_hyper *h, double *sse_out)
-    void mf_sgd_blocks_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
-                                    const float *wt, const int64_t *indptr,
-                                    const int64_t *blocks, int64_t n_blocks,
-                                    const uint64_t *seeds, void *scratch, float *P, float *Q,
-                                    float *bu, float *bi, float *Gu, float *Gi, int64_t k,
-                                    const mf_hyper *h, double *sse_out)
-    void mf_sgd_blocks_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
-                                    const double *wt, const int64_t *indptr,
-                                    const int64_t *blocks, int64_t n_blocks,
-                                    const uint64_t *seeds, void *scratch, double *P,
-                                    double *Q, double *bu, double *bi, double *Gu, double *Gi,
-                                    int64_t k, const mf_hyper *h, double *sse_out)
+    void mf_sgd_segments_f32(const int32_t *u, const int32_t *it, const float *r,
+                             const int64_t *seg_ptr, const int64_t *segments,
+                             int64_t n_segments, const uint64_t *seeds, void *scratch,
+                             float *P, float *Q, float *bu, float *bi, float *Gu, float *Gi,
+                             int64_t k, const mf_hyper *h, double *sse_out)
+    void mf_sgd_segments_f64(const int32_t *u, const int32_t *it, const double *r,
+                             const int64_t *seg_ptr, const int64_t *segments,
+                             int64_t n_segments, const uint64_t *seeds, void *scratch,
+                             double *P, double *Q, double *bu, double *bi, double *Gu,
+                             double *Gi, int64_t k, const mf_hyper *h, double *sse_out)
+    void mf_sgd_segments_weighted_f32(const int32_t *u, const int32_t *it, const float *r,
+                                      const float *wt, const int64_t *seg_ptr,
+                                      const int64_t *segments, int64_t n_segments,
+                                      const uint64_t *seeds, void *scratch, float *P,
+                                      float *Q, float *bu, float *bi, float *Gu, float *Gi,
+                                      int64_t k, const mf_hyper *h, double *sse_out)
+    void mf_sgd_segments_weighted_f64(const int32_t *u, const int32_t *it, const double *r,
+                                      const double *wt, const int64_t *seg_ptr,
+                                      const int64_t *segments, int64_t n_segments,
+                                      const uint64_t *seeds, void *scratch, double *P,
+                                      double *Q, double *bu, double *bi, double *Gu,
+                                      double *Gi, int64_t k, const mf_hyper *h,
+                                      double *sse_out)
     int64_t MF_SCRATCH_W_BYTES(int64_t n, int64_t value_size)
     void mf_permutation(uint32_t *out, int64_t n, uint64_t seed)
     int64_t MF_SCRATCH_BYTES(int64_t n, int64_t value_size)
@@ -84,22 +90,23 @@ cdef extern from "_kernel.h" nogil:
         const int32_t *seen
         const uint64_t *seen_bits
         int64_t seen_words
-    void mf_rank_blocks_f32(const int32_t *u, const int32_t *it, const float *w,
-                            const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                            const uint64_t *seeds, const uint64_t *draw_seeds,
-                            const mf_sampler *smp, void *scratch, float *work, float *P,
-                            float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
-                            double *loss_out)
-    void mf_rank_blocks_f64(const int32_t *u, const int32_t *it, const double *w,
-                            const int64_t *indptr, const int64_t *blocks, int64_t n_blocks,
-                            const uint64_t *seeds, const uint64_t *draw_seeds,
-                            const mf_sampler *smp, void *scratch, double *work, double *P,
-                            double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
-                            double *loss_out)
+    void mf_rank_segments_f32(const int32_t *u, const int32_t *it, const float *w,
+                              const int64_t *seg_ptr, const int64_t *segments,
+                              int64_t n_segments, const uint64_t *seeds,
+                              const uint64_t *draw_seeds, const mf_sampler *smp, void *scratch,
+                              float *work, float *P, float *Q, float *bi, int64_t k,
+                              const mf_rank_hyper *h, double *loss_out)
+    void mf_rank_segments_f64(const int32_t *u, const int32_t *it, const double *w,
+                              const int64_t *seg_ptr, const int64_t *segments,
+                              int64_t n_segments, const uint64_t *seeds,
+                              const uint64_t *draw_seeds, const mf_sampler *smp, void *scratch,
+                              double *work, double *P, double *Q, double *bi, int64_t k,
+                              const mf_rank_hyper *h, double *loss_out)
     void mf_draw_candidates(int32_t *out, uint64_t seed, int64_t n_steps, int64_t n_draws,
                             int32_t lo, int32_t hi, const double *cdf)
     double mf_harmonic(int64_t m)
 
+# Loss ids and sampler limits, defined once in _kernel.h.
 LOSS_SQUARED = MF_LOSS_SQUARED
 LOSS_BPR = MF_LOSS_BPR
 LOSS_WARP = MF_LOSS_WARP
@@ -108,10 +115,11 @@ LOSSES = {"squared": LOSS_SQUARED, "bpr": LOSS_BPR, "warp": LOSS_WARP, "softmax"
 MAX_NEG = MF_MAX_NEG
 MAX_REJECT = MF_MAX_REJECT
 
-ISA_AUTO = -1
-ISA_BASELINE = 0
-ISA_AVX2 = 1
-ISA_AVX512 = 2
+# Instruction-set variant ids, defined once in _kernel.h.
+ISA_AUTO = MF_ISA_AUTO
+ISA_BASELINE = MF_ISA_BASELINE
+ISA_AVX2 = MF_ISA_AVX2
+ISA_AVX512 = MF_ISA_AVX512
 
 
 def isa_available():
@@ -121,7 +129,7 @@ def isa_available():
 
 def isa_select(int isa):
     """Use variant `isa` (clamped to the best available at or below it), or the
-    automatic choice for ISA_AUTO (-1); return the selection."""
+    automatic choice for ISA_AUTO; return the selection."""
     return mf_isa_select(isa)
 
 
@@ -145,21 +153,23 @@ def isa_name(int isa):
     return mf_isa_name(isa).decode("ascii")
 
 
-def sgd_blocks(const int32_t[::1] users, const int32_t[::1] items, const floating[::1] ratings,
-               const int64_t[::1] indptr, const int64_t[::1] blocks, const uint64_t[::1] seeds,
-               floating[:, ::1] user_factors, floating[:, ::1] item_factors,
-               floating[::1] user_bias, floating[::1] item_bias,
-               double mu, double lr, double reg_factors, double reg_bias,
-               bint use_bias, bint nonnegative, double[::1] sse_out,
-               floating[::1] user_accum, floating[::1] item_accum):
-    """SGD over the ratings of the listed blocks, in list order.
+def sgd_segments(const int32_t[::1] users, const int32_t[::1] items,
+                 const floating[::1] ratings, const int64_t[::1] seg_ptr,
+                 const int64_t[::1] segments, const uint64_t[::1] seeds,
+                 floating[:, ::1] user_factors, floating[:, ::1] item_factors,
+                 floating[::1] user_bias, floating[::1] item_bias,
+                 double mu, double lr, double reg_factors, double reg_bias,
+                 bint use_bias, bint nonnegative, double[::1] sse_out,
+                 floating[::1] user_accum, floating[::1] item_accum):
+    """SGD over the ratings of the listed segments, in list order.
 
-    Contract: block ``b`` spans positions ``indptr[b]:indptr[b+1]`` of the rating
-    triples; ``seeds`` (same length as ``blocks``, or None) gives each block a seed:
-    the block is then visited in the order ``permutation(len, seed)`` (0: the stored
-    order). Mutates the factor and bias arrays, never the triples; writes each block's
-    sum of squared errors (errors before each update) to ``sse_out``. Blocks run in the
-    same call must not share rows when calls run concurrently. ``user_accum`` and
+    Contract: segment ``s`` spans positions ``seg_ptr[s]:seg_ptr[s+1]`` of the rating
+    triples, and ``segments`` lists segment ids; ``seeds`` (one per listed segment, or
+    None) gives each a seed: the segment is then visited in the order
+    ``permutation(len, seed)`` (0: the stored order). Mutates the factor and bias arrays,
+    never the triples; writes each listed segment's sum of squared errors (errors before
+    each update) to ``sse_out``. Calls that run concurrently must not share a factor row
+    (give them segments of different blocks of one stratum). ``user_accum`` and
     ``item_accum`` (one value per row, or empty for a constant rate) are AdaGrad
     accumulators, used and updated in place. Runs without the GIL.
     """
@@ -170,7 +180,7 @@ def sgd_blocks(const int32_t[::1] users, const int32_t[::1] items, const floatin
     h.reg_b = reg_bias
     h.use_bias = use_bias
     h.nonneg = nonnegative
-    cdef int64_t nb = blocks.shape[0]
+    cdef int64_t ns = segments.shape[0]
     cdef int64_t k = user_factors.shape[1]
     cdef int64_t j
     cdef const uint64_t *sp = NULL
@@ -181,21 +191,21 @@ def sgd_blocks(const int32_t[::1] users, const int32_t[::1] items, const floatin
     if user_accum.shape[0] > 0:
         gu = &user_accum[0]
         gi = &item_accum[0]
-    if nb == 0 or ratings.shape[0] == 0:
-        for j in range(nb):
+    if ns == 0 or ratings.shape[0] == 0:
+        for j in range(ns):
             sse_out[j] = 0.0
         return
-    # Scratch for the visiting order and the shuffled copy of the longest shuffled block,
-    # as uint64 so that it is 8-byte aligned.
+    # Scratch for the visiting order and the shuffled copy of the longest shuffled
+    # segment, as uint64 so that it is 8-byte aligned.
     cdef int64_t longest = 0
     cdef uint64_t[::1] scratch
     cdef void *scr = NULL
     if sp != NULL:
-        for j in range(nb):
+        for j in range(ns):
             if sp[j] != 0:
-                longest = max(longest, indptr[blocks[j] + 1] - indptr[blocks[j]])
+                longest = max(longest, seg_ptr[segments[j] + 1] - seg_ptr[segments[j]])
         if longest >= (<int64_t>1) << 32:
-            raise ValueError(f"a shuffled block holds {longest} ratings; at most 2**32 - 1 "
+            raise ValueError(f"a shuffled segment holds {longest} ratings; at most 2**32 - 1 "
                              "are supported")
         if longest > 0:
             scratch = np.empty((MF_SCRATCH_BYTES(longest, sizeof(floating)) + 7) // 8,
@@ -203,27 +213,28 @@ def sgd_blocks(const int32_t[::1] users, const int32_t[::1] items, const floatin
             scr = &scratch[0]
     with nogil:
         if floating is float:
-            mf_sgd_blocks_f32(&users[0], &items[0], &ratings[0], &indptr[0], &blocks[0], nb,
-                              sp, scr, &user_factors[0, 0], &item_factors[0, 0], &user_bias[0],
-                              &item_bias[0], gu, gi, k, &h, &sse_out[0])
+            mf_sgd_segments_f32(&users[0], &items[0], &ratings[0], &seg_ptr[0], &segments[0],
+                                ns, sp, scr, &user_factors[0, 0], &item_factors[0, 0],
+                                &user_bias[0], &item_bias[0], gu, gi, k, &h, &sse_out[0])
         else:
-            mf_sgd_blocks_f64(&users[0], &items[0], &ratings[0], &indptr[0], &blocks[0], nb,
-                              sp, scr, &user_factors[0, 0], &item_factors[0, 0], &user_bias[0],
-                              &item_bias[0], gu, gi, k, &h, &sse_out[0])
+            mf_sgd_segments_f64(&users[0], &items[0], &ratings[0], &seg_ptr[0], &segments[0],
+                                ns, sp, scr, &user_factors[0, 0], &item_factors[0, 0],
+                                &user_bias[0], &item_bias[0], gu, gi, k, &h, &sse_out[0])
 
 
-def sgd_blocks_weighted(const int32_t[::1] users, const int32_t[::1] items,
-                        const floating[::1] ratings, const floating[::1] weights,
-                        const int64_t[::1] indptr, const int64_t[::1] blocks,
-                        const uint64_t[::1] seeds, floating[:, ::1] user_factors,
-                        floating[:, ::1] item_factors, floating[::1] user_bias,
-                        floating[::1] item_bias, double mu, double lr, double reg_factors,
-                        double reg_bias, bint use_bias, bint nonnegative, double[::1] sse_out,
-                        floating[::1] user_accum, floating[::1] item_accum):
-    """:func:`sgd_blocks` with a weight per rating (``sample_weight``, same positions as
+def sgd_segments_weighted(const int32_t[::1] users, const int32_t[::1] items,
+                          const floating[::1] ratings, const floating[::1] weights,
+                          const int64_t[::1] seg_ptr, const int64_t[::1] segments,
+                          const uint64_t[::1] seeds, floating[:, ::1] user_factors,
+                          floating[:, ::1] item_factors, floating[::1] user_bias,
+                          floating[::1] item_bias, double mu, double lr, double reg_factors,
+                          double reg_bias, bint use_bias, bint nonnegative,
+                          double[::1] sse_out, floating[::1] user_accum,
+                          floating[::1] item_accum):
+    """:func:`sgd_segments` with a weight per rating (``sample_weight``, same positions as
     ``ratings``): w multiplies the error in every gradient (the regularisation is not
-    weighted) and ``sse_out`` receives sum w e^2. A separate compiled loop: sgd_blocks
-    itself is unchanged. Runs without the GIL.
+    weighted) and ``sse_out`` receives sum w e^2. A separate compiled loop, so the
+    unweighted one carries no weight code. Runs without the GIL.
     """
     cdef mf_hyper h
     h.mu = mu
@@ -232,7 +243,7 @@ def sgd_blocks_weighted(const int32_t[::1] users, const int32_t[::1] items,
     h.reg_b = reg_bias
     h.use_bias = use_bias
     h.nonneg = nonnegative
-    cdef int64_t nb = blocks.shape[0]
+    cdef int64_t ns = segments.shape[0]
     cdef int64_t k = user_factors.shape[1]
     cdef int64_t j
     cdef const uint64_t *sp = NULL
@@ -243,19 +254,19 @@ def sgd_blocks_weighted(const int32_t[::1] users, const int32_t[::1] items,
     if user_accum.shape[0] > 0:
         gu = &user_accum[0]
         gi = &item_accum[0]
-    if nb == 0 or ratings.shape[0] == 0:
-        for j in range(nb):
+    if ns == 0 or ratings.shape[0] == 0:
+        for j in range(ns):
             sse_out[j] = 0.0
         return
     cdef int64_t longest = 0
     cdef uint64_t[::1] scratch
     cdef void *scr = NULL
     if sp != NULL:
-        for j in range(nb):
+        for j in range(ns):
             if sp[j] != 0:
-                longest = max(longest, indptr[blocks[j] + 1] - indptr[blocks[j]])
+                longest = max(longest, seg_ptr[segments[j] + 1] - seg_ptr[segments[j]])
         if longest >= (<int64_t>1) << 32:
-            raise ValueError(f"a shuffled block holds {longest} ratings; at most 2**32 - 1 "
+            raise ValueError(f"a shuffled segment holds {longest} ratings; at most 2**32 - 1 "
                              "are supported")
         if longest > 0:
             scratch = np.empty((MF_SCRATCH_W_BYTES(longest, sizeof(floating)) + 7) // 8,
@@ -263,17 +274,17 @@ def sgd_blocks_weighted(const int32_t[::1] users, const int32_t[::1] items,
             scr = &scratch[0]
     with nogil:
         if floating is float:
-            mf_sgd_blocks_weighted_f32(&users[0], &items[0], &ratings[0], &weights[0],
-                                       &indptr[0], &blocks[0], nb, sp, scr,
-                                       &user_factors[0, 0], &item_factors[0, 0],
-                                       &user_bias[0], &item_bias[0], gu, gi, k, &h,
-                                       &sse_out[0])
+            mf_sgd_segments_weighted_f32(&users[0], &items[0], &ratings[0], &weights[0],
+                                         &seg_ptr[0], &segments[0], ns, sp, scr,
+                                         &user_factors[0, 0], &item_factors[0, 0],
+                                         &user_bias[0], &item_bias[0], gu, gi, k, &h,
+                                         &sse_out[0])
         else:
-            mf_sgd_blocks_weighted_f64(&users[0], &items[0], &ratings[0], &weights[0],
-                                       &indptr[0], &blocks[0], nb, sp, scr,
-                                       &user_factors[0, 0], &item_factors[0, 0],
-                                       &user_bias[0], &item_bias[0], gu, gi, k, &h,
-                                       &sse_out[0])
+            mf_sgd_segments_weighted_f64(&users[0], &items[0], &ratings[0], &weights[0],
+                                         &seg_ptr[0], &segments[0], ns, sp, scr,
+                                         &user_factors[0, 0], &item_factors[0, 0],
+                                         &user_bias[0], &item_bias[0], gu, gi, k, &h,
+                                         &sse_out[0])
 
 
 def sgd_epoch(users, items, ratings, user_factors, item_factors, user_bias, item_bias,
@@ -281,7 +292,7 @@ def sgd_epoch(users, items, ratings, user_factors, item_factors, user_bias, item
               bint use_bias=True, bint nonnegative=False, user_accum=None, item_accum=None):
     """One SGD pass over all triples in their stored order; returns the SSE.
 
-    Contract: as :func:`sgd_blocks` with a single block and no shuffle; the triples
+    Contract: as :func:`sgd_segments` with a single segment and no shuffle; the triples
     are only read (read-only arrays are fine). ``user_accum``/``item_accum``: AdaGrad
     accumulators (None: constant rate). Runs without the GIL.
     """
@@ -307,8 +318,8 @@ def _sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floatin
     h.nonneg = nonnegative
     cdef int64_t n = ratings.shape[0]
     cdef int64_t k = user_factors.shape[1]
-    cdef int64_t indptr[2]
-    cdef int64_t block = 0
+    cdef int64_t seg_ptr[2]
+    cdef int64_t segment = 0
     cdef double sse = 0.0
     cdef floating *gu = NULL
     cdef floating *gi = NULL
@@ -317,22 +328,22 @@ def _sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floatin
     if user_accum.shape[0] > 0:
         gu = &user_accum[0]
         gi = &item_accum[0]
-    indptr[0] = 0
-    indptr[1] = n
+    seg_ptr[0] = 0
+    seg_ptr[1] = n
     with nogil:
         if floating is float:
-            mf_sgd_blocks_f32(&users[0], &items[0], &ratings[0], indptr, &block, 1, NULL, NULL,
-                              &user_factors[0, 0], &item_factors[0, 0],
-                              &user_bias[0], &item_bias[0], gu, gi, k, &h, &sse)
+            mf_sgd_segments_f32(&users[0], &items[0], &ratings[0], seg_ptr, &segment, 1, NULL,
+                                NULL, &user_factors[0, 0], &item_factors[0, 0],
+                                &user_bias[0], &item_bias[0], gu, gi, k, &h, &sse)
         else:
-            mf_sgd_blocks_f64(&users[0], &items[0], &ratings[0], indptr, &block, 1, NULL, NULL,
-                              &user_factors[0, 0], &item_factors[0, 0],
-                              &user_bias[0], &item_bias[0], gu, gi, k, &h, &sse)
+            mf_sgd_segments_f64(&users[0], &items[0], &ratings[0], seg_ptr, &segment, 1, NULL,
+                                NULL, &user_factors[0, 0], &item_factors[0, 0],
+                                &user_bias[0], &item_bias[0], gu, gi, k, &h, &sse)
     return sse
 
 
 def permutation(int64_t n, uint64_t seed):
-    """The visiting order ``sgd_blocks`` uses for a block of ``n`` ratings and this seed:
+    """The visiting order ``sgd_segments`` uses for a segment of ``n`` ratings and this seed:
     a uniform random permutation of ``0..n-1`` (uint32) from the kernel's own generator
     (xoshiro256**, inside-out Fisher-Yates)."""
     if n < 0 or n >= (<int64_t>1) << 32:
@@ -369,28 +380,30 @@ def predict_pairs(const int32_t[::1] users, const int32_t[::1] items,
 
 # ---- ranking losses for implicit feedback ----------------------------------------------
 
-def rank_blocks(const int32_t[::1] users, const int32_t[::1] items, const floating[::1] weights,
-                const int64_t[::1] indptr, const int32_t[::1] item_lo,
-                const int32_t[::1] item_hi, const int64_t[::1] blocks, seeds,
-                const uint64_t[::1] draw_seeds, item_cdf, seen_indptr, seen_items,
-                floating[:, ::1] user_factors, floating[:, ::1] item_factors,
-                floating[::1] item_bias, int loss, double lr, double reg_factors,
-                double reg_bias, bint use_bias=True, int n_neg=1, int max_sampled=10,
-                double margin=1.0, bint logq=False, loss_out=None, seen_bits=None):
+def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
+                  const floating[::1] weights, const int64_t[::1] seg_ptr,
+                  const int32_t[::1] item_lo, const int32_t[::1] item_hi,
+                  const int64_t[::1] segments, seeds, const uint64_t[::1] draw_seeds,
+                  item_cdf, seen_indptr, seen_items, floating[:, ::1] user_factors,
+                  floating[:, ::1] item_factors, floating[::1] item_bias, int loss, double lr,
+                  double reg_factors, double reg_bias, bint use_bias=True, int n_neg=1,
+                  int max_sampled=10, double margin=1.0, bint logq=False, loss_out=None,
+                  seen_bits=None):
     """Ranking SGD (BPR, WARP or sampled softmax) over the listed segments, in order.
 
-    Contract: as :func:`sgd_blocks` for ``indptr``, ``blocks`` and ``seeds`` (None or
-    per listed segment, 0: stored order). Every (user, item) pair is a positive with
-    weight ``weights[t]`` (an empty array: 1). Segment ``b``'s negatives are drawn from
-    items ``item_lo[b]:item_hi[b]`` (which must hold its positives) by the counter-based
-    generator seeded with ``draw_seeds[j]`` (see :func:`draw_candidates`): uniformly, or
-    in proportion to ``item_cdf[j + 1] - item_cdf[j]`` (cumulative float64 weights, length
+    Contract: as :func:`sgd_segments` for ``seg_ptr``, ``segments`` and ``seeds`` (None
+    or one per listed segment, 0: stored order). Every (user, item) pair is a positive
+    with weight ``weights[t]`` (an empty array: 1). The negatives of segment ``s`` (listed
+    at position ``j``) are drawn from items ``item_lo[s]:item_hi[s]`` (the item range of
+    the segment's block, which must hold its positives) by the counter-based generator
+    seeded with ``draw_seeds[j]`` (see :func:`draw_candidates`): uniformly, or item ``x``
+    in proportion to ``item_cdf[x + 1] - item_cdf[x]`` (cumulative float64 weights, length
     n_items + 1, or None); a draw equal to the positive, or in the user's row of the CSR
     record ``seen_indptr``/``seen_items`` (sorted per user, or None), is redrawn (at most
     MAX_REJECT times). ``seen_bits`` (uint64, n_users x ceil(n_items / 64), bit j % 64 of
     word j // 64 set for a seen item; see :func:`seen_bitmap`) replaces the CSR record
     when given: one load per check instead of a binary search. Mutates the factors and
-    ``item_bias`` (no user bias: it cancels); writes each segment's summed loss to
+    ``item_bias`` (no user bias: it cancels); writes each listed segment's summed loss to
     ``loss_out`` if given. Runs without the GIL.
     """
     cdef mf_rank_hyper h
@@ -407,7 +420,7 @@ def rank_blocks(const int32_t[::1] users, const int32_t[::1] items, const floati
         raise ValueError(f"loss must be LOSS_BPR, LOSS_WARP or LOSS_SOFTMAX; got {loss}")
     if loss == MF_LOSS_SOFTMAX and not 1 <= n_neg <= MF_MAX_NEG:
         raise ValueError(f"n_neg must be in [1, {MF_MAX_NEG}] for softmax; got {n_neg}")
-    cdef int64_t nb = blocks.shape[0]
+    cdef int64_t ns = segments.shape[0]
     cdef int64_t k = user_factors.shape[1]
     cdef int64_t j
     cdef mf_sampler smp
@@ -450,18 +463,18 @@ def rank_blocks(const int32_t[::1] users, const int32_t[::1] items, const floati
     cdef const floating *wp = NULL
     if weights.shape[0] > 0:
         wp = &weights[0]
-    if nb == 0 or users.shape[0] == 0:
+    if ns == 0 or users.shape[0] == 0:
         if lp != NULL:
-            for j in range(nb):
+            for j in range(ns):
                 lp[j] = 0.0
         return
     cdef int64_t longest = 0
     cdef uint64_t[::1] scratch
     cdef void *scr = NULL
     if shp != NULL:
-        for j in range(nb):
+        for j in range(ns):
             if shp[j] != 0:
-                longest = max(longest, indptr[blocks[j] + 1] - indptr[blocks[j]])
+                longest = max(longest, seg_ptr[segments[j] + 1] - seg_ptr[segments[j]])
         if longest >= (<int64_t>1) << 32:
             raise ValueError(f"a shuffled segment holds {longest} interactions; at most "
                              "2**32 - 1 are supported")
@@ -474,13 +487,13 @@ def rank_blocks(const int32_t[::1] users, const int32_t[::1] items, const floati
     cdef floating *bp = &item_bias[0] if item_bias.shape[0] > 0 else NULL
     with nogil:
         if floating is float:
-            mf_rank_blocks_f32(&users[0], &items[0], wp, &indptr[0], &blocks[0], nb, shp,
-                               &draw_seeds[0], &smp, scr, &work_v[0], &user_factors[0, 0],
-                               &item_factors[0, 0], bp, k, &h, lp)
+            mf_rank_segments_f32(&users[0], &items[0], wp, &seg_ptr[0], &segments[0], ns, shp,
+                                 &draw_seeds[0], &smp, scr, &work_v[0], &user_factors[0, 0],
+                                 &item_factors[0, 0], bp, k, &h, lp)
         else:
-            mf_rank_blocks_f64(&users[0], &items[0], wp, &indptr[0], &blocks[0], nb, shp,
-                               &draw_seeds[0], &smp, scr, &work_v[0], &user_factors[0, 0],
-                               &item_factors[0, 0], bp, k, &h, lp)
+            mf_rank_segments_f64(&users[0], &items[0], wp, &seg_ptr[0], &segments[0], ns, shp,
+                                 &draw_seeds[0], &smp, scr, &work_v[0], &user_factors[0, 0],
+                                 &item_factors[0, 0], bp, k, &h, lp)
 
 
 def seen_bitmap(const int32_t[::1] users, const int32_t[::1] items, int64_t n_users,
@@ -497,7 +510,7 @@ def seen_bitmap(const int32_t[::1] users, const int32_t[::1] items, int64_t n_us
 
 def draw_candidates(uint64_t seed, int64_t n_steps, int64_t n_draws, int32_t lo, int32_t hi,
                     item_cdf=None):
-    """The raw negative candidates ``rank_blocks`` draws for a segment with this draw seed
+    """The raw negative candidates ``rank_segments`` draws for a segment with this draw seed
     and item range: int32 array (n_steps, n_draws), entry [t, d] = candidate d of the
     step at visiting position t, before any rejection."""
     if not 0 <= lo < hi:
@@ -557,7 +570,7 @@ def scatter_by_key(const key_t[::1] keys, const value_t[::1] src, int64_t[::1] c
 
 
 cdef inline void _insert(floating *val, int64_t *idx, Py_ssize_t p, floating x,
-                        Py_ssize_t j) noexcept nogil:
+                         Py_ssize_t j) noexcept nogil:
     """Put (x, j) into the descending buffer val/idx at slot p or above: entries that
     x beats (strictly, so earlier columns win ties) shift down one slot."""
     while p > 0 and val[p - 1] < x:
