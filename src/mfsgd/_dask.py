@@ -121,7 +121,7 @@ def _block_run(block: tuple, P: np.ndarray, bu: np.ndarray, Q: np.ndarray, bi: n
     bu, bi = bu.copy(), bi.copy()
     sse = np.zeros(segs.size)
     empty = np.empty(0, P.dtype)
-    _sgd.sgd_blocks(u, i, r, seg_ptr, segs, seeds, P, Q, bu, bi, hyper.mu, hyper.lr,
+    _sgd.sgd_segments(u, i, r, seg_ptr, segs, seeds, P, Q, bu, bi, hyper.mu, hyper.lr,
                     hyper.reg_f, hyper.reg_b, hyper.use_bias, hyper.nonneg, sse, empty, empty)
     return (u, i, r, seg_ptr), P, bu, Q, bi, sse
 
