@@ -27,7 +27,8 @@ directives = {
     "embedsignature": True,
 }
 if msvc:
-    compile_args = ["/O2", "/openmp:experimental", "/fp:contract"] if mode != "debug" else ["/Od", "/Zi"]
+    compile_args = (["/O2", "/openmp:experimental", "/fp:contract"] if mode != "debug"
+                    else ["/Od", "/Zi"])
     link_args = []
 else:
     # -fopenmp-simd honours `#pragma omp simd` (vectorised reductions) without the

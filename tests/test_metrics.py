@@ -134,8 +134,10 @@ def brute_force(model, test, train, k, threshold, exclude):
             seen[u].add(i)
     out = defaultdict(list)
     recommended = set()
+    counts = np.asarray(model.item_counts_, dtype=np.float64)
     for u in sorted(rel):
-        s = bi + (Q @ P[row[u]] if u in row else 0.0)
+        # an unknown user is served the most popular items (training interactions)
+        s = bi + Q @ P[row[u]] if u in row else counts
         cands = [j for j in range(len(item_ids)) if item_ids[j] not in seen[u]]
         ranked = sorted(cands, key=lambda j: (-s[j], j))[:k]
         recommended.update(ranked)
@@ -237,17 +239,21 @@ def test_top_k_items_matches_brute_force_and_scores_are_predictions(fitted_split
         seen[u].add(i)
     P, Q = model.user_factors_.astype(float), model.item_factors_.astype(float)
     for row, u in enumerate(users.tolist()):
-        s = model.item_bias_ + (Q @ P[list(model.user_ids_).index(u)] if u in
-                                model.user_ids_ else 0.0)
+        # an unknown user is served the most popular items (training interactions)
+        s = (model.item_bias_ + Q @ P[list(model.user_ids_).index(u)] if u in
+             model.user_ids_ else model.item_counts_.astype(float))
         order = [j for j in np.argsort(-s, kind="stable")
                  if model.item_ids_[j] not in seen[u]][:6]
         assert items[row].tolist() == model.item_ids_[order].tolist()
-    # scores are the unclipped predictions mu + b_u + b'_j + u . v (mu + b'_j if unknown)
+    # scores are the unclipped predictions mu + b_u + b'_j + u . v (the interaction
+    # counts for an unknown user)
     uid, iid = model.user_ids_.tolist(), model.item_ids_.tolist()
     for row, u in enumerate(users.tolist()):
         for j, item in enumerate(items[row].tolist()):
             c = iid.index(item)
             want = model.global_mean_ + model.item_bias_[c]
+            if u not in uid:
+                want = float(model.item_counts_[c])
             if u in uid:
                 r = uid.index(u)
                 want += model.user_bias_[r] + float(P[r] @ Q[c])

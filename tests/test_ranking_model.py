@@ -172,10 +172,7 @@ def test_predict_recommend_similar_partial_fit(implicit):
     assert m.n_epochs_ == before + 2 and 10_000 in m.user_ids_
 
 
-def test_unknown_user_gets_the_most_popular_items(implicit, monkeypatch):
-    from mfsgd import _recommend
-
-    monkeypatch.setattr(_recommend, "POPULAR_FOR_UNKNOWN", True)  # off by default, for now
+def test_unknown_user_gets_the_most_popular_items(implicit):
     (u, i), _ = implicit
     for loss in ("warp", "squared"):
         r = np.arange(u.size) % 5 + 1.0

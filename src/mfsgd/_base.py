@@ -71,6 +71,12 @@ class EstimatorBase:
         """Raw item ids; row k of ``item_factors_`` belongs to ``item_ids_[k]``."""
         return self._require_fitted("item_ids_").item_map.ids
 
+    @property
+    def item_counts_(self) -> np.ndarray | None:
+        """Training interactions (rows) per item, in ``item_ids_`` order: the popularity
+        that unknown users are served by. None for a model without a seen-items record."""
+        return self._require_fitted("item_counts_").support("item")
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_lock", None)

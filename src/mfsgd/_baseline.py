@@ -176,7 +176,7 @@ class Popularity(EstimatorBase):
             item_factors=np.zeros((n_items, 0)), user_bias=np.zeros(n_users),
             item_bias=counts.astype(np.float64), user_map=umap, item_map=imap,
             rating_range=(-math.inf, math.inf), biased=True, n_factors=0,
-            seen_indptr=seen_indptr, seen_items=seen_items)
+            seen_indptr=seen_indptr, seen_items=seen_items, item_counts=counts)
         with self._lock:
             self._state, self._item_counts = state, counts
         return self

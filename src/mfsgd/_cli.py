@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._config import AUTO_PARAMS, MAX_THREADS, auto_text
+from ._config import AUTO_PARAMS, MAX_THREADS, auto_text, make_config
 from ._training import MAX_BLOCKS
 from .model import MatrixFactorization
 
@@ -359,7 +359,7 @@ class Progress:
 
 
 def _fit(model: MatrixFactorization, args: argparse.Namespace, data: Any, **kw: Any) -> float:
-    prog = Progress(args, model._config().n_epochs)
+    prog = Progress(args, make_config(model.get_params()).n_epochs)
     t0 = time.perf_counter()
     try:
         model.fit(data, callback=prog, **kw)

@@ -225,3 +225,50 @@ def column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
     if isinstance(data, (tuple, list)):
         return as_1d(role, data[0])
     return as_1d(role, np.asarray(data)[:, 0])
+
+
+def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
+                  what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(users, items, ratings, weights) of a fit's input. For a ranking loss the
+    rows are filtered by ``min_rating`` and the third array holds the weights (ones
+    when none are given; the fourth is then None)."""
+    users, items, ratings = unpack(X, y, columns=cfg.columns, what="X",
+                                   ratings="optional" if cfg.ranking else "require")
+    weights = None
+    if sample_weight is not None:
+        weights = check_ratings(sample_weight, cfg.dtype, name="sample_weight")
+        if weights.size != users.size:
+            raise ValueError(f"sample_weight has {weights.size} values but X has "
+                             f"{users.size} rows; pass one weight per row.")
+        if weights.size and float(weights.min()) < 0:
+            raise ValueError(f"sample_weight must be >= 0; got {float(weights.min())} "
+                             f"(first at position {int(np.argmin(weights))}).")
+    if cfg.ranking:
+        if cfg.min_rating is not None:
+            users, items, weights = at_least(users, items, ratings, cfg.min_rating, "X",
+                                             weights)
+        n = users.size
+        if n == 0:
+            raise ValueError(f"{what} needs at least one interaction; got none"
+                             f"{' at or above min_rating' if cfg.min_rating else ''}.")
+        w = weights if weights is not None else np.ones(n, dtype=cfg.dtype)
+        return users, items, w, None
+    ratings = check_ratings(ratings, cfg.dtype)
+    if ratings.size == 0:
+        raise ValueError(f"{what} needs at least one rating; got an empty input.")
+    return users, items, ratings, weights
+
+
+MIN_CONSTANT = 20  # fit refuses this many or more equal ratings with loss="squared"
+
+
+def refuse_constant(cfg: Any, ratings: np.ndarray) -> None:
+    """Raise when a squared-loss fit gets MIN_CONSTANT or more ratings, all equal: such a
+    log is interactions, and the model would only learn the constant. Equal ratings by
+    chance happen in tiny samples (a toy example, a fold of a few ratings)."""
+    if not cfg.ranking and ratings.size >= MIN_CONSTANT and ratings.min() == ratings.max():
+        raise ValueError(
+            f"every rating is {float(ratings[0])!r}: with loss='squared' the model would only "
+            "learn that constant. For interactions (clicks, plays, purchases) use a "
+            "ranking loss: loss='warp', 'bpr' or 'softmax' (see the guide's page on "
+            "ranking).")

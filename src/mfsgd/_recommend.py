@@ -30,9 +30,6 @@ SCORE_BUDGET = 1 << 24  # score-matrix entries per batch (64 MiB float32, 128 Mi
 # Issue 14 item 5: unknown users get the most popular items. Off until mfsgd.metrics
 # serves them alike (its states carry no interaction counts, so ranking_metrics and
 # ranking_scorer, which goes through recommend_all, would disagree on unknown users).
-POPULAR_FOR_UNKNOWN = False
-
-
 def predict_rows(st: FittedState, urows: np.ndarray, icols: np.ndarray) -> np.ndarray:
     """Unclipped float64 predictions of (user row, item row) pairs, -1 meaning unknown:
     the known terms (``mu + b'_j`` for an unknown user; the global mean for an unknown
@@ -187,7 +184,7 @@ def top_n_batches(st: FittedState, urows: np.ndarray, n: int, *,
     # Unknown users (row -1) get the most popular items: training interactions per
     # item as their scores (ties in item order). No factors describe them, and for a
     # ranking model an item bias alone is no popularity.
-    pop = st.support("item") if POPULAR_FOR_UNKNOWN and (urows < 0).any() else None
+    pop = st.support("item") if (urows < 0).any() else None
     if pop is not None:
         pop = (pop if icols is None else pop[icols]).astype(Q.dtype)
     for s in range(0, urows.size, batch):

@@ -26,8 +26,8 @@ class RecommenderMixin:
         Parameters
         ----------
         user : id
-            A user id. An unknown user gets the items ranked by ``mu + b'_j`` (popularity
-            aware fallback; with ``biased=False`` every item scores the global mean).
+            A user id. An unknown user gets the most popular items: those with the most
+            training interactions (``item_counts_``), the counts as scores.
         n : int, default 10
             How many items (fewer when fewer candidates remain).
         exclude_seen : bool, default True

@@ -129,6 +129,7 @@ class FittedState:
     seen_indptr: np.ndarray | None = None  # CSR of items each user rated in training
     seen_items: np.ndarray | None = None
     loss: str = "squared"  # "bpr", "warp", "softmax": a ranking model (no mu, no b_i)
+    item_counts: np.ndarray | None = None  # interactions per item, when there is no seen record
 
     @property
     def kernel_mu(self) -> float:
@@ -146,7 +147,10 @@ class FittedState:
 
     def support(self, side: str) -> np.ndarray | None:
         """Training ratings per user row (side "user") or item row (side "item"); None
-        for a state without a seen-items record."""
+        for a state without a seen-items record. ``item_counts``, when set (weighted
+        counts, or counts a loaded state carries), wins for items."""
+        if side == "item" and self.item_counts is not None:
+            return self.item_counts
         if self.seen_indptr is None:
             return None
         if side == "user":

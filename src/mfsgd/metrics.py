@@ -139,7 +139,7 @@ def _fitted(model: Any) -> FittedState:
         item_bias=np.asarray(model.item_bias_, dtype=np.float64),
         user_map=idmap_from_ids(user_ids), item_map=idmap_from_ids(item_ids),
         rating_range=(-math.inf, math.inf), biased=bool(getattr(model, "biased", True)),
-        n_factors=P.shape[1])
+        n_factors=P.shape[1], item_counts=getattr(model, "item_counts_", None))
 
 
 def _check_k(k: Any) -> int:

@@ -14,7 +14,7 @@ from . import _training as T
 from ._base import EstimatorBase
 from ._config import FitConfig, continuation_rng, fit_rng, make_config
 from ._dask import fit_dask
-from ._data import at_least, columns_of, unpack
+from ._data import columns_of, read_training, refuse_constant, unpack
 from ._recommender import RecommenderMixin
 from ._state import FittedState
 from ._validation import check_int, check_ratings
@@ -22,7 +22,6 @@ from .persistence import read_model, write_model
 
 __all__ = ["MatrixFactorization"]
 
-MIN_CONSTANT = 20  # fit refuses this many or more equal ratings with loss="squared"
 
 
 class MatrixFactorization(RecommenderMixin, EstimatorBase):
@@ -220,37 +219,11 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         eval_metric: str | None = None,
         min_rating: float | None = None,
     ) -> None:
-        self.n_factors = n_factors
-        self.n_epochs = n_epochs
-        self.learning_rate = learning_rate
-        self.reg_factors = reg_factors
-        self.reg_bias = reg_bias
-        self.init_std = init_std
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.dtype = dtype
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.clip = clip
-        self.verbose = verbose
-        self.n_threads = n_threads
-        self.n_blocks = n_blocks
-        self.lr_decay = lr_decay
-        self.adagrad = adagrad
-        self.biased = biased
-        self.nonnegative = nonnegative
-        self.user_col = user_col
-        self.item_col = item_col
-        self.rating_col = rating_col
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.max_sampled = max_sampled
-        self.margin = margin
-        self.negative_exponent = negative_exponent
-        self.eval_metric = eval_metric
-        self.min_rating = min_rating
+        # Every argument is stored unchanged under its own name (scikit-learn's contract:
+        # get_params, set_params and clone read them back; checks happen in fit).
+        for name, value in list(locals().items()):
+            if name != "self":
+                setattr(self, name, value)
         self._lock = threading.RLock()
         self._state: FittedState | None = None
 
@@ -339,49 +312,11 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
                 raise ValueError("client= is only for Dask collections; X is not one.")
             return self._fit_local(X, y, cfg, eval_set, callback, sample_weight)
 
-    def _read_data(self, X: Any, y: Any, cfg: FitConfig, sample_weight: Any,
-                   what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """(users, items, ratings, weights) of a fit's input. For a ranking loss the
-        rows are filtered by ``min_rating`` and the third array holds the weights (ones
-        when none are given; the fourth is then None)."""
-        users, items, ratings = unpack(X, y, columns=columns_of(self), what="X",
-                                       ratings="optional" if cfg.ranking else "require")
-        weights = None
-        if sample_weight is not None:
-            weights = check_ratings(sample_weight, cfg.dtype, name="sample_weight")
-            if weights.size != users.size:
-                raise ValueError(f"sample_weight has {weights.size} values but X has "
-                                 f"{users.size} rows; pass one weight per row.")
-            if weights.size and float(weights.min()) < 0:
-                raise ValueError(f"sample_weight must be >= 0; got {float(weights.min())} "
-                                 f"(first at position {int(np.argmin(weights))}).")
-        if cfg.ranking:
-            if cfg.min_rating is not None:
-                users, items, weights = at_least(users, items, ratings, cfg.min_rating, "X",
-                                                 weights)
-            n = users.size
-            if n == 0:
-                raise ValueError(f"{what} needs at least one interaction; got none"
-                                 f"{' at or above min_rating' if cfg.min_rating else ''}.")
-            w = weights if weights is not None else np.ones(n, dtype=cfg.dtype)
-            return users, items, w, None
-        ratings = check_ratings(ratings, cfg.dtype)
-        if ratings.size == 0:
-            raise ValueError(f"{what} needs at least one rating; got an empty input.")
-        return users, items, ratings, weights
-
     def _fit_local(self, X: Any, y: Any, cfg: FitConfig, eval_set: Any,
                    callback: Any, sample_weight: Any = None) -> MatrixFactorization:
         """fit on in-memory data, for cfg.n_epochs epochs (the caller holds the lock)."""
-        users, items, ratings, weights = self._read_data(X, y, cfg, sample_weight, "fit")
-        # Equal ratings by chance happen in tiny samples (a toy example, a fold of a few
-        # ratings); a log of MIN_CONSTANT or more equal ratings is interactions.
-        if not cfg.ranking and ratings.size >= MIN_CONSTANT and ratings.min() == ratings.max():
-            raise ValueError(
-                f"every rating is {float(ratings[0])!r}: with loss='squared' the model would only "
-                "learn that constant. For interactions (clicks, plays, purchases) use a "
-                "ranking loss: loss='warp', 'bpr' or 'softmax' (see the guide's page on "
-                "ranking).")
+        users, items, ratings, weights = read_training(X, y, cfg, sample_weight, "fit")
+        refuse_constant(cfg, ratings)
         del X, y, sample_weight  # the caller's arrays are not ours to hold longer
         report = T.EpochReporter(cfg.verbose, callback)
         rank_eval = None
@@ -417,7 +352,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             if cfg.n_factors != st.n_factors:
                 raise ValueError(f"n_factors is {cfg.n_factors} but the fitted model has "
                                  f"{st.n_factors}; call fit to start over.")
-            users, items, ratings, weights = self._read_data(X, y, cfg, sample_weight,
+            users, items, ratings, weights = read_training(X, y, cfg, sample_weight,
                                                              "partial_fit")
             del X, y, sample_weight
             report = T.EpochReporter(cfg.verbose, callback)
