@@ -281,3 +281,23 @@ def test_bad_parameters(params, fit_kw, exc, match):
     X = ([1, 2, 3], [1, 2, 3], [1.0, 2.0, 3.0])
     with pytest.raises(exc, match=match):
         MatrixFactorization(**params).fit(X, **fit_kw)
+
+
+def test_ranking_model_in_cross_validate_and_grid_search(implicit):
+    """Model selection on interaction pairs: cross_validate scores a ranking model by a
+    ranking metric, and GridSearchCV takes ranking_scorer (issue 14 item 4)."""
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import GridSearchCV
+
+    from mfsgd.metrics import ranking_scorer
+    from mfsgd.model_selection import KFold, cross_validate
+
+    (u, i), _ = implicit
+    m = MatrixFactorization(loss="bpr", n_factors=8, n_epochs=5, random_state=0)
+    res = cross_validate(m, (u, i), cv=KFold(3, shuffle=True, random_state=0),
+                         metrics=("ndcg@10",))
+    assert len(res["test_ndcg@10"]) == 3 and all(0.0 < v <= 1.0 for v in res["test_ndcg@10"])
+    gs = GridSearchCV(m, {"n_factors": [2, 8]}, scoring=ranking_scorer("ndcg@10"),
+                      cv=KFold(2, shuffle=True, random_state=0))
+    gs.fit(np.column_stack([u, i]))
+    assert gs.best_params_["n_factors"] in (2, 8) and 0.0 < gs.best_score_ <= 1.0
