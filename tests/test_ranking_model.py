@@ -288,6 +288,7 @@ def test_ranking_model_in_cross_validate_and_grid_search(implicit):
     ranking metric, and GridSearchCV takes ranking_scorer (issue 14 item 4)."""
     pytest.importorskip("sklearn")
     from sklearn.model_selection import GridSearchCV
+    from sklearn.model_selection import KFold as SkKFold
 
     from mfsgd.metrics import ranking_scorer
     from mfsgd.model_selection import KFold, cross_validate
@@ -298,6 +299,6 @@ def test_ranking_model_in_cross_validate_and_grid_search(implicit):
                          metrics=("ndcg@10",))
     assert len(res["test_ndcg@10"]) == 3 and all(0.0 < v <= 1.0 for v in res["test_ndcg@10"])
     gs = GridSearchCV(m, {"n_factors": [2, 8]}, scoring=ranking_scorer("ndcg@10"),
-                      cv=KFold(2, shuffle=True, random_state=0))
+                      cv=SkKFold(2, shuffle=True, random_state=0))
     gs.fit(np.column_stack([u, i]))
     assert gs.best_params_["n_factors"] in (2, 8) and 0.0 < gs.best_score_ <= 1.0
