@@ -488,6 +488,16 @@ def hold_out(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndar
 
 
 def predict_idx(params: Params, mu: float, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """mu + b_u + b'_i + u . v for index pairs (an index < 0: that side's terms left out)."""
+    if params.P.ndim != 2 or params.P.shape[1] == 0:
+        # No factors (the Popularity baseline): only the bias terms. The kernel would take
+        # the address of row 0 of a zero-width array, which the bounds-checked debug build
+        # rightly refuses.
+        out = np.full(len(u), mu, dtype=np.float64)
+        ku, ki = u >= 0, i >= 0
+        out[ku] += params.bu[u[ku]]
+        out[ki] += params.bi[i[ki]]
+        return out
     out = np.empty(len(u), dtype=np.float64)
     _sgd.predict_pairs(u, i, params.P, params.Q, params.bu, params.bi, mu, out)
     return out
