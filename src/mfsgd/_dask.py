@@ -33,7 +33,14 @@ from . import _training as T
 from ._config import FitConfig, fit_rng
 from ._data import check_columns, eval_indices
 from ._idmap import IdMap, sorted_unique
-from ._state import FittedState, init_rows, padded_width, seen_csr
+from ._state import (
+    FittedState,
+    aligned_concat,
+    counts_of,
+    init_rows,
+    padded_width,
+    seen_csr,
+)
 from ._validation import check_ratings
 from .exceptions import ModelFileError
 from .persistence import read_model, read_model_file, write_model, write_model_file
@@ -59,7 +66,7 @@ def _part_map(df: Any, ucol: str, icol: str, rcol: str, dtype: str, uids: np.nda
     u = IdMap(uids).lookup("users", df[ucol])
     i = IdMap(iids).lookup("items", df[icol])
     r = check_ratings(df[rcol], np.dtype(dtype))
-    return u, i, r, T.counts_of(u, uids.size), T.counts_of(i, iids.size)
+    return u, i, r, counts_of(u, uids.size), counts_of(i, iids.size)
 
 
 def _part_split(mapped: tuple, key_u: np.ndarray, key_i: np.ndarray, p: int, s: int,
@@ -117,12 +124,12 @@ def _block_run(block: tuple, P: np.ndarray, bu: np.ndarray, Q: np.ndarray, bi: n
     # left them misaligned (UBSan caught such reads; np.require copies only then). The
     # parameters are copied: tasks stay pure, and aligned rows run the fixed-width body.
     u, i, r = (np.require(a, requirements="CA") for a in (u, i, r))
-    P, Q = T.aligned_concat([P]), T.aligned_concat([Q])
+    P, Q = aligned_concat([P]), aligned_concat([Q])
     bu, bi = bu.copy(), bi.copy()
     sse = np.zeros(segs.size)
     empty = np.empty(0, P.dtype)
     _sgd.sgd_segments(u, i, r, seg_ptr, segs, seeds, P, Q, bu, bi, hyper.mu, hyper.lr,
-                    hyper.reg_f, hyper.reg_b, hyper.use_bias, hyper.nonneg, sse, empty, empty)
+                      hyper.reg_f, hyper.reg_b, hyper.use_bias, hyper.nonneg, sse, empty, empty)
     return (u, i, r, seg_ptr), P, bu, Q, bi, sse
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from . import _sgd
 from ._data import eval_indices, eval_pairs
 from ._idmap import IdMap
-from ._state import (  # noqa: F401  (aligned_concat: used by _dask)
+from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it here)
     FittedState,
     aligned_concat,
     counts_of,
@@ -421,19 +421,19 @@ class EpochRunner:
             if self.sampler is not None:
                 sm = self.sampler
                 _sgd.rank_segments(L.users, L.items, self._rank_w, L.seg_ptr, sm.item_lo,
-                                 sm.item_hi, chunk, cseeds, self._dseeds[chunk], sm.cdf,
-                                 sm.seen_ptr, sm.seen_items, p.P, p.Q, p.bi, h.loss, h.lr,
-                                 h.reg_f, h.reg_b, h.use_bias, h.n_neg, h.max_sampled,
-                                 h.margin, False, out[start:stop], sm.seen_bits)
+                                   sm.item_hi, chunk, cseeds, self._dseeds[chunk], sm.cdf,
+                                   sm.seen_ptr, sm.seen_items, p.P, p.Q, p.bi, h.loss, h.lr,
+                                   h.reg_f, h.reg_b, h.use_bias, h.n_neg, h.max_sampled,
+                                   h.margin, False, out[start:stop], sm.seen_bits)
             elif L.weights is not None:
                 _sgd.sgd_segments_weighted(L.users, L.items, L.ratings, L.weights, L.seg_ptr,
-                                         chunk, cseeds, p.P, p.Q, p.bu, p.bi, h.mu, h.lr,
-                                         h.reg_f, h.reg_b, h.use_bias, h.nonneg,
-                                         out[start:stop], *self.accum)
+                                           chunk, cseeds, p.P, p.Q, p.bu, p.bi, h.mu, h.lr,
+                                           h.reg_f, h.reg_b, h.use_bias, h.nonneg,
+                                           out[start:stop], *self.accum)
             else:
                 _sgd.sgd_segments(L.users, L.items, L.ratings, L.seg_ptr, chunk, cseeds,
-                                p.P, p.Q, p.bu, p.bi, h.mu, h.lr, h.reg_f, h.reg_b,
-                                h.use_bias, h.nonneg, out[start:stop], *self.accum)
+                                  p.P, p.Q, p.bu, p.bi, h.mu, h.lr, h.reg_f, h.reg_b,
+                                  h.use_bias, h.nonneg, out[start:stop], *self.accum)
             if not math.isfinite(float(out[start:stop].sum())):
                 self.sse[seg_ids] = math.nan
                 self._stop.set()
