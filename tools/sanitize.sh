@@ -71,7 +71,11 @@ stdcxx=$("$cc" -print-file-name=libstdc++.so.6)
 for lib in "$asan" "$stdcxx"; do
     if [ ! -e "$lib" ]; then echo "$cc has no $(basename "$lib") ($lib)" >&2; exit 2; fi
 done
-so=$(find "$work/venv" -name '_sgd*.so' | head -n 1)
+# Only mfsgd's own extension: scikit-learn (a test dependency) ships
+# sklearn/linear_model/_sgd_fast*.so, which a bare '_sgd*.so' also matches, and which one
+# find lists first depends on the file system.
+so=$(find "$work/venv" -path '*/site-packages/mfsgd/_sgd.*.so' | head -n 1)
+if [ -z "$so" ]; then echo "no mfsgd/_sgd.*.so under $work/venv" >&2; exit 2; fi
 if ! ldd "$so" | grep -q 'libasan'; then
     echo "$so does not link ASan: the debug build did not take effect" >&2
     exit 2
