@@ -249,7 +249,7 @@ BAD_COLUMNS = [
      r"columns must list the user, item and rating columns in that order \(names or 0-based "
      r"positions\), optionally followed by extra columns to keep; got \['userId', 'movieId'\] "
      r"\(2 entries\)\. Add the missing rating column, e\.g\. columns=\['userId', 'movieId', "
-     r"'rating'\]\."),
+     r"'rating'\] \(a file of interactions without ratings: ratings=False\)\."),
     ([0], ValueError, r"got \[0\] \(1 entry\)\. Add the missing item and rating column"),
     ([], ValueError, r"got \[\] \(0 entries\)"),
     ("userId,movieId,rating", TypeError, "columns must be a list of column names or 0-based "
@@ -359,3 +359,44 @@ def test_unreadable_file(tmp_path):
         check_os_error(info, PermissionError, errno.EACCES, p)
     finally:
         os.chmod(p, 0o644)
+
+
+# ---------------------------------------------------------------- interactions (ratings=False)
+
+
+@pytest.mark.parametrize("text,kw", [
+    ("user_id,item_id\n1,10\n2,10\n1,20\n", {}),                      # header by known names
+    ("1\t10\n2\t10\n1\t20\n", {}),                                   # no header: 0 and 1
+    ("visitor;product\n1;10\n2;10\n1;20\n", {"columns": ["visitor", "product"]}),
+    ("ts,uid,iid\n5,1,10\n6,2,10\n7,1,20\n", {"columns": [1, 2], "header": True}),
+])
+def test_interactions_without_ratings(tmp_path, engine, text, kw):
+    u, i = arrays(load_csv(write(tmp_path, text), ratings=False, as_frame=False, **kw))
+    assert u.tolist() == [1, 2, 1] and i.tolist() == [10, 10, 20]
+
+
+def test_interactions_with_words_as_ids_and_extra_columns(tmp_path, engine):
+    p = write(tmp_path, "alice bob 4\ncarol dave 2\n")  # no header: ids are words
+    u, i, extra = load_csv(p, ratings=False, keep=[2], as_frame=False)
+    assert list(u) == ["alice", "carol"] and list(i) == ["bob", "dave"]
+    assert extra["col2"].tolist() == [4, 2]
+
+
+def test_interactions_as_a_frame(tmp_path):
+    pd = pytest.importorskip("pandas")
+    df = load_csv(write(tmp_path, "userId,movieId,rating\n1,10,4\n2,20,5\n"), ratings=False)
+    assert isinstance(df, pd.DataFrame) and list(df.columns) == ["user", "item"]
+    assert df["item"].tolist() == [10, 20]
+
+
+def test_a_file_without_a_rating_column_points_to_the_ranking_losses(tmp_path):
+    p = write(tmp_path, "user_id,item_id\n1,10\n2,10\n")
+    with pytest.raises(ValueError, match="lines have 2 fields, so there is no rating column; "
+                                         "read interactions .* with ratings=False"):
+        load_csv(p)
+    with pytest.raises(ValueError, match=r"Add the missing rating column.*ratings=False"):
+        load_csv(p, columns=["user_id", "item_id"])
+    with pytest.raises(TypeError, match="ratings must be True or False; got 'no'"):
+        load_csv(p, ratings="no")
+    with pytest.raises(ValueError, match=r"no item column among \['user', 'x'\]"):
+        load_csv(write(tmp_path, "user,x\n1,2\n", "h.csv"), ratings=False)

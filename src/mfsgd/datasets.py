@@ -163,9 +163,8 @@ _USER_NAMES = ("user", "userid", "user_id", "users", "uid", "customer_id")
 _ITEM_NAMES = ("item", "itemid", "item_id", "items", "movieid", "movie_id", "iid", "product_id",
                "bookid", "book_id", "isbn")
 _RATING_NAMES = ("rating", "ratings", "score", "stars", "value", "book-rating")
-#: The columns every ratings file needs, in the order ``columns=`` lists them. (A ranking
-#: loss without ratings would make the last one optional: the checks below count from
-#: this tuple.)
+#: The columns every ratings file needs, in the order ``columns=`` lists them; a file of
+#: interactions (``load_csv(ratings=False)``, for the ranking losses) needs the first two.
 _ROLES = ("user", "item", "rating")
 _ROLE_NAMES = {"user": _USER_NAMES, "item": _ITEM_NAMES, "rating": _RATING_NAMES}
 _LEADING_ZERO = re.compile(r"\s*[+-]?0[0-9]")
@@ -191,21 +190,24 @@ def _column_refs(name: str, value: Any) -> list[int | str]:
     return out
 
 
-def _check_columns(columns: Any, keep: Any) -> tuple[list[int | str] | None, list[int | str]]:
-    """(the role columns or None to find them in the header, the extra columns)."""
+def _check_columns(columns: Any, keep: Any, want: tuple[str, ...] = _ROLES,
+                   ) -> tuple[list[int | str] | None, list[int | str]]:
+    """(the ``want`` role columns or None to find them in the header, the extras)."""
     roles = None
     extras: list[int | str] = []
     if columns is not None:
         refs = _column_refs("columns", columns)
-        n = len(_ROLES)
+        n = len(want)
         if len(refs) < n:
-            example = list(refs) + [r for r in _ROLES[len(refs):]]
+            example = list(refs) + [r for r in want[len(refs):]]
+            hint = (" (a file of interactions without ratings: ratings=False)"
+                    if n == 3 and len(refs) == 2 else "")
             raise ValueError(
-                f"columns must list the {', '.join(_ROLES[:-1])} and {_ROLES[-1]} columns in "
+                f"columns must list the {', '.join(want[:-1])} and {want[-1]} columns in "
                 f"that order (names or 0-based positions), optionally followed by extra "
                 f"columns to keep; got {list(columns)!r} ({len(refs)} "
                 f"entr{'y' if len(refs) == 1 else 'ies'}). Add the missing "
-                f"{' and '.join(_ROLES[len(refs):])} column, e.g. columns={example!r}.")
+                f"{' and '.join(want[len(refs):])} column, e.g. columns={example!r}{hint}.")
         roles, extras = refs[:n], refs[n:]
     if keep is not None:
         extras += _column_refs("keep", [keep] if isinstance(keep, (str, int)) else keep)
@@ -236,7 +238,8 @@ def _position(ref: int | str, names: list[str] | None, width: int, path: str,
 
 
 def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
-             header: Any = "infer", keep: Any = None, as_frame: bool | str = "auto") -> Any:
+             header: Any = "infer", keep: Any = None, as_frame: bool | str = "auto",
+             ratings: bool = True) -> Any:
     """Read a delimited ratings file: comma, tab, semicolon, pipe, "::" or blanks.
 
     Parameters
@@ -263,6 +266,13 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         :func:`~mfsgd.model_selection.temporal_split`.
     as_frame : bool or "auto", default "auto"
         Return a DataFrame (``"auto"``: when pandas is installed) or arrays.
+    ratings : bool, default True
+        False reads a file of interactions (clicks, plays, purchases) for the ranking
+        losses: ``columns`` then lists the user and item columns (then extras), a header
+        is recognised by a user or item column name, and no rating column is read or
+        returned: ``(users, items)`` (``(users, items, extras)`` with extra columns), or
+        a DataFrame with columns ``user, item``. A file's rating column can still be
+        kept as an extra column, e.g. to filter liked rows.
 
     Returns
     -------
@@ -272,7 +282,8 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
     tuple
         With ``as_frame=False``: ``(users, items, ratings)``, or, when extra columns
         were asked for, ``(users, items, ratings, extras)`` with ``extras`` a dict
-        ``{name: array}`` in the order asked.
+        ``{name: array}`` in the order asked. With ``ratings=False`` the same without
+        ``ratings``.
 
         Ids keep their natural type: int64 when every value of the column is an
         integer (without leading zeros in the first lines), else strings (an object
@@ -323,7 +334,10 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
     from . import _fileio as F
 
     spath = os.fspath(path)
-    roles, extras = _check_columns(columns, keep)
+    if not isinstance(ratings, (bool, np.bool_)):
+        raise TypeError(f"ratings must be True or False; got {ratings!r}.")
+    want = _ROLES if ratings else _ROLES[:2]
+    roles, extras = _check_columns(columns, keep, want)
     if header != "infer" and not isinstance(header, (bool, np.bool_)):
         raise TypeError(f"header must be 'infer', True or False; got {header!r}.")
     if as_frame == "auto":
@@ -334,10 +348,13 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
             as_frame = False
     head = F.sniff(spath, F.check_sep(sep))
     if not head.rows:
-        raise ValueError(f"{spath} is empty; expected lines of user, item, rating.")
+        raise ValueError(f"{spath} is empty; expected lines of {', '.join(want)}.")
     first = [f.strip() for f in head.rows[0]]
     named = any(isinstance(c, str) for c in (roles or []) + extras)
-    if header == "infer":
+    if header == "infer" and not ratings:  # ids may be words: look for known names
+        known = {n for r in want for n in _ROLE_NAMES[r]}
+        has_header = named or any(f.lower() in known for f in first)
+    elif header == "infer":
         pos_r = roles[2] if roles is not None and isinstance(roles[2], int) else 2
         has_header = named or (pos_r < len(first) and not _is_number(first[pos_r]))
     else:
@@ -349,48 +366,51 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
     width = len(first)
     if roles is None:
         if names is None:
-            roles = [0, 1, 2]
+            roles = list(range(len(want)))
         else:
             low = [n.lower() for n in names]
             roles = []
-            for role in _ROLES:
+            for role in want:
                 hit = next((low.index(c) for c in _ROLE_NAMES[role] if c in low), None)
                 if hit is None:
                     raise ValueError(f"{spath}: no {role} column among {names}; pass "
-                                     f"columns=[user, item, rating] names or positions.")
+                                     f"columns=[{', '.join(want)}] names or positions.")
                 roles.append(hit)
-    pos = [_position(c, names, width, spath, role) for c, role in zip(roles, _ROLES, strict=True)]
+    if ratings and columns is None and width == 2:
+        raise ValueError(f"{spath}: lines have 2 fields, so there is no rating column; read "
+                         "interactions (user, item) with ratings=False and fit them with a "
+                         "ranking loss (loss='bpr', 'warp' or 'softmax'; on the command line "
+                         "--loss bpr), or choose the columns with columns=.")
+    pos = [_position(c, names, width, spath, role) for c, role in zip(roles, want, strict=True)]
     extra_pos = [_position(c, names, width, spath, "extra") for c in extras]
     seen: dict[int, str] = {}
-    for p, what in zip(pos + extra_pos, [*_ROLES, *map(repr, extras)], strict=True):
+    for p, what in zip(pos + extra_pos, [*want, *map(repr, extras)], strict=True):
         if p in seen:
             label = names[p] if names is not None else f"position {p}"
             raise ValueError(f"{spath}: column {label!r} is asked for twice (as {seen[p]} and "
                              f"as {what}); list each column once.")
         seen[p] = what
     extra_names = [names[p] if names is not None else f"col{p}" for p in extra_pos]
-    clash = set(extra_names) & set(_ROLES)
+    clash = set(extra_names) & set(want)
     if clash:
         raise ValueError(f"{spath}: the extra column {sorted(clash)[0]!r} would clash with the "
-                         f"output columns {list(_ROLES)}; it cannot be kept under that name.")
-    dtypes = {pos[2]: "float32"}
+                         f"output columns {list(want)}; it cannot be kept under that name.")
+    dtypes = {pos[2]: "float32"} if ratings else {}
     for p in pos[:2]:  # "007" is a label, not the number 7
         if any(p < len(row) and _LEADING_ZERO.match(row[p]) for row in head.rows[has_header:]):
             dtypes[p] = "str"
     skip = head.first_line + int(has_header)
     cols = F.read_columns(spath, head.dialect, skip=skip, usecols=sorted(seen), dtypes=dtypes)
-    users, items = cols[pos[0]], cols[pos[1]]
-    ratings = _checked_ratings(cols[pos[2]], spath, skip)
+    out = {"user": cols[pos[0]], "item": cols[pos[1]]}
+    if ratings:
+        out["rating"] = _checked_ratings(cols[pos[2]], spath, skip)
     extra = {n: cols[p] for n, p in zip(extra_names, extra_pos, strict=True)}
     if as_frame:
         from ._compat import require_pandas
 
         pdm = require_pandas("load_csv(as_frame=True)")
-        return pdm.DataFrame({"user": users, "item": items, "rating": ratings, **extra},
-                             copy=False)
-    if extras:
-        return users, items, ratings, extra
-    return users, items, ratings
+        return pdm.DataFrame({**out, **extra}, copy=False)
+    return (*out.values(), extra) if extras else tuple(out.values())
 
 
 def _checked_ratings(values: np.ndarray, path: str, skip: int) -> np.ndarray:
