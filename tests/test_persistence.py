@@ -121,6 +121,10 @@ BAD_FILES = {
         **h, "params": {**h["params"], "n_factors": -3}}), "stored parameters are invalid"),
     "header is a list": (lambda p, d: _rewrite(p, d, header=lambda h: [1, 2]),
                          "does not name the mfsgd format"),
+    # factors trained for the squared loss must not be served as a ranking model
+    "loss of params disagrees": (lambda p, d: _rewrite(p, d, header=lambda h: {
+        **h, "params": {**h["params"], "loss": "bpr"}}),
+        "header says loss 'squared' but its stored parameters say 'bpr'"),
 }
 
 

@@ -380,6 +380,10 @@ def _build(header: dict, arrays: dict, path: str,
         parsed = parse_params(params)
     except (TypeError, ValueError) as e:
         raise _bad(path, f"its stored parameters are invalid ({e})") from None
+    stored = params.get("loss", "squared")
+    if stored != loss:  # the factors were trained for the header's loss; params must agree
+        raise _bad(path, f"its header says loss {loss!r} but its stored parameters say "
+                         f"{stored!r}")
     ip, seen = arrays["seen_indptr"], arrays["seen_items"]
     if ip[0] != 0 or ip[-1] != seen.size or np.any(np.diff(ip) < 0) or (
             seen.size and (seen.min() < 0 or seen.max() >= arrays["item_ids"].size)):
