@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mfsgd import MatrixFactorization, _cli, load, plot_history
-from mfsgd.datasets import make_ratings
+from mfsgd.datasets import load_csv, make_ratings
 
 # ---------------------------------------------------------------- fixtures and helpers
 
@@ -35,6 +35,9 @@ def work(tmp_path_factory):
     MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit((su, si, r)).save(
         d / "s.mfsgd")
     (d / "adir").mkdir()
+    # interactions only: a header that names the user and item columns, no ratings
+    np.savetxt(d / "pairs.csv", np.column_stack([u, i]), fmt="%d", delimiter=",",
+               header="user_id,item_id", comments="")
     return {"dir": d, "u": u, "i": i, "r": r}
 
 
@@ -67,8 +70,29 @@ MISTAKES = [
     ("CSV as model file", ["recommend", "r.csv", "1"], "r.csv is not a valid mfsgd model file"),
     ("wrong column names", TRAIN + ["--columns", "user,item,stars"], "r.csv: no column 'user'"),
     ("two columns", TRAIN + ["--columns", "userId,movieId"],
-     "argument --columns: needs USER,ITEM,RATING: 3 comma-separated column names or 0-based "
-     "positions; got 'userId,movieId' (2 columns); see 'mfsgd train --help'"),
+     "--columns userId,movieId names no rating column, which the squared loss predicts; add "
+     "it (USER,ITEM,RATING), or rank items from these interactions with --loss bpr, warp or "
+     "softmax\n"),
+    ("one column", TRAIN + ["--columns", "userId"],
+     "argument --columns: needs USER,ITEM,RATING (or USER,ITEM for interactions with a "
+     "ranking --loss): comma-separated column names or 0-based positions; got 'userId' "
+     "(1 column); see 'mfsgd train --help'"),
+    ("pairs file without --loss", ["train", "pairs.csv", "-o", "out.mfsgd"],
+     "pairs.csv: lines have 2 fields, so there is no rating column; read interactions"),
+    ("min-rating on a pairs file", ["train", "pairs.csv", "-o", "out.mfsgd", "--loss", "bpr",
+                                    "--columns", "user_id,item_id", "--min-rating", "4"],
+     "--columns user_id,item_id names no rating column, which --min-rating needs"),
+    ("unknown loss", TRAIN + ["--loss", "hinge"],
+     "argument --loss: invalid choice: 'hinge' (choose from"),
+    ("eval metric of a ranking loss", ["train", "pairs.csv", "-o", "out.mfsgd", "--loss",
+                                       "warp", "--eval-metric", "rmse"],
+     "eval_metric must be one of ndcg@K, recall@K, hr@K (K an int >= 1) with loss='warp'; "
+     "got 'rmse'."),
+    ("rmse of a ranking loss", ["evaluate", "pairs.csv", "--loss", "bpr", "--metrics",
+                                "ndcg@10,rmse"],
+     "--metrics ndcg@10,rmse: a ranking loss predicts scores, not ratings"),
+    ("zero negatives", TRAIN + ["--loss", "bpr", "--negatives", "0"],
+     "argument --negatives: must be an integer >= 1; got '0'"),
     ("four columns", ["evaluate", "r.csv", "--columns", "userId,movieId,rating,timestamp"],
      "argument --columns: needs USER,ITEM,RATING"),
     ("timestamp as rating", TRAIN + ["--columns", "userId,movieId,timestamp"],
@@ -497,3 +521,82 @@ def test_plot_history_rejects_what_is_not_an_axes(fitted):
         plot_history(fitted, 3)
     with pytest.raises(TypeError, match="two paths"):
         plot_history(fitted, "a.png", path="b.png")
+
+
+# ---------------------------------------------------------------- ranking losses
+
+
+def test_train_a_ranking_loss_on_a_file_of_interactions(work, tmp_path, capsys):
+    out = str(tmp_path / "bpr.mfsgd")
+    assert _cli.main(["train", str(work["dir"] / "pairs.csv"), "-o", out, "--loss", "bpr",
+                      "--factors", "4", "--epochs", "3", "--negatives", "3",
+                      "--negative-exponent", "0.5", "--json", "-q"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["loss"] == "bpr" and res["interactions"] == 2000 and res["epochs"] == 3
+    assert res["train_loss"] > 0 and "train_rmse" not in res and "ratings" not in res
+    m = load(out)
+    p = m.get_params()
+    assert (p["loss"], p["n_negatives"], p["negative_exponent"]) == ("bpr", 3, 0.5)
+    # the same interactions through the Python API give the same model
+    ref = MatrixFactorization(loss="bpr", n_factors=4, n_epochs=3, n_negatives=3,
+                              negative_exponent=0.5, random_state=0).fit((work["u"], work["i"]))
+    np.testing.assert_array_equal(m.item_factors_, ref.item_factors_)
+    # info and predict say what the model is
+    assert _cli.main(["info", out, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["loss"] == "bpr" and info["final_train_loss"] == res["train_loss"]
+    assert "final_train_rmse" not in info
+    u0, i0 = int(work["u"][0]), int(work["i"][0])
+    assert _cli.main(["predict", out, str(u0), str(i0), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["prediction"] == pytest.approx(
+        float(ref.predict(([u0], [i0]))[0]))
+
+
+def test_train_a_ranking_loss_keeps_liked_rows_with_min_rating(work, tmp_path, capsys):
+    out = str(tmp_path / "warp.mfsgd")
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", out, "--loss", "warp",
+                      "--min-rating", "4", "--max-sampled", "5", "--margin", "0.5",
+                      "--factors", "4", "--epochs", "2", "-q", "--json"]) == 0
+    u, i, r = load_csv(work["dir"] / "r.csv", as_frame=False)  # ratings as the file has them
+    assert json.loads(capsys.readouterr().out)["interactions"] == np.count_nonzero(r >= 4)
+    m = load(out)
+    ref = MatrixFactorization(loss="warp", min_rating=4.0, max_sampled=5, margin=0.5,
+                              n_factors=4, n_epochs=2, random_state=0).fit((u, i, r))
+    np.testing.assert_array_equal(m.user_factors_, ref.user_factors_)
+    assert len(m.user_ids_) == len(np.unique(u[r >= 4]))
+
+
+def test_train_a_ranking_loss_with_early_stopping_prints_the_metric(work, tmp_path, capsys):
+    lines = (work["dir"] / "pairs.csv").read_text().splitlines()
+    val = tmp_path / "val.csv"
+    val.write_text("\n".join(lines[:1] + lines[1:301]) + "\n")
+    code = _cli.main(["train", str(work["dir"] / "pairs.csv"), "-o", str(tmp_path / "m.mfsgd"),
+                      "--loss", "softmax", "--validation", str(val), "--early-stopping",
+                      "--eval-metric", "recall@5", "--patience", "1", "--factors", "4",
+                      "--epochs", "6"])
+    assert code == 0
+    captured = capsys.readouterr()
+    epoch_lines = captured.err.splitlines()
+    assert epoch_lines and all("train_loss" in ln and "val_recall@5" in ln for ln in epoch_lines)
+    assert "train loss (softmax)" in captured.out and "validation recall@5" in captured.out
+
+
+def test_evaluate_a_ranking_loss_prints_ranking_metrics(work, capsys):
+    assert _cli.main(["evaluate", str(work["dir"] / "pairs.csv"), "--loss", "bpr", "--cv", "3",
+                      "--factors", "4", "--epochs", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["folds"]) >= {"test_ndcg@10", "test_hit_rate@10", "test_recall@10"}
+    assert "test_rmse" not in out["folds"]
+    assert all(0 <= v <= 1 for v in out["folds"]["test_hit_rate@10"])
+
+
+def test_plot_history_of_a_ranking_model(work, tmp_path):
+    pytest.importorskip("matplotlib")
+    u, i = work["u"], work["i"]
+    m = MatrixFactorization(loss="bpr", n_factors=2, n_epochs=3, random_state=0).fit(
+        (u[300:], i[300:]), eval_set=(u[:300], i[:300]))
+    ax = plot_history(m, path=tmp_path / "r.png")
+    assert [ln.get_label() for ln in ax.lines] == ["training loss (bpr)"]
+    twin = [a for a in ax.figure.axes if a is not ax]
+    assert [ln.get_label() for ln in twin[0].lines] == ["validation ndcg@10"]
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._config import AUTO_PARAMS, MAX_THREADS, auto_text, make_config
-from ._training import MAX_BLOCKS
+from ._config import LOSS_DEFAULTS, LOSSES, MAX_THREADS, auto_text, make_config
+from ._training import MAX_BLOCKS, epoch_line
 from .model import MatrixFactorization
 
 # ------------------------------------------------------------------ errors
@@ -99,10 +99,11 @@ _blocks = _number(int, 1, high=MAX_BLOCKS)
 
 def _columns(text: str) -> list[str]:
     cols = [c.strip() for c in text.split(",")]
-    if len(cols) != 3 or not all(cols):
+    if len(cols) not in (2, 3) or not all(cols):
         raise argparse.ArgumentTypeError(
-            f"needs USER,ITEM,RATING: 3 comma-separated column names or 0-based positions; "
-            f"got {text!r} ({len(cols)} {'column' if len(cols) == 1 else 'columns'})")
+            f"needs USER,ITEM,RATING (or USER,ITEM for interactions with a ranking --loss): "
+            f"comma-separated column names or 0-based positions; got {text!r} ({len(cols)} "
+            f"{'column' if len(cols) == 1 else 'columns'})")
     return cols
 
 
@@ -140,6 +141,20 @@ _MODEL_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
      "L2 regularisation of the factors"),
     ("--reg-bias", "reg_bias", {"type": _nonneg_float, "metavar": "L2"},
      "L2 regularisation of the biases"),
+    ("--loss", "loss", {"choices": list(LOSSES)},
+     "squared: predict ratings; bpr, warp, softmax: rank items from interactions (a file "
+     "of user,item pairs; see the README, 'Ratings or interactions?')"),
+    ("--negatives", "n_negatives", {"type": _positive_int, "metavar": "N"},
+     "sampled negatives per interaction (bpr, softmax)"),
+    ("--max-sampled", "max_sampled", {"type": _positive_int, "metavar": "N"},
+     "warp: negatives drawn at most per interaction while looking for a violation"),
+    ("--margin", "margin", {"type": _nonneg_float, "metavar": "M"},
+     "warp: the score margin a negative must violate"),
+    ("--negative-exponent", "negative_exponent", {"type": _nonneg_float, "metavar": "BETA"},
+     "negatives are drawn with probability ~ popularity^BETA (0: uniform)"),
+    ("--min-rating", "min_rating", {"type": float, "metavar": "R"},
+     "ranking losses: read the file's rating column and keep only rows rated >= R as "
+     "interactions"),
     ("--init-std", "init_std", {"type": _nonneg_float, "metavar": "SD"},
      "standard deviation of the initial factors"),
     ("--biased", "biased", {"action": argparse.BooleanOptionalAction},
@@ -155,15 +170,19 @@ _MODEL_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
 ]
 _EARLY_STOPPING_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--early-stopping", "early_stopping", {"action": "store_true"},
-     "stop when the validation RMSE stops improving and keep the best epoch"),
+     "stop when the validation metric (RMSE, or --eval-metric of a ranking loss) stops "
+     "improving and keep the best epoch"),
+    ("--eval-metric", "eval_metric", {"metavar": "METRIC"},
+     "validation metric of a ranking loss: ndcg@K, recall@K or hr@K"),
     ("--validation-fraction", "validation_fraction", {"type": _fraction, "metavar": "F"},
      "share of the ratings held out as validation set for --early-stopping"),
     ("--patience", "n_iter_no_change", {"type": _positive_int, "metavar": "N"},
      "epochs without improvement before --early-stopping stops"),
     ("--tol", "tol", {"type": _nonneg_float, "metavar": "TOL"},
-     "smallest improvement of the validation RMSE that counts for --early-stopping"),
+     "smallest improvement of the validation metric that counts for --early-stopping"),
 ]
 _NEEDS_EARLY_STOPPING = ("validation_fraction", "n_iter_no_change", "tol")
+_RANKING_METRICS_DEFAULT = "ndcg@10,hit_rate@10,recall@10"
 
 # The command line seeds by default, so that the same command gives the same model.
 CLI_DEFAULTS = {"random_state": 0}
@@ -176,7 +195,9 @@ def _shown(name: str, value: Any) -> str:
         return np.dtype(value).name
     if name == "n_blocks" and value is None:
         return "1 for one thread, else 2 x threads"
-    if name in AUTO_PARAMS and value is None:
+    if name == "eval_metric" and value is None:
+        return "rmse for squared, ndcg@10 for the ranking losses"
+    if value is None and any(name in d for d in LOSS_DEFAULTS.values()):
         return auto_text(name)
     return str(value)
 
@@ -265,11 +286,34 @@ def _check_rating_scale(ratings: np.ndarray, column: str) -> None:
                     "rating column with --columns USER,ITEM,RATING")
 
 
-def _read_ratings(args: argparse.Namespace, path: str) -> tuple:
-    """A ratings file of train / evaluate, read by load_csv with --columns and --sep."""
+def _reads_ratings(args: argparse.Namespace, params: dict[str, Any]) -> bool:
+    """Whether train / evaluate read a rating column. The squared loss needs one. A
+    ranking loss reads (user, item) interactions, and their ratings only when it filters
+    them (--min-rating) or --columns names a rating column."""
+    loss = params.get("loss", "squared")
+    if loss == "squared":
+        if args.columns is not None and len(args.columns) == 2:
+            raise UserError(f"--columns {','.join(args.columns)} names no rating column, "
+                            "which the squared loss predicts; add it (USER,ITEM,RATING), or "
+                            "rank items from these interactions with --loss bpr, warp or "
+                            "softmax")
+        return True
+    return params.get("min_rating") is not None or (args.columns is not None
+                                                    and len(args.columns) == 3)
+
+
+def _read_ratings(args: argparse.Namespace, path: str, ratings: bool = True) -> tuple:
+    """A file of train / evaluate, read by load_csv with --columns and --sep: (users,
+    items, ratings), or (users, items) with ``ratings=False``."""
     from .datasets import load_csv
 
     _check_input(path)
+    if not ratings:
+        return load_csv(path, columns=args.columns, sep=args.sep, as_frame=False,
+                        ratings=False)
+    if args.columns is not None and len(args.columns) == 2:
+        raise UserError(f"--columns {','.join(args.columns)} names no rating column, which "
+                        "--min-rating needs; add it (USER,ITEM,RATING)")
     u, i, r = load_csv(path, columns=args.columns, sep=args.sep, as_frame=False)
     if len(r):
         where = (f"the rating column {args.columns[2]!r}" if args.columns
@@ -323,12 +367,6 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
     print(json.dumps(obj) if getattr(args, "json", False) else text)
 
 
-def _epoch_line(row: dict[str, Any]) -> str:
-    val = f"  val_rmse {row['val_rmse']:.4f}" if "val_rmse" in row else ""
-    return f"epoch {row['epoch']:>3}  train_rmse {row['train_rmse']:.4f}{val}  " \
-           f"{row['seconds']:.3f}s"
-
-
 class Progress:
     """One line per epoch on stderr, with a tqdm bar below them when tqdm is installed
     and stderr is a terminal (a bar in a log file is carriage-return junk); nothing with
@@ -349,9 +387,9 @@ class Progress:
             return
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.write(_epoch_line(row), file=sys.stderr)  # above the bar, which stays
+            self.bar.write(epoch_line(row), file=sys.stderr)  # above the bar, which stays
         else:
-            print(_epoch_line(row), file=sys.stderr, flush=True)
+            print(epoch_line(row), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -419,44 +457,69 @@ def cmd_demo(args: argparse.Namespace) -> None:
           f"{updates / 1e6:.1f} M rating-updates/s")
 
 
+def _checked_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The estimator parameters, checked by the estimator itself before any reading."""
+    params = _model_params(args)
+    make_config(MatrixFactorization(**params).get_params())
+    return params
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     _check_option_combinations(args)
     _check_output(args.output)
     _check_plot(args)
-    params = _model_params(args)
+    params = _checked_params(args)
     model = MatrixFactorization(**params)
-    data = _read_ratings(args, args.data)
+    ratings = _reads_ratings(args, params)
+    data = _read_ratings(args, args.data, ratings)
     fit_kw = {}
     if args.validation is not None:
-        fit_kw["eval_set"] = _read_ratings(args, args.validation)
+        fit_kw["eval_set"] = _read_ratings(args, args.validation, ratings)
     secs = _fit(model, args, data, **fit_kw)
     try:
         model.save(args.output)
     except OSError as e:  # name the user's path, not save's temporary file
         raise OSError(e.errno, e.strerror, args.output) from None
-    train_rmse, val_rmse = _last(model, "train_rmse"), _last(model, "val_rmse")
+    ranking = model.loss != "squared"
+    train_key = "train_loss" if ranking else "train_rmse"
+    train = _last(model, train_key)
+    val_key = next((k for k in (model.history_[-1] if model.history_ else {})
+                    if k.startswith("val_")), None)
+    val = _last(model, val_key) if val_key else None
     seed = params["random_state"]
+    what = f"train loss ({model.loss}) {train:.4f}" if ranking else f"train RMSE {train:.4f}"
     text = (f"saved {args.output}: {len(model.user_ids_)} users, {len(model.item_ids_)} items, "
-            f"{model.n_epochs_} epochs, train RMSE {train_rmse:.4f}")
-    if val_rmse is not None:
-        text += f", validation RMSE {val_rmse:.4f}"
+            f"{model.n_epochs_} epochs, {what}")
+    if val is not None:
+        text += f", validation {val_key[4:] if ranking else 'RMSE'} {val:.4f}"
     if model.best_epoch_:
         text += f" (kept epoch {model.best_epoch_})"
-    _emit(args, {"output": args.output, "ratings": len(data[2]), "users": len(model.user_ids_),
-                 "items": len(model.item_ids_), "epochs": model.n_epochs_,
-                 "best_epoch": model.best_epoch_, "train_rmse": train_rmse,
-                 "val_rmse": val_rmse, "seed": seed, "seconds": secs},
-          f"{text}; seed {seed}")
+    rows = len(data[0])
+    if ranking and model.min_rating is not None:  # the rows the model kept
+        rows = int(np.count_nonzero(data[2] >= model.min_rating))
+    out = {"output": args.output, "loss": model.loss,
+           "ratings" if not ranking else "interactions": rows,
+           "users": len(model.user_ids_), "items": len(model.item_ids_),
+           "epochs": model.n_epochs_, "best_epoch": model.best_epoch_, train_key: train}
+    if val_key or not ranking:  # squared: val_rmse always, None without a validation set
+        out[val_key or "val_rmse"] = val
+    _emit(args, {**out, "seed": seed, "seconds": secs}, f"{text}; seed {seed}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .model_selection import cross_validate
 
     _check_option_combinations(args)
-    params = _model_params(args)
+    params = _checked_params(args)
     model = MatrixFactorization(**params)
-    data = _read_ratings(args, args.data)
-    metrics = tuple(m.strip() for m in args.metrics.split(","))
+    ratings = _reads_ratings(args, params)
+    data = _read_ratings(args, args.data, ratings)
+    ranking = params.get("loss", "squared") != "squared"
+    default = _RANKING_METRICS_DEFAULT if ranking else "rmse,mae"
+    metrics = tuple(m.strip() for m in (args.metrics or default).split(","))
+    if ranking and {"rmse", "mae"} & set(metrics):
+        raise UserError(f"--metrics {args.metrics}: a ranking loss predicts scores, not "
+                        f"ratings; use ranking metrics such as {_RANKING_METRICS_DEFAULT}")
     res = cross_validate(model, data, cv=args.cv, metrics=metrics,
                          random_state=params["random_state"], threshold=args.threshold)
     out = {k: [float(x) for x in v] for k, v in res.items() if k != "models"}
@@ -497,9 +560,10 @@ def cmd_info(args: argparse.Namespace) -> None:
     info = {"users": len(m.user_ids_), "items": len(m.item_ids_),
             "n_factors": int(m.user_factors_.shape[1]), "dtype": m.user_factors_.dtype.name,
             "global_mean": m.global_mean_, "epochs": m.n_epochs_,
-            "final_train_rmse": m.history_[-1].get("train_rmse") if m.history_ else None,
-            **({"final_train_loss": m.history_[-1].get("train_loss")}
-               if m.history_ and "train_loss" in m.history_[-1] else {}),
+            "loss": m.loss,
+            **({"final_train_loss": m.history_[-1].get("train_loss") if m.history_ else None}
+               if m.loss != "squared" else
+               {"final_train_rmse": m.history_[-1].get("train_rmse") if m.history_ else None}),
             "params": {k: v for k, v in m.get_params().items() if k != "dtype"}}
     _emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
 
@@ -512,7 +576,8 @@ def _dflt(text: str) -> str:
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="delimited ratings file (header optional; separator sniffed)")
+    p.add_argument("data", help="delimited ratings file, or interactions (user,item) with a "
+                                "ranking --loss (header optional; separator sniffed)")
     p.add_argument("--columns", type=_columns, metavar="USER,ITEM,RATING",
                    help="the user, item and rating columns: header names or 0-based positions "
                         "(default: recognised from the header, e.g. userId,movieId,rating)")
@@ -542,26 +607,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, metavar="MODEL",
                    help="model file to write (checked before training)")
     t.add_argument("--validation", metavar="FILE",
-                   help="validation ratings (same --columns and --sep): their RMSE is shown "
-                        "per epoch and drives --early-stopping")
+                   help="validation ratings or interactions (same --columns and --sep): "
+                        "their RMSE (or --eval-metric) is shown per epoch and drives "
+                        "--early-stopping")
     _add_model_options(t, CLI_DEFAULTS)
     t.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="cross-validate on a ratings file")
     _add_data_options(ev)
     ev.add_argument("--cv", type=_number(int, 2), default=5, help=_dflt("number of folds"))
-    ev.add_argument("--metrics", default="rmse,mae",
-                    help=_dflt("comma-separated: rmse, mae, ndcg@10, precision@10, ..."))
+    ev.add_argument("--metrics",
+                    help="comma-separated: rmse, mae, ndcg@10, precision@10, hit_rate@10, ... "
+                         f"(default: rmse,mae; with a ranking --loss {_RANKING_METRICS_DEFAULT})")
     from .model_selection import cross_validate
 
     ev.add_argument("--threshold", type=_threshold,
                     default=inspect.signature(cross_validate).parameters["threshold"].default,
                     help="ranking metrics count a held-out rating >= this as relevant "
-                         "('none': all are; default: %(default)s)")
+                         "('none': all are; held-out interactions without ratings are all "
+                         "relevant; default: %(default)s)")
     _add_model_options(ev, CLI_DEFAULTS)
     ev.set_defaults(func=cmd_evaluate, validation=None)
 
-    pr = sub.add_parser("predict", help="predict one rating")
+    pr = sub.add_parser("predict", help="predict one rating (a score for a ranking model)")
     pr.add_argument("model", help="model file written by 'mfsgd train'")
     pr.add_argument("user", help="user id as in the training file")
     pr.add_argument("item", help="item id as in the training file")

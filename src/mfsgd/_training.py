@@ -813,6 +813,15 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     return state, res
 
 
+def epoch_line(row: dict[str, Any]) -> str:
+    """One ``history_`` row as the progress line of ``verbose`` and the command line:
+    ``epoch   3  train_rmse 0.9012  val_rmse 0.9311  0.052s`` (``train_loss`` and e.g.
+    ``val_ndcg@10`` for a ranking loss)."""
+    train = next(k for k in ("train_rmse", "train_loss") if k in row)
+    extra = "".join(f"  {k} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
+    return f"epoch {row['epoch']:>3}  {train} {row[train]:.4f}{extra}  {row['seconds']:.3f}s"
+
+
 class EpochReporter:
     """The per-epoch hook of a local fit: the ``verbose`` line, then the user's callback.
     A callback that raises stops training like Ctrl-C (the model keeps the last completed
@@ -824,10 +833,7 @@ class EpochReporter:
 
     def __call__(self, row: dict[str, Any]) -> None:
         if self.verbose:
-            train = next(k for k in ("train_rmse", "train_loss") if k in row)
-            extra = "".join(f"  {k} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
-            print(f"epoch {row['epoch']:>3}  {train} {row[train]:.4f}{extra}"
-                  f"  {row['seconds']:.3f}s", flush=True)
+            print(epoch_line(row), flush=True)
         if self.callback is not None:
             try:
                 self.callback(row)

@@ -7,7 +7,8 @@ from typing import Any
 
 
 def plot_history(model: Any, ax: Any = None, path: Any = None) -> Any:
-    """Draw training (and validation) RMSE per epoch of a fitted model.
+    """Draw training (and validation) RMSE per epoch of a fitted model; for a ranking
+    loss, the training loss and the validation metric (``eval_metric``, right axis).
 
     Parameters
     ----------
@@ -58,16 +59,30 @@ def plot_history(model: Any, ax: Any = None, path: Any = None) -> Any:
 
             _, ax = plt.subplots(figsize=(6, 4))
     epochs = [h["epoch"] for h in hist]
-    ax.plot(epochs, [h["train_rmse"] for h in hist], marker="o", label="training RMSE")
-    if any("val_rmse" in h for h in hist):
-        ax.plot(epochs, [h.get("val_rmse", float("nan")) for h in hist], marker="s",
-                label="validation RMSE")
+    val_keys = sorted({k for h in hist for k in h if k.startswith("val_")})
+    lines = []
+    if hist and "train_loss" in hist[0]:  # a ranking loss: its loss and a ranking metric
+        lines += ax.plot(epochs, [h["train_loss"] for h in hist], marker="o",
+                         label=f"training loss ({model.loss})")
+        ax.set_ylabel("training loss")
+        if val_keys:  # another scale (higher is better): its own axis on the right
+            twin = ax.twinx()
+            name = val_keys[0][4:]
+            lines += twin.plot(epochs, [h.get(val_keys[0], float("nan")) for h in hist],
+                               marker="s", color="tab:orange", label=f"validation {name}")
+            twin.set_ylabel(f"validation {name}")
+    else:
+        lines += ax.plot(epochs, [h["train_rmse"] for h in hist], marker="o",
+                         label="training RMSE")
+        if "val_rmse" in val_keys:
+            lines += ax.plot(epochs, [h.get("val_rmse", float("nan")) for h in hist],
+                             marker="s", label="validation RMSE")
+        ax.set_ylabel("RMSE")
     best = getattr(model, "best_epoch_", None)
     if best:
-        ax.axvline(best, color="grey", linestyle="--", label=f"kept epoch {best}")
+        lines.append(ax.axvline(best, color="grey", linestyle="--", label=f"kept epoch {best}"))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("RMSE")
-    ax.legend()
+    ax.legend(handles=lines)
     ax.grid(True, alpha=0.3)
     if path is not None:
         ax.figure.savefig(path, dpi=120, bbox_inches="tight")
