@@ -118,6 +118,52 @@ def test_same_model_for_any_thread_count(implicit, loss):
     assert a.history_[-1]["train_loss"] == b.history_[-1]["train_loss"]
 
 
+def _by_popularity(pairs):
+    """The same interactions with item ids renumbered from the most interacted item down
+    (as MovieLens numbers its films), so that contiguous id ranges differ in popularity."""
+    u, i = pairs
+    items, counts = np.unique(i, return_counts=True)
+    rank = np.empty(items.size, np.int64)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(items.size)
+    return u, rank[np.searchsorted(items, i)]
+
+
+@pytest.mark.parametrize("loss", ["bpr", "softmax"])
+def test_blocks_keep_quality_when_ids_follow_popularity(implicit, loss):
+    """Negatives come from the positive's block column; were the columns contiguous id
+    ranges, a popular item would only meet popular negatives (NDCG@10 on MovieLens 100K
+    fell from 0.35 to 0.17 with 4 blocks). The kernel sees the items in a random order."""
+    train, test = (_by_popularity(p) for p in _joint(implicit))
+    one = MatrixFactorization(loss=loss, n_blocks=1, **KW).fit(train)
+    four = MatrixFactorization(loss=loss, n_blocks=4, **KW).fit(train)
+    assert ndcg(four, train, test) > 0.9 * ndcg(one, train, test)
+    # the natural order comes back: every row belongs to its id
+    st = four._state
+    np.testing.assert_array_equal(four.item_ids_, np.unique(train[1]))
+    ids, _ = four.recommend(train[0][0], n=len(four.item_ids_))
+    assert not set(ids) & set(train[1][train[0] == train[0][0]])
+    assert st.item_factors.shape[0] == len(four.item_ids_)
+
+
+def _joint(implicit):
+    """Train and test relabelled together (one popularity order for both)."""
+    (u, i), (tu, ti) = implicit
+    uu, ii = _by_popularity((np.concatenate([u, tu]), np.concatenate([i, ti])))
+    return (uu[:u.size], ii[:u.size]), (uu[u.size:], ii[u.size:])
+
+
+def test_blocks_early_stopping_and_partial_fit_in_the_natural_item_order(implicit):
+    train, test = implicit
+    m = MatrixFactorization(loss="bpr", n_epochs=6, n_blocks=3, early_stopping=True,
+                            n_iter_no_change=2, **KW).fit(train, eval_set=test)
+    vals = [h["val_ndcg@10"] for h in m.history_]
+    assert ndcg(m, train, test) == pytest.approx(vals[m.best_epoch_ - 1], rel=1e-9)
+    seen = set(train[1][train[0] == train[0][0]])
+    m.partial_fit((test[0][:50], test[1][:50]), n_epochs=1)
+    ids, _ = m.recommend(train[0][0], n=len(m.item_ids_))
+    assert not set(ids) & seen  # the first fit's interactions are still excluded
+
+
 def test_sample_weight(implicit):
     (u, i), _ = implicit
     kw = dict(loss="bpr", n_epochs=2, **KW)
