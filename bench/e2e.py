@@ -412,7 +412,7 @@ def main() -> None:
             "path's `fit`); wall - fit is start-up, load and save. Train RMSE: the last "
             "epoch's, as each tool prints it (accumulated during the pass). CPU s (user + system) "
             "is less sensitive than wall time to other jobs on a shared machine.\n")
-    rows, stages = [], []
+    rows, stages, results = [], [], {}
     with tempfile.TemporaryDirectory(prefix="work-", dir=_mkdir(args.data_dir)) as work:
         for n in args.sizes:
             write_files(n, sorted(need), args.data_dir)
@@ -426,6 +426,7 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 progress(f"{size_label(n)}, {t} thread(s), load {load:.2f}")
                 res = run_group(n, t, args, jobs, work)
+                results[(n, t)] = res
                 ref = res.get((LIBMF, "space"))
                 if ref is not None and "error" in ref:
                     ref = None
@@ -458,6 +459,7 @@ def main() -> None:
                                   "own fit s", "train RMSE", "runs; load"], rows))
                 rep.add("")
                 rows = []
+    targets(rep, results, args)
     if stages:
         rep.add("Python path stage by stage (same process as its row above; memory is "
                 "VmRSS / VmHWM after the stage, GiB):\n")
@@ -466,6 +468,41 @@ def main() -> None:
                           "dtypes u/i/r"], stages))
         rep.add("")
     rep.write()
+
+
+def targets(rep: Report, results: dict, args) -> None:
+    """Issue 15's targets, for the groups this run measured: mfsgd's CLI at most 0.5x
+    LibMF's wall time on the space file and on CSV, at most 2x its peak RSS (20 M, k=64,
+    20 epochs, 1 thread), and below 2.5 GiB from CSV at 100 M on 2 threads."""
+    lines = []
+    for (n, t), res in results.items():
+        ref = res.get((LIBMF, "space"))
+        if n != 20_000_000 or t != 1 or ref is None or "error" in ref:
+            continue
+        parts = []
+        for fmt in ("space", "csv", "tsv"):
+            r = res.get((CLI, fmt))
+            if r is None or "error" in r:
+                continue
+            w, c, m = (r["wall"] / ref["wall"], r["cpu"] / ref["cpu"],
+                       r["rss_kib"] / ref["rss_kib"])
+            parts.append(f"{fmt}: wall {w:.2f}x ({'met' if w <= 0.5 else 'not met'}), CPU "
+                         f"{c:.2f}x, RSS {m:.2f}x ({'met' if m <= 2 else 'not met'})")
+        if parts:
+            lines.append(f"- {size_label(n)}, {t} thread(s), mfsgd train / LibMF: "
+                         + "; ".join(parts))
+    for (n, t), res in results.items():
+        r = res.get((CLI, "csv"))
+        if n >= 100_000_000 and t == 2 and r is not None and "error" not in r:
+            g = r["rss_kib"] / 2**20
+            lines.append(f"- {size_label(n)} from CSV on 2 threads: peak RSS {g:.2f} GiB "
+                         f"({'met' if g < 2.5 else 'not met'}: < 2.5 GiB)")
+    if lines:
+        setting = "" if (args.k, args.epochs) == (64, 20) else (
+            f" (this run: k={args.k}, {args.epochs} epochs; the targets are for k=64, 20)")
+        rep.add("Targets (wall <= 0.5x and RSS <= 2x LibMF's at 20 M, k=64, 20 epochs, 1 "
+                f"thread; < 2.5 GiB at 100 M from CSV on 2 threads){setting}:\n")
+        rep.add("\n".join(lines) + "\n")
 
 
 def _mkdir(path: str) -> str:
