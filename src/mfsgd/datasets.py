@@ -274,10 +274,10 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         were asked for, ``(users, items, ratings, extras)`` with ``extras`` a dict
         ``{name: array}`` in the order asked.
 
-        Ids keep their natural type: int64 when every value of the column is an
-        integer (without leading zeros in the first lines), else strings (an object
-        array of ``str``). Ratings are float32. Extra columns are int64, float64 or
-        strings.
+        Ids keep their natural type: integers when every value of the column is an
+        integer (without leading zeros in the first lines) -- int32 when they all fit,
+        else int64 --, else strings (an object array of ``str``). Ratings are float32.
+        Extra columns are int64, float64 or strings.
 
     Raises
     ------
@@ -302,7 +302,9 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
     Speed: with pandas every separator is read by pandas' C parser at about the speed
     of a comma-separated file; ``::`` and runs of blanks are rewritten on the fly to a
     one-byte separator (quoted fields in a blank-separated file use pandas' slower
-    whitespace parser). Peak memory is about the result plus the parser's buffers.
+    whitespace parser). Memory: the file is parsed in chunks of a million lines into
+    columns allocated once, so the peak is about the result (12 bytes per rating with
+    int32 ids) plus the parser's buffers of one chunk.
     Without pandas, NumPy reads all-numeric files and a Python loop the others
     (slower, same results).
 
@@ -378,7 +380,8 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         if any(p < len(row) and _LEADING_ZERO.match(row[p]) for row in head.rows[has_header:]):
             dtypes[p] = "str"
     skip = head.first_line + int(has_header)
-    cols = F.read_columns(spath, head.dialect, skip=skip, usecols=sorted(seen), dtypes=dtypes)
+    cols = F.read_columns(spath, head.dialect, skip=skip, usecols=sorted(seen), dtypes=dtypes,
+                          narrow=pos[:2])
     users, items = cols[pos[0]], cols[pos[1]]
     ratings = _checked_ratings(cols[pos[2]], spath, skip)
     extra = {n: cols[p] for n, p in zip(extra_names, extra_pos, strict=True)}
