@@ -3,12 +3,13 @@
 Ratings arrive as a pandas DataFrame (or any object with named ``columns`` and
 ``X[col]``), an Arrow table (a pyarrow Table, or any object with the Arrow PyCapsule
 stream interface ``__arrow_c_stream__``, such as a polars DataFrame), a tuple or list of
-columns ``(users, items[, ratings, ...])``, a dict of columns, an ``(n, 2)`` array of (user, item) ids with the ratings in ``y``, or an
-``(n, 3)`` numeric array. This module turns them into columns (``unpack``,
-``eval_indices``), counts and selects rows in the form given (``n_rows``, ``take``,
-``column``, for the splitters), and checks column names (``check_columns``, also for a
-Dask DataFrame). It owns the messages about forms and columns; the checks of values
-(1-D, numeric, finite, equal lengths) are ``_validation``'s, those of ids ``_idmap``'s.
+columns ``(users, items[, ratings, ...])``, a dict of columns, an ``(n, 2)`` array of
+(user, item) ids with the ratings in ``y``, or an ``(n, 3)`` numeric array. This module
+turns them into columns (``unpack``, ``eval_indices``), counts and selects rows in the
+form given (``n_rows``, ``take``, ``column``, for the splitters), and checks column
+names (``check_columns``, also for a Dask DataFrame). It owns the messages about forms
+and columns; the checks of values (1-D, numeric, finite, equal lengths) are
+``_validation``'s, those of ids ``_idmap``'s.
 The estimator, ``metrics``, ``model_selection`` and ``_dask`` read data through here.
 """
 
