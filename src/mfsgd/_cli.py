@@ -266,11 +266,11 @@ def _check_rating_scale(ratings: np.ndarray, column: str) -> None:
 
 
 def _read_ratings(args: argparse.Namespace, path: str) -> tuple:
-    """A ratings file of train / evaluate, read by load_csv with --columns and --sep."""
-    from .datasets import load_csv
+    """A ratings file of train / evaluate, read by load_ratings with --columns and --sep."""
+    from .datasets import load_ratings
 
     _check_input(path)
-    u, i, r = load_csv(path, columns=args.columns, sep=args.sep, as_frame=False)
+    u, i, r = load_ratings(path, columns=args.columns, sep=args.sep, as_frame=False)
     if len(r):
         where = (f"the rating column {args.columns[2]!r}" if args.columns
                  else "the rating column")

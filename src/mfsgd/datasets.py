@@ -11,7 +11,7 @@ import numpy as np
 from ._idmap import sorted_unique
 from ._validation import check_float, check_int, check_random_state
 
-__all__ = ["make_ratings", "load_csv"]
+__all__ = ["make_ratings", "load_csv", "load_ratings"]
 
 
 def make_ratings(
@@ -427,6 +427,225 @@ def _to_float(v: Any) -> float:
         return float(v)
     except ValueError:
         return float("nan")
+
+
+PARQUET_EXTENSIONS = (".parquet", ".pq")
+
+
+def _is_parquet(path: str) -> bool:
+    """A Parquet file: by its extension, or by its magic bytes "PAR1"."""
+    if path.lower().endswith(PARQUET_EXTENSIONS):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PAR1"
+    except OSError:
+        return False  # load_csv raises the error, naming the path
+
+
+def load_ratings(path: Any, *, columns: Any = None, sep: str | None = None,
+                 header: Any = "infer", keep: Any = None, as_frame: bool | str = "auto") -> Any:
+    """Read a ratings file: Parquet, or delimited text (any separator :func:`load_csv` reads).
+
+    A file ending in ``.parquet`` or ``.pq``, or starting with Parquet's magic bytes, is
+    read with pyarrow; any other file by :func:`load_csv`. The command line's ``train``
+    and ``evaluate`` read their files through this function.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file.
+    columns : sequence of names or 0-based positions, optional
+        The user, item and rating columns in this order, optionally followed by extra
+        columns to keep, as for :func:`load_csv`. Without it, the column names are
+        recognised (``userId, movieId, rating``, ``user, item, rating`` and common
+        variants).
+    sep, header
+        For text files only (see :func:`load_csv`); a Parquet file has its own schema.
+    keep : name, position or sequence of them, optional
+        Extra columns to return besides user, item and rating.
+    as_frame : bool or "auto", default "auto"
+        Return a DataFrame (``"auto"``: when pandas is installed) or arrays.
+
+    Returns
+    -------
+    DataFrame or tuple
+        As :func:`load_csv` returns them: columns ``user, item, rating`` (then the extra
+        columns), or ``(users, items, ratings[, extras])``. Integer ids are int32 when
+        they all fit, else int64 (a Parquet int32 column is never widened); string ids
+        an object array of ``str``; ratings float32.
+
+    Raises
+    ------
+    ImportError
+        A Parquet file without pyarrow installed (``pip install 'mfsgd[parquet]'``).
+    ValueError
+        A column is missing (the message lists the file's columns), an id is missing
+        (null), a rating is missing or not a number, ``sep``/``header`` were given for a
+        Parquet file, or the file is not valid Parquet.
+
+    Notes
+    -----
+    Memory: Parquet string ids are read dictionary-encoded (each distinct id once, one
+    int32 code per row) and each column is converted to NumPy and dropped from the
+    Arrow table in turn, so the peak is about the result plus one column.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import pyarrow as pa, pyarrow.parquet as pq           # doctest: +SKIP
+    >>> from mfsgd.datasets import load_ratings
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.parquet")
+    >>> pq.write_table(pa.table({"userId": [1, 2], "movieId": [10, 10],
+    ...                          "rating": [4.0, 3.5]}), path)  # doctest: +SKIP
+    >>> users, items, ratings = load_ratings(path, as_frame=False)  # doctest: +SKIP
+    >>> users.tolist(), ratings.tolist()                      # doctest: +SKIP
+    ([1, 2], [4.0, 3.5])
+    """
+    spath = os.fspath(path)
+    if not _is_parquet(spath):
+        return load_csv(spath, columns=columns, sep=sep, header=header, keep=keep,
+                        as_frame=as_frame)
+    if sep is not None or header != "infer":
+        raise ValueError(f"{spath} is a Parquet file: sep= and header= are for text files; "
+                         "its columns are named in its schema (choose them with columns=).")
+    return _load_parquet(spath, columns, keep, as_frame)
+
+
+def _require_pyarrow(what: str) -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(f"{what} needs pyarrow: pip install 'mfsgd[parquet]' (or pip "
+                          "install pyarrow).") from None
+    return pq
+
+
+def _load_parquet(spath: str, columns: Any, keep: Any, as_frame: bool | str) -> Any:
+    import errno
+
+    from . import _fileio as F
+
+    roles, extras = _check_columns(columns, keep)
+    if as_frame == "auto":
+        try:
+            import pandas  # noqa: F401
+            as_frame = True
+        except ImportError:
+            as_frame = False
+    pq = _require_pyarrow(f"Reading the Parquet file {spath}")
+    import pyarrow as pa
+
+    if os.path.isdir(spath):
+        raise F.path_error(errno.EISDIR, spath)
+    open(spath, "rb").close()  # FileNotFoundError / PermissionError, as open() raises them
+    try:
+        schema = pq.read_schema(spath)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"{spath} is not a valid Parquet file: {e}") from None
+    names = list(schema.names)
+    if roles is None:
+        low = [n.lower() for n in names]
+        roles = []
+        for role in _ROLES:
+            hit = next((low.index(c) for c in _ROLE_NAMES[role] if c in low), None)
+            if hit is None:
+                raise ValueError(f"{spath}: no {role} column among {names}; pass "
+                                 f"columns=[user, item, rating] names or positions.")
+            roles.append(hit)
+    pos = [_position(c, names, len(names), spath, r) for c, r in zip(roles, _ROLES, strict=True)]
+    extra_pos = [_position(c, names, len(names), spath, "extra") for c in extras]
+    if len(set(pos + extra_pos)) < len(pos + extra_pos):
+        raise ValueError(f"{spath}: a column is asked for twice in {[names[p] for p in pos]} "
+                         f"+ {[names[p] for p in extra_pos]}; list each column once.")
+    extra_names = [names[p] for p in extra_pos]
+    clash = set(extra_names) & set(_ROLES)
+    if clash:
+        raise ValueError(f"{spath}: the extra column {sorted(clash)[0]!r} would clash with the "
+                         f"output columns {list(_ROLES)}; it cannot be kept under that name.")
+    wanted = [names[p] for p in pos + extra_pos]
+    textual = [n for n in wanted[:2] if _arrow_is_text(schema.field(n).type)]
+    table = pq.read_table(spath, columns=wanted, read_dictionary=textual)
+    out: list[np.ndarray] = []
+    for k, name in enumerate(wanted):
+        col = table.column(0)
+        if k < 2:
+            out.append(_parquet_ids(col, spath, name))
+        elif k == 2:
+            out.append(_parquet_ratings(col, spath, name))
+        else:
+            out.append(col.to_numpy())
+        # drop each column from the table once converted: the file's data never
+        # exists twice in full
+        table = table.drop_columns([table.column_names[0]])
+        del col
+    del table
+    users, items, ratings = out[:3]
+    extra = dict(zip(extra_names, out[3:], strict=True))
+    del out
+    if as_frame:
+        from ._compat import require_pandas
+
+        pdm = require_pandas("load_ratings(as_frame=True)")
+        return pdm.DataFrame({"user": users, "item": items, "rating": ratings, **extra},
+                             copy=False)
+    if extras:
+        return users, items, ratings, extra
+    return users, items, ratings
+
+
+def _arrow_is_text(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t)
+                or pa.types.is_string_view(t))
+
+
+def _parquet_ids(col: Any, path: str, name: str) -> np.ndarray:
+    """An id column: integers (int32 when they fit) or str (an object array sharing one
+    str object per distinct id); a null is an error naming its row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ._fileio import narrow_ints
+
+    if col.null_count:
+        row = int(pc.index(pc.is_null(col), True).as_py())
+        raise ValueError(f"{path}: column {name!r} has {col.null_count} missing ids (first "
+                         f"in row {row}); drop those rows first.")
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.unify_dictionaries()
+        values = (col.chunk(0).dictionary.to_numpy(zero_copy_only=False) if col.num_chunks
+                  else np.empty(0, dtype=object))
+        codes = [c.indices.to_numpy() for c in col.chunks]
+        return values[np.concatenate(codes)] if len(codes) != 1 else values[codes[0]]
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or _arrow_is_text(t)):
+        raise ValueError(f"{path}: column {name!r} holds {t} values; ids must be integers or "
+                         "strings.")
+    a = narrow_ints(col.to_numpy())
+    return a if a.flags.writeable else a.copy()  # Arrow's buffers are read-only
+
+
+def _parquet_ratings(col: Any, path: str, name: str) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+            or pa.types.is_decimal(col.type)):
+        raise ValueError(f"{path}: the rating column {name!r} holds {col.type} values, not "
+                         "numbers; choose the rating column with columns=.")
+    r = col.cast(pa.float32()).to_numpy() if col.type != pa.float32() else col.to_numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(r)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        value = col[row].as_py() if not pc.is_null(col[row]).as_py() else None
+        raise ValueError(f"{path}: row {row} has a missing or non-finite rating ({value!r}); "
+                         "fix or remove that row, or choose the rating column with columns=.")
+    if not r.flags.writeable:
+        r = r.copy()
+    return r
 
 
 # ---------------------------------------------------------------------- MovieLens
