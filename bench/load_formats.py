@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
             growth.setdefault(name, {})[n] = (peak, base)
     if len(args.n) > 1:
         print("\nPeak RSS (GiB) by number of ratings, and bytes per rating above the "
-              f"interpreter's own (the peak minus the RSS before loading, over n).\n")
+              "interpreter's own (the peak minus the RSS before loading, over n).\n")
         print("| format | " + " | ".join(f"{n:,}" for n in args.n) + " | "
               + " | ".join(f"B/rating at {n:,}" for n in args.n) + " |")
         print("|---|" + "---:|" * (2 * len(args.n)))
