@@ -74,6 +74,22 @@ def test_parquet_as_frame_and_columns_by_name_and_position(tmp_path, data):
     assert by_pos[1].tolist() == i.tolist()
 
 
+def test_parquet_batches_widen_ids_beyond_int32_and_count_rows(tmp_path, monkeypatch):
+    from mfsgd import datasets
+
+    monkeypatch.setattr(datasets, "_PARQUET_BATCH", 3)
+    ids = [1, 2, 3, 4, 5, 2**40, 7]
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"user": ids, "item": list(range(7)),
+                             "rating": [1.0, 2, 3, 4, 5, float("nan"), 2]}), path)
+    with pytest.raises(ValueError, match=r"row 5 has a missing or non-finite rating \(nan\)"):
+        load_ratings(path)
+    pq.write_table(pa.table({"user": ids, "item": list(range(7)), "rating": [1.0] * 7}), path)
+    u, i, r = load_ratings(path, as_frame=False)
+    assert u.dtype == np.int64 and u.tolist() == ids and i.dtype == np.int32
+    assert r.tolist() == [1.0] * 7
+
+
 def test_parquet_with_an_extension_it_does_not_have(tmp_path, data):
     u, i, r = data
     path = tmp_path / "ratings.bin"
@@ -94,6 +110,8 @@ BAD_PARQUET = [  # (id, table, load_ratings kwargs, message)
      r"the rating column 'rating' holds string values, not numbers"),
     ("null id", {"user": ["a", None], "item": [2, 3], "rating": [3.0, 4.0]}, {},
      r"column 'user' has 1 missing ids \(first in row 1\)"),
+    ("null int id", {"user": [1, 2], "item": [2, None], "rating": [3.0, 4.0]}, {},
+     r"column 'item' has missing ids \(first in row 1\)"),
     ("sep for Parquet", {"user": [1], "item": [2], "rating": [3.0]}, {"sep": ","},
      r"is a Parquet file: sep= and header= are for text files"),
 ]

@@ -564,22 +564,14 @@ def _load_parquet(spath: str, columns: Any, keep: Any, as_frame: bool | str) -> 
         raise ValueError(f"{spath}: the extra column {sorted(clash)[0]!r} would clash with the "
                          f"output columns {list(_ROLES)}; it cannot be kept under that name.")
     wanted = [names[p] for p in pos + extra_pos]
-    textual = [n for n in wanted[:2] if _arrow_is_text(schema.field(n).type)]
-    table = pq.read_table(spath, columns=wanted, read_dictionary=textual)
-    out: list[np.ndarray] = []
-    for k, name in enumerate(wanted):
-        col = table.column(0)
-        if k < 2:
-            out.append(_parquet_ids(col, spath, name))
-        elif k == 2:
-            out.append(_parquet_ratings(col, spath, name))
-        else:
-            out.append(col.to_numpy())
-        # drop each column from the table once converted: the file's data never
-        # exists twice in full
-        table = table.drop_columns([table.column_names[0]])
-        del col
-    del table
+    types = [schema.field(n).type for n in wanted]
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
+        out = _parquet_numbers(pq, spath, wanted)
+    else:
+        out = _parquet_table(pq, spath, wanted, types)
+    # Arrow's allocator (mimalloc or jemalloc) keeps freed buffers for reuse: hand them
+    # back to the system, or the process keeps the size of the file's data twice.
+    pa.default_memory_pool().release_unused()
     users, items, ratings = out[:3]
     extra = dict(zip(extra_names, out[3:], strict=True))
     del out
@@ -592,6 +584,67 @@ def _load_parquet(spath: str, columns: Any, keep: Any, as_frame: bool | str) -> 
     if extras:
         return users, items, ratings, extra
     return users, items, ratings
+
+
+_PARQUET_BATCH = 1 << 20  # rows per batch of an all-numeric Parquet file
+
+
+def _parquet_numbers(pq: Any, spath: str, wanted: list[str]) -> list[np.ndarray]:
+    """All-numeric columns, batch by batch into arrays allocated once (the file says how
+    many rows it has): the peak is the result plus one batch."""
+    import pyarrow as pa
+
+    from ._fileio import narrow_ints
+
+    pf = pq.ParquetFile(spath, pre_buffer=False)
+    n = pf.metadata.num_rows
+    out: list[np.ndarray | None] = [None] * len(wanted)
+    start = 0
+    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=wanted):
+        k = batch.num_rows
+        for j, name in enumerate(wanted):
+            col = batch.column(j)
+            if j < 2 and col.null_count:
+                row = start + int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
+                raise ValueError(f"{spath}: column {name!r} has missing ids (first in row "
+                                 f"{row}); drop those rows first.")
+            if j == 2:
+                a = _parquet_ratings(pa.chunked_array([col]), spath, name, offset=start)
+            else:
+                a = col.to_numpy(zero_copy_only=False)
+            if out[j] is None:
+                dt = a.dtype
+                if j < 2 and dt == np.int64 and narrow_ints(a).dtype == np.int32:
+                    dt = np.dtype(np.int32)  # tentatively: widened if a later id is larger
+                out[j] = np.empty(n, dtype=dt)
+            elif out[j].dtype != a.dtype and not (
+                    j < 2 and narrow_ints(a).dtype == out[j].dtype):
+                out[j] = out[j].astype(np.result_type(out[j].dtype, a.dtype))
+            out[j][start:start + k] = a
+        start += k
+    if out[0] is None:  # no rows
+        return [np.empty(0, dtype=np.int32 if j < 2 else np.float32 if j == 2 else np.int64)
+                for j in range(len(wanted))]
+    return out  # type: ignore[return-value]
+
+
+def _parquet_table(pq: Any, spath: str, wanted: list[str], types: list) -> list[np.ndarray]:
+    """Columns of any type (string ids read dictionary-encoded), one at a time out of
+    the table, each dropped from it once converted."""
+    textual = [n for n, t in zip(wanted[:2], types, strict=False) if _arrow_is_text(t)]
+    table = pq.read_table(spath, columns=wanted, read_dictionary=textual, pre_buffer=False)
+    out: list[np.ndarray] = []
+    for k, name in enumerate(wanted):
+        col = table.column(0)
+        if k < 2:
+            out.append(_parquet_ids(col, spath, name))
+        elif k == 2:
+            out.append(_parquet_ratings(col, spath, name))
+        else:
+            out.append(col.to_numpy())
+        table = table.drop_columns([table.column_names[0]])
+        del col
+    return out
 
 
 def _arrow_is_text(t: Any) -> bool:
@@ -627,7 +680,7 @@ def _parquet_ids(col: Any, path: str, name: str) -> np.ndarray:
     return a if a.flags.writeable else a.copy()  # Arrow's buffers are read-only
 
 
-def _parquet_ratings(col: Any, path: str, name: str) -> np.ndarray:
+def _parquet_ratings(col: Any, path: str, name: str, offset: int = 0) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -641,7 +694,8 @@ def _parquet_ratings(col: Any, path: str, name: str) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         value = col[row].as_py() if not pc.is_null(col[row]).as_py() else None
-        raise ValueError(f"{path}: row {row} has a missing or non-finite rating ({value!r}); "
+        raise ValueError(f"{path}: row {offset + row} has a missing or non-finite rating "
+                         f"({value!r}); "
                          "fix or remove that row, or choose the rating column with columns=.")
     if not r.flags.writeable:
         r = r.copy()
