@@ -284,6 +284,17 @@ def test_int32_ids_are_not_copied_to_int64():
     assert idx.dtype == np.int32 and int(idx.max()) < 100_000
 
 
+@pytest.mark.parametrize("raw", [
+    np.array([2**63 + 10, 2**63 + 12, 2**63 + 10], dtype=np.uint64),  # dense, above int64
+    np.array([-(2**63), -(2**63) + 5, -(2**63)], dtype=np.int64),  # dense, at the bottom
+    np.array([2**64 - 1, 2**63 + 3, 2**64 - 1], dtype=np.uint64),  # sparse: the sort path
+])
+def test_extreme_64_bit_ids_in_the_chunked_mapping(raw):
+    idmap, idx = IdMap.fit("users", raw)
+    assert idmap.ids.dtype == raw.dtype
+    assert idmap.ids[idx].tolist() == raw.tolist() and idx.dtype == np.int32
+
+
 def test_encoded_ids_map_through_their_table():
     values = np.array(["c", "a", "b", "unused", "a2"], dtype=object)
     codes = np.array([0, 1, 2, 1, 4, 0], dtype=np.int32)

@@ -225,11 +225,12 @@ def unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 present[a[s:s + _CHUNK] if direct else _shifted(a[s:s + _CHUNK], lo)] = True
             n_ids = int(np.count_nonzero(present))
             if n_ids > MAX_IDS:
-                return np.flatnonzero(present) + lo, np.empty(0, dtype=np.int32)
+                return (np.flatnonzero(present).astype(a.dtype) + a.dtype.type(lo),
+                        np.empty(0, dtype=np.int32))
             if (n_ids == present.size and lo == 0 and a.dtype == np.int32
                     and a.flags.c_contiguous):
                 return np.arange(n_ids).astype(a.dtype), a  # already the codes
-            ids = (np.flatnonzero(present) + lo).astype(a.dtype)
+            ids = np.flatnonzero(present).astype(a.dtype) + a.dtype.type(lo)
             lut = np.cumsum(present, dtype=np.int32)
             lut -= 1
             del present
@@ -258,7 +259,11 @@ def unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _shifted(c: np.ndarray, lo: int) -> np.ndarray:
-    """A chunk of ids minus ``lo``, as indices (intp: no overflow in narrow dtypes)."""
+    """A chunk of ids minus ``lo`` (its minimum over all chunks), as indices. 64-bit ids
+    are subtracted in their own dtype (uint64 ids may exceed intp; the difference is
+    small), narrower ones after widening (127 - (-128) overflows an int8)."""
+    if c.dtype.itemsize == 8:
+        return (c - c.dtype.type(lo)).astype(np.intp, copy=False)
     out = c.astype(np.intp)
     out -= lo
     return out
