@@ -389,11 +389,12 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
     :class:`_Rewriter`. It reads chunks of ``_CHUNK_ROWS`` lines into columns allocated
     once from an estimate of the number of lines (grown if short, shrunk in place at the
     end): the parsed file never exists twice, and ids never as int64 when they fit in
-    int32. (pyarrow's multi-threaded parser needed more CPU time and 1.3-2x the memory
-    of the C parser here, so it pays only with several idle cores; see
-    ``bench/load_formats.py --reference``; its numbers do not accept the leading blanks
-    the rewrite leaves.) Without pandas, :func:`numpy.loadtxt` reads numeric files and a
-    csv/str.split loop the others.
+    int32. (pyarrow's multi-threaded CSV parser, asked for the same int32/int32/float32
+    columns, needed 1.3-1.4x the CPU time and 1.75x the peak memory of this reader on
+    20 M comma-, tab- and space-separated ratings on 2 cores, ``bench/load_formats.py
+    --pyarrow``; it would pay only with several idle cores. Its numbers also do not
+    accept the leading blanks the rewrite leaves.) Without pandas, :func:`numpy.loadtxt`
+    reads numeric files and a csv/str.split loop the others.
     """
     narrow = frozenset(narrow)
     try:

@@ -493,14 +493,14 @@ def load_ratings(path: Any, *, columns: Any = None, sep: str | None = None,
     Examples
     --------
     >>> import os, tempfile
-    >>> import pyarrow as pa, pyarrow.parquet as pq           # doctest: +SKIP
+    >>> import pyarrow as pa, pyarrow.parquet as pq
     >>> from mfsgd.datasets import load_ratings
     >>> path = os.path.join(tempfile.mkdtemp(), "r.parquet")
     >>> pq.write_table(pa.table({"userId": [1, 2], "movieId": [10, 10],
-    ...                          "rating": [4.0, 3.5]}), path)  # doctest: +SKIP
-    >>> users, items, ratings = load_ratings(path, as_frame=False)  # doctest: +SKIP
-    >>> users.tolist(), ratings.tolist()                      # doctest: +SKIP
-    ([1, 2], [4.0, 3.5])
+    ...                          "rating": [4.0, 3.5]}), path)
+    >>> users, items, ratings = load_ratings(path, as_frame=False)
+    >>> users.tolist(), users.dtype.name, ratings.tolist()
+    ([1, 2], 'int32', [4.0, 3.5])
     """
     spath = os.fspath(path)
     if not _is_parquet(spath):
