@@ -1,6 +1,8 @@
 """Load time and peak memory of ``mfsgd.datasets.load_csv`` for each common separator.
 
-    python bench/load_formats.py [--n 20000000] [--dir DIR] [--repeats 3] [--reference]
+    python bench/load_formats.py [--n 20000000 [N ...]] [--dir DIR] [--repeats 3]
+                                 [--formats csv tsv ssv ...] [--parquet] [--pyarrow]
+                                 [--reference]
 
 Writes the same N ratings (``make_ratings``, ratings rounded to half stars, one line
 ``user<sep>item<sep>rating`` each) as comma-, tab-, semicolon-, single-space- and
@@ -16,7 +18,13 @@ the header line names the machine and the versions. The children check that ever
 gives the same arrays.
 
 ``--reference`` adds a row for the CSV read the way load_csv did before (pandas'
-``read_csv(engine="pyarrow")``), for comparison in the same run.
+``read_csv(engine="pyarrow")``), for comparison in the same run. ``--pyarrow`` adds a row
+per comma-, tab- and single-space-separated file read by ``pyarrow.csv.read_csv`` itself
+(int32/float32 column types, its default threads): the engine load_csv would use if it
+were leaner or faster here. ``--parquet`` writes the ratings as Parquet too (int32,
+int32, float32 columns) and adds a row for ``load_ratings`` on it. Several ``--n`` give
+one table each and then a table of how the peak grows with the number of ratings
+(bytes per rating above the interpreter's own memory).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import tempfile
 
 import numpy as np
 
-FORMATS = [  # (name, file name, how the fields are separated)
+FORMATS = [  # (name, file name, how the fields are separated); --formats picks by extension
     ("CSV ','", "ratings.csv", ","),
     ("TSV '\\t'", "ratings.tsv", "\t"),
     ("semicolon ';'", "ratings.scsv", ";"),
@@ -67,6 +75,16 @@ c0 = time.process_time()
 t0 = time.perf_counter()
 if how == "load_csv":
     u, i, r = D.load_csv(path, columns=[0, 1, 2], as_frame=False)
+elif how == "parquet":
+    u, i, r = D.load_ratings(path, as_frame=False)
+elif how.startswith("pyarrow"):  # pyarrow's own CSV reader, straight to the kernel's dtypes
+    import pyarrow as pa, pyarrow.csv as pc
+    t = pc.read_csv(path, read_options=pc.ReadOptions(autogenerate_column_names=True),
+                    parse_options=pc.ParseOptions(delimiter=how.split(":", 1)[1]),
+                    convert_options=pc.ConvertOptions(column_types={
+                        "f0": pa.int32(), "f1": pa.int32(), "f2": pa.float32()}))
+    u, i, r = (t.column(k).to_numpy() for k in range(3))
+    del t
 else:  # the previous load_csv: pandas with pyarrow's parser
     df = pandas.read_csv(path, engine="pyarrow", sep=",", header=None, usecols=[0, 1, 2])
     u, i = df[0].to_numpy(), df[1].to_numpy()
@@ -132,19 +150,21 @@ def _expand(chunk: bytes, byte: int, choices: list[bytes], rng: np.random.Genera
     return out.tobytes()
 
 
-def write_files(folder: str, n: int, seed: int = 0) -> dict[str, str]:
+def write_files(folder: str, n: int, seed: int = 0, formats: list | None = None,
+                parquet: bool = False) -> dict[str, str]:
     from mfsgd.datasets import make_ratings
 
     n_users, n_items = (200_000, 20_000) if n == 20_000_000 else (max(n // 100, 100),
                                                                     max(n // 1000, 1000))
     u, i, r = make_ratings(n_users, n_items, n, random_state=seed, as_frame=False)
     rng = np.random.default_rng(seed)
-    paths = {name: os.path.join(folder, fname) for name, fname, _ in FORMATS}
+    chosen = [f for f in FORMATS if formats is None or f[1].rsplit(".", 1)[1] in formats]
+    paths = {name: os.path.join(folder, fname) for name, fname, _ in chosen}
     files = {name: open(paths[name], "wb") for name in paths}  # noqa: SIM115
     try:
         for s in range(0, n, CHUNK):
             text = _csv_lines(u[s:s + CHUNK], i[s:s + CHUNK], r[s:s + CHUNK])
-            for name, _, sep in FORMATS:
+            for name, _, sep in chosen:
                 if sep is None:
                     out = _expand(_expand(text, ord(","), _RUN_SEPS, rng), ord("\n"),
                                   _RUN_ENDS, rng)
@@ -158,7 +178,17 @@ def write_files(folder: str, n: int, seed: int = 0) -> dict[str, str]:
     finally:
         for f in files.values():
             f.close()
+    if parquet:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        halves = np.clip(np.rint(r * 2), 1, 10).astype(np.float32) / 2  # as the text has it
+        paths[PARQUET] = os.path.join(folder, "ratings.parquet")
+        pq.write_table(pa.table({"user": u, "item": i, "rating": halves}), paths[PARQUET])
     return paths
+
+
+PARQUET = "Parquet (load_ratings)"
 
 
 def load_once(path: str, how: str) -> dict:
@@ -190,57 +220,88 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=20_000_000, help="ratings (default 20 M)")
+    ap.add_argument("--n", type=int, nargs="+", default=[20_000_000],
+                    help="ratings (default 20 M); several sizes: one table each")
     ap.add_argument("--dir", help="folder for the files (kept); default: a temporary one")
     ap.add_argument("--repeats", type=int, default=3, help="loads per format (median)")
+    ap.add_argument("--formats", nargs="+", metavar="EXT",
+                    help="only these text formats, by extension: csv tsv scsv ssv ws dat")
+    ap.add_argument("--parquet", action="store_true", help="also a Parquet file")
+    ap.add_argument("--pyarrow", action="store_true",
+                    help="also pyarrow.csv.read_csv on the comma, tab and single-space files")
     ap.add_argument("--reference", action="store_true",
                     help="also time the previous CSV reader (pandas engine='pyarrow')")
     args = ap.parse_args(argv)
-    folder = args.dir or tempfile.mkdtemp(prefix="mfsgd-load-formats-")
-    os.makedirs(folder, exist_ok=True)
-    try:
-        print(machine(), flush=True)
-        print(f"Writing {args.n:,} ratings in {len(FORMATS)} formats to {folder} ...",
-              file=sys.stderr, flush=True)
-        paths = write_files(folder, args.n)
-        runs = [(name, paths[name], "load_csv") for name, _, _ in FORMATS]
-        if args.reference:
-            runs.append(("CSV, previous reader (pandas engine='pyarrow')",
-                         paths[FORMATS[0][0]], "reference"))
-        # Round robin: each repeat loads every format once, so that a change in the
-        # machine's load (it is shared) hits all formats alike.
-        results: dict[str, list[dict]] = {name: [] for name, _, _ in runs}
-        for rep in range(args.repeats):
-            for name, path, how in runs:
-                results[name].append(load_once(path, how))
-                print(f"  repeat {rep + 1}, {name}: {results[name][-1]['seconds']:.2f} s",
-                      file=sys.stderr, flush=True)
-        rows, check = [], None
-        for name, path, _ in runs:
-            res = results[name]
-            first = res[0]
-            if first["n"] != args.n or (check is not None and first["check"] != check):
-                raise RuntimeError(f"{name}: got other data ({first}) than CSV ({check})")
-            check = check or first["check"]
-            rows.append((name, os.path.getsize(path),
-                         statistics.median(x["seconds"] for x in res),
-                         statistics.median(x["cpu"] for x in res),
-                         statistics.median(x["peak_kib"] for x in res) / 2**20,
-                         first["base_kib"] / 2**20, "/".join(first["dtypes"])))
-        csv_s, csv_cpu = rows[0][2], rows[0][3]
-        print(f"\n{args.n:,} ratings; load_csv(path, columns=[0, 1, 2], as_frame=False), "
-              f"separator detected; median of {args.repeats} fresh processes.\n")
-        print("| format | file size | load s | ratio to CSV | CPU s | CPU ratio | "
-              "peak RSS GiB | dtypes |")
-        print("|---|---:|---:|---:|---:|---:|---:|---|")
-        for name, size, secs, cpu, peak, _, dtypes in rows:
-            print(f"| {name} | {size / 2**20:,.0f} MiB | {secs:.2f} | {secs / csv_s:.2f} | "
-                  f"{cpu:.2f} | {cpu / csv_cpu:.2f} | {peak:.2f} | {dtypes} |")
-        print(f"\nPeak RSS includes the interpreter with numpy, pandas and mfsgd imported "
-              f"({rows[0][5]:.2f} GiB before loading). All formats gave the same arrays.")
-    finally:
-        if not args.dir:
-            shutil.rmtree(folder, ignore_errors=True)
+    print(machine(), flush=True)
+    growth: dict[str, dict[int, tuple[float, float]]] = {}
+    for n in args.n:
+        folder = os.path.join(args.dir, f"n{n}") if args.dir else tempfile.mkdtemp(
+            prefix="mfsgd-load-formats-")
+        os.makedirs(folder, exist_ok=True)
+        try:
+            rows = run_size(args, n, folder)
+        finally:
+            if not args.dir:
+                shutil.rmtree(folder, ignore_errors=True)
+        for name, _, _, _, peak, base, _ in rows:
+            growth.setdefault(name, {})[n] = (peak, base)
+    if len(args.n) > 1:
+        print("\nPeak RSS (GiB) by number of ratings, and bytes per rating above the "
+              "interpreter's own (the peak minus the RSS before loading, over n).\n")
+        print("| format | " + " | ".join(f"{n:,}" for n in args.n) + " | "
+              + " | ".join(f"B/rating at {n:,}" for n in args.n) + " |")
+        print("|---|" + "---:|" * (2 * len(args.n)))
+        for name, by_n in growth.items():
+            peaks = [f"{by_n[n][0]:.2f}" if n in by_n else "" for n in args.n]
+            per = [f"{(by_n[n][0] - by_n[n][1]) * 2**30 / n:.1f}" if n in by_n else ""
+                   for n in args.n]
+            print(f"| {name} | " + " | ".join(peaks + per) + " |")
+
+
+def run_size(args: argparse.Namespace, n: int, folder: str) -> list[tuple]:
+    print(f"Writing {n:,} ratings to {folder} ...", file=sys.stderr, flush=True)
+    paths = write_files(folder, n, formats=args.formats, parquet=args.parquet)
+    runs = [(name, paths[name], "load_csv") for name, _, _ in FORMATS if name in paths]
+    if args.pyarrow:
+        runs += [(f"{name}, pyarrow.csv.read_csv", paths[name], f"pyarrow:{sep}")
+                 for name, _, sep in FORMATS if name in paths and sep in (",", "\t", " ")]
+    if args.parquet:
+        runs.append((PARQUET, paths[PARQUET], "parquet"))
+    if args.reference and FORMATS[0][0] in paths:
+        runs.append(("CSV, previous reader (pandas engine='pyarrow')",
+                     paths[FORMATS[0][0]], "reference"))
+    # Round robin: each repeat loads every format once, so that a change in the
+    # machine's load (it is shared) hits all formats alike.
+    results: dict[str, list[dict]] = {name: [] for name, _, _ in runs}
+    for rep in range(args.repeats):
+        for name, path, how in runs:
+            results[name].append(load_once(path, how))
+            print(f"  repeat {rep + 1}, {name}: {results[name][-1]['seconds']:.2f} s",
+                  file=sys.stderr, flush=True)
+    rows, check = [], None
+    for name, path, _ in runs:
+        res = results[name]
+        first = res[0]
+        if first["n"] != n or (check is not None and first["check"] != check):
+            raise RuntimeError(f"{name}: got other data ({first}) than {runs[0][0]} ({check})")
+        check = check or first["check"]
+        rows.append((name, os.path.getsize(path),
+                     statistics.median(x["seconds"] for x in res),
+                     statistics.median(x["cpu"] for x in res),
+                     statistics.median(x["peak_kib"] for x in res) / 2**20,
+                     first["base_kib"] / 2**20, "/".join(first["dtypes"])))
+    csv_s, csv_cpu = rows[0][2], rows[0][3]
+    print(f"\n{n:,} ratings; load_csv(path, columns=[0, 1, 2], as_frame=False), "
+          f"separator detected; median of {args.repeats} fresh processes.\n")
+    print(f"| format | file size | load s | ratio to {rows[0][0]} | CPU s | CPU ratio | "
+          "peak RSS GiB | dtypes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, size, secs, cpu, peak, _, dtypes in rows:
+        print(f"| {name} | {size / 2**20:,.0f} MiB | {secs:.2f} | {secs / csv_s:.2f} | "
+              f"{cpu:.2f} | {cpu / csv_cpu:.2f} | {peak:.2f} | {dtypes} |")
+    print(f"\nPeak RSS includes the interpreter with numpy, pandas and mfsgd imported "
+          f"({rows[0][5]:.2f} GiB before loading). All formats gave the same arrays.")
+    return rows
 
 
 if __name__ == "__main__":

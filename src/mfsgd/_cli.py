@@ -303,18 +303,18 @@ def _reads_ratings(args: argparse.Namespace, params: dict[str, Any]) -> bool:
 
 
 def _read_ratings(args: argparse.Namespace, path: str, ratings: bool = True) -> tuple:
-    """A file of train / evaluate, read by load_csv with --columns and --sep: (users,
-    items, ratings), or (users, items) with ``ratings=False``."""
-    from .datasets import load_csv
+    """A file of train / evaluate (Parquet or delimited text), read by load_ratings with
+    --columns and --sep: (users, items, ratings), or (users, items) with ``ratings=False``."""
+    from .datasets import load_ratings
 
     _check_input(path)
     if not ratings:
-        return load_csv(path, columns=args.columns, sep=args.sep, as_frame=False,
-                        ratings=False)
+        return load_ratings(path, columns=args.columns, sep=args.sep, as_frame=False,
+                            ratings=False)
     if args.columns is not None and len(args.columns) == 2:
         raise UserError(f"--columns {','.join(args.columns)} names no rating column, which "
                         "--min-rating needs; add it (USER,ITEM,RATING)")
-    u, i, r = load_csv(path, columns=args.columns, sep=args.sep, as_frame=False)
+    u, i, r = load_ratings(path, columns=args.columns, sep=args.sep, as_frame=False)
     if len(r):
         where = (f"the rating column {args.columns[2]!r}" if args.columns
                  else "the rating column")

@@ -1,13 +1,15 @@
 """The input forms of ratings: one place that knows them.
 
 Ratings arrive as a pandas DataFrame (or any object with named ``columns`` and
-``X[col]``), a tuple or list of columns ``(users, items[, ratings, ...])``, a dict of
-columns, an ``(n, 2)`` array of (user, item) ids with the ratings in ``y``, or an
-``(n, 3)`` numeric array. This module turns them into columns (``unpack``,
-``eval_indices``), counts and selects rows in the form given (``n_rows``, ``take``,
-``column``, for the splitters), and checks column names (``check_columns``, also for a
-Dask DataFrame). It owns the messages about forms and columns; the checks of values
-(1-D, numeric, finite, equal lengths) are ``_validation``'s, those of ids ``_idmap``'s.
+``X[col]``), an Arrow table (a pyarrow Table, or any object with the Arrow PyCapsule
+stream interface ``__arrow_c_stream__``, such as a polars DataFrame), a tuple or list of
+columns ``(users, items[, ratings, ...])``, a dict of columns, an ``(n, 2)`` array of
+(user, item) ids with the ratings in ``y``, or an ``(n, 3)`` numeric array. This module
+turns them into columns (``unpack``, ``eval_indices``), counts and selects rows in the
+form given (``n_rows``, ``take``, ``column``, for the splitters), and checks column
+names (``check_columns``, also for a Dask DataFrame). It owns the messages about forms
+and columns; the checks of values (1-D, numeric, finite, equal lengths) are
+``_validation``'s, those of ids ``_idmap``'s.
 The estimator, ``metrics``, ``model_selection`` and ``_dask`` read data through here.
 """
 
@@ -17,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._idmap import Encoded
 from ._validation import as_1d, check_ratings, check_same_length
 
 _FORMS = ("a DataFrame, a (users, items, ratings) tuple of equally long columns, a dict of "
@@ -43,6 +46,72 @@ def _named_columns(X: Any) -> bool:
     return hasattr(X, "columns") and hasattr(X, "__getitem__") and not isinstance(X, np.ndarray)
 
 
+def _arrow_table(X: Any) -> Any:
+    """X as a pyarrow Table when it speaks Arrow (a pyarrow Table or RecordBatch, a polars
+    DataFrame, anything with ``__arrow_c_stream__``) and is not a pandas DataFrame (read
+    by column as before), else None."""
+    if is_frame(X) or isinstance(X, (np.ndarray, dict, tuple, list)) or \
+            not hasattr(X, "__arrow_c_stream__"):
+        return None
+    try:
+        import pyarrow as pa
+    except ImportError:
+        if _named_columns(X):
+            return None  # e.g. polars without pyarrow: read column by column
+        raise ImportError(f"{type(X).__name__} is an Arrow stream; reading it needs pyarrow: "
+                          "pip install pyarrow (or 'mfsgd[parquet]').") from None
+    if isinstance(X, pa.Table):
+        return X
+    try:
+        return pa.table(X)  # consumes the PyCapsule stream; zero-copy for numeric columns
+    except (TypeError, ValueError, pa.ArrowException) as e:
+        raise TypeError(f"{type(X).__name__} has __arrow_c_stream__ but is not a table of "
+                        f"columns ({e}); pass a table with user, item and rating "
+                        "columns.") from None
+
+
+def _arrow_column(col: Any) -> Any:
+    """A pyarrow ChunkedArray as NumPy: numbers as an array (no copy for one chunk
+    without nulls; nulls become NaN, reported by the checks), strings and dictionary
+    columns as :class:`Encoded` codes into their distinct values (never one Python
+    string per row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or \
+            pa.types.is_string_view(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        enc = col if pa.types.is_dictionary(t) else pc.dictionary_encode(col)
+        enc = enc.unify_dictionaries()
+        if enc.num_chunks == 0:
+            return np.empty(0, dtype=np.int64)
+        codes = [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False)
+                 for c in enc.chunks]
+        values = enc.chunk(0).dictionary.to_numpy(zero_copy_only=False)
+        return Encoded(codes[0] if len(codes) == 1 else np.concatenate(codes), values)
+    return col.to_numpy()
+
+
+def _split_arrow(table: Any, y: Any, columns: tuple[Any, Any, Any],
+                 what: str) -> tuple[Any, Any, Any]:
+    ucol, icol, rcol = columns
+    cols = list(table.column_names)
+    if len(cols) == 2 and ucol not in cols and icol not in cols:
+        ucol, icol = cols  # as for a DataFrame of two columns
+    check_columns(cols, (ucol, icol), what)
+    ratings = y if y is not None else (_arrow_column(table.column(rcol)) if rcol in cols
+                                       else None)
+    return _arrow_column(table.column(ucol)), _arrow_column(table.column(icol)), ratings
+
+
+def _categorical(col: Any) -> Any:
+    """A pandas Categorical column as :class:`Encoded` (its codes and categories), else
+    the column unchanged."""
+    if getattr(getattr(col, "dtype", None), "name", None) == "category" and hasattr(col, "cat"):
+        return Encoded(np.asarray(col.cat.codes), np.asarray(col.cat.categories))
+    return col
+
+
 def _is_scalar_row(x: Any) -> bool:
     """(u, i) or (u, i, r) of scalars is one row, not three columns."""
     return all(np.ndim(v) == 0 for v in x)
@@ -53,6 +122,9 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
     """(users, items, ratings-or-None) of any accepted form, as given (not yet arrays).
     ``with_ratings`` only words the message for an unsupported form."""
     ucol, icol, rcol = columns
+    table = _arrow_table(X)
+    if table is not None:
+        return _split_arrow(table, y, columns, what)
     if _named_columns(X):
         cols = list(X.columns)
         if len(cols) == 2 and ucol not in cols and icol not in cols:
@@ -61,7 +133,7 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
             ucol, icol = cols
         check_columns(cols, (ucol, icol), what)
         ratings = y if y is not None else (X[rcol] if rcol in cols else None)
-        return X[ucol], X[icol], ratings
+        return _categorical(X[ucol]), _categorical(X[icol]), ratings
     if isinstance(X, dict):
         if ucol not in X or icol not in X:
             raise ValueError(f"{what} as a dict needs keys {ucol!r} and {icol!r}; got {list(X)}.")
@@ -97,7 +169,8 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
 
 def unpack(X: Any, y: Any = None, *, columns: tuple[Any, Any, Any],
            ratings: Literal["require", "optional", "ignore"],
-           what: str = "X", prefix: str = "") -> tuple[np.ndarray, np.ndarray, Any]:
+           what: str = "X", prefix: str = "",
+           encoded: bool = False) -> tuple[np.ndarray, np.ndarray, Any]:
     """Users, items and ratings of any accepted form, as 1-D arrays of equal length.
 
     Parameters
@@ -113,9 +186,13 @@ def unpack(X: Any, y: Any = None, *, columns: tuple[Any, Any, Any],
         The argument's name in messages.
     prefix : str
         Prefix of the column names in messages (``"test "`` gives "test users ...").
+    encoded : bool, default False
+        Return dictionary-encoded ids (an Arrow dictionary or string column, a pandas
+        Categorical) as :class:`~mfsgd._idmap.Encoded` for ``IdMap.fit``; otherwise
+        they are decoded to one id per row.
     """
     u, i, r = _split(X, y, columns, ratings != "ignore", what)
-    u, i = as_1d(f"{prefix}users", u), as_1d(f"{prefix}items", i)
+    u, i = (_ids(f"{prefix}{name}", v, encoded) for name, v in (("users", u), ("items", i)))
     if ratings == "ignore" or r is None:
         if ratings == "require":
             raise ValueError(f"{what} has no ratings: pass a {columns[2]!r} column, a "
@@ -125,6 +202,12 @@ def unpack(X: Any, y: Any = None, *, columns: tuple[Any, Any, Any],
     r = as_1d(f"{prefix}ratings", r)
     check_same_length(users=u, items=i, ratings=r)
     return u, i, r
+
+
+def _ids(name: str, v: Any, encoded: bool) -> Any:
+    if isinstance(v, Encoded):
+        return v if encoded else v.decode(name)
+    return as_1d(name, v)
 
 
 def eval_indices(eval_set: Any, *, columns: tuple[Any, Any, Any], user_map: Any,
@@ -232,7 +315,7 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
     """(users, items, ratings, weights) of a fit's input. For a ranking loss the
     rows are filtered by ``min_rating`` and the third array holds the weights (ones
     when none are given; the fourth is then None)."""
-    users, items, ratings = unpack(X, y, columns=cfg.columns, what="X",
+    users, items, ratings = unpack(X, y, columns=cfg.columns, what="X", encoded=True,
                                    ratings="optional" if cfg.ranking else "require")
     weights = None
     if sample_weight is not None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["atomic_write", "current_umask", "path_error", "Dialect", "Head", "check_sep",
-           "sniff", "read_columns", "physical_line", "TextFormatError"]
+           "sniff", "read_columns", "narrow_ints", "physical_line", "TextFormatError"]
 
 
 # ---------------------------------------------------------------------- errors
@@ -360,7 +360,7 @@ class _Rewriter:
 
 
 def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
-                 dtypes: dict[int, str]) -> dict[int, np.ndarray]:
+                 dtypes: dict[int, str], narrow: Any = ()) -> dict[int, np.ndarray]:
     """Read the columns ``usecols`` (0-based positions) of a delimited file.
 
     Parameters
@@ -370,6 +370,9 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
     dtypes : dict
         ``"float32"`` or ``"str"`` for some positions; the others get their natural
         type (int64, float64, or strings as an object array).
+    narrow : collection of int
+        Positions whose integers come back as int32 when every value fits (ids: half
+        the memory, and what the id mapping wants).
 
     Returns
     -------
@@ -383,17 +386,30 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
     -----
     With pandas, its C parser reads every dialect at the speed of a comma-separated
     file: one-character separators directly, "::" and runs of blanks through
-    :class:`_Rewriter`. (pyarrow's multi-threaded parser needed 2-4x the CPU time and
-    1.7x the memory of the C parser here, so it pays only with several idle cores; its
-    numbers do not accept the leading blanks the rewrite leaves.) Without pandas,
-    :func:`numpy.loadtxt` reads numeric files and a csv/str.split loop the others.
+    :class:`_Rewriter`. It reads chunks of ``_CHUNK_ROWS`` lines into columns allocated
+    once from an estimate of the number of lines (grown if short, shrunk in place at the
+    end): the parsed file never exists twice, and ids never as int64 when they fit in
+    int32. (pyarrow's multi-threaded CSV parser, asked for the same int32/int32/float32
+    columns, needed 1.3-1.4x the CPU time and 1.75x the peak memory of this reader on
+    20 M comma-, tab- and space-separated ratings on 2 cores, ``bench/load_formats.py
+    --pyarrow``; it would pay only with several idle cores. Its numbers also do not
+    accept the leading blanks the rewrite leaves.) Without pandas, :func:`numpy.loadtxt`
+    reads numeric files and a csv/str.split loop the others.
     """
+    narrow = frozenset(narrow)
     try:
         import pandas as pd
     except ImportError:
-        return _read_numpy(path, dialect, skip, usecols, dtypes)
+        out = _read_numpy(path, dialect, skip, usecols, dtypes)
+        return {p: (narrow_ints(a) if p in narrow else a) for p, a in out.items()}
     try:
-        out = _read_pandas(pd, path, dialect, skip, usecols, dtypes)
+        try:
+            out = _read_pandas(pd, path, dialect, skip, usecols, dtypes, narrow)
+        except _MixedChunks:
+            # a column's type changed from one chunk to the next (a float or a string
+            # after integers): let pandas read the whole file and reconcile the types
+            out = _read_pandas(pd, path, dialect, skip, usecols, dtypes, narrow,
+                               chunked=False)
     except TextFormatError:
         raise
     except ValueError:
@@ -402,12 +418,97 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
         retry = {p: ("str" if t == "float32" else t) for p, t in dtypes.items()}
         if retry == dtypes:
             raise
-        out = _read_pandas(pd, path, dialect, skip, usecols, retry)
+        out = _read_pandas(pd, path, dialect, skip, usecols, retry, narrow, chunked=False)
     return out
 
 
+_CHUNK_ROWS = 1 << 20  # lines per chunk of pandas' reader: ~12-40 MB of parser buffers
+
+
+def narrow_ints(a: np.ndarray) -> np.ndarray:
+    """int64 ``a`` as int32 when every value fits, else ``a``."""
+    if a.dtype == np.int64 and (a.size == 0 or (int(a.min()) >= -(2**31)
+                                                 and int(a.max()) < 2**31)):
+        return a.astype(np.int32)
+    return a
+
+
+class _MixedChunks(Exception):
+    """A column's kind changed between chunks; read the file whole instead."""
+
+
+def _estimate_rows(path: str, skip: int) -> int:
+    """About the number of lines of ``path`` (from the mean length of its first lines),
+    a little over so that the columns rarely need to grow."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(_HEAD_BYTES)
+    lines = head.count(b"\n")
+    if lines <= skip + 1 or len(head) >= size:
+        return lines + 2
+    per_line = len(head) / lines
+    return int(size / per_line * 1.05) + 1024
+
+
+class _Columns:
+    """Columns filled chunk by chunk: numbers into arrays allocated once (grown by
+    half when the estimate was short, shrunk in place at the end), strings as a list of
+    chunks. Integers in ``narrow`` positions are int32 until a value does not fit."""
+
+    def __init__(self, usecols: list[int], capacity: int, narrow: frozenset) -> None:
+        self.usecols, self.capacity, self.narrow = usecols, max(capacity, 1), narrow
+        self.n = 0
+        self.arrays: dict[int, np.ndarray] = {}
+        self.parts: dict[int, list[np.ndarray]] = {}
+
+    def add(self, df: Any) -> None:
+        k = len(df)
+        if self.n + k > self.capacity:
+            self.capacity = max(self.n + k, int(self.capacity * 1.5))
+            for a in self.arrays.values():
+                a.resize(self.capacity, refcheck=False)
+        for p in self.usecols:
+            col = df[p]
+            kind = col.dtype.kind
+            if kind not in "iuf":
+                if p in self.arrays or (self.n and p not in self.parts):
+                    raise _MixedChunks
+                self.parts.setdefault(p, []).append(col.to_numpy(dtype=object))
+                continue
+            if p in self.parts:
+                raise _MixedChunks
+            a = col.to_numpy()
+            out = self.arrays.get(p)
+            if out is None:
+                if self.n:
+                    raise _MixedChunks
+                dt = np.dtype(np.int32) if (p in self.narrow and a.dtype == np.int64 and
+                                            narrow_ints(a).dtype == np.int32) else a.dtype
+                out = self.arrays[p] = np.empty(self.capacity, dtype=dt)
+            elif out.dtype.kind != a.dtype.kind:
+                raise _MixedChunks
+            elif out.dtype != a.dtype and narrow_ints(a).dtype != out.dtype:
+                # an id beyond int32: the column becomes int64 (one copy, once)
+                out = self.arrays[p] = out.astype(a.dtype)
+            out[self.n:self.n + k] = a
+        self.n += k
+
+    def finish(self) -> dict[int, np.ndarray]:
+        out = {}
+        for p in self.usecols:
+            if p in self.parts:
+                parts = self.parts.pop(p)
+                out[p] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            elif p in self.arrays:
+                a = self.arrays.pop(p)
+                a.resize(self.n, refcheck=False)  # realloc: shrinks in place
+                out[p] = a
+        return out
+
+
 def _read_pandas(pd: Any, path: str, dialect: Dialect, skip: int, usecols: list[int],
-                 dtypes: dict[int, str]) -> dict[int, np.ndarray]:
+                 dtypes: dict[int, str], narrow: frozenset = frozenset(),
+                 chunked: bool = True) -> dict[int, np.ndarray]:
     rewrite = dialect.sep == "::" or (dialect.sep == WHITESPACE and not dialect.quoted)
     if rewrite:
         source: Any = _Rewriter(path, dialect.sep)
@@ -416,35 +517,38 @@ def _read_pandas(pd: Any, path: str, dialect: Dialect, skip: int, usecols: list[
         source = path
         sep = r"\s+" if dialect.sep == WHITESPACE else dialect.sep  # quoted: pandas' own
     dt = {p: (np.float32 if t == "float32" else str) for p, t in dtypes.items()}
+    cols = _Columns(usecols, _estimate_rows(path, skip) if chunked else 0, narrow)
     try:
         # na_filter=False: ids such as "NA" or "null" stay strings, an empty or "nan"
         # rating fails the float parse (and is then reported), and it is faster.
-        df = pd.read_csv(source, sep=sep, engine="c", header=None, skiprows=skip,
-                         usecols=usecols, dtype=dt, na_filter=False, encoding="utf-8")
+        reader = pd.read_csv(source, sep=sep, engine="c", header=None, skiprows=skip,
+                             usecols=usecols, dtype=dt, na_filter=False, encoding="utf-8",
+                             chunksize=_CHUNK_ROWS if chunked else None)
+        if chunked:
+            with reader:
+                for df in reader:
+                    cols.add(df)
+                    del df
+        else:
+            cols.add(reader)
+            del reader
     except pd.errors.ParserError as e:
         raise TextFormatError(f"{path} cannot be split into fields at {dialect}: "
                               f"{str(e).strip()}") from None
     except pd.errors.EmptyDataError:
-        return {p: np.empty(0, dtype=np.float32 if dtypes.get(p) == "float32" else
-                            object if dtypes.get(p) == "str" else np.int64) for p in usecols}
+        cols = _Columns(usecols, 0, narrow)  # no rows
     finally:
         if rewrite:
             source.close()
-    out = {}
+    out = cols.finish()
     for p in usecols:
-        col = df[p]
-        if col.dtype.kind not in "iufb":
-            if rewrite or dialect.sep == WHITESPACE:
-                col = col.str.strip()
-            a = col.to_numpy(dtype=object)
-        else:
-            a = col.to_numpy()
-            # pandas hands out read-only views (copy-on-write); the frame is dropped
-            # here, so the arrays can be the caller's to modify.
-            if not a.flags.writeable and a.base is not None and a.base.flags.writeable:
-                a.flags.writeable = True
-        out[p] = a
-    return out
+        if p not in out:
+            out[p] = np.empty(0, dtype=np.float32 if dtypes.get(p) == "float32" else
+                              object if dtypes.get(p) == "str" else np.int64)
+    for p, a in out.items():
+        if a.dtype == object and (rewrite or dialect.sep == WHITESPACE):
+            out[p] = pd.Series(a, copy=False).str.strip().to_numpy(dtype=object)
+    return {p: out[p] for p in usecols}
 
 
 def _read_numpy(path: str, dialect: Dialect, skip: int, usecols: list[int],

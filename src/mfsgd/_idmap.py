@@ -2,6 +2,12 @@
 
 Ids are labels, not indices: negative or huge integers are fine. The ids are kept
 sorted, so a look-up is one ``np.searchsorted`` and index ``k`` belongs to ``ids[k]``.
+
+Mapping a fit's ids is the peak of memory before training, so ``IdMap.fit`` works in the
+ids' own dtype: int32 ids are never copied to int64 (only the table of distinct ids is),
+ids that are already the codes 0..n-1 are their own indices (no copy at all), and
+dictionary-encoded ids (:class:`Encoded`: an Arrow dictionary column, a pandas
+Categorical) are mapped through their small table of values, never one string per row.
 """
 
 from __future__ import annotations
@@ -18,12 +24,49 @@ MAX_IDS = 2**31 - 1  # indices are int32 in the kernel
 
 
 _I64 = np.iinfo(np.int64)
+_CHUNK = 1 << 20  # rows per step where a whole-array temporary would be int64 (8 bytes/row)
+
+
+class Encoded:
+    """Ids given as integer ``codes`` into a table of distinct ``values``, as an Arrow
+    dictionary column or a pandas Categorical holds them; a code < 0 is a missing id.
+
+    :meth:`IdMap.fit` maps them through the table (one pass over the codes); anything
+    else gets the ids one per row from :meth:`decode`."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self, codes: np.ndarray, values: np.ndarray) -> None:
+        self.codes, self.values = codes, values
+
+    def __len__(self) -> int:
+        return int(self.codes.size)
+
+    @property
+    def size(self) -> int:
+        return int(self.codes.size)
+
+    def __getitem__(self, idx: Any) -> Encoded:
+        return Encoded(self.codes[idx], self.values)
+
+    def check_codes(self, name: str) -> None:
+        if self.codes.size and int(self.codes.min()) < 0:
+            pos = int(np.argmin(self.codes >= 0))
+            raise ValueError(f"{name} has {int(np.count_nonzero(self.codes < 0))} missing ids "
+                             f"(first at position {pos}); drop those rows before fit.")
+
+    def decode(self, name: str) -> np.ndarray:
+        """The ids one per row (normalised as :func:`normalize_ids` returns them)."""
+        self.check_codes(name)
+        return normalize_ids(name, self.values)[self.codes]
 
 
 def normalize_ids(name: str, values: Any) -> np.ndarray:
     """Return a 1-D array of int64/uint64 or str ids, or raise naming the problem.
 
     Integers come back as int64, or as uint64 when some exceed the int64 range."""
+    if isinstance(values, Encoded):
+        return values.decode(name)
     arr = as_1d(name, values)
     kind = arr.dtype.kind
     if kind in "iu":
@@ -166,19 +209,37 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
 
 
 def unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct values and the int32 index of each element among them."""
+    """Sorted distinct values and the int32 index of each element among them.
+
+    Integer ids are worked on in their own dtype (int32 stays int32), and int32 ids
+    that already are 0..n-1 with every value present come back as their own index (the
+    same array, not a copy: the kernel only reads it)."""
     if a.dtype.kind in "iu" and a.size:
         lo, hi = int(a.min()), int(a.max())
         if hi - lo <= 2 * a.size + 1_000_000:
-            # Dense integer ids (the common case): a look-up table, O(n) instead of a sort.
+            # Dense integer ids (the common case): a look-up table, O(n) instead of a sort,
+            # shifted in chunks so that no int64 copy of the ids is made.
             present = np.zeros(hi - lo + 1, dtype=bool)
-            shifted = (a - lo) if lo != 0 else a
-            present[shifted] = True
+            direct = lo == 0 and a.dtype.kind in "iu" and a.dtype.itemsize >= 4
+            for s in range(0, a.size, _CHUNK):
+                present[a[s:s + _CHUNK] if direct else _shifted(a[s:s + _CHUNK], lo)] = True
+            n_ids = int(np.count_nonzero(present))
+            if n_ids > MAX_IDS:
+                return (np.flatnonzero(present).astype(a.dtype) + a.dtype.type(lo),
+                        np.empty(0, dtype=np.int32))
+            if (n_ids == present.size and lo == 0 and a.dtype == np.int32
+                    and a.flags.c_contiguous):
+                return np.arange(n_ids).astype(a.dtype), a  # already the codes
             ids = np.flatnonzero(present).astype(a.dtype) + a.dtype.type(lo)
-            if ids.size > MAX_IDS:
-                return ids, np.empty(0, dtype=np.int32)
-            lut = np.cumsum(present, dtype=np.int64).astype(np.int32) - 1
-            return ids, lut[shifted]
+            lut = np.cumsum(present, dtype=np.int32)
+            lut -= 1
+            del present
+            inverse = np.empty(a.size, dtype=np.int32)
+            for s in range(0, a.size, _CHUNK):
+                c = a[s:s + _CHUNK]
+                np.take(lut, c if direct else _shifted(c, lo), out=inverse[s:s + _CHUNK],
+                        mode="clip")
+            return ids, inverse
     order = np.argsort(a, kind="stable")
     s = a[order]
     if s.size == 0:
@@ -187,11 +248,25 @@ def unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     new[0] = True
     np.not_equal(s[1:], s[:-1], out=new[1:])
     ids = s[new]
+    del s
     if ids.size > MAX_IDS:
         return ids, np.empty(0, dtype=np.int32)  # caller reports the count
     inverse = np.empty(a.size, dtype=np.int32)
-    inverse[order] = np.cumsum(new, dtype=np.int64).astype(np.int32) - 1
+    rank = np.cumsum(new, dtype=np.int64 if a.size > MAX_IDS else np.int32)
+    rank -= 1
+    inverse[order] = rank
     return ids, inverse
+
+
+def _shifted(c: np.ndarray, lo: int) -> np.ndarray:
+    """A chunk of ids minus ``lo`` (its minimum over all chunks), as indices. 64-bit ids
+    are subtracted in their own dtype (uint64 ids may exceed intp; the difference is
+    small), narrower ones after widening (127 - (-128) overflows an int8)."""
+    if c.dtype.itemsize == 8:
+        return (c - c.dtype.type(lo)).astype(np.intp, copy=False)
+    out = c.astype(np.intp)
+    out -= lo
+    return out
 
 
 class IdMap:
@@ -204,12 +279,46 @@ class IdMap:
 
     @classmethod
     def fit(cls, name: str, values: Any) -> tuple[IdMap, np.ndarray]:
-        """Map raw ids; return the map and the int32 index of every value."""
-        raw = normalize_ids(name, values)
-        ids, inverse = unique_inverse(raw)
+        """Map raw ids; return the map and the int32 index of every value.
+
+        The map's ids are int64 (uint64 beyond its range) or str whatever the input's
+        width, so a model's ids do not depend on how they were read."""
+        if isinstance(values, Encoded):
+            return cls._fit_encoded(name, values)
+        arr = as_1d(name, values)
+        if arr.dtype.kind in "iu" and arr.dtype.itemsize < 8:
+            ids, inverse = unique_inverse(arr)  # in the ids' own dtype: no int64 copy
+            ids = ids.astype(np.int64)
+        else:
+            ids, inverse = unique_inverse(normalize_ids(name, arr))
         if ids.size > MAX_IDS:
             raise ValueError(f"{name} has {ids.size} distinct ids; at most {MAX_IDS} are "
                              f"supported.")
+        return cls(ids), inverse
+
+    @classmethod
+    def _fit_encoded(cls, name: str, enc: Encoded) -> tuple[IdMap, np.ndarray]:
+        """Map dictionary-encoded ids through their table: only the values in use count
+        (a dictionary may hold more), each equal value gets one index."""
+        enc.check_codes(name)
+        values = normalize_ids(name, enc.values)
+        codes = enc.codes
+        used = np.zeros(values.size, dtype=bool)
+        for s in range(0, codes.size, _CHUNK):
+            used[codes[s:s + _CHUNK]] = True
+        where = np.flatnonzero(used)
+        ids, rank = unique_inverse(values[where])
+        if ids.size > MAX_IDS:
+            raise ValueError(f"{name} has {ids.size} distinct ids; at most {MAX_IDS} are "
+                             f"supported.")
+        if (where.size == values.size and np.array_equal(rank, np.arange(rank.size))
+                and codes.dtype == np.int32 and codes.flags.c_contiguous):
+            return cls(ids), codes  # a sorted table, every value used: codes are indices
+        lut = np.full(values.size, -1, dtype=np.int32)
+        lut[where] = rank
+        inverse = np.empty(codes.size, dtype=np.int32)
+        for s in range(0, codes.size, _CHUNK):
+            np.take(lut, codes[s:s + _CHUNK], out=inverse[s:s + _CHUNK], mode="clip")
         return cls(ids), inverse
 
     def __len__(self) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 from ._idmap import sorted_unique
 from ._validation import check_float, check_int, check_random_state
 
-__all__ = ["make_ratings", "load_csv"]
+__all__ = ["make_ratings", "load_csv", "load_ratings"]
 
 
 def make_ratings(
@@ -285,10 +285,10 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         ``{name: array}`` in the order asked. With ``ratings=False`` the same without
         ``ratings``.
 
-        Ids keep their natural type: int64 when every value of the column is an
-        integer (without leading zeros in the first lines), else strings (an object
-        array of ``str``). Ratings are float32. Extra columns are int64, float64 or
-        strings.
+        Ids keep their natural type: integers when every value of the column is an
+        integer (without leading zeros in the first lines) -- int32 when they all fit,
+        else int64 --, else strings (an object array of ``str``). Ratings are float32.
+        Extra columns are int64, float64 or strings.
 
     Raises
     ------
@@ -313,7 +313,9 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
     Speed: with pandas every separator is read by pandas' C parser at about the speed
     of a comma-separated file; ``::`` and runs of blanks are rewritten on the fly to a
     one-byte separator (quoted fields in a blank-separated file use pandas' slower
-    whitespace parser). Peak memory is about the result plus the parser's buffers.
+    whitespace parser). Memory: the file is parsed in chunks of a million lines into
+    columns allocated once, so the peak is about the result (12 bytes per rating with
+    int32 ids) plus the parser's buffers of one chunk.
     Without pandas, NumPy reads all-numeric files and a Python loop the others
     (slower, same results).
 
@@ -400,7 +402,8 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         if any(p < len(row) and _LEADING_ZERO.match(row[p]) for row in head.rows[has_header:]):
             dtypes[p] = "str"
     skip = head.first_line + int(has_header)
-    cols = F.read_columns(spath, head.dialect, skip=skip, usecols=sorted(seen), dtypes=dtypes)
+    cols = F.read_columns(spath, head.dialect, skip=skip, usecols=sorted(seen), dtypes=dtypes,
+                          narrow=pos[:2])
     out = {"user": cols[pos[0]], "item": cols[pos[1]]}
     if ratings:
         out["rating"] = _checked_ratings(cols[pos[2]], spath, skip)
@@ -444,6 +447,286 @@ def _to_float(v: Any) -> float:
         return float(v)
     except ValueError:
         return float("nan")
+
+
+PARQUET_EXTENSIONS = (".parquet", ".pq")
+
+
+def _is_parquet(path: str) -> bool:
+    """A Parquet file: by its extension, or by its magic bytes "PAR1"."""
+    if path.lower().endswith(PARQUET_EXTENSIONS):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PAR1"
+    except OSError:
+        return False  # load_csv raises the error, naming the path
+
+
+def load_ratings(path: Any, *, columns: Any = None, sep: str | None = None,
+                 header: Any = "infer", keep: Any = None, as_frame: bool | str = "auto",
+                 ratings: bool = True) -> Any:
+    """Read a ratings file: Parquet, or delimited text (any separator :func:`load_csv` reads).
+
+    A file ending in ``.parquet`` or ``.pq``, or starting with Parquet's magic bytes, is
+    read with pyarrow; any other file by :func:`load_csv`. The command line's ``train``
+    and ``evaluate`` read their files through this function.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file.
+    columns : sequence of names or 0-based positions, optional
+        The user, item and rating columns in this order, optionally followed by extra
+        columns to keep, as for :func:`load_csv`. Without it, the column names are
+        recognised (``userId, movieId, rating``, ``user, item, rating`` and common
+        variants).
+    sep, header
+        For text files only (see :func:`load_csv`); a Parquet file has its own schema.
+    keep : name, position or sequence of them, optional
+        Extra columns to return besides user, item and rating.
+    as_frame : bool or "auto", default "auto"
+        Return a DataFrame (``"auto"``: when pandas is installed) or arrays.
+    ratings : bool, default True
+        False reads interactions (user, item) without a rating column, for the ranking
+        losses, as :func:`load_csv` does.
+
+    Returns
+    -------
+    DataFrame or tuple
+        As :func:`load_csv` returns them: columns ``user, item, rating`` (then the extra
+        columns), or ``(users, items, ratings[, extras])``. Integer ids are int32 when
+        they all fit, else int64 (a Parquet int32 column is never widened); string ids
+        an object array of ``str``; ratings float32.
+
+    Raises
+    ------
+    ImportError
+        A Parquet file without pyarrow installed (``pip install 'mfsgd[parquet]'``).
+    ValueError
+        A column is missing (the message lists the file's columns), an id is missing
+        (null), a rating is missing or not a number, ``sep``/``header`` were given for a
+        Parquet file, or the file is not valid Parquet.
+
+    Notes
+    -----
+    Memory: Parquet string ids are read dictionary-encoded (each distinct id once, one
+    int32 code per row) and each column is converted to NumPy and dropped from the
+    Arrow table in turn, so the peak is about the result plus one column.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import pyarrow as pa, pyarrow.parquet as pq
+    >>> from mfsgd.datasets import load_ratings
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.parquet")
+    >>> pq.write_table(pa.table({"userId": [1, 2], "movieId": [10, 10],
+    ...                          "rating": [4.0, 3.5]}), path)
+    >>> users, items, ratings = load_ratings(path, as_frame=False)
+    >>> users.tolist(), users.dtype.name, ratings.tolist()
+    ([1, 2], 'int32', [4.0, 3.5])
+    """
+    spath = os.fspath(path)
+    if not _is_parquet(spath):
+        return load_csv(spath, columns=columns, sep=sep, header=header, keep=keep,
+                        as_frame=as_frame, ratings=ratings)
+    if sep is not None or header != "infer":
+        raise ValueError(f"{spath} is a Parquet file: sep= and header= are for text files; "
+                         "its columns are named in its schema (choose them with columns=).")
+    if not isinstance(ratings, (bool, np.bool_)):
+        raise TypeError(f"ratings must be True or False; got {ratings!r}.")
+    return _load_parquet(spath, columns, keep, as_frame, _ROLES if ratings else _ROLES[:2])
+
+
+def _require_pyarrow(what: str) -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(f"{what} needs pyarrow: pip install 'mfsgd[parquet]' (or pip "
+                          "install pyarrow).") from None
+    return pq
+
+
+def _load_parquet(spath: str, columns: Any, keep: Any, as_frame: bool | str,
+                  want: tuple[str, ...]) -> Any:
+    import errno
+
+    from . import _fileio as F
+
+    roles, extras = _check_columns(columns, keep, want)
+    if as_frame == "auto":
+        try:
+            import pandas  # noqa: F401
+            as_frame = True
+        except ImportError:
+            as_frame = False
+    pq = _require_pyarrow(f"Reading the Parquet file {spath}")
+    import pyarrow as pa
+
+    if os.path.isdir(spath):
+        raise F.path_error(errno.EISDIR, spath)
+    open(spath, "rb").close()  # FileNotFoundError / PermissionError, as open() raises them
+    try:
+        schema = pq.read_schema(spath)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"{spath} is not a valid Parquet file: {e}") from None
+    names = list(schema.names)
+    if roles is None:
+        low = [n.lower() for n in names]
+        roles = []
+        for role in want:
+            hit = next((low.index(c) for c in _ROLE_NAMES[role] if c in low), None)
+            if hit is None:
+                raise ValueError(f"{spath}: no {role} column among {names}; pass "
+                                 f"columns=[{', '.join(want)}] names or positions.")
+            roles.append(hit)
+    pos = [_position(c, names, len(names), spath, r) for c, r in zip(roles, want, strict=True)]
+    extra_pos = [_position(c, names, len(names), spath, "extra") for c in extras]
+    if len(set(pos + extra_pos)) < len(pos + extra_pos):
+        raise ValueError(f"{spath}: a column is asked for twice in {[names[p] for p in pos]} "
+                         f"+ {[names[p] for p in extra_pos]}; list each column once.")
+    extra_names = [names[p] for p in extra_pos]
+    clash = set(extra_names) & set(want)
+    if clash:
+        raise ValueError(f"{spath}: the extra column {sorted(clash)[0]!r} would clash with the "
+                         f"output columns {list(want)}; it cannot be kept under that name.")
+    wanted = [names[p] for p in pos + extra_pos]
+    types = [schema.field(n).type for n in wanted]
+    rated = len(want) == 3  # column 2 is the rating (else an extra column)
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
+        out = _parquet_numbers(pq, spath, wanted, rated)
+    else:
+        out = _parquet_table(pq, spath, wanted, types, rated)
+    # Arrow's allocator (mimalloc or jemalloc) keeps freed buffers for reuse: hand them
+    # back to the system, or the process keeps the size of the file's data twice.
+    pa.default_memory_pool().release_unused()
+    roles_out = dict(zip(want, out[:len(want)], strict=True))
+    extra = dict(zip(extra_names, out[len(want):], strict=True))
+    del out
+    if as_frame:
+        from ._compat import require_pandas
+
+        pdm = require_pandas("load_ratings(as_frame=True)")
+        return pdm.DataFrame({**roles_out, **extra}, copy=False)
+    return (*roles_out.values(), extra) if extras else tuple(roles_out.values())
+
+
+_PARQUET_BATCH = 1 << 20  # rows per batch of an all-numeric Parquet file
+
+
+def _parquet_numbers(pq: Any, spath: str, wanted: list[str], rated: bool = True,
+                     ) -> list[np.ndarray]:
+    """All-numeric columns, batch by batch into arrays allocated once (the file says how
+    many rows it has): the peak is the result plus one batch."""
+    import pyarrow as pa
+
+    from ._fileio import narrow_ints
+
+    pf = pq.ParquetFile(spath, pre_buffer=False)
+    n = pf.metadata.num_rows
+    out: list[np.ndarray | None] = [None] * len(wanted)
+    start = 0
+    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=wanted):
+        k = batch.num_rows
+        for j, name in enumerate(wanted):
+            col = batch.column(j)
+            if j < 2 and col.null_count:
+                row = start + int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
+                raise ValueError(f"{spath}: column {name!r} has missing ids (first in row "
+                                 f"{row}); drop those rows first.")
+            if j == 2 and rated:
+                a = _parquet_ratings(pa.chunked_array([col]), spath, name, offset=start)
+            else:
+                a = col.to_numpy(zero_copy_only=False)
+            if out[j] is None:
+                dt = a.dtype
+                if j < 2 and dt == np.int64 and narrow_ints(a).dtype == np.int32:
+                    dt = np.dtype(np.int32)  # tentatively: widened if a later id is larger
+                out[j] = np.empty(n, dtype=dt)
+            elif out[j].dtype != a.dtype and not (
+                    j < 2 and narrow_ints(a).dtype == out[j].dtype):
+                out[j] = out[j].astype(np.result_type(out[j].dtype, a.dtype))
+            out[j][start:start + k] = a
+        start += k
+    if out[0] is None:  # no rows
+        return [np.empty(0, dtype=np.int32 if j < 2 else np.float32 if j == 2 and rated
+                         else np.int64) for j in range(len(wanted))]
+    return out  # type: ignore[return-value]
+
+
+def _parquet_table(pq: Any, spath: str, wanted: list[str], types: list, rated: bool = True,
+                   ) -> list[np.ndarray]:
+    """Columns of any type (string ids read dictionary-encoded), one at a time out of
+    the table, each dropped from it once converted."""
+    textual = [n for n, t in zip(wanted[:2], types, strict=False) if _arrow_is_text(t)]
+    table = pq.read_table(spath, columns=wanted, read_dictionary=textual, pre_buffer=False)
+    out: list[np.ndarray] = []
+    for k, name in enumerate(wanted):
+        col = table.column(0)
+        if k < 2:
+            out.append(_parquet_ids(col, spath, name))
+        elif k == 2 and rated:
+            out.append(_parquet_ratings(col, spath, name))
+        else:
+            out.append(col.to_numpy())
+        table = table.drop_columns([table.column_names[0]])
+        del col
+    return out
+
+
+def _arrow_is_text(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t)
+                or pa.types.is_string_view(t))
+
+
+def _parquet_ids(col: Any, path: str, name: str) -> np.ndarray:
+    """An id column: integers (int32 when they fit) or str (an object array sharing one
+    str object per distinct id); a null is an error naming its row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ._fileio import narrow_ints
+
+    if col.null_count:
+        row = int(pc.index(pc.is_null(col), True).as_py())
+        raise ValueError(f"{path}: column {name!r} has {col.null_count} missing ids (first "
+                         f"in row {row}); drop those rows first.")
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.unify_dictionaries()
+        values = (col.chunk(0).dictionary.to_numpy(zero_copy_only=False) if col.num_chunks
+                  else np.empty(0, dtype=object))
+        codes = [c.indices.to_numpy() for c in col.chunks]
+        return values[np.concatenate(codes)] if len(codes) != 1 else values[codes[0]]
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or _arrow_is_text(t)):
+        raise ValueError(f"{path}: column {name!r} holds {t} values; ids must be integers or "
+                         "strings.")
+    a = narrow_ints(col.to_numpy())
+    return a if a.flags.writeable else a.copy()  # Arrow's buffers are read-only
+
+
+def _parquet_ratings(col: Any, path: str, name: str, offset: int = 0) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+            or pa.types.is_decimal(col.type)):
+        raise ValueError(f"{path}: the rating column {name!r} holds {col.type} values, not "
+                         "numbers; choose the rating column with columns=.")
+    r = col.cast(pa.float32()).to_numpy() if col.type != pa.float32() else col.to_numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(r)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        value = col[row].as_py() if not pc.is_null(col[row]).as_py() else None
+        raise ValueError(f"{path}: row {offset + row} has a missing or non-finite rating "
+                         f"({value!r}); "
+                         "fix or remove that row, or choose the rating column with columns=.")
+    if not r.flags.writeable:
+        r = r.copy()
+    return r
 
 
 # ---------------------------------------------------------------------- MovieLens

@@ -1,0 +1,362 @@
+"""The lean ingestion path: Parquet files (load_ratings, the command line), Arrow tables
+and Arrow PyCapsule streams in fit, and id mapping without int64 copies."""
+
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import mfsgd
+from mfsgd import MatrixFactorization, _cli, _fileio
+from mfsgd._idmap import Encoded, IdMap
+from mfsgd.datasets import load_csv, load_ratings, make_ratings
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_ratings(300, 200, 6000, random_state=0, as_frame=False)
+
+
+def fit(X, eval_set=None, **kw):
+    return MatrixFactorization(n_factors=8, n_epochs=3, random_state=0, **kw).fit(
+        X, eval_set=eval_set)
+
+
+def same_model(a, b):
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "user_ids_",
+                 "item_ids_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.global_mean_ == b.global_mean_
+
+
+# ---------------------------------------------------------------------- Parquet files
+
+
+@pytest.mark.parametrize("id_type", ["int32", "int64", "string"])
+def test_parquet_round_trip(tmp_path, data, id_type):
+    u, i, r = data
+    ts = np.arange(u.size, dtype=np.int64) + 10**9
+    if id_type == "string":
+        uu, ii = np.char.add("u", u.astype(str)), np.char.add("i", i.astype(str))
+    else:
+        uu, ii = u.astype(id_type), i.astype(id_type)
+    path = tmp_path / "r.parquet"
+    # several row groups: the reader must join chunks (and unify string dictionaries)
+    pq.write_table(pa.table({"userId": uu, "movieId": ii, "rating": r, "timestamp": ts}),
+                   path, row_group_size=1000)
+    users, items, ratings, extra = load_ratings(path, keep=["timestamp"], as_frame=False)
+    assert users.tolist() == uu.tolist() and items.tolist() == ii.tolist()
+    np.testing.assert_array_equal(ratings, r)
+    assert ratings.dtype == np.float32
+    np.testing.assert_array_equal(extra["timestamp"], ts)
+    if id_type == "string":
+        assert users.dtype == object and isinstance(users[0], str)
+    else:  # an int32 column stays int32; int64 ids that fit come back as int32 too
+        assert users.dtype == np.int32 and items.dtype == np.int32
+    assert users.flags.writeable and ratings.flags.writeable
+    # the same model as from the arrays
+    same_model(fit((users, items, ratings)), fit((uu, ii, r)))
+
+
+def test_parquet_as_frame_and_columns_by_name_and_position(tmp_path, data):
+    pd = pytest.importorskip("pandas")
+    u, i, r = data
+    path = tmp_path / "r.pq"
+    pq.write_table(pa.table({"a": u, "who": u, "what": i, "stars": r}), path)
+    df = load_ratings(path, columns=["who", "what", "stars", "a"])
+    assert isinstance(df, pd.DataFrame) and list(df.columns) == ["user", "item", "rating", "a"]
+    assert df["user"].tolist() == u.tolist()
+    by_pos = load_ratings(path, columns=[1, 2, 3], as_frame=False)
+    assert by_pos[1].tolist() == i.tolist()
+
+
+def test_parquet_batches_widen_ids_beyond_int32_and_count_rows(tmp_path, monkeypatch):
+    from mfsgd import datasets
+
+    monkeypatch.setattr(datasets, "_PARQUET_BATCH", 3)
+    ids = [1, 2, 3, 4, 5, 2**40, 7]
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"user": ids, "item": list(range(7)),
+                             "rating": [1.0, 2, 3, 4, 5, float("nan"), 2]}), path)
+    with pytest.raises(ValueError, match=r"row 5 has a missing or non-finite rating \(nan\)"):
+        load_ratings(path)
+    pq.write_table(pa.table({"user": ids, "item": list(range(7)), "rating": [1.0] * 7}), path)
+    u, i, r = load_ratings(path, as_frame=False)
+    assert u.dtype == np.int64 and u.tolist() == ids and i.dtype == np.int32
+    assert r.tolist() == [1.0] * 7
+
+
+def test_parquet_with_an_extension_it_does_not_have(tmp_path, data):
+    u, i, r = data
+    path = tmp_path / "ratings.bin"
+    pq.write_table(pa.table({"user": u, "item": i, "rating": r}), path)
+    assert load_ratings(path, as_frame=False)[0].tolist() == u.tolist()  # magic bytes PAR1
+
+
+BAD_PARQUET = [  # (id, table, load_ratings kwargs, message)
+    ("no rating column", {"user": [1], "item": [2], "score_x": [3.0]}, {},
+     r"no rating column among \['user', 'item', 'score_x'\]"),
+    ("unknown column", {"user": [1], "item": [2], "rating": [3.0]},
+     {"columns": ["user", "item", "stars"]}, r"no column 'stars'; columns are"),
+    ("position out of range", {"user": [1], "item": [2], "rating": [3.0]},
+     {"columns": [0, 1, 5]}, r"rating column position 5 is out of range"),
+    ("null rating", {"user": [1, 2], "item": [2, 3], "rating": [3.0, None]}, {},
+     r"row 1 has a missing or non-finite rating \(None\)"),
+    ("text rating", {"user": [1], "item": [2], "rating": ["good"]}, {},
+     r"the rating column 'rating' holds string values, not numbers"),
+    ("null id", {"user": ["a", None], "item": [2, 3], "rating": [3.0, 4.0]}, {},
+     r"column 'user' has 1 missing ids \(first in row 1\)"),
+    ("null int id", {"user": [1, 2], "item": [2, None], "rating": [3.0, 4.0]}, {},
+     r"column 'item' has missing ids \(first in row 1\)"),
+    ("sep for Parquet", {"user": [1], "item": [2], "rating": [3.0]}, {"sep": ","},
+     r"is a Parquet file: sep= and header= are for text files"),
+]
+
+
+@pytest.mark.parametrize("table, kwargs, match", [b[1:] for b in BAD_PARQUET],
+                         ids=[b[0] for b in BAD_PARQUET])
+def test_parquet_mistakes_are_clear_value_errors(tmp_path, table, kwargs, match):
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.table(table), path)
+    with pytest.raises(ValueError, match=match):
+        load_ratings(path, **kwargs)
+
+
+def test_a_damaged_parquet_file_is_a_value_error(tmp_path):
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(b"PAR1 this is not really parquet")
+    with pytest.raises(ValueError, match="is not a valid Parquet file"):
+        load_ratings(path)
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"user": [1], "item": [2], "rating": [3.0]}), path)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ImportError, match=r"pip install 'mfsgd\[parquet\]'"):
+        load_ratings(path)
+
+
+def test_load_ratings_reads_text_as_load_csv_does(tmp_path):
+    path = tmp_path / "r.dat"
+    path.write_text("1::10::4\n2::11::3.5\n")
+    got, want = load_ratings(path, as_frame=False), load_csv(path, as_frame=False)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cli_trains_on_a_parquet_file(tmp_path, data):
+    u, i, r = data
+    pq.write_table(pa.table({"userId": u, "movieId": i, "rating": r}), tmp_path / "r.parquet")
+    out = str(tmp_path / "m.mfsgd")
+    assert _cli.main(["train", str(tmp_path / "r.parquet"), "-o", out, "-q", "--factors", "8",
+                      "--epochs", "3"]) == 0
+    same_model(mfsgd.load(out), fit((u, i, r)))
+
+
+@pytest.mark.parametrize("ids", ["int", "string"])
+def test_parquet_interactions_for_a_ranking_loss(tmp_path, data, ids):
+    u, i, r = data
+    if ids == "string":
+        u, i = np.char.add("u", u.astype(str)).astype(object), np.char.add("i", i.astype(str))
+    pq.write_table(pa.table({"user_id": u, "item_id": i, "rating": r}), tmp_path / "c.pq")
+    got = load_ratings(tmp_path / "c.pq", ratings=False, keep=["rating"], as_frame=False)
+    assert len(got) == 3 and got[0].tolist() == list(u) and got[1].tolist() == list(i)
+    np.testing.assert_array_equal(got[2]["rating"], r)
+    out = str(tmp_path / "m.mfsgd")
+    assert _cli.main(["train", str(tmp_path / "c.pq"), "-o", out, "-q", "--loss", "bpr",
+                      "--factors", "8", "--epochs", "3"]) == 0
+    same_model(mfsgd.load(out), fit((u, i), loss="bpr"))
+    with pytest.raises(TypeError, match="ratings must be True or False"):
+        load_ratings(tmp_path / "c.pq", ratings=None)
+
+
+def test_cli_names_the_extra_without_pyarrow(tmp_path, monkeypatch, capsys):
+    pq.write_table(pa.table({"user": [1], "item": [2], "rating": [3.0]}), tmp_path / "r.pq")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    assert _cli.main(["train", str(tmp_path / "r.pq"), "-o", str(tmp_path / "m")]) == 2
+    assert "mfsgd[parquet]" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- Arrow tables in fit
+
+
+class CapsuleOnly:
+    """A table that speaks only the Arrow PyCapsule stream interface (as polars does)."""
+
+    def __init__(self, table):
+        self._table = table
+
+    def __arrow_c_stream__(self, requested_schema=None):
+        return self._table.__arrow_c_stream__(requested_schema)
+
+
+def arrow_forms(u, i, r):
+    table = pa.table({"user": u, "item": i, "rating": r})
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=1000))
+    forms = {"pyarrow Table": table, "Table of several chunks": chunked,
+             "PyCapsule stream": CapsuleOnly(chunked)}
+    try:
+        import polars as pl
+    except ImportError:
+        pass
+    else:
+        forms["polars DataFrame"] = pl.DataFrame({"user": u, "item": i, "rating": r})
+    try:
+        import pandas as pd
+    except ImportError:
+        pass
+    else:
+        forms["pandas Categorical"] = pd.DataFrame(
+            {"user": pd.Categorical(u), "item": pd.Categorical(i), "rating": r})
+    return forms
+
+
+@pytest.mark.parametrize("ids", ["int", "str"])
+def test_arrow_inputs_give_the_model_of_the_arrays(data, ids):
+    u, i, r = data
+    if ids == "str":
+        u, i = np.char.add("u", u.astype(str)), np.char.add("i", i.astype(str))
+    want = fit((u, i, r))
+    for name, X in arrow_forms(u, i, r).items():
+        got = fit(X)
+        same_model(got, want)
+        np.testing.assert_array_equal(got.predict(X), want.predict((u, i)), err_msg=name)
+
+
+def test_arrow_table_with_other_column_names_and_eval_set(data):
+    u, i, r = data
+    t = pa.table({"uid": u, "iid": i, "stars": r})
+    got = fit(t[:5000], user_col="uid", item_col="iid", rating_col="stars", eval_set=t[5000:])
+    want = fit((u[:5000], i[:5000], r[:5000]), user_col="uid", item_col="iid",
+               rating_col="stars", eval_set=(u[5000:], i[5000:], r[5000:]))
+    same_model(got, want)
+    assert got.history_ == [{**h, "seconds": g["seconds"]} for h, g in
+                            zip(want.history_, got.history_, strict=True)]
+
+
+def test_arrow_table_mistakes(data):
+    u, i, r = data
+    with pytest.raises(ValueError, match=r"X has no column 'user' \(columns: \['a', 'item', "):
+        fit(pa.table({"a": u, "item": i, "rating": r}))
+    with pytest.raises(ValueError, match="users has 1 missing ids"):
+        fit(pa.table({"user": pa.array(["a", None, "b"]), "item": [1, 2, 3],
+                      "rating": [1.0, 2.0, 3.0]}))
+    with pytest.raises(ValueError, match=r"ratings has 1 non-finite"):
+        fit(pa.table({"user": [1, 2, 3], "item": [1, 2, 3], "rating": [1.0, None, 3.0]}))
+
+
+def test_partial_fit_and_predict_take_arrow_string_ids(data):
+    u, i, r = data
+    su = np.char.add("u", u.astype(str))
+    t = pa.table({"user": su, "item": i, "rating": r})
+    m, ref = fit(t[:4000]), fit((su[:4000], i[:4000], r[:4000]))
+    m.partial_fit(t[4000:])
+    ref.partial_fit((su[4000:], i[4000:], r[4000:]))
+    same_model(m, ref)
+    np.testing.assert_array_equal(m.predict(t), ref.predict((su, i)))
+
+
+# ---------------------------------------------------------------------- lean id mapping
+
+
+def test_int32_codes_are_their_own_index():
+    codes = np.random.default_rng(0).permutation(np.arange(50_000, dtype=np.int32))
+    idmap, idx = IdMap.fit("users", codes)
+    assert idx is codes  # no copy at all
+    assert idmap.ids.dtype == np.int64 and idmap.ids.tolist() == list(range(50_000))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.uint16, np.uint32])
+def test_narrow_ids_map_as_int64_ids_do(dtype):
+    rng = np.random.default_rng(1)
+    info = np.iinfo(dtype)
+    lo = max(info.min, -1000)
+    raw = rng.integers(lo, min(info.max, lo + 3000), size=20_000).astype(dtype)
+    m1, idx1 = IdMap.fit("users", raw)
+    m2, idx2 = IdMap.fit("users", raw.astype(np.int64))
+    np.testing.assert_array_equal(idx1, idx2)
+    np.testing.assert_array_equal(m1.ids, m2.ids)
+    assert m1.ids.dtype == np.int64 and idx1.dtype == np.int32
+
+
+def test_int32_ids_are_not_copied_to_int64():
+    n = 2_000_000
+    ids = (np.random.default_rng(0).integers(0, 100_000, size=n) + 10**6).astype(np.int32)
+    tracemalloc.start()
+    try:
+        _, idx = IdMap.fit("users", ids)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the int32 result (4 bytes per id) plus chunk-sized temporaries; one int64 copy of
+    # the ids would add 8 bytes per id
+    assert peak < 4 * n + 12 * (1 << 20), peak / n
+    assert idx.dtype == np.int32 and int(idx.max()) < 100_000
+
+
+@pytest.mark.parametrize("raw", [
+    np.array([2**63 + 10, 2**63 + 12, 2**63 + 10], dtype=np.uint64),  # dense, above int64
+    np.array([-(2**63), -(2**63) + 5, -(2**63)], dtype=np.int64),  # dense, at the bottom
+    np.array([2**64 - 1, 2**63 + 3, 2**64 - 1], dtype=np.uint64),  # sparse: the sort path
+])
+def test_extreme_64_bit_ids_in_the_chunked_mapping(raw):
+    idmap, idx = IdMap.fit("users", raw)
+    assert idmap.ids.dtype == raw.dtype
+    assert idmap.ids[idx].tolist() == raw.tolist() and idx.dtype == np.int32
+
+
+def test_encoded_ids_map_through_their_table():
+    values = np.array(["c", "a", "b", "unused", "a2"], dtype=object)
+    codes = np.array([0, 1, 2, 1, 4, 0], dtype=np.int32)
+    idmap, idx = IdMap.fit("users", Encoded(codes, values))
+    assert idmap.ids.tolist() == ["a", "a2", "b", "c"]  # only the values in use, sorted
+    assert idmap.ids[idx].tolist() == values[codes].tolist()
+    sorted_codes = np.array([0, 1, 1, 2], dtype=np.int32)
+    _, same = IdMap.fit("users", Encoded(sorted_codes, np.array(["x", "y", "z"])))
+    assert same is sorted_codes
+
+
+# ---------------------------------------------------------------------- chunked text reading
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    pytest.importorskip("pandas")
+    monkeypatch.setattr(_fileio, "_CHUNK_ROWS", 3)
+
+
+def test_chunks_and_a_short_row_estimate(tmp_path, small_chunks, monkeypatch):
+    monkeypatch.setattr(_fileio, "_estimate_rows", lambda path, skip: 2)  # grows twice+
+    rows = [(k, 100 + k % 7, 0.5 + k % 10 / 2) for k in range(40)]
+    p = tmp_path / "r.csv"
+    p.write_text("".join(f"{u},{i},{r}\n" for u, i, r in rows))
+    u, i, r = load_csv(p, as_frame=False)
+    assert u.tolist() == [x[0] for x in rows] and i.tolist() == [x[1] for x in rows]
+    assert r.tolist() == [x[2] for x in rows] and u.dtype == np.int32
+
+
+def test_an_id_beyond_int32_in_a_later_chunk_widens_the_column(tmp_path, small_chunks):
+    ids = [1, 2, 3, 4, 5, 6, 2**40, 8]
+    p = tmp_path / "r.csv"
+    p.write_text("".join(f"{u},{k},3\n" for k, u in enumerate(ids)))
+    u, i, _ = load_csv(p, as_frame=False)
+    assert u.dtype == np.int64 and u.tolist() == ids and i.dtype == np.int32
+
+
+def test_a_column_whose_type_changes_between_chunks(tmp_path, small_chunks):
+    users = ["1", "2", "3", "4", "x5", "6", "7"]
+    p = tmp_path / "r.csv"
+    p.write_text("".join(f"{u}\t{k}\t4.5\n" for k, u in enumerate(users)))
+    u, i, r = load_csv(p, as_frame=False)
+    assert [str(x) for x in u] == users and r.tolist() == [4.5] * 7
+    bad = tmp_path / "bad.csv"
+    bad.write_text("".join(f"{k},{k},{'oops' if k == 5 else 3}\n" for k in range(8)))
+    with pytest.raises(ValueError, match=r"line 6 has a missing or non-numeric rating"):
+        load_csv(bad, as_frame=False)
