@@ -600,3 +600,37 @@ def test_plot_history_of_a_ranking_model(work, tmp_path):
     twin = [a for a in ax.figure.axes if a is not ax]
     assert [ln.get_label() for ln in twin[0].lines] == ["validation ndcg@10"]
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_hands_the_loaded_arrays_to_fit(work, tmp_path, monkeypatch):
+    """The command line keeps no reference to the loaded columns during fit (fit empties
+    the private hand-off), so the layout's copy does not sit beside them; a user's dict
+    passed to fit is left as it was."""
+    import weakref
+
+    from mfsgd._data import Handoff
+
+    refs = []
+    real_read, real_fit = _cli._read_ratings, MatrixFactorization.fit
+
+    def read(*a, **k):
+        out = real_read(*a, **k)
+        refs.extend(weakref.ref(x) for x in out)
+        return out
+
+    alive = []
+
+    def fit(self, X, *a, **k):
+        assert isinstance(X, Handoff)
+        res = real_fit(self, X, *a, **k)
+        alive.append([r() is not None for r in refs])
+        assert len(X) == 0
+        return res
+
+    monkeypatch.setattr(_cli, "_read_ratings", read)
+    monkeypatch.setattr(MatrixFactorization, "fit", fit)
+    assert _train(work, tmp_path, "--factors", "2", "--epochs", "1", "-q")[0] == 0
+    assert alive == [[False, False, False]]  # freed before fit returned
+    d = {"user": work["u"], "item": work["i"], "rating": work["r"]}
+    real_fit(MatrixFactorization(n_factors=2, n_epochs=1), d)
+    assert set(d) == {"user", "item", "rating"}

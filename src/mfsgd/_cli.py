@@ -27,6 +27,7 @@ import numpy as np
 
 from . import __version__
 from ._config import LOSS_DEFAULTS, LOSSES, MAX_THREADS, auto_text, make_config
+from ._data import Handoff
 from ._training import MAX_BLOCKS, epoch_line
 from .model import MatrixFactorization
 
@@ -475,7 +476,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     fit_kw = {}
     if args.validation is not None:
         fit_kw["eval_set"] = _read_ratings(args, args.validation, ratings)
+    rows = len(data[0])
+    if model.loss != "squared" and model.min_rating is not None:  # the rows the model keeps
+        rows = int(np.count_nonzero(data[2] >= model.min_rating))
+    # fit empties the hand-off once it has the columns: the loaded arrays are then freed
+    # while training copies them, instead of living beside that copy until the end.
+    data = Handoff(zip((model.user_col, model.item_col, model.rating_col), data))
     secs = _fit(model, args, data, **fit_kw)
+    del data
     try:
         model.save(args.output)
     except OSError as e:  # name the user's path, not save's temporary file
@@ -494,9 +502,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         text += f", validation {val_key[4:] if ranking else 'RMSE'} {val:.4f}"
     if model.best_epoch_:
         text += f" (kept epoch {model.best_epoch_})"
-    rows = len(data[0])
-    if ranking and model.min_rating is not None:  # the rows the model kept
-        rows = int(np.count_nonzero(data[2] >= model.min_rating))
     out = {"output": args.output, "loss": model.loss,
            "ratings" if not ranking else "interactions": rows,
            "users": len(model.user_ids_), "items": len(model.item_ids_),

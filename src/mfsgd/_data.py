@@ -342,6 +342,13 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
     return users, items, ratings, weights
 
 
+class Handoff(dict):
+    """Columns handed to ``fit`` by their only holder (the command line): ``fit`` empties
+    it once it has read them, so that the loaded arrays can be freed while the training
+    layout copies them (at 20 M ratings this is 12 bytes per rating less at the peak). A
+    user's dict is never emptied: only this private type is."""
+
+
 MIN_CONSTANT = 20  # fit refuses this many or more equal ratings with loss="squared"
 
 

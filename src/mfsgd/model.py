@@ -14,7 +14,7 @@ from . import _training as T
 from ._base import EstimatorBase
 from ._config import FitConfig, continuation_rng, fit_rng, make_config
 from ._dask import fit_dask
-from ._data import columns_of, read_training, refuse_constant, unpack
+from ._data import Handoff, columns_of, read_training, refuse_constant, unpack
 from ._recommender import RecommenderMixin
 from ._state import FittedState
 from ._validation import check_int, check_ratings
@@ -317,6 +317,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         """fit on in-memory data, for cfg.n_epochs epochs (the caller holds the lock)."""
         users, items, ratings, weights = read_training(X, y, cfg, sample_weight, "fit")
         refuse_constant(cfg, ratings)
+        if isinstance(X, Handoff):  # its holder gave up the arrays: drop them with it
+            X.clear()
         del X, y, sample_weight  # the caller's arrays are not ours to hold longer
         report = T.EpochReporter(cfg.verbose, callback)
         rank_eval = None
