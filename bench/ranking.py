@@ -95,13 +95,12 @@ GRIDS: dict[str, tuple[str, list[dict]]] = {
     "mfsgd loss='softmax'": ("mfsgd", _grid({"loss": "softmax"},
                                             learning_rate=(0.1, 0.05, 0.2),
                                             n_epochs=(15, 25), n_negatives=(10, 20))),
-    "implicit ALS": ("implicit-als", _grid({"iterations": 15}, regularization=(0.05, 0.5, 2.0,
-                                                                               0.01),
+    "implicit ALS": ("implicit-als", _grid({"iterations": 15},
+                                           regularization=(0.05, 0.5, 2.0, 0.01),
                                            alpha=(1.0, 4.0, 16.0))),
     "LightFM WARP": ("lightfm-warp", _grid({}, learning_rate=(0.05, 0.025, 0.1),
                                            epochs=(30, 10, 60))),
 }
-ANCHOR_NAMES = ("implicit ALS", "LightFM WARP")  # the anchors of the targets
 
 
 # ============================================================================ quality
