@@ -142,17 +142,19 @@ def rss_kib(field: str = "VmHWM") -> int:
         return peak // 1024 if sys.platform == "darwin" else peak  # macOS counts bytes
 
 
-def run_child(target: str, *args: Any, timeout: float | None = None) -> Any:
+def run_child(target: str, *args: Any, timeout: float | None = None,
+              python: str | None = None) -> Any:
     """Call ``module:function(*args)`` of a bench module in a fresh interpreter and
     return its result; arguments and result travel as JSON (stdin, last stdout line).
 
     A fresh process gives each measurement its own peak memory and keeps a library that
-    prints or leaks (PyPI libmf) out of this one. Raises RuntimeError with the child's
+    prints or leaks (PyPI libmf) out of this one; ``python`` runs it in another
+    interpreter (a venv holding anchor libraries). Raises RuntimeError with the child's
     last stderr line when it fails."""
     module, func = target.split(":")
     code = (f"import json, sys\nsys.path.insert(0, {HERE!r})\nfrom {module} import {func}\n"
             f"print(json.dumps({func}(*json.load(sys.stdin))))")
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(args),
+    out = subprocess.run([python or sys.executable, "-c", code], input=json.dumps(args),
                          capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         why = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
