@@ -481,7 +481,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         rows = int(np.count_nonzero(data[2] >= model.min_rating))
     # fit empties the hand-off once it has the columns: the loaded arrays are then freed
     # while training copies them, instead of living beside that copy until the end.
-    data = Handoff(zip((model.user_col, model.item_col, model.rating_col), data))
+    names = (model.user_col, model.item_col, model.rating_col)[:len(data)]  # pairs: 2
+    data = Handoff(zip(names, data, strict=True))
     secs = _fit(model, args, data, **fit_kw)
     del data
     try:
