@@ -880,18 +880,23 @@ class EpochReporter:
                 raise KeyboardInterrupt from e
 
 
-def fit_new(cfg: Any, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, *,
+def fit_new(cfg: Any, cols: list, *,
             rng: np.random.Generator, eval_set: Any, on_epoch: Callable | None,
             weights: np.ndarray | None = None,
             rank_eval: Callable | None = None) -> tuple[FittedState | None, TrainResult]:
-    """A fit from scratch: maps the ids, holds out the validation ratings (``eval_set``,
-    or ``cfg.validation_fraction`` under early stopping), computes mu and the rating
-    range, and trains ``cfg.n_epochs`` epochs. The caller passes its only references to
-    the arrays (they are freed as soon as the layout has its copy).
+    """A fit from scratch on ``cols = [users, items, ratings]``: maps the ids, holds out
+    the validation ratings (``eval_set``, or ``cfg.validation_fraction`` under early
+    stopping), computes mu and the rating range, and trains ``cfg.n_epochs`` epochs.
+    The list is emptied: the caller passes its only references to the arrays, so that
+    they are freed as soon as the layout has its copy (ids already 0..n-1 in int32 are
+    their own index arrays: a reference kept by a caller's frame would keep them alive
+    beside that copy).
 
     With a ranking loss, ``ratings`` are the interactions' weights (ones when
     unweighted; ``weights`` is then None), mu is 0, and the validation pairs are scored
     by ``rank_eval(state, user rows, item rows, training seen CSR)``."""
+    users, items, ratings = cols
+    cols.clear()
     umap, uidx = IdMap.fit("users", users)
     imap, iidx = IdMap.fit("items", items)
     del users, items

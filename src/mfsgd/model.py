@@ -324,7 +324,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         rank_eval = None
         if cfg.ranking:
             rank_eval = partial(R.rank_metric, name=cfg.eval_metric[0], k=cfg.eval_metric[1])
-        state, res = T.fit_new(cfg, users, items, ratings, rng=fit_rng(self.random_state),
+        cols = [users, items, ratings]  # fit_new empties it: our only references
+        del users, items, ratings
+        state, res = T.fit_new(cfg, cols, rng=fit_rng(self.random_state),
                                eval_set=eval_set, on_epoch=report, weights=weights,
                                rank_eval=rank_eval)
         return self._finish(cfg, state, res, 0, report)
