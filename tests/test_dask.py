@@ -37,14 +37,18 @@ def frame():
 KW = dict(n_factors=8, n_epochs=4, n_blocks=3, random_state=1, learning_rate=0.01)
 
 
+def assert_same_model(a, b):
+    """Bit for bit: factors, biases and the training loss of every epoch."""
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert [h["train_rmse"] for h in a.history_] == [h["train_rmse"] for h in b.history_]
+
+
 def test_matches_local_stratified_fit(client, frame):
     ddf = dd.from_pandas(frame, npartitions=5)
     dist = MatrixFactorization(**KW).fit(ddf, client=client)
     local = MatrixFactorization(**KW).fit(frame)
-    np.testing.assert_allclose(dist.user_factors_, local.user_factors_, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(dist.item_bias_, local.item_bias_, rtol=1e-5, atol=1e-6)
-    assert [h["train_rmse"] for h in dist.history_] == pytest.approx(
-        [h["train_rmse"] for h in local.history_], rel=1e-6)
+    assert_same_model(dist, local)  # 2 workers x 1 thread: bit-identical to the local fit
     assert dist.n_blocks_ == 3
     # the result is an ordinary model
     np.testing.assert_allclose(dist.predict(frame), local.predict(frame), rtol=1e-5)
@@ -122,3 +126,38 @@ def test_killed_worker_recovers_or_fails_clearly(cluster, frame):
     # the cluster's nanny restarts the killed worker for the next tests
     with distributed.Client(cluster) as client:
         client.wait_for_workers(2, timeout=60)
+
+
+def test_threads_per_worker_knob(client, frame):
+    """More kernel threads than the workers have: a worker runs its blocks of a stratum
+    (2 of the 3 here) on 2 threads; same model. Bad values name the knob."""
+    ddf = dd.from_pandas(frame, npartitions=2)
+    kw = {**KW, "n_epochs": 2}
+    m = MatrixFactorization(**kw).fit(ddf, client=client, threads_per_worker=2)
+    assert_same_model(m, MatrixFactorization(**kw).fit(frame))
+    for bad in (0, -1, 10**6):
+        with pytest.raises(ValueError, match="threads_per_worker"):
+            MatrixFactorization(**kw).fit(ddf, client=client, threads_per_worker=bad)
+    for bad in (1.5, "2", True):
+        with pytest.raises(TypeError, match="threads_per_worker"):
+            MatrixFactorization(**kw).fit(ddf, client=client, threads_per_worker=bad)
+    with pytest.raises(ValueError, match="threads_per_worker= is only for Dask"):
+        MatrixFactorization(**kw).fit(frame, threads_per_worker=2)
+
+
+def test_one_worker_two_threads_equals_local_two_threads(frame):
+    """A worker process with 2 threads runs its blocks of a stratum on both: the default
+    grid is the local one for 2 threads (n_blocks=None -> 4), and the model is the local
+    n_threads=2 model bit for bit; with threads_per_worker=1 too (same n_blocks)."""
+    kw = {k: v for k, v in KW.items() if k != "n_blocks"} | {"n_epochs": 2}
+    local = MatrixFactorization(**kw, n_threads=2).fit(frame)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  dashboard_address=None, host="127.0.0.1") as cluster, \
+            distributed.Client(cluster) as client:
+        ddf = dd.from_pandas(frame, npartitions=2)
+        two = MatrixFactorization(**kw).fit(ddf, client=client)
+        assert two.n_blocks_ == local.n_blocks_ == 4
+        assert_same_model(two, local)
+        one = MatrixFactorization(**kw, n_blocks=4).fit(ddf, client=client,
+                                                        threads_per_worker=1)
+        assert_same_model(one, local)
