@@ -1,18 +1,22 @@
 """Section 5: distributed stratified SGD on a Dask LocalCluster beside the single-machine fit.
 
-    python bench/dask_scaling.py [--ratings 20000000] [--workers 1 2 4] [--k 64] [--epochs 3]
-                                 [--quick]
+    python bench/dask_scaling.py [--ratings 20000000] [--clusters 1x1 1x2 2x1] [--k 64]
+                                 [--epochs 3] [--quick]
 
-Seconds per epoch and test RMSE (2% of the ratings held out) for 1, 2 and 4 worker
-processes (one thread each) next to the single-machine fit of the same data, seed and
-n_blocks, and the largest difference of the user factors between them. All workers share
-this machine's cores, so the table shows overheads (serialisation, transfers,
-scheduling), not a speed-up; bench/RESULTS.md, section 5, turns the throughput and
-overhead measured here into an estimate for a real cluster. Needs the dask extra:
-pip install 'mfsgd[dask]'.
+Seconds per epoch, updates per second and test RMSE (2% of the ratings held out) for
+LocalClusters of W worker processes with T threads each (``--clusters WxT``; each
+worker runs its blocks of a stratum on its T threads) next to the single-machine fit of
+the same data, seed and n_blocks on 1 and 2 threads, and the largest difference of the
+user factors between them (0: bit-identical). All workers share this machine's cores, so
+the rows show how well a worker uses its threads and the overheads (serialisation,
+transfers, scheduling), not a cluster's speed-up; bench/RESULTS.md, section 5, turns the
+throughput and overhead measured here into an estimate for a real cluster. Needs the
+dask extra: pip install 'mfsgd[dask]'.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 from _common import (
@@ -26,6 +30,18 @@ from _common import (
     synthetic_dims,
     timed,
 )
+
+
+def cluster_shape(text: str) -> tuple[int, int]:
+    """``WxT``: W worker processes with T threads each."""
+    try:
+        w, t = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WORKERSxTHREADS such as 1x2; got {text!r}") from None
+    if w < 1 or t < 1:
+        raise argparse.ArgumentTypeError(f"workers and threads must be >= 1; got {text!r}")
+    return w, t
 
 
 def run(rep: Report, args) -> None:
@@ -52,37 +68,47 @@ def run(rep: Report, args) -> None:
     def rmse(m):
         return float(np.sqrt(np.mean((m.predict(test[:2]) - test[2]) ** 2)))
 
-    local = mfsgd.MatrixFactorization(**kw)
-    local_total, _ = timed(local.fit, df)
-    rows = [("single machine (1 thread)", local_total,
-             np.median([h["seconds"] for h in local.history_]), rmse(local), 0.0)]
+    rows, ref = [], None
+    for t in (1, 2):
+        progress(f"  single machine, {t} thread(s)")
+        local = mfsgd.MatrixFactorization(**kw, n_threads=t)
+        total, _ = timed(local.fit, df)
+        ref = local if ref is None else ref
+        diff = float(np.abs(local.user_factors_ - ref.user_factors_).max())
+        rows.append((f"single machine, {t} thread{'s' if t > 1 else ''}", total,
+                     np.median([h["seconds"] for h in local.history_]), rmse(local), diff))
     n_train = len(df)
-    for w in args.workers:
-        progress(f"  Dask, {w} worker(s)")
-        with LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
+    for w, t in (cluster_shape(c) if isinstance(c, str) else c for c in args.clusters):
+        progress(f"  Dask, {w} worker(s) x {t} thread(s)")
+        with LocalCluster(n_workers=w, threads_per_worker=t, processes=True,
                           dashboard_address=None, host="127.0.0.1",
                           memory_limit=f"{int(16 / w)}GiB") as cl, Client(cl) as client:
             ddf = dd.from_pandas(df, npartitions=args.partitions)
             m = mfsgd.MatrixFactorization(**kw)
             total, _ = timed(m.fit, ddf, client=client)
-            diff = float(np.abs(m.user_factors_ - local.user_factors_).max())
-            rows.append((f"Dask, {w} worker process{'es' if w > 1 else ''}", total,
+            diff = float(np.abs(m.user_factors_ - ref.user_factors_).max())
+            rows.append((f"Dask, {w} worker{'s' if w > 1 else ''} x {t} thread"
+                         f"{'s' if t > 1 else ''}", total,
                          np.median([h["seconds"] for h in m.history_]), rmse(m), diff))
     rep.add(f"{n_train:,} training ratings, k={args.k}, n_blocks={args.blocks}, "
             f"{args.epochs} epochs; test RMSE on {n_test:,} held-out ratings\n")
-    rep.add(md_table(["run", "fit s (total)", "s/epoch (median)", "M updates/s", "test RMSE",
+    first_dask = next((per for name, _, per, _, _ in rows if name.startswith("Dask")), None)
+    rep.add(md_table(["run", "fit s (total)", "s/epoch (median)", "M updates/s",
+                      "updates/s vs first Dask row", "test RMSE",
                       "max abs diff vs single machine"],
                      [[name, f"{total:.1f}", f"{per:.2f}", f"{n_train / per / 1e6:.1f}",
+                       f"{first_dask / per:.2f}" if first_dask else "",
                        f"{e:.4f}", f"{diff:.1e}"] for name, total, per, e, diff in rows]))
     rep.add("")
 
 
 def parser() -> Parser:
     ap = Parser(__doc__)
-    ap.add_quick("100,000 ratings, 1 and 2 workers, 1 epoch")
+    ap.add_quick("100,000 ratings, clusters 1x1 and 1x2, 1 epoch")
     ap.add_synthetic()
-    ap.add_sized("--workers", type=int, nargs="+", full=[1, 2, 4], quick=[1, 2],
-                 help="worker process counts, one row each")
+    ap.add_sized("--clusters", type=cluster_shape, nargs="+", metavar="WxT",
+                 full=["1x1", "1x2", "2x1"], quick=["1x1", "1x2"],
+                 help="LocalCluster shapes, W worker processes x T threads, one row each")
     ap.add_argument("--k", type=int, default=64, help="n_factors (default %(default)s)")
     ap.add_sized("--epochs", type=int, full=3, quick=1, help="epochs per fit")
     ap.add_argument("--blocks", type=int, default=4, help="n_blocks (default %(default)s)")
