@@ -148,7 +148,7 @@ def test_threads_per_worker_knob(client, frame):
 def test_one_worker_two_threads_equals_local_two_threads(frame):
     """A worker process with 2 threads runs its blocks of a stratum on both: the default
     grid is the local one for 2 threads (n_blocks=None -> 4), and the model is the local
-    n_threads=2 model bit for bit; with threads_per_worker=1 too (same n_blocks)."""
+    n_threads=2 model bit for bit."""
     kw = {k: v for k, v in KW.items() if k != "n_blocks"} | {"n_epochs": 2}
     local = MatrixFactorization(**kw, n_threads=2).fit(frame)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
@@ -158,6 +158,3 @@ def test_one_worker_two_threads_equals_local_two_threads(frame):
         two = MatrixFactorization(**kw).fit(ddf, client=client)
         assert two.n_blocks_ == local.n_blocks_ == 4
         assert_same_model(two, local)
-        one = MatrixFactorization(**kw, n_blocks=4).fit(ddf, client=client,
-                                                        threads_per_worker=1)
-        assert_same_model(one, local)
