@@ -3,7 +3,7 @@
     python bench/dask_scaling.py [--ratings 20000000] [--clusters 1x1 1x2 2x1] [--k 64]
                                  [--epochs 3] [--quick]
 
-Seconds per epoch, updates per second and test RMSE (2% of the ratings held out) for
+Seconds per epoch, updates per second, the cores a worker's task kept busy, and test RMSE (2% of the ratings held out) for
 LocalClusters of W worker processes with T threads each (``--clusters WxT``; each
 worker runs its blocks of a stratum on its T threads) next to the single-machine fit of
 the same data, seed and n_blocks on 1 and 2 threads, and the largest difference of the
@@ -44,6 +44,35 @@ def cluster_shape(text: str) -> tuple[int, int]:
     return w, t
 
 
+def _instrument_blocks() -> None:
+    """On a worker: count each block's kernel call in CPU seconds of its own thread, so
+    that CPU s / task s shows how many cores a worker's task really kept busy (on a
+    shared machine, wall-clock speed-ups alone cannot tell)."""
+    import time
+
+    from mfsgd import _dask
+
+    if not hasattr(_dask, "_bench_cpu"):
+        orig = _dask._block_run
+
+        def block_run(*args):
+            t0 = time.thread_time()
+            try:
+                return orig(*args)
+            finally:
+                _dask._bench_cpu.append(time.thread_time() - t0)
+
+        _dask._bench_cpu = []
+        _dask._block_run = block_run
+    _dask._bench_cpu.clear()
+
+
+def _block_cpu() -> float:
+    from mfsgd import _dask
+
+    return float(sum(_dask._bench_cpu))
+
+
 def run(rep: Report, args) -> None:
     rep.add("## 5. Distributed stratified SGD on Dask (LocalCluster on this machine)\n")
     try:
@@ -76,7 +105,8 @@ def run(rep: Report, args) -> None:
         ref = local if ref is None else ref
         diff = float(np.abs(local.user_factors_ - ref.user_factors_).max())
         rows.append((f"single machine, {t} thread{'s' if t > 1 else ''}", total,
-                     np.median([h["seconds"] for h in local.history_]), rmse(local), diff))
+                     np.median([h["seconds"] for h in local.history_]), rmse(local), diff,
+                     None))
     n_train = len(df)
     for w, t in (cluster_shape(c) if isinstance(c, str) else c for c in args.clusters):
         progress(f"  Dask, {w} worker(s) x {t} thread(s)")
@@ -85,20 +115,31 @@ def run(rep: Report, args) -> None:
                           memory_limit=f"{int(16 / w)}GiB") as cl, Client(cl) as client:
             ddf = dd.from_pandas(df, npartitions=args.partitions)
             m = mfsgd.MatrixFactorization(**kw)
-            total, _ = timed(m.fit, ddf, client=client)
+            client.run(_instrument_blocks)
+            with distributed.get_task_stream(client) as ts:
+                total, _ = timed(m.fit, ddf, client=client)
+            cpu = sum(client.run(_block_cpu).values())
+            task_s = sum(ss["stop"] - ss["start"] for d in ts.data
+                         if str(d["key"]).startswith("mfsgd-e")
+                         for ss in d["startstops"] if ss["action"] == "compute")
             diff = float(np.abs(m.user_factors_ - ref.user_factors_).max())
             rows.append((f"Dask, {w} worker{'s' if w > 1 else ''} x {t} thread"
                          f"{'s' if t > 1 else ''}", total,
-                         np.median([h["seconds"] for h in m.history_]), rmse(m), diff))
+                         np.median([h["seconds"] for h in m.history_]), rmse(m), diff,
+                         cpu / task_s if task_s else float("nan")))
     rep.add(f"{n_train:,} training ratings, k={args.k}, n_blocks={args.blocks}, "
             f"{args.epochs} epochs; test RMSE on {n_test:,} held-out ratings\n")
-    first_dask = next((per for name, _, per, _, _ in rows if name.startswith("Dask")), None)
+    first_dask = next((row[2] for row in rows if row[0].startswith("Dask")), None)
     rep.add(md_table(["run", "fit s (total)", "s/epoch (median)", "M updates/s",
-                      "updates/s vs first Dask row", "test RMSE",
-                      "max abs diff vs single machine"],
+                      "updates/s vs first Dask row", "kernel CPU s / task s",
+                      "test RMSE", "max abs diff vs single machine"],
                      [[name, f"{total:.1f}", f"{per:.2f}", f"{n_train / per / 1e6:.1f}",
                        f"{first_dask / per:.2f}" if first_dask else "",
-                       f"{e:.4f}", f"{diff:.1e}"] for name, total, per, e, diff in rows]))
+                       "" if cores is None else f"{cores:.2f}", f"{e:.4f}", f"{diff:.1e}"]
+                      for name, total, per, e, diff, cores in rows]))
+    rep.add("kernel CPU s / task s: CPU seconds of the block kernels' threads (time.thread_time) "
+            "over the wall seconds of the per-worker tasks, summed over workers; how many cores "
+            "a worker's task kept busy on average (at most its threads).\n")
     rep.add("")
 
 
