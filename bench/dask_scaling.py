@@ -137,7 +137,7 @@ def run(rep: Report, args) -> None:
                        f"{first_dask / per:.2f}" if first_dask else "",
                        "" if cores is None else f"{cores:.2f}", f"{e:.4f}", f"{diff:.1e}"]
                       for name, total, per, e, diff, cores in rows]))
-    rep.add("kernel CPU s / task s: CPU seconds of the block kernels' threads (time.thread_time) "
+    rep.add("\nkernel CPU s / task s: CPU seconds of the block kernels' threads (time.thread_time) "
             "over the wall seconds of the per-worker tasks, summed over workers; how many cores "
             "a worker's task kept busy on average (at most its threads).\n")
     rep.add("")
