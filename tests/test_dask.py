@@ -158,3 +158,32 @@ def test_one_worker_two_threads_equals_local_two_threads(frame):
         two = MatrixFactorization(**kw).fit(ddf, client=client)
         assert two.n_blocks_ == local.n_blocks_ == 4
         assert_same_model(two, local)
+
+
+def test_a_worker_task_runs_its_blocks_on_its_threads(monkeypatch):
+    """_blocks_run gives its blocks to n_threads threads (largest first) and returns the
+    results in block order: with 2 threads, two blocks are in the kernel at once (the
+    barrier would time out if they ran one after the other)."""
+    from mfsgd import _dask
+
+    both_in = threading.Barrier(2, timeout=30)
+    seen = []
+
+    def fake_block_run(block, *args):
+        seen.append((block, threading.get_ident()))
+        if block in ("a", "b"):
+            both_in.wait()
+        return block
+
+    monkeypatch.setattr(_dask, "_block_run", fake_block_run)
+    n = 4
+    out = _dask._blocks_run(["a", "b", "c", "d"], *[[None] * n] * 6, np.array([9, 8, 1, 2]),
+                            None, n_threads=2)
+    assert out == ("a", "b", "c", "d")
+    assert len({tid for _, tid in seen}) == 2
+    # one thread: in order on the calling thread, no pool
+    seen.clear()
+    monkeypatch.setattr(_dask, "_block_run", lambda block, *a: seen.append(block) or block)
+    assert _dask._blocks_run(["a", "b"], *[[None] * 2] * 6, np.array([1, 2]), None,
+                             n_threads=1) == ("a", "b")
+    assert seen == ["b", "a"]  # largest first (LPT), results still in block order
