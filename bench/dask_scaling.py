@@ -3,15 +3,15 @@
     python bench/dask_scaling.py [--ratings 20000000] [--clusters 1x1 1x2 2x1] [--k 64]
                                  [--epochs 3] [--quick]
 
-Seconds per epoch, updates per second, the cores a worker's task kept busy, and test RMSE (2% of the ratings held out) for
-LocalClusters of W worker processes with T threads each (``--clusters WxT``; each
-worker runs its blocks of a stratum on its T threads) next to the single-machine fit of
-the same data, seed and n_blocks on 1 and 2 threads, and the largest difference of the
-user factors between them (0: bit-identical). All workers share this machine's cores, so
-the rows show how well a worker uses its threads and the overheads (serialisation,
-transfers, scheduling), not a cluster's speed-up; bench/RESULTS.md, section 5, turns the
-throughput and overhead measured here into an estimate for a real cluster. Needs the
-dask extra: pip install 'mfsgd[dask]'.
+Seconds per epoch, updates per second, the cores a worker's task kept busy, and test
+RMSE (2% of the ratings held out) for LocalClusters of W worker processes with T threads
+each (``--clusters WxT``; each worker runs its blocks of a stratum on its T threads) next
+to the single-machine fit of the same data, seed and n_blocks on 1 and 2 threads, and the
+largest difference of the user factors between them (0: bit-identical). All workers share
+this machine's cores, so the rows show how well a worker uses its threads and the
+overheads (serialisation, transfers, scheduling), not a cluster's speed-up;
+bench/RESULTS.md, section 5, turns the throughput and overhead measured here into an
+estimate for a real cluster. Needs the dask extra: pip install 'mfsgd[dask]'.
 """
 
 from __future__ import annotations
