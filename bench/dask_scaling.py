@@ -73,6 +73,81 @@ def _block_cpu() -> float:
     return float(sum(_dask._bench_cpu))
 
 
+def task_body(u, i, r, k: int, p: int, repeats: int) -> list[list[str]]:
+    """The worker task's body without Dask: ``_dask._blocks_run`` over the p strata of one
+    epoch on this data's p x p grid, on 1 and on 2 threads, alternated ``repeats`` times,
+    beside the local ``EpochRunner`` on 1 and 2 threads (the control: what this machine's
+    cores give right now). Rows: what, threads, median wall s, median CPU s."""
+    import time
+
+    from mfsgd import _dask
+    from mfsgd import _training as T
+    from mfsgd._state import counts_of, init_rows, padded_width
+
+    nu, ni = int(u.max()) + 1, int(i.max()) + 1
+    s = T.default_n_cells(nu, ni, len(r), padded_width(k, np.float32) * 4, p)
+    lay = T.Layout.build([u.astype(np.int32), i.astype(np.int32), r.astype(np.float32)],
+                         nu, ni, p, s)
+    u_start = np.searchsorted(T.split_by_counts(counts_of(lay.users, nu), p * s) // s,
+                          np.arange(p + 1))
+    i_start = np.searchsorted(T.split_by_counts(counts_of(lay.items, ni), p * s) // s,
+                          np.arange(p + 1))
+    rng = np.random.default_rng(0)
+    P = init_rows(rng, nu, k, np.float32, 0.1, False)
+    Q = init_rows(rng, ni, k, np.float32, 0.1, False)
+    lo_seg = np.searchsorted(lay.seg_block, np.arange(p * p + 1))
+    blocks = []
+    for b in range(p * p):  # as _dask._block_assemble leaves them: local row indices
+        rb, cb = divmod(b, p)
+        a, z = lay.seg_ptr[lo_seg[b]], lay.seg_ptr[lo_seg[b + 1]]
+        blocks.append(((lay.users[a:z] - u_start[rb]).astype(np.int32),
+                       (lay.items[a:z] - i_start[cb]).astype(np.int32), lay.ratings[a:z],
+                       lay.seg_ptr[lo_seg[b]:lo_seg[b + 1] + 1] - a))
+    hyper = T.Hyper(lr=0.005, reg_f=0.02, reg_b=0.02, mu=float(r.mean()), use_bias=True,
+                    nonneg=False)
+    plan = T.epoch_plan(lay, rng)
+
+    def blocks_run(nt: int) -> None:
+        for st in plan:
+            a: list[list] = [[] for _ in range(7)]
+            for j in range(st.block_bounds.size - 1):
+                lo, hi = st.block_bounds[j], st.block_bounds[j + 1]
+                g = st.segments[lo:hi]
+                b = int(lay.seg_block[g[0]])
+                rb, cb = divmod(b, p)
+                for lst, v in zip(a, (blocks[b], P[u_start[rb]:u_start[rb + 1]],
+                                      np.zeros(u_start[rb + 1] - u_start[rb], np.float32),
+                                      Q[i_start[cb]:i_start[cb + 1]],
+                                      np.zeros(i_start[cb + 1] - i_start[cb], np.float32),
+                                      g - lo_seg[b], st.seeds[lo:hi]), strict=True):
+                    lst.append(v)
+            _dask._blocks_run(*a, st.block_sizes, hyper, nt)
+
+    def local(nt: int) -> None:
+        prm = T.Params(P.copy(), Q.copy(), np.zeros(nu, np.float32), np.zeros(ni, np.float32))
+        er = T.EpochRunner(lay, prm, hyper, nt)
+        try:
+            er.run_epoch(np.random.default_rng(1))
+        finally:
+            er.close()
+
+    got: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for _ in range(repeats):
+        for what, fn in (("local EpochRunner (control)", local),
+                         ("worker task body (_blocks_run)", blocks_run)):
+            for nt in (1, 2):
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(nt)
+                got.setdefault((what, nt), []).append((time.perf_counter() - t0,
+                                                       time.process_time() - c0))
+    rows = []
+    for (what, nt), v in got.items():
+        wall, cpu = float(np.median([x[0] for x in v])), float(np.median([x[1] for x in v]))
+        one = float(np.median([x[0] for x in got[(what, 1)]]))
+        rows.append([what, str(nt), f"{wall:.3f}", f"{cpu:.3f}", f"{one / wall:.2f}"])
+    return rows
+
+
 def run(rep: Report, args) -> None:
     rep.add("## 5. Distributed stratified SGD on Dask (LocalCluster on this machine)\n")
     try:
@@ -137,6 +212,12 @@ def run(rep: Report, args) -> None:
                        f"{first_dask / per:.2f}" if first_dask else "",
                        "" if cores is None else f"{cores:.2f}", f"{e:.4f}", f"{diff:.1e}"]
                       for name, total, per, e, diff, cores in rows]))
+    progress("  the task body without Dask")
+    rows2 = task_body(u[n_test:], i[n_test:], r[n_test:], args.k, args.blocks, args.repeats)
+    rep.add(f"\nThe worker task's body without Dask: one epoch of `_blocks_run` over the "
+            f"{args.blocks} strata (all {args.blocks} blocks of a stratum in one call, as a "
+            f"1-worker cluster runs them), {args.repeats} alternated repeats, medians:\n")
+    rep.add(md_table(["what", "threads", "wall s", "CPU s", "speed-up vs 1 thread"], rows2))
     rep.add("\nkernel CPU s / task s: CPU seconds of the block kernels' threads (time.thread_time) "
             "over the wall seconds of the per-worker tasks, summed over workers; how many cores "
             "a worker's task kept busy on average (at most its threads).\n")
@@ -153,6 +234,8 @@ def parser() -> Parser:
     ap.add_argument("--k", type=int, default=64, help="n_factors (default %(default)s)")
     ap.add_sized("--epochs", type=int, full=3, quick=1, help="epochs per fit")
     ap.add_argument("--blocks", type=int, default=4, help="n_blocks (default %(default)s)")
+    ap.add_sized("--repeats", type=int, full=3, quick=1,
+                 help="alternated repeats of the task-body measurement")
     ap.add_sized("--partitions", type=int, full=16, quick=4,
                  help="partitions of the Dask DataFrame")
     ap.add_cache()
