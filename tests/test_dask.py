@@ -37,14 +37,18 @@ def frame():
 KW = dict(n_factors=8, n_epochs=4, n_blocks=3, random_state=1, learning_rate=0.01)
 
 
+def assert_same_model(a, b):
+    """Bit for bit: factors, biases and the training loss of every epoch."""
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert [h["train_rmse"] for h in a.history_] == [h["train_rmse"] for h in b.history_]
+
+
 def test_matches_local_stratified_fit(client, frame):
     ddf = dd.from_pandas(frame, npartitions=5)
     dist = MatrixFactorization(**KW).fit(ddf, client=client)
     local = MatrixFactorization(**KW).fit(frame)
-    np.testing.assert_allclose(dist.user_factors_, local.user_factors_, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(dist.item_bias_, local.item_bias_, rtol=1e-5, atol=1e-6)
-    assert [h["train_rmse"] for h in dist.history_] == pytest.approx(
-        [h["train_rmse"] for h in local.history_], rel=1e-6)
+    assert_same_model(dist, local)  # 2 workers x 1 thread: bit-identical to the local fit
     assert dist.n_blocks_ == 3
     # the result is an ordinary model
     np.testing.assert_allclose(dist.predict(frame), local.predict(frame), rtol=1e-5)
@@ -122,3 +126,64 @@ def test_killed_worker_recovers_or_fails_clearly(cluster, frame):
     # the cluster's nanny restarts the killed worker for the next tests
     with distributed.Client(cluster) as client:
         client.wait_for_workers(2, timeout=60)
+
+
+def test_threads_per_worker_knob(client, frame):
+    """More kernel threads than the workers have: a worker runs its blocks of a stratum
+    (2 of the 3 here) on 2 threads; same model. Bad values name the knob."""
+    ddf = dd.from_pandas(frame, npartitions=2)
+    kw = {**KW, "n_epochs": 2}
+    m = MatrixFactorization(**kw).fit(ddf, client=client, threads_per_worker=2)
+    assert_same_model(m, MatrixFactorization(**kw).fit(frame))
+    for bad in (0, -1, 10**6):
+        with pytest.raises(ValueError, match="threads_per_worker"):
+            MatrixFactorization(**kw).fit(ddf, client=client, threads_per_worker=bad)
+    for bad in (1.5, "2", True):
+        with pytest.raises(TypeError, match="threads_per_worker"):
+            MatrixFactorization(**kw).fit(ddf, client=client, threads_per_worker=bad)
+    with pytest.raises(ValueError, match="threads_per_worker= is only for Dask"):
+        MatrixFactorization(**kw).fit(frame, threads_per_worker=2)
+
+
+def test_one_worker_two_threads_equals_local_two_threads(frame):
+    """A worker process with 2 threads runs its blocks of a stratum on both: the default
+    grid is the local one for 2 threads (n_blocks=None -> 4), and the model is the local
+    n_threads=2 model bit for bit."""
+    kw = {k: v for k, v in KW.items() if k != "n_blocks"} | {"n_epochs": 2}
+    local = MatrixFactorization(**kw, n_threads=2).fit(frame)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  dashboard_address=None, host="127.0.0.1") as cluster, \
+            distributed.Client(cluster) as client:
+        ddf = dd.from_pandas(frame, npartitions=2)
+        two = MatrixFactorization(**kw).fit(ddf, client=client)
+        assert two.n_blocks_ == local.n_blocks_ == 4
+        assert_same_model(two, local)
+
+
+def test_a_worker_task_runs_its_blocks_on_its_threads(monkeypatch):
+    """_blocks_run gives its blocks to n_threads threads (largest first) and returns the
+    results in block order: with 2 threads, two blocks are in the kernel at once (the
+    barrier would time out if they ran one after the other)."""
+    from mfsgd import _dask
+
+    both_in = threading.Barrier(2, timeout=30)
+    seen = []
+
+    def fake_block_run(block, *args):
+        seen.append((block, threading.get_ident()))
+        if block in ("a", "b"):
+            both_in.wait()
+        return block
+
+    monkeypatch.setattr(_dask, "_block_run", fake_block_run)
+    n = 4
+    out = _dask._blocks_run(["a", "b", "c", "d"], *[[None] * n] * 6, np.array([9, 8, 1, 2]),
+                            None, n_threads=2)
+    assert out == ("a", "b", "c", "d")
+    assert len({tid for _, tid in seen}) == 2
+    # one thread: in order on the calling thread, no pool
+    seen.clear()
+    monkeypatch.setattr(_dask, "_block_run", lambda block, *a: seen.append(block) or block)
+    assert _dask._blocks_run(["a", "b"], *[[None] * 2] * 6, np.array([1, 2]), None,
+                             n_threads=1) == ("a", "b")
+    assert seen == ["b", "a"]  # largest first (LPT), results still in block order

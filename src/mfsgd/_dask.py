@@ -4,18 +4,26 @@ The schedule is the single-machine one (see ``_training``): the same P x P grid 
 blocks, the same cells inside blocks, the same strata, segment order and shuffle seeds,
 drawn on the client from the same generator. Only the placement differs: the rating
 block (r, c) lives on the worker that owns user block r, and each sub-epoch (stratum)
-runs P tasks, one per block, that receive the user-factor block r and the item-factor
-block c as task inputs and return them updated. Item-factor blocks therefore travel to
-the next owner once per sub-epoch: n_items x k x itemsize bytes per sub-epoch in total.
+runs one task per worker, holding that worker's blocks of the stratum: it receives their
+user-factor blocks r and item-factor blocks c as task inputs and returns them updated.
+Item-factor blocks therefore travel to the next owner once per sub-epoch:
+n_items x k x itemsize bytes per sub-epoch in total.
 
-The block tasks are pure (they copy their inputs before the kernel writes), so when a
-worker dies Dask recomputes lost results from their lineage and gets the same numbers.
+Inside a task the blocks run on the worker's kernel threads exactly as the local
+``EpochRunner`` runs a stratum (largest block first to the least loaded thread, each
+block's segments in plan order on one thread). Blocks of a stratum share no user and no
+item row, so the model does not depend on the thread count, the worker count or timing:
+it equals the local fit with the same n_blocks, bit for bit.
+
+The tasks are pure (they copy their inputs before the kernel writes), so when a worker
+dies Dask recomputes lost results from their lineage and gets the same numbers.
 
 Imported only when a Dask collection is passed to ``fit``: dask is an optional extra.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import io
 import math
@@ -133,6 +141,37 @@ def _block_run(block: tuple, P: np.ndarray, bu: np.ndarray, Q: np.ndarray, bi: n
     return (u, i, r, seg_ptr), P, bu, Q, bi, sse
 
 
+def _blocks_run(blocks: list, Ps: list, bus: list, Qs: list, bis: list, segs: list,
+                seeds: list, sizes: np.ndarray, hyper: T.Hyper, n_threads: int) -> tuple:
+    """One worker's blocks of a stratum on ``n_threads`` kernel threads, as the local
+    path runs a stratum: blocks go to threads largest first (``_training._assign``), each
+    block's segments run in plan order on one thread (``_block_run``; the kernel releases
+    the GIL). The blocks share no rows and each works on its own copies, so the results
+    do not depend on n_threads. Returns one ``_block_run`` result per block, in order."""
+    jobs = list(zip(blocks, Ps, bus, Qs, bis, segs, seeds, strict=True))
+    out: list = [None] * len(jobs)
+
+    def run(group: list[int]) -> None:
+        for j in group:
+            out[j] = _block_run(*jobs[j], hyper)
+
+    groups = T._assign(np.asarray(sizes), max(1, min(n_threads, len(jobs))))
+    if len(groups) == 1:
+        run(groups[0])
+    else:
+        with cf.ThreadPoolExecutor(len(groups) - 1, thread_name_prefix="mfsgd-dask") as pool:
+            futs = [pool.submit(run, g) for g in groups[1:]]
+            run(groups[0])
+            for f in futs:
+                f.result()
+    return tuple(out)
+
+
+def _pick(res: tuple, j: int, m: int) -> Any:
+    """Output m of block j of a ``_blocks_run`` result."""
+    return res[j][m]
+
+
 def _block_pairs(block: tuple, ustart: int, istart: int) -> tuple:
     return block[0].astype(np.int32) + np.int32(ustart), block[1] + np.int32(istart)
 
@@ -145,10 +184,12 @@ class DaskExecutor(T.Executor):
     the last good epoch costs nothing but keeping its futures alive."""
 
     def __init__(self, client: Any, skeleton: T.Layout, blocks: dict, owner: list,
-                 params: tuple[list, list, list, list], epoch: int, tag: str,
-                 callback: Callable | None, width: int, dtype: np.dtype) -> None:
+                 threads: dict[str, int], params: tuple[list, list, list, list], epoch: int,
+                 tag: str, callback: Callable | None, width: int, dtype: np.dtype) -> None:
         self.width, self.dtype = width, dtype  # of the factor rows (padded)
         self.client, self.skeleton, self.blocks, self.owner = client, skeleton, blocks, owner
+        self.threads = threads  # kernel threads per worker address
+        self.workers = {w: n for n, w in enumerate(dict.fromkeys(owner))}  # for task names
         self.P, self.bu, self.Q, self.bi = (list(x) for x in params)
         self.epoch, self.tag, self.callback = epoch, tag, callback
         self.seg_lo = np.searchsorted(skeleton.seg_block,
@@ -163,28 +204,41 @@ class DaskExecutor(T.Executor):
         with _failures():
             sse_parts, held = [], []
             for t, st in enumerate(T.epoch_plan(self.skeleton, rng)):
-                futs = []
+                # The stratum's blocks, grouped by the worker that owns their user block:
+                # one task per worker, running its blocks on that worker's threads.
+                groups: dict[str, list[int]] = {}
                 for j in range(st.block_bounds.size - 1):
-                    lo, hi = st.block_bounds[j], st.block_bounds[j + 1]
-                    gsegs = st.segments[lo:hi]
-                    b = int(self.skeleton.seg_block[gsegs[0]])
-                    rb, cb = divmod(b, P_)
-                    local = (gsegs - self.seg_lo[b]).astype(np.int64)
-                    seeds = None if st.seeds is None else st.seeds[lo:hi]
-                    res = c.submit(_block_run, self.blocks[b], self.P[rb], self.bu[rb],
-                                   self.Q[cb], self.bi[cb], local, seeds, hyper,
-                                   workers=[self.owner[rb]], allow_other_workers=True,
-                                   pure=False, key=f"mfsgd-e{e}-s{t + 1}-block-{rb}x{cb}-"
-                                                   f"{self.tag}")
+                    b = int(self.skeleton.seg_block[st.segments[st.block_bounds[j]]])
+                    groups.setdefault(self.owner[b // P_], []).append(j)
+                futs = []
+                for w, js in groups.items():
+                    ids, segs, seeds = [], [], []
+                    for j in js:
+                        lo, hi = st.block_bounds[j], st.block_bounds[j + 1]
+                        gsegs = st.segments[lo:hi]
+                        b = int(self.skeleton.seg_block[gsegs[0]])
+                        ids.append((b, *divmod(b, P_), gsegs))
+                        segs.append((gsegs - self.seg_lo[b]).astype(np.int64))
+                        seeds.append(None if st.seeds is None else st.seeds[lo:hi])
+                    res = c.submit(_blocks_run, [self.blocks[b] for b, *_ in ids],
+                                   [self.P[rb] for _, rb, _, _ in ids],
+                                   [self.bu[rb] for _, rb, _, _ in ids],
+                                   [self.Q[cb] for _, _, cb, _ in ids],
+                                   [self.bi[cb] for _, _, cb, _ in ids], segs, seeds,
+                                   st.block_sizes[js], hyper, self.threads.get(w, 1),
+                                   workers=[w], allow_other_workers=True, pure=False,
+                                   key=f"mfsgd-e{e}-s{t + 1}-worker-{self.workers[w]}-"
+                                       f"{self.tag}")
                     held.append(res)
-                    self.blocks[b] = c.submit(operator.getitem, res, 0, pure=False)
-                    self.P[rb] = c.submit(operator.getitem, res, 1, pure=False)
-                    self.bu[rb] = c.submit(operator.getitem, res, 2, pure=False)
-                    self.Q[cb] = c.submit(operator.getitem, res, 3, pure=False)
-                    self.bi[cb] = c.submit(operator.getitem, res, 4, pure=False)
-                    sse_f = c.submit(operator.getitem, res, 5, pure=False)
-                    futs.append(sse_f)
-                    sse_parts.append((gsegs, sse_f))
+                    for k, (b, rb, cb, gsegs) in enumerate(ids):
+                        self.blocks[b] = c.submit(_pick, res, k, 0, pure=False)
+                        self.P[rb] = c.submit(_pick, res, k, 1, pure=False)
+                        self.bu[rb] = c.submit(_pick, res, k, 2, pure=False)
+                        self.Q[cb] = c.submit(_pick, res, k, 3, pure=False)
+                        self.bi[cb] = c.submit(_pick, res, k, 4, pure=False)
+                        sse_f = c.submit(_pick, res, k, 5, pure=False)
+                        futs.append(sse_f)
+                        sse_parts.append((gsegs, sse_f))
                 wait(futs)  # the barrier of the sub-epoch
                 if self.callback is not None:
                     self.callback({"epoch": e, "stratum": t + 1, "n_strata": P_})
@@ -238,12 +292,15 @@ def _extremes(a: np.ndarray) -> tuple[float, float]:
 def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
              params: dict[str, Any], eval_set: Any = None,
              callback: Callable | None = None, checkpoint: str | None = None,
-             resume: bool = False) -> tuple[FittedState | None, T.TrainResult, int]:
+             resume: bool = False, threads_per_worker: int | None = None,
+             ) -> tuple[FittedState | None, T.TrainResult, int]:
     """Fit on a Dask DataFrame of user, item, rating columns.
 
-    ``params`` (the estimator's get_params) is stored in checkpoints. Returns the
-    fitted state (None when nothing may be kept), how training ended, and the epochs
-    that a resumed checkpoint had already done."""
+    ``params`` (the estimator's get_params) is stored in checkpoints.
+    ``threads_per_worker`` (validated by the caller) is the number of kernel threads
+    each worker's task uses; None: each worker's own ``nthreads``. Returns the fitted
+    state (None when nothing may be kept), how training ended, and the epochs that a
+    resumed checkpoint had already done."""
     from distributed import wait
 
     if cfg.ranking:
@@ -281,8 +338,10 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     cu = np.sum([c[0] for c in counts], axis=0)
     ci = np.sum([c[1] for c in counts], axis=0)
 
-    # 2. the grid, exactly as the single-machine fit would choose it
-    P_ = cfg.n_blocks or T.default_n_blocks(max(cfg.n_threads, len(client.nthreads())))
+    # 2. the grid, exactly as the single-machine fit would choose it for as many threads
+    # as the cluster's workers run the kernel on (2 blocks per thread)
+    threads = {w: threads_per_worker or int(n) for w, n in client.nthreads().items()}
+    P_ = cfg.n_blocks or T.default_n_blocks(max(cfg.n_threads, sum(threads.values())))
     row_bytes = padded_width(cfg.n_factors, dtype) * np.dtype(dtype).itemsize
     S = T.default_n_cells(nu, ni, n, row_bytes, P_) if cfg.shuffle else 1
     fu, fi = T.split_by_counts(cu, P_ * S), T.split_by_counts(ci, P_ * S)
@@ -341,7 +400,7 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     umap, imap = IdMap(uids), IdMap(iids)
     base = FittedState(mean, None, None, None, None, umap, imap, rr,  # type: ignore[arg-type]
                        cfg.biased, cfg.n_factors, n_blocks=P_)
-    ex = DaskExecutor(client, skeleton, blocks, owner, init, start_epoch,
+    ex = DaskExecutor(client, skeleton, blocks, owner, threads, init, start_epoch,
                       f"{id(ddf):x}-{time.time_ns()}", callback,
                       padded_width(cfg.n_factors, dt), dt)
 

@@ -12,7 +12,7 @@ import numpy as np
 from . import _recommend as R
 from . import _training as T
 from ._base import EstimatorBase
-from ._config import FitConfig, continuation_rng, fit_rng, make_config
+from ._config import MAX_THREADS, FitConfig, continuation_rng, fit_rng, make_config
 from ._dask import fit_dask
 from ._data import Handoff, columns_of, read_training, refuse_constant, unpack
 from ._recommender import RecommenderMixin
@@ -245,7 +245,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, *, sample_weight: Any = None, eval_set: Any = None,
             callback: Any = None, client: Any = None,
-            checkpoint: str | None = None, resume: bool = False) -> MatrixFactorization:
+            checkpoint: str | None = None, resume: bool = False,
+            threads_per_worker: int | None = None) -> MatrixFactorization:
         """Fit the model to ratings (``loss="squared"``) or interactions (ranking losses).
 
         Parameters
@@ -287,6 +288,11 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             With ``checkpoint``: start from the parameters, epoch and random-generator
             state stored there; the continued run gives the same model as one that was
             never interrupted.
+        threads_per_worker : int, optional
+            With a Dask collection: kernel threads per worker, each running some of the
+            worker's blocks of a sub-epoch (the model does not depend on it). None (the
+            default) uses each worker's ``nthreads``. ``n_blocks=None`` then means twice
+            the cluster's kernel threads in all.
 
         Returns
         -------
@@ -303,13 +309,22 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         """
         with self._lock:
             cfg = self._config()
+            if threads_per_worker is not None:
+                threads_per_worker = check_int("threads_per_worker", threads_per_worker)
+                if threads_per_worker > MAX_THREADS:
+                    raise ValueError(f"threads_per_worker must be None or an int from 1 to "
+                                     f"{MAX_THREADS}; got {threads_per_worker}.")
             if hasattr(X, "__dask_graph__"):
                 if sample_weight is not None:
                     raise ValueError("sample_weight is not supported with a Dask collection; "
                                      "compute the data and fit locally.")
-                return self._fit_dask(X, cfg, client, eval_set, callback, checkpoint, resume)
+                return self._fit_dask(X, cfg, client, eval_set, callback, checkpoint, resume,
+                                      threads_per_worker)
             if client is not None:
                 raise ValueError("client= is only for Dask collections; X is not one.")
+            if threads_per_worker is not None:
+                raise ValueError("threads_per_worker= is only for Dask collections; X is not "
+                                 "one (set n_threads for a local fit).")
             return self._fit_local(X, y, cfg, eval_set, callback, sample_weight)
 
     def _fit_local(self, X: Any, y: Any, cfg: FitConfig, eval_set: Any,
@@ -366,14 +381,16 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             return self._finish(cfg, state, res, st.n_epochs, report)
 
     def _fit_dask(self, X: Any, cfg: FitConfig, client: Any, eval_set: Any, callback: Any,
-                  checkpoint: str | None, resume: bool) -> MatrixFactorization:
+                  checkpoint: str | None, resume: bool,
+                  threads_per_worker: int | None = None) -> MatrixFactorization:
         if client is None:
             raise TypeError(
                 "X is a Dask collection: pass client=distributed.Client(...) to train on the "
                 "cluster, or call X.compute() to train locally.")
         state, res, before = fit_dask(X, client, cfg, random_state=self.random_state,
                                       params=self.get_params(), eval_set=eval_set,
-                                      callback=callback, checkpoint=checkpoint, resume=resume)
+                                      callback=callback, checkpoint=checkpoint, resume=resume,
+                                      threads_per_worker=threads_per_worker)
         if state is not None and state.n_epochs > 0:
             self._state = state
         T.raise_for(res, epochs_before=before, learning_rate=cfg.learning_rate,
