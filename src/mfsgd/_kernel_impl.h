@@ -40,8 +40,25 @@ MF_NAME(sq_pair)(MF_T *restrict pa, MF_T *restrict qa, MF_T *restrict pb, MF_T *
                  const MF_T lr, const MF_T reg_f, const MF_T reg_b, const int use_bias,
                  const int64_t k, double sse)
 {
-    const MF_T dot_a = MF_NAME(rdot)(pa, qa, k, 1);
-    const MF_T dot_b = MF_NAME(rdot)(pb, qb, k, 1);
+    /* rdot's chunks for both pairs in one loop, so that their FMAs interleave */
+    MF_T acc_a[MF_LANES], acc_b[MF_LANES];
+#pragma omp simd
+    for (int l = 0; l < MF_LANES; ++l) {
+        acc_a[l] = pa[l] * qa[l];
+        acc_b[l] = pb[l] * qb[l];
+    }
+    for (int64_t f = MF_LANES; f < k; f += MF_LANES) {
+#pragma omp simd
+        for (int l = 0; l < MF_LANES; ++l) {
+            acc_a[l] += pa[f + l] * qa[f + l];
+            acc_b[l] += pb[f + l] * qb[f + l];
+        }
+    }
+    MF_T dot_a = 0, dot_b = 0;
+#pragma omp simd reduction(+ : dot_a)
+    for (int l = 0; l < MF_LANES; ++l) dot_a += acc_a[l];
+#pragma omp simd reduction(+ : dot_b)
+    for (int l = 0; l < MF_LANES; ++l) dot_b += acc_b[l];
     const MF_T ea = ra - (mu + *bua + *bia + dot_a);
     const MF_T eb = rb - (mu + *bub + *bib + dot_b);
     sse += (double)ea * (double)ea;
