@@ -3,6 +3,87 @@
  * per 64-byte line), MF_NAME(x) (symbol name), MF_TARGET (function attribute), and
  * _kernel.c's MF_PREFETCH, MF_PREFETCH_R/W, MF_ASSUME_ALIGNED and MF_ALWAYS_INLINE. */
 
+/* Dot product of two rows, in fixed chunks of MF_LANES with independent partial sums
+ * when k is a multiple of MF_LANES (as in sgd_body). */
+MF_TARGET MF_ALWAYS_INLINE static inline MF_T
+MF_NAME(rdot)(const MF_T *restrict p, const MF_T *restrict q, const int64_t k, const int wide)
+{
+    MF_T dot = 0;
+    if (wide) {
+        MF_T acc[MF_LANES];
+#pragma omp simd
+        for (int l = 0; l < MF_LANES; ++l) acc[l] = p[l] * q[l];
+        for (int64_t f = MF_LANES; f < k; f += MF_LANES) {
+#pragma omp simd
+            for (int l = 0; l < MF_LANES; ++l) acc[l] += p[f + l] * q[f + l];
+        }
+#pragma omp simd reduction(+ : dot)
+        for (int l = 0; l < MF_LANES; ++l) dot += acc[l];
+    } else {
+#pragma omp simd reduction(+ : dot)
+        for (int64_t f = 0; f < k; ++f) dot += p[f] * q[f];
+    }
+    return dot;
+}
+
+/* The plain squared step (no AdaGrad, no bound, unweighted) of two consecutive ratings
+ * that share no row, written as two independent chains: both dot products first, then
+ * both errors, then both updates. Sequentially, the second dot product's loads wait
+ * behind the first rating's reduction and stores in the reorder window; here the two
+ * reductions overlap. Neither rating reads a value the other writes, so every
+ * operation is the one the sequential loop performs, in the same order per rating, and
+ * the SSE adds a's term before b's: the result is bit-identical. */
+MF_TARGET MF_ALWAYS_INLINE static inline double
+MF_NAME(sq_pair)(MF_T *restrict pa, MF_T *restrict qa, MF_T *restrict pb, MF_T *restrict qb,
+                 MF_T *restrict bua, MF_T *restrict bia, MF_T *restrict bub,
+                 MF_T *restrict bib, const MF_T ra, const MF_T rb, const MF_T mu,
+                 const MF_T lr, const MF_T reg_f, const MF_T reg_b, const int use_bias,
+                 const int64_t k, double sse)
+{
+    /* rdot's chunks for both pairs in one loop, so that their FMAs interleave */
+    MF_T acc_a[MF_LANES], acc_b[MF_LANES];
+#pragma omp simd
+    for (int l = 0; l < MF_LANES; ++l) {
+        acc_a[l] = pa[l] * qa[l];
+        acc_b[l] = pb[l] * qb[l];
+    }
+    for (int64_t f = MF_LANES; f < k; f += MF_LANES) {
+#pragma omp simd
+        for (int l = 0; l < MF_LANES; ++l) {
+            acc_a[l] += pa[f + l] * qa[f + l];
+            acc_b[l] += pb[f + l] * qb[f + l];
+        }
+    }
+    MF_T dot_a = 0, dot_b = 0;
+#pragma omp simd reduction(+ : dot_a)
+    for (int l = 0; l < MF_LANES; ++l) dot_a += acc_a[l];
+#pragma omp simd reduction(+ : dot_b)
+    for (int l = 0; l < MF_LANES; ++l) dot_b += acc_b[l];
+    const MF_T ea = ra - (mu + *bua + *bia + dot_a);
+    const MF_T eb = rb - (mu + *bub + *bib + dot_b);
+    sse += (double)ea * (double)ea;
+    sse += (double)eb * (double)eb;
+    if (use_bias) {
+        *bua += lr * (ea - reg_b * *bua);
+        *bia += lr * (ea - reg_b * *bia);
+        *bub += lr * (eb - reg_b * *bub);
+        *bib += lr * (eb - reg_b * *bib);
+    }
+#pragma omp simd
+    for (int64_t f = 0; f < k; ++f) {
+        const MF_T pf = pa[f], qf = qa[f];
+        pa[f] = pf + lr * (ea * qf - reg_f * pf);
+        qa[f] = qf + lr * (ea * pf - reg_f * qf);
+    }
+#pragma omp simd
+    for (int64_t f = 0; f < k; ++f) {
+        const MF_T pf = pb[f], qf = qb[f];
+        pb[f] = pf + lr * (eb * qf - reg_f * pf);
+        qb[f] = qf + lr * (eb * pf - reg_f * qf);
+    }
+    return sse;
+}
+
 /* One pass over n ratings: u, it, r (and wt) point at the first of them, in visiting
  * order (a stored segment or a gathered copy). Kept free of calls, divisions and bounds
  * checks; the dot product is a SIMD reduction (omp simd with -fopenmp-simd: no
@@ -21,6 +102,9 @@ MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const M
     const int wide = (k % MF_LANES) == 0;
     const MF_T inv_n = (MF_T)1 / (MF_T)(k + (use_bias ? 1 : 0));
     double sse = 0.0;
+    /* Two ratings per step when they share no row (see sq_pair); a rating whose
+     * successor shares a row with it takes the one-rating path. */
+    const int pairs = !Gu && !nonneg && !weighted && wide;
     for (int64_t t = 0; t < n; ++t) {
         /* Prefetch the rows of the rating MF_PREFETCH steps ahead: on models larger
          * than the cache the row loads, not the arithmetic, bound the speed. */
@@ -30,6 +114,30 @@ MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const M
             for (int64_t off = 0; off < row_bytes; off += 64) {
                 MF_PREFETCH_W(pu + off);
                 MF_PREFETCH_W(qi + off);
+            }
+        }
+        if (pairs && t + 1 < n) {
+            const int64_t ua = u[t], ia = it[t], ub = u[t + 1], ib = it[t + 1];
+            if (ua != ub && ia != ib) {
+                if (MF_PREFETCH > 0 && t + 1 + MF_PREFETCH < n) {
+                    const char *pu = (const char *)(P + (int64_t)u[t + 1 + MF_PREFETCH] * k);
+                    const char *qi = (const char *)(Q + (int64_t)it[t + 1 + MF_PREFETCH] * k);
+                    for (int64_t off = 0; off < row_bytes; off += 64) {
+                        MF_PREFETCH_W(pu + off);
+                        MF_PREFETCH_W(qi + off);
+                    }
+                }
+                MF_T *pa = P + ua * k, *qa = Q + ia * k, *pb = P + ub * k, *qb = Q + ib * k;
+                if (aligned) {
+                    pa = (MF_T *)MF_ASSUME_ALIGNED(pa);
+                    qa = (MF_T *)MF_ASSUME_ALIGNED(qa);
+                    pb = (MF_T *)MF_ASSUME_ALIGNED(pb);
+                    qb = (MF_T *)MF_ASSUME_ALIGNED(qb);
+                }
+                sse = MF_NAME(sq_pair)(pa, qa, pb, qb, bu + ua, bi + ia, bu + ub, bi + ib,
+                                       r[t], r[t + 1], mu, lr, reg_f, reg_b, use_bias, k, sse);
+                ++t; /* and the loop's own: two ratings */
+                continue;
             }
         }
         const int64_t ui = u[t], ii = it[t];
@@ -223,29 +331,6 @@ MF_NAME(sgd_segments)(const int32_t *u, const int32_t *it, const MF_T *r, const 
  *                  + lambda2 (sum of b'^2 over the item biases it touches),
  * i.e. by -alpha * d/dtheta [w l(s)] - alpha * lambda * theta, with l the loss below.
  * All rows move from their values before the step (the old user row is kept). */
-
-/* Dot product of two rows, in fixed chunks of MF_LANES with independent partial sums
- * when k is a multiple of MF_LANES (as in sgd_body). */
-MF_TARGET MF_ALWAYS_INLINE static inline MF_T
-MF_NAME(rdot)(const MF_T *restrict p, const MF_T *restrict q, const int64_t k, const int wide)
-{
-    MF_T dot = 0;
-    if (wide) {
-        MF_T acc[MF_LANES];
-#pragma omp simd
-        for (int l = 0; l < MF_LANES; ++l) acc[l] = p[l] * q[l];
-        for (int64_t f = MF_LANES; f < k; f += MF_LANES) {
-#pragma omp simd
-            for (int l = 0; l < MF_LANES; ++l) acc[l] += p[f + l] * q[f + l];
-        }
-#pragma omp simd reduction(+ : dot)
-        for (int l = 0; l < MF_LANES; ++l) dot += acc[l];
-    } else {
-#pragma omp simd reduction(+ : dot)
-        for (int64_t f = 0; f < k; ++f) dot += p[f] * q[f];
-    }
-    return dot;
-}
 
 /* One pairwise step with data-term slope g (BPR and WARP): the loss decreases in
  * s_ui - s_uj at rate g, so u moves along g (v_i - v_j), v_i along g u, v_j along -g u. */
