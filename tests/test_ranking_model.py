@@ -111,11 +111,15 @@ def test_same_model_for_any_thread_count(implicit, loss):
     train, _ = implicit
     kw = dict(loss=loss, n_epochs=3, n_blocks=4, **KW)
     a = MatrixFactorization(n_threads=1, **kw).fit(train)
-    b = MatrixFactorization(n_threads=2, **kw).fit(train)
-    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
-    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
-    np.testing.assert_array_equal(a.item_bias_, b.item_bias_)
-    assert a.history_[-1]["train_loss"] == b.history_[-1]["train_loss"]
+    # several fits: a difference in the last bits can hide in one comparison (the
+    # kernel's items were once in a copy that was not cache-line aligned, and its
+    # unaligned variant differed from run to run in about one fit of three)
+    for n_threads in (1, 2, 2, 2):
+        b = MatrixFactorization(n_threads=n_threads, **kw).fit(train)
+        np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+        np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+        np.testing.assert_array_equal(a.item_bias_, b.item_bias_)
+        assert a.history_[-1]["train_loss"] == b.history_[-1]["train_loss"]
 
 
 def _by_popularity(pairs):

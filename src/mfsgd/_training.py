@@ -41,6 +41,7 @@ from ._idmap import IdMap
 from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it here)
     FittedState,
     aligned_concat,
+    aligned_empty,
     counts_of,
     grown,
     init_rows,
@@ -773,7 +774,7 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     # ratings, k = 64: 3.11 -> 2.8 GiB, bench/memory.py).
     params = make_params()
     if order is not None:  # the kernel's copies, in its item order (the base's: natural)
-        params = Params(params.P, params.Q[order], params.bu, params.bi[order])
+        params = Params(params.P, _rows(params.Q, order), params.bu, params.bi[order])
     base = replace(base, user_factors=params.P, item_factors=params.Q, user_bias=params.bu,
                    item_bias=params.bi)
     hyper = hyper_of(cfg, base.kernel_mu)
@@ -842,6 +843,13 @@ def _shuffled_items(items: np.ndarray, n_items: int) -> tuple[np.ndarray, np.nda
     order = np.random.default_rng([0x6D66736764, n_items]).permutation(n_items)
     order = order.astype(np.int32)
     return order, _positions(order)[items]
+
+
+def _rows(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``a[index]`` in a cache-line-aligned array, as the kernel's factor arrays are."""
+    out = aligned_empty((index.size, *a.shape[1:]), a.dtype)
+    np.take(a, index, axis=0, out=out)
+    return out
 
 
 def _positions(order: np.ndarray) -> np.ndarray:
