@@ -55,6 +55,8 @@ import numpy as np
 from _common import Parser, Report, header, md_table, progress, size_dims
 from libs import ITER_RE, cli_version
 
+from mfsgd.datasets import _cap_weights  # the weights make_ratings caps too
+
 SEED = 0
 RANK, NOISE = 10, 0.5
 BLOCK = 1 << 20  # ratings generated, formatted and written at a time
@@ -122,19 +124,6 @@ def data_path(data_dir: str, n: int, fmt: str) -> str:
 def _power_weights(n: int, exponent: float, offset: float, rng: np.random.Generator):
     w = 1.0 / (np.arange(n, dtype=np.float64) + offset) ** exponent
     rng.shuffle(w)
-    return w / w.sum()
-
-
-def _cap(w: np.ndarray, n: int, cap: float) -> np.ndarray:
-    """Cap expected counts n * w at ``cap``, spreading the excess over the others."""
-    for _ in range(50):
-        over = w * n > cap
-        if not over.any():
-            break
-        excess = (w[over] - cap / n).sum()
-        w = w.copy()
-        w[over] = cap / n
-        w[~over] += excess * w[~over] / w[~over].sum()
     return w / w.sum()
 
 
@@ -226,8 +215,8 @@ def write_files(n: int, fmts: list[str], data_dir: str) -> None:
     n_users, n_items = size_dims(n)
     t0 = time.perf_counter()
     rng = np.random.default_rng(SEED)
-    du = _degrees(_cap(_power_weights(n_users, 0.8, 5.0, rng), n, 0.25 * n_items), n)
-    item_cdf = np.cumsum(_cap(_power_weights(n_items, 1.0, 1.0, rng), n, 0.25 * n_users))
+    du = _degrees(_cap_weights(_power_weights(n_users, 0.8, 5.0, rng), n, 0.25 * n_items), n)
+    item_cdf = np.cumsum(_cap_weights(_power_weights(n_items, 1.0, 1.0, rng), n, 0.25 * n_users))
     scale = 0.8 / RANK**0.25
     P = rng.normal(0.0, scale, size=(n_users, RANK)).astype(np.float32)
     Q = rng.normal(0.0, scale, size=(n_items, RANK)).astype(np.float32)

@@ -4,7 +4,7 @@
  * _kernel.c's MF_PREFETCH, MF_PREFETCH_R/W, MF_ASSUME_ALIGNED and MF_ALWAYS_INLINE. */
 
 /* Dot product of two rows, in fixed chunks of MF_LANES with independent partial sums
- * when k is a multiple of MF_LANES (as in sgd_body). */
+ * when k is a multiple of MF_LANES (the rows are padded so). */
 MF_TARGET MF_ALWAYS_INLINE static inline MF_T
 MF_NAME(rdot)(const MF_T *restrict p, const MF_T *restrict q, const int64_t k, const int wide)
 {
@@ -24,6 +24,19 @@ MF_NAME(rdot)(const MF_T *restrict p, const MF_T *restrict q, const int64_t k, c
         for (int64_t f = 0; f < k; ++f) dot += p[f] * q[f];
     }
     return dot;
+}
+
+/* The factor rows of one squared step, u and v both from their values before it. */
+MF_TARGET MF_ALWAYS_INLINE static inline void
+MF_NAME(sq_rows)(MF_T *restrict p, MF_T *restrict q, const MF_T e, const MF_T lr,
+                 const MF_T reg_f, const int64_t k)
+{
+#pragma omp simd
+    for (int64_t f = 0; f < k; ++f) {
+        const MF_T pf = p[f], qf = q[f];
+        p[f] = pf + lr * (e * qf - reg_f * pf);
+        q[f] = qf + lr * (e * pf - reg_f * qf);
+    }
 }
 
 /* The plain squared step (no AdaGrad, no bound, unweighted) of two consecutive ratings
@@ -69,18 +82,8 @@ MF_NAME(sq_pair)(MF_T *restrict pa, MF_T *restrict qa, MF_T *restrict pb, MF_T *
         *bub += lr * (eb - reg_b * *bub);
         *bib += lr * (eb - reg_b * *bib);
     }
-#pragma omp simd
-    for (int64_t f = 0; f < k; ++f) {
-        const MF_T pf = pa[f], qf = qa[f];
-        pa[f] = pf + lr * (ea * qf - reg_f * pf);
-        qa[f] = qf + lr * (ea * pf - reg_f * qf);
-    }
-#pragma omp simd
-    for (int64_t f = 0; f < k; ++f) {
-        const MF_T pf = pb[f], qf = qb[f];
-        pb[f] = pf + lr * (eb * qf - reg_f * pf);
-        qb[f] = qf + lr * (eb * pf - reg_f * qf);
-    }
+    MF_NAME(sq_rows)(pa, qa, ea, lr, reg_f, k);
+    MF_NAME(sq_rows)(pb, qb, eb, lr, reg_f, k);
     return sse;
 }
 
@@ -147,24 +150,10 @@ MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const M
             p = (MF_T *)MF_ASSUME_ALIGNED(p);
             q = (MF_T *)MF_ASSUME_ALIGNED(q);
         }
-        MF_T dot = 0;
-        if (wide) {
-            /* Rows are padded to whole cache lines (MF_LANES values), so the dot product
-             * runs in fixed chunks with independent partial sums: several vector
-             * accumulators instead of one dependency chain of FMAs. */
-            MF_T acc[MF_LANES];
-#pragma omp simd
-            for (int l = 0; l < MF_LANES; ++l) acc[l] = p[l] * q[l];
-            for (int64_t f = MF_LANES; f < k; f += MF_LANES) {
-#pragma omp simd
-                for (int l = 0; l < MF_LANES; ++l) acc[l] += p[f + l] * q[f + l];
-            }
-#pragma omp simd reduction(+ : dot)
-            for (int l = 0; l < MF_LANES; ++l) dot += acc[l];
-        } else {
-#pragma omp simd reduction(+ : dot)
-            for (int64_t f = 0; f < k; ++f) dot += p[f] * q[f];
-        }
+        /* Rows are padded to whole cache lines (MF_LANES values), so the dot product
+         * runs in fixed chunks with independent partial sums (rdot): several vector
+         * accumulators instead of one dependency chain of FMAs. */
+        const MF_T dot = MF_NAME(rdot)(p, q, k, wide);
         MF_T e = r[t] - (mu + bu[ui] + bi[ii] + dot);
         if (weighted) {
             /* sample_weight: the rating's term is w e^2, so w multiplies e in every
@@ -219,12 +208,7 @@ MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const M
                 q[f] = nq_ > 0 ? nq_ : 0;
             }
         } else {
-#pragma omp simd
-            for (int64_t f = 0; f < k; ++f) {
-                const MF_T pf = p[f], qf = q[f];
-                p[f] = pf + lr * (e * qf - reg_f * pf);
-                q[f] = qf + lr * (e * pf - reg_f * qf);
-            }
+            MF_NAME(sq_rows)(p, q, e, lr, reg_f, k);
         }
     }
     return sse;

@@ -214,6 +214,20 @@ def _check_columns(columns: Any, keep: Any, want: tuple[str, ...] = _ROLES,
     return roles, extras
 
 
+def _named_roles(names: list[str], want: tuple[str, ...], path: str) -> list[int | str]:
+    """Positions of the ``want`` columns recognised by name (``userId``, ``movieId``...,
+    any case) in a header or schema, or ValueError naming the missing one."""
+    low = [n.lower() for n in names]
+    roles: list[int | str] = []
+    for role in want:
+        hit = next((low.index(c) for c in _ROLE_NAMES[role] if c in low), None)
+        if hit is None:
+            raise ValueError(f"{path}: no {role} column among {names}; pass "
+                             f"columns=[{', '.join(want)}] names or positions.")
+        roles.append(hit)
+    return roles
+
+
 def _is_number(s: str) -> bool:
     try:
         float(s)
@@ -370,14 +384,7 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         if names is None:
             roles = list(range(len(want)))
         else:
-            low = [n.lower() for n in names]
-            roles = []
-            for role in want:
-                hit = next((low.index(c) for c in _ROLE_NAMES[role] if c in low), None)
-                if hit is None:
-                    raise ValueError(f"{spath}: no {role} column among {names}; pass "
-                                     f"columns=[{', '.join(want)}] names or positions.")
-                roles.append(hit)
+            roles = _named_roles(names, want, spath)
     if ratings and columns is None and width == 2:
         raise ValueError(f"{spath}: lines have 2 fields, so there is no rating column; read "
                          "interactions (user, item) with ratings=False and fit them with a "
@@ -572,14 +579,7 @@ def _load_parquet(spath: str, columns: Any, keep: Any, as_frame: bool | str,
         raise ValueError(f"{spath} is not a valid Parquet file: {e}") from None
     names = list(schema.names)
     if roles is None:
-        low = [n.lower() for n in names]
-        roles = []
-        for role in want:
-            hit = next((low.index(c) for c in _ROLE_NAMES[role] if c in low), None)
-            if hit is None:
-                raise ValueError(f"{spath}: no {role} column among {names}; pass "
-                                 f"columns=[{', '.join(want)}] names or positions.")
-            roles.append(hit)
+        roles = _named_roles(names, want, spath)
     pos = [_position(c, names, len(names), spath, r) for c, r in zip(roles, want, strict=True)]
     extra_pos = [_position(c, names, len(names), spath, "extra") for c in extras]
     if len(set(pos + extra_pos)) < len(pos + extra_pos):
