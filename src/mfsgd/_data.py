@@ -210,16 +210,21 @@ def _ids(name: str, v: Any, encoded: bool) -> Any:
     return as_1d(name, v)
 
 
+def _eval_xy(eval_set: Any) -> tuple[Any, Any]:
+    """``eval_set`` as (X, y): a pair ``(X_val, y_val)`` with X_val an (n, 2) array, or
+    any form of ``unpack`` with no separate y."""
+    if isinstance(eval_set, (tuple, list)) and len(eval_set) == 2 and \
+            np.ndim(eval_set[0]) == 2:
+        return eval_set[0], eval_set[1]
+    return eval_set, None
+
+
 def eval_indices(eval_set: Any, *, columns: tuple[Any, Any, Any], user_map: Any,
                  item_map: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The validation ratings of ``fit(eval_set=...)`` as (user rows, item rows,
     ratings in ``dtype``); ids the maps do not know get row -1. Besides the forms of
     ``unpack``, ``eval_set`` may be a pair ``(X_val, y_val)`` with X_val an (n, 2) array."""
-    if isinstance(eval_set, (tuple, list)) and len(eval_set) == 2 and \
-            np.ndim(eval_set[0]) == 2:
-        X, y = eval_set
-    else:
-        X, y = eval_set, None
+    X, y = _eval_xy(eval_set)
     u, i, r = unpack(X, y, columns=columns, ratings="require", what="eval_set")
     r = check_ratings(r, dtype, name="eval_set ratings")
     return user_map.lookup("eval_set users", u), item_map.lookup("eval_set items", i), r
@@ -230,11 +235,7 @@ def eval_pairs(eval_set: Any, *, columns: tuple[Any, Any, Any], user_map: Any, i
     """The validation interactions of a ranking fit's ``eval_set`` as (user rows, item
     rows), -1 for ids the maps do not know; ratings, when present, only select rows
     (those >= ``min_rating`` when it is set)."""
-    if isinstance(eval_set, (tuple, list)) and len(eval_set) == 2 and \
-            np.ndim(eval_set[0]) == 2:
-        X, y = eval_set
-    else:
-        X, y = eval_set, None
+    X, y = _eval_xy(eval_set)
     u, i, r = unpack(X, y, columns=columns, ratings="optional", what="eval_set")
     if min_rating is not None:
         u, i = at_least(u, i, r, min_rating, "eval_set")

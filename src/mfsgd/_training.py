@@ -767,7 +767,8 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
         # compared with negatives like itself: NDCG@10 on MovieLens 100K fell from 0.355
         # (one block) to 0.17 (4 blocks). The kernel therefore sees the items in a fixed
         # random order: every block column is then a random sample of the catalogue.
-        order, triples[1] = _shuffled_items(triples[1], len(base.item_map))
+        order, pos = _item_order(len(base.item_map))
+        triples[1] = pos[triples[1]]
     layout = Layout.build(triples, len(base.user_map), len(base.item_map), nb, ns)
     # The parameters are made only now (same random draws: the layout uses none), so
     # they are not resident during the layout's copying, the peak of a fit (100 M
@@ -784,7 +785,7 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
         if base.seen_indptr is not None:  # partial_fit: the earlier interactions too
             old_u = np.repeat(np.arange(len(base.seen_indptr) - 1, dtype=np.int32),
                               np.diff(base.seen_indptr))
-            old_i = base.seen_items if order is None else _positions(order)[base.seen_items]
+            old_i = base.seen_items if order is None else pos[base.seen_items]
             su, si = np.concatenate([old_u, su]), np.concatenate([old_i, si])
         sampler = make_sampler(layout, len(base.item_map), len(base.user_map),
                                cfg.negative_exponent, (su, si), rng, weighted)
@@ -795,7 +796,6 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
         if order is None:
             metric = (name, lambda: score(base))  # base's arrays are the live parameters
         else:
-            pos = _positions(order)
             metric = (name, lambda: score(replace(base, item_factors=params.Q[pos],
                                                   item_bias=params.bi[pos])))
     ex = LocalExecutor(layout, params, hyper, cfg.n_threads, sampler)
@@ -819,11 +819,9 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     layout.ratings = layout.weights = None
     su, si = layout.users, layout.items
     del layout, ex
-    if order is not None:  # back to the natural item order
-        pos = _positions(order)
-        base = replace(base, item_factors=params.Q[pos], item_bias=params.bi[pos])
+    if order is not None:  # back to the natural item order, aligned like every factor array
+        base = replace(base, item_factors=_rows(params.Q, pos), item_bias=params.bi[pos])
         si = order[si]
-        del pos
     if seen_extra is not None:
         su, si = np.concatenate([su, seen_extra[0]]), np.concatenate([si, seen_extra[1]])
     if base.seen_indptr is None:
@@ -837,12 +835,15 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     return state, res
 
 
-def _shuffled_items(items: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed random order of the item indices (``order[k]`` = the item the kernel sees
-    as index k; the same for any seed and thread count), and ``items`` in that order."""
+def _item_order(n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed random order of the item indices, the same for any seed and thread count:
+    ``order[k]`` is the item the kernel sees as index k, and ``pos`` its inverse
+    (``pos[item]`` = k)."""
     order = np.random.default_rng([0x6D66736764, n_items]).permutation(n_items)
     order = order.astype(np.int32)
-    return order, _positions(order)[items]
+    pos = np.empty_like(order)
+    pos[order] = np.arange(n_items, dtype=np.int32)
+    return order, pos
 
 
 def _rows(a: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -850,13 +851,6 @@ def _rows(a: np.ndarray, index: np.ndarray) -> np.ndarray:
     out = aligned_empty((index.size, *a.shape[1:]), a.dtype)
     np.take(a, index, axis=0, out=out)
     return out
-
-
-def _positions(order: np.ndarray) -> np.ndarray:
-    """The inverse permutation: ``_positions(order)[item]`` is the item's kernel index."""
-    pos = np.empty_like(order)
-    pos[order] = np.arange(order.size, dtype=order.dtype)
-    return pos
 
 
 def epoch_line(row: dict[str, Any]) -> str:
