@@ -107,7 +107,9 @@ else
         | tar -cf - --null -T -) | tar -xf - -C "$SRC"
 fi
 for bad in build dist src/mfsgd/_sgd.c; do [ ! -e "$SRC/$bad" ] || die "$bad in the copy"; done
-if find "$SRC" -name '*.so' -o -name '*.egg-info' | grep -q .; then die "build outputs in the copy"; fi
+# (Outputs are captured before grep: `cmd | grep -q` under pipefail can fail on a match.)
+outputs=$(find "$SRC" -name '*.so' -o -name '*.egg-info')
+if [ -n "$outputs" ]; then die "build outputs in the copy: $outputs"; fi
 pass "$(find "$SRC" -type f | wc -l) files"
 
 # ---------------------------------------------------------------------------------------
@@ -158,7 +160,8 @@ if grep -iq 'numpy' <<<"$build_reqs"; then die "numpy was installed to build: $b
 mkdir -p "$WORK/wheel-unpacked"
 "$TOOLS/python" -m zipfile -e "$WHEEL" "$WORK/wheel-unpacked"
 SO=$(ls "$WORK"/wheel-unpacked/mfsgd/_sgd*.so)
-if strings "$SO" | grep -qiE 'numpy|_ARRAY_API|PyArray_'; then die "the extension references numpy"; fi
+so_strings=$(strings "$SO")
+if grep -qiE 'numpy|_ARRAY_API|PyArray_' <<<"$so_strings"; then die "the extension references numpy"; fi
 needed=$(readelf -d "$SO" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
 # Wheel contents: the extension, typed marker, no C sources, no tests.
 (cd "$WORK/wheel-unpacked" && find . -type f | sed 's|^\./||' | sort) >"$WORK/wheel.txt"
@@ -174,9 +177,10 @@ begin "5. auditwheel show + repair"
 logged "$WORK/auditwheel-repair.log" env PATH="$TOOLS:$PATH" "$TOOLS/auditwheel" repair -w "$WORK/wheelhouse" "$WHEEL"
 REPAIRED=$(ls "$WORK"/wheelhouse/mfsgd-*.whl)
 case $(basename "$REPAIRED") in *manylinux*) ;; *) die "not a manylinux wheel: $REPAIRED" ;; esac
-if "$TOOLS/python" -m zipfile -l "$REPAIRED" | grep -q 'mfsgd\.libs/'; then
+repaired_list=$("$TOOLS/python" -m zipfile -l "$REPAIRED")
+if grep -q 'mfsgd\.libs/' <<<"$repaired_list"; then
     echo "note: auditwheel grafted shared libraries into the wheel:"
-    "$TOOLS/python" -m zipfile -l "$REPAIRED" | grep 'mfsgd\.libs/'
+    grep 'mfsgd\.libs/' <<<"$repaired_list"
 fi
 pass "$(basename "$REPAIRED")"
 

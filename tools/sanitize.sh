@@ -74,13 +74,20 @@ done
 # Only mfsgd's own extension: scikit-learn (a test dependency) ships
 # sklearn/linear_model/_sgd_fast*.so, which a bare '_sgd*.so' also matches, and which one
 # find lists first depends on the file system.
-so=$(find "$work/venv" -path '*/site-packages/mfsgd/_sgd.*.so' | head -n 1)
+# No `cmd | grep -q` and no `| head` here: under pipefail, grep -q (or head) exits at the
+# first match, the writer can die of SIGPIPE, and the pipeline then fails although the
+# match was found. That is how CI once reported "does not link ASan" for a good build.
+sos=$(find "$work/venv" -path '*/site-packages/mfsgd/_sgd.*.so')
+so=${sos%%$'\n'*}
 if [ -z "$so" ]; then echo "no mfsgd/_sgd.*.so under $work/venv" >&2; exit 2; fi
-if ! ldd "$so" | grep -q 'libasan'; then
-    echo "$so does not link ASan: the debug build did not take effect" >&2
-    exit 2
-fi
-echo "   extension: $so (links $(ldd "$so" | grep -o 'lib[a-z]*san[^ ]*' | sort -u | xargs))"
+linked=$(ldd "$so")
+case "$linked" in
+    *libasan*) ;;
+    *) echo "$so does not link ASan: the debug build did not take effect" >&2
+       echo "$linked" >&2
+       exit 2 ;;
+esac
+echo "   extension: $so (links $(grep -o 'lib[a-z]*san[^ ]*' <<<"$linked" | sort -u | xargs))"
 
 # detect_leaks=0: CPython keeps objects alive until exit by design (not mfsgd's leaks).
 # UBSan: every report is fatal (also compiled in with -fno-sanitize-recover).
