@@ -86,20 +86,29 @@ def _grid(base: dict, **axes: tuple) -> list[dict]:
             for vals in itertools.product(*axes.values())]
 
 
-# The tuned models and their grids (at most 12 configurations each).
+def _mfsgd_grid(loss: str, **axes: tuple) -> list[dict]:
+    """The loss's defaults, then ``axes`` around its AdaGrad defaults (``adagrad=True``,
+    the first value of each axis being ADAGRAD_DEFAULTS')."""
+    return [{"loss": loss}, *_grid({"loss": loss, "adagrad": True}, **axes)]
+
+
+# The tuned models and their grids (at most 16 configurations each). Each anchor's grid
+# reaches past the corner where its first grid's best lay (LightFM's epochs and rate,
+# ALS's regularisation): the target is a ratio to the best tuned anchor.
 GRIDS: dict[str, tuple[str, list[dict]]] = {
-    "mfsgd loss='warp'": ("mfsgd", _grid({"loss": "warp"}, learning_rate=(0.005, 0.003, 0.008),
-                                         n_epochs=(15, 25), reg_factors=(0.01, 0.03))),
-    "mfsgd loss='bpr'": ("mfsgd", _grid({"loss": "bpr"}, learning_rate=(0.1, 0.05, 0.2),
-                                        n_epochs=(10, 20), n_negatives=(2, 4))),
-    "mfsgd loss='softmax'": ("mfsgd", _grid({"loss": "softmax"},
-                                            learning_rate=(0.1, 0.05, 0.2),
-                                            n_epochs=(15, 25), n_negatives=(10, 20))),
+    "mfsgd loss='warp'": ("mfsgd", _mfsgd_grid("warp", reg_factors=(0.4, 0.3, 0.5),
+                                               n_epochs=(100, 150),
+                                               learning_rate=(0.025, 0.02))),
+    "mfsgd loss='bpr'": ("mfsgd", _mfsgd_grid("bpr", reg_factors=(0.03, 0.01),
+                                              n_epochs=(60, 100), learning_rate=(0.05, 0.1))),
+    "mfsgd loss='softmax'": ("mfsgd", _mfsgd_grid("softmax", reg_factors=(0.03, 0.01, 0.06),
+                                                  n_epochs=(40, 60),
+                                                  learning_rate=(0.1, 0.05))),
     "implicit ALS": ("implicit-als", _grid({"iterations": 15},
-                                           regularization=(0.05, 0.5, 2.0, 0.01),
+                                           regularization=(0.05, 0.5, 2.0, 8.0, 0.01),
                                            alpha=(1.0, 4.0, 16.0))),
-    "LightFM WARP": ("lightfm-warp", _grid({}, learning_rate=(0.05, 0.025, 0.1),
-                                           epochs=(30, 10, 60))),
+    "LightFM WARP": ("lightfm-warp", _grid({}, learning_rate=(0.05, 0.025, 0.1, 0.01),
+                                           epochs=(30, 10, 60, 100))),
 }
 
 

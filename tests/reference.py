@@ -127,17 +127,45 @@ def _softplus(x):
 
 def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi, lr, reg_f,
                          reg_b, use_bias=True, n_neg=1, max_sampled=10, margin=1.0,
-                         logq=False, cdf=None, seen=None, dtype=np.float64):
+                         logq=False, cdf=None, seen=None, dtype=np.float64, Gu=None,
+                         Gi=None):
     """One ranking pass over the interactions in the given order, line by line from the
     update rules (see _kernel_impl.h): returns updated copies (P, Q, bi) and the summed
     loss. ``loss`` is "bpr", "warp" or "softmax"; ``seen``: dict user -> set of items to
     reject as negatives (None: only the positive). Arithmetic in ``dtype`` for the rows
     and scores and BPR's sigmoid, in float64 for the softmax and the rank weight, as the
-    kernel does."""
+    kernel does. ``Gu``/``Gi``: AdaGrad accumulators (one per user / item row, updated in
+    place): each row moves at lr / sqrt(G) with G read before its step, then G grows by
+    the mean squared gradient over the row's values (k factors, plus the item bias)."""
     t = np.dtype(dtype).type
     P, Q, bi = P.astype(dtype), Q.astype(dtype), bi.astype(dtype)
     lr, reg_f, reg_b = t(lr), t(reg_f), t(reg_b)
+    k = P.shape[1]
+    n_item_vals = t(k + (1 if use_bias else 0))
     total = 0.0
+
+    def pair(u, i, j, g):
+        """BPR's and WARP's step of slope g on the pair (i, j)."""
+        p, qi, qj = P[u].copy(), Q[i].copy(), Q[j].copy()
+        gp = g * (qi - qj) - reg_f * p
+        gqi, gqj = g * p - reg_f * qi, -g * p - reg_f * qj
+        if Gu is None:
+            if use_bias:
+                bi[i] = bi[i] + lr * (g - reg_b * bi[i])
+                bi[j] = bi[j] + lr * (-g - reg_b * bi[j])
+            P[u], Q[i], Q[j] = p + lr * gp, qi + lr * gqi, qj + lr * gqj
+            return
+        ru, ri, rj = (lr / np.sqrt(G[x]) for G, x in ((Gu, u), (Gi, i), (Gi, j)))
+        si = sj = t(0)
+        if use_bias:
+            gbi, gbj = g - reg_b * bi[i], -g - reg_b * bi[j]
+            bi[i], bi[j] = bi[i] + ri * gbi, bi[j] + rj * gbj
+            si, sj = gbi * gbi, gbj * gbj
+        P[u], Q[i], Q[j] = p + ru * gp, qi + ri * gqi, qj + rj * gqj
+        Gu[u] += t(np.sum(gp * gp)) / t(k)
+        Gi[i] += (si + t(np.sum(gqi * gqi))) / n_item_vals
+        Gi[j] += (sj + t(np.sum(gqj * gqj))) / n_item_vals
+
     for step, (u, i) in enumerate(zip(users, items, strict=True)):
         u, i = int(u), int(i)
         w = t(1) if weights is None else t(weights[step])
@@ -154,14 +182,7 @@ def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi,
                     x = x + (bi[i] - bi[j])
                 sx = t(1) / (t(1) + np.exp(t(x)))  # in the model's type, as the kernel
                 total += float(w) * _softplus(-float(x))
-                g = w * sx
-                if use_bias:
-                    bi[i] = bi[i] + lr * (g - reg_b * bi[i])
-                    bi[j] = bi[j] + lr * (-g - reg_b * bi[j])
-                p, qi, qj = P[u].copy(), Q[i].copy(), Q[j].copy()
-                P[u] = p + lr * (g * (qi - qj) - reg_f * p)
-                Q[i] = qi + lr * (g * p - reg_f * qi)
-                Q[j] = qj + lr * (-g * p - reg_f * qj)
+                pair(u, i, j, w * sx)
         elif loss == "warp":
             si = t(np.dot(P[u], Q[i]))
             if use_bias:
@@ -176,13 +197,7 @@ def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi,
                 if sj > si - t(margin):
                     g = w * t(harmonic((hi - lo - 1) // s))
                     total += float(g) * (margin - float(si) + float(sj))
-                    if use_bias:
-                        bi[i] = bi[i] + lr * (g - reg_b * bi[i])
-                        bi[j] = bi[j] + lr * (-g - reg_b * bi[j])
-                    p, qi, qj = P[u].copy(), Q[i].copy(), Q[j].copy()
-                    P[u] = p + lr * (g * (qi - qj) - reg_f * p)
-                    Q[i] = qi + lr * (g * p - reg_f * qi)
-                    Q[j] = qj + lr * (-g * p - reg_f * qj)
+                    pair(u, i, j, g)
                     break
         elif loss == "softmax":
             js = [i]
@@ -209,6 +224,23 @@ def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi,
             gp = g0 * Q[i]
             for m in range(1, len(js)):
                 gp = gp - (w * t(e[m] / z)) * Q[js[m]]
+            if Gu is not None:
+                # the positive's row, each negative's (in draw order), then the user's
+                for m, j in enumerate(js):
+                    gm = g0 if m == 0 else -(w * t(e[m] / z))
+                    rq = lr / np.sqrt(Gi[j])
+                    sq = t(0)
+                    if use_bias:
+                        gb = gm - reg_b * bi[j]
+                        bi[j] = bi[j] + rq * gb
+                        sq = gb * gb
+                    gq = gm * pold - reg_f * Q[j]
+                    Q[j] = Q[j] + rq * gq
+                    Gi[j] += (sq + t(np.sum(gq * gq))) / n_item_vals
+                gu = gp - reg_f * pold
+                P[u] = pold + (lr / np.sqrt(Gu[u])) * gu
+                Gu[u] += t(np.sum(gu * gu)) / t(k)
+                continue
             if use_bias:
                 bi[i] = bi[i] + lr * (g0 - reg_b * bi[i])
             Q[i] = Q[i] + lr * (g0 * pold - reg_f * Q[i])

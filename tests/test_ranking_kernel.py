@@ -49,7 +49,7 @@ def seen_csr(u, i, nu):
 
 def run_kernel(u, i, w, P, Q, bi, loss, seed, lo, hi, *, use_bias=True, n_neg=1,
                max_sampled=10, margin=1.0, logq=False, cdf=None, seen=None, shuffle=0,
-               hyper=HYPER):
+               hyper=HYPER, accum=(None, None)):
     out = np.zeros(1)
     ptr = np.array([0, len(u)], np.int64)
     _sgd.rank_segments(u, i, w if w is not None else np.empty(0, P.dtype), ptr,
@@ -60,7 +60,7 @@ def run_kernel(u, i, w, P, Q, bi, loss, seed, lo, hi, *, use_bias=True, n_neg=1,
                        None if seen is None else seen[0], None if seen is None else seen[1],
                        P, Q, bi, _sgd.LOSSES[loss], hyper["lr"], hyper["reg_f"],
                        hyper["reg_b"], use_bias, n_neg, max_sampled, margin, logq, out,
-                       seen[3] if seen is not None and len(seen) > 3 else None)
+                       seen[3] if seen is not None and len(seen) > 3 else None, *accum)
     return out[0]
 
 
@@ -166,6 +166,66 @@ def test_rank_epoch_matches_reference_float32(isa, case, k):
     for a, b in zip((P, Q, bi), ref[:3], strict=True):
         assert a.dtype == np.float32
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+# AdaGrad (one accumulator per row), every loss, weighted, biased or not, seen rejection
+ADA_CASES = [("bpr", dict(n_neg=3)), ("bpr", dict(use_bias=False, seen="bits")),
+             ("warp", {}), ("warp", dict(use_bias=False, seen=True, max_sampled=70)),
+             ("softmax", dict(n_neg=6)), ("softmax", dict(n_neg=3, use_bias=False, cdf=True))]
+
+
+def _accumulators(seed, P, Q):
+    rng = np.random.default_rng(seed)  # not all 1: the rate must use each row's own G
+    return (rng.uniform(1, 3, P.shape[0]).astype(P.dtype),
+            rng.uniform(1, 3, Q.shape[0]).astype(Q.dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("k", [5, 16, 64])
+@pytest.mark.parametrize("case", range(len(ADA_CASES)))
+def test_adagrad_rank_epoch_matches_reference(isa, case, k, aligned, dtype):
+    loss, opts = ADA_CASES[case]
+    u, i, w, P, Q, bi = problem(case * 31 + k, k=k, dtype=dtype, aligned=aligned or
+                                dtype == np.float32)
+    o, cdf, seen = _options(opts, u, i, Q.shape[0])
+    Gu, Gi = _accumulators(case, P, Q)
+    rGu, rGi = Gu.copy(), Gi.copy()
+    hyper = dict(HYPER, lr=0.2)
+    ref = rank_epoch_reference(u, i, w, P, Q, bi, loss=loss, seed=5, lo=0, hi=Q.shape[0],
+                               **hyper, cdf=cdf, seen=None if seen is None else seen[2],
+                               dtype=dtype, Gu=rGu, Gi=rGi, **o)
+    got = run_kernel(u, i, w, P, Q, bi, loss, 5, 0, Q.shape[0], cdf=cdf, seen=seen,
+                     hyper=hyper, accum=(Gu, Gi), **o)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=3e-5, atol=3e-6)
+    for a, b in zip((P, Q, bi, Gu, Gi), (*ref[:3], rGu, rGi), strict=True):
+        np.testing.assert_allclose(a, b, **tol)
+    assert got == pytest.approx(ref[3], rel=1e-12 if dtype == np.float64 else 1e-4)
+    G0u, G0i = _accumulators(case, P, Q)
+    assert (Gu >= G0u).all() and (Gi >= G0i).all() and (Gi > G0i).any()
+
+
+def test_adagrad_rate_falls_with_each_rows_updates():
+    """Under AdaGrad a row that has moved a lot takes smaller steps: the same epoch from
+    larger accumulators moves every row less, and every accumulator only grows."""
+    u, i, w, P, Q, bi = problem(12)
+    moves = []
+    for start in (1.0, 100.0):
+        P1, Q1, b1 = P.copy(), Q.copy(), bi.copy()
+        Gu, Gi = np.full(P.shape[0], start), np.full(Q.shape[0], start)
+        run_kernel(u, i, w, P1, Q1, b1, "warp", 3, 0, Q.shape[0], accum=(Gu, Gi))
+        assert (Gu >= start).all() and (Gi >= start).all() and (Gi > start).any()
+        moves.append(np.abs(Q1 - Q).sum())
+    assert moves[1] < 0.5 * moves[0]
+
+
+def test_adagrad_accumulators_are_checked():
+    u, i, w, P, Q, bi = problem(13)
+    with pytest.raises(ValueError, match="together"):
+        run_kernel(u, i, w, P, Q, bi, "bpr", 1, 0, Q.shape[0], accum=(np.ones(P.shape[0]), None))
+    with pytest.raises(ValueError, match="one value per user and item row"):
+        run_kernel(u, i, w, P, Q, bi, "bpr", 1, 0, Q.shape[0],
+                   accum=(np.ones(P.shape[0]), np.ones(Q.shape[0] - 1)))
 
 
 @pytest.mark.parametrize("loss", LOSSES)

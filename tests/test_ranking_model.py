@@ -45,7 +45,10 @@ def ndcg(model, train, test, k=10):
 # WARP's defaults are tuned on MovieLens 100K (80k interactions); on these 7k its rate
 # is raised so that 30 epochs make enough updates.
 @pytest.mark.parametrize("loss,extra", [("warp", {"learning_rate": 0.02, "n_epochs": 30}),
-                                        ("bpr", {}), ("softmax", {})])
+                                        ("bpr", {}), ("softmax", {}),
+                                        ("warp", {"adagrad": True}),
+                                        ("bpr", {"adagrad": True}),
+                                        ("softmax", {"adagrad": True})])
 def test_ranking_model_beats_popularity(implicit, loss, extra):
     train, test = implicit
     m = MatrixFactorization(loss=loss, **extra, **KW).fit(train)
@@ -106,10 +109,11 @@ def test_min_rating_keeps_liked_rows():
         MatrixFactorization(loss="warp", min_rating=4).fit((u, i))
 
 
+@pytest.mark.parametrize("adagrad", [False, True])
 @pytest.mark.parametrize("loss", ["warp", "bpr", "softmax"])
-def test_same_model_for_any_thread_count(implicit, loss):
+def test_same_model_for_any_thread_count(implicit, loss, adagrad):
     train, _ = implicit
-    kw = dict(loss=loss, n_epochs=3, n_blocks=4, **KW)
+    kw = dict(loss=loss, n_epochs=3, n_blocks=4, adagrad=adagrad, **KW)
     a = MatrixFactorization(n_threads=1, **kw).fit(train)
     # several fits: a difference in the last bits can hide in one comparison (the
     # kernel's items were once in a copy that was not cache-line aligned, and its
@@ -120,6 +124,30 @@ def test_same_model_for_any_thread_count(implicit, loss):
         np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
         np.testing.assert_array_equal(a.item_bias_, b.item_bias_)
         assert a.history_[-1]["train_loss"] == b.history_[-1]["train_loss"]
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "softmax"])
+def test_adagrad_has_its_own_defaults_and_changes_the_model(implicit, loss):
+    """adagrad=True with a ranking loss takes ADAGRAD_DEFAULTS where a parameter is None
+    (no decay, its own rate, L2 and epochs), an explicit value still wins, the squared
+    loss keeps its defaults, and the fit differs from the constant-rate one."""
+    from mfsgd._config import ADAGRAD_DEFAULTS, LOSS_DEFAULTS, make_config
+
+    cfg = make_config(MatrixFactorization(loss=loss, adagrad=True).get_params())
+    for name, value in ADAGRAD_DEFAULTS[loss].items():
+        assert getattr(cfg, name) == value
+    assert cfg.lr_decay == 0.0 and cfg.adagrad
+    assert make_config(MatrixFactorization(loss=loss, adagrad=True, learning_rate=0.3,
+                                           n_epochs=2).get_params()).learning_rate == 0.3
+    sq = make_config(MatrixFactorization(adagrad=True).get_params())
+    assert sq.learning_rate == LOSS_DEFAULTS["squared"]["learning_rate"]
+    train, _ = implicit
+    kw = dict(loss=loss, n_epochs=2, learning_rate=0.05, lr_decay=0.0, **KW)
+    a = MatrixFactorization(adagrad=True, **kw).fit(train)
+    b = MatrixFactorization(adagrad=False, **kw).fit(train)
+    assert not np.allclose(a.item_factors_, b.item_factors_)
+    # the accumulators start at 1: the first steps are the constant rate's, later smaller
+    assert np.abs(a.item_factors_).mean() < np.abs(b.item_factors_).mean()
 
 
 def _by_popularity(pairs):
@@ -317,7 +345,6 @@ def test_constant_ratings_with_squared_point_to_the_ranking_losses():
      r"eval_metric must be one of ndcg@K, recall@K, hr@K"),
     ({"eval_metric": "ndcg@10"}, {}, ValueError, r"eval_metric must be 'rmse' with "
                                                 r"loss='squared'"),
-    ({"loss": "warp", "adagrad": True}, {}, ValueError, r"adagrad=True is only supported"),
     ({"loss": "bpr", "nonnegative": True}, {}, ValueError, r"nonnegative=True is only"),
     ({"min_rating": 4}, {}, ValueError, r"min_rating is only used with a ranking loss"),
     ({"loss": "warp", "min_rating": "4"}, {}, TypeError, r"min_rating must be None or"),

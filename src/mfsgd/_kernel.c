@@ -280,13 +280,14 @@ static const mf_sgd_segments_f64_fn sgd_segments_f64[] = {
 typedef void (*mf_rank_segments_f32_fn)(const int32_t *, const int32_t *, const float *,
                                         const int64_t *, const int64_t *, int64_t,
                                         const uint64_t *, const uint64_t *, const mf_sampler *,
-                                        void *, float *, float *, float *, float *, int64_t,
-                                        const mf_rank_hyper *, double *);
+                                        void *, float *, float *, float *, float *, float *,
+                                        float *, int64_t, const mf_rank_hyper *, double *);
 typedef void (*mf_rank_segments_f64_fn)(const int32_t *, const int32_t *, const double *,
                                         const int64_t *, const int64_t *, int64_t,
                                         const uint64_t *, const uint64_t *, const mf_sampler *,
-                                        void *, double *, double *, double *, double *, int64_t,
-                                        const mf_rank_hyper *, double *);
+                                        void *, double *, double *, double *, double *,
+                                        double *, double *, int64_t, const mf_rank_hyper *,
+                                        double *);
 static const mf_rank_segments_f32_fn rank_segments_f32[] = {
     [MF_ISA_BASELINE] = mf_rank_segments_f32_base,
 #ifdef MF_HAVE_X86_VARIANTS
@@ -421,22 +422,22 @@ void mf_rank_segments_f32(const int32_t *u, const int32_t *it, const float *w,
                           const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
                           const uint64_t *seeds, const uint64_t *draw_seeds,
                           const mf_sampler *smp, void *scratch, float *work, float *P,
-                          float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
-                          double *loss_out)
+                          float *Q, float *bi, float *Gu, float *Gi, int64_t k,
+                          const mf_rank_hyper *h, double *loss_out)
 {
     const int isa = mf_isa_for(k * (int64_t)sizeof(float));
     rank_segments_f32[isa](u, it, w, seg_ptr, segments, n_segments, seeds, draw_seeds, smp,
-                           scratch, work, P, Q, bi, k, h, loss_out);
+                           scratch, work, P, Q, bi, Gu, Gi, k, h, loss_out);
 }
 
 void mf_rank_segments_f64(const int32_t *u, const int32_t *it, const double *w,
                           const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
                           const uint64_t *seeds, const uint64_t *draw_seeds,
                           const mf_sampler *smp, void *scratch, double *work, double *P,
-                          double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
-                          double *loss_out)
+                          double *Q, double *bi, double *Gu, double *Gi, int64_t k,
+                          const mf_rank_hyper *h, double *loss_out)
 {
     const int isa = mf_isa_for(k * (int64_t)sizeof(double));
     rank_segments_f64[isa](u, it, w, seg_ptr, segments, n_segments, seeds, draw_seeds, smp,
-                           scratch, work, P, Q, bi, k, h, loss_out);
+                           scratch, work, P, Q, bi, Gu, Gi, k, h, loss_out);
 }

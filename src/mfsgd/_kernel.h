@@ -182,19 +182,23 @@ static inline int64_t mf_draw_item(uint64_t bits, int32_t lo, int32_t hi, const 
  * weights (NULL: 1). draw_seeds[j] seeds the negatives of listed segment j (step t =
  * position in visiting order). work: 2k values of T (softmax only; else may be NULL).
  * loss_out[j] (if loss_out is not NULL) receives listed segment j's summed loss, each term
- * taken before its update. P, Q, bi are updated in place; there is no user bias. */
+ * taken before its update. P, Q, bi are updated in place; there is no user bias.
+ * Gu and Gi (NULL: constant rate) are per-row AdaGrad accumulators as in
+ * mf_sgd_segments: a row moves at lr / sqrt(G) (G before the step), then G grows by the
+ * mean squared (descent) gradient over the row's stored values (its factors, plus the
+ * item bias for an item row of the biased model). */
 void mf_rank_segments_f32(const int32_t *u, const int32_t *it, const float *w,
                           const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
                           const uint64_t *seeds, const uint64_t *draw_seeds,
                           const mf_sampler *smp, void *scratch, float *work, float *P,
-                          float *Q, float *bi, int64_t k, const mf_rank_hyper *h,
-                          double *loss_out);
+                          float *Q, float *bi, float *Gu, float *Gi, int64_t k,
+                          const mf_rank_hyper *h, double *loss_out);
 void mf_rank_segments_f64(const int32_t *u, const int32_t *it, const double *w,
                           const int64_t *seg_ptr, const int64_t *segments, int64_t n_segments,
                           const uint64_t *seeds, const uint64_t *draw_seeds,
                           const mf_sampler *smp, void *scratch, double *work, double *P,
-                          double *Q, double *bi, int64_t k, const mf_rank_hyper *h,
-                          double *loss_out);
+                          double *Q, double *bi, double *Gu, double *Gi, int64_t k,
+                          const mf_rank_hyper *h, double *loss_out);
 /* The raw candidates (before rejection) of steps 0..n_steps-1, n_draws each, row-major. */
 void mf_draw_candidates(int32_t *out, uint64_t seed, int64_t n_steps, int64_t n_draws,
                         int32_t lo, int32_t hi, const double *cdf);

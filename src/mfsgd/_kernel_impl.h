@@ -331,13 +331,51 @@ MF_NAME(pair_step)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj, const
     }
 }
 
+/* pair_step under AdaGrad (Gu, Gi of mf_rank_segments): each of the three rows moves at
+ * lr / sqrt(G) of its own accumulator, read before the step, then G grows by the mean
+ * squared gradient over the row's stored values (k factors; an item row's bias too in the
+ * biased model: the step's biases move here, not in the caller). */
+MF_TARGET MF_ALWAYS_INLINE static inline void
+MF_NAME(pair_step_ada)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj,
+                       MF_T *restrict bii, MF_T *restrict bij, MF_T *restrict gu,
+                       MF_T *restrict gi, MF_T *restrict gj, const MF_T g, const MF_T lr,
+                       const MF_T reg_f, const MF_T reg_b, const int use_bias, const int64_t k)
+{
+    const MF_T ru = lr / MF_SQRT(*gu), ri = lr / MF_SQRT(*gi), rj = lr / MF_SQRT(*gj);
+    MF_T su = 0, si = 0, sj = 0;
+    if (use_bias) {
+        const MF_T gbi = g - reg_b * *bii, gbj = -g - reg_b * *bij;
+        *bii += ri * gbi;
+        *bij += rj * gbj;
+        si = gbi * gbi;
+        sj = gbj * gbj;
+    }
+#pragma omp simd reduction(+ : su, si, sj)
+    for (int64_t f = 0; f < k; ++f) {
+        const MF_T pf = p[f], qif = qi[f], qjf = qj[f];
+        const MF_T gp = g * (qif - qjf) - reg_f * pf;
+        const MF_T gqi = g * pf - reg_f * qif, gqj = -g * pf - reg_f * qjf;
+        p[f] = pf + ru * gp;
+        qi[f] = qif + ri * gqi;
+        qj[f] = qjf + rj * gqj;
+        su += gp * gp;
+        si += gqi * gqi;
+        sj += gqj * gqj;
+    }
+    const MF_T ni = (MF_T)(k + (use_bias ? 1 : 0));
+    *gu += su / (MF_T)k;
+    *gi += si / ni;
+    *gj += sj / ni;
+}
+
 /* One pass over n interactions of one segment whose negatives come from [lo, hi). */
 MF_TARGET MF_ALWAYS_INLINE static inline double
 MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const MF_T *restrict w,
                    int64_t n, const int32_t lo, const int32_t hi, const uint64_t seed,
                    const mf_sampler *smp, MF_T *restrict work, MF_T *restrict P,
-                   MF_T *restrict Q, MF_T *restrict bi, const int64_t k, const int aligned,
-                   const mf_rank_hyper *h, const int want_loss, const int loss_id)
+                   MF_T *restrict Q, MF_T *restrict bi, MF_T *restrict Gu, MF_T *restrict Gi,
+                   const int64_t k, const int aligned, const mf_rank_hyper *h,
+                   const int want_loss, const int loss_id)
 {
     const MF_T lr = (MF_T)h->lr, reg_f = (MF_T)h->reg_f, reg_b = (MF_T)h->reg_b;
     const int use_bias = h->use_bias;
@@ -429,6 +467,11 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
                 const MF_T sx = (MF_T)1 / ((MF_T)1 + MF_EXP(x));
                 if (want_loss) total += (double)wt * mf_softplus(-(double)x);
                 const MF_T g = wt * sx;
+                if (Gu) {
+                    MF_NAME(pair_step_ada)(p, qi, qj, bi + ii, bi + j, Gu + ui, Gi + ii, Gi + j,
+                                           g, lr, reg_f, reg_b, use_bias, k);
+                    continue;
+                }
                 if (use_bias) {
                     bi[ii] += lr * (g - reg_b * bi[ii]);
                     bi[j] += lr * (-g - reg_b * bi[j]);
@@ -455,6 +498,11 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
                     const MF_T g = wt * (MF_T)phi;
                     if (want_loss)
                         total += (double)g * ((double)h->margin - (double)si + (double)sj);
+                    if (Gu) {
+                        MF_NAME(pair_step_ada)(p, qi, qj, bi + ii, bi + j, Gu + ui, Gi + ii,
+                                               Gi + j, g, lr, reg_f, reg_b, use_bias, k);
+                        break;
+                    }
                     if (use_bias) {
                         bi[ii] += lr * (g - reg_b * bi[ii]);
                         bi[j] += lr * (-g - reg_b * bi[j]);
@@ -509,6 +557,39 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
 #pragma omp simd
                 for (int64_t f = 0; f < k; ++f) gp[f] -= gm * q[f];
             }
+            if (Gu) {
+                /* AdaGrad: the positive's row, each negative's row (a negative drawn twice
+                 * moves twice, the second time at its grown G), then the user's. */
+                const MF_T ni = (MF_T)(k + (use_bias ? 1 : 0));
+                for (int m = 0; m < cnt; ++m) {
+                    const MF_T gm = m == 0 ? g0 : -(wt * (MF_T)(o[m] / z));
+                    MF_T *q = Q + js[m] * k;
+                    const MF_T rq = lr / MF_SQRT(Gi[js[m]]);
+                    MF_T sq = 0;
+                    if (use_bias) {
+                        const MF_T gb = gm - reg_b * bi[js[m]];
+                        bi[js[m]] += rq * gb;
+                        sq = gb * gb;
+                    }
+#pragma omp simd reduction(+ : sq)
+                    for (int64_t f = 0; f < k; ++f) {
+                        const MF_T gq = gm * pold[f] - reg_f * q[f];
+                        q[f] += rq * gq;
+                        sq += gq * gq;
+                    }
+                    Gi[js[m]] += sq / ni;
+                }
+                const MF_T ru = lr / MF_SQRT(Gu[ui]);
+                MF_T su = 0;
+#pragma omp simd reduction(+ : su)
+                for (int64_t f = 0; f < k; ++f) {
+                    const MF_T g_ = gp[f] - reg_f * pold[f];
+                    p[f] = pold[f] + ru * g_;
+                    su += g_ * g_;
+                }
+                Gu[ui] += su / (MF_T)k;
+                continue;
+            }
             if (use_bias) bi[ii] += lr * (g0 - reg_b * bi[ii]);
 #pragma omp simd
             for (int64_t f = 0; f < k; ++f) qi[f] += lr * (g0 * pold[f] - reg_f * qi[f]);
@@ -529,20 +610,20 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
 MF_TARGET static double MF_NAME(rank_run)(const int32_t *u, const int32_t *it, const MF_T *w,
                                           int64_t n, int32_t lo, int32_t hi, uint64_t seed,
                                           const mf_sampler *smp, MF_T *work, MF_T *P, MF_T *Q,
-                                          MF_T *bi, int64_t k, const mf_rank_hyper *h,
-                                          int want_loss)
+                                          MF_T *bi, MF_T *Gu, MF_T *Gi, int64_t k,
+                                          const mf_rank_hyper *h, int want_loss)
 {
     /* The loss is a compile-time constant of each instance: one loss's loop alone keeps
      * its values in registers (with all three inlined, the BPR loop spilled to the
      * stack). */
 #define MF_RUN_K(K)                                                                         \
     (h->loss == MF_LOSS_BPR                                                                 \
-         ? MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, K, 1, h,     \
+         ? MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, Gu, Gi, K, 1, h, \
                               want_loss, MF_LOSS_BPR)                                       \
      : h->loss == MF_LOSS_WARP                                                              \
-         ? MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, K, 1, h,     \
+         ? MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, Gu, Gi, K, 1, h, \
                               want_loss, MF_LOSS_WARP)                                      \
-         : MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, K, 1, h,     \
+         : MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, Gu, Gi, K, 1, h, \
                               want_loss, MF_LOSS_SOFTMAX))
     if ((((uintptr_t)P | (uintptr_t)Q) & 63) == 0) {
         switch (k) {
@@ -558,8 +639,8 @@ MF_TARGET static double MF_NAME(rank_run)(const int32_t *u, const int32_t *it, c
         }
     }
 #undef MF_RUN_K
-    return MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, k, 0, h, want_loss,
-                              h->loss);
+    return MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, Gu, Gi, k, 0, h,
+                              want_loss, h->loss);
 }
 
 /* mf_rank_segments for this instance. */
@@ -567,7 +648,7 @@ MF_TARGET static void
 MF_NAME(rank_segments)(const int32_t *u, const int32_t *it, const MF_T *w, const int64_t *seg_ptr,
                        const int64_t *segments, int64_t n_segments, const uint64_t *seeds,
                        const uint64_t *draw_seeds, const mf_sampler *smp, void *scratch,
-                       MF_T *work, MF_T *P, MF_T *Q, MF_T *bi, int64_t k,
+                       MF_T *work, MF_T *P, MF_T *Q, MF_T *bi, MF_T *Gu, MF_T *Gi, int64_t k,
                        const mf_rank_hyper *h, double *loss_out)
 {
     for (int64_t j = 0; j < n_segments; ++j) {
@@ -576,7 +657,8 @@ MF_NAME(rank_segments)(const int32_t *u, const int32_t *it, const MF_T *w, const
         double loss;
         if (!(seeds && seeds[j])) {
             loss = MF_NAME(rank_run)(u + start, it + start, w ? w + start : NULL, n, lo, hi,
-                                     draw_seeds[j], smp, work, P, Q, bi, k, h, loss_out != NULL);
+                                     draw_seeds[j], smp, work, P, Q, bi, Gu, Gi, k, h,
+                                     loss_out != NULL);
         } else {
             /* Shuffled visit through a gathered copy, as sgd_segments does. */
             MF_T *sw = (MF_T *)scratch;
@@ -596,7 +678,7 @@ MF_NAME(rank_segments)(const int32_t *u, const int32_t *it, const MF_T *w, const
             if (w)
                 for (int64_t t = 0; t < n; ++t) sw[t] = w[start + ord[t]];
             loss = MF_NAME(rank_run)(su, si, w ? sw : NULL, n, lo, hi, draw_seeds[j], smp, work,
-                                     P, Q, bi, k, h, loss_out != NULL);
+                                     P, Q, bi, Gu, Gi, k, h, loss_out != NULL);
         }
         if (loss_out) loss_out[j] = loss;
     }

@@ -125,6 +125,8 @@ def rank_segments(
     logq: bool = False,
     loss_out: _Array | None = None,
     seen_bits: _Array | None = None,
+    user_accum: _Array | None = None,
+    item_accum: _Array | None = None,
 ) -> None: ...
 def seen_bitmap(users: _Array, items: _Array, n_users: int, n_items: int) -> NDArray[np.uint64]: ...
 def draw_candidates(

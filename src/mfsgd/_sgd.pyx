@@ -94,14 +94,16 @@ cdef extern from "_kernel.h" nogil:
                               const int64_t *seg_ptr, const int64_t *segments,
                               int64_t n_segments, const uint64_t *seeds,
                               const uint64_t *draw_seeds, const mf_sampler *smp, void *scratch,
-                              float *work, float *P, float *Q, float *bi, int64_t k,
-                              const mf_rank_hyper *h, double *loss_out)
+                              float *work, float *P, float *Q, float *bi, float *Gu,
+                              float *Gi, int64_t k, const mf_rank_hyper *h,
+                              double *loss_out)
     void mf_rank_segments_f64(const int32_t *u, const int32_t *it, const double *w,
                               const int64_t *seg_ptr, const int64_t *segments,
                               int64_t n_segments, const uint64_t *seeds,
                               const uint64_t *draw_seeds, const mf_sampler *smp, void *scratch,
-                              double *work, double *P, double *Q, double *bi, int64_t k,
-                              const mf_rank_hyper *h, double *loss_out)
+                              double *work, double *P, double *Q, double *bi, double *Gu,
+                              double *Gi, int64_t k, const mf_rank_hyper *h,
+                              double *loss_out)
     void mf_draw_candidates(int32_t *out, uint64_t seed, int64_t n_steps, int64_t n_draws,
                             int32_t lo, int32_t hi, const double *cdf)
     double mf_harmonic(int64_t m)
@@ -388,7 +390,7 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
                   floating[:, ::1] item_factors, floating[::1] item_bias, int loss, double lr,
                   double reg_factors, double reg_bias, bint use_bias=True, int n_neg=1,
                   int max_sampled=10, double margin=1.0, bint logq=False, loss_out=None,
-                  seen_bits=None):
+                  seen_bits=None, user_accum=None, item_accum=None):
     """Ranking SGD (BPR, WARP or sampled softmax) over the listed segments, in order.
 
     Contract: as :func:`sgd_segments` for ``seg_ptr``, ``segments`` and ``seeds`` (None
@@ -404,7 +406,9 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
     word j // 64 set for a seen item; see :func:`seen_bitmap`) replaces the CSR record
     when given: one load per check instead of a binary search. Mutates the factors and
     ``item_bias`` (no user bias: it cancels); writes each listed segment's summed loss to
-    ``loss_out`` if given. Runs without the GIL.
+    ``loss_out`` if given. ``user_accum``/``item_accum`` (one value per user / item row,
+    both or neither): AdaGrad accumulators, used and updated in place (None: constant
+    rate). Runs without the GIL.
     """
     cdef mf_rank_hyper h
     h.loss = loss
@@ -485,15 +489,27 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
     work = np.empty(2 * k, dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] work_v = work
     cdef floating *bp = &item_bias[0] if item_bias.shape[0] > 0 else NULL
+    cdef floating[::1] gu_v, gi_v
+    cdef floating *gup = NULL
+    cdef floating *gip = NULL
+    if (user_accum is None) != (item_accum is None):
+        raise ValueError("user_accum and item_accum must be given together")
+    if user_accum is not None:
+        gu_v = user_accum
+        gi_v = item_accum
+        if gu_v.shape[0] != user_factors.shape[0] or gi_v.shape[0] != item_factors.shape[0]:
+            raise ValueError("user_accum and item_accum need one value per user and item row")
+        gup = &gu_v[0]
+        gip = &gi_v[0]
     with nogil:
         if floating is float:
             mf_rank_segments_f32(&users[0], &items[0], wp, &seg_ptr[0], &segments[0], ns, shp,
                                  &draw_seeds[0], &smp, scr, &work_v[0], &user_factors[0, 0],
-                                 &item_factors[0, 0], bp, k, &h, lp)
+                                 &item_factors[0, 0], bp, gup, gip, k, &h, lp)
         else:
             mf_rank_segments_f64(&users[0], &items[0], wp, &seg_ptr[0], &segments[0], ns, shp,
                                  &draw_seeds[0], &smp, scr, &work_v[0], &user_factors[0, 0],
-                                 &item_factors[0, 0], bp, k, &h, lp)
+                                 &item_factors[0, 0], bp, gup, gip, k, &h, lp)
 
 
 def seen_bitmap(const int32_t[::1] users, const int32_t[::1] items, int64_t n_users,
