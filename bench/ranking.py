@@ -320,6 +320,7 @@ SPEED = [
      {"loss": "bpr", "n_negatives": 1}),
     ("mfsgd bpr, defaults (n_negatives=2)", "mfsgd", {"loss": "bpr"}),
     ("mfsgd warp, defaults", "mfsgd", {"loss": "warp"}),
+    ("mfsgd warp, adagrad=True (its defaults)", "mfsgd", {"loss": "warp", "adagrad": True}),
     ("mfsgd softmax, defaults (n_negatives=10)", "mfsgd", {"loss": "softmax"}),
     ("implicit BPR (verify_negative_samples)", "implicit-bpr", {}),
     ("LightFM WARP", "lightfm-warp", {}),

@@ -552,6 +552,21 @@ def test_train_a_ranking_loss_on_a_file_of_interactions(work, tmp_path, capsys):
         float(ref.predict(([u0], [i0]))[0]))
 
 
+def test_train_a_ranking_loss_with_adagrad(work, tmp_path, capsys):
+    """--adagrad with a ranking loss trains the model the Python API gives (its AdaGrad
+    defaults where no option is given)."""
+    out = str(tmp_path / "warp.mfsgd")
+    assert _cli.main(["train", str(work["dir"] / "pairs.csv"), "-o", out, "--loss", "warp",
+                      "--adagrad", "--factors", "4", "--epochs", "3", "-q"]) == 0
+    m = load(out)
+    assert m.get_params()["adagrad"] is True
+    ref = MatrixFactorization(loss="warp", adagrad=True, n_factors=4, n_epochs=3,
+                              random_state=0).fit((work["u"], work["i"]))
+    np.testing.assert_array_equal(m.item_factors_, ref.item_factors_)
+    assert m.history_[0]["learning_rate"] == 0.025  # ADAGRAD_DEFAULTS["warp"], no decay
+    assert m.history_[-1]["learning_rate"] == 0.025
+
+
 def test_train_a_ranking_loss_keeps_liked_rows_with_min_rating(work, tmp_path, capsys):
     out = str(tmp_path / "warp.mfsgd")
     assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", out, "--loss", "warp",

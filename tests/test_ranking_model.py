@@ -379,3 +379,33 @@ def test_ranking_model_in_cross_validate_and_grid_search(implicit):
                       cv=SkKFold(2, shuffle=True, random_state=0))
     gs.fit(np.column_stack([u, i]))
     assert gs.best_params_["n_factors"] in (2, 8) and 0.0 < gs.best_score_ <= 1.0
+
+
+def _doc_table(text, title):
+    """{parameter: [values]} of the plain-text table after ``title`` in a docstring."""
+    lines = text.split(title, 1)[1].split("\n")
+    rows = [ln.split() for ln in lines[2:] if ln.strip()]
+    head = rows[0]
+    out = {}
+    for r in rows[1:]:
+        if len(r) != len(head):
+            break
+        out[r[0]] = r[1:]
+    return head[1:], out
+
+
+def test_docstring_tables_are_the_defaults():
+    """The estimator's two tables of per-loss defaults are the values make_config uses."""
+    from mfsgd._config import ADAGRAD_DEFAULTS, LOSS_DEFAULTS
+
+    doc = MatrixFactorization.__doc__
+    for title, table in (("Per-loss defaults", LOSS_DEFAULTS),
+                         ("With ``adagrad=True``", ADAGRAD_DEFAULTS)):
+        losses, rows = _doc_table(doc, title)
+        assert set(losses) == set(table)
+        names = {n for d in table.values() for n in d}
+        assert set(rows) == names
+        for name, values in rows.items():
+            for loss, v in zip(losses, values, strict=True):
+                want = table[loss].get(name)
+                assert (v == "-") if want is None else float(v) == want, (title, name, loss)

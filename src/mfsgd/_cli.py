@@ -137,7 +137,8 @@ _MODEL_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--lr-decay", "lr_decay", {"type": _nonneg_float, "metavar": "D"},
      "epoch e (from 0) uses lr / (1 + D * e)"),
     ("--adagrad", "adagrad", {"action": "store_true"},
-     "AdaGrad rates per user and item row (wants a larger --lr, e.g. 0.05)"),
+     "AdaGrad rates per user and item row (squared: wants a larger --lr, e.g. 0.05; "
+     "a ranking loss takes its own AdaGrad defaults)"),
     ("--reg-factors", "reg_factors", {"type": _nonneg_float, "metavar": "L2"},
      "L2 regularisation of the factors"),
     ("--reg-bias", "reg_bias", {"type": _nonneg_float, "metavar": "L2"},

@@ -95,9 +95,11 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     adagrad : bool, default False
         Adaptive rates, one AdaGrad accumulator per user and per item row (as LibMF):
         row u moves by ``learning_rate / sqrt(G_u)`` times its gradient, and ``G_u``
-        (starting at 1) grows by the mean squared gradient of the row's values. The
-        base rate wants to be larger than for plain SGD (try 0.05 to 0.1). The
-        accumulators restart with every ``fit`` or ``partial_fit`` call.
+        (starting at 1) grows by the mean squared gradient of the row's values. For
+        the squared loss the base rate wants to be larger than for plain SGD (try 0.05
+        to 0.1). The ranking losses take their own AdaGrad defaults (table below): the
+        most accurate top-N lists, at several times the epochs. The accumulators
+        restart with every ``fit`` or ``partial_fit`` call.
     biased : bool, default True
         False fits the plain model ``r^ = u_i . v_j`` with no mu and no biases.
     nonnegative : bool, default False
@@ -147,6 +149,14 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         init_std        0.1       0.1    0.01   0.01
         lr_decay        0.0       0.3    0.3    0.3
         n_negatives     -         2      -      10
+
+    With ``adagrad=True`` the ranking losses use instead (squared keeps the above)::
+
+        parameter       bpr    warp   softmax
+        n_epochs        60     100    40
+        learning_rate   0.05   0.025  0.1
+        reg_factors     0.03   0.4    0.03
+        lr_decay        0.0    0.0    0.0
 
     The ranking defaults are the tuned values of ``bench/RANKING.md`` (MovieLens 100K,
     NDCG@10 0.353 for warp, 0.333 bpr, 0.329 softmax against 0.198 for most popular).
