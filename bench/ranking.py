@@ -92,9 +92,10 @@ def _mfsgd_grid(loss: str, **axes: tuple) -> list[dict]:
     return [{"loss": loss}, *_grid({"loss": loss, "adagrad": True}, **axes)]
 
 
-# The tuned models and their grids (at most 16 configurations each). Each anchor's grid
-# reaches past the corner where its first grid's best lay (LightFM's epochs and rate,
-# ALS's regularisation): the target is a ratio to the best tuned anchor.
+# The tuned models and their grids. Each anchor's grid reaches past the corner where an
+# earlier grid's best lay (LightFM's epochs and rate; ALS's regularisation, whose best was
+# at 2.0, then at 8.0, both the largest tried): the target is a ratio to the best tuned
+# anchor, so every optimum should lie inside its grid.
 GRIDS: dict[str, tuple[str, list[dict]]] = {
     "mfsgd loss='warp'": ("mfsgd", _mfsgd_grid("warp", reg_factors=(0.4, 0.3, 0.5),
                                                n_epochs=(100, 150),
@@ -105,8 +106,8 @@ GRIDS: dict[str, tuple[str, list[dict]]] = {
                                                   n_epochs=(40, 60),
                                                   learning_rate=(0.1, 0.05))),
     "implicit ALS": ("implicit-als", _grid({"iterations": 15},
-                                           regularization=(0.05, 0.5, 2.0, 8.0, 0.01),
-                                           alpha=(1.0, 4.0, 16.0))),
+                                           regularization=(0.05, 2.0, 8.0, 16.0, 32.0, 64.0),
+                                           alpha=(1.0, 2.0, 4.0, 8.0))),
     "LightFM WARP": ("lightfm-warp", _grid({}, learning_rate=(0.05, 0.025, 0.1, 0.01),
                                            epochs=(30, 10, 60, 100))),
 }
@@ -468,9 +469,12 @@ def main() -> None:
         rows = []
     if not args.no_throughput:
         speed = throughput(rep, args)
+        # by label, not position: the table's rows change
+        mine = next(lb for lb, _, p in SPEED if p == {"loss": "bpr", "n_negatives": 1})
+        theirs = next(lb for lb, model, _ in SPEED if model == "implicit-bpr")
         for t in args.threads:
-            a = speed.get((SPEED[0][0], t))
-            b = speed.get((SPEED[4][0], t))
+            a = speed.get((mine, t))
+            b = speed.get((theirs, t))
             for n, unit in ((0, "M/s"), (1, "M / CPU s")) if a and b else ():
                 rows.append([f"throughput, mfsgd bpr (n_negatives=1) / implicit BPR, {t} "
                              f"thread{'s' * (t > 1)}, {'wall' if n == 0 else 'CPU'}",
