@@ -334,19 +334,20 @@ MF_NAME(pair_step)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj, const
 /* pair_step under AdaGrad (Gu, Gi of mf_rank_segments): each of the three rows moves at
  * lr / sqrt(G) of its own accumulator, read before the step, then G grows by the mean
  * squared gradient over the row's stored values (k factors; an item row's bias too in the
- * biased model: the step's biases move here, not in the caller). */
+ * biased model). gu, gi, gj: the three rows' accumulators. */
 MF_TARGET MF_ALWAYS_INLINE static inline void
 MF_NAME(pair_step_ada)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj,
-                       MF_T *restrict bii, MF_T *restrict bij, MF_T *restrict gu,
-                       MF_T *restrict gi, MF_T *restrict gj, const MF_T g, const MF_T lr,
-                       const MF_T reg_f, const MF_T reg_b, const int use_bias, const int64_t k)
+                       MF_T *restrict bi, const int64_t ii, const int64_t j,
+                       MF_T *restrict gu, MF_T *restrict gi, MF_T *restrict gj, const MF_T g,
+                       const MF_T lr, const MF_T reg_f, const MF_T reg_b, const int use_bias,
+                       const int64_t k)
 {
     const MF_T ru = lr / MF_SQRT(*gu), ri = lr / MF_SQRT(*gi), rj = lr / MF_SQRT(*gj);
     MF_T su = 0, si = 0, sj = 0;
     if (use_bias) {
-        const MF_T gbi = g - reg_b * *bii, gbj = -g - reg_b * *bij;
-        *bii += ri * gbi;
-        *bij += rj * gbj;
+        const MF_T gbi = g - reg_b * bi[ii], gbj = -g - reg_b * bi[j];
+        bi[ii] += ri * gbi;
+        bi[j] += rj * gbj;
         si = gbi * gbi;
         sj = gbj * gbj;
     }
@@ -366,6 +367,26 @@ MF_NAME(pair_step_ada)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj,
     *gu += su / (MF_T)k;
     *gi += si / ni;
     *gj += sj / ni;
+}
+
+/* The move of one pairwise step of slope g (BPR's and WARP's): positive item ii, negative
+ * j, user ui; at the constant rate, or under AdaGrad when Gu is not NULL. */
+MF_TARGET MF_ALWAYS_INLINE static inline void
+MF_NAME(pair_move)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj, MF_T *restrict bi,
+                   MF_T *restrict Gu, MF_T *restrict Gi, const int64_t ui, const int64_t ii,
+                   const int64_t j, const MF_T g, const MF_T lr, const MF_T reg_f,
+                   const MF_T reg_b, const int use_bias, const int64_t k)
+{
+    if (Gu) {
+        MF_NAME(pair_step_ada)(p, qi, qj, bi, ii, j, Gu + ui, Gi + ii, Gi + j, g, lr, reg_f,
+                               reg_b, use_bias, k);
+        return;
+    }
+    if (use_bias) {
+        bi[ii] += lr * (g - reg_b * bi[ii]);
+        bi[j] += lr * (-g - reg_b * bi[j]);
+    }
+    MF_NAME(pair_step)(p, qi, qj, g, lr, reg_f, k);
 }
 
 /* One pass over n interactions of one segment whose negatives come from [lo, hi). */
@@ -466,17 +487,8 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
                  * float32: exp in double was a sixth of the loop); e^x = inf gives 0. */
                 const MF_T sx = (MF_T)1 / ((MF_T)1 + MF_EXP(x));
                 if (want_loss) total += (double)wt * mf_softplus(-(double)x);
-                const MF_T g = wt * sx;
-                if (Gu) {
-                    MF_NAME(pair_step_ada)(p, qi, qj, bi + ii, bi + j, Gu + ui, Gi + ii, Gi + j,
-                                           g, lr, reg_f, reg_b, use_bias, k);
-                    continue;
-                }
-                if (use_bias) {
-                    bi[ii] += lr * (g - reg_b * bi[ii]);
-                    bi[j] += lr * (-g - reg_b * bi[j]);
-                }
-                MF_NAME(pair_step)(p, qi, qj, g, lr, reg_f, k);
+                MF_NAME(pair_move)(p, qi, qj, bi, Gu, Gi, ui, ii, j, wt * sx, lr, reg_f, reg_b,
+                                   use_bias, k);
             }
         } else if (loss_id == MF_LOSS_WARP) {
             /* WARP as in LightFM: draw negatives until one violates the margin,
@@ -498,16 +510,8 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
                     const MF_T g = wt * (MF_T)phi;
                     if (want_loss)
                         total += (double)g * ((double)h->margin - (double)si + (double)sj);
-                    if (Gu) {
-                        MF_NAME(pair_step_ada)(p, qi, qj, bi + ii, bi + j, Gu + ui, Gi + ii,
-                                               Gi + j, g, lr, reg_f, reg_b, use_bias, k);
-                        break;
-                    }
-                    if (use_bias) {
-                        bi[ii] += lr * (g - reg_b * bi[ii]);
-                        bi[j] += lr * (-g - reg_b * bi[j]);
-                    }
-                    MF_NAME(pair_step)(p, qi, qj, g, lr, reg_f, k);
+                    MF_NAME(pair_move)(p, qi, qj, bi, Gu, Gi, ui, ii, j, g, lr, reg_f, reg_b,
+                                       use_bias, k);
                     break;
                 }
             }

@@ -407,8 +407,8 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
     when given: one load per check instead of a binary search. Mutates the factors and
     ``item_bias`` (no user bias: it cancels); writes each listed segment's summed loss to
     ``loss_out`` if given. ``user_accum``/``item_accum`` (one value per user / item row,
-    both or neither): AdaGrad accumulators, used and updated in place (None: constant
-    rate). Runs without the GIL.
+    both or neither): AdaGrad accumulators, used and updated in place (None or empty
+    arrays, as for :func:`sgd_segments`: constant rate). Runs without the GIL.
     """
     cdef mf_rank_hyper h
     h.loss = loss
@@ -497,6 +497,7 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
     if user_accum is not None:
         gu_v = user_accum
         gi_v = item_accum
+    if user_accum is not None and (gu_v.shape[0] > 0 or gi_v.shape[0] > 0):
         if gu_v.shape[0] != user_factors.shape[0] or gi_v.shape[0] != item_factors.shape[0]:
             raise ValueError("user_accum and item_accum need one value per user and item row")
         gup = &gu_v[0]

@@ -395,8 +395,7 @@ class EpochRunner:
         # AdaGrad accumulators start at 1 (as LibMF's), so the first step is lr itself.
         dt = params.bu.dtype
         self.accum = (np.ones(params.P.shape[0], dt), np.ones(params.Q.shape[0], dt)) \
-            if hyper.adagrad \
-            else (np.empty(0, dt), np.empty(0, dt))
+            if hyper.adagrad else (np.empty(0, dt), np.empty(0, dt))
 
     def close(self) -> None:
         if self._pool is not None:
@@ -426,8 +425,7 @@ class EpochRunner:
                                    sm.item_hi, chunk, cseeds, self._dseeds[chunk], sm.cdf,
                                    sm.seen_ptr, sm.seen_items, p.P, p.Q, p.bi, h.loss, h.lr,
                                    h.reg_f, h.reg_b, h.use_bias, h.n_neg, h.max_sampled,
-                                   h.margin, False, out[start:stop], sm.seen_bits,
-                                   *(self.accum if h.adagrad else (None, None)))
+                                   h.margin, False, out[start:stop], sm.seen_bits, *self.accum)
             elif L.weights is not None:
                 _sgd.sgd_segments_weighted(L.users, L.items, L.ratings, L.weights, L.seg_ptr,
                                            chunk, cseeds, p.P, p.Q, p.bu, p.bi, h.mu, h.lr,
