@@ -18,10 +18,11 @@ Tuned rows: each model's small grid is scored on a validation split of each ``uN
 the best mean validation NDCG@10 over the folds is refitted on the whole ``uN.base`` and
 scored on ``uN.test``. The test folds never choose anything.
 
-Reference row: iALS's objective (the issue's third candidate loss, the weighted squared
-loss over all pairs) minimised exactly by alternating least squares in NumPy
-(``fit_ials_reference``), tuned the same way: how far that objective goes here, before
-building it into the SGD kernel. It is not an anchor: no target compares to it.
+Reference rows, tuned the same way, not anchors (no target compares to them): iALS's
+objective (the issue's third candidate loss, the weighted squared loss over all pairs)
+minimised exactly by alternating least squares in NumPy (``fit_ials_reference``), and
+EASE, a closed-form item-item model (``fit_ease_reference``): how far other models go on
+this protocol.
 
 Section 10e refits each tuned configuration on the training rows rated >= 3 only (mfsgd's
 ``min_rating=3``, the same rows for the others): what the ratings are worth to each model.
@@ -120,12 +121,18 @@ GRIDS: dict[str, tuple[str, list[dict]]] = {
                                            epochs=(30, 10, 60, 100))),
 }
 
-# Not a peer and not a candidate of mfsgd's: the issue's third candidate objective, iALS's
-# weighted squared loss over all pairs, minimised exactly (see ``fit_ials_reference``). Its
-# tuned row says how far that objective goes on this protocol; no target compares to it.
-REFERENCE = "reference: iALS objective, exact ALS in NumPy"
-GRIDS[REFERENCE] = ("ials-reference", _grid({}, reg=(0.3, 0.2, 0.5, 0.1),
-                                            alpha0=(1.0, 0.5, 2.0)))
+# Not peers and not candidates of mfsgd's, so no target compares to them: the issue's third
+# candidate objective, iALS's weighted squared loss over all pairs, minimised exactly
+# (``fit_ials_reference``), and EASE (Steck 2019), a closed-form item-item model often
+# stronger than factorisations at top-N. Their tuned rows say how far other models go on
+# this protocol.
+REFERENCES = {"ials-reference": "reference: iALS objective, exact ALS in NumPy",
+              "ease-reference": "reference: EASE, item-item, closed form in NumPy"}
+GRIDS[REFERENCES["ials-reference"]] = ("ials-reference",
+                                       _grid({}, reg=(0.3, 0.2, 0.5, 0.1),
+                                             alpha0=(1.0, 0.5, 2.0)))
+GRIDS[REFERENCES["ease-reference"]] = ("ease-reference",
+                                       _grid({}, reg=(300.0, 100.0, 1000.0, 3000.0)))
 
 # The tuned rows refitted on the training rows rated >= 3 only (mfsgd: ``min_rating=3``;
 # the anchors and the reference: the same rows), to show what the ratings are worth.
@@ -213,6 +220,20 @@ def fit_ials_reference(tr, nu: int, ni: int, k: int, *, alpha0: float, reg: floa
     return W @ H.T, time.process_time() - t0
 
 
+def fit_ease_reference(tr, nu: int, ni: int, *, reg: float):
+    """(scores, process CPU seconds) of EASE: the item x item weights B minimising
+    ||X - X B||^2 + reg ||B||^2 with a zero diagonal, in closed form (Steck 2019, "Embarrassingly
+    shallow autoencoders for sparse data"); scores X B. No factors: k does not apply."""
+    t0 = time.process_time()
+    X = np.zeros((nu, ni))
+    X[tr[0], tr[1]] = 1.0
+    P = np.linalg.inv(X.T @ X + reg * np.eye(ni))
+    B = -P / np.diag(P)
+    np.fill_diagonal(B, 0.0)
+    S = X @ B
+    return S, time.process_time() - t0
+
+
 def run_jobs(data: str, k: int, jobs: list) -> list[dict]:
     """Metrics and fit CPU seconds of each job ``(model, params, fold, split)``; runs in
     the anchors' interpreter for theirs (through ``run_child``). A ``min_rating`` in the
@@ -230,6 +251,8 @@ def run_jobs(data: str, k: int, jobs: list) -> list[dict]:
             S, secs = fit_mfsgd(params, tr, nu, ni, k)
         elif model == "ials-reference":
             S, secs = fit_ials_reference(fit_on, nu, ni, k, **params)
+        elif model == "ease-reference":
+            S, secs = fit_ease_reference(fit_on, nu, ni, **params)
         else:
             S, secs = fit_anchor(model, fit_on, nu, ni, k, **params)
         out.append(evaluate(S, tr, te, ni) | {"sec": secs})
@@ -259,7 +282,7 @@ class Jobs:
     def run(self) -> list[dict]:
         jobs, self.queue = self.queue, []
         out: list[Any] = [None] * len(jobs)
-        here = ("mfsgd", "ials-reference")
+        here = ("mfsgd", *REFERENCES)
         mine = [n for n, j in enumerate(jobs) if j[0] in here]
         theirs = [n for n, j in enumerate(jobs) if j[0] not in here]
         if theirs:
@@ -300,7 +323,7 @@ def quality(rep: Report, args, data: str) -> dict:
     at = {label: jobs.add(model, params, folds, "test") for label, model, params in table}
     grids = {name: (model, grid[:2] if args.quick else grid)
              for name, (model, grid) in GRIDS.items()
-             if not args.no_tune and (model in ("mfsgd", "ials-reference") or anchors)}
+             if not args.no_tune and (model in ("mfsgd", *REFERENCES) or anchors)}
     val = {name: [jobs.add(model, p, folds, "val") for p in grid]
            for name, (model, grid) in grids.items()}
     res = jobs.run()
