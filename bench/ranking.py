@@ -24,7 +24,7 @@ minimised exactly by alternating least squares in NumPy (``fit_ials_reference``)
 EASE, a closed-form item-item model (``fit_ease_reference``): how far other models go on
 this protocol.
 
-Section 10e refits each tuned configuration on the training rows rated >= 3 only (mfsgd's
+Section 10f refits each tuned configuration on the training rows rated >= 3 only (mfsgd's
 ``min_rating=3``, the same rows for the others): what the ratings are worth to each model.
 
 Throughput: one epoch of each ranking loss on a synthetic implicit set (``make_ratings``'s
@@ -378,7 +378,7 @@ def quality(rep: Report, args, data: str) -> dict:
     rep.add(md_table(["tuned model", "configurations", "chosen", "validation NDCG@10"],
                      [[name, n, describe(p), f"{v:.3f}"] for name, (p, v, n) in chosen.items()]))
     rep.add("")
-    rep.add(f"### 10e. The tuned configurations refitted on the rows rated >= {MIN_RATING}\n")
+    rep.add(f"### 10f. The tuned configurations refitted on the rows rated >= {MIN_RATING}\n")
     rep.add(f"The configurations chosen above, each refitted on the training rows rated >= "
             f"{MIN_RATING} only (mfsgd: `min_rating={MIN_RATING}`; the others: the same rows), "
             "scored as above (every training rating still counts as seen). Not tuned again.\n")
