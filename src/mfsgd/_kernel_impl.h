@@ -218,7 +218,11 @@ MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const M
  * (the wrapper allocates them so) and the padded width is a common one, the body is
  * compiled with k and the alignment known: fully unrolled loops and aligned vector
  * loads and stores, no remainder or peeling code. Any other width or alignment runs
- * the general body; both give the same result. */
+ * the general body. Both perform the same steps, but with FMA (-ffp-contract=fast) the
+ * compiler fuses each instance's multiply-adds its own way, so their results can differ
+ * in the last bits (they are bit-identical in the baseline variant, which has no FMA).
+ * A fit is reproducible because its arrays are always aligned (the wrapper allocates
+ * them so): the same model always runs the same instance. rank_run dispatches alike. */
 MF_TARGET static double MF_NAME(sgd_run)(const int32_t *u, const int32_t *it, const MF_T *r,
                                          int64_t n, MF_T *P, MF_T *Q,
                                          MF_T *bu, MF_T *bi, MF_T *Gu, MF_T *Gi, int64_t k,
