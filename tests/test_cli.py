@@ -86,7 +86,8 @@ MISTAKES = [
      "argument --loss: invalid choice: 'hinge' (choose from"),
     ("eval metric of a ranking loss", ["train", "pairs.csv", "-o", "out.mfsgd", "--loss",
                                        "warp", "--eval-metric", "rmse"],
-     "eval_metric must be one of ndcg@K, recall@K, hr@K (K an int >= 1) with loss='warp'; "
+     "eval_metric must be one of ndcg@K, recall@K, hit_rate@K (hr@K for hit_rate@K; K an "
+     "int >= 1) with loss='warp'; "
      "got 'rmse'."),
     ("rmse of a ranking loss", ["evaluate", "pairs.csv", "--loss", "bpr", "--metrics",
                                 "ndcg@10,rmse"],

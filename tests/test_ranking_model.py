@@ -10,6 +10,7 @@ import pytest
 
 from mfsgd import MatrixFactorization, load
 from mfsgd.datasets import make_ratings
+from mfsgd.metrics import ranking_scorer
 
 try:
     import scipy.sparse as sp
@@ -232,6 +233,24 @@ def test_early_stopping_maximises_the_metric_and_restores_the_best_epoch(implici
     assert "val_recall@5" in r.fit(train, eval_set=test).history_[-1]
 
 
+def test_hit_rate_has_one_name_everywhere_and_hr_is_its_alias(implicit):
+    """eval_metric, ranking_scorer and cross_validate's names are mfsgd.metrics' names;
+    "hr@K" means "hit_rate@K" in each of them."""
+    train, test = implicit
+    X = np.column_stack(test)
+    vals, scored = {}, {}
+    for name in ("hit_rate@10", "hr@10"):
+        m = MatrixFactorization(loss="warp", n_epochs=2, eval_metric=name, **KW)
+        h = m.fit(train, eval_set=test).history_[-1]
+        assert "val_hr@10" not in h
+        vals[name] = h["val_hit_rate@10"]
+        scored[name] = ranking_scorer(name)(m, X)
+    assert vals["hr@10"] == vals["hit_rate@10"]
+    assert 0.0 < vals["hr@10"] <= 1.0
+    assert scored["hr@10"] == scored["hit_rate@10"]
+    assert scored["hr@10"] != ranking_scorer("ndcg@10")(m, X)
+
+
 def test_predict_recommend_similar_partial_fit(implicit):
     (u, i), _ = implicit
     m = MatrixFactorization(loss="warp", **KW).fit((u, i))
@@ -342,7 +361,7 @@ def test_constant_ratings_with_squared_point_to_the_ranking_losses():
     ({"loss": "warp", "margin": -1.0}, {}, ValueError, r"margin must be a float >= 0"),
     ({"loss": "warp", "negative_exponent": "x"}, {}, TypeError, r"negative_exponent must be"),
     ({"loss": "warp", "eval_metric": "rmse"}, {}, ValueError,
-     r"eval_metric must be one of ndcg@K, recall@K, hr@K"),
+     r"eval_metric must be one of ndcg@K, recall@K, hit_rate@K \(hr@K for hit_rate@K"),
     ({"eval_metric": "ndcg@10"}, {}, ValueError, r"eval_metric must be 'rmse' with "
                                                 r"loss='squared'"),
     ({"loss": "bpr", "nonnegative": True}, {}, ValueError, r"nonnegative=True is only"),

@@ -175,7 +175,7 @@ _EARLY_STOPPING_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
      "stop when the validation metric (RMSE, or --eval-metric of a ranking loss) stops "
      "improving and keep the best epoch"),
     ("--eval-metric", "eval_metric", {"metavar": "METRIC"},
-     "validation metric of a ranking loss: ndcg@K, recall@K or hr@K"),
+     "validation metric of a ranking loss: ndcg@K, recall@K or hit_rate@K"),
     ("--validation-fraction", "validation_fraction", {"type": _fraction, "metavar": "F"},
      "share of the ratings held out as validation set for --early-stopping"),
     ("--patience", "n_iter_no_change", {"type": _positive_int, "metavar": "N"},

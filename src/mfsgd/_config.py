@@ -51,8 +51,10 @@ ADAGRAD_DEFAULTS: dict[str, dict[str, Any]] = {
     "softmax": {"learning_rate": 0.1, "reg_factors": 0.03, "lr_decay": 0.0, "n_epochs": 40},
 }
 AUTO_PARAMS = ("n_epochs", "learning_rate", "reg_factors", "reg_bias", "init_std", "lr_decay")
-#: Ranking metrics ``eval_metric`` may name, as "<name>@<k>".
-RANKING_METRICS = ("ndcg", "recall", "hr")
+#: Ranking metrics ``eval_metric`` may name, as "<name>@<k>" (the names of mfsgd.metrics).
+RANKING_METRICS = ("ndcg", "recall", "hit_rate")
+#: Other spellings accepted for them.
+METRIC_ALIASES = {"hr": "hit_rate"}
 MAX_NEGATIVES = _sgd.MAX_NEG  # negatives per positive the kernel's softmax holds
 
 
@@ -87,9 +89,11 @@ def check_eval_metric(value: Any, loss: str) -> tuple[str, int]:
             raise ValueError(f"eval_metric must be 'rmse' with loss='squared'; got {value!r}.")
         return "rmse", 0
     name, _, k = value.partition("@")
+    name = METRIC_ALIASES.get(name, name)
     if name not in RANKING_METRICS or not k.isdigit() or int(k) < 1:
         names = ", ".join(m + "@K" for m in RANKING_METRICS)
-        raise ValueError(f"eval_metric must be one of {names} (K an int >= 1) with "
+        aliases = ", ".join(f"{a}@K for {m}@K" for a, m in METRIC_ALIASES.items())
+        raise ValueError(f"eval_metric must be one of {names} ({aliases}; K an int >= 1) with "
                          f"loss={loss!r}; got {value!r}.")
     return name, int(k)
 

@@ -412,7 +412,7 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
 def rank_metric(st: FittedState, val_u: np.ndarray, val_i: np.ndarray,
                 seen: tuple[np.ndarray, np.ndarray], name: str, k: int) -> float:
     """Mean over the validation users of ``name`` at ``k`` ("ndcg": binary gains, ideal
-    DCG over min(k, relevant) items; "recall": hits / relevant; "hr": any hit): each
+    DCG over min(k, relevant) items; "recall": hits / relevant; "hit_rate": any hit): each
     user's items ranked among all items, the user's items of the CSR ``seen`` excluded
     (the training record), through the one top-k path. ``val_u``/``val_i`` are rows of
     known (user, item) validation pairs; NaN when there are none."""

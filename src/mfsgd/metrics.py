@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _recommend as R
+from ._config import METRIC_ALIASES
 from ._data import columns_of, unpack
 from ._idmap import IdMap, idmap_from_ids, normalize_ids, sorted_unique, unique_inverse
 from ._state import FittedState, seen_csr
@@ -408,14 +409,14 @@ hit_rate_at_k = _single("hit_rate", "Hit rate@k (share of users with a relevant 
 
 # ---------------------------------------------------------------------- scorers
 RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
-_RANKING_NAME = re.compile(rf"^({'|'.join(RANKING_METRICS)})@(\d+)$")
+_RANKING_NAME = re.compile(rf"^({'|'.join((*RANKING_METRICS, *METRIC_ALIASES))})@(\d+)$")
 
 
 def parse_ranking_metric(name: Any) -> tuple[str, int] | None:
     """``("ndcg", 10)`` for ``"ndcg@10"`` (k not checked); None for any other value.
     The one reading of these names, for ``ranking_scorer`` and ``cross_validate``."""
     m = _RANKING_NAME.match(name) if isinstance(name, str) else None
-    return None if m is None else (m.group(1), int(m.group(2)))
+    return None if m is None else (METRIC_ALIASES.get(m.group(1), m.group(1)), int(m.group(2)))
 
 
 class _RankingScorer:
@@ -457,7 +458,8 @@ def ranking_scorer(metric: str = "ndcg@10", threshold: float | None = None,
     ----------
     metric : str, default "ndcg@10"
         ``"<name>@<k>"`` with name ``precision``, ``recall``, ``ndcg``, ``map``,
-        ``hit_rate`` or ``coverage`` (as in :func:`ranking_metrics`).
+        ``hit_rate`` or ``coverage`` (as in :func:`ranking_metrics`); ``hr`` is accepted
+        for ``hit_rate``.
     threshold : float or None, default None
         A held-out row is relevant when its rating is ``>= threshold`` (the ratings
         come from ``y``, or the rating column of a DataFrame); None makes every

@@ -130,9 +130,10 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         ** beta; 0 draws uniformly (the fastest, and the best on MovieLens 100K).
     eval_metric : str or None, default None
         What ``eval_set`` (or the early-stopping hold-out) is scored by after every
-        epoch: "rmse" for squared (the only choice); "ndcg@K", "recall@K" or "hr@K" for
-        the ranking losses (default "ndcg@10": each validation user's items are ranked
-        among all items except the user's training items). Recorded as ``val_rmse`` or
+        epoch: "rmse" for squared (the only choice); "ndcg@K", "recall@K" or
+        "hit_rate@K" (alias "hr@K") for the ranking losses (default "ndcg@10": each
+        validation user's items are ranked among all items except the user's training
+        items). Recorded as ``val_rmse`` or
         ``val_ndcg@10`` (etc.) in ``history_``; early stopping maximises a ranking metric.
     min_rating : float or None, default None
         Ranking losses only: keep only the input rows whose rating is >= this (e.g. 4 on
