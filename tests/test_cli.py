@@ -189,6 +189,26 @@ def test_failed_save_names_the_users_path(work, monkeypatch, capsys):
     assert capsys.readouterr().err == f"mfsgd train: error: {out}: is a directory\n"
 
 
+@pytest.mark.parametrize("args", [["recommend", "m.mfsgd", "1", "-n", "40"],
+                                  ["recommend", "m.mfsgd", "1", "-n", "40", "--json"],
+                                  ["info", "m.mfsgd"]])
+def test_closed_pipe_ends_quietly(work, args):
+    """`mfsgd recommend ... | head -1`: when the reader has gone, the command stops with
+    the status of a process killed by SIGPIPE (141, as coreutils' commands report) and
+    prints nothing, rather than "error: [Errno 32] Broken pipe" with status 2. The read
+    end is closed before the command starts, so every write fails, whatever its size."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mfsgd", *args], stdout=w,
+                              stderr=subprocess.PIPE, text=True, timeout=120,
+                              cwd=work["dir"])
+    finally:
+        os.close(w)
+    assert proc.stderr == ""
+    assert proc.returncode == _cli.EXIT_BROKEN_PIPE == 141
+
+
 def test_keyboard_interrupt_exits_130(work, monkeypatch, capsys):
     def fit(self, *a, **k):
         raise KeyboardInterrupt

@@ -669,10 +669,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Exit status when the reader of stdout went away: a shell's for a process killed by
+#: SIGPIPE (128 + 13), what ``seq 100000 | head -1`` reports for seq.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+    except BrokenPipeError:
+        # `mfsgd recommend ... | head -1`: the reader closed the pipe. Stop quietly, as
+        # command-line tools do, instead of reporting "Broken pipe" as an error; stdout
+        # goes to /dev/null so that the interpreter's own flush at exit does not fail
+        # again (the recipe of Python's signal module documentation).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     except (UserError, ValueError, TypeError, OSError, ImportError) as e:
         print(f"mfsgd {args.command}: error: {error_message(e)}", file=sys.stderr)
         return 2
