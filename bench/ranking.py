@@ -133,6 +133,8 @@ GRIDS[REFERENCES["ials-reference"]] = ("ials-reference",
                                              alpha0=(1.0, 0.5, 2.0)))
 GRIDS[REFERENCES["ease-reference"]] = ("ease-reference",
                                        _grid({}, reg=(300.0, 100.0, 1000.0, 3000.0)))
+# The models fitted in this interpreter (the anchors run in theirs).
+IN_PROCESS = ("mfsgd", *REFERENCES)
 
 # The tuned rows refitted on the training rows rated >= 3 only (mfsgd: ``min_rating=3``;
 # the anchors and the reference: the same rows), to show what the ratings are worth.
@@ -282,9 +284,8 @@ class Jobs:
     def run(self) -> list[dict]:
         jobs, self.queue = self.queue, []
         out: list[Any] = [None] * len(jobs)
-        here = ("mfsgd", *REFERENCES)
-        mine = [n for n, j in enumerate(jobs) if j[0] in here]
-        theirs = [n for n, j in enumerate(jobs) if j[0] not in here]
+        mine = [n for n, j in enumerate(jobs) if j[0] in IN_PROCESS]
+        theirs = [n for n, j in enumerate(jobs) if j[0] not in IN_PROCESS]
         if theirs:
             t0 = time.perf_counter()
             progress(f"anchors: {len(theirs)} fits in {self.anchors}")
@@ -323,7 +324,7 @@ def quality(rep: Report, args, data: str) -> dict:
     at = {label: jobs.add(model, params, folds, "test") for label, model, params in table}
     grids = {name: (model, grid[:2] if args.quick else grid)
              for name, (model, grid) in GRIDS.items()
-             if not args.no_tune and (model in ("mfsgd", *REFERENCES) or anchors)}
+             if not args.no_tune and (model in IN_PROCESS or anchors)}
     val = {name: [jobs.add(model, p, folds, "val") for p in grid]
            for name, (model, grid) in grids.items()}
     res = jobs.run()
@@ -390,7 +391,7 @@ def quality(rep: Report, args, data: str) -> dict:
     rep.add(md_table(["tuned model", "NDCG@10, every row", f"NDCG@10, rated >= {MIN_RATING}",
                       "ratio", f"HR@10, rated >= {MIN_RATING}", "fit CPU s/fold"], rrows))
     rep.add("")
-    return out | {"tuned_rated": tuned_rated}
+    return out
 
 
 def targets(q: dict) -> list[list[str]]:

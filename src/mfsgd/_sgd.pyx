@@ -497,11 +497,12 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
     if user_accum is not None:
         gu_v = user_accum
         gi_v = item_accum
-    if user_accum is not None and (gu_v.shape[0] > 0 or gi_v.shape[0] > 0):
-        if gu_v.shape[0] != user_factors.shape[0] or gi_v.shape[0] != item_factors.shape[0]:
-            raise ValueError("user_accum and item_accum need one value per user and item row")
-        gup = &gu_v[0]
-        gip = &gi_v[0]
+        if gu_v.shape[0] > 0 or gi_v.shape[0] > 0:
+            if gu_v.shape[0] != user_factors.shape[0] or gi_v.shape[0] != item_factors.shape[0]:
+                raise ValueError("user_accum and item_accum need one value per user and item "
+                                 "row")
+            gup = &gu_v[0]
+            gip = &gi_v[0]
     with nogil:
         if floating is float:
             mf_rank_segments_f32(&users[0], &items[0], wp, &seg_ptr[0], &segments[0], ns, shp,
