@@ -38,7 +38,7 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     "warp": {"learning_rate": 0.005, "reg_factors": 0.01, "reg_bias": 0.01, "init_std": 0.01,
              "lr_decay": 0.3, "n_epochs": 15},
     "softmax": {"learning_rate": 0.1, "reg_factors": 0.01, "reg_bias": 0.01, "init_std": 0.01,
-                "lr_decay": 0.3, "n_epochs": 15, "n_negatives": 10},
+                "lr_decay": 0.3, "n_epochs": 15, "n_negatives": 5},
 }
 #: With ``adagrad=True`` a ranking loss takes these instead of its LOSS_DEFAULTS: the rate
 #: falls per row by itself (no decay), the base rate is higher, and the factors want a much

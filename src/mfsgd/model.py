@@ -120,7 +120,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         never one of the user's training items.
     n_negatives : int or None, default None
         Negatives per positive for "bpr" and "softmax" (1 to 256). None: 2 for bpr,
-        10 for softmax.
+        5 for softmax.
     max_sampled : int, default 10
         "warp": draws per positive before giving up on finding a violating negative.
     margin : float, default 1.0
@@ -149,7 +149,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         reg_bias        0.02      0.01   0.01   0.01
         init_std        0.1       0.1    0.01   0.01
         lr_decay        0.0       0.3    0.3    0.3
-        n_negatives     -         2      -      10
+        n_negatives     -         2      -      5
 
     With ``adagrad=True`` the ranking losses use instead (squared keeps the above)::
 
