@@ -104,21 +104,25 @@ def _mfsgd_grid(loss: str, **axes: tuple) -> list[dict]:
 # The tuned models and their grids. Each anchor's grid reaches past the corner where an
 # earlier grid's best lay (LightFM's epochs and rate; ALS's regularisation, whose best was
 # at 2.0, then at 8.0, both the largest tried): the target is a ratio to the best tuned
-# anchor, so every optimum should lie inside its grid.
+# anchor, so every optimum should lie inside its grid. Both WARPs try 50 draws per
+# positive besides their default 10 (a rank estimated from more draws), softmax 10
+# negatives besides its default 5.
 GRIDS: dict[str, tuple[str, list[dict]]] = {
     "mfsgd loss='warp'": ("mfsgd", _mfsgd_grid("warp", reg_factors=(0.4, 0.3, 0.5),
                                                n_epochs=(100, 150),
-                                               learning_rate=(0.025, 0.02))),
+                                               learning_rate=(0.025, 0.02),
+                                               max_sampled=(10, 50))),
     "mfsgd loss='bpr'": ("mfsgd", _mfsgd_grid("bpr", reg_factors=(0.03, 0.01),
                                               n_epochs=(60, 100), learning_rate=(0.05, 0.1))),
     "mfsgd loss='softmax'": ("mfsgd", _mfsgd_grid("softmax", reg_factors=(0.03, 0.01, 0.06),
                                                   n_epochs=(40, 60),
-                                                  learning_rate=(0.1, 0.05))),
+                                                  learning_rate=(0.1, 0.05),
+                                                  n_negatives=(5, 10))),
     "implicit ALS": ("implicit-als", _grid({"iterations": 15},
                                            regularization=(0.05, 2.0, 8.0, 16.0, 32.0, 64.0),
                                            alpha=(1.0, 2.0, 4.0, 8.0))),
     "LightFM WARP": ("lightfm-warp", _grid({}, learning_rate=(0.05, 0.025, 0.1, 0.01),
-                                           epochs=(30, 10, 60, 100))),
+                                           epochs=(30, 10, 60, 100), max_sampled=(10, 50))),
 }
 
 # Not peers and not candidates of mfsgd's, so no target compares to them: the issue's third
@@ -179,12 +183,17 @@ def fit_mfsgd(params: dict, tr, nu: int, ni: int, k: int):
     t0 = time.process_time()
     m.fit(data)
     secs = time.process_time() - t0
-    # ids are the fold's 0-based indices; a user's bias does not change their ranking
+    return scores_of(m, nu, ni), secs
+
+
+def scores_of(m, nu: int, ni: int) -> np.ndarray:
+    """A fitted model's (nu, ni) scores, ids being the fold's 0-based indices; -inf for the
+    users and items it has not seen. A user's bias does not change their ranking."""
     s = np.full((nu, ni), -np.inf)
     s[np.ix_(m.user_ids_, m.item_ids_)] = (m.user_factors_.astype(np.float64)
                                            @ m.item_factors_.T.astype(np.float64)
                                            + m.item_bias_[None, :])
-    return s, secs
+    return s
 
 
 def fit_ials_reference(tr, nu: int, ni: int, k: int, *, alpha0: float, reg: float,
@@ -315,13 +324,25 @@ def describe(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items() if k != "loss")
 
 
+def add_defaults(jobs: Jobs, folds: list[int]) -> dict[str, slice]:
+    """Queue the issue's table (``TABLE``: the anchors at its settings, when ``jobs`` has
+    an anchors' interpreter, and each mfsgd loss at its defaults) on the test folds."""
+    return {label: jobs.add(model, params, folds, "test") for label, model, params in TABLE
+            if model == "mfsgd" or jobs.anchors}
+
+
+def popularity(data: str, folds: list[int]) -> dict:
+    """The most-popular-items baseline's summary over ``folds``."""
+    return summary([evaluate(popularity_scores(tr, nu, ni), tr, te, ni) | {"sec": 0.0}
+                    for tr, te, nu, ni in (split_of(data, f, "test") for f in folds)])
+
+
 def quality(rep: Report, args, data: str) -> dict:
     """The default and tuned tables; returns the summaries the targets need."""
     anchors = None if args.no_anchors else args.anchors
     folds = args.folds
     jobs = Jobs(data, K, anchors)
-    table = [t for t in TABLE if t[1] == "mfsgd" or anchors]
-    at = {label: jobs.add(model, params, folds, "test") for label, model, params in table}
+    at = add_defaults(jobs, folds)
     grids = {name: (model, grid[:2] if args.quick else grid)
              for name, (model, grid) in GRIDS.items()
              if not args.no_tune and (model in IN_PROCESS or anchors)}
@@ -338,8 +359,7 @@ def quality(rep: Report, args, data: str) -> dict:
              for name, (p, *_) in chosen.items()}
     res2 = jobs.run()
 
-    pop = summary([evaluate(popularity_scores(tr, nu, ni), tr, te, ni) | {"sec": 0.0}
-                   for tr, te, nu, ni in (split_of(data, f, "test") for f in folds)])
+    pop = popularity(data, folds)
     rows = {label: summary(res[s]) for label, s in at.items()}
     tuned = {name: summary(res2[s]) for name, s in refit.items()}
     tuned_rated = {name: summary(res2[s]) for name, s in rated.items()}
@@ -407,12 +427,20 @@ def targets(q: dict) -> list[list[str]]:
         ref = max(als["ndcg"], warp["ndcg"])
         rows.append(["best mfsgd default NDCG@10 / max(ALS, LightFM WARP)",
                      f"{best['ndcg']:.3f} / {ref:.3f} = {best['ndcg'] / ref:.2f}", ">= 1.00"])
-        rows.append([f"fit CPU s, best default ({best_label}) / LightFM WARP",
-                     f"{best['sec']:.2f} / {warp['sec']:.2f} = {best['sec'] / warp['sec']:.2f}",
-                     "<= 0.50"])
-        rows.append([f"fit CPU s, best default ({best_label}) / implicit ALS",
-                     f"{best['sec']:.2f} / {als['sec']:.2f} = {best['sec'] / als['sec']:.2f}",
-                     "<= 1.00"])
+        # The fit time of every default that meets the quality target (the targets hold
+        # when one loss meets all three; losses within noise of each other can swap places
+        # from one data set to the next), best first; of the best one if none does.
+        timed = sorted((lb for lb in defaults if defaults[lb]["ndcg"] >= ref),
+                       key=lambda x: -defaults[x]["ndcg"]) or [best_label]
+        for label in timed:
+            s = defaults[label]
+            what = f"{label}, NDCG {s['ndcg'] / ref:.2f}x"
+            rows.append([f"fit CPU s, {what} / LightFM WARP",
+                         f"{s['sec']:.2f} / {warp['sec']:.2f} = {s['sec'] / warp['sec']:.2f}",
+                         "<= 0.50"])
+            rows.append([f"fit CPU s, {what} / implicit ALS",
+                         f"{s['sec']:.2f} / {als['sec']:.2f} = {s['sec'] / als['sec']:.2f}",
+                         "<= 1.00"])
     mine = {n: s for n, s in tuned.items() if n.startswith("mfsgd")}
     theirs = {n: s for n, s in tuned.items() if is_anchor(n)}
     if mine and theirs:
@@ -431,7 +459,7 @@ SPEED = [
     ("mfsgd bpr, defaults (n_negatives=2)", "mfsgd", {"loss": "bpr"}),
     ("mfsgd warp, defaults", "mfsgd", {"loss": "warp"}),
     ("mfsgd warp, adagrad=True (its defaults)", "mfsgd", {"loss": "warp", "adagrad": True}),
-    ("mfsgd softmax, defaults (n_negatives=10)", "mfsgd", {"loss": "softmax"}),
+    ("mfsgd softmax, defaults (n_negatives=5)", "mfsgd", {"loss": "softmax"}),
     ("implicit BPR (verify_negative_samples)", "implicit-bpr", {}),
     ("LightFM WARP", "lightfm-warp", {}),
 ]
