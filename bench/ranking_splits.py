@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 from _common import DEFAULT_CACHE, Parser, Report, header, md_table, progress, run_child
-from ranking import K, Jobs, add_defaults, is_anchor, popularity, summary, targets
+from ranking import Jobs, K, add_defaults, is_anchor, popularity, summary, targets
 
 SPLITS = ("official", "ua-like", "half", "temporal")
 
