@@ -11,13 +11,15 @@ child processes the same folder. Nothing here imports an anchor library.
 - Output: ``header`` (machine and versions, atop every run), ``md_table``, ``Report``
   (prints and collects the markdown, writes ``--out``), ``progress`` (stderr), and the
   plots' ``figure_path``, ``pyplot``, ``save_figure``, ``figure``.
-- Options: ``Parser`` with ``--data``, ``--repeats``, ``--threads``, ``--out``,
-  ``--cache`` and ``--quick``-dependent defaults; ``run_alone`` is a section's ``main``.
+- Options: ``parse_params`` (``key=value`` words as estimator parameters), ``Parser``
+  with ``--data``, ``--repeats``, ``--threads``, ``--out``, ``--cache`` and
+  ``--quick``-dependent defaults; ``run_alone`` is a section's ``main``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as dt
 import json
 import os
@@ -165,6 +167,21 @@ def run_child(target: str, *args: Any, timeout: float | None = None,
 def rmse_mae(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     err = np.asarray(pred, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
     return float(np.sqrt(np.mean(err**2))), float(np.mean(np.abs(err)))
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` words as estimator parameters: a Python literal where the value is one
+    (``0.02``, ``True``, ``None``), else the string (``loss=warp``)."""
+    params: dict[str, Any] = {}
+    for kv in pairs:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{kv!r}: expected key=value")
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):  # a bare word: a string parameter
+            params[key] = value
+    return params
 
 
 # ============================================================================ output

@@ -11,22 +11,25 @@ range unless clip=False). For mfsgd beside the other libraries see accuracy.py.
 
 from __future__ import annotations
 
-import ast
 import statistics
 
-from _common import Parser, Report, md_table, median_of, movielens_fold, rmse_mae, run_alone, timed
+from _common import (
+    Parser,
+    Report,
+    md_table,
+    median_of,
+    movielens_fold,
+    parse_params,
+    rmse_mae,
+    run_alone,
+    timed,
+)
 
 import mfsgd
 
 
 def run(rep: Report, args) -> None:
-    params = {"random_state": 0, "n_threads": args.threads}
-    for kv in args.params:
-        k, v = kv.split("=", 1)
-        try:
-            params[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):  # a bare word: a string parameter
-            params[k] = v
+    params = {"random_state": 0, "n_threads": args.threads, **parse_params(args.params)}
     rep.add(f"MatrixFactorization parameters: {params}\n")
     rows = []
     for k in range(1, 6):

@@ -14,6 +14,11 @@ ratings (``u.data``), with section 10's protocol and code (``ranking.py``):
   predicting what comes next rather than what is missing.
 
     python bench/ranking_splits.py --anchors ../venv-anchors/bin/python [--out FILE.md]
+    python bench/ranking_splits.py --mfsgd "loss=softmax n_negatives=10"   # extra rows
+
+``--mfsgd`` (repeatable) adds a row of mfsgd with those ``MatrixFactorization``
+parameters (``key=value``, space-separated), e.g. a candidate default beside the current
+one.
 
 The splits are written as ``uN.base`` / ``uN.test`` files under ``--cache`` (they are
 derived from MovieLens, so they stay outside the repository).
@@ -24,10 +29,23 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from _common import DEFAULT_CACHE, Parser, Report, header, md_table, progress, run_child
+from _common import (
+    DEFAULT_CACHE,
+    Parser,
+    Report,
+    header,
+    md_table,
+    parse_params,
+    progress,
+    run_child,
+)
 from ranking import Jobs, K, add_defaults, is_anchor, popularity, summary, targets
 
 SPLITS = ("official", "ua-like", "half", "temporal")
+
+
+def describe_all(params: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in params.items())
 
 
 def _write(folder: str, fold: int, rows: np.ndarray, test: np.ndarray) -> None:
@@ -81,6 +99,9 @@ def main() -> None:
     ap.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
     ap.add_argument("--cache", default=DEFAULT_CACHE, metavar="DIR",
                     help="where the splits are written (default %(default)s)")
+    ap.add_argument("--mfsgd", action="append", default=[], metavar="'KEY=VALUE ...'",
+                    help="an extra mfsgd row with these MatrixFactorization parameters "
+                         "(repeatable)")
     ap.add_out()
     args = ap.parse_args()
     splits = make_splits(os.path.abspath(args.data), args.cache)
@@ -88,26 +109,35 @@ def main() -> None:
     rep = Report(args.out)
     rep.add(header(versions))
     rep.add("## 10g. The ranking defaults on other splits of MovieLens 100K\n")
-    cols, rows, goals = [], {}, []
+    cols, rows, secs, goals = [], {}, {}, []
     for name in args.splits:
         folder, folds = splits[name]
         progress(f"{name}: {len(folds)} fold(s) in {folder}")
         jobs = Jobs(folder, K, args.anchors)
         at = add_defaults(jobs, folds)
+        more = {}
+        for extra in args.mfsgd:
+            params = parse_params(extra.split())
+            more[f"mfsgd {describe_all(params)}"] = jobs.add("mfsgd", params, folds, "test")
         res = jobs.run()
         table = {label: summary(res[s]) for label, s in at.items()}
         ref = max((s["ndcg"] for label, s in table.items() if is_anchor(label)), default=None)
         cols.append(f"{name} ({len(folds)} fold{'s' * (len(folds) > 1)})")
         for label, s in {"most popular (training counts)": popularity(folder, folds),
-                         **table}.items():
+                         **table, **{lb: summary(res[s]) for lb, s in more.items()}}.items():
             cell = f"{s['ndcg']:.3f}" + (f" ({s['ndcg'] / ref:.2f})" if ref else "")
             rows.setdefault(label, {})[name] = cell
+            if not label.startswith("most popular"):
+                secs.setdefault(label, {})[name] = f"{s['sec']:.2f}"
         goals += [[name, *row] for row in targets({"table": table, "tuned": {}})]
     rep.add("NDCG@10 at the defaults (mfsgd) and the issue's settings (anchors), mean over "
             "the folds; in brackets, the ratio to the better of the anchors on that split.\n")
-    rep.add(md_table(["model", *cols],
-                     [[label, *(r.get(n, "-") for n in args.splits)] for label, r in rows.items()]))
-    rep.add("")
+    for title, cells in (("NDCG@10 (ratio to the better anchor)", rows),
+                         ("fit CPU s per fold (median)", secs)):
+        rep.add(md_table([f"model: {title}", *cols],
+                         [[label, *(r.get(n, "-") for n in args.splits)]
+                          for label, r in cells.items()]))
+        rep.add("")
     if goals:
         rep.add("The defaults targets of section 10d on each split:\n")
         rep.add(md_table(["split", "target", "measured", "goal"], goals))

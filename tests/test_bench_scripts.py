@@ -26,3 +26,15 @@ def test_bench_script_starts(script):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.startswith("usage:"), r.stdout[:500]
+
+
+def test_parse_params_reads_literals_and_words_and_refuses_a_bare_word(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from _common import parse_params
+
+    got = parse_params(["loss=softmax", "n_negatives=10", "reg_factors=0.02", "adagrad=True",
+                        "n_epochs=None", "eval_metric=ndcg@10"])
+    assert got == {"loss": "softmax", "n_negatives": 10, "reg_factors": 0.02, "adagrad": True,
+                   "n_epochs": None, "eval_metric": "ndcg@10"}
+    with pytest.raises(SystemExit, match="'n_negatives': expected key=value"):
+        parse_params(["n_negatives"])
