@@ -430,9 +430,9 @@ def targets(q: dict) -> list[list[str]]:
         # The fit time of every default that meets the quality target (the targets hold
         # when one loss meets all three; losses within noise of each other can swap places
         # from one data set to the next), best first; of the best one if none does.
-        timed = sorted((lb for lb in defaults if defaults[lb]["ndcg"] >= ref),
+        shown = sorted((lb for lb in defaults if defaults[lb]["ndcg"] >= ref),
                        key=lambda x: -defaults[x]["ndcg"]) or [best_label]
-        for label in timed:
+        for label in shown:
             s = defaults[label]
             what = f"{label}, NDCG {s['ndcg'] / ref:.2f}x"
             rows.append([f"fit CPU s, {what} / LightFM WARP",
@@ -557,12 +557,17 @@ def throughput(rep: Report, args) -> dict:
 
 
 # ============================================================================ main
-def main() -> None:
-    ap = Parser(__doc__)
-    ap.add_data()
+def add_anchors(ap: Parser) -> None:
+    """``--anchors PYTHON``: the interpreter that fits implicit's and LightFM's rows."""
     ap.add_argument("--anchors", metavar="PYTHON", default=None,
                     help="interpreter with implicit and lightfm (default: none, mfsgd rows "
                          "only)")
+
+
+def main() -> None:
+    ap = Parser(__doc__)
+    ap.add_data()
+    add_anchors(ap)
     ap.add_argument("--no-anchors", action="store_true", help="leave out implicit and LightFM")
     ap.add_argument("--no-tune", action="store_true", help="leave out the tuned rows")
     ap.add_argument("--no-throughput", action="store_true", help="leave out the throughput")

@@ -39,7 +39,16 @@ from _common import (
     progress,
     run_child,
 )
-from ranking import Jobs, K, add_defaults, is_anchor, popularity, summary, targets
+from ranking import (
+    Jobs,
+    K,
+    add_anchors,
+    add_defaults,
+    is_anchor,
+    popularity,
+    summary,
+    targets,
+)
 
 SPLITS = ("official", "ua-like", "half", "temporal")
 
@@ -93,9 +102,7 @@ def make_splits(data: str, cache: str) -> dict[str, tuple[str, list[int]]]:
 def main() -> None:
     ap = Parser(__doc__)
     ap.add_data()
-    ap.add_argument("--anchors", metavar="PYTHON", default=None,
-                    help="interpreter with implicit and lightfm (default: none, mfsgd rows "
-                         "only)")
+    add_anchors(ap)
     ap.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
     ap.add_argument("--cache", default=DEFAULT_CACHE, metavar="DIR",
                     help="where the splits are written (default %(default)s)")
