@@ -133,8 +133,8 @@ def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi,
     update rules (see _kernel_impl.h): returns updated copies (P, Q, bi) and the summed
     loss. ``loss`` is "bpr", "warp" or "softmax"; ``seen``: dict user -> set of items to
     reject as negatives (None: only the positive). Arithmetic in ``dtype`` for the rows
-    and scores and BPR's sigmoid, in float64 for the softmax and the rank weight, as the
-    kernel does. ``Gu``/``Gi``: AdaGrad accumulators (one per user / item row, updated in
+    and scores, BPR's sigmoid and the softmax's exponentials, in float64 for the softmax's
+    logits and sums and the rank weight, as the kernel does. ``Gu``/``Gi``: AdaGrad accumulators (one per user / item row, updated in
     place): each row moves at lr / sqrt(G) with G read before its step, then G grows by
     the mean squared gradient over the row's values (k factors, plus the item bias)."""
     t = np.dtype(dtype).type
@@ -216,9 +216,9 @@ def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi,
                     s -= np.log((cdf[j + 1] - cdf[j]) / (cdf[hi] - cdf[lo]))
                 o.append(s)
             o = np.array(o)
-            e = np.exp(o - o.max())
+            e = np.exp((o - o.max()).astype(dtype)).astype(np.float64)
             z = e.sum()
-            total += float(w) * (np.log(z) - np.log(e[0]))
+            total += float(w) * (o.max() + np.log(z) - o[0])
             pold = P[u].copy()
             g0 = w * t(1.0 - e[0] / z)
             gp = g0 * Q[i]
