@@ -357,7 +357,7 @@ def test_constant_ratings_with_squared_point_to_the_ranking_losses():
     ({"loss": "bpr", "n_negatives": 0}, {}, ValueError, r"n_negatives must be an int >= 1"),
     ({"loss": "softmax", "n_negatives": 1000}, {}, ValueError,
      r"n_negatives must be an int from 1 to 256; got 1000"),
-    ({"loss": "warp", "max_sampled": 0}, {}, ValueError, r"max_sampled must be an int >= 1"),
+    ({"loss": "warp", "max_sampled": 0}, {}, ValueError, r"max_sampled must be an int from 1 to"),
     ({"loss": "warp", "margin": -1.0}, {}, ValueError, r"margin must be a float >= 0"),
     ({"loss": "warp", "negative_exponent": "x"}, {}, TypeError, r"negative_exponent must be"),
     ({"loss": "warp", "eval_metric": "rmse"}, {}, ValueError,
@@ -372,11 +372,73 @@ def test_constant_ratings_with_squared_point_to_the_ranking_losses():
     ({"loss": "warp"}, {"sample_weight": [1.0, -2.0, 1.0]}, ValueError,
      r"sample_weight must be >= 0; got -2.0"),
     ({}, {"sample_weight": [1.0, np.nan, 1.0]}, ValueError, r"sample_weight has 1 non-finite"),
+    ({"loss": "bpr"}, {"sample_weight": [0.0, 0.0, 0.0]}, ValueError,
+     r"sample_weight is 0 for all 3 rows"),
+    ({}, {"sample_weight": np.zeros(3, np.float32)}, ValueError,
+     r"sample_weight is 0 for all 3 rows"),
+    ({"loss": "bpr", "max_sampled": 2**31}, {}, ValueError,
+     r"max_sampled must be an int from 1 to 2147483647; got 2147483648"),
+    ({"loss": "bpr", "negative_exponent": 11.0}, {}, ValueError,
+     r"negative_exponent must be a float >= 0.0 and <= 10.0; got 11.0"),
+    ({"loss": "bpr", "eval_metric": "ndcg@\u00b2"}, {}, ValueError, r"eval_metric must be one of"),
 ])
 def test_bad_parameters(params, fit_kw, exc, match):
     X = ([1, 2, 3], [1, 2, 3], [1.0, 2.0, 3.0])
     with pytest.raises(exc, match=match):
         MatrixFactorization(**params).fit(X, **fit_kw)
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "softmax"])
+def test_block_columns_too_small_for_negatives(loss):
+    """Negatives come from the positive's block column: one of a few items gives none
+    (the model would stay at its initialisation). n_blocks=None lowers the count, a set
+    n_blocks that leaves fewer than 16 items per column is refused."""
+    rng = np.random.default_rng(0)
+    u, i = rng.integers(0, 50, 2000), rng.integers(0, 40, 2000)
+    m = MatrixFactorization(loss=loss, n_threads=64, n_epochs=3, **KW).fit((u, i))
+    assert m.n_blocks_ == 2  # 40 items: two columns of about 20
+    losses = [h["train_loss"] for h in m.history_]
+    assert losses[0] > 0 and losses[-1] < losses[0]  # it trained
+    with pytest.raises(ValueError, match=r"n_blocks=30 cuts the 40 items into block columns "
+                                         r"of as few as \d item\(s\).*Use n_blocks <= 2"):
+        MatrixFactorization(loss=loss, n_blocks=30, **KW).fit((u, i))
+    # a set n_blocks that leaves enough items is kept as it is
+    assert MatrixFactorization(loss=loss, n_blocks=2, n_epochs=1, **KW).fit((u, i)).n_blocks_ == 2
+
+
+def test_partial_fit_failing_in_its_first_epoch_leaves_the_model_unchanged(implicit):
+    """A partial_fit that completes no epoch keeps the model's ids, rows and seen
+    items, as its error message says."""
+    from mfsgd.exceptions import DivergenceError
+
+    m = MatrixFactorization(loss="bpr", n_epochs=2, **KW).fit(implicit[0])
+    before = (m.user_ids_.copy(), m.item_ids_.copy(), m.user_factors_.copy(),
+              m._state.seen()[1].copy(), m.n_epochs_)
+    m.set_params(learning_rate=1e30)
+    with pytest.raises(DivergenceError, match="no epoch completed, so the model is unchanged"):
+        m.partial_fit(([10**6, 0], [10**6, 10**6 + 1]))
+    after = (m.user_ids_, m.item_ids_, m.user_factors_, m._state.seen()[1], m.n_epochs_)
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_large_negative_exponent_draws_the_popular_items():
+    """The popularity weights are relative to the top count: (count / top) ** beta
+    cannot overflow (count ** 134 did, and every negative became one rare item)."""
+    rng = np.random.default_rng(0)
+    u = np.r_[np.arange(200), rng.integers(0, 200, 600)]
+    i = np.r_[np.zeros(200, int), rng.integers(1, 60, 600)]
+    biases = {}
+    for beta in (0.0, 10.0):
+        m = MatrixFactorization(loss="bpr", n_factors=4, n_epochs=5, negative_exponent=beta,
+                                biased=True, random_state=0).fit((u, i))
+        biases[beta] = m.item_bias_
+    # Item 0 (seen by every user) is never a negative; with beta = 10 the next most
+    # popular items are, so their bias falls below what uniform draws give them.
+    counts = np.bincount(i, minlength=60)[1:]
+    top = 1 + np.argsort(-counts)[:5]
+    assert np.all(np.isfinite(biases[10.0]))
+    assert biases[10.0][top].mean() < biases[0.0][top].mean()
 
 
 def test_ranking_model_in_cross_validate_and_grid_search(implicit):

@@ -55,8 +55,9 @@ def test_bad_data(name, X, exc, msg):
 
 
 BAD_PARAMS = [
-    ({"n_factors": 0}, ValueError, r"n_factors must be an int >= 1; got 0"),
-    ({"n_factors": -3}, ValueError, r"n_factors must be an int >= 1; got -3"),
+    ({"n_factors": 0}, ValueError, r"n_factors must be an int from 1 to 65536; got 0"),
+    ({"n_factors": -3}, ValueError, r"n_factors must be an int from 1 to 65536; got -3"),
+    ({"n_factors": 2**63}, ValueError, r"n_factors must be an int from 1 to 65536; got 9223"),
     ({"n_factors": 2.5}, TypeError, r"n_factors must be an int"),
     ({"n_factors": True}, TypeError, r"n_factors must be an int"),
     ({"n_epochs": 0}, ValueError, r"n_epochs must be an int >= 1"),
@@ -143,3 +144,20 @@ def test_odd_but_valid_inputs_work(name, make):
     m = fit(X)
     assert np.isfinite(m.user_factors_).all()
     assert np.isfinite(m.predict(X[:2])).all()
+
+
+@pytest.mark.parametrize("n", [2, 3, 6])
+def test_a_list_of_row_tuples_is_rows_however_few(n):
+    """[(u, i, r), ...] is read as rows: with two or three of them it was read as two or
+    three columns (users (1, 10, 4.0), ...), silently another model."""
+    rows = list(zip(U[:n].tolist(), I[:n].tolist(), R[:n].tolist(), strict=True))
+    a, b = fit(rows), fit((U[:n], I[:n], R[:n]))
+    np.testing.assert_array_equal(a.user_ids_, b.user_ids_)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    pairs = [(u, i) for u, i, _ in rows]
+    np.testing.assert_array_equal(a.predict(pairs), b.predict((U[:n], I[:n])))
+    # string ids and float ratings keep their types (np.asarray would make all strings)
+    named = [(f"u{u}", f"i{i}", r) for u, i, r in rows]
+    assert fit(named).user_ids_.tolist() == sorted({f"u{u}" for u in U[:n].tolist()})
+    with pytest.raises(ValueError, match="ratings given twice"):
+        fit(rows, R[:n])

@@ -58,6 +58,11 @@ RANKING_METRICS = ("ndcg", "recall", "hit_rate")
 #: Other spellings accepted for them.
 METRIC_ALIASES = {"hr": "hit_rate"}
 MAX_NEGATIVES = _sgd.MAX_NEG  # negatives per positive the kernel's softmax holds
+MAX_SAMPLED = 2**31 - 1  # WARP's draws per positive: a C int in the kernel
+MAX_FACTORS = 1 << 16  # far beyond any useful k; keeps row sizes well inside int64
+#: Largest negative_exponent: popularity ** 10 already draws almost only the top items,
+#: and (count / top count) ** 10 stays far from float64's underflow for any count.
+MAX_NEGATIVE_EXPONENT = 10.0
 
 
 def auto_text(name: str) -> str:
@@ -92,7 +97,7 @@ def check_eval_metric(value: Any, loss: str) -> tuple[str, int]:
         return "rmse", 0
     name, _, k = value.partition("@")
     name = METRIC_ALIASES.get(name, name)
-    if name not in RANKING_METRICS or not k.isdigit() or int(k) < 1:
+    if name not in RANKING_METRICS or not (k.isascii() and k.isdigit()) or int(k) < 1:
         names = ", ".join(m + "@K" for m in RANKING_METRICS)
         aliases = ", ".join(f"{a}@K for {m}@K" for a, m in METRIC_ALIASES.items())
         raise ValueError(f"eval_metric must be one of {names} ({aliases}; K an int >= 1) with "
@@ -188,7 +193,7 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
         if not isinstance(v, (str, numbers.Integral)):
             raise TypeError(f"{name} must be a column name; got {v!r}.")
     return FitConfig(
-        n_factors=check_int("n_factors", params["n_factors"]),
+        n_factors=check_int("n_factors", params["n_factors"], high=MAX_FACTORS),
         n_epochs=check_int("n_epochs", auto["n_epochs"]),
         learning_rate=check_float("learning_rate", auto["learning_rate"], strict=True),
         reg_factors=check_float("reg_factors", auto["reg_factors"]),
@@ -212,9 +217,10 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
         columns=columns,  # type: ignore[arg-type]
         loss=loss,
         n_negatives=n_neg,
-        max_sampled=check_int("max_sampled", params.get("max_sampled", 10)),
+        max_sampled=check_int("max_sampled", params.get("max_sampled", 10), high=MAX_SAMPLED),
         margin=check_float("margin", params.get("margin", 1.0)),
-        negative_exponent=check_float("negative_exponent", params.get("negative_exponent", 0.0)),
+        negative_exponent=check_float("negative_exponent", params.get("negative_exponent", 0.0),
+                                      high=MAX_NEGATIVE_EXPONENT),
         eval_metric=check_eval_metric(params.get("eval_metric"), loss),
         min_rating=min_rating,
     )

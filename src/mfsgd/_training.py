@@ -64,6 +64,35 @@ def default_n_blocks(n_threads: int) -> int:
     return 1 if n_threads == 1 else min(2 * n_threads, MAX_BLOCKS)
 
 
+#: Fewest items a block column may hold under a ranking loss: each positive's negatives
+#: are drawn from its block column, so a column of a few items (one user may have seen
+#: them all) gives no or the same few negatives; the model then barely trains.
+MIN_BLOCK_ITEMS = 16
+
+
+def ranking_blocks(nb: int, requested: bool, item_counts: np.ndarray) -> int:
+    """The blocks per side of a ranking fit: ``nb``, lowered until every block column
+    holding interactions has at least MIN_BLOCK_ITEMS items (columns are cut by
+    interaction count, so popular items make narrow columns). ``requested``: the
+    user set ``n_blocks``, which is then kept or refused, never changed."""
+    def fewest(p: int) -> int:
+        col = split_by_counts(item_counts, p)
+        items = np.bincount(col, minlength=p)
+        used = np.bincount(col, weights=item_counts, minlength=p) > 0
+        return int(items[used].min()) if used.any() else item_counts.size
+
+    p = nb
+    while p > 1 and fewest(p) < MIN_BLOCK_ITEMS:
+        p -= 1
+    if requested and p < nb:
+        raise ValueError(
+            f"n_blocks={nb} cuts the {item_counts.size} items into block columns of as few "
+            f"as {fewest(nb)} item(s); a ranking loss draws each interaction's negatives from "
+            f"its block column, which needs at least {MIN_BLOCK_ITEMS} items. Use "
+            f"n_blocks <= {p}, or None to choose it from the data.")
+    return p
+
+
 def default_n_cells(n_users: int, n_items: int, n_ratings: int, row_bytes: int, p: int) -> int:
     """Cells per side inside a block: enough that a cell's rows fit ~512 KiB of cache,
     few enough that cells keep ~2k ratings on average."""
@@ -357,7 +386,8 @@ def make_sampler(layout: Layout, n_items: int, n_users: int, beta: float,
         # an item-less block column has no interactions either: its segments are empty
     cdf = None
     if beta:
-        w = counts_of(seen[1], n_items).astype(np.float64) ** beta
+        c = counts_of(seen[1], n_items).astype(np.float64)
+        w = (c / max(c.max(), 1.0)) ** beta  # relative to the top count: never overflows
         cdf = np.concatenate([[0.0], np.cumsum(w)])
     su, si = (np.ascontiguousarray(a, dtype=np.int32) for a in seen)
     bits = ptr = items = None
@@ -742,6 +772,22 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     unless ``weighted``), and ``evaluate = (name, score(state))`` is the per-epoch
     validation metric."""
     nb = cfg.n_blocks or default_n_blocks(cfg.n_threads)
+    order = pos = None
+    if cfg.ranking and nb > 1:
+        # Negatives come from the item range of the positive's block column, and the
+        # grid cuts the item indices into contiguous ranges. Ids are often in order of
+        # popularity or age (MovieLens 100K: the first ids are the most rated), so those
+        # ranges would hold items of one popularity only, and a positive would be
+        # compared with negatives like itself: NDCG@10 on MovieLens 100K fell from 0.355
+        # (one block) to 0.17 (4 blocks). The kernel therefore sees the items in a fixed
+        # random order: every block column is then a random sample of the catalogue.
+        order, pos = _item_order(len(base.item_map))
+        nb = ranking_blocks(nb, cfg.n_blocks is not None,
+                            counts_of(pos[triples[1]], len(base.item_map)))
+        if nb == 1:
+            order = pos = None
+        else:
+            triples[1] = pos[triples[1]]
     n_ratings = triples[2].size
     # Denominator of the reported training loss: the weight sum when weighted.
     if len(triples) > 3:
@@ -758,17 +804,6 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     # The layout takes the index arrays out of `triples` (its only reference) and
     # frees each as soon as its reordered copy exists: peak memory stays at about one
     # extra copy of the ratings.
-    order = None
-    if cfg.ranking and nb > 1:
-        # Negatives come from the item range of the positive's block column, and the
-        # grid cuts the item indices into contiguous ranges. Ids are often in order of
-        # popularity or age (MovieLens 100K: the first ids are the most rated), so those
-        # ranges would hold items of one popularity only, and a positive would be
-        # compared with negatives like itself: NDCG@10 on MovieLens 100K fell from 0.355
-        # (one block) to 0.17 (4 blocks). The kernel therefore sees the items in a fixed
-        # random order: every block column is then a random sample of the catalogue.
-        order, pos = _item_order(len(base.item_map))
-        triples[1] = pos[triples[1]]
     layout = Layout.build(triples, len(base.user_map), len(base.item_map), nb, ns)
     # The parameters are made only now (same random draws: the layout uses none), so
     # they are not resident during the layout's copying, the peak of a fit (100 M
@@ -809,7 +844,11 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
                          train_key="train_loss" if cfg.ranking else "train_rmse")
     finally:
         ex.close()
-    if res.epochs_done == 0 and epoch_offset == 0:
+    if res.epochs_done == 0 and (epoch_offset == 0 or res.reason != "completed"):
+        # Nothing to keep: a fit stopped in its first epoch, or a partial_fit that ended
+        # before completing one (diverged, interrupted, its callback raised) leaves the
+        # model as it was, without the new ids, rows and seen items. partial_fit with
+        # n_epochs=0 completes, and keeps them.
         return None, res
     best = None
     if cfg.early_stopping:
@@ -929,7 +968,9 @@ def fit_new(cfg: Any, cols: list, *,
     if cfg.ranking:
         mean = 0.0  # no mu in a ranking model (it cancels)
     elif weights is not None:
-        mean = float(np.sum(ratings * weights.astype(np.float64)) / max(weights.sum(), 1e-300))
+        # the weights are not all 0 (read_training refuses that); sum them in float64
+        mean = float(np.sum(ratings * weights.astype(np.float64))
+                     / np.sum(weights, dtype=np.float64))
     else:
         mean = float(np.mean(ratings, dtype=np.float64))
 

@@ -20,11 +20,12 @@ import numpy as np
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_int(name: str, value: Any, *, low: int = 1) -> int:
+def check_int(name: str, value: Any, *, low: int = 1, high: int | None = None) -> int:
+    rule = f">= {low}" if high is None else f"from {low} to {high}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {low}; got {value!r} ({type(value).__name__}).")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {value!r}.")
+        raise TypeError(f"{name} must be an int {rule}; got {value!r} ({type(value).__name__}).")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be an int {rule}; got {value!r}.")
     return int(value)
 
 

@@ -47,7 +47,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     Parameters
     ----------
     n_factors : int, default 100
-        Number of latent factors k.
+        Number of latent factors k (1 to 65536).
     n_epochs : int or None, default None
         Passes over the training ratings. None: the loss's default (table below).
     learning_rate : float or None, default None
@@ -88,7 +88,10 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         Blocks per side of the user x item grid of parallel work (1 to 255). None means
         1 for one thread and 2 x ``n_threads`` otherwise; fix it to get the same model
         for any thread count. (Cache blocking happens inside blocks, in cells sized
-        from the model, whatever ``n_blocks`` is.)
+        from the model, whatever ``n_blocks`` is.) A ranking loss draws negatives from
+        the positive's block column, which must hold at least 16 items: None then
+        lowers the count until every column does, and a value that leaves fewer raises
+        ValueError.
     lr_decay : float or None, default None
         Per-epoch decay: epoch e (from 0) uses ``learning_rate / (1 + lr_decay * e)``.
         None: the loss's default.
@@ -122,12 +125,14 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         Negatives per positive for "bpr" and "softmax" (1 to 256). None: 2 for bpr,
         5 for softmax.
     max_sampled : int, default 10
-        "warp": draws per positive before giving up on finding a violating negative.
+        "warp": draws per positive before giving up on finding a violating negative
+        (up to 2**31 - 1).
     margin : float, default 1.0
         "warp": a negative violates when its score exceeds the positive's minus this.
     negative_exponent : float, default 0.0
-        beta: negatives are drawn in proportion to (training interactions of the item)
-        ** beta; 0 draws uniformly (the fastest, and the best on MovieLens 100K).
+        beta, 0 to 10: negatives are drawn in proportion to (training interactions of
+        the item) ** beta; 0 draws uniformly (the fastest, and the best on MovieLens
+        100K).
     eval_metric : str or None, default None
         What ``eval_set`` (or the early-stopping hold-out) is scored by after every
         epoch: "rmse" for squared (the only choice); "ndcg@K", "recall@K" or
@@ -265,7 +270,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         ----------
         X : DataFrame, tuple, dict, array or scipy.sparse matrix
             A DataFrame (or dict) with the user, item and rating columns; a tuple
-            ``(users, items, ratings)`` of array-likes; or an ``(n, 2)`` array of
+            ``(users, items, ratings)`` of array-likes; a list of ``(user, item,
+            rating)`` row tuples (rows, however few); or an ``(n, 2)`` array of
             (user, item) ids with the ratings in ``y``. Ids may be any integers or
             strings (labels, not indices). A scipy.sparse user x item matrix (CSR, COO,
             ...) gives one row per stored entry: row index = user id, column index =
@@ -281,6 +287,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             One weight per row of ``X``: it multiplies that row's loss term (and
             gradient; the regularisation is not weighted). None weighs every row 1 (for
             squared, the unweighted kernel runs: the same model as before weights existed).
+            Weights that are all 0 raise ``ValueError``.
         eval_set : same forms as X, optional
             Validation ratings (squared: their RMSE is recorded per epoch in
             ``history_`` as ``val_rmse``) or interactions (ranking: ``eval_metric``,
