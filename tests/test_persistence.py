@@ -183,3 +183,18 @@ def test_loaded_model_pickles(saved):
     m = mfsgd.load(saved)
     m2 = pickle.loads(pickle.dumps(m))
     np.testing.assert_array_equal(m.user_factors_, m2.user_factors_)
+
+
+def test_any_real_parameter_and_a_bytes_path_round_trip(small_data, tmp_path):
+    """fit takes any real number (a Fraction too): save stores it as the float fit used,
+    not None (the loaded model would have fallen back to the default rate). A bytes
+    path saves as load reads it."""
+    from fractions import Fraction
+
+    m = MatrixFactorization(n_factors=4, n_epochs=2, learning_rate=Fraction(1, 100),
+                            random_state=0).fit(small_data)
+    path = os.fsencode(tmp_path / "m.mfsgd")
+    m.save(path)
+    m2 = mfsgd.load(path)
+    assert m2.learning_rate == 0.01
+    np.testing.assert_array_equal(m2.user_factors_, m.user_factors_)

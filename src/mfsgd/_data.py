@@ -3,7 +3,8 @@
 Ratings arrive as a pandas DataFrame (or any object with named ``columns`` and
 ``X[col]``), an Arrow table (a pyarrow Table, or any object with the Arrow PyCapsule
 stream interface ``__arrow_c_stream__``, such as a polars DataFrame), a tuple or list of
-columns ``(users, items[, ratings, ...])``, a dict of columns, an ``(n, 2)`` array of
+columns ``(users, items[, ratings, ...])``, a list of ``(user, item[, rating])`` tuples
+(rows, however few), a dict of columns, an ``(n, 2)`` array of
 (user, item) ids with the ratings in ``y``, or an ``(n, 3)`` numeric array. This module
 turns them into columns (``unpack``, ``eval_indices``), counts and selects rows in the
 form given (``n_rows``, ``take``, ``column``, for the splitters), and checks column
@@ -117,6 +118,16 @@ def _is_scalar_row(x: Any) -> bool:
     return all(np.ndim(v) == 0 for v in x)
 
 
+def _is_records(X: Any) -> bool:
+    """A list of (user, item) or (user, item, rating) tuples of scalars, all one length:
+    rows, whatever their number (two of them would otherwise read as two columns)."""
+    if not isinstance(X, list) or not X or not isinstance(X[0], tuple):
+        return False
+    width = len(X[0])
+    return width in (2, 3) and all(isinstance(r, tuple) and len(r) == width
+                                   and _is_scalar_row(r) for r in X)
+
+
 def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
            what: str) -> tuple[Any, Any, Any]:
     """(users, items, ratings-or-None) of any accepted form, as given (not yet arrays).
@@ -138,6 +149,14 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
         if ucol not in X or icol not in X:
             raise ValueError(f"{what} as a dict needs keys {ucol!r} and {icol!r}; got {list(X)}.")
         return X[ucol], X[icol], y if y is not None else X.get(rcol)
+    if _is_records(X):
+        # [(u, i), ...] or [(u, i, r), ...]: rows, transposed with their Python types
+        # kept (np.asarray would turn ids and ratings into one common type).
+        cols = list(zip(*X, strict=True))
+        if len(cols) == 3 and y is not None:
+            raise ValueError(f"ratings given twice: as the third field of {what}'s rows and "
+                             "as y.")
+        return cols[0], cols[1], cols[2] if len(cols) == 3 else y
     if isinstance(X, (tuple, list)) and len(X) in (2, 3) and not _is_scalar_row(X):
         if len(X) == 3 and y is not None:
             raise ValueError(f"ratings given twice: as the third element of {what} and as y.")
@@ -261,8 +280,9 @@ def is_frame(data: Any) -> bool:
 def n_rows(data: Any, what: str = "data") -> int:
     """Number of rows of ``data``, checking that it is one of the forms ``take`` serves:
     a DataFrame, a tuple or list of two or more equally long columns (extra columns such
-    as timestamps are fine), a dict of columns, or a 2-D array of rows."""
-    if is_frame(data):
+    as timestamps are fine), a list of row tuples, a dict of columns, or a 2-D array of
+    rows."""
+    if is_frame(data) or _is_records(data):
         return len(data)
     if isinstance(data, dict):
         cols = list(data.items())
@@ -291,6 +311,8 @@ def take(data: Any, idx: np.ndarray) -> Any:
         return data.iloc[idx]
     if isinstance(data, dict):
         return {k: as_1d(str(k), v)[idx] for k, v in data.items()}
+    if _is_records(data):
+        return [data[j] for j in np.asarray(idx).tolist()]
     if isinstance(data, (tuple, list)):
         parts = [as_1d("column", c)[idx] for c in data]
         return tuple(parts) if isinstance(data, tuple) else parts
@@ -306,6 +328,8 @@ def column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
             raise ValueError(f"data has no {role} column {col!r} (columns: {keys}); name it "
                              f"with {what}=.")
         return as_1d(role, data[col])
+    if _is_records(data):
+        return as_1d(role, [r[0] for r in data])
     if isinstance(data, (tuple, list)):
         return as_1d(role, data[0])
     return as_1d(role, np.asarray(data)[:, 0])
@@ -335,12 +359,21 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
         if n == 0:
             raise ValueError(f"{what} needs at least one interaction; got none"
                              f"{' at or above min_rating' if cfg.min_rating else ''}.")
+        _refuse_zero_weights(weights)
         w = weights if weights is not None else np.ones(n, dtype=cfg.dtype)
         return users, items, w, None
     ratings = check_ratings(ratings, cfg.dtype)
     if ratings.size == 0:
         raise ValueError(f"{what} needs at least one rating; got an empty input.")
+    _refuse_zero_weights(weights)
     return users, items, ratings, weights
+
+
+def _refuse_zero_weights(weights: np.ndarray | None) -> None:
+    """All-zero weights leave nothing to fit (and no mean): a ValueError, not a NaN."""
+    if weights is not None and weights.size and not weights.any():
+        raise ValueError(f"sample_weight is 0 for all {weights.size} rows, so there is "
+                         "nothing to fit; give some rows a positive weight.")
 
 
 class Handoff(dict):

@@ -87,7 +87,7 @@ def atomic_write(path: Any, mode: str = "wb", *, encoding: str | None = None) ->
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str, bytes or PathLike
         The target. A symbolic link is followed (its target is replaced, as ``open()``
         would write into it).
     mode : {"wb", "w", "wt"}, default "wb"
@@ -117,7 +117,7 @@ def atomic_write(path: Any, mode: str = "wb", *, encoding: str | None = None) ->
     """
     if mode not in ("wb", "w", "wt"):
         raise ValueError(f"mode must be 'wb', 'w' or 'wt'; got {mode!r}.")
-    user_path = os.fspath(path)
+    user_path = os.fsdecode(os.fspath(path))  # bytes too, as open() takes them
     target = os.path.realpath(user_path)
     try:
         st = os.stat(target)

@@ -18,6 +18,7 @@ import ast
 import io
 import json
 import math
+import numbers
 import os
 import struct
 import zipfile
@@ -51,9 +52,9 @@ __all__ = ["write_model", "read_model"]
 def _json_param(v: Any) -> Any:
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
-    if isinstance(v, (int, np.integer)):
+    if isinstance(v, numbers.Integral):
         return int(v)
-    if isinstance(v, (float, np.floating)):
+    if isinstance(v, numbers.Real):  # float, NumPy floats, Fraction: as fit read them
         return float(v)
     if v is None or isinstance(v, str):
         return v
