@@ -134,9 +134,10 @@ def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi,
     loss. ``loss`` is "bpr", "warp" or "softmax"; ``seen``: dict user -> set of items to
     reject as negatives (None: only the positive). Arithmetic in ``dtype`` for the rows
     and scores, BPR's sigmoid and the softmax's exponentials, in float64 for the softmax's
-    logits and sums and the rank weight, as the kernel does. ``Gu``/``Gi``: AdaGrad accumulators (one per user / item row, updated in
-    place): each row moves at lr / sqrt(G) with G read before its step, then G grows by
-    the mean squared gradient over the row's values (k factors, plus the item bias)."""
+    logits and sums and the rank weight, as the kernel does. ``Gu``/``Gi``: AdaGrad
+    accumulators (one per user / item row, updated in place): each row moves at
+    lr / sqrt(G) with G read before its step, then G grows by the mean squared gradient
+    over the row's values (k factors, plus the item bias)."""
     t = np.dtype(dtype).type
     P, Q, bi = P.astype(dtype), Q.astype(dtype), bi.astype(dtype)
     lr, reg_f, reg_b = t(lr), t(reg_f), t(reg_b)

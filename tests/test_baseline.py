@@ -70,6 +70,23 @@ def test_recommend_all(toy):
     assert ids[:, 0].tolist() == ["C", "A", "A", "B"]
 
 
+def test_candidates_are_a_set_and_may_be_empty(toy):
+    # u1 has seen A and B: a repeated seen candidate stays excluded, none is listed twice
+    assert toy.recommend("u1", items=["A", "A"])[0].tolist() == []
+    assert toy.recommend("u1", items=["B", "C", "B", "C"])[0].tolist() == ["C"]
+    ids, scores = toy.recommend("x", items=["C", "A", "C", "A"])
+    assert ids.tolist() == ["C", "A"] and scores.tolist() == [2.0, 2.0]
+    ids, scores = toy.recommend_all(["u1", "x"], n=5, items=["A", "A", "D"])
+    assert ids.tolist() == [["D", "A"], ["A", "D"]] and np.isneginf(scores[0, 1])
+    # no candidate left: empty lists, as with exclude_seen=False
+    for exclude_seen in (True, False):
+        for kw in ({"items": []}, {"items": ["C"], "exclude_items": ["C"]}):
+            ids, scores = toy.recommend("u1", exclude_seen=exclude_seen, **kw)
+            assert ids.shape == scores.shape == (0,) and ids.dtype == toy.item_ids_.dtype
+            ids, scores = toy.recommend_all(["u1", "x"], exclude_seen=exclude_seen, **kw)
+            assert ids.shape == scores.shape == (2, 0) and ids.dtype == toy.item_ids_.dtype
+
+
 def test_predict(toy):
     X = np.array([["u1", "B"], ["nobody", "A"], ["u1", "Z"], ["u4", "E"]])
     np.testing.assert_array_equal(toy.predict(X), [3.0, 2.0, 0.0, 1.0])
@@ -85,6 +102,15 @@ def test_sample_weight():
     # a weight of zero keeps the row (it is still seen) but adds nothing
     zero = Popularity().fit((U, I), sample_weight=np.where(I == "E", 0.0, 1.0))
     assert zero.item_counts_[4] == 0 and "E" not in zero.recommend("u3", n=5)[0]
+
+
+def test_sample_weight_sums_beyond_float64_raise():
+    # B has three rows of 7e307 (2.1e308, beyond float64); A and C two (1.4e308)
+    with pytest.raises(ValueError, match=r"sample_weight sums overflow float64: the weights "
+                                         r"of 1 item\(s\) \(first: 'B'\) add up to more"):
+        Popularity().fit((U, I), sample_weight=np.full(U.size, 7e307))
+    pop = Popularity().fit((U, I), sample_weight=np.full(U.size, 1e307))
+    assert pop.recommend("u1", n=5)[0].tolist() == list("CDE")
 
 
 def test_min_rating_drops_rows_below():

@@ -314,6 +314,27 @@ def test_ranking_errors(fitted_split):
                           exclude_train=False)
 
 
+def test_a_model_without_the_fitted_attributes_is_a_type_error(fitted_split):
+    model, train, test = fitted_split
+    with pytest.raises(TypeError, match=r"model must be a fitted mfsgd model "
+                                        r"\(MatrixFactorization or Popularity\) or an object "
+                                        r"with global_mean_, .*; got object, which has no "
+                                        r"global_mean_, user_bias_"):
+        M.ranking_metrics(object(), test, train=train)
+    partial = SimpleNamespace(**{a: getattr(model, a) for a in (
+        "global_mean_", "user_bias_", "item_bias_", "user_factors_", "item_factors_",
+        "user_ids_")})
+    with pytest.raises(TypeError, match=r"got SimpleNamespace, which has no item_ids_\.$"):
+        M.ndcg_at_k(partial, test, train=train)
+    with pytest.raises(TypeError, match=r"model must be a fitted mfsgd model"):
+        M.top_k_items(object(), [1, 2])
+    with pytest.raises(TypeError, match=r"estimator must be a fitted mfsgd model .* got "
+                                        r"object, which has no item_ids_, recommend_all"):
+        M.ranking_scorer("ndcg@5")(object(), np.column_stack(test[:2]))
+    partial.item_ids_ = model.item_ids_  # with every attribute it is evaluated
+    assert M.ndcg_at_k(partial, test, train=train) == M.ndcg_at_k(model, test, train=train)
+
+
 # ---------------------------------------------------------------------- ranking_scorer
 def test_ranking_scorer_equals_ranking_metrics(fitted_split):
     """On a float64 model the scorer's lists (from recommend_all, excluding the model's

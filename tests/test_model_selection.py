@@ -335,6 +335,58 @@ def test_cross_validate_errors(ratings, kw, exc, msg):
         ms.cross_validate(MatrixFactorization(**PARAMS), ratings, **kw)
 
 
+def test_cross_validate_refuses_rating_metrics_for_a_ranking_loss(ratings):
+    model = MatrixFactorization(loss="bpr", **PARAMS)
+    for metrics in (["rmse"], ("ndcg@5", "mae"), ("ndcg@5", M.rmse)):
+        with pytest.raises(ValueError, match=r"a ranking loss \(loss='bpr'\) predicts scores, "
+                                             r"not ratings; use ranking metrics such as"):
+            ms.cross_validate(model, ratings, cv=2, metrics=metrics)
+    res = ms.cross_validate(model, ratings, cv=2, metrics=("ndcg@5",))  # ranking: fine
+    assert res["test_ndcg@5"].shape == (2,)
+
+
+def test_cross_validate_checks_fold_indices(ratings):
+    """Row positions beyond the data raise naming the fold; boolean masks are row
+    selections like their np.flatnonzero."""
+    model = MatrixFactorization(**PARAMS)
+    n = ratings[0].size
+    for bad, first in ((np.arange(n - 5, n + 5), n), (np.array([0, -1]), -1)):
+        cv = ms.PredefinedSplit([(np.arange(10, n), np.arange(10)),
+                                 (np.arange(10), bad)])
+        with pytest.raises(ValueError, match=rf"cv fold 1: test index {first} is out of "
+                                             rf"range for data of {n} rows \(row positions "
+                                             rf"are 0 to {n - 1}\)"):
+            ms.cross_validate(model, ratings, cv=cv)
+    folds = list(ms.KFold(2, random_state=1).split(ratings))
+    masks = []
+    for tr, te in folds:
+        mt, me = np.zeros(n, bool), np.zeros(n, bool)
+        mt[tr], me[te] = True, True
+        masks.append((mt, me))
+    a = ms.cross_validate(model, ratings, cv=masks)
+    b = ms.cross_validate(model, ratings, cv=folds)
+    np.testing.assert_array_equal(a["test_rmse"], b["test_rmse"])
+    with pytest.raises(ValueError, match=r"cv fold 0: the train mask has 10 entries but the "
+                                         r"data has 6000 rows"):
+        ms.cross_validate(model, ratings, cv=[(np.ones(10, bool), masks[0][1])])
+    with pytest.raises(TypeError, match=r"cv fold 0: test is an array of row positions but "
+                                        r"train is not"):
+        ms.cross_validate(model, ratings, cv=[(ratings, folds[0][1])])
+
+
+def test_cross_validate_needs_an_estimator(ratings):
+    with pytest.raises(TypeError, match=r"model must be an mfsgd estimator "
+                                        r"\(MatrixFactorization or Popularity\) or an object "
+                                        r"with the methods get_params, fit, predict; got "
+                                        r"object, which has no get_params, fit, predict\."):
+        ms.cross_validate(object(), ratings)
+    with pytest.raises(TypeError, match=r"methods get_params, fit; got object"):
+        ms.cross_validate(object(), ratings, metrics=("ndcg@5",))
+    with pytest.raises(TypeError, match=r"got the class MatrixFactorization \(pass "
+                                        r"MatrixFactorization\(\.\.\.\)\)"):
+        ms.cross_validate(MatrixFactorization, ratings)
+
+
 # ---------------------------------------------------------------------- implicit pairs
 def test_cross_validate_on_pairs_counts_every_held_out_pair(ratings):
     """Data without ratings: the ranking metrics take every held-out pair as relevant

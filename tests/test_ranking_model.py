@@ -406,6 +406,18 @@ def test_block_columns_too_small_for_negatives(loss):
     assert MatrixFactorization(loss=loss, n_blocks=2, n_epochs=1, **KW).fit((u, i)).n_blocks_ == 2
 
 
+def test_eval_metric_k_beyond_the_catalogue_is_the_whole_list(implicit):
+    """K is clamped to the number of items: ndcg@10**12 is ndcg@n_items (it tried to
+    allocate terabytes of discounts after a full epoch)."""
+    train, test = implicit
+    kw = dict(loss="bpr", n_epochs=2, **KW)
+    big = MatrixFactorization(eval_metric="ndcg@1000000000000", **kw).fit(train, eval_set=test)
+    whole = MatrixFactorization(eval_metric=f"ndcg@{len(big.item_ids_)}", **kw).fit(
+        train, eval_set=test)
+    assert big.history_[-1]["val_ndcg@1000000000000"] == \
+        whole.history_[-1][f"val_ndcg@{len(big.item_ids_)}"] > 0
+
+
 def test_partial_fit_failing_in_its_first_epoch_leaves_the_model_unchanged(implicit):
     """A partial_fit that completes no epoch keeps the model's ids, rows and seen
     items, as its error message says."""

@@ -261,3 +261,85 @@ def test_fold_in_with_only_unknown_items_raises(model):
                                          r"not know"):
         m.fold_in(([777, 777, 778], [10**9, 10**9 + 1, 3], [4.0, 3.0, 5.0]))
     assert 777 not in m.user_ids_ and 778 not in m.user_ids_  # nothing half-done
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(0)  # 50 users, 40 items: each user has seen most items
+    return rng.integers(0, 50, 2000), rng.integers(0, 40, 2000), \
+        rng.integers(1, 6, 2000).astype(float)
+
+
+@pytest.mark.parametrize("loss", ["squared", "warp"])
+def test_recommend_candidates_are_a_set(small, loss):
+    """A repeated candidate is listed once, and a seen one never comes back."""
+    u, i, r = small
+    m = MatrixFactorization(loss=loss, n_epochs=2, random_state=0).fit(
+        (u, i, r) if loss == "squared" else (u, i))
+    seen = np.unique(i[u == 0])
+    s = int(seen[0])
+    assert len(m.recommend(0, n=5, items=[s, s, s])[0]) == 0
+    ids, _ = m.recommend(0, n=5, items=[s, 1, s, 2, 1], exclude_seen=False)
+    assert sorted(ids.tolist()) == sorted({s, 1, 2})
+    ids, scores = m.recommend_all([0, 1], n=5, items=[s, s, 1, 1], exclude_seen=False)
+    assert ids.shape == (2, 2) and np.isfinite(scores).all()
+    assert all(len(set(row)) == 2 for row in ids.tolist())
+    ids, scores = m.recommend_all([0], n=5, items=[s, s])
+    assert ids.shape == (1, 1) and np.isneginf(scores).all()
+
+
+def test_recommend_empty_candidate_set_gives_empty_lists(small):
+    u, i, r = small
+    m = MatrixFactorization(n_epochs=2, random_state=0).fit((u, i, r))
+    for exclude_seen in (True, False):
+        for kw in ({"items": []}, {"items": [5], "exclude_items": [5]}):
+            ids, scores = m.recommend(0, exclude_seen=exclude_seen, **kw)
+            assert ids.shape == scores.shape == (0,)
+            assert ids.dtype == m.item_ids_.dtype and scores.dtype == np.float64
+            ids, scores = m.recommend_all([0, 1], exclude_seen=exclude_seen, **kw)
+            assert ids.shape == scores.shape == (2, 0)
+            assert ids.dtype == m.item_ids_.dtype and scores.dtype == np.float64
+
+
+@pytest.mark.parametrize("name", ["ndcg", "recall", "hit_rate"])
+@pytest.mark.parametrize("k", [5, 50])
+@pytest.mark.parametrize("held_out", [True, False])
+def test_validation_metric_equals_ranking_metrics(small, name, k, held_out):
+    """The per-epoch eval_set metric is mfsgd.metrics' value, also when users have fewer
+    unseen items than k (the -inf slots hold excluded training items, never hits)."""
+    u, i, _ = small
+    train = (u[:1600], i[:1600])
+    val = (u[1600:], i[1600:]) if held_out else train
+    kw = dict(loss="bpr", n_epochs=1, random_state=0)
+    m = MatrixFactorization(eval_metric=f"{name}@{k}", **kw).fit(train, eval_set=val)
+    got = m.history_[-1][f"val_{name}@{k}"]
+    want = mfsgd.metrics.ranking_metrics(m, val, k=k, threshold=None, train=train)[name]
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-15)
+    if not held_out:  # every validation item is excluded as seen: nothing can be found
+        assert got == 0.0
+
+
+def test_fold_in_refuses_non_finite_rows_and_leaves_the_model_unchanged(small):
+    u, i, r = small
+    m = MatrixFactorization(n_factors=2, n_epochs=2, random_state=0).fit((u, i, r))
+    before = m._state
+    with pytest.raises(ValueError, match=r"ratings has 1 value too large for float32, the "
+                                         r"model's dtype \(first at position 1: 1e\+39\)"):
+        m.fold_in(([100, 100], [1, 2], [4.0, 1e39]))
+    with pytest.raises(ValueError, match="too large for float32"):
+        m.fold_in(([1], [100], [1e39]), side="item")
+    # each rating fits float32, but the solution does not
+    with pytest.raises(ValueError, match=r"the solved factors or bias of user\(s\) 100 are "
+                                         r"not finite in float32 .* the model is unchanged"):
+        m.fold_in(([100, 100], [0, 1], [3e38, -3e38]))
+    assert m._state is before
+    assert 100 not in m.user_ids_ and len(m.user_ids_) == 50
+    np.testing.assert_array_equal(m.user_factors_, before.factors("user_factors"))
+    assert np.isfinite(m.predict((u, i))).all()
+    # a float64 model holds the same ratings; a ranking model ignores them
+    m64 = MatrixFactorization(n_factors=2, n_epochs=2, dtype=np.float64, random_state=0)
+    m64.fit((u, i, r)).fold_in(([100], [1], [1e39]))
+    assert np.isfinite(m64.user_factors_).all() and 100 in m64.user_ids_
+    warp = MatrixFactorization(loss="warp", n_epochs=2, random_state=0).fit((u, i))
+    warp.fold_in(([100], [1], [1e39]))
+    assert np.isfinite(warp.user_factors_).all()

@@ -136,7 +136,8 @@ class Popularity(EstimatorBase):
         y : array-like, optional
             Ratings when ``X`` holds only ids (read only for ``min_rating``).
         sample_weight : array-like of shape (n,), optional
-            A finite weight >= 0 per row: item j scores the sum of its rows' weights.
+            A finite weight >= 0 per row: item j scores the sum of its rows' weights
+            (which must be finite in float64).
 
         Returns
         -------
@@ -145,7 +146,8 @@ class Popularity(EstimatorBase):
         Raises
         ------
         TypeError, ValueError
-            Bad data or parameters; ``min_rating`` without ratings; no row left.
+            Bad data or parameters; ``min_rating`` without ratings; no row left; sums of
+            ``sample_weight`` beyond float64.
         """
         min_rating = _check_min_rating(self.min_rating)
         users, items, ratings = unpack(X, y, columns=columns_of(self), ratings="optional")
@@ -170,6 +172,14 @@ class Popularity(EstimatorBase):
             counts = counts_of(iidx, n_items)
         else:
             counts = np.bincount(iidx, weights=weights, minlength=n_items)
+            # Refused rather than rescaled: item_counts_ and the scores are the sums.
+            over = np.flatnonzero(np.isinf(counts))
+            if over.size:
+                raise ValueError(f"sample_weight sums overflow float64: the weights of "
+                                 f"{over.size} item(s) (first: {imap.ids[over[0]].item()!r}) "
+                                 f"add up to more than {np.finfo(np.float64).max:.3g}; "
+                                 "rescale sample_weight (only the ratios of the weights "
+                                 "matter to the ranking).")
         seen_indptr, seen_items = seen_csr(uidx, iidx, n_users)
         state = FittedState(
             global_mean=0.0, user_factors=np.zeros((n_users, 0)),
@@ -217,7 +227,8 @@ class Popularity(EstimatorBase):
         exclude_seen : bool, default True
             Leave out the items of the user's training rows.
         items : array-like of ids, optional
-            Candidate items (a whitelist); unknown ids raise ``ValueError``.
+            Candidate items (a whitelist; a repeated id counts once); unknown ids raise
+            ``ValueError``.
         exclude_items : array-like of ids, optional
             Items never to recommend (unknown ids are ignored).
 

@@ -103,7 +103,7 @@ def _exclude(scores: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np
     starts = np.where(known, indptr[np.maximum(rows, 0)], 0)
     ends = np.where(known, indptr[np.maximum(rows, 0) + 1], 0)
     lens = ends - starts
-    if lens.sum() == 0:
+    if lens.sum() == 0 or (icols is not None and icols.size == 0):
         return
     r = np.repeat(np.arange(len(rows)), lens)
     pos = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + \
@@ -117,8 +117,7 @@ def _exclude(scores: np.ndarray, indptr: np.ndarray, items: np.ndarray, rows: np
     sorted_c = icols[order]
     hit = np.searchsorted(sorted_c, cols)
     ok = (hit < sorted_c.size) & (sorted_c[np.minimum(hit, sorted_c.size - 1)] == cols)
-    scores[r[ok], order[hit[ok]]] = -np.inf
-    # (a candidate listed twice keeps its second copy; candidates are meant to be distinct)
+    scores[r[ok], order[hit[ok]]] = -np.inf  # candidates are distinct (recommend drops repeats)
 
 
 def _predictions(st: FittedState, urows: np.ndarray, items: np.ndarray, v: np.ndarray,
@@ -220,18 +219,18 @@ def recommend_rows(st: FittedState, urows: np.ndarray, n: int, *,
 def recommend(st: FittedState, users: Any, n: int, exclude_seen: bool, items: Any,
               exclude_items: Any) -> tuple[np.ndarray, np.ndarray]:
     """The estimator's recommend_all on validated ``n`` and ``exclude_seen``: look up
-    the users (None: all, in row order), the candidates ``items`` (unknown ids raise)
-    and the blacklist ``exclude_items`` (unknown ids ignored); return item ids and
-    scores, -inf in empty slots."""
+    the users (None: all, in row order), the candidates ``items`` (unknown ids raise;
+    a set: repeats are dropped) and the blacklist ``exclude_items`` (unknown ids
+    ignored); return item ids (the model's ``item_ids_`` dtype) and scores, -inf in
+    empty slots."""
     urows = np.arange(len(st.user_map), dtype=np.int32) if users is None else \
         st.user_map.lookup("users", users)
     banned = None
     if exclude_items is not None:
         banned = st.item_map.lookup("exclude_items", exclude_items)
         banned = banned[banned >= 0]
-    if items is None:
-        icols, cand = None, st.item_map.ids
-    else:
+    icols = None
+    if items is not None:
         cand = normalize_ids("items", items)
         icols = st.item_map.lookup("items", cand)
         unknown = cand[icols < 0]
@@ -241,12 +240,13 @@ def recommend(st: FittedState, users: Any, n: int, exclude_seen: bool, items: An
             raise ValueError(
                 f"items holds {unknown.size} id(s) the model does not know ({shown}{more}); "
                 "an item unseen in training cannot be ranked. Drop them from the candidates.")
+        # A repeated candidate would be listed twice, and only one copy excluded as seen.
+        icols = icols[np.sort(np.unique(icols, return_index=True)[1])]
         if banned is not None:
-            keep = ~np.isin(icols, banned)
-            cand, icols, banned = cand[keep], icols[keep], None
+            icols, banned = icols[~np.isin(icols, banned)], None
     seen = st.seen() if exclude_seen and st.seen_indptr is not None else None
     cols, vals = recommend_rows(st, urows, n, exclude=seen, icols=icols, banned=banned)
-    return cand[cols], vals
+    return st.item_map.ids[cols if icols is None else icols[cols]], vals
 
 
 # ---------------------------------------------------------------------- similarity
@@ -345,8 +345,19 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
     ``ratings`` of the ``other`` ids, the other side held fixed (one ridge solve per
     id). New ids are appended, known ones recomputed; the pairs join the seen-items
     record. Ratings of unknown ``other`` ids are ignored; an id left with none raises
-    ``ValueError``. ``ratings`` are validated float64, as long as ``own`` and ``other``.
+    ``ValueError``, as do ratings beyond the model's dtype and rows whose solution is not
+    finite in it (the state is then left as it was). ``ratings`` are validated float64,
+    as long as ``own`` and ``other``.
     """
+    dtype = st.user_factors.dtype
+    if st.loss == "squared":  # a ranking model ignores the ratings
+        with np.errstate(over="ignore"):
+            big = np.flatnonzero(~np.isfinite(ratings.astype(dtype)))
+        if big.size:
+            raise ValueError(
+                f"ratings has {big.size} value{'s' if big.size > 1 else ''} too large for "
+                f"{dtype.name}, the model's dtype (first at position {int(big[0])}: "
+                f"{float(ratings[big[0]])!r}); drop or rescale them before fold_in.")
     own_map, other_map = (st.user_map, st.item_map) if side == "user" else \
         (st.item_map, st.user_map)
     other_idx = other_map.lookup("items" if side == "user" else "users", other)
@@ -388,7 +399,17 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
                bias: np.ndarray, other_idx: np.ndarray, group: np.ndarray) -> FittedState:
     """``st`` with rows ``raw_ids`` of ``side`` set to (vec, bias), the maps and arrays
     grown for new ids, and the (row of group g, other_idx) pairs added to the seen
-    record."""
+    record. Raises ValueError, before building anything, if a row is not finite in the
+    model's dtype."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~(np.isfinite(vec.astype(st.user_factors.dtype)).all(1)
+                & np.isfinite(bias.astype(st.user_bias.dtype)))
+    if bad.any():
+        shown = ", ".join(repr(x.item()) for x in raw_ids[bad][:5])
+        raise ValueError(
+            f"fold_in: the solved factors or bias of {side}(s) {shown} are not finite in "
+            f"{st.user_factors.dtype.name} (ratings too large for the model's scale); the "
+            "model is unchanged. Rescale the ratings or raise reg_factors / reg_bias.")
     name = "users" if side == "user" else "items"
     old_map = st.user_map if side == "user" else st.item_map
     new_map, rows = old_map.extended(name, raw_ids)
@@ -414,21 +435,25 @@ def rank_metric(st: FittedState, val_u: np.ndarray, val_i: np.ndarray,
     """Mean over the validation users of ``name`` at ``k`` ("ndcg": binary gains, ideal
     DCG over min(k, relevant) items; "recall": hits / relevant; "hit_rate": any hit): each
     user's items ranked among all items, the user's items of the CSR ``seen`` excluded
-    (the training record), through the one top-k path. ``val_u``/``val_i`` are rows of
-    known (user, item) validation pairs; NaN when there are none."""
+    (the training record), through the one top-k path in float64 with the -inf slots
+    (no candidate left) never hits: the value ``mfsgd.metrics`` gives for these pairs.
+    ``val_u``/``val_i`` are rows of known (user, item) validation pairs; NaN when there
+    are none."""
     if val_u.size == 0:
         return float("nan")
     users, inv = np.unique(val_u, return_inverse=True)
     # relevant items per validation user, as a sorted key user * n_items + item
     n_items = st.item_bias.size
+    k = min(k, n_items)  # a list holds every item at most: ndcg@10**12 is ndcg@n_items
     rel = np.unique(inv.astype(np.int64) * n_items + val_i)
     n_rel = np.bincount(rel // n_items, minlength=users.size)
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     total = 0.0
-    for s, e, cols, _ in top_n_batches(st, users.astype(np.int32), k, exclude=seen):
+    for s, e, cols, vals in top_n_batches(st, users.astype(np.int32), k, exclude=seen,
+                                          float64=True):
         keys = np.arange(s, e, dtype=np.int64)[:, None] * n_items + cols
         pos = np.minimum(np.searchsorted(rel, keys), rel.size - 1)
-        hit = rel[pos] == keys
+        hit = (rel[pos] == keys) & (vals > -np.inf)  # a -inf slot holds an excluded item
         nr = n_rel[s:e]
         if name == "ndcg":
             ideal = np.cumsum(disc)[np.minimum(nr, cols.shape[1]) - 1]

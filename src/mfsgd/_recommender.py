@@ -33,9 +33,10 @@ class RecommenderMixin:
         exclude_seen : bool, default True
             Leave out the items the user rated in training.
         items : array-like of ids, optional
-            Candidate items to rank (a whitelist; default: all items of the model). Every
-            candidate must be known to the model: an item never seen in training has no
-            factors to rank it by, so unknown ids raise ``ValueError`` naming them.
+            Candidate items to rank (a whitelist; default: all items of the model; a
+            repeated id counts once). Every candidate must be known to the model: an
+            item never seen in training has no factors to rank it by, so unknown ids
+            raise ``ValueError`` naming them.
         exclude_items : array-like of ids, optional
             Items never to recommend (a blacklist, applied on top of ``exclude_seen`` and
             ``items``), e.g. out-of-stock products. Ids the model does not know are
@@ -143,7 +144,9 @@ class RecommenderMixin:
         New users are appended; an existing user's row is recomputed from the ratings
         given (pass all of them). Ratings of items unknown to the model are ignored; a
         user left with none raises ``ValueError``. With
-        ``side="item"`` the same is done for items, holding the users fixed.
+        ``side="item"`` the same is done for items, holding the users fixed. Ratings too
+        large for the model's dtype (e.g. beyond float32), or a solution that is not
+        finite in it, raise ``ValueError`` and leave the model unchanged.
 
         A ranking model (``loss`` other than "squared") takes interactions (ratings, if
         given, are ignored) and solves the implicit-ALS problem with the items fixed:

@@ -28,6 +28,7 @@ from ._data import columns_of, unpack
 from ._idmap import IdMap, idmap_from_ids, normalize_ids, sorted_unique, unique_inverse
 from ._state import FittedState, seen_csr
 from ._validation import as_1d, check_int
+from .exceptions import NotFittedError
 
 __all__ = [
     "rmse",
@@ -125,20 +126,42 @@ def mae(y_true: Any, y_pred: Any) -> float:
 
 
 # ---------------------------------------------------------------------- top-k core
+_FITTED = ("global_mean_", "user_bias_", "item_bias_", "user_factors_", "item_factors_",
+           "user_ids_", "item_ids_")
+
+
+def _attributes(model: Any, names: tuple[str, ...], what: str) -> dict[str, Any]:
+    """The attributes ``names`` of ``model``; TypeError naming the missing ones (an
+    unfitted estimator's NotFittedError passes through)."""
+    out, missing = {}, []
+    for name in names:
+        try:
+            out[name] = getattr(model, name)
+        except NotFittedError:
+            raise
+        except AttributeError:
+            missing.append(name)
+    if missing:
+        raise TypeError(f"{what} must be a fitted mfsgd model (MatrixFactorization or "
+                        f"Popularity) or an object with {', '.join(names)}; got "
+                        f"{type(model).__name__}, which has no {', '.join(missing)}.")
+    return out
+
+
 def _fitted(model: Any) -> FittedState:
     """A state holding the model's public fitted parameters (views, no copy of the
     factors), for the top-k functions of ``_recommend``. Metrics read no private state:
     they take any object with the public attributes (reading one of an unfitted
-    MatrixFactorization raises NotFittedError)."""
-    item_ids = np.asarray(model.item_ids_)
-    user_ids = np.asarray(model.user_ids_)
-    P = np.asarray(model.user_factors_)
+    MatrixFactorization raises NotFittedError; an object without them, TypeError)."""
+    a = _attributes(model, _FITTED, "model")
+    P = np.asarray(a["user_factors_"])
     return FittedState(
-        global_mean=float(model.global_mean_), user_factors=P,
-        item_factors=np.asarray(model.item_factors_),
-        user_bias=np.asarray(model.user_bias_, dtype=np.float64),
-        item_bias=np.asarray(model.item_bias_, dtype=np.float64),
-        user_map=idmap_from_ids(user_ids), item_map=idmap_from_ids(item_ids),
+        global_mean=float(a["global_mean_"]), user_factors=P,
+        item_factors=np.asarray(a["item_factors_"]),
+        user_bias=np.asarray(a["user_bias_"], dtype=np.float64),
+        item_bias=np.asarray(a["item_bias_"], dtype=np.float64),
+        user_map=idmap_from_ids(np.asarray(a["user_ids_"])),
+        item_map=idmap_from_ids(np.asarray(a["item_ids_"])),
         rating_range=(-math.inf, math.inf), biased=bool(getattr(model, "biased", True)),
         n_factors=P.shape[1], item_counts=getattr(model, "item_counts_", None))
 
@@ -332,8 +355,8 @@ def ranking_metrics(model: Any, test: Any, k: int = 10, threshold: float | None 
     NotFittedError
         The model is not fitted.
     TypeError, ValueError
-        Bad arguments; ``exclude_train=True`` without ``train``; no relevant item in
-        ``test``.
+        Bad arguments (``TypeError`` for a model without the fitted attributes above);
+        ``exclude_train=True`` without ``train``; no relevant item in ``test``.
 
     Notes
     -----
@@ -433,14 +456,14 @@ class _RankingScorer:
                 f"exclude_train={self.exclude_train!r})")
 
     def __call__(self, estimator: Any, X: Any, y: Any = None) -> float:
-        item_map = idmap_from_ids(np.asarray(estimator.item_ids_))
+        a = _attributes(estimator, ("item_ids_", "recommend_all"), "estimator")
+        item_map = idmap_from_ids(np.asarray(a["item_ids_"]))
         fix = ", or pass y to the search's fit" if y is None else ""
         users, n_rel, rel_keys = _relevance(item_map, columns_of(estimator), X, y,
                                             self.threshold, what="X", fix=fix)
         # The estimator's own lists: recommend_all excludes the items of each user's
         # training rows (its seen record), which is what the scorer cannot be given.
-        items, scores = estimator.recommend_all(users, n=self.k,
-                                                exclude_seen=self.exclude_train)
+        items, scores = a["recommend_all"](users, n=self.k, exclude_seen=self.exclude_train)
         top = item_map.lookup("recommended items", np.asarray(items).ravel())
         acc = _ListMetrics(n_rel, rel_keys, self.k, len(item_map))
         acc.add(0, users.size, top.astype(np.int64).reshape(np.shape(items)),

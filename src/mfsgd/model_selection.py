@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ._config import RANKING_LOSSES
 from ._data import column, columns_of, is_frame, n_rows, take, unpack
 from ._idmap import normalize_ids, unique_inverse
 from ._validation import as_1d, check_bool, check_int, check_random_state
@@ -350,7 +351,8 @@ class PredefinedSplit:
     ----------
     folds : iterable of (train, test) pairs
         Each pair holds two data sets in any form ``fit`` accepts (or two arrays of
-        row positions into the data later given to :meth:`split`).
+        row positions, or two boolean masks, into the data later given to
+        :meth:`split`).
 
     Examples
     --------
@@ -436,18 +438,62 @@ def _folds(cv: Any, data: Any, random_state: Any) -> Iterator[tuple[Any, Any]]:
         raise TypeError(f"cv must be an int >= 2, a splitter with a split(data) method (KFold, "
                         f"PredefinedSplit, scikit-learn's), or an iterable of (train, test) "
                         f"pairs; got {type(cv).__name__}.")
-    for pair in pairs:
-        train, test = pair
-        if _is_index(train) and _is_index(test):
+    for f, (train, test) in enumerate(pairs):
+        is_idx = _is_index(train), _is_index(test)
+        if all(is_idx):
             if data is None:
                 raise ValueError("cv yields row positions but data is None; pass the data.")
-            yield take(data, np.asarray(train)), take(data, np.asarray(test))
+            n = n_rows(data)
+            yield (take(data, _positions(train, n, f, "train")),
+                   take(data, _positions(test, n, f, "test")))
+        elif any(is_idx):
+            a, b = ("train", "test") if is_idx[0] else ("test", "train")
+            raise TypeError(f"cv fold {f}: {a} is an array of row positions but {b} is not; "
+                            "give both as row positions (or boolean masks), or both as data.")
         else:
             yield train, test
 
 
 def _is_index(x: Any) -> bool:
-    return isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "iu"
+    """Row positions (1-D integers) or a boolean mask, as opposed to a data set."""
+    return isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "iub"
+
+
+def _positions(idx: np.ndarray, n: int, fold: int, part: str) -> np.ndarray:
+    """The row positions of a fold's part, checked against the n rows of the data; a
+    boolean mask (one entry per row) gives its true rows."""
+    if idx.dtype.kind == "b":
+        if idx.size != n:
+            raise ValueError(f"cv fold {fold}: the {part} mask has {idx.size} entries but the "
+                             f"data has {n} rows; a boolean mask needs one entry per row.")
+        return np.flatnonzero(idx)
+    bad = (idx < 0) | (idx >= n)
+    if bad.any():
+        raise ValueError(f"cv fold {fold}: {part} index {idx[bad][0].item()} is out of range "
+                         f"for data of {n} rows (row positions are 0 to {n - 1}).")
+    return idx
+
+
+def _check_model(model: Any, wanted: list[tuple[str, Any]]) -> None:
+    """TypeError unless ``model`` is an estimator instance with the methods the metrics
+    need; ValueError for rating metrics of a ranking loss."""
+    needed = ["get_params", "fit"]
+    if any(spec[0] == "point" for _, spec in wanted):
+        needed.append("predict")
+    if isinstance(model, type):
+        raise TypeError(f"model must be an estimator instance; got the class {model.__name__} "
+                        f"(pass {model.__name__}(...)).")
+    missing = [m for m in needed if not callable(getattr(model, m, None))]
+    if missing:
+        raise TypeError(f"model must be an mfsgd estimator (MatrixFactorization or Popularity) "
+                        f"or an object with the methods {', '.join(needed)}; got "
+                        f"{type(model).__name__}, which has no {', '.join(missing)}.")
+    loss = getattr(model, "loss", "squared")
+    rating = [name for name, spec in wanted if spec[0] == "point" and name in ("rmse", "mae")]
+    if rating and isinstance(loss, str) and loss in RANKING_LOSSES:
+        raise ValueError(f"metrics {rating}: a ranking loss (loss={loss!r}) predicts scores, not "
+                         "ratings; use ranking metrics such as 'ndcg@10', 'hit_rate@10', "
+                         "'recall@10'.")
 
 
 def _clone(model: Any) -> Any:
@@ -474,9 +520,12 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
         An int makes ``KFold(cv, shuffle=True, random_state=random_state)``; or any
         object with ``split(data)`` yielding (train_idx, test_idx) row positions
         (KFold, scikit-learn's splitters) or (train, test) data pairs
-        (PredefinedSplit); or an iterable of such pairs.
+        (PredefinedSplit); or an iterable of such pairs. Row positions are 1-D integer
+        arrays from 0 to n - 1 (ValueError naming the fold otherwise) or boolean masks
+        of length n.
     metrics : sequence of str or callable, default ("rmse", "mae")
-        ``"rmse"``, ``"mae"``; ranking metrics ``"precision@k"``, ``"recall@k"``,
+        ``"rmse"``, ``"mae"`` (not for a ranking loss, whose predictions are scores,
+        not ratings: ``ValueError``); ranking metrics ``"precision@k"``, ``"recall@k"``,
         ``"ndcg@k"``, ``"map@k"``, ``"hit_rate@k"``, ``"coverage@k"`` (computed by
         :func:`mfsgd.metrics.ranking_metrics` with the fold's training items excluded);
         or callables ``f(y_true, y_pred) -> float`` (named by ``__name__``).
@@ -509,6 +558,7 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
     from .metrics import ranking_arrays
 
     wanted = _check_metrics(metrics)
+    _check_model(model, wanted)
     return_models = check_bool("return_models", return_models)
     cols = columns_of(model)
     scores: dict[str, list[float]] = {name: [] for name, _ in wanted}
