@@ -292,6 +292,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             Validation ratings (squared: their RMSE is recorded per epoch in
             ``history_`` as ``val_rmse``) or interactions (ranking: ``eval_metric``,
             recorded as e.g. ``val_ndcg@10``); with ``early_stopping``, it drives it.
+            Ranking: pairs whose user or item is not in the training data are left out
+            (no epoch changes how they rank); each user's training items are excluded
+            from the ranking, as ``mfsgd.metrics`` does with ``train=``.
         callback : callable, optional
             Called after every epoch with that epoch's ``history_`` record (a dict), e.g.
             to drive a progress bar. An exception it raises stops training like Ctrl-C
