@@ -372,6 +372,13 @@ def test_cross_validate_checks_fold_indices(ratings):
     with pytest.raises(TypeError, match=r"cv fold 0: test is an array of row positions but "
                                         r"train is not"):
         ms.cross_validate(model, ratings, cv=[(ratings, folds[0][1])])
+    # lists of ints are row positions too (no data form is a list of scalars)
+    lists = [(tr.tolist(), te.tolist()) for tr, te in folds]
+    c = ms.cross_validate(model, ratings, cv=lists)
+    np.testing.assert_array_equal(c["test_rmse"], b["test_rmse"])
+    with pytest.raises(ValueError, match=r"cv fold 0 must be a \(train, test\) pair; got "
+                                         r"tuple of 3 items"):
+        ms.cross_validate(model, ratings, cv=[(*folds[0], folds[0][0])])
 
 
 def test_cross_validate_needs_an_estimator(ratings):

@@ -438,7 +438,14 @@ def _folds(cv: Any, data: Any, random_state: Any) -> Iterator[tuple[Any, Any]]:
         raise TypeError(f"cv must be an int >= 2, a splitter with a split(data) method (KFold, "
                         f"PredefinedSplit, scikit-learn's), or an iterable of (train, test) "
                         f"pairs; got {type(cv).__name__}.")
-    for f, (train, test) in enumerate(pairs):
+    for f, pair in enumerate(pairs):
+        try:
+            train, test = pair
+        except (TypeError, ValueError):
+            size = f" of {len(pair)} items" if hasattr(pair, "__len__") else ""
+            raise ValueError(f"cv fold {f} must be a (train, test) pair; got "
+                             f"{type(pair).__name__}{size}.") from None
+        train, test = (np.asarray(x) if _is_int_list(x) else x for x in (train, test))
         is_idx = _is_index(train), _is_index(test)
         if all(is_idx):
             if data is None:
@@ -452,6 +459,13 @@ def _folds(cv: Any, data: Any, random_state: Any) -> Iterator[tuple[Any, Any]]:
                             "give both as row positions (or boolean masks), or both as data.")
         else:
             yield train, test
+
+
+def _is_int_list(x: Any) -> bool:
+    """A non-empty list of Python or NumPy ints: row positions (no data form is a list
+    of scalars)."""
+    return isinstance(x, list) and bool(x) and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in x)
 
 
 def _is_index(x: Any) -> bool:
@@ -521,8 +535,8 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
         object with ``split(data)`` yielding (train_idx, test_idx) row positions
         (KFold, scikit-learn's splitters) or (train, test) data pairs
         (PredefinedSplit); or an iterable of such pairs. Row positions are 1-D integer
-        arrays from 0 to n - 1 (ValueError naming the fold otherwise) or boolean masks
-        of length n.
+        arrays (or lists of ints) from 0 to n - 1 (ValueError naming the fold
+        otherwise) or boolean masks of length n.
     metrics : sequence of str or callable, default ("rmse", "mae")
         ``"rmse"``, ``"mae"`` (not for a ranking loss, whose predictions are scores,
         not ratings: ``ValueError``); ranking metrics ``"precision@k"``, ``"recall@k"``,
