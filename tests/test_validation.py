@@ -39,6 +39,11 @@ BAD_DATA = [
      r"users has a missing or non-finite id"),
     ("mixed id types", (np.array([1, "a", 3, 1, 2, 3], dtype=object), I, R), TypeError,
      r"users mixes id types \(int, str\)"),
+    # a plain list: np.asarray would make 1 and "1" one user
+    ("mixed id types in a list", (["1", 1, 3, 1, 2, 3], I, R), TypeError,
+     r"users mixes id types \(int, str\)"),
+    ("mixed id types in row tuples", [("a", 10, 4.0), (1, 10, 3.0), ("1", 20, 5.0)], TypeError,
+     r"users mixes id types \(int, str\)"),
     ("fractional ids", (U + 0.5, I, R), TypeError, r"non-integral floats"),
     ("bool ids", (U > 1, I, R), TypeError, r"users must be integers or strings; got booleans"),
     ("no ratings", (U, I), ValueError, r"X has no ratings"),

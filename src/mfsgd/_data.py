@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._idmap import Encoded
+from ._idmap import Encoded, id_array
 from ._validation import as_1d, check_ratings, check_same_length
 
 _FORMS = ("a DataFrame, a (users, items, ratings) tuple of equally long columns, a dict of "
@@ -226,7 +226,7 @@ def unpack(X: Any, y: Any = None, *, columns: tuple[Any, Any, Any],
 def _ids(name: str, v: Any, encoded: bool) -> Any:
     if isinstance(v, Encoded):
         return v if encoded else v.decode(name)
-    return as_1d(name, v)
+    return id_array(name, v)
 
 
 def _eval_xy(eval_set: Any) -> tuple[Any, Any]:

@@ -61,13 +61,23 @@ class Encoded:
         return normalize_ids(name, self.values)[self.codes]
 
 
+def id_array(name: str, values: Any) -> np.ndarray:
+    """``as_1d`` for ids: a list or tuple mixing strings with other scalars stays an
+    object array (np.asarray would turn 1 into "1", merging user 1 with user "1"), so
+    that normalize_ids refuses the mix as it does for an object array or a DataFrame."""
+    if isinstance(values, (list, tuple)) and any(isinstance(v, str) for v in values) \
+            and not all(isinstance(v, str) for v in values):
+        values = np.array(values, dtype=object)
+    return as_1d(name, values)
+
+
 def normalize_ids(name: str, values: Any) -> np.ndarray:
     """Return a 1-D array of int64/uint64 or str ids, or raise naming the problem.
 
     Integers come back as int64, or as uint64 when some exceed the int64 range."""
     if isinstance(values, Encoded):
         return values.decode(name)
-    arr = as_1d(name, values)
+    arr = id_array(name, values)
     kind = arr.dtype.kind
     if kind in "iu":
         if kind == "u" and arr.dtype.itemsize == 8 and arr.size and arr.max() > _I64.max:
@@ -285,7 +295,7 @@ class IdMap:
         width, so a model's ids do not depend on how they were read."""
         if isinstance(values, Encoded):
             return cls._fit_encoded(name, values)
-        arr = as_1d(name, values)
+        arr = id_array(name, values)
         if arr.dtype.kind in "iu" and arr.dtype.itemsize < 8:
             ids, inverse = unique_inverse(arr)  # in the ids' own dtype: no int64 copy
             ids = ids.astype(np.int64)
