@@ -479,3 +479,35 @@ def test_loaded_and_ranking_models_train_on_aligned_rows(small_data, loss, tmp_p
             assert a.ctypes.data % 64 == 0
     np.testing.assert_array_equal(m.user_factors_, loaded.user_factors_)
     np.testing.assert_array_equal(m.item_factors_, loaded.item_factors_)
+
+
+def test_callback_gets_a_copy_of_the_epoch_record(small_data):
+    """A callback that edits its row used to edit history_ itself (a file saved then
+    failed to load: 'header field history is invalid')."""
+    m = MatrixFactorization(n_factors=2, n_epochs=3, random_state=0)
+    m.fit(small_data, callback=lambda row: row.pop("train_rmse"))
+    assert all("train_rmse" in row for row in m.history_)
+
+
+@pytest.mark.parametrize("call", ["fit", "partial_fit", "predict", "save", "user_factors_",
+                                  "fold_in", "recommend"])
+def test_the_callback_cannot_use_the_model_being_fitted(small_data, tmp_path, call):
+    """The model changes only when fit returns: inside the callback a read would see the
+    previous model, and a fit or fold_in would be overwritten by the outer fit (an inner
+    refit with n_factors=7 left a model of 4 factors that claimed 7)."""
+    m = MatrixFactorization(n_factors=2, n_epochs=2, random_state=0).fit(small_data)
+    before = m.user_factors_.copy()
+    u, i, r = small_data
+    use = {"fit": lambda: m.fit(small_data), "partial_fit": lambda: m.partial_fit(small_data),
+           "predict": lambda: m.predict((u[:2], i[:2])),
+           "save": lambda: m.save(tmp_path / "m.mfsgd"),
+           "user_factors_": lambda: m.user_factors_,
+           "fold_in": lambda: m.fold_in(([10**9], i[:1], r[:1])),
+           "recommend": lambda: m.recommend(u[0])}[call]
+    verb = "was read" if call.endswith("_") else "was called"
+    with pytest.raises(RuntimeError, match=rf"{call} {verb} during this model's own fit"):
+        m.set_params(n_epochs=3).fit(small_data, callback=lambda row: use())
+    # the callback's error stopped the refit after its first epoch, which the model keeps
+    assert m.n_epochs_ == 1 and not np.array_equal(m.user_factors_, before)
+    assert not (tmp_path / "m.mfsgd").exists()
+    use()  # after fit returns, the same call works

@@ -418,6 +418,26 @@ def test_eval_metric_k_beyond_the_catalogue_is_the_whole_list(implicit):
         whole.history_[-1][f"val_ndcg@{len(big.item_ids_)}"] > 0
 
 
+def test_eval_set_without_a_known_pair_is_refused(implicit):
+    """Unknown users and items are left out of the validation metric: with nothing
+    left, every epoch's metric was NaN and early stopping stopped blindly."""
+    with pytest.raises(ValueError, match=r"eval_set has 2 interaction\(s\), but none of a "
+                                         r"user and an item both in the training data"):
+        MatrixFactorization(loss="bpr", early_stopping=True, **KW).fit(
+            implicit[0], eval_set=([10**6, 10**6 + 1], [10**6, 10**6 + 2]))
+
+
+def test_score_of_a_ranking_model_is_its_eval_metric(implicit):
+    """score() (GridSearchCV's default) was R^2 of scores against ratings; a ranking
+    model is scored by its eval_metric, as ranking_scorer does."""
+    train, test = implicit
+    X = np.column_stack(test)
+    m = MatrixFactorization(loss="bpr", n_epochs=3, **KW).fit(train)
+    assert m.score(X) == ranking_scorer("ndcg@10")(m, X) > 0.1
+    m.set_params(eval_metric="recall@20")
+    assert m.score(X) == ranking_scorer("recall@20")(m, X)
+
+
 def test_partial_fit_failing_in_its_first_epoch_leaves_the_model_unchanged(implicit):
     """A partial_fit that completes no epoch keeps the model's ids, rows and seen
     items, as its error message says."""

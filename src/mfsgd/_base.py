@@ -4,8 +4,10 @@ the fitted attributes read from the immutable ``FittedState`` held in ``_state``
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -48,7 +50,33 @@ class EstimatorBase:
                 changed.append(f"{k}={v!r}")
         return f"{type(self).__name__}({', '.join(changed)})"
 
+    @contextlib.contextmanager
+    def _fitting_checked(self, what: str) -> Iterator[None]:
+        """Mark this thread as inside the model's ``what`` (fit or partial_fit; hold
+        ``_lock`` first), after refusing a call from inside its own fit: its callback
+        then cannot read or change the model, which changes only when fit returns (see
+        ``_refuse_in_fit``)."""
+        self._refuse_in_fit(what)
+        self.__dict__["_fit_thread"] = threading.get_ident()
+        try:
+            yield
+        finally:
+            self.__dict__["_fit_thread"] = None
+
+    def _refuse_in_fit(self, what: str) -> None:
+        """RuntimeError when called by this model's own fit (from its callback): a read
+        would see the model as it was before this fit, and a fit, partial_fit or fold_in
+        would be overwritten when the outer fit returns."""
+        if self.__dict__.get("_fit_thread") == threading.get_ident():
+            verb = "was read" if what.endswith("_") else "was called"  # a fitted attribute
+            raise RuntimeError(
+                f"{what} {verb} during this model's own fit (from its callback?); the "
+                "model changes only when fit returns, so it would see or change the model "
+                "as it was before this fit. Use the epoch record passed to the callback, or "
+                "train epoch by epoch with partial_fit(n_epochs=1).")
+
     def _require_fitted(self, what: str = "this method") -> FittedState:
+        self._refuse_in_fit(what)
         st = self.__dict__.get("_state")
         if st is None:
             if what.endswith("_"):  # a fitted attribute
@@ -80,6 +108,7 @@ class EstimatorBase:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_lock", None)
+        state.pop("_fit_thread", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

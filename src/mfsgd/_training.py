@@ -915,7 +915,7 @@ class EpochReporter:
             print(epoch_line(row), flush=True)
         if self.callback is not None:
             try:
-                self.callback(row)
+                self.callback(dict(row))  # a copy: history_ keeps what training recorded
             except BaseException as e:  # stop like Ctrl-C, then re-raise it
                 self.error = e
                 raise KeyboardInterrupt from e
@@ -961,6 +961,12 @@ def fit_new(cfg: Any, cols: list, *,
     evaluate = None
     if vpairs is not None and rank_eval is not None:
         known = (vpairs[0] >= 0) & (vpairs[1] >= 0)
+        if vpairs[0].size and not known.any():
+            raise ValueError(
+                f"eval_set has {vpairs[0].size} interaction(s), but none of a user and an "
+                "item both in the training data, so no ranking metric can be computed (and "
+                "early stopping would stop blindly); pass validation pairs of known users "
+                "and items.")
         vu, vi = vpairs[0][known], vpairs[1][known]
         train_seen = seen_csr(uidx, iidx, len(umap))  # only training items are excluded
         name = f"{cfg.eval_metric[0]}@{cfg.eval_metric[1]}"

@@ -12,7 +12,14 @@ import numpy as np
 from . import _recommend as R
 from . import _training as T
 from ._base import EstimatorBase
-from ._config import MAX_THREADS, FitConfig, continuation_rng, fit_rng, make_config
+from ._config import (
+    MAX_THREADS,
+    FitConfig,
+    check_eval_metric,
+    continuation_rng,
+    fit_rng,
+    make_config,
+)
 from ._dask import fit_dask
 from ._data import Handoff, columns_of, read_training, refuse_constant, unpack
 from ._recommender import RecommenderMixin
@@ -296,10 +303,13 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             (no epoch changes how they rank); each user's training items are excluded
             from the ranking, as ``mfsgd.metrics`` does with ``train=``.
         callback : callable, optional
-            Called after every epoch with that epoch's ``history_`` record (a dict), e.g.
-            to drive a progress bar. An exception it raises stops training like Ctrl-C
-            does, keeping the last completed epoch. With a Dask collection it is called
-            after every sub-epoch with ``{"epoch", "stratum", "n_strata"}``.
+            Called after every epoch with a copy of that epoch's ``history_`` record (a
+            dict), e.g. to drive a progress bar. An exception it raises stops training
+            like Ctrl-C does, keeping the last completed epoch. The model changes only
+            when fit returns, so the callback cannot use it: reading or changing it
+            there (predict, save, a fitted attribute, fit) raises ``RuntimeError``.
+            With a Dask collection it is called after every sub-epoch with
+            ``{"epoch", "stratum", "n_strata"}``.
         client : distributed.Client, optional
             Required when ``X`` is a Dask DataFrame: trains by distributed stratified SGD
             on that cluster (see the guide's page on Dask).
@@ -329,7 +339,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         KeyboardInterrupt
             Re-raised after Ctrl-C; the model keeps the last completed epoch.
         """
-        with self._lock:
+        with self._lock, self._fitting_checked("fit"):
             cfg = self._config()
             if threads_per_worker is not None:
                 threads_per_worker = check_int("threads_per_worker", threads_per_worker)
@@ -378,7 +388,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         ``sample_weight`` take the forms of :meth:`fit`. A ranking model never draws
         an item a user interacted with (in any earlier fit) as that user's negative.
         """
-        with self._lock:
+        with self._lock, self._fitting_checked("partial_fit"):
             n_epochs = check_int("n_epochs", n_epochs)
             st = self._state
             cfg = self._config()
@@ -478,18 +488,29 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         return float(self.predict(([user], [item]))[0])
 
     def score(self, X: Any, y: Any = None) -> float:
-        """Coefficient of determination R^2 of the predictions.
+        """Coefficient of determination R^2 of the predictions; for a ranking loss, its
+        ``eval_metric`` (default NDCG@10) of the given held-out interactions.
 
         This is scikit-learn's convention for regressors (``GridSearchCV`` uses ``score``
         when no ``scoring`` is given): higher is better, 1 is perfect, and it is *not* an
         error measure. To select by RMSE, pass
-        ``scoring="neg_root_mean_squared_error"`` to scikit-learn's search tools.
+        ``scoring="neg_root_mean_squared_error"`` to scikit-learn's search tools. A
+        ranking model's scores are not ratings, so R^2 would mean nothing: it is scored
+        as :func:`mfsgd.metrics.ranking_scorer` does (each user's training items left
+        out; with ``min_rating``, the held-out rows rated at least that are relevant).
 
         Returns
         -------
         float
             ``1 - SS_res / SS_tot`` over the given ratings; NaN when they are constant.
+            For a ranking loss, the mean of ``eval_metric`` over the held-out users.
         """
+        st = self._require_fitted("score")
+        if st.loss != "squared":
+            from .metrics import ranking_scorer
+
+            name, k = check_eval_metric(self.eval_metric, st.loss)
+            return ranking_scorer(f"{name}@{k}", threshold=self.min_rating)(self, X, y)
         users, items, ratings = self._unpack(X, y, need_ratings=True)
         r = check_ratings(ratings, np.dtype(np.float64))
         pred = self.predict((users, items))
