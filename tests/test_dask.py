@@ -82,6 +82,56 @@ def test_progress_per_sub_epoch(client, frame):
                                                           for t in (1, 2, 3)]
 
 
+@pytest.mark.parametrize("error", [ValueError, ZeroDivisionError])
+def test_a_callback_error_keeps_the_completed_epochs(client, frame, error):
+    """As in a local fit: the callback's own exception, the last completed epoch kept
+    (a ValueError lost them, others were blamed on the cluster)."""
+    def stop(info):
+        if info["epoch"] == 3:
+            raise error("stop")
+
+    m = MatrixFactorization(**KW)
+    with pytest.raises(error, match="stop"):
+        m.fit(dd.from_pandas(frame, npartitions=2), client=client, callback=stop)
+    assert m.n_epochs_ == 2
+    two = MatrixFactorization(**{**KW, "n_epochs": 2}).fit(dd.from_pandas(frame, npartitions=2),
+                                                           client=client)
+    assert_same_model(m, two)
+
+
+def test_ids_and_ratings_checked_across_partitions(client, frame):
+    """Partitions are normalised one by one: int64 beside uint64 ids became float64
+    (two users merged), ints beside strings became strings; constant ratings passed."""
+    pd = pytest.importorskip("pandas")
+    dask = pytest.importorskip("dask")
+
+    def parts(*frames):  # partitions as they are, whatever the meta says
+        return dd.from_delayed([dask.delayed(f) for f in frames], meta=frames[-1],
+                               verify_meta=False)
+
+    big = pd.DataFrame({"user": np.array([2**63 + 5, 2**63 + 6], np.uint64),
+                        "item": [1, 2], "rating": [1.0, 2.0]})
+    for small_users, match in (([3, 4], None), ([-3, 4], "beyond the int64 range")):
+        small = pd.DataFrame({"user": small_users, "item": [1, 2], "rating": [3.0, 4.0]})
+        ddf = parts(big, small)
+        m = MatrixFactorization(n_factors=2, n_epochs=1, n_blocks=1, random_state=0)
+        if match is None:
+            m.fit(ddf, client=client)
+            assert m.user_ids_.dtype == np.uint64
+            assert m.user_ids_.tolist() == [3, 4, 2**63 + 5, 2**63 + 6]
+        else:
+            with pytest.raises(ValueError, match=match):
+                m.fit(ddf, client=client)
+    names = pd.DataFrame({"user": ["a", "b"], "item": [1, 2], "rating": [1.0, 2.0]})
+    ints = pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [3.0, 4.0]})
+    with pytest.raises(TypeError, match="users mixes id types"):
+        MatrixFactorization(n_factors=2, n_epochs=1).fit(parts(names, ints), client=client)
+    ones = frame.assign(rating=1.0)
+    with pytest.raises(ValueError, match="every rating is 1.0"):
+        MatrixFactorization(n_factors=2, n_epochs=1).fit(dd.from_pandas(ones, npartitions=2),
+                                                         client=client)
+
+
 def test_checkpoint_and_resume(client, frame, tmp_path):
     ck = str(tmp_path / "ck.npz")
     ddf = dd.from_pandas(frame, npartitions=2)

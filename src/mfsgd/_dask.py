@@ -39,7 +39,7 @@ import numpy as np
 from . import _sgd
 from . import _training as T
 from ._config import FitConfig, fit_rng
-from ._data import check_columns, eval_indices
+from ._data import check_columns, eval_indices, refuse_constant_range
 from ._idmap import IdMap, sorted_unique
 from ._state import (
     FittedState,
@@ -66,6 +66,25 @@ def _part_ids(df: Any, ucol: str, icol: str, rcol: str, dtype: str) -> tuple:
         return sorted_unique(u), sorted_unique(i), 0, 0.0, math.inf, -math.inf
     return (sorted_unique(u), sorted_unique(i), r.size, float(np.sum(r, dtype=np.float64)),
             float(r.min()), float(r.max()))
+
+
+def _all_ids(name: str, parts: list[np.ndarray]) -> np.ndarray:
+    """The sorted distinct ids of all partitions (each normalised alone: int64, uint64
+    or str). np.concatenate would turn int64 and uint64 into float64 (merging ids) and
+    ints beside strings into strings (merging 1 and "1"): refuse what one local column
+    could not hold either."""
+    kinds = {p.dtype.kind for p in parts if p.size}
+    if "U" in kinds and kinds != {"U"}:
+        raise TypeError(f"{name} mixes id types (int, str) across the partitions; use one "
+                        "type for all ids, e.g. convert them with .astype(str).")
+    if kinds == {"i", "u"}:
+        if any(p.dtype.kind == "i" and p.size and p.min() < 0 for p in parts):
+            raise ValueError(f"{name} holds ids beyond the int64 range in some partitions "
+                             "and negative ids in others; no integer type holds both: use "
+                             "string ids.")
+        parts = [p.astype(np.uint64) for p in parts]
+    out = sorted_unique(np.concatenate(parts))
+    return out.astype(str) if out.dtype.kind == "U" else out
 
 
 def _part_map(df: Any, ucol: str, icol: str, rcol: str, dtype: str, uids: np.ndarray,
@@ -322,13 +341,11 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     n = sum(x[2] for x in stats)
     if n == 0:
         raise ValueError("fit needs at least one rating; got an empty Dask DataFrame.")
-    uids = sorted_unique(np.concatenate([x[0] for x in stats]))
-    iids = sorted_unique(np.concatenate([x[1] for x in stats]))
-    if uids.dtype.kind == "U" or iids.dtype.kind == "U":
-        uids, iids = uids.astype(str) if uids.dtype.kind == "U" else uids, \
-            iids.astype(str) if iids.dtype.kind == "U" else iids
+    uids = _all_ids("users", [x[0] for x in stats])
+    iids = _all_ids("items", [x[1] for x in stats])
     mean = sum(x[3] for x in stats) / n
     rr = (min(x[4] for x in stats), max(x[5] for x in stats))
+    refuse_constant_range(n, *rr)
     uids_f, iids_f = client.scatter([uids, iids], broadcast=True)
     mapped = [client.submit(_part_map, df, ucol, icol, rcol, dtype, uids_f, iids_f, pure=False)
               for df in parts]

@@ -390,9 +390,15 @@ def refuse_constant(cfg: Any, ratings: np.ndarray) -> None:
     """Raise when a squared-loss fit gets MIN_CONSTANT or more ratings, all equal: such a
     log is interactions, and the model would only learn the constant. Equal ratings by
     chance happen in tiny samples (a toy example, a fold of a few ratings)."""
-    if not cfg.ranking and ratings.size >= MIN_CONSTANT and ratings.min() == ratings.max():
+    if not cfg.ranking and ratings.size:
+        refuse_constant_range(ratings.size, float(ratings.min()), float(ratings.max()))
+
+
+def refuse_constant_range(n: int, low: float, high: float) -> None:
+    """refuse_constant from the count and range of the ratings (a Dask fit's summary)."""
+    if n >= MIN_CONSTANT and low == high:
         raise ValueError(
-            f"every rating is {float(ratings[0])!r}: with loss='squared' the model would only "
+            f"every rating is {low!r}: with loss='squared' the model would only "
             "learn that constant. For interactions (clicks, plays, purchases) use a "
             "ranking loss: loss='warp', 'bpr' or 'softmax' (see the guide's page on "
             "ranking).")

@@ -419,14 +419,18 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             raise TypeError(
                 "X is a Dask collection: pass client=distributed.Client(...) to train on the "
                 "cluster, or call X.compute() to train locally.")
+        # the callback's errors stop training as in a local fit (keeping the last epoch),
+        # rather than passing as the cluster's failure or losing the completed epochs
+        report = T.EpochReporter(False, callback)
         state, res, before = fit_dask(X, client, cfg, random_state=self.random_state,
                                       params=self.get_params(), eval_set=eval_set,
-                                      callback=callback, checkpoint=checkpoint, resume=resume,
+                                      callback=None if callback is None else report,
+                                      checkpoint=checkpoint, resume=resume,
                                       threads_per_worker=threads_per_worker)
         if state is not None and state.n_epochs > 0:
             self._state = state
         T.raise_for(res, epochs_before=before, learning_rate=cfg.learning_rate,
-                    checkpoint=checkpoint, stacklevel=4)
+                    checkpoint=checkpoint, callback_error=report.error, stacklevel=4)
         return self
 
     def _finish(self, cfg: FitConfig, state: FittedState | None, res: T.TrainResult,
