@@ -62,3 +62,45 @@ def test_fit_callback_sees_each_epoch_and_can_stop(small_data):
     with pytest.raises(RuntimeError, match="enough"):
         m.fit(small_data, callback=stop_after_two)
     assert m.n_epochs_ == 2
+
+
+def test_make_ratings_refuses_a_noise_that_overflows():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way
+        with pytest.raises(ValueError, match=r"noise=1e\+300 makes ratings overflow float32"):
+            make_ratings(10, 10, 20, noise=1e300, random_state=0)
+        assert np.isfinite(make_ratings(10, 10, 20, noise=1e30, random_state=0,
+                                        as_frame=False)[2]).all()
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"as_frame": "x"}, "as_frame must be True, False or 'auto'; got 'x'"),
+    ({"as_frame": "no"}, "as_frame must be True, False or 'auto'; got 'no'"),
+    ({"as_frame": None}, "as_frame must be True, False or 'auto'; got None"),
+    ({"return_truth": "no"}, "return_truth must be True or False; got 'no'"),
+    ({"return_truth": 1}, "return_truth must be True or False; got 1"),
+])
+def test_make_ratings_flags_must_be_booleans(kw, match):
+    with pytest.raises(TypeError, match=match):
+        make_ratings(10, 10, 20, **kw)
+
+
+def test_make_ratings_refuses_more_unrated_users_or_items_than_the_bound(monkeypatch):
+    """Every user and item costs memory, rated or not: n_users and n_items may exceed
+    n_ratings only up to a bound (2**20; 100 here), checked before allocating."""
+    import mfsgd.datasets as D
+
+    monkeypatch.setattr(D, "_MAX_UNRATED", 100)
+    assert len(make_ratings(100, 5, 10, random_state=0, as_frame=False)[0]) == 10
+    assert len(make_ratings(5, 100, 10, random_state=0, as_frame=False)[0]) == 10
+    assert len(make_ratings(300, 2, 300, random_state=0, as_frame=False)[0]) == 300
+    with pytest.raises(ValueError, match=r"n_users must be at most max\(n_ratings, 100\) = 100:"
+                                         r" .*; got 101\."):
+        make_ratings(101, 5, 10)
+    with pytest.raises(ValueError, match=r"n_items must be at most max\(n_ratings, 100\) = 300"):
+        make_ratings(2, 301, 300)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"n_users must be at most max\(n_ratings, 1048576\)"):
+        make_ratings(2**31 - 1, 1, 5)  # refused before allocating anything

@@ -318,3 +318,107 @@ def test_dask_checkpoint_gets_the_umask_mode_and_keeps_a_replaced_mode(tmp_path,
         MatrixFactorization(**kw).fit(ddf, client=client, checkpoint=str(ck))
         assert mode(ck) == 0o640
     assert leftovers(tmp_path, ["ck"]) == []
+
+
+def test_a_folder_that_creates_no_files_says_so(tmp_path, monkeypatch):
+    """/proc refuses new files with ENOENT: "no such file or directory" alone would be
+    wrong about an existing file (simulated; /proc is not everywhere)."""
+    import tempfile
+
+    def enoent(dir=None, prefix="", suffix=""):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory",
+                                os.path.join(dir, prefix + "x1y2" + suffix))
+
+    (tmp_path / "version").write_bytes(b"old")
+    monkeypatch.setattr(tempfile, "mkstemp", enoent)
+    with pytest.raises(FileNotFoundError) as info:
+        with atomic_write(tmp_path / "version") as f:
+            f.write(b"x")
+    e = info.value
+    assert e.errno == errno.ENOENT and e.filename == str(tmp_path / "version")
+    assert e.strerror == (f"cannot create a file in {tmp_path} (No such file or directory); "
+                          "the file is written as a new file there, then renamed")
+    assert (tmp_path / "version").read_bytes() == b"old"
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/version") or os.name != "posix",
+                    reason="Linux's /proc")
+def test_proc_is_not_called_missing():
+    with pytest.raises(OSError) as info:
+        with atomic_write("/proc/version") as f:
+            f.write(b"x")
+    assert info.value.filename == "/proc/version"
+    assert info.value.strerror != os.strerror(errno.ENOENT)
+
+
+# ---------------------------------------------------------------------- streams
+
+
+def test_a_regular_file_a_folder_and_a_missing_path_are_not_copied(tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    for p in (str(tmp_path / "f"), str(tmp_path), str(tmp_path / "missing")):
+        with _fileio.as_regular_file(p) as got:
+            assert got == p
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_fifo_is_read_once_into_a_temporary_file(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    data = bytes(range(256)) * 10_000  # 2.5 MB: several copy chunks
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    with _fileio.as_regular_file(str(fifo)) as copy:
+        writer.join(10)
+        assert copy != str(fifo) and os.path.dirname(copy) == str(tmp_path / "tmp")
+        assert stat.S_ISREG(os.stat(copy).st_mode) and mode(copy) == 0o600
+        for _ in range(2):  # opened as often as the readers need
+            with open(copy, "rb") as f:
+                assert f.read() == data
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_failed_copy_names_the_stream_and_leaves_nothing(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(b"1,2,3\n"), daemon=True)
+    writer.start()
+
+    class Full:  # the temporary file, on a full disk
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    real = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: Full(real(fd, *a, **k)))
+    with pytest.raises(OSError) as info:
+        with _fileio.as_regular_file(str(fifo)):
+            pytest.fail("no copy")
+    writer.join(10)
+    e = info.value
+    assert e.errno == errno.ENOSPC and e.filename == str(fifo)
+    assert e.strerror.startswith(f"{os.strerror(errno.ENOSPC)} (while copying it to a "
+                                 f"temporary file in {tmp_path / 'tmp'}")
+    assert os.listdir(tmp_path / "tmp") == []

@@ -3,13 +3,16 @@ columns, line numbers of bad ratings, file errors -- with pandas and without it.
 
 import errno
 import os
+import re
 import sys
+import tempfile
+import threading
 
 import numpy as np
 import pytest
 
 from mfsgd import _fileio
-from mfsgd.datasets import load_csv
+from mfsgd.datasets import load_csv, load_ratings
 from mfsgd.model_selection import temporal_split
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -401,3 +404,148 @@ def test_a_file_without_a_rating_column_points_to_the_ranking_losses(tmp_path):
         load_csv(p, ratings="no")
     with pytest.raises(ValueError, match=r"no item column among \['user', 'x'\]"):
         load_csv(write(tmp_path, "user,x\n1,2\n", "h.csv"), ratings=False)
+
+
+# ---------------------------------------------------------------- pipes and other streams
+
+
+def big_ratings_file(tmp_path):
+    """A ratings file of 20,000 lines (~190 KB): several times the 64 KiB that sniffing
+    reads, so reading a pipe more than once loses lines."""
+    rng = np.random.default_rng(3)
+    n = 20_000
+    text = "user,item,rating\n" + "".join(
+        f"u{a},{b},{c:g}\n" for a, b, c in zip(rng.integers(0, 500, n), rng.integers(0, 300, n),
+                                               rng.integers(1, 11, n) / 2, strict=True))
+    p = write(tmp_path, text, "big.csv")
+    assert p.stat().st_size > 2 * 65536
+    return p, n
+
+
+def through_a_pipe(data, read):
+    """``read(path)`` of a real pipe (``/dev/fd/N``, as a shell's ``<(...)`` gives) that a
+    thread fills with ``data``."""
+    r, w = os.pipe()
+
+    def feed():
+        try:
+            with os.fdopen(w, "wb") as f:
+                f.write(data)
+        except BrokenPipeError:  # the reader stopped early: its error is the test's
+            pass
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    try:
+        return read(f"/dev/fd/{r}")
+    finally:
+        os.close(r)
+        thread.join(10)
+
+
+needs_dev_fd = pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="no /dev/fd")
+
+
+@needs_dev_fd
+@pytest.mark.parametrize("reader", [load_csv, load_ratings])
+def test_a_pipe_is_read_whole(tmp_path, engine, reader, monkeypatch):
+    """The file is opened several times (magic bytes, sniffing, parsing): a pipe is read
+    once, into a temporary file that is removed afterwards."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    p, n = big_ratings_file(tmp_path)
+    expected = arrays(reader(p, as_frame=False))
+    got = arrays(through_a_pipe(p.read_bytes(), lambda path: reader(path, as_frame=False)))
+    assert len(got[0]) == n
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+@needs_dev_fd
+def test_errors_in_a_pipe_name_the_pipe_and_the_line(tmp_path):
+    p, n = big_ratings_file(tmp_path)
+    data = p.read_bytes() + b"u1,2,bad\n"
+
+    def read(path):
+        with pytest.raises(ValueError) as info:
+            load_csv(path)
+        return path, str(info.value)
+
+    path, msg = through_a_pipe(data, read)
+    assert msg.startswith(f"{path}: line {n + 2} has a missing or non-numeric rating ('bad')")
+
+
+@needs_dev_fd
+def test_a_parquet_file_through_a_pipe(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"userId": [1, 2], "movieId": [10, 10], "rating": [4.0, 3.5]}), p)
+    u, i, r = through_a_pipe(p.read_bytes(), lambda path: load_ratings(path, as_frame=False))
+    assert u.tolist() == [1, 2] and i.tolist() == [10, 10] and r.tolist() == [4.0, 3.5]
+
+
+# ---------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize("columns", [{"userId", "movieId", "rating"}, frozenset([0, 1, 2]),
+                                     {"userId": 0, "movieId": 1, "rating": 2}])
+@pytest.mark.parametrize("reader", [load_csv, load_ratings])
+def test_columns_must_be_ordered(tmp_path, columns, reader):
+    """A set's order changes with PYTHONHASHSEED: which column would be the rating?"""
+    p = write(tmp_path, "userId,movieId,rating\n1,10,4\n")
+    with pytest.raises(TypeError, match=r"columns must be an ordered sequence \(a list or "
+                                        r"tuple\) .*; got a (set|frozenset|dict)"):
+        reader(p, columns=columns)
+    with pytest.raises(TypeError, match=r"keep must be an ordered sequence"):
+        reader(p, keep=columns)
+    # a dict's keys keep their order
+    u, i, r = reader(p, columns={"userId": 0, "movieId": 0, "rating": 0}.keys(), as_frame=False)
+    assert (u.tolist(), i.tolist(), r.tolist()) == ([1], [10], [4.0])
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"as_frame": "x"}, "as_frame must be True, False or 'auto'; got 'x'"),
+    ({"as_frame": "no"}, "as_frame must be True, False or 'auto'; got 'no'"),
+    ({"as_frame": None}, "as_frame must be True, False or 'auto'; got None"),
+    ({"as_frame": 1}, "as_frame must be True, False or 'auto'; got 1"),
+    ({"header": "yes"}, "header must be 'infer', True or False; got 'yes'"),
+    ({"header": np.array([1, 2])}, "header must be 'infer', True or False"),
+])
+@pytest.mark.parametrize("reader", [load_csv, load_ratings])
+def test_flags_must_be_booleans(tmp_path, kw, match, reader):
+    with pytest.raises(TypeError, match=re.escape(match)):
+        reader(write(tmp_path, "1,10,4\n"), **kw)
+
+
+@pytest.mark.parametrize("reader", [load_csv, load_ratings])
+def test_a_bytes_path_is_read_like_a_str(tmp_path, reader):
+    p = write(tmp_path, "userId,movieId,rating\n1,10,4\n2,20,3.5\n")
+    expected = arrays(reader(str(p), as_frame=False))
+    for a, b in zip(arrays(reader(os.fsencode(p), as_frame=False)), expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(FileNotFoundError) as info:
+        reader(os.fsencode(tmp_path / "missing.csv"))
+    assert info.value.filename == str(tmp_path / "missing.csv")
+
+
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path, engine):
+    text = "user,item,rating\n1,10,4\n\xe9t\xe9,20,3\n".encode("latin-1")
+    (tmp_path / "latin1.csv").write_bytes(text)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{tmp_path / 'latin1.csv'}: line 3 is not UTF-8 text (byte 0xe9); re-encode the "
+            "file as UTF-8")):
+        load_csv(tmp_path / "latin1.csv")
+
+
+def test_the_line_that_is_not_utf8_is_found_beyond_the_first_read(tmp_path):
+    """The line is counted over the whole file, across its 1 MiB reads, even with a
+    character cut in two at a read's end."""
+    # 23 bytes of header, then lines of 8 bytes ("ü" is 2): byte 2**20 is a second byte
+    first = "user_id,item_id,rating\n" + "ü1,2,3\n" * 200_000
+    assert (2**20 - 23) % 8 == 1
+    (tmp_path / "r.csv").write_bytes(first.encode() + b"u,\xff,3\n")
+    with pytest.raises(ValueError, match=r"r\.csv: line 200002 is not UTF-8 text \(byte 0xff\)"):
+        load_csv(tmp_path / "r.csv")

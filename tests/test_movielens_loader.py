@@ -256,3 +256,30 @@ def test_official_urls_and_checksums_table(monkeypatch):
     for digest in OFFICIAL_SHA256.values():
         assert re.fullmatch(r"[0-9a-f]{64}", digest)
     assert len(set(OFFICIAL_SHA256.values())) == len(OFFICIAL_SHA256)
+
+
+def test_data_home_that_is_a_file(monkeypatch, tmp_path):
+    f = tmp_path / "a_file"
+    f.write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match=f"data_home {re.escape(str(f))} cannot be the "
+                                                 "folder of downloaded data sets: it or a folder "
+                                                 "above it is a file"):
+        load_movielens("100k", data_home=f)
+    with pytest.raises(NotADirectoryError, match=f"data_home {re.escape(str(f / 'sub'))} "):
+        get_data_home(f / "sub")
+    monkeypatch.setenv("MFSGD_DATA", str(f))
+    with pytest.raises(NotADirectoryError, match=f"MFSGD_DATA {re.escape(str(f))} cannot"):
+        get_data_home()
+
+
+def test_malformed_url_is_a_download_error(monkeypatch, local_only, server):
+    monkeypatch.setenv("MFSGD_MOVIELENS_URL", "notaurl")  # no network: urllib refuses it
+    with pytest.raises(DownloadError, match=r"Could not download notaurl/ml-100k\.zip: unknown "
+                                            r"url type"):
+        load_movielens("100k")
+    assert os.listdir(local_only) == [] and server.requests == []
+
+
+def test_as_frame_must_be_a_boolean_or_auto():
+    with pytest.raises(TypeError, match="as_frame must be True, False or 'auto'; got 'no'"):
+        load_movielens("100k", as_frame="no")

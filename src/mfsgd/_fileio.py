@@ -7,6 +7,7 @@ build on it. Optional dependencies (pandas) are imported inside the functions.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import dataclasses
@@ -22,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "current_umask", "path_error", "Dialect", "Head", "check_sep",
-           "sniff", "read_columns", "narrow_ints", "physical_line", "TextFormatError"]
+__all__ = ["atomic_write", "current_umask", "path_error", "as_regular_file", "Dialect", "Head",
+           "check_sep", "sniff", "read_columns", "narrow_ints", "physical_line",
+           "TextFormatError"]
 
 
 # ---------------------------------------------------------------------- errors
@@ -105,7 +107,8 @@ def atomic_write(path: Any, mode: str = "wb", *, encoding: str | None = None) ->
     IsADirectoryError, FileNotFoundError, NotADirectoryError, PermissionError, OSError
         With ``.filename`` the user's ``path`` (never the temporary file) and the
         standard ``.strerror``: e.g. the path is a directory, its parent does not exist
-        or is not writable, the disk is full.
+        or is not writable, the disk is full. A folder whose file system creates no
+        files (``/proc``) gives ENOENT with a ``.strerror`` saying so.
 
     Notes
     -----
@@ -140,6 +143,12 @@ def atomic_write(path: Any, mode: str = "wb", *, encoding: str | None = None) ->
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     except OSError as e:  # it names the temporary file: missing, unwritable folder...
+        if e.errno == errno.ENOENT and os.path.isdir(directory):
+            # the folder exists, but its file system creates no files (/proc): "no such
+            # file or directory" alone would be wrong about the user's path
+            raise OSError(e.errno, f"cannot create a file in {directory} "
+                          f"({os.strerror(e.errno)}); the file is written as a new "
+                          "file there, then renamed", user_path) from None
         raise _on_user_path(e, user_path, None, ours=True) from None
     try:
         with os.fdopen(fd, mode, encoding=encoding) as f:
@@ -169,6 +178,56 @@ def _fsync_directory(directory: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# ---------------------------------------------------------------------- streams
+
+_COPY_CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def as_regular_file(path: str) -> Iterator[str]:
+    """``path`` itself, or a temporary copy of it when it is a stream (a pipe, a character
+    device such as ``/dev/stdin``, a socket), removed when the block ends.
+
+    The readers here open a file several times: for Parquet's magic bytes, to sniff the
+    first lines and estimate the number of lines, to parse it (twice when a column's
+    type changes between chunks or a rating does not parse), and to find the line of a
+    bad value. A regular file starts again at its beginning at every open; a stream
+    does not: each open reads on from where the last one stopped, so the parser saw
+    only the rest of ``cat r.csv | mfsgd train /dev/stdin`` or ``train <(...)``. A
+    stream is therefore read exactly once, copied in 1 MiB chunks to a regular file in
+    the temporary folder (``TMPDIR``; mode 0600), and every reader opens the copy: the
+    same code, the same chunked parse and the same memory bound as for a file (reading
+    the stream into memory would hold its whole text beside the parsed columns).
+
+    A path that does not exist or is a directory is returned as it is, for the reader
+    to raise the usual error naming it. Errors while copying are OSErrors with
+    ``.filename`` = ``path``.
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        st = None
+    if st is None or stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        yield path
+        return
+    fd, tmp = tempfile.mkstemp(prefix="mfsgd-stream-", suffix=".tmp")
+    try:
+        try:
+            with os.fdopen(fd, "wb") as dst, open(path, "rb") as src:
+                while chunk := src.read(_COPY_CHUNK):
+                    dst.write(chunk)
+        except OSError as e:
+            if e.filename is not None:  # opening ``path``: its own error
+                raise
+            raise OSError(e.errno, f"{e.strerror or e} (while copying it to a temporary "
+                          f"file in {os.path.dirname(tmp)}; TMPDIR chooses the folder)",
+                          path) from None
+        yield tmp
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 # ---------------------------------------------------------------------- delimited text
@@ -360,7 +419,8 @@ class _Rewriter:
 
 
 def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
-                 dtypes: dict[int, str], narrow: Any = ()) -> dict[int, np.ndarray]:
+                 dtypes: dict[int, str], narrow: Any = (),
+                 name: str | None = None) -> dict[int, np.ndarray]:
     """Read the columns ``usecols`` (0-based positions) of a delimited file.
 
     Parameters
@@ -373,6 +433,9 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
     narrow : collection of int
         Positions whose integers come back as int32 when every value fits (ids: half
         the memory, and what the id mapping wants).
+    name : str, optional
+        The file as messages name it (default ``path``; e.g. the user's pipe when
+        ``path`` is its copy).
 
     Returns
     -------
@@ -381,6 +444,13 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
         gives "" in its missing fields). A column asked as float32 that does not parse
         entirely comes back as an object array of its strings, for the caller to find
         the bad value.
+
+    Raises
+    ------
+    TextFormatError
+        The lines cannot be split into fields.
+    ValueError
+        The text is not UTF-8 (the message names the first line that is not).
 
     Notes
     -----
@@ -396,7 +466,16 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
     accept the leading blanks the rewrite leaves.) Without pandas, :func:`numpy.loadtxt`
     reads numeric files and a csv/str.split loop the others.
     """
-    narrow = frozenset(narrow)
+    name = path if name is None else name
+    try:
+        return _read_columns(path, dialect, skip, usecols, dtypes, frozenset(narrow), name)
+    except UnicodeDecodeError as e:
+        raise ValueError(_not_utf8(path, name, e)) from None
+
+
+def _read_columns(path: str, dialect: Dialect, skip: int, usecols: list[int],
+                  dtypes: dict[int, str], narrow: frozenset, name: str,
+                  ) -> dict[int, np.ndarray]:
     try:
         import pandas as pd
     except ImportError:
@@ -404,13 +483,13 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
         return {p: (narrow_ints(a) if p in narrow else a) for p, a in out.items()}
     try:
         try:
-            out = _read_pandas(pd, path, dialect, skip, usecols, dtypes, narrow)
+            out = _read_pandas(pd, path, dialect, skip, usecols, dtypes, narrow, name=name)
         except _MixedChunks:
             # a column's type changed from one chunk to the next (a float or a string
             # after integers): let pandas read the whole file and reconcile the types
             out = _read_pandas(pd, path, dialect, skip, usecols, dtypes, narrow,
-                               chunked=False)
-    except TextFormatError:
+                               chunked=False, name=name)
+    except (TextFormatError, UnicodeDecodeError):  # the latter is a ValueError too
         raise
     except ValueError:
         # A float32 column with a bad value (pandas names neither row nor line): read
@@ -418,8 +497,32 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
         retry = {p: ("str" if t == "float32" else t) for p, t in dtypes.items()}
         if retry == dtypes:
             raise
-        out = _read_pandas(pd, path, dialect, skip, usecols, retry, narrow, chunked=False)
+        out = _read_pandas(pd, path, dialect, skip, usecols, retry, narrow, chunked=False,
+                           name=name)
     return out
+
+
+def _not_utf8(path: str, name: str, exc: UnicodeDecodeError) -> str:
+    """The message for a file that is not UTF-8, naming its first bad line: the file is
+    decoded again from the start (the parsers' error gives an offset in some buffer)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, bad = 1, exc.object[exc.start:exc.start + 1]
+    with open(path, "rb") as f:
+        while chunk := f.read(_COPY_CHUNK):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                # e.object: the undecoded end of the previous chunk (no newline), then
+                # this chunk
+                line += e.object.count(b"\n", 0, e.start)
+                bad = e.object[e.start:e.start + 1]
+                break
+            line += chunk.count(b"\n")
+        else:
+            line = 0  # not found again (the file changed): name no line
+    where = f"line {line}" if line else "it"
+    return (f"{name}: {where} is not UTF-8 text (byte 0x{bytes(bad).hex()}); re-encode "
+            "the file as UTF-8, e.g. with iconv -f latin1 -t utf-8 if it is Latin-1.")
 
 
 _CHUNK_ROWS = 1 << 20  # lines per chunk of pandas' reader: ~12-40 MB of parser buffers
@@ -508,7 +611,7 @@ class _Columns:
 
 def _read_pandas(pd: Any, path: str, dialect: Dialect, skip: int, usecols: list[int],
                  dtypes: dict[int, str], narrow: frozenset = frozenset(),
-                 chunked: bool = True) -> dict[int, np.ndarray]:
+                 chunked: bool = True, name: str | None = None) -> dict[int, np.ndarray]:
     rewrite = dialect.sep == "::" or (dialect.sep == WHITESPACE and not dialect.quoted)
     if rewrite:
         source: Any = _Rewriter(path, dialect.sep)
@@ -533,7 +636,7 @@ def _read_pandas(pd: Any, path: str, dialect: Dialect, skip: int, usecols: list[
             cols.add(reader)
             del reader
     except pd.errors.ParserError as e:
-        raise TextFormatError(f"{path} cannot be split into fields at {dialect}: "
+        raise TextFormatError(f"{name or path} cannot be split into fields at {dialect}: "
                               f"{str(e).strip()}") from None
     except pd.errors.EmptyDataError:
         cols = _Columns(usecols, 0, narrow)  # no rows

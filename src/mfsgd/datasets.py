@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import KeysView, Mapping, Set
 from typing import Any
 
 import numpy as np
 
 from ._idmap import sorted_unique
-from ._validation import check_float, check_int, check_random_state
+from ._validation import check_bool, check_float, check_int, check_random_state
 
 __all__ = ["make_ratings", "load_csv", "load_ratings"]
 
@@ -36,13 +37,17 @@ def make_ratings(
     Parameters
     ----------
     n_users, n_items : int
-        Number of users and items (ids ``0 .. n-1``; some may receive no rating).
+        Number of users and items (ids ``0 .. n-1``; some may receive no rating), each
+        at most ``max(n_ratings, 2**20)``: every user and item costs about
+        ``50 + 12 * rank`` bytes whether rated or not, and at most ``n_ratings`` of
+        them can be rated.
     n_ratings : int
         Number of distinct (user, item) pairs, at most ``n_users * n_items``.
     rank : int, default 10
         Rank of the true factor matrices.
     noise : float, default 0.5
-        Standard deviation of the Gaussian noise: the best achievable test RMSE.
+        Standard deviation of the Gaussian noise: the best achievable test RMSE. Ratings
+        are float32: a noise that makes one overflow to infinity raises ``ValueError``.
     random_state : None, int or numpy.random.Generator
         Seed for reproducible data.
     as_frame : bool or "auto", default "auto"
@@ -69,11 +74,21 @@ def make_ratings(
     n_ratings = check_int("n_ratings", n_ratings)
     rank = check_int("rank", rank)
     noise = check_float("noise", noise)
+    as_frame = _check_as_frame(as_frame)
+    return_truth = check_bool("return_truth", return_truth)
     if n_ratings > n_users * n_items:
         raise ValueError(f"n_ratings must be at most n_users * n_items = {n_users * n_items}; "
                          f"got {n_ratings}.")
     if n_users > 2**31 - 1 or n_items > 2**31 - 1:
         raise ValueError("n_users and n_items must be below 2**31.")
+    # Factors and weights are drawn for every user and item, rated or not: refuse counts
+    # that could only add unrated ones beyond a bounded size, before allocating them.
+    most = max(n_ratings, _MAX_UNRATED)
+    for name, n in (("n_users", n_users), ("n_items", n_items)):
+        if n > most:
+            raise ValueError(f"{name} must be at most max(n_ratings, {_MAX_UNRATED}) = {most}: "
+                             f"at most n_ratings of them can be rated, and each costs memory "
+                             f"(about {50 + 12 * rank} bytes) rated or not; got {n}.")
     rng = check_random_state(random_state)
 
     # Popularity weights: power law over randomly permuted ids.
@@ -95,14 +110,13 @@ def make_ratings(
         u, i = users[s:s + step], items[s:s + step]
         dots = np.einsum("ij,ij->i", P[u], Q[i])
         ratings[s:s + step] = mu + bu[u] + bi[i] + dots
-    ratings += rng.normal(0.0, noise, size=n_ratings).astype(np.float32) if noise > 0 else 0
+    if noise > 0:
+        with np.errstate(over="ignore"):
+            ratings += rng.normal(0.0, noise, size=n_ratings).astype(np.float32)
+        if not np.isfinite(ratings).all():
+            raise ValueError(f"noise={noise!r} makes ratings overflow float32 (at most about "
+                             "3.4e38); use a smaller noise.")
 
-    if as_frame == "auto":
-        try:
-            import pandas  # noqa: F401
-            as_frame = True
-        except ImportError:
-            as_frame = False
     if as_frame:
         from ._compat import require_pandas
         pd = require_pandas("make_ratings(as_frame=True)")
@@ -159,6 +173,9 @@ def _distinct_pairs(n_users: int, n_items: int, n: int, user_w: np.ndarray, item
     return rng.permutation(keys)[:n]
 
 
+#: make_ratings' n_users and n_items may exceed n_ratings (leaving some unrated) up to this.
+_MAX_UNRATED = 1 << 20
+
 _USER_NAMES = ("user", "userid", "user_id", "users", "uid", "customer_id")
 _ITEM_NAMES = ("item", "itemid", "item_id", "items", "movieid", "movie_id", "iid", "product_id",
                "bookid", "book_id", "isbn")
@@ -175,6 +192,15 @@ def _column_refs(name: str, value: Any) -> list[int | str]:
     digits is a position (as the command line passes them)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
         raise TypeError(f"{name} must be a list of column names or 0-based positions; got "
+                        f"{value!r}.")
+    # The order says which column is the user, the item and the rating: a set's order
+    # changes from run to run (PYTHONHASHSEED), and a dict's keys would be taken for the
+    # columns whatever it maps them to. (dict.keys() is a Set, but keeps its order.)
+    if isinstance(value, Mapping) or (isinstance(value, Set)
+                                      and not isinstance(value, KeysView)):
+        why = "list the columns" if isinstance(value, Mapping) else "its order is arbitrary"
+        raise TypeError(f"{name} must be an ordered sequence (a list or tuple) of column "
+                        f"names or 0-based positions; got a {type(value).__name__} ({why}): "
                         f"{value!r}.")
     out: list[int | str] = []
     for c in value:
@@ -258,8 +284,9 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
 
     Parameters
     ----------
-    path : str or PathLike
-        The file (UTF-8 or ASCII text).
+    path : str, bytes or PathLike
+        The file (UTF-8 or ASCII text). A pipe or another stream (``/dev/stdin``, a
+        shell's ``<(...)``) is read once, into a temporary file; see Notes.
     columns : sequence of names or 0-based positions, optional
         The user, item and rating columns in this order, optionally followed by extra
         columns to keep (e.g. ``["userId", "movieId", "rating", "timestamp"]`` or
@@ -311,10 +338,12 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         system's message, as ``open()`` raises them.
     ValueError
         ``columns``/``keep`` are wrong for this file (too few columns, an unknown
-        name, a position past the line's end), the file is empty, or a rating is
-        missing or not a finite number (the message names the line).
+        name, a position past the line's end), the file is empty or not UTF-8 text,
+        or a rating is missing or not a finite number (the message names the line).
     TypeError
-        ``columns``, ``keep`` or ``sep`` are of the wrong kind.
+        ``columns``, ``keep``, ``sep``, ``header``, ``as_frame`` or ``ratings`` are of
+        the wrong kind (``columns`` and ``keep`` must be ordered: a list or tuple, not a
+        set or a dict).
 
     Notes
     -----
@@ -336,6 +365,11 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
     Empty lines are skipped and not counted as rows; line numbers in messages are
     the file's own.
 
+    A path that is no regular file (a pipe: ``cat r.csv | ... /dev/stdin``, a shell's
+    ``<(...)``, a character device) can be read only once, whereas the file is opened
+    several times (sniffing, parsing, line numbers of errors): it is first copied to a
+    temporary file in the temporary folder (``TMPDIR``), deleted before returning.
+
     Examples
     --------
     >>> import os, tempfile
@@ -349,20 +383,55 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
     """
     from . import _fileio as F
 
-    spath = os.fspath(path)
+    spath = _file_path(path)
+    opts = _read_options(columns, sep, header, keep, as_frame, ratings)
+    with F.as_regular_file(spath) as source:
+        return _read_text(spath, source, *opts)
+
+
+def _file_path(path: Any) -> str:
+    """``path`` as a str (bytes too, decoded as ``open()`` decodes them)."""
+    return os.fsdecode(os.fspath(path))
+
+
+def _check_as_frame(as_frame: Any) -> bool:
+    """``as_frame`` as a bool; ``"auto"``: whether pandas is installed."""
+    if isinstance(as_frame, str) and as_frame == "auto":
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    if not isinstance(as_frame, (bool, np.bool_)):
+        raise TypeError(f"as_frame must be True, False or 'auto'; got {as_frame!r}.")
+    return bool(as_frame)
+
+
+def _read_options(columns: Any, sep: Any, header: Any, keep: Any, as_frame: Any,
+                  ratings: Any) -> tuple:
+    """The checked options of load_csv and load_ratings, before the file is opened:
+    (want, roles, extras, dialect, header, as_frame)."""
+    from . import _fileio as F
+
     if not isinstance(ratings, (bool, np.bool_)):
         raise TypeError(f"ratings must be True or False; got {ratings!r}.")
     want = _ROLES if ratings else _ROLES[:2]
     roles, extras = _check_columns(columns, keep, want)
-    if header != "infer" and not isinstance(header, (bool, np.bool_)):
+    if not (isinstance(header, (bool, np.bool_))
+            or (isinstance(header, str) and header == "infer")):
         raise TypeError(f"header must be 'infer', True or False; got {header!r}.")
-    if as_frame == "auto":
-        try:
-            import pandas  # noqa: F401
-            as_frame = True
-        except ImportError:
-            as_frame = False
-    head = F.sniff(spath, F.check_sep(sep))
+    header = header if isinstance(header, str) else bool(header)
+    return want, roles, extras, F.check_sep(sep), header, _check_as_frame(as_frame)
+
+
+def _read_text(spath: str, source: str, want: tuple[str, ...], roles: list[int | str] | None,
+               extras: list[int | str], dialect: Any, header: Any, as_frame: bool) -> Any:
+    """load_csv's work: ``source`` is the file to read (``spath`` or its copy), ``spath``
+    the name messages give."""
+    from . import _fileio as F
+
+    ratings, chosen = len(want) == 3, roles is not None
+    head = F.sniff(source, dialect)
     if not head.rows:
         raise ValueError(f"{spath} is empty; expected lines of {', '.join(want)}.")
     first = [f.strip() for f in head.rows[0]]
@@ -385,7 +454,7 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
             roles = list(range(len(want)))
         else:
             roles = _named_roles(names, want, spath)
-    if ratings and columns is None and width == 2:
+    if ratings and not chosen and width == 2:
         raise ValueError(f"{spath}: lines have 2 fields, so there is no rating column; read "
                          "interactions (user, item) with ratings=False and fit them with a "
                          "ranking loss (loss='bpr', 'warp' or 'softmax'; on the command line "
@@ -409,11 +478,11 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         if any(p < len(row) and _LEADING_ZERO.match(row[p]) for row in head.rows[has_header:]):
             dtypes[p] = "str"
     skip = head.first_line + int(has_header)
-    cols = F.read_columns(spath, head.dialect, skip=skip, usecols=sorted(seen), dtypes=dtypes,
-                          narrow=pos[:2])
+    cols = F.read_columns(source, head.dialect, skip=skip, usecols=sorted(seen), dtypes=dtypes,
+                          narrow=pos[:2], name=spath)
     out = {"user": cols[pos[0]], "item": cols[pos[1]]}
     if ratings:
-        out["rating"] = _checked_ratings(cols[pos[2]], spath, skip)
+        out["rating"] = _checked_ratings(cols[pos[2]], spath, skip, source)
     extra = {n: cols[p] for n, p in zip(extra_names, extra_pos, strict=True)}
     if as_frame:
         from ._compat import require_pandas
@@ -423,8 +492,9 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
     return (*out.values(), extra) if extras else tuple(out.values())
 
 
-def _checked_ratings(values: np.ndarray, path: str, skip: int) -> np.ndarray:
-    """float32 ratings, or ValueError naming the line of the first bad one."""
+def _checked_ratings(values: np.ndarray, path: str, skip: int, source: str) -> np.ndarray:
+    """float32 ratings, or ValueError naming the line of the first bad one (counted in
+    ``source``, the file read: ``path`` or its copy)."""
     from . import _fileio as F
 
     if values.dtype.kind in "iuf":
@@ -442,7 +512,7 @@ def _checked_ratings(values: np.ndarray, path: str, skip: int) -> np.ndarray:
         bad = ~np.isfinite(r)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        line = F.physical_line(path, row, skip)
+        line = F.physical_line(source, row, skip)
         raise ValueError(f"{path}: line {line} has a missing or non-numeric rating "
                          f"({str(values[row])!r}); fix or remove that line, or choose the rating "
                          "column with columns=.")
@@ -459,12 +529,13 @@ def _to_float(v: Any) -> float:
 PARQUET_EXTENSIONS = (".parquet", ".pq")
 
 
-def _is_parquet(path: str) -> bool:
-    """A Parquet file: by its extension, or by its magic bytes "PAR1"."""
+def _is_parquet(path: str, source: str) -> bool:
+    """A Parquet file: by the extension of ``path``, or by the magic bytes "PAR1" of
+    ``source`` (the file read: ``path`` or its copy)."""
     if path.lower().endswith(PARQUET_EXTENSIONS):
         return True
     try:
-        with open(path, "rb") as f:
+        with open(source, "rb") as f:
             return f.read(4) == b"PAR1"
     except OSError:
         return False  # load_csv raises the error, naming the path
@@ -481,8 +552,9 @@ def load_ratings(path: Any, *, columns: Any = None, sep: str | None = None,
 
     Parameters
     ----------
-    path : str or PathLike
-        The file.
+    path : str, bytes or PathLike
+        The file; a pipe or another stream is read once, into a temporary file (see
+        :func:`load_csv`).
     columns : sequence of names or 0-based positions, optional
         The user, item and rating columns in this order, optionally followed by extra
         columns to keep, as for :func:`load_csv`. Without it, the column names are
@@ -533,16 +605,19 @@ def load_ratings(path: Any, *, columns: Any = None, sep: str | None = None,
     >>> users.tolist(), users.dtype.name, ratings.tolist()
     ([1, 2], 'int32', [4.0, 3.5])
     """
-    spath = os.fspath(path)
-    if not _is_parquet(spath):
-        return load_csv(spath, columns=columns, sep=sep, header=header, keep=keep,
-                        as_frame=as_frame, ratings=ratings)
-    if sep is not None or header != "infer":
-        raise ValueError(f"{spath} is a Parquet file: sep= and header= are for text files; "
-                         "its columns are named in its schema (choose them with columns=).")
-    if not isinstance(ratings, (bool, np.bool_)):
-        raise TypeError(f"ratings must be True or False; got {ratings!r}.")
-    return _load_parquet(spath, columns, keep, as_frame, _ROLES if ratings else _ROLES[:2])
+    from . import _fileio as F
+
+    spath = _file_path(path)
+    opts = _read_options(columns, sep, header, keep, as_frame, ratings)
+    with F.as_regular_file(spath) as source:
+        if not _is_parquet(spath, source):
+            return _read_text(spath, source, *opts)
+        if sep is not None or header != "infer":
+            raise ValueError(f"{spath} is a Parquet file: sep= and header= are for text "
+                             "files; its columns are named in its schema (choose them with "
+                             "columns=).")
+        want, roles, extras, _, _, frame = opts
+        return _load_parquet(spath, source, roles, extras, frame, want)
 
 
 def _require_pyarrow(what: str) -> Any:
@@ -554,29 +629,24 @@ def _require_pyarrow(what: str) -> Any:
     return pq
 
 
-def _load_parquet(spath: str, columns: Any, keep: Any, as_frame: bool | str,
-                  want: tuple[str, ...]) -> Any:
+def _load_parquet(spath: str, source: str, roles: list[int | str] | None,
+                  extras: list[int | str], as_frame: bool, want: tuple[str, ...]) -> Any:
+    """Read ``source`` (``spath`` or its copy); messages name ``spath``."""
     import errno
 
     from . import _fileio as F
 
-    roles, extras = _check_columns(columns, keep, want)
-    if as_frame == "auto":
-        try:
-            import pandas  # noqa: F401
-            as_frame = True
-        except ImportError:
-            as_frame = False
     pq = _require_pyarrow(f"Reading the Parquet file {spath}")
     import pyarrow as pa
 
     if os.path.isdir(spath):
         raise F.path_error(errno.EISDIR, spath)
-    open(spath, "rb").close()  # FileNotFoundError / PermissionError, as open() raises them
+    open(source, "rb").close()  # FileNotFoundError / PermissionError, as open() raises them
     try:
-        schema = pq.read_schema(spath)
+        schema = pq.read_schema(source)
     except (pa.ArrowInvalid, OSError) as e:
-        raise ValueError(f"{spath} is not a valid Parquet file: {e}") from None
+        raise ValueError(f"{spath} is not a valid Parquet file: "
+                         f"{str(e).replace(source, spath)}") from None
     names = list(schema.names)
     if roles is None:
         roles = _named_roles(names, want, spath)
@@ -594,9 +664,9 @@ def _load_parquet(spath: str, columns: Any, keep: Any, as_frame: bool | str,
     types = [schema.field(n).type for n in wanted]
     rated = len(want) == 3  # column 2 is the rating (else an extra column)
     if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in types):
-        out = _parquet_numbers(pq, spath, wanted, rated)
+        out = _parquet_numbers(pq, source, spath, wanted, rated)
     else:
-        out = _parquet_table(pq, spath, wanted, types, rated)
+        out = _parquet_table(pq, source, spath, wanted, types, rated)
     # Arrow's allocator (mimalloc or jemalloc) keeps freed buffers for reuse: hand them
     # back to the system, or the process keeps the size of the file's data twice.
     pa.default_memory_pool().release_unused()
@@ -614,7 +684,7 @@ def _load_parquet(spath: str, columns: Any, keep: Any, as_frame: bool | str,
 _PARQUET_BATCH = 1 << 20  # rows per batch of an all-numeric Parquet file
 
 
-def _parquet_numbers(pq: Any, spath: str, wanted: list[str], rated: bool = True,
+def _parquet_numbers(pq: Any, source: str, spath: str, wanted: list[str], rated: bool = True,
                      ) -> list[np.ndarray]:
     """All-numeric columns, batch by batch into arrays allocated once (the file says how
     many rows it has): the peak is the result plus one batch."""
@@ -622,7 +692,7 @@ def _parquet_numbers(pq: Any, spath: str, wanted: list[str], rated: bool = True,
 
     from ._fileio import narrow_ints
 
-    pf = pq.ParquetFile(spath, pre_buffer=False)
+    pf = pq.ParquetFile(source, pre_buffer=False)
     n = pf.metadata.num_rows
     out: list[np.ndarray | None] = [None] * len(wanted)
     start = 0
@@ -654,12 +724,12 @@ def _parquet_numbers(pq: Any, spath: str, wanted: list[str], rated: bool = True,
     return out  # type: ignore[return-value]
 
 
-def _parquet_table(pq: Any, spath: str, wanted: list[str], types: list, rated: bool = True,
-                   ) -> list[np.ndarray]:
+def _parquet_table(pq: Any, source: str, spath: str, wanted: list[str], types: list,
+                   rated: bool = True) -> list[np.ndarray]:
     """Columns of any type (string ids read dictionary-encoded), one at a time out of
     the table, each dropped from it once converted."""
     textual = [n for n, t in zip(wanted[:2], types, strict=False) if _arrow_is_text(t)]
-    table = pq.read_table(spath, columns=wanted, read_dictionary=textual, pre_buffer=False)
+    table = pq.read_table(source, columns=wanted, read_dictionary=textual, pre_buffer=False)
     out: list[np.ndarray] = []
     for k, name in enumerate(wanted):
         col = table.column(0)
@@ -795,16 +865,30 @@ def get_data_home(data_home: Any = None) -> str:
     -------
     str
         The absolute path of the folder.
+
+    Raises
+    ------
+    NotADirectoryError
+        The folder, or a folder above it, is a file; the message says where the path
+        came from (``data_home``, ``MFSGD_DATA``, ``XDG_CACHE_HOME``).
     """
     import os
 
+    source = "data_home"
     if data_home is None:
-        data_home = os.environ.get("MFSGD_DATA") or None
+        data_home, source = os.environ.get("MFSGD_DATA") or None, "MFSGD_DATA"
     if data_home is None:
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
         data_home = os.path.join(cache, "mfsgd")
+        source = ("XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME")
+                  else "the default cache folder")
     path = os.path.abspath(os.path.expanduser(os.fspath(data_home)))
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file in the way
+        raise NotADirectoryError(f"{source} {path} cannot be the folder of downloaded data "
+                                 f"sets: it or a folder above it is a file. Choose another "
+                                 f"folder (data_home= or MFSGD_DATA).") from None
     return path
 
 
@@ -859,9 +943,11 @@ def _download(url: str, path: str, expected: str | None) -> str:
     with atomic_write(path, "wb") as out:
         h = hashlib.sha256()
         received = 0
-        req = urllib.request.Request(url, headers={"User-Agent": f"mfsgd/{__version__}"})
         print(f"mfsgd: downloading {url} to {path}", file=sys.stderr, flush=True)
         try:
+            # built here: Request raises ValueError for a malformed URL (a bad
+            # MFSGD_MOVIELENS_URL), reported like any other failed download
+            req = urllib.request.Request(url, headers={"User-Agent": f"mfsgd/{__version__}"})
             resp = urllib.request.urlopen(req, timeout=_DOWNLOAD_TIMEOUT)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise DownloadError(f"Could not download {url}: {exc}. "
@@ -1024,12 +1110,7 @@ def load_movielens(variant: str = "100k", *, data_home: Any = None,
     variant = _movielens_variant(variant)
     if not isinstance(download, (bool, np.bool_)):
         raise TypeError(f"download must be True or False; got {download!r}.")
-    if as_frame == "auto":
-        try:
-            import pandas  # noqa: F401
-            as_frame = True
-        except ImportError:
-            as_frame = False
+    as_frame = _check_as_frame(as_frame)
     folder = get_data_home(data_home)
     path = os.path.join(folder, _MOVIELENS[variant][0])
     digest = None
@@ -1041,4 +1122,4 @@ def load_movielens(variant: str = "100k", *, data_home: Any = None,
                                     f"{_manual_hint(url, path)}")
         digest = _download(url, path, _MOVIELENS_SHA256.get(variant))
     _verify(path, variant, digest)
-    return _read_movielens(path, variant, bool(as_frame))
+    return _read_movielens(path, variant, as_frame)
