@@ -38,6 +38,8 @@ def work(tmp_path_factory):
     # interactions only: a header that names the user and item columns, no ratings
     np.savetxt(d / "pairs.csv", np.column_stack([u, i]), fmt="%d", delimiter=",",
                header="user_id,item_id", comments="")
+    (d / "header.csv").write_text("userId,movieId,rating\n")
+    (d / "latin1.csv").write_bytes("userId,movieId,rating\n\xe9t\xe9,1,4\n".encode("latin-1"))
     return {"dir": d, "u": u, "i": i, "r": r}
 
 
@@ -133,6 +135,18 @@ MISTAKES = [
      "nodir/c.png: directory nodir does not exist"),
     ("no output option", ["train", "r.csv"],
      "the following arguments are required: -o/--output; see 'mfsgd train --help'"),
+    ("empty output path", ["train", "r.csv", "-o", ""], "the output path is empty\n"),
+    ("empty plot path", TRAIN + ["--plot", ""], "the --plot path is empty\n"),
+    ("evaluate a header-only file", ["evaluate", "header.csv"],
+     "header.csv has no ratings, only a header\n"),
+    ("header-only validation file", TRAIN + ["--validation", "header.csv"],
+     "header.csv has no ratings, only a header\n"),
+    ("header-only file of interactions", ["train", "header.csv", "-o", "out.mfsgd", "--loss",
+                                          "bpr"], "header.csv has no interactions, only a header"),
+    ("Latin-1 file", ["train", "latin1.csv", "-o", "out.mfsgd"],
+     "latin1.csv: line 2 is not UTF-8 text (byte 0xe9); re-encode the file as UTF-8"),
+    ("demo of fewer than 10 ratings", ["demo", "--users", "3", "--items", "3", "--ratings", "9"],
+     "argument --ratings: must be an integer >= 10; got '9'"),
 ]
 
 
@@ -670,3 +684,125 @@ def test_train_hands_the_loaded_arrays_to_fit(work, tmp_path, monkeypatch):
     d = {"user": work["u"], "item": work["i"], "rating": work["r"]}
     real_fit(MatrixFactorization(n_factors=2, n_epochs=1), d)
     assert set(d) == {"user", "item", "rating"}
+
+
+# ---------------------------------------------------------------- pipes, plots, JSON
+
+
+def test_train_reads_a_pipe_like_the_file(tmp_path):
+    """`cat r.csv | mfsgd train /dev/stdin`: the whole stream, though the file is opened
+    several times (the first opens used to eat the start of the pipe)."""
+    u, i, r = make_ratings(500, 300, 20_000, random_state=1, as_frame=False)
+    np.savetxt(tmp_path / "big.csv", np.column_stack([u, i, r]), fmt=["%d", "%d", "%.3f"],
+               delimiter=",", header="user,item,rating", comments="")
+    data = (tmp_path / "big.csv").read_bytes()
+    assert len(data) > 2 * 65536
+    opts = ["--factors", "4", "--epochs", "2", "--threads", "1", "--json", "-q"]
+    res = {}
+    for name, path, stdin in (("file", "big.csv", None), ("pipe", "/dev/stdin", data)):
+        proc = subprocess.run([sys.executable, "-m", "mfsgd", "train", path, "-o",
+                               f"{name}.mfsgd", *opts], input=stdin, capture_output=True,
+                              timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        res[name] = json.loads(proc.stdout)
+    assert res["pipe"]["ratings"] == res["file"]["ratings"] == 20_000
+    a, b = load(tmp_path / "file.mfsgd"), load(tmp_path / "pipe.mfsgd")
+    np.testing.assert_array_equal(a.user_ids_, b.user_ids_)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+
+
+@pytest.mark.parametrize("plot", ["c.xyz", "m2.npz"])
+def test_a_plot_format_matplotlib_cannot_write_fails_before_training(work, tmp_path,
+                                                                      monkeypatch, capsys, plot):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(MatrixFactorization, "fit", lambda *a, **k: pytest.fail("trained"))
+    out, png = str(tmp_path / "m.mfsgd"), str(tmp_path / plot)
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", out, "--plot", png]) == 2
+    ext = plot.rsplit(".", 1)[1]
+    err = capsys.readouterr().err
+    assert err.startswith(f"mfsgd train: error: --plot {png}: matplotlib cannot write .{ext} "
+                          "files; use one of ") and ".png" in err and ".svg" in err
+    assert not os.path.exists(out)
+
+
+def test_plot_and_model_cannot_be_one_file(work, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(MatrixFactorization, "fit", lambda *a, **k: pytest.fail("trained"))
+    out = str(tmp_path / "m.png")
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", out, "--plot", out]) == 2
+    assert "is also the model file (-o)" in capsys.readouterr().err
+
+
+def test_a_failed_plot_keeps_the_saved_model(work, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    import errno
+
+    import mfsgd.plotting
+
+    def plot_history(model, path):
+        assert os.path.exists(out)  # saved first
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(mfsgd.plotting, "plot_history", plot_history)
+    out, png = str(tmp_path / "m.mfsgd"), str(tmp_path / "c.png")
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", out, "--plot", png, "-q",
+                      "--factors", "2", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err == (f"mfsgd train: error: {png}: no space left on device "
+                                       f"(the model was saved to {out}; only the plot failed)\n")
+    assert load(out).n_epochs_ == 1
+
+
+def test_a_plot_without_extension_is_a_png_and_says_so(work, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    base, png = str(tmp_path / "curve"), str(tmp_path / "curve.png")
+    code, _ = _train(work, tmp_path, "--plot", base, "--factors", "2", "--epochs", "2", "-q")
+    assert code == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"plot saved to {png}"
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    code, _ = _train(work, tmp_path, "--plot", base, "--factors", "2", "--epochs", "2",
+                     "--json")
+    assert code == 0 and json.loads(capsys.readouterr().out)["plot"] == png
+
+
+def _strict_json(text):
+    def refuse(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_has_no_nan(work, tmp_path, capsys):
+    """A metric without a value (no validation row is rated >= --min-rating) is null: NaN
+    is no JSON."""
+    val = tmp_path / "val.csv"
+    val.write_text("userId,movieId,rating\n1,1,1\n2,2,2\n")
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", str(tmp_path / "m.mfsgd"),
+                      "--loss", "bpr", "--min-rating", "4", "--validation", str(val),
+                      "--columns", "userId,movieId,rating", "--factors", "2", "--epochs", "2",
+                      "--json", "-q"]) == 0
+    assert _strict_json(capsys.readouterr().out)["val_ndcg@10"] is None
+
+
+def test_emit_writes_non_finite_numbers_as_null(capsys):
+    class Args:
+        json = True
+
+    _cli._emit(Args(), {"a": float("nan"), "b": [float("inf"), np.float32("nan"), 1.5],
+                        "c": {"d": -np.inf, "e": np.int64(3), "f": (np.float64(2.0),)}}, "")
+    assert _strict_json(capsys.readouterr().out) == {
+        "a": None, "b": [None, None, 1.5], "c": {"d": None, "e": 3, "f": [2.0]}}
+
+
+def test_demo_with_a_ranking_loss_prints_ranking_metrics(tmp_path, capsys):
+    """Scores of a ranking loss are no ratings: the demo prints the ranking metrics that
+    evaluate prints by default, not an RMSE."""
+    assert _cli.main(DEMO + ["--loss", "bpr", "--json", "-q"]) == 0
+    res = _strict_json(capsys.readouterr().out)
+    names = {f"test_{m}" for m in _cli._RANKING_METRICS_DEFAULT.split(",")}
+    assert names <= set(res) and "test_rmse" not in res and "noise" not in res
+    assert all(0 <= res[n] <= 1 for n in names) and res["threshold"] is None
+    assert _cli.main(DEMO + ["--loss", "bpr", "-q"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("test_ndcg@10 ") and "hit_rate@10" in line and "RMSE" not in line

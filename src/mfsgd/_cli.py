@@ -6,8 +6,9 @@ File errors read ``PATH: no such file or directory`` / ``is a directory`` /
 ``permission denied`` and always name the path the user gave. Ctrl-C exits with 130.
 
 Checks run before any work: options by their argparse types, file paths (input
-readable, output directory writable) before loading and training, and the rating
-column's scale before training.
+readable, output directory writable, a --plot type matplotlib writes) before loading and
+training, and the rating column's scale before training. The model is saved before the
+plot is drawn, so that a failed plot loses no training.
 """
 
 from __future__ import annotations
@@ -246,9 +247,12 @@ def _check_input(path: str) -> None:
             raise OSError(code, os.strerror(code), path)
 
 
-def _check_output(path: str) -> None:
-    """A file to write, checked before any work so that a bad path fails at once: not a
-    directory, in an existing and writable directory (else an OSError naming it)."""
+def _check_output(path: str, option: str = "output") -> None:
+    """A file to write, checked before any work so that a bad path fails at once: not
+    empty, not a directory, in an existing and writable directory (else an OSError naming
+    it). ``option`` names the path in the message for an empty one."""
+    if not path:
+        raise UserError(f"the {option} path is empty")
     if os.path.isdir(path):
         raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     parent = os.path.dirname(path) or "."
@@ -262,12 +266,49 @@ def _check_output(path: str) -> None:
 
 
 def _check_plot(args: argparse.Namespace) -> None:
-    if getattr(args, "plot", None):
-        import importlib.util
+    """--plot, before any work: matplotlib is installed and writes that file type, and
+    the path is writable and not the model's. A path without extension gets ".png"
+    (what matplotlib would add), so that the check and the message name the real file."""
+    if getattr(args, "plot", None) is None:
+        return
+    if not args.plot:
+        raise UserError("the --plot path is empty")
+    import importlib.util
 
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UserError("--plot needs matplotlib: pip install 'mfsgd[plot]'")
-        _check_output(args.plot)
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UserError("--plot needs matplotlib: pip install 'mfsgd[plot]'")
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    ext = os.path.splitext(args.plot)[1][1:]
+    if not ext:
+        args.plot += ".png"
+    elif ext.lower() not in formats:
+        raise UserError(f"--plot {args.plot}: matplotlib cannot write .{ext} files; use one "
+                        f"of {', '.join('.' + f for f in sorted(formats))} (e.g. curve.png)")
+    _check_output(args.plot)
+    output = getattr(args, "output", None)
+    if output and os.path.realpath(output) == os.path.realpath(args.plot):
+        raise UserError(f"--plot {args.plot} is also the model file (-o); the plot would "
+                        "overwrite the model: choose another name")
+
+
+def _plot(model: MatrixFactorization, args: argparse.Namespace,
+          saved: str | None = None) -> dict[str, str]:
+    """Draw --plot once the model is trained (and ``saved``: a failed plot then says the
+    model is safe); {"plot": path} for the output, {} without --plot."""
+    if getattr(args, "plot", None) is None:
+        return {}
+    from .plotting import plot_history
+
+    try:
+        plot_history(model, path=args.plot)
+    except (ValueError, TypeError, OSError, ImportError) as e:
+        if saved is None:
+            raise
+        raise UserError(f"{error_message(e)} (the model was saved to {saved}; only the plot "
+                        "failed)") from None
+    return {"plot": args.plot}
 
 
 # Ratings beyond this magnitude are no rating scale; integers beyond EPOCH_SECONDS look
@@ -311,16 +352,19 @@ def _read_ratings(args: argparse.Namespace, path: str, ratings: bool = True) -> 
 
     _check_input(path)
     if not ratings:
-        return load_ratings(path, columns=args.columns, sep=args.sep, as_frame=False,
-                            ratings=False)
+        pairs = load_ratings(path, columns=args.columns, sep=args.sep, as_frame=False,
+                             ratings=False)
+        if not len(pairs[0]):
+            raise UserError(f"{path} has no interactions, only a header")
+        return pairs
     if args.columns is not None and len(args.columns) == 2:
         raise UserError(f"--columns {','.join(args.columns)} names no rating column, which "
                         "--min-rating needs; add it (USER,ITEM,RATING)")
     u, i, r = load_ratings(path, columns=args.columns, sep=args.sep, as_frame=False)
-    if len(r):
-        where = (f"the rating column {args.columns[2]!r}" if args.columns
-                 else "the rating column")
-        _check_rating_scale(r, f"{path}: {where}")
+    if not len(r):
+        raise UserError(f"{path} has no ratings, only a header")
+    where = f"the rating column {args.columns[2]!r}" if args.columns else "the rating column"
+    _check_rating_scale(r, f"{path}: {where}")
     return u, i, r
 
 
@@ -365,8 +409,24 @@ def _json_id(v: Any) -> Any:
 # ------------------------------------------------------------------ progress and output
 
 
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity as None: JSON has no such numbers (Python's
+    ``NaN`` is no JSON and breaks strict readers)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj
+
+
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
-    print(json.dumps(obj) if getattr(args, "json", False) else text)
+    if getattr(args, "json", False):
+        text = json.dumps(_json_safe(obj), allow_nan=False)
+    print(text)
 
 
 class Progress:
@@ -405,10 +465,6 @@ def _fit(model: MatrixFactorization, args: argparse.Namespace, data: Any, **kw: 
         model.fit(data, callback=prog, **kw)
     finally:
         prog.close()
-    if getattr(args, "plot", None):
-        from .plotting import plot_history
-
-        plot_history(model, path=args.plot)
     return time.perf_counter() - t0
 
 
@@ -449,14 +505,30 @@ def cmd_demo(args: argparse.Namespace) -> None:
               f"10% held out; seed {seed}.")
     model = MatrixFactorization(**params)
     fit_s = _fit(model, args, train, eval_set=test)
-    rmse = float(np.sqrt(np.mean((model.predict(test[:2]) - test[2]) ** 2)))
+    plot = _plot(model, args)
     updates = len(train[2]) * model.n_epochs_ / sum(h["seconds"] for h in model.history_)
-    floor = "" if args.movielens else f" (noise floor {args.noise})"
-    _emit(args, {"test_rmse": rmse, "noise": None if args.movielens else args.noise,
-                 "seed": seed, "fit_seconds": fit_s, "updates_per_second": updates,
-                 "history": model.history_},
-          f"test RMSE {rmse:.4f}{floor}; fit {fit_s:.2f}s, "
-          f"{updates / 1e6:.1f} M rating-updates/s")
+    speed = (f"fit {fit_s:.2f}s, {updates / 1e6:.1f} M "
+             f"{'rating' if model.loss == 'squared' else 'interaction'}-updates/s")
+    common = {"seed": seed, "fit_seconds": fit_s, "updates_per_second": updates,
+              "history": model.history_, **plot}
+    if model.loss == "squared":
+        rmse = float(np.sqrt(np.mean((model.predict(test[:2]) - test[2]) ** 2)))
+        floor = "" if args.movielens else f" (noise floor {args.noise})"
+        out = {"test_rmse": rmse, "noise": None if args.movielens else args.noise}
+        text = f"test RMSE {rmse:.4f}{floor}; {speed}"
+    else:
+        # A ranking model's scores are no ratings: the metrics evaluate prints, of the
+        # held-out pairs the model would train on (rated >= --min-rating; all without it),
+        # as score() and the per-epoch validation metric count them.
+        from .metrics import ranking_metrics
+
+        k = 10
+        res = ranking_metrics(model, test, k=k, threshold=model.min_rating, train=train)
+        scores = {f"test_{m}@{k}": res[m] for m in ("ndcg", "hit_rate", "recall")}
+        out = {**scores, "threshold": model.min_rating}
+        text = ", ".join(f"{n} {v:.4f}" for n, v in scores.items()) + f"; {speed}"
+    text += f"\nplot saved to {args.plot}" if plot else ""
+    _emit(args, {**out, **common}, text)
 
 
 def _checked_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -490,6 +562,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         model.save(args.output)
     except OSError as e:  # name the user's path, not save's temporary file
         raise OSError(e.errno, e.strerror, args.output) from None
+    plot = _plot(model, args, saved=args.output)  # after saving: a failed plot loses nothing
     ranking = model.loss != "squared"
     train_key = "train_loss" if ranking else "train_rmse"
     train = _last(model, train_key)
@@ -510,7 +583,8 @@ def cmd_train(args: argparse.Namespace) -> None:
            "epochs": model.n_epochs_, "best_epoch": model.best_epoch_, train_key: train}
     if val_key or not ranking:  # squared: val_rmse always, None without a validation set
         out[val_key or "val_rmse"] = val
-    _emit(args, {**out, "seed": seed, "seconds": secs}, f"{text}; seed {seed}")
+    text += f"; seed {seed}" + (f"\nplot saved to {args.plot}" if plot else "")
+    _emit(args, {**out, "seed": seed, "seconds": secs, **plot}, text)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -584,7 +658,8 @@ def _dflt(text: str) -> str:
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="delimited ratings file, or interactions (user,item) with a "
-                                "ranking --loss (header optional; separator sniffed)")
+                                "ranking --loss (header optional; separator sniffed); "
+                                "/dev/stdin reads a pipe")
     p.add_argument("--columns", type=_columns, metavar="USER,ITEM,RATING",
                    help="the user, item and rating columns: header names or 0-based positions "
                         "(default: recognised from the header, e.g. userId,movieId,rating)")
@@ -599,8 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train on generated data and print RMSE per epoch")
     d.add_argument("--users", type=_positive_int, default=20_000, help=_dflt("synthetic users"))
     d.add_argument("--items", type=_positive_int, default=5_000, help=_dflt("synthetic items"))
-    d.add_argument("--ratings", type=_positive_int, default=1_000_000,
-                   help=_dflt("synthetic ratings"))
+    d.add_argument("--ratings", type=_number(int, 10), default=1_000_000,
+                   help=_dflt("synthetic ratings (at least 10: 10%% are held out as the "
+                              "test set)"))
     d.add_argument("--noise", type=_nonneg_float, default=0.5,
                    help=_dflt("standard deviation of the rating noise"))
     d.add_argument("--movielens", choices=["100k", "1m", "10m", "20m", "25m", "32m",
@@ -662,7 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (d, t):
         sp.add_argument("--plot", metavar="PNG",
                         help="save the RMSE-per-epoch curve here (with validation RMSE when "
-                             "there is a validation set)")
+                             "there is a validation set; a ranking loss: its loss and "
+                             "validation metric); the type follows the extension (.png, "
+                             ".svg, .pdf...), none means PNG and adds .png")
     for sp in (d, t, ev, pr, rc, i):
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
