@@ -104,6 +104,12 @@ def test_bad_eval_set():
         fit().fit((U, I, R), eval_set=np.zeros((3, 5)))
     with pytest.raises(ValueError, match=r"same length"):
         fit().fit((U, I, R), eval_set=(U, I, R[:2]))
+    # an empty one gave NaN for every epoch's metric
+    with pytest.raises(ValueError, match=r"eval_set has no ratings; pass validation ratings"):
+        fit().fit((U, I, R), eval_set=(U[:0], I[:0], R[:0]))
+    with pytest.raises(ValueError, match=r"eval_set has no interactions at or above "
+                                         r"min_rating"):
+        fit(loss="bpr", min_rating=3).fit((U, I, R), eval_set=(U, I, np.ones(6)))
 
 
 def test_predict_input_errors():

@@ -246,6 +246,9 @@ def eval_indices(eval_set: Any, *, columns: tuple[Any, Any, Any], user_map: Any,
     X, y = _eval_xy(eval_set)
     u, i, r = unpack(X, y, columns=columns, ratings="require", what="eval_set")
     r = check_ratings(r, dtype, name="eval_set ratings")
+    if r.size == 0:  # every epoch's val_rmse would be NaN
+        raise ValueError("eval_set has no ratings; pass validation ratings or leave "
+                         "eval_set out.")
     return user_map.lookup("eval_set users", u), item_map.lookup("eval_set items", i), r
 
 
@@ -258,6 +261,10 @@ def eval_pairs(eval_set: Any, *, columns: tuple[Any, Any, Any], user_map: Any, i
     u, i, r = unpack(X, y, columns=columns, ratings="optional", what="eval_set")
     if min_rating is not None:
         u, i = at_least(u, i, r, min_rating, "eval_set")
+    if len(u) == 0:  # every epoch's metric would be NaN
+        raise ValueError(f"eval_set has no interactions"
+                         f"{' at or above min_rating' if min_rating is not None else ''}; "
+                         "pass validation pairs or leave eval_set out.")
     return user_map.lookup("eval_set users", u), item_map.lookup("eval_set items", i)
 
 
