@@ -132,6 +132,21 @@ def test_ids_and_ratings_checked_across_partitions(client, frame):
                                                          client=client)
 
 
+def test_many_blocks_on_little_data_warn(client, frame):
+    """Every epoch schedules n_blocks^2 tasks: a large n_blocks on little data spends its
+    time scheduling (255 blocks on 3,000 ratings did not finish an epoch in minutes)."""
+    ddf = dd.from_pandas(frame, npartitions=2)
+    with pytest.warns(UserWarning, match=r"n_blocks=8 cuts 40000 ratings into 64 blocks of "
+                                         r"about 625 ratings") as rec:
+        MatrixFactorization(**{**KW, "n_epochs": 1, "n_blocks": 8}).fit(ddf, client=client)
+    assert rec[0].filename == __file__  # it points at the user's call
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the tests' own n_blocks=3 gives blocks of 4,444
+        MatrixFactorization(**{**KW, "n_epochs": 1}).fit(ddf, client=client)
+
+
 def test_checkpoint_and_resume(client, frame, tmp_path):
     ck = str(tmp_path / "ck.npz")
     ddf = dd.from_pandas(frame, npartitions=2)
