@@ -773,16 +773,17 @@ def _strict_json(text):
     return json.loads(text, parse_constant=refuse)
 
 
-def test_json_output_has_no_nan(work, tmp_path, capsys):
-    """A metric without a value (no validation row is rated >= --min-rating) is null: NaN
-    is no JSON."""
+def test_a_validation_file_with_nothing_to_score_is_refused(work, tmp_path, capsys):
+    """No validation row rated >= --min-rating: every epoch's metric would be NaN (which
+    --json printed, and which is no JSON); the fit refuses such an eval_set."""
     val = tmp_path / "val.csv"
     val.write_text("userId,movieId,rating\n1,1,1\n2,2,2\n")
     assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", str(tmp_path / "m.mfsgd"),
                       "--loss", "bpr", "--min-rating", "4", "--validation", str(val),
                       "--columns", "userId,movieId,rating", "--factors", "2", "--epochs", "2",
-                      "--json", "-q"]) == 0
-    assert _strict_json(capsys.readouterr().out)["val_ndcg@10"] is None
+                      "--json", "-q"]) == 2
+    assert "eval_set has no interactions at or above min_rating" in capsys.readouterr().err
+    assert not (tmp_path / "m.mfsgd").exists()
 
 
 def test_emit_writes_non_finite_numbers_as_null(capsys):
