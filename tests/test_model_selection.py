@@ -443,6 +443,13 @@ def test_cross_validate_on_a_dataframe_without_ratings(ratings):
 def test_cross_validate_on_pairs_point_metrics_need_ratings(ratings):
     from mfsgd import Popularity
 
+    def my_metric(y_true, y_pred):
+        return float(np.mean(y_pred))
+
     with pytest.raises(ValueError, match=r"the test fold has no ratings; rmse, mae and "
                                          r"callables need them"):
-        ms.cross_validate(Popularity(), ratings[:2], cv=2, metrics=("ndcg@5", "rmse"))
+        ms.cross_validate(Popularity(), ratings[:2], cv=2, metrics=("ndcg@5", my_metric))
+    # with ratings, rmse would compare interaction counts with them
+    with pytest.raises(ValueError, match=r"metrics \['rmse'\]: Popularity predicts "
+                                         r"interaction counts, not ratings"):
+        ms.cross_validate(Popularity(), ratings, cv=2, metrics=("ndcg@5", "rmse"))

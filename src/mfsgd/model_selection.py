@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ._baseline import Popularity
 from ._config import RANKING_LOSSES
 from ._data import column, columns_of, is_frame, n_rows, take, unpack
 from ._idmap import normalize_ids, unique_inverse
@@ -508,6 +509,10 @@ def _check_model(model: Any, wanted: list[tuple[str, Any]]) -> None:
         raise ValueError(f"metrics {rating}: a ranking loss (loss={loss!r}) predicts scores, not "
                          "ratings; use ranking metrics such as 'ndcg@10', 'hit_rate@10', "
                          "'recall@10'.")
+    if rating and isinstance(model, Popularity):
+        raise ValueError(f"metrics {rating}: Popularity predicts interaction counts, not "
+                         "ratings; use ranking metrics such as 'ndcg@10', 'hit_rate@10', "
+                         "'recall@10'.")
 
 
 def _clone(model: Any) -> Any:
@@ -538,9 +543,10 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
         arrays (or lists of ints) from 0 to n - 1 (ValueError naming the fold
         otherwise) or boolean masks of length n.
     metrics : sequence of str or callable, default ("rmse", "mae")
-        ``"rmse"``, ``"mae"`` (not for a ranking loss, whose predictions are scores,
-        not ratings: ``ValueError``); ranking metrics ``"precision@k"``, ``"recall@k"``,
-        ``"ndcg@k"``, ``"map@k"``, ``"hit_rate@k"``, ``"coverage@k"`` (computed by
+        ``"rmse"``, ``"mae"`` (not for a ranking loss or :class:`mfsgd.Popularity`,
+        whose predictions are scores or counts, not ratings: ``ValueError``); ranking
+        metrics ``"precision@k"``, ``"recall@k"``, ``"ndcg@k"``, ``"map@k"``,
+        ``"hit_rate@k"``, ``"coverage@k"`` (computed by
         :func:`mfsgd.metrics.ranking_metrics` with the fold's training items excluded);
         or callables ``f(y_true, y_pred) -> float`` (named by ``__name__``).
     return_models : bool, default False
