@@ -361,22 +361,24 @@ def test_a_regular_file_a_folder_and_a_missing_path_are_not_copied(tmp_path):
             assert got == p
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
-def test_a_fifo_is_read_once_into_a_temporary_file(tmp_path, monkeypatch):
+def _fed_fifo(tmp_path, monkeypatch, data):
+    """A named pipe that a thread fills with ``data`` (started), and an empty temporary
+    folder ``tmp_path / "tmp"`` for the copies: (fifo, writer thread)."""
     import tempfile
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    data = bytes(range(256)) * 10_000  # 2.5 MB: several copy chunks
-
-    def feed():
-        with open(fifo, "wb") as f:
-            f.write(data)
-
-    writer = threading.Thread(target=feed, daemon=True)
+    writer = threading.Thread(target=fifo.write_bytes, args=(data,), daemon=True)
     writer.start()
+    return fifo, writer
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_fifo_is_read_once_into_a_temporary_file(tmp_path, monkeypatch):
+    data = bytes(range(256)) * 10_000  # 2.5 MB: several copy chunks
+    fifo, writer = _fed_fifo(tmp_path, monkeypatch, data)
     with _fileio.as_regular_file(str(fifo)) as copy:
         writer.join(10)
         assert copy != str(fifo) and os.path.dirname(copy) == str(tmp_path / "tmp")
@@ -389,14 +391,7 @@ def test_a_fifo_is_read_once_into_a_temporary_file(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
 def test_a_failed_copy_names_the_stream_and_leaves_nothing(tmp_path, monkeypatch):
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: fifo.write_bytes(b"1,2,3\n"), daemon=True)
-    writer.start()
+    fifo, writer = _fed_fifo(tmp_path, monkeypatch, b"1,2,3\n")
 
     class Full:  # the temporary file, on a full disk
         def __init__(self, f):

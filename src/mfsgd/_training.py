@@ -782,8 +782,9 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
         # (one block) to 0.17 (4 blocks). The kernel therefore sees the items in a fixed
         # random order: every block column is then a random sample of the catalogue.
         order, pos = _item_order(len(base.item_map))
+        # counts in the kernel's order: index k is item order[k] (no per-rating copy)
         nb = ranking_blocks(nb, cfg.n_blocks is not None,
-                            counts_of(pos[triples[1]], len(base.item_map)))
+                            counts_of(triples[1], len(base.item_map))[order])
         if nb == 1:
             order = pos = None
         else:
