@@ -734,6 +734,25 @@ def test_plot_and_model_cannot_be_one_file(work, tmp_path, monkeypatch, capsys):
     assert "is also the model file (-o)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("output,what", [("r.csv", "the input data file"),
+                                         ("link.csv", "the input data file"),
+                                         ("v.csv", "the --validation file")])
+def test_the_model_cannot_overwrite_the_data_or_validation_file(work, tmp_path, monkeypatch,
+                                                                 capsys, output, what):
+    """-o naming the data (also through a hard link) or the validation file used to replace
+    it with the model once trained: the data was lost."""
+    monkeypatch.setattr(MatrixFactorization, "fit", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.chdir(tmp_path)
+    original = (work["dir"] / "r.csv").read_bytes()
+    for name in ("r.csv", "v.csv"):
+        (tmp_path / name).write_bytes(original)
+    os.link("r.csv", "link.csv")
+    assert _cli.main(["train", "r.csv", "--validation", "v.csv", "-o", output]) == 2
+    assert capsys.readouterr().err == (f"mfsgd train: error: -o {output} is {what}; writing "
+                                       "there would overwrite it: choose another name\n")
+    assert all((tmp_path / n).read_bytes() == original for n in ("r.csv", "v.csv"))
+
+
 def test_a_failed_plot_keeps_the_saved_model(work, tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
     import errno

@@ -511,3 +511,44 @@ def test_the_callback_cannot_use_the_model_being_fitted(small_data, tmp_path, ca
     assert m.n_epochs_ == 1 and not np.array_equal(m.user_factors_, before)
     assert not (tmp_path / "m.mfsgd").exists()
     use()  # after fit returns, the same call works
+
+
+class _FakeDaskFrame:
+    """Looks like a Dask collection to fit (which tests ``__dask_graph__``)."""
+
+    def __dask_graph__(self):
+        return {}
+
+
+@pytest.mark.parametrize("call", ["fit", "partial_fit", "partial_fit unfitted", "fit dask"])
+def test_a_callback_that_is_not_callable_is_refused_before_training(small_data, call):
+    """A non-callable callback failed when first called, after epoch 1: that stopped the
+    fit like a raising callback, and the fitted model was replaced by the one epoch."""
+    fitted = call != "partial_fit unfitted"
+    m = MatrixFactorization(n_factors=2, n_epochs=3, random_state=0)
+    if fitted:
+        m.fit(small_data)
+    before = m.user_factors_.copy() if fitted else None
+    u, i, r = small_data
+    half = (u[:3000], i[:3000], r[:3000])
+    do = {"fit": lambda: m.fit(half, callback="print"),
+          "partial_fit": lambda: m.partial_fit(half, callback="print"),
+          "partial_fit unfitted": lambda: m.partial_fit(half, callback="print"),
+          "fit dask": lambda: m.fit(_FakeDaskFrame(), client=object(), callback="print")}[call]
+    with pytest.raises(TypeError, match="callback must be None or a callable .* got str"):
+        do()
+    if fitted:
+        assert m.n_epochs_ == 3 and len(m.user_ids_) == 300
+        np.testing.assert_array_equal(m.user_factors_, before)
+    else:
+        assert not hasattr(m, "user_factors_")  # still unfitted
+
+
+def test_score_of_no_ratings_is_a_value_error(small_data):
+    """It returned NaN with NumPy's 'Mean of empty slice' warnings, where metrics.rmse
+    refuses empty input."""
+    m = MatrixFactorization(n_factors=2, n_epochs=1, random_state=0).fit(small_data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way
+        with pytest.raises(ValueError, match="X is empty; score needs at least one rating"):
+            m.score(([], [], []))

@@ -293,6 +293,29 @@ def _check_plot(args: argparse.Namespace) -> None:
                         "overwrite the model: choose another name")
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one existing file, also through symlinks, hard links or
+    /dev/stdin redirected from it. A missing file holds nothing to lose (and a missing
+    input is reported as such when it is read)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_outputs_spare_inputs(args: argparse.Namespace) -> None:
+    """-o and --plot name neither the data nor the --validation file: train reads them,
+    then the save would replace them, and the user's data would be lost."""
+    inputs = [("the input data file", args.data)]
+    if getattr(args, "validation", None) is not None:
+        inputs.append(("the --validation file", args.validation))
+    for option, path in (("-o", args.output), ("--plot", getattr(args, "plot", None))):
+        for what, source in inputs:
+            if path and _same_file(path, source):
+                raise UserError(f"{option} {path} is {what}; writing there would overwrite "
+                                "it: choose another name")
+
+
 def _plot(model: MatrixFactorization, args: argparse.Namespace,
           saved: str | None = None) -> dict[str, str]:
     """Draw --plot once the model is trained (and ``saved``: a failed plot then says the
@@ -542,6 +565,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     _check_option_combinations(args)
     _check_output(args.output)
     _check_plot(args)
+    _check_outputs_spare_inputs(args)
     params = _checked_params(args)
     model = MatrixFactorization(**params)
     ratings = _reads_ratings(args, params)

@@ -902,6 +902,15 @@ def epoch_line(row: dict[str, Any]) -> str:
     return f"epoch {row['epoch']:>3}  {train} {row[train]:.4f}{extra}  {row['seconds']:.3f}s"
 
 
+def check_callback(callback: Any) -> None:
+    """``callback=`` of fit / partial_fit: None or a callable, checked before training
+    starts. Called after the first epoch, a non-callable would stop training there like
+    a raising callback, and the fitted model would be replaced by that one epoch."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be None or a callable taking each epoch's record "
+                        f"(a dict); got {type(callback).__name__}.")
+
+
 class EpochReporter:
     """The per-epoch hook of a local fit: the ``verbose`` line, then the user's callback.
     A callback that raises stops training like Ctrl-C (the model keeps the last completed

@@ -340,6 +340,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             Re-raised after Ctrl-C; the model keeps the last completed epoch.
         """
         with self._lock, self._fitting_checked("fit"):
+            T.check_callback(callback)
             cfg = self._config()
             if threads_per_worker is not None:
                 threads_per_worker = check_int("threads_per_worker", threads_per_worker)
@@ -390,6 +391,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         """
         with self._lock, self._fitting_checked("partial_fit"):
             n_epochs = check_int("n_epochs", n_epochs)
+            T.check_callback(callback)
             st = self._state
             cfg = self._config()
             if st is None:
@@ -508,6 +510,11 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         float
             ``1 - SS_res / SS_tot`` over the given ratings; NaN when they are constant.
             For a ranking loss, the mean of ``eval_metric`` over the held-out users.
+
+        Raises
+        ------
+        ValueError
+            ``X`` holds no ratings (or, ranking, no relevant interaction).
         """
         st = self._require_fitted("score")
         if st.loss != "squared":
@@ -517,6 +524,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             return ranking_scorer(f"{name}@{k}", threshold=self.min_rating)(self, X, y)
         users, items, ratings = self._unpack(X, y, need_ratings=True)
         r = check_ratings(ratings, np.dtype(np.float64))
+        if r.size == 0:  # R^2 of nothing is no number (as metrics.rmse refuses it)
+            raise ValueError("X is empty; score needs at least one rating.")
         pred = self.predict((users, items))
         ss_res = float(np.sum((r - pred) ** 2))
         ss_tot = float(np.sum((r - r.mean()) ** 2))
@@ -542,7 +551,10 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             The file cannot be opened.
         """
         model, state, _ = read_model(path, cls._from_stored_params)
+        # The arrays (checksummed) decide, not the stored parameters, which may lack them
+        # or disagree: partial_fit would refuse a model whose n_factors is not its own.
         model.dtype = state.user_factors.dtype.type
+        model.n_factors = state.n_factors
         model._state = state
         return model
 

@@ -20,6 +20,7 @@ import json
 import math
 import numbers
 import os
+import stat
 import struct
 import zipfile
 import zlib
@@ -198,6 +199,9 @@ def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dty
     if max(nu, ni, k) > MAX_DIM:
         raise _bad(path, f"its factor arrays are {nu} x {k} and {ni} x {k2}; at most "
                          f"{MAX_DIM} rows and factors are supported")
+    if min(nu, ni) < 1:  # no fit makes such a model, and recommend would index its rows
+        raise _bad(path, f"it has {nu} users and {ni} items; a model has at least one of "
+                         f"each")
     want = {"user_bias": (nu,), "item_bias": (ni,), "user_ids": (nu,), "item_ids": (ni,),
             "seen_indptr": (nu + 1,)}
     if out["seen_indptr"][0] != np.dtype("<i8") or out["seen_items"][0] != np.dtype("<i4") \
@@ -293,19 +297,34 @@ def read_model(path: Any, parse_params: Callable[[dict[str, Any]], Any]
                ) -> tuple[Any, FittedState, dict[str, Any]]:
     """Read a file written by ``write_model``: (``parse_params(params)``, the fitted
     state, the header's ``extra`` dict). ``parse_params`` validates the stored
-    parameters (TypeError or ValueError become ModelFileError) and returns what the
-    caller wants of them, such as a new estimator.
+    parameters (TypeError, ValueError or OverflowError become ModelFileError) and
+    returns what the caller wants of them, such as a new estimator.
+
+    Only regular files are read: a device, FIFO or socket (``/dev/zero``, a named pipe)
+    raises ModelFileError before any byte is read. A ZIP archive is read from its end,
+    which a pipe cannot seek to, and such a file has no size to bound the reads by
+    (``/dev/zero`` never ends); to load a model from a stream, save it to a file first.
 
     Raises
     ------
     ModelFileError
-        The file is not an mfsgd model, is damaged, or comes from a newer format.
+        The file is not an mfsgd model (or not a regular file), is damaged, or comes
+        from a newer format.
     FileNotFoundError, IsADirectoryError, PermissionError
         The file cannot be opened (``filename`` is ``path``).
     """
     spath = os.fspath(path)
-    with open(spath, "rb") as fh:  # FileNotFoundError, IsADirectoryError... propagate
-        return read_model_file(fh, os.fstat(fh.fileno()).st_size, spath, parse_params)
+    # FileNotFoundError, IsADirectoryError... propagate. O_NONBLOCK: opening a FIFO would
+    # otherwise wait for a writer; it changes nothing for a regular file.
+    with open(spath, "rb", opener=_open_nonblocking) as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise _bad(spath, "it is not a regular file (a device, pipe or socket)")
+        return read_model_file(fh, st.st_size, spath, parse_params)
+
+
+def _open_nonblocking(path: Any, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 def read_model_file(fh: Any, size: int, spath: str, parse_params: Callable[[dict[str, Any]], Any]
@@ -379,7 +398,8 @@ def _build(header: dict, arrays: dict, path: str,
         raise _bad(path, "its header field 'extra' is invalid")
     try:
         parsed = parse_params(params)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: float() of a
+        # huge JSON integer, e.g. min_rating 10**400
         raise _bad(path, f"its stored parameters are invalid ({e})") from None
     stored = params.get("loss", "squared")
     if stored != loss:  # the factors were trained for the header's loss; params must agree
