@@ -191,6 +191,19 @@ def test_input_forms_agree():
      r"sample_weight has 1 non-finite"),
     ({}, ([1, 2], [1, 2]), None, {"sample_weight": ["a", "b"]}, TypeError,
      r"sample_weight must be numeric"),
+    ({}, ([1, 2], [1, 2]), None, {"sample_weight": [0.0, 0.0]}, ValueError,
+     r"sample_weight is 0 for all 2 rows, so every item's count is 0"),
+    ({"min_rating": 4.0}, ([1, 2], [1, 2], [3.0, 4.0]), None, {"sample_weight": [1.0, 0.0]},
+     ValueError, r"sample_weight is 0 for all 1 rows rated >= min_rating"),
+    ({"min_rating": 10**400}, ([1, 2], [1, 2], [3.0, 4.0]), None, {}, ValueError,
+     r"min_rating must be a finite number \(or None: keep every row\); got an int too large"),
+    ({"item_col": "user"}, {"user": [1, 2], "item": [3, 4]}, None, {}, ValueError,
+     r"user_col, item_col and rating_col must be three different names; got user_col='user', "
+     r"item_col='user', rating_col='rating'"),
+    ({"rating_col": "item"}, {"user": [1, 2], "item": [3, 4]}, None, {}, ValueError,
+     r"must be three different names"),
+    ({"user_col": True}, {True: [1, 2], "item": [3, 4]}, None, {}, TypeError,
+     r"user_col must be a column name \(a str or an int\); got True"),
 ])
 def test_bad_inputs(kwargs, X, y, fit_kw, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -104,3 +104,18 @@ def test_make_ratings_refuses_more_unrated_users_or_items_than_the_bound(monkeyp
     monkeypatch.undo()
     with pytest.raises(ValueError, match=r"n_users must be at most max\(n_ratings, 1048576\)"):
         make_ratings(2**31 - 1, 1, 5)  # refused before allocating anything
+
+
+def test_make_ratings_bounds_rank_before_allocating():
+    """The true factors are rank * (n_users + n_items) values: rank is bounded, alone and
+    with the counts, before anything is drawn."""
+    with pytest.raises(ValueError, match=r"rank must be an int from 1 to 65536; got 1000000000"):
+        make_ratings(10, 10, 20, rank=10**9)
+    with pytest.raises(ValueError, match=r"rank must be an int from 1 to 65536; got 4611686"):
+        make_ratings(10, 10, 20, rank=2**62)
+    with pytest.raises(ValueError, match=r"rank \* \(n_users \+ n_items\) must be at most "
+                                         r"2147483648: .*; got rank=65536 with 40000 users and "
+                                         r"items\. Lower rank\."):
+        make_ratings(20000, 20000, 100, rank=65536)
+    u, i, r = make_ratings(3, 4, 12, rank=65536, random_state=0, as_frame=False)
+    assert len(r) == 12 and np.isfinite(r).all()

@@ -271,7 +271,63 @@ def test_top_k_items_pads_with_minus_inf_when_candidates_run_out():
     assert M.coverage(items[np.isfinite(scores)], model) == pytest.approx(4 / 5)
 
 
+def test_hand_example_k_beyond_int64_is_the_whole_catalogue():
+    """A K NumPy cannot hold (2**63 and beyond) ranks every item, as k=5 does here;
+    only precision, hits / K, differs."""
+    users, items, ratings = TOY_TEST
+    test = (np.append(users, "u2"), np.append(items, "Z"), np.append(ratings, 5.0))
+    whole = M.ranking_metrics(toy_model(), test, k=5, exclude_train=False)
+    for k in (2**63, 10**20, 10**400):
+        m = M.ranking_metrics(toy_model(), test, k=k, exclude_train=False)
+        for name in ("recall", "ndcg", "map", "hit_rate", "coverage", "n_users"):
+            assert m[name] == pytest.approx(whole[name]), (k, name)
+        assert m["precision"] == pytest.approx((2 / k + 1 / k) / 2, abs=1e-300)
+        assert M.ndcg_at_k(toy_model(), test, k=k, exclude_train=False) == pytest.approx(
+            whole["ndcg"])
+
+
+def test_ranking_scorer_k_beyond_int64():
+    from mfsgd import Popularity
+
+    pop = Popularity().fit((np.array(["u1", "u2"]), np.array(["A", "B"])))
+    X = np.array([["u1", "B"], ["u2", "A"], ["u3", "B"]])
+    for kind in ("ndcg", "map", "recall", "coverage"):
+        huge = M.ranking_scorer(f"{kind}@{'9' * 20}")(pop, X)
+        assert huge == pytest.approx(M.ranking_scorer(f"{kind}@2")(pop, X)), kind
+    assert M.ranking_scorer(f"precision@{2**64}")(pop, X) == pytest.approx(1 / 2**64)
+
+
+def test_score_of_a_ranking_model_whose_eval_metric_has_k_beyond_int64(fitted_split):
+    _, train, test = fitted_split
+    model = MatrixFactorization(loss="bpr", n_factors=4, n_epochs=2, random_state=0,
+                                eval_metric="ndcg@" + "9" * 20).fit(train[:2])
+    huge = model.score(test[:2])
+    assert huge == model.set_params(eval_metric="ndcg@1000000").score(test[:2]) and huge > 0
+
+
 # ---------------------------------------------------------------------- coverage
+def test_coverage_scores_drop_the_empty_slots():
+    # u1 has rated A..D: its list at k=3 is E and two -inf slots holding placeholder ids.
+    model = toy_model()
+    items, scores = M.top_k_items(model, ["u1"], k=3, train=(["u1"] * 4, list("ABCD")))
+    assert items[0, 0] == "E" and np.isinf(scores[0, 1:]).all()
+    assert M.coverage(items, model, scores=scores) == pytest.approx(1 / 5)
+    assert M.coverage(items[np.isfinite(scores)], model) == pytest.approx(1 / 5)
+    assert M.coverage([[1, 2], [2, 3]], 10, scores=[[0.9, 0.5], [0.7, -np.inf]]) == \
+        pytest.approx(0.2)
+    assert M.coverage(np.array([[1, 2]]), [1, 2], scores=np.array([[np.nan, 1]])) == 0.5
+
+
+def test_coverage_scores_errors():
+    with pytest.raises(ValueError, match=r"scores must have the shape of recommended_item_ids, "
+                                         r"\(2, 2\); got \(4,\)"):
+        M.coverage([[1, 2], [2, 3]], 10, scores=[1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(TypeError, match=r"scores must be numeric \(int or float\); got booleans"):
+        M.coverage([[1, 2]], 10, scores=[[True, False]])
+    with pytest.raises(ValueError, match=r"with scores=, recommended_item_ids must be one array"):
+        M.coverage([[1, 2], [3]], 10, scores=[[1.0, 2.0], [3.0]])
+
+
 def test_coverage_forms():
     assert M.coverage(np.array([[1, 2, 3], [3, 2, 1]]), 10) == pytest.approx(0.3)
     assert M.coverage([[1, 2], [2]], [1, 2, 3, 4]) == pytest.approx(0.5)
@@ -301,6 +357,9 @@ def test_ranking_errors(fitted_split):
         M.ranking_metrics(model, test, k=0, train=train)
     with pytest.raises(TypeError, match=r"threshold must be a finite number"):
         M.ranking_metrics(model, test, threshold="4", train=train)
+    with pytest.raises(ValueError, match=r"threshold must be a finite number .*; got an int "
+                                         r"too large for float64"):
+        M.ranking_metrics(model, test, threshold=10**400, train=train)
     with pytest.raises(ValueError, match=r"no test rating is >= threshold 9.0"):
         M.ranking_metrics(model, test, threshold=9.0, train=train)
     with pytest.raises(ValueError, match=r"test has no ratings"):
@@ -379,6 +438,8 @@ def test_ranking_scorer_hand_computed_on_popularity():
     ((10,), ValueError, r"got 10"),
     (("ndcg@0",), ValueError, r"metric 'ndcg@0': k must be >= 1"),
     (("ndcg@5", "4"), TypeError, r"threshold must be a finite number"),
+    (("ndcg@5", 10**400), ValueError, r"threshold must be a finite number .*; got an int too "
+                                      r"large for float64"),
     (("ndcg@5", None, "yes"), TypeError, r"exclude_train must be True or False"),
 ])
 def test_ranking_scorer_errors(args, exc, msg):

@@ -213,6 +213,25 @@ def test_temporal_split_column_name_and_errors():
         ms.temporal_split(df, "ts")
 
 
+def test_temporal_split_refuses_time_zone_aware_timestamps():
+    pd = pytest.importorskip("pandas")
+    import datetime
+
+    df = pd.DataFrame({"user": [1, 1, 2, 2], "item": [1, 2, 1, 2], "rating": 3.0,
+                       "ts": pd.date_range("2020", periods=4, freq="h", tz="UTC")})
+    d = (np.arange(4), np.arange(4), np.ones(4))
+    utc = datetime.timezone.utc
+    for data, ts in [(df, "ts"), (d, df["ts"]),
+                     (d, [datetime.datetime(2020, 1, n, tzinfo=utc) for n in range(1, 5)])]:
+        with pytest.raises(TypeError, match=r"timestamps are time-zone-aware datetimes, which "
+                                            r"are not supported; convert them to naive UTC "
+                                            r"datetime64 first \(pandas: s.dt.tz_convert\(None\)"):
+            ms.temporal_split(data, ts)
+    # the conversion the message names works
+    tr, te = ms.temporal_split(df, df["ts"].dt.tz_convert(None), test_size=1)
+    assert te["item"].tolist() == [2]
+
+
 # ---------------------------------------------------------------------- KFold, PredefinedSplit
 @pytest.mark.parametrize("n,k", [(10, 3), (6000, 5), (7, 7)])
 def test_kfold_partitions(n, k):
@@ -326,6 +345,12 @@ def test_cross_validate_dataframe(ratings):
     (dict(metrics=("ndcg@0",)), ValueError, r"k must be >= 1"),
     (dict(metrics=("rmse", "rmse")), ValueError, r"duplicate names \['rmse'\]"),
     (dict(metrics=()), ValueError, r"metrics is empty"),
+    (dict(metrics=None), TypeError, r"metrics must be a metric name, a callable or a "
+                                    r"sequence of them, e.g. \('rmse', 'mae'\) \(the default\) "
+                                    r".*; got None"),
+    (dict(metrics=5), TypeError, r"metrics must be a metric name, .*; got 5"),
+    (dict(metrics=("ndcg@5",), threshold=10**400), ValueError,
+     r"threshold must be a finite number .*; got an int too large for float64"),
     (dict(cv=1), ValueError, r"cv must be an int >= 2; got 1"),
     (dict(cv="5"), TypeError, r"cv must be an int >= 2, a splitter"),
     (dict(return_models=1), TypeError, r"return_models must be True or False"),
@@ -426,6 +451,19 @@ def test_cross_validate_on_pairs_counts_every_held_out_pair(ratings):
     assert rated["test_recall@5"][0] == M.recall_at_k(Popularity().fit(train), test, k=5,
                                                       threshold=4.0, train=train)
     assert rated["test_recall@5"][0] != res["test_recall@5"][0]
+
+
+def test_cross_validate_ranking_k_beyond_int64(ratings):
+    """A K NumPy cannot hold ranks every item, as any K beyond the catalogue does."""
+    from mfsgd import Popularity
+
+    huge, big = "9" * 20, "1000000"
+    names = [f"{m}@{k}" for m in ("ndcg", "map", "recall") for k in (huge, big)]
+    res = ms.cross_validate(Popularity(), ratings, cv=ms.KFold(2, random_state=3),
+                            metrics=names)
+    for m in ("ndcg", "map", "recall"):
+        np.testing.assert_array_equal(res[f"test_{m}@{huge}"], res[f"test_{m}@{big}"])
+    assert (res[f"test_ndcg@{huge}"] > 0).all()
 
 
 def test_cross_validate_on_a_dataframe_without_ratings(ratings):

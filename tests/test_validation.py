@@ -88,6 +88,15 @@ BAD_PARAMS = [
     ({"random_state": -1}, ValueError, r"random_state must be a non-negative int"),
     ({"random_state": "seed"}, TypeError, r"random_state must be None, an int"),
     ({"lr_decay": -1}, ValueError, r"lr_decay must be a float >= 0.0"),
+    ({"item_col": "user"}, ValueError, r"user_col, item_col and rating_col must be three "
+     r"different names; got user_col='user', item_col='user', rating_col='rating'"),
+    ({"rating_col": "item"}, ValueError, r"must be three different names"),
+    ({"user_col": 0, "item_col": np.int64(0)}, ValueError, r"must be three different names"),
+    ({"user_col": True}, TypeError, r"user_col must be a column name \(a str or an int\); "
+                                    r"got True"),
+    ({"rating_col": 1.5}, TypeError, r"rating_col must be a column name"),
+    ({"loss": "warp", "min_rating": 10**400}, ValueError,
+     r"min_rating must be None or a finite number; got an int too large for float64"),
 ]
 
 

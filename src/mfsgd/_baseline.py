@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _recommend as R
 from ._base import EstimatorBase
+from ._config import check_columns
 from ._data import columns_of, unpack
 from ._idmap import IdMap
 from ._state import FittedState, counts_of, seen_csr
@@ -27,11 +28,16 @@ from ._validation import check_bool, check_int, check_ratings
 def _check_min_rating(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value):
-        raise TypeError(f"min_rating must be a finite number (or None: keep every row); got "
-                        f"{value!r}.")
-    return float(value)
+    rule = "min_rating must be a finite number (or None: keep every row)"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{rule}; got {value!r}.")
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float64, e.g. 10**400 (too long to print)
+        raise ValueError(f"{rule}; got an int too large for float64.") from None
+    if not math.isfinite(v):
+        raise TypeError(f"{rule}; got {value!r}.")
+    return v
 
 
 def _check_weights(sample_weight: Any, n: int) -> np.ndarray:
@@ -63,7 +69,8 @@ class Popularity(EstimatorBase):
         are dropped before anything else, as if absent: their users and items are not
         in the model unless other rows keep them. Default None: every row counts.
     user_col, item_col, rating_col : str, default "user", "item", "rating"
-        Column names read from a DataFrame or dict, as in ``MatrixFactorization``.
+        Column names read from a DataFrame or dict, as in ``MatrixFactorization``:
+        three different names.
 
     Attributes
     ----------
@@ -136,8 +143,8 @@ class Popularity(EstimatorBase):
         y : array-like, optional
             Ratings when ``X`` holds only ids (read only for ``min_rating``).
         sample_weight : array-like of shape (n,), optional
-            A finite weight >= 0 per row: item j scores the sum of its rows' weights
-            (which must be finite in float64).
+            A finite weight >= 0 per row, not all 0: item j scores the sum of its rows'
+            weights (which must be finite in float64).
 
         Returns
         -------
@@ -146,11 +153,12 @@ class Popularity(EstimatorBase):
         Raises
         ------
         TypeError, ValueError
-            Bad data or parameters; ``min_rating`` without ratings; no row left; sums of
-            ``sample_weight`` beyond float64.
+            Bad data or parameters (e.g. two column names alike); ``min_rating`` without
+            ratings; no row left; ``sample_weight`` all 0, or sums of it beyond float64.
         """
         min_rating = _check_min_rating(self.min_rating)
-        users, items, ratings = unpack(X, y, columns=columns_of(self), ratings="optional")
+        columns = check_columns(self.user_col, self.item_col, self.rating_col)
+        users, items, ratings = unpack(X, y, columns=columns, ratings="optional")
         weights = None if sample_weight is None else _check_weights(sample_weight, users.size)
         if min_rating is not None:
             if ratings is None:
@@ -165,6 +173,11 @@ class Popularity(EstimatorBase):
                                  "min_rating or check the ratings.")
         if users.size == 0:
             raise ValueError("fit needs at least one (user, item) row; got an empty input.")
+        if weights is not None and not weights.any():
+            # Every count would be 0 and the "most popular" list mere id order.
+            raise ValueError(f"sample_weight is 0 for all {weights.size} rows"
+                             f"{' rated >= min_rating' if min_rating is not None else ''}, so "
+                             "every item's count is 0; give some rows a positive weight.")
         umap, uidx = IdMap.fit("users", users)
         imap, iidx = IdMap.fit("items", items)
         n_users, n_items = len(umap), len(imap)

@@ -180,18 +180,21 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
         raise ValueError(f"n_negatives must be an int from 1 to {MAX_NEGATIVES}; got {n_neg}.")
     min_rating = params.get("min_rating")
     if min_rating is not None:
-        if isinstance(min_rating, (bool, np.bool_)) or not isinstance(min_rating, numbers.Real) \
-                or not np.isfinite(float(min_rating)):
+        if isinstance(min_rating, (bool, np.bool_)) or not isinstance(min_rating, numbers.Real):
+            raise TypeError(f"min_rating must be None or a finite number; got {min_rating!r}.")
+        try:
+            value = float(min_rating)
+        except OverflowError:  # an int beyond float64, e.g. 10**400 (too long to print)
+            raise ValueError("min_rating must be None or a finite number; got an int too "
+                             "large for float64.") from None
+        if not np.isfinite(value):
             raise TypeError(f"min_rating must be None or a finite number; got {min_rating!r}.")
         if not ranking:
             raise ValueError("min_rating is only used with a ranking loss (it turns ratings "
                              f"into interactions); got min_rating={min_rating!r} with "
                              "loss='squared'. Set min_rating=None or choose a ranking loss.")
-        min_rating = float(min_rating)
-    columns = tuple(params[name] for name in ("user_col", "item_col", "rating_col"))
-    for name, v in zip(("user_col", "item_col", "rating_col"), columns, strict=True):
-        if not isinstance(v, (str, numbers.Integral)):
-            raise TypeError(f"{name} must be a column name; got {v!r}.")
+        min_rating = value
+    columns = check_columns(params["user_col"], params["item_col"], params["rating_col"])
     return FitConfig(
         n_factors=check_int("n_factors", params["n_factors"], high=MAX_FACTORS),
         n_epochs=check_int("n_epochs", auto["n_epochs"]),
@@ -224,6 +227,22 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
         eval_metric=check_eval_metric(params.get("eval_metric"), loss),
         min_rating=min_rating,
     )
+
+
+def check_columns(user_col: Any, item_col: Any, rating_col: Any) -> tuple[Any, Any, Any]:
+    """The three column names, each a str or an int (a DataFrame's label) and all
+    different: a shared name would silently read one column as two (e.g. the users as
+    the items, or the item ids as ratings)."""
+    columns = (user_col, item_col, rating_col)
+    for name, v in zip(("user_col", "item_col", "rating_col"), columns, strict=True):
+        # bool is an int to Python, but True would quietly read a column labelled 1.
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, numbers.Integral)):
+            raise TypeError(f"{name} must be a column name (a str or an int); got {v!r}.")
+    if len(set(columns)) < 3:
+        raise ValueError(f"user_col, item_col and rating_col must be three different names; "
+                         f"got user_col={user_col!r}, item_col={item_col!r}, "
+                         f"rating_col={rating_col!r}.")
+    return columns
 
 
 def fit_rng(random_state: Any) -> np.random.Generator:

@@ -44,7 +44,8 @@ def make_ratings(
     n_ratings : int
         Number of distinct (user, item) pairs, at most ``n_users * n_items``.
     rank : int, default 10
-        Rank of the true factor matrices.
+        Rank of the true factor matrices, from 1 to 65536, with ``rank * (n_users +
+        n_items)`` at most ``2**31`` (checked before allocating).
     noise : float, default 0.5
         Standard deviation of the Gaussian noise: the best achievable test RMSE. Ratings
         are float32: a noise that makes one overflow to infinity raises ``ValueError``.
@@ -72,7 +73,7 @@ def make_ratings(
     n_users = check_int("n_users", n_users)
     n_items = check_int("n_items", n_items)
     n_ratings = check_int("n_ratings", n_ratings)
-    rank = check_int("rank", rank)
+    rank = check_int("rank", rank, high=_MAX_RANK)
     noise = check_float("noise", noise)
     as_frame = _check_as_frame(as_frame)
     return_truth = check_bool("return_truth", return_truth)
@@ -89,6 +90,10 @@ def make_ratings(
             raise ValueError(f"{name} must be at most max(n_ratings, {_MAX_UNRATED}) = {most}: "
                              f"at most n_ratings of them can be rated, and each costs memory "
                              f"(about {50 + 12 * rank} bytes) rated or not; got {n}.")
+    if rank * (n_users + n_items) > _MAX_FACTOR_VALUES:
+        raise ValueError(f"rank * (n_users + n_items) must be at most {_MAX_FACTOR_VALUES}: the "
+                         f"true factors hold that many values (12 bytes each while drawn); got "
+                         f"rank={rank} with {n_users + n_items} users and items. Lower rank.")
     rng = check_random_state(random_state)
 
     # Popularity weights: power law over randomly permuted ids.
@@ -105,7 +110,7 @@ def make_ratings(
     bi = rng.normal(0.0, 0.5, size=n_items).astype(np.float32)
     mu = 3.5
     ratings = np.empty(n_ratings, dtype=np.float32)
-    step = 1 << 20  # bounded temporaries for the row-wise dot products
+    step = min(1 << 20, max(1, (1 << 24) // rank))  # bounded temporaries (rows x rank)
     for s in range(0, n_ratings, step):
         u, i = users[s:s + step], items[s:s + step]
         dots = np.einsum("ij,ij->i", P[u], Q[i])
@@ -175,6 +180,11 @@ def _distinct_pairs(n_users: int, n_items: int, n: int, user_w: np.ndarray, item
 
 #: make_ratings' n_users and n_items may exceed n_ratings (leaving some unrated) up to this.
 _MAX_UNRATED = 1 << 20
+#: make_ratings' largest rank: MatrixFactorization's largest n_factors, far beyond any use.
+_MAX_RANK = 1 << 16
+#: make_ratings' largest true factor matrices, rank * (n_users + n_items) values: drawn in
+#: float64 before any rating, so refused before allocating (8 GiB as float32).
+_MAX_FACTOR_VALUES = 1 << 31
 
 _USER_NAMES = ("user", "userid", "user_id", "users", "uid", "customer_id")
 _ITEM_NAMES = ("item", "itemid", "item_id", "items", "movieid", "movie_id", "iid", "product_id",

@@ -173,11 +173,16 @@ def _check_k(k: Any) -> int:
 def _check_threshold(threshold: Any) -> float | None:
     if threshold is None:
         return None
-    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real) \
-            or not math.isfinite(threshold):
-        raise TypeError(f"threshold must be a finite number (or None: every held-out rating is "
-                        f"relevant); got {threshold!r}.")
-    return float(threshold)
+    rule = "threshold must be a finite number (or None: every held-out rating is relevant)"
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real):
+        raise TypeError(f"{rule}; got {threshold!r}.")
+    try:
+        value = float(threshold)
+    except OverflowError:  # an int beyond float64, e.g. 10**400 (too long to print)
+        raise ValueError(f"{rule}; got an int too large for float64.") from None
+    if not math.isfinite(value):
+        raise TypeError(f"{rule}; got {threshold!r}.")
+    return value
 
 
 def _exclusions(st: FittedState, columns: tuple[Any, Any, Any], train: Any,
@@ -229,10 +234,17 @@ class _ListMetrics:
     from ``_recommend.top_n_batches`` or from an estimator's ``recommend_all``."""
 
     def __init__(self, n_rel: np.ndarray, rel_keys: np.ndarray, k: int, n_items: int) -> None:
-        self.n_rel, self.rel_keys, self.k, self.n_items = n_rel, rel_keys, k, n_items
-        kk = min(k, n_items)
-        ideal_len = int(min(k, max(int(n_rel.max()), kk)))
-        self.discount = 1.0 / np.log2(np.arange(2, ideal_len + 2, dtype=np.float64))
+        self.n_rel, self.rel_keys, self.n_items = n_rel, rel_keys, n_items
+        # k may be any int >= 1, even one NumPy cannot hold (2**63, "ndcg@" + "9" * 20).
+        # No list or ideal DCG needs more than max(|R_u|, n_items) slots, so index with
+        # that; precision still divides by k itself (a k beyond float64 would leave it
+        # below 1e-290: 0).
+        self.slots = min(k, max(int(n_rel.max()), n_items))
+        try:
+            self.k_denominator = float(k)
+        except OverflowError:
+            self.k_denominator = math.inf
+        self.discount = 1.0 / np.log2(np.arange(2, self.slots + 2, dtype=np.float64))
         self.idcg_table = np.cumsum(self.discount)
         self.out = {name: np.zeros(n_rel.size) for name in ("precision", "recall", "ndcg",
                                                              "map", "hit_rate")}
@@ -241,7 +253,7 @@ class _ListMetrics:
     def add(self, s: int, e: int, top: np.ndarray, valid: np.ndarray) -> None:
         """The lists of users s..e-1: item rows ``top`` (best first), ``valid`` false in
         the slots without an item."""
-        n_items, rel_keys, k = self.n_items, self.rel_keys, self.k
+        n_items, rel_keys = self.n_items, self.rel_keys
         width = top.shape[1]
         keys = np.arange(s, e, dtype=np.int64)[:, None] * n_items + top
         if rel_keys.size:
@@ -252,10 +264,10 @@ class _ListMetrics:
         nrel = self.n_rel[s:e]
         n_hit = hit.sum(axis=1)
         out = self.out
-        out["precision"][s:e] = n_hit / k
+        out["precision"][s:e] = n_hit / self.k_denominator
         out["recall"][s:e] = n_hit / nrel
         out["hit_rate"][s:e] = n_hit > 0
-        ideal = np.minimum(k, nrel)
+        ideal = np.minimum(self.slots, nrel)  # min(k, |R_u|)
         out["ndcg"][s:e] = (hit @ self.discount[:width]) / self.idcg_table[ideal - 1]
         prec_at = np.cumsum(hit, axis=1) / np.arange(1, width + 1, dtype=np.float64)
         out["map"][s:e] = (hit * prec_at).sum(axis=1) / ideal
@@ -589,18 +601,24 @@ def top_k_items(model: Any, users: Any, k: int = 10, *,
     return st.item_map.ids[top[inverse]], score[inverse]
 
 
-def coverage(recommended_item_ids: Any, catalogue: Any) -> float:
+def coverage(recommended_item_ids: Any, catalogue: Any, *, scores: Any = None) -> float:
     """Catalogue coverage: the share of the catalogue recommended to at least one user.
 
     Parameters
     ----------
     recommended_item_ids : array-like of item ids
         All recommended items, in any shape (e.g. the ``(n_users, k)`` array from
-        :func:`top_k_items`) or as a sequence of per-user lists of any lengths.
+        :func:`top_k_items` or ``recommend_all``, with their ``scores``) or as a
+        sequence of per-user lists of any lengths.
     catalogue : int, array-like of item ids, or a fitted model
         The number of items in the catalogue, the catalogue's item ids, or a model
         (its ``item_ids_``). With ids, recommended items outside the catalogue are
         ignored.
+    scores : array-like, optional
+        The scores of ``recommended_item_ids``, in the same shape: only the slots
+        with a finite score count. Pass it with the arrays of :func:`top_k_items`
+        and ``recommend_all``, whose ``-inf`` slots (a user with fewer than k
+        candidates left) hold placeholder ids, not recommendations.
 
     Returns
     -------
@@ -614,8 +632,12 @@ def coverage(recommended_item_ids: Any, catalogue: Any) -> float:
     0.3
     >>> coverage([["a", "b"], ["b"]], ["a", "b", "c", "d"])
     0.5
+    >>> coverage([[1, 2], [2, 3]], 10, scores=[[0.9, 0.5], [0.7, float("-inf")]])
+    0.2
     """
     rec = _flatten_ids(recommended_item_ids)
+    if scores is not None:
+        rec = rec[_finite_slots(recommended_item_ids, scores)]
     distinct = sorted_unique(normalize_ids("recommended_item_ids", rec)) if rec.size else rec
     if hasattr(type(catalogue), "item_ids_") or hasattr(catalogue, "item_ids_"):
         catalogue = catalogue.item_ids_  # an unfitted model raises NotFittedError here
@@ -633,6 +655,28 @@ def coverage(recommended_item_ids: Any, catalogue: Any) -> float:
         return 0.0
     found = IdMap(cat).lookup("recommended_item_ids", distinct) >= 0
     return float(found.sum() / cat.size)
+
+
+def _finite_slots(recommended: Any, scores: Any) -> np.ndarray:
+    """The flattened slots of ``recommended`` whose score is finite, as a mask."""
+    arrays = []
+    for name, values in (("recommended_item_ids", recommended), ("scores", scores)):
+        if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
+            values = values.to_numpy()
+        try:
+            arrays.append(np.asarray(values))
+        except ValueError:  # NumPy: "inhomogeneous shape" of lists of different lengths
+            raise ValueError(f"with scores=, {name} must be one array (such as top_k_items "
+                             "and recommend_all return); got lists of different "
+                             "lengths.") from None
+    ids, s = arrays
+    if s.shape != ids.shape:
+        raise ValueError(f"scores must have the shape of recommended_item_ids, {ids.shape}; "
+                         f"got {s.shape}.")
+    if s.dtype.kind not in "iuf":
+        what = "booleans" if s.dtype.kind == "b" else f"dtype {s.dtype}"
+        raise TypeError(f"scores must be numeric (int or float); got {what}.")
+    return np.isfinite(s).ravel()
 
 
 def _flatten_ids(values: Any) -> np.ndarray:

@@ -226,6 +226,11 @@ def _timestamps(data: Any, timestamps: Any, n: int) -> np.ndarray:
             raise ValueError(f"timestamps has {int((~np.isfinite(ts)).sum())} non-finite values; "
                              "drop those ratings first.")
     elif kind not in "iu":
+        if kind == "O" and ts.size and getattr(ts[0], "tzinfo", None) is not None:
+            # A time-zone-aware pandas column arrives as objects; NumPy has no such dtype.
+            raise TypeError("timestamps are time-zone-aware datetimes, which are not "
+                            "supported; convert them to naive UTC datetime64 first (pandas: "
+                            "s.dt.tz_convert(None)) or to numbers such as POSIX seconds.")
         raise TypeError(f"timestamps must be numbers or datetime64; got dtype {ts.dtype}.")
     return ts
 
@@ -241,6 +246,7 @@ def temporal_split(data: Any, timestamps: Any, test_size: float | int = 0.2,
     timestamps : array-like or str
         One time per rating (numbers or datetime64), or the name of a DataFrame / dict
         column holding them (e.g. ``"timestamp"`` for :func:`~mfsgd.datasets.load_movielens`).
+        Time-zone-aware times raise ``TypeError``: convert them to naive UTC first.
     test_size : float or int, default 0.2
         Globally: a fraction in (0, 1) of all ratings (rounded up) or a count. With
         ``per_user``: a fraction in (0, 1) of each user's ratings.
@@ -394,6 +400,9 @@ def _check_metrics(metrics: Any) -> list[tuple[str, Any]]:
 
     if isinstance(metrics, str) or callable(metrics):
         metrics = (metrics,)
+    elif not isinstance(metrics, Iterable):
+        raise TypeError(f"metrics must be a metric name, a callable or a sequence of them, "
+                        f"e.g. ('rmse', 'mae') (the default) or ('ndcg@10',); got {metrics!r}.")
     out: list[tuple[str, Any]] = []
     for m in metrics:
         if callable(m):
