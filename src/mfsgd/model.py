@@ -115,7 +115,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     nonnegative : bool, default False
         Projected SGD keeping every factor >= 0 (non-negative MF).
     user_col, item_col, rating_col : str, default "user", "item", "rating"
-        Column names read from a DataFrame or dict input.
+        Column names read from a DataFrame or dict input: three different names.
     loss : {"squared", "bpr", "warp", "softmax"}, default "squared"
         "squared" fits ratings (the model above). The ranking losses fit interactions
         (implicit feedback: clicks, plays, purchases) and learn to rank a user's items
