@@ -549,3 +549,26 @@ def test_the_line_that_is_not_utf8_is_found_beyond_the_first_read(tmp_path):
     (tmp_path / "r.csv").write_bytes(first.encode() + b"u,\xff,3\n")
     with pytest.raises(ValueError, match=r"r\.csv: line 200002 is not UTF-8 text \(byte 0xff\)"):
         load_csv(tmp_path / "r.csv")
+
+
+@pytest.mark.parametrize("text,line", [
+    (b"user,item,rating\r1,2,3\r3,4,5\r", 1),  # old Mac line ends
+    (b"user,item,rating\n1,2,3\n3,4\r5,6\n", 3),  # a stray carriage return
+    (b"PK\x03\x04\x14\x00\n\x00\x08\x00\x08\x00\r\x91\x12\x00\xff\n", 2),  # binary, a zip
+])
+def test_a_carriage_return_inside_a_line_names_the_file_and_line(tmp_path, engine, text,
+                                                                 line):
+    """The csv module raised its own _csv.Error ("new-line character seen in unquoted
+    field") from sniffing; a model file given as data did the same on the command line."""
+    p = tmp_path / "r.csv"
+    p.write_bytes(text)
+    want = re.escape(f"{p}: line {line} holds a carriage return (\\r) that does not end the "
+                     "line")
+    for reader in (load_csv, load_ratings):
+        with pytest.raises(_fileio.TextFormatError, match=want):
+            reader(p)
+    with pytest.raises(ValueError, match=want):  # the sep given: the same check
+        load_csv(p, sep=",")
+    # CRLF line ends stay fine
+    p.write_bytes(b"user,item,rating\r\n1,2,3\r\n3,4,5\r\n")
+    assert load_csv(p, as_frame=False)[0].tolist() == [1, 3]

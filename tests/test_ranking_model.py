@@ -101,6 +101,24 @@ def test_scipy_sparse_input():
     np.testing.assert_array_equal(d.item_ids_, e.item_ids_)
 
 
+@pytest.mark.skipif(sp is None, reason="scipy is not installed")
+def test_a_dok_matrix_is_sparse_input_not_a_dict():
+    """A DOK matrix is a dict of (row, column) keys: it was taken for a dict of columns
+    ("X as a dict needs keys 'user' and 'item'")."""
+    from mfsgd.model_selection import train_test_split
+
+    X = sp.random(30, 20, density=0.3, format="csr", random_state=0)
+    a = MatrixFactorization(loss="bpr", n_epochs=2, **KW).fit(X)
+    b = MatrixFactorization(loss="bpr", n_epochs=2, **KW).fit(X.todok())
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    m = MatrixFactorization(n_epochs=2, **KW).fit(X.todok())  # ratings: the values
+    assert m.rating_range_ == pytest.approx((X.data.min(), X.data.max()))
+    # the splitters take no sparse matrix; a DOK one is refused alike, not read as a dict
+    for Y in (X, X.todok()):
+        with pytest.raises(TypeError, match=f"got {type(Y).__name__}"):
+            train_test_split(Y)
+
+
 def test_min_rating_keeps_liked_rows():
     u, i, r = make_ratings(100, 80, 3000, random_state=0, as_frame=False)
     a = MatrixFactorization(loss="warp", n_epochs=2, min_rating=4, **KW).fit((u, i, r))
@@ -292,6 +310,26 @@ def test_fold_in_clone_ranks_alike(implicit):
         b, _ = m.recommend(-1 - user, n=20)
         overlaps.append(len(set(a) & set(b)) / 20)
     assert np.mean(overlaps) >= 0.5, overlaps
+
+
+def test_fold_in_applies_min_rating():
+    """With min_rating, fold_in keeps only the rows rated at or above it, as fit and
+    partial_fit do: the 1-star rows were folded in as positives and recorded as seen."""
+    u, i, r = make_ratings(100, 80, 3000, random_state=0, as_frame=False)
+    m = MatrixFactorization(loss="warp", n_epochs=2, min_rating=4, **KW).fit((u, i, r))
+    a = m.fold_in(([9000] * 4, [5, 7, 19, 10], [5.0, 1.0, 1.0, 1.0]))
+    row_a = a.user_factors_[-1].copy()
+    b = m.fold_in(([9001], [5], [5.0]))
+    np.testing.assert_array_equal(row_a, b.user_factors_[-1])
+    # the 1-star items are not seen: they may be recommended to the user
+    ids, _ = m.recommend(9000, n=80)
+    assert 5 not in ids and {7, 19, 10} <= set(ids.tolist())
+    with pytest.raises(ValueError, match="min_rating=4.0 needs ratings, but X has none"):
+        m.fold_in(([9002], [5]))
+    with pytest.raises(ValueError, match="fold_in needs at least one interaction; got none "
+                                         "at or above min_rating"):
+        m.fold_in(([9002, 9002], [5, 7], [1.0, 3.0]))
+    assert 9002 not in m.user_ids_
 
 
 def test_save_load_round_trip(tmp_path, implicit):

@@ -343,3 +343,127 @@ def test_fold_in_refuses_non_finite_rows_and_leaves_the_model_unchanged(small):
     warp = MatrixFactorization(loss="warp", n_epochs=2, random_state=0).fit((u, i))
     warp.fold_in(([100], [1], [1e39]))
     assert np.isfinite(warp.user_factors_).all()
+
+
+def _kkt(A, c, x, k):
+    """Largest violation, relative to the problem's scale, of the KKT conditions of
+    min 0.5 x'Ax - c'x s.t. x[:k] >= 0: gradient ~0 on the positive and free entries,
+    >= 0 where a factor is 0."""
+    g = A @ x - c
+    at0 = np.zeros(x.size, dtype=bool)
+    at0[:k] = x[:k] == 0
+    scale = np.abs(A).max() * max(1.0, np.abs(x).max()) + np.abs(c).max()
+    return max(np.abs(g[~at0]).max(initial=0.0), (-g[at0]).max(initial=0.0)) / scale
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_nonneg_solve_meets_the_kkt_conditions(with_bias):
+    from mfsgd._recommend import nonneg_solve
+
+    rng = np.random.default_rng(0)
+    n_constrained = 0
+    for _ in range(200):
+        k, n = int(rng.integers(1, 12)), int(rng.integers(1, 15))
+        Z = np.abs(rng.normal(size=(n, k)))  # like the factors of a nonnegative model
+        if with_bias:
+            Z = np.hstack([Z, np.ones((n, 1))])
+        A = Z.T @ Z + np.diag(np.full(Z.shape[1], n * 0.02))
+        c = Z.T @ (rng.normal(size=n) * 2)
+        x = nonneg_solve(A, c, k)
+        free = np.linalg.solve(A, c)
+        assert (x[:k] >= 0).all()
+        assert _kkt(A, c, x, k) < 1e-10
+        if (free[:k] >= 0).all():  # already feasible: the ridge solution itself
+            np.testing.assert_array_equal(x, free)
+        else:
+            n_constrained += 1
+            assert (x[:k] == 0).any()
+    assert n_constrained > 50  # the constrained path was exercised
+
+
+def test_fold_in_of_a_nonnegative_model_keeps_factors_nonnegative():
+    """fold_in solves the ridge under factors >= 0 as training keeps them (the bias stays
+    free); it wrote negative factors, which partial_fit then kept."""
+    u, i, r = make_ratings(200, 100, 3000, random_state=0, as_frame=False)
+    m = MatrixFactorization(n_factors=8, n_epochs=10, nonnegative=True,
+                            random_state=0).fit((u, i, r))
+    m.fold_in(([9000] * 3, [0, 1, 2], [5.0, 1.0, 3.0]))
+    m.fold_in(([0, 1, 2], [7000] * 3, [5.0, 1.0, 3.0]), side="item")
+    assert m.user_factors_.min() >= 0 and m.item_factors_.min() >= 0
+    # the user's row is the constrained optimum of its part of the training loss
+    Q = m.item_factors_[[0, 1, 2]].astype(np.float64)
+    Z = np.hstack([Q, np.ones((3, 1))])
+    t = np.array([5.0, 1.0, 3.0]) - m.global_mean_ - m.item_bias_[[0, 1, 2]]
+    cfg = m._config()
+    A = Z.T @ Z + np.diag([3 * cfg.reg_factors] * 8 + [3 * cfg.reg_bias])
+    x = np.append(m.user_factors_[-1], m.user_bias_[-1]).astype(np.float64)
+    assert (x[:8] == 0).any() and x[8] != 0  # the constraint is active; the bias is free
+    assert _kkt(A, Z.T @ t, x, 8) < 1e-6  # float32 storage
+    # a user whose unconstrained solution is already >= 0 gets exactly that
+    plain = MatrixFactorization(**{**m.get_params(), "nonnegative": False})
+    plain._state = m._state
+    want = plain.fold_in(([9001], [0], [5.0]))
+    got = m.fold_in(([9001], [0], [5.0]))
+    assert want.user_factors_[-1].min() > 0
+    np.testing.assert_array_equal(got.user_factors_[-1], want.user_factors_[-1])
+    assert got.user_bias_[-1] == want.user_bias_[-1]
+
+
+def test_single_id_queries_name_the_problem(small):
+    """recommend / similar_* take one id: a list of one was reported as "users must be
+    1-D (one value per rating); got shape (1, 1)", and None as missing ids to drop
+    "before fit"."""
+    u, i, r = small
+    m = MatrixFactorization(n_factors=2, n_epochs=1, random_state=0).fit((u, i, r))
+    with pytest.raises(ValueError, match=r"^user must be one id, not a sequence; got list of "
+                                         r"length 1\. For several users use recommend_all\.$"):
+        m.recommend([0])
+    with pytest.raises(ValueError, match=r"^item must be one id, not a sequence; got ndarray "
+                                         r"of length 2\. Call similar_items once per item\.$"):
+        m.similar_items(np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"^user must be one id, not a sequence; got tuple"):
+        m.similar_users((0,))
+    for bad in (None, float("nan"), np.float32("nan")):
+        with pytest.raises(ValueError, match=r"^item must be an id; got "):
+            m.similar_items(bad)
+        with pytest.raises(ValueError, match=r"^user must be an id; got "):
+            m.recommend(bad)
+    # one id of any scalar kind still works
+    assert len(m.recommend(np.int64(0), n=3)[0]) == 3
+    assert len(m.similar_items(np.array(1), n=3, min_support=1)[0]) == 3
+    # missing ids among many: no "fit" in a query's message
+    with pytest.raises(ValueError, match=r"users has 1 missing ids \(None or NaN; first at "
+                                         r"position 1\); drop those rows first\.$"):
+        m.recommend_all([0, None])
+
+
+def test_pandas_string_ids_with_na_are_missing_ids(small):
+    """A pandas "string" column with <NA> said "mixes id types (NAType, str)"."""
+    pd = pytest.importorskip("pandas")
+    u, i, r = small
+    m = MatrixFactorization(n_factors=2, n_epochs=1, random_state=0).fit(
+        ([f"u{x}" for x in u], i, r))
+    X = pd.DataFrame({"user": pd.array(["u0", None], dtype="string"), "item": [1, 2]})
+    with pytest.raises(ValueError, match=r"users has 1 missing ids \(None or NaN; first at "
+                                         r"position 1\); drop those rows first\."):
+        m.predict(X)
+    with pytest.raises(ValueError, match=r"users has 1 missing ids"):
+        MatrixFactorization(n_epochs=1).fit(X.assign(rating=[1.0, 2.0]))
+
+
+def test_string_ids_with_nul_are_refused(small):
+    """NumPy's fixed-width strings drop trailing NULs: "u0\\x00" became "u0", so fold_in
+    overwrote user "u0" instead of adding a user, and fit merged the two."""
+    u, i, r = small
+    m = MatrixFactorization(n_factors=2, n_epochs=1, random_state=0).fit(
+        ([f"u{x}" for x in u], i, r))
+    before = m._state
+    msg = r"users has ids containing the NUL character \\x00 \(first at position 0: 'u0\\x00'\)"
+    with pytest.raises(ValueError, match=msg):
+        m.fold_in((["u0\x00"], [5], [1.0]))
+    assert m._state is before
+    for ids in (["u0\x00", "u0"], np.array(["u0\x00", "u0"], dtype=object), [b"u0\x00", b"u0"]):
+        with pytest.raises(ValueError, match="NUL character"):
+            MatrixFactorization(n_epochs=1).fit((ids, [1, 2], [1.0, 2.0]))
+    with pytest.raises(ValueError, match="NUL character"):
+        m.predict((["u1", "u\x002"], [1, 2]))

@@ -113,6 +113,11 @@ def _categorical(col: Any) -> Any:
     return col
 
 
+def _is_sparse(X: Any) -> bool:
+    """A 2-D scipy.sparse matrix or array (duck-typed: scipy is never imported)."""
+    return hasattr(X, "tocoo") and hasattr(X, "nnz") and getattr(X, "ndim", 2) == 2
+
+
 def _is_scalar_row(x: Any) -> bool:
     """(u, i) or (u, i, r) of scalars is one row, not three columns."""
     return all(np.ndim(v) == 0 for v in x)
@@ -145,6 +150,15 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
         check_columns(cols, (ucol, icol), what)
         ratings = y if y is not None else (X[rcol] if rcol in cols else None)
         return _categorical(X[ucol]), _categorical(X[icol]), ratings
+    if _is_sparse(X):
+        # A scipy.sparse user x item matrix: the row and column indices are the ids, the
+        # stored values the ratings. Tested before the dict: a DOK matrix is a dict of
+        # (row, column) keys.
+        if y is not None:
+            raise ValueError(f"{what} is a sparse matrix, whose values are the ratings; "
+                             "y must be None.")
+        coo = X.tocoo()
+        return coo.row, coo.col, coo.data
     if isinstance(X, dict):
         if ucol not in X or icol not in X:
             raise ValueError(f"{what} as a dict needs keys {ucol!r} and {icol!r}; got {list(X)}.")
@@ -161,14 +175,6 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
         if len(X) == 3 and y is not None:
             raise ValueError(f"ratings given twice: as the third element of {what} and as y.")
         return X[0], X[1], X[2] if len(X) == 3 else y
-    if hasattr(X, "tocoo") and hasattr(X, "nnz") and getattr(X, "ndim", 2) == 2:
-        # A scipy.sparse user x item matrix (duck-typed: scipy is never imported): the
-        # row and column indices are the ids, the stored values the ratings.
-        if y is not None:
-            raise ValueError(f"{what} is a sparse matrix, whose values are the ratings; "
-                             "y must be None.")
-        coo = X.tocoo()
-        return coo.row, coo.col, coo.data
     if X is None:
         raise TypeError(f"{what} is None; pass a DataFrame, a (users, items, ratings) tuple or an "
                         "(n, 2) array of ids with y.")
@@ -291,7 +297,7 @@ def n_rows(data: Any, what: str = "data") -> int:
     rows."""
     if is_frame(data) or _is_records(data):
         return len(data)
-    if isinstance(data, dict):
+    if isinstance(data, dict) and not _is_sparse(data):  # a DOK matrix is a dict
         cols = list(data.items())
     elif isinstance(data, (tuple, list)):
         if len(data) < 2 or all(np.ndim(c) == 0 for c in data):

@@ -291,7 +291,8 @@ def sniff(path: str, sep: Dialect | None) -> Head:
     """Read the first lines of ``path`` and find their separator (unless given).
 
     Opening the file raises the usual FileNotFoundError / IsADirectoryError /
-    PermissionError, with ``.filename`` = ``path``. Only the first 64 KiB are read.
+    PermissionError, with ``.filename`` = ``path``. Only the first 64 KiB are read. A
+    carriage return inside one of the first lines raises TextFormatError naming the line.
 
     The check: a separator fits when it splits each of the first 20 non-blank lines
     into at least 2 fields (quotes respected). Of those that fit, one that gives every
@@ -312,6 +313,16 @@ def sniff(path: str, sep: Dialect | None) -> Head:
     first, lines = -1, []
     for k, line in enumerate(physical):
         if line.strip():
+            if "\r" in line:
+                # A carriage return inside a line: old Mac line ends (\r alone) or binary
+                # data such as a saved model. The csv module refuses it in an unquoted
+                # field, and the parsers would end a line there while the line numbers
+                # of messages count "\n".
+                raise TextFormatError(
+                    f"{path}: line {k + 1} holds a carriage return (\\r) that does not end "
+                    "the line: lines must end with \\n or \\r\\n. Convert a file with old "
+                    "Mac line ends (\\r alone), e.g. with tr '\\r' '\\n'; a binary file "
+                    "(such as a saved model) cannot be read as ratings.")
             first = k if first < 0 else first
             lines.append(line)
             if len(lines) == _HEAD_LINES:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,7 @@ class Encoded:
         if self.codes.size and int(self.codes.min()) < 0:
             pos = int(np.argmin(self.codes >= 0))
             raise ValueError(f"{name} has {int(np.count_nonzero(self.codes < 0))} missing ids "
-                             f"(first at position {pos}); drop those rows before fit.")
+                             f"(first at position {pos}); drop those rows first.")
 
     def decode(self, name: str) -> np.ndarray:
         """The ids one per row (normalised as :func:`normalize_ids` returns them)."""
@@ -64,11 +65,29 @@ class Encoded:
 def id_array(name: str, values: Any) -> np.ndarray:
     """``as_1d`` for ids: a list or tuple mixing strings with other scalars stays an
     object array (np.asarray would turn 1 into "1", merging user 1 with user "1"), so
-    that normalize_ids refuses the mix as it does for an object array or a DataFrame."""
-    if isinstance(values, (list, tuple)) and any(isinstance(v, str) for v in values) \
-            and not all(isinstance(v, str) for v in values):
-        values = np.array(values, dtype=object)
+    that normalize_ids refuses the mix as it does for an object array or a DataFrame;
+    one of strings (or bytes) holding a NUL character is refused."""
+    if isinstance(values, (list, tuple)):
+        kinds = {str if isinstance(v, str) else bytes if isinstance(v, bytes) else None
+                 for v in values}
+        if kinds in ({str}, {bytes}):
+            _refuse_nul(name, values)  # before NumPy's strings drop trailing NULs
+        elif str in kinds:
+            values = np.array(values, dtype=object)
     return as_1d(name, values)
+
+
+def _refuse_nul(name: str, values: list) -> None:
+    """Raise when a str (or bytes) id holds a NUL character. NumPy's fixed-width strings
+    drop trailing NULs, so "u0\\x00" would become "u0": a new id silently merged with
+    an existing one. (A NumPy str array given as such has lost them already.)"""
+    nul = "\x00" if isinstance(values[0], str) else b"\x00"
+    if nul in nul[:0].join(values):
+        pos = next(i for i, v in enumerate(values) if nul in v)
+        raise ValueError(f"{name} has ids containing the NUL character \\x00 (first at "
+                         f"position {pos}: {values[pos]!r}); NumPy's strings drop trailing "
+                         "NULs, which would merge such an id with another. Remove the NUL "
+                         "characters first.")
 
 
 def normalize_ids(name: str, values: Any) -> np.ndarray:
@@ -89,7 +108,7 @@ def normalize_ids(name: str, values: Any) -> np.ndarray:
         if arr.size and not np.isfinite(arr).all():
             pos = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise ValueError(f"{name} has a missing or non-finite id (first at position {pos}: "
-                             f"{arr[pos]!r}); drop those rows before fit.")
+                             f"{arr[pos]!r}); drop those rows first.")
         # float(2**63) is exact; anything from it up cannot be cast to int64 (NumPy would
         # warn and return garbage), so check the range before the cast.
         wide = arr.astype(np.float64, copy=False)  # 2.0**63 would overflow a float16 array
@@ -141,8 +160,10 @@ def _normalize_objects(name: str, arr: np.ndarray) -> np.ndarray:
     if not types:
         return np.empty(0, dtype=np.int64)
     if all(issubclass(t, str) for t in types):
+        _refuse_nul(name, values)
         return arr.astype(str)
     if all(issubclass(t, bytes) for t in types):
+        _refuse_nul(name, values)
         return _decode_bytes(name, np.array(values, dtype=bytes))
 
     def is_bool(t: type) -> bool:
@@ -150,11 +171,12 @@ def _normalize_objects(name: str, arr: np.ndarray) -> np.ndarray:
 
     if all(issubclass(t, numbers.Integral) and not is_bool(t) for t in types):
         return _ints_to_array(name, values)
+    na = getattr(sys.modules.get("pandas"), "NA", None)  # a pandas "string" column's gap
     missing = [i for i, v in enumerate(values)
-               if v is None or (isinstance(v, float) and v != v)]
+               if v is None or v is na or (isinstance(v, float) and v != v)]
     if missing:
         raise ValueError(f"{name} has {len(missing)} missing ids (None or NaN; first at position "
-                         f"{missing[0]}); drop those rows before fit.")
+                         f"{missing[0]}); drop those rows first.")
     if all(issubclass(t, numbers.Real) and not is_bool(t) for t in types):
         # Floats among ints (e.g. read from a file): fine when integral, checked one by one
         # so that large ints keep every digit.
@@ -164,7 +186,7 @@ def _normalize_objects(name: str, arr: np.ndarray) -> np.ndarray:
                 f = float(v)
                 if not math.isfinite(f):
                     raise ValueError(f"{name} has a missing or non-finite id (first at position "
-                                     f"{pos}: {v!r}); drop those rows before fit.")
+                                     f"{pos}: {v!r}); drop those rows first.")
                 if not f.is_integer():
                     raise TypeError(f"{name} must be integers or strings; got non-integral "
                                     f"floats (for example {v!r}).")

@@ -290,11 +290,14 @@ def similar_ids(st: FittedState, side: str, raw: Any, n: int,
 
 # ---------------------------------------------------------------------- fold-in
 def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,
-               reg_b: float, with_bias: bool) -> tuple[np.ndarray, np.ndarray]:
+               reg_b: float, with_bias: bool,
+               nonnegative: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Solve, per row, min sum_j (t_j - b - z_j . x)^2 + n (reg_f |x|^2 + reg_b b^2).
 
     The regulariser is counted once per rating, as in the training loss (each rating's
-    term carries lambda |u_i|^2), hence the factor n = the row's rating count."""
+    term carries lambda |u_i|^2), hence the factor n = the row's rating count. With
+    ``nonnegative`` the factors x are solved under x >= 0 (:func:`nonneg_solve`) and the
+    bias stays free, as training projects the factors only."""
     k = feats[0].shape[1] if feats else 0
     X = np.zeros((len(targets), k))
     B = np.zeros(len(targets))
@@ -308,11 +311,71 @@ def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,
         if with_bias:
             lam[-1] = n * reg_b
         A = Z.T @ Z + np.diag(np.maximum(lam, 1e-12))
-        sol = np.linalg.solve(A, Z.T @ t)
+        c = Z.T @ t
+        sol = nonneg_solve(A, c, k) if nonnegative else np.linalg.solve(A, c)
         X[r] = sol[:k]
         if with_bias:
             B[r] = sol[k]
     return X, B
+
+
+def nonneg_solve(A: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
+    """argmin 0.5 x'Ax - c'x subject to x[:k] >= 0 (the entries after k, a bias, are
+    free), for a symmetric positive definite A: the ridge normal equations of a row.
+
+    The unconstrained solution is returned as it is when its first k entries are >= 0.
+    Otherwise Lawson and Hanson's active-set method on the normal equations: the
+    passive set holds the free entries and those allowed to be positive, the others
+    are 0. Each step adds the entry at 0 whose gradient most wants it to grow, solves
+    the equations on the passive set and, where an entry would turn negative, stops at
+    the boundary and drops the entries that reached 0. It ends when no entry at 0 has a
+    descending gradient. Every solve is exact on its set, so the result meets the KKT
+    conditions: the gradient Ax - c is ~0 on the positive and free entries and >= 0 on
+    those at 0. The passive set starts as the positive entries of the unconstrained
+    solution when the solve on it stays positive (usually the answer, or close). At
+    most 3 (k + 1) steps, a cap against cycling from rounding; every iterate is
+    feasible."""
+    x = np.linalg.solve(A, c)
+    if (x[:k] >= 0).all():
+        return x
+    m = c.size
+    free = np.arange(m) >= k
+
+    def solve_on(passive: np.ndarray) -> np.ndarray:
+        s = np.zeros(m)
+        if passive.any():
+            s[passive] = np.linalg.solve(A[np.ix_(passive, passive)], c[passive])
+        return s
+
+    passive = free | (x > 0)
+    x = solve_on(passive)
+    if (x[passive & ~free] <= 0).any():  # no feasible warm start: from the free entries
+        passive = free.copy()
+        x = solve_on(passive)
+    scale = np.abs(A).max()
+    for _ in range(3 * (k + 1)):
+        grad = c - A @ x  # minus the gradient: > 0 where raising x lowers the objective
+        grad[passive] = -np.inf
+        j = int(np.argmax(grad))
+        if grad[j] <= 1e-12 * m * (scale * np.abs(x).max() + np.abs(c).max()):
+            break
+        passive[j] = True
+        while True:
+            s = solve_on(passive)
+            neg = passive & ~free & (s <= 0)
+            if not neg.any():
+                x = s
+                break
+            # walk from x towards s as far as every entry stays >= 0
+            step = x[neg] - s[neg]
+            ratio = np.divide(x[neg], step, out=np.zeros(step.size), where=step > 0)
+            alpha = ratio.min()
+            x = x + alpha * (s - x)
+            zero = np.zeros(m, dtype=bool)
+            zero[np.flatnonzero(neg)[ratio <= alpha]] = True
+            passive &= ~zero & (free | (x > 0))
+            x[~passive] = 0.0
+    return x
 
 
 IMPLICIT_ALPHA = 10.0  # confidence of an interaction over a non-interaction in fold_in
@@ -339,15 +402,16 @@ def implicit_rows(pos: list[np.ndarray], F: np.ndarray, ob: np.ndarray, reg: flo
 
 
 def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side: str,
-            reg_factors: float, reg_bias: float) -> FittedState:
+            reg_factors: float, reg_bias: float, nonnegative: bool = False) -> FittedState:
     """A new state in which the ``own`` ids (users for side "user", items for "item")
     have the bias and factors minimising their part of the training loss on
     ``ratings`` of the ``other`` ids, the other side held fixed (one ridge solve per
-    id). New ids are appended, known ones recomputed; the pairs join the seen-items
-    record. Ratings of unknown ``other`` ids are ignored; an id left with none raises
-    ``ValueError``, as do ratings beyond the model's dtype and rows whose solution is not
-    finite in it (the state is then left as it was). ``ratings`` are validated float64,
-    as long as ``own`` and ``other``.
+    id; with ``nonnegative``, the factors constrained to >= 0 as in training). New ids
+    are appended, known ones recomputed; the pairs join the seen-items record. Ratings
+    of unknown ``other`` ids are ignored; an id left with none raises ``ValueError``, as
+    do ratings beyond the model's dtype and rows whose solution is not finite in it (the
+    state is then left as it was). ``ratings`` are validated float64, as long as
+    ``own`` and ``other``.
     """
     dtype = st.user_factors.dtype
     if st.loss == "squared":  # a ranking model ignores the ratings
@@ -391,7 +455,7 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
         j = oi[bounds[g]:bounds[g + 1]]
         targets.append(rr[bounds[g]:bounds[g + 1]] - (mu + ob[j] if st.biased else 0.0))
         feats.append(F[j])
-    vec, bias = ridge_rows(targets, feats, reg_factors, reg_bias, st.biased)
+    vec, bias = ridge_rows(targets, feats, reg_factors, reg_bias, st.biased, nonnegative)
     return _with_rows(st, side, raw_ids, vec, bias, other_idx[ok], inv[ok])
 
 

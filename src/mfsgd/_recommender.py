@@ -3,7 +3,7 @@
 ``RecommenderMixin`` turns ids into rows, validates arguments and swaps the fitted state;
 the work itself (scoring, exclusions, top-n, similarity, the ridge solves of fold-in) is
 in ``_recommend``. The estimator class provides ``_require_fitted``, ``_unpack``,
-``_lock`` and the ``reg_factors`` / ``reg_bias`` parameters.
+``_config``, ``_lock`` and the ``reg_factors`` / ``reg_bias`` parameters.
 """
 
 from __future__ import annotations
@@ -13,7 +13,20 @@ from typing import Any
 import numpy as np
 
 from . import _recommend as R
+from ._data import at_least, columns_of, unpack
 from ._validation import check_bool, check_int, check_ratings
+
+
+def _one_id(what: str, raw: Any, hint: str) -> Any:
+    """``raw`` when it is one id; ValueError when it is a sequence or an array (the look-up
+    of ``[raw]`` would say "must be 1-D ... got shape (1, 1)") or a missing value."""
+    if isinstance(raw, (list, tuple)) or (not isinstance(raw, (str, bytes))
+                                          and np.ndim(raw) > 0):
+        raise ValueError(f"{what} must be one id, not a sequence; got {type(raw).__name__} "
+                         f"of length {len(raw)}.{hint}")
+    if raw is None or (isinstance(raw, (float, np.floating)) and raw != raw):
+        raise ValueError(f"{what} must be an id; got {raw!r}.")
+    return raw
 
 
 class RecommenderMixin:
@@ -64,6 +77,7 @@ class RecommenderMixin:
         >>> len(ids), bool(scores[0] >= scores[-1])
         (5, True)
         """
+        user = _one_id("user", user, " For several users use recommend_all.")
         ids, scores = self._recommend_many("recommend", [user], n, exclude_seen, items,
                                            exclude_items)
         keep = np.isfinite(scores[0])
@@ -132,6 +146,7 @@ class RecommenderMixin:
     def _similar(self, side: str, raw: Any, n: int,
                  min_support: int) -> tuple[np.ndarray, np.ndarray]:
         st = self._require_fitted(f"similar_{side}s")
+        raw = _one_id(side, raw, f" Call similar_{side}s once per {side}.")
         return R.similar_ids(st, side, raw, check_int("n", n),
                              check_int("min_support", min_support, low=0))
 
@@ -148,11 +163,18 @@ class RecommenderMixin:
         large for the model's dtype (e.g. beyond float32), or a solution that is not
         finite in it, raise ``ValueError`` and leave the model unchanged.
 
-        A ranking model (``loss`` other than "squared") takes interactions (ratings, if
-        given, are ignored) and solves the implicit-ALS problem with the items fixed:
+        With ``nonnegative=True`` the factors are solved under the constraint factors >=
+        0, as training keeps them (a non-negative least squares per user; the bias stays
+        free).
+
+        A ranking model (``loss`` other than "squared") takes interactions and solves the
+        implicit-ALS problem with the items fixed:
         ``u = argmin sum_j c_j (p_j - u . v_j - b'_j)^2 + reg_factors |u|^2`` over every
         item j, with p_j = 1 and c_j = 1 + alpha (alpha = 10) for the user's items,
-        p_j = 0 and c_j = 1 for the others: one k x k solve per user, no refit.
+        p_j = 0 and c_j = 1 for the others: one k x k solve per user, no refit. Ratings,
+        if given, are ignored, except that with ``min_rating`` set only the rows rated at
+        or above it are interactions (as in ``fit`` and ``partial_fit``): ratings are
+        then required, and the rows below it are neither solved on nor recorded as seen.
 
         Parameters
         ----------
@@ -170,14 +192,25 @@ class RecommenderMixin:
         with self._lock:
             st = self._require_fitted("fold_in")
             ranking = st.loss != "squared"
-            users, items, ratings = self._unpack(X, y, need_ratings=not ranking)
+            cfg = self._config()
+            if ranking and cfg.min_rating is not None:
+                # Only the rows rated at or above min_rating are interactions, as in fit,
+                # partial_fit and eval_set: a 1-star row is no positive.
+                users, items, ratings = unpack(X, y, columns=columns_of(self), what="X",
+                                               ratings="optional")
+                users, items = at_least(users, items, ratings, cfg.min_rating, "X")
+                if users.size == 0:
+                    raise ValueError("fold_in needs at least one interaction; got none at "
+                                     "or above min_rating.")
+                ratings = None
+            else:
+                users, items, ratings = self._unpack(X, y, need_ratings=not ranking)
             if ratings is None:  # interactions of a ranking model
                 ratings = np.ones(len(users))
             r = check_ratings(ratings, np.dtype(np.float64))
             if r.size == 0:
                 raise ValueError("fold_in needs at least one rating; got an empty input.")
             own, other = (users, items) if side == "user" else (items, users)
-            cfg = self._config()
             self._state = R.fold_in(st, own, other, r, side=side, reg_factors=cfg.reg_factors,
-                                    reg_bias=cfg.reg_bias)
+                                    reg_bias=cfg.reg_bias, nonnegative=cfg.nonnegative)
             return self
