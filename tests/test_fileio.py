@@ -2,6 +2,7 @@
 name the user's path, and the old file kept on failure."""
 
 import errno
+import re
 import os
 import stat
 import sys
@@ -416,4 +417,16 @@ def test_a_failed_copy_names_the_stream_and_leaves_nothing(tmp_path, monkeypatch
     assert e.errno == errno.ENOSPC and e.filename == str(fifo)
     assert e.strerror.startswith(f"{os.strerror(errno.ENOSPC)} (while copying it to a "
                                  f"temporary file in {tmp_path / 'tmp'}")
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_bad_line_in_a_stream_names_the_stream_not_its_copy(tmp_path, monkeypatch):
+    from mfsgd.datasets import load_csv
+
+    fifo, writer = _fed_fifo(tmp_path, monkeypatch, b"1,2,3\r4,5,6\r")
+    with pytest.raises(_fileio.TextFormatError,
+                       match=re.escape(f"{fifo}: line 1 holds a carriage return")):
+        load_csv(str(fifo))
+    writer.join(10)
     assert os.listdir(tmp_path / "tmp") == []

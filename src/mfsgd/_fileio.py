@@ -287,8 +287,9 @@ def check_sep(sep: Any) -> Dialect | None:
                      f"runs of spaces and tabs; got {sep!r}. Omit sep to detect it.")
 
 
-def sniff(path: str, sep: Dialect | None) -> Head:
+def sniff(path: str, sep: Dialect | None, name: str | None = None) -> Head:
     """Read the first lines of ``path`` and find their separator (unless given).
+    ``name``: the file messages name (the user's, when ``path`` is a stream's copy).
 
     Opening the file raises the usual FileNotFoundError / IsADirectoryError /
     PermissionError, with ``.filename`` = ``path``. Only the first 64 KiB are read. A
@@ -319,7 +320,7 @@ def sniff(path: str, sep: Dialect | None) -> Head:
                 # field, and the parsers would end a line there while the line numbers
                 # of messages count "\n".
                 raise TextFormatError(
-                    f"{path}: line {k + 1} holds a carriage return (\\r) that does not end "
+                    f"{name or path}: line {k + 1} holds a carriage return (\\r) that does not end "
                     "the line: lines must end with \\n or \\r\\n. Convert a file with old "
                     "Mac line ends (\\r alone), e.g. with tr '\\r' '\\n'; a binary file "
                     "(such as a saved model) cannot be read as ratings.")

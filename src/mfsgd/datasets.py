@@ -441,7 +441,7 @@ def _read_text(spath: str, source: str, want: tuple[str, ...], roles: list[int |
     from . import _fileio as F
 
     ratings, chosen = len(want) == 3, roles is not None
-    head = F.sniff(source, dialect)
+    head = F.sniff(source, dialect, name=spath)
     if not head.rows:
         raise ValueError(f"{spath} is empty; expected lines of {', '.join(want)}.")
     first = [f.strip() for f in head.rows[0]]
