@@ -2,8 +2,8 @@
 name the user's path, and the old file kept on failure."""
 
 import errno
-import re
 import os
+import re
 import stat
 import sys
 import threading
