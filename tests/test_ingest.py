@@ -323,6 +323,71 @@ def test_encoded_ids_map_through_their_table():
     assert same is sorted_codes
 
 
+def test_dictionary_ids_are_checked_where_rows_use_them():
+    """A null in an Arrow dictionary was reported by its place in the dictionary, not by
+    the row using it, and one that no row used refused the whole column."""
+    dict_ids = pa.DictionaryArray.from_arrays
+    items, ratings = [0, 1, 2, 0, 1, 2], [5.0, 4.0, 3.0, 2.0, 1.0, 3.0]
+
+    def table(indices, values):
+        return pa.table({"user": dict_ids(pa.array(indices, pa.int32()), pa.array(values)),
+                         "item": items, "rating": ratings})
+
+    with pytest.raises(ValueError, match=r"users has 2 missing ids \(first at position 4\)"):
+        fit(table([0, 0, 0, 1, 2, 2], ["a", "b", None]))
+    # a null index (row 3) and an index of the dictionary's null (row 1) count alike
+    with pytest.raises(ValueError, match=r"users has 2 missing ids \(first at position 1\)"):
+        fit(table([0, 2, 0, None, 1, 0], ["a", "b", None]))
+    # the null at index 2, a NUL id and a non-integral float that no row uses are fine
+    for values in (["a", "b", None], ["a", "b", "c\x00"]):
+        m = fit(table([0, 1, 0, 1, 0, 1], values))
+        assert m.user_ids_.tolist() == ["a", "b"]
+        assert np.isfinite(m.predict(table([1, 0, 1, 0, 1, 0], values))).all()
+    assert fit(table([1, 1, 1, 0, 1, 0], [3.0, 7.0, 2.5])).user_ids_.tolist() == [3, 7]
+    # the first row using a bad id is named, whatever its place in the dictionary
+    with pytest.raises(ValueError, match=r"NUL character \\x00 \(first at position 2: 'c\\x00'"):
+        fit(table([0, 0, 2, 0, 1, 0], ["a", "b\x00", "c\x00"]))
+    with pytest.raises(ValueError, match=r"non-finite id \(first at position 5: "):
+        fit(table([1, 1, 1, 1, 1, 0], [float("inf"), 2.0]))
+    m = fit(table([0, 1, 0, 1, 0, 1], ["a", "b", None]))
+    with pytest.raises(ValueError, match=r"users has 1 missing ids \(first at position 3\)"):
+        m.predict(table([0, 1, 0, 2, 0, 1], ["a", "b", None]))
+
+
+def test_categorical_ids_are_checked_where_rows_use_them():
+    """The same for a pandas Categorical: its categories no row uses are not checked."""
+    pd = pytest.importorskip("pandas")
+
+    def frame(users, categories):
+        return pd.DataFrame({"user": pd.Categorical(users, categories=categories),
+                             "item": [1, 2, 3, 4], "rating": [1.0, 2.0, 3.0, 4.0]})
+
+    assert fit(frame([1.0, 1.0, 3.0, 1.0], [2.5, 1.0, 3.0])).user_ids_.tolist() == [1, 3]
+    with pytest.raises(TypeError, match=r"non-integral floats \(for example .*2\.5"):
+        fit(frame([1.0, 1.0, 2.5, 1.0], [2.5, 1.0]))
+    with pytest.raises(ValueError, match=r"NUL character \\x00 \(first at position 3: "):
+        fit(frame(["a", "b", "a", "c\x00"], ["c\x00", "a", "b"]))
+    with pytest.raises(ValueError, match=r"users has 1 missing ids \(first at position 1\)"):
+        fit(frame(["a", None, "a", "b"], ["a", "b"]))
+
+
+def test_a_bad_dictionary_id_is_found_at_its_first_row_in_any_chunk(monkeypatch):
+    """The first row using a bad value is found across chunks, in one pass per chunk."""
+    import mfsgd._idmap as idmap_module
+
+    monkeypatch.setattr(idmap_module, "_CHUNK", 7)
+    rng = np.random.default_rng(3)
+    values = np.array([f"u{k}" for k in range(30)], dtype=object)
+    values[[4, 20]] = "bad\x00", "worse\x00"
+    codes = rng.integers(0, 30, 200).astype(np.int32)
+    codes[codes == 4] = 5
+    codes[[150, 180]] = 4
+    codes[codes == 20] = 6
+    codes[[97, 199]] = 20
+    with pytest.raises(ValueError, match=r"first at position 97: 'worse\\x00'"):
+        IdMap.fit("users", Encoded(codes, values))
+
+
 # ---------------------------------------------------------------------- chunked text reading
 
 

@@ -467,3 +467,26 @@ def test_string_ids_with_nul_are_refused(small):
             MatrixFactorization(n_epochs=1).fit((ids, [1, 2], [1.0, 2.0]))
     with pytest.raises(ValueError, match="NUL character"):
         m.predict((["u1", "u\x002"], [1, 2]))
+
+
+@pytest.mark.parametrize("ids", ["int", "str"])
+def test_a_fitted_model_pickles_at_every_protocol(small, ids):
+    """Protocols 0 and 1 raised "a class that defines __slots__ without defining
+    __getstate__ cannot be pickled" from the id maps."""
+    import pickle
+
+    u, i, r = small
+    if ids == "str":
+        u, i = np.char.add("u", u.astype(str)), np.char.add("i", i.astype(str))
+    m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit((u, i, r))
+    new_user = "new" if ids == "str" else -7
+    m.partial_fit(([new_user, u[0]], [i[0], i[1]], [5.0, 1.0]))  # appended ids: another map
+    users = np.append(u[:50], new_user)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        m2 = pickle.loads(pickle.dumps(m, protocol=protocol))
+        np.testing.assert_array_equal(m2.predict((u, i)), m.predict((u, i)))
+        np.testing.assert_array_equal(m2.user_ids_, m.user_ids_)
+        for got, want in zip(m2.recommend_all(users, n=5), m.recommend_all(users, n=5),
+                             strict=True):
+            np.testing.assert_array_equal(got, want)
+        assert m2.recommend(new_user, n=3)[0].tolist() == m.recommend(new_user, n=3)[0].tolist()

@@ -40,6 +40,10 @@ class Encoded:
     def __init__(self, codes: np.ndarray, values: np.ndarray) -> None:
         self.codes, self.values = codes, values
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A class with __slots__ pickles only from protocol 2 on; this works at every one.
+        return Encoded, (self.codes, self.values)
+
     def __len__(self) -> int:
         return int(self.codes.size)
 
@@ -50,16 +54,55 @@ class Encoded:
     def __getitem__(self, idx: Any) -> Encoded:
         return Encoded(self.codes[idx], self.values)
 
-    def check_codes(self, name: str) -> None:
-        if self.codes.size and int(self.codes.min()) < 0:
-            pos = int(np.argmin(self.codes >= 0))
-            raise ValueError(f"{name} has {int(np.count_nonzero(self.codes < 0))} missing ids "
-                             f"(first at position {pos}); drop those rows first.")
+    def check_codes(self, name: str, missing: np.ndarray | None = None) -> None:
+        """Raise when a row's id is missing: a null code (< 0) or, given ``missing`` (a mask
+        over ``values``), the code of a missing value. Rows are counted, not values."""
+        codes = self.codes
+        if missing is not None and missing.any():
+            bad = codes < 0
+            bad |= np.take(missing, codes, mode="clip")  # a code < 0 clips to 0: bad already
+        elif codes.size and int(codes.min()) < 0:
+            bad = codes < 0
+        else:
+            return
+        if bad.any():
+            raise ValueError(f"{name} has {int(np.count_nonzero(bad))} missing ids (first at "
+                             f"position {int(np.argmax(bad))}); drop those rows first.")
+
+    def used_values(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The indices of the values some row uses (ascending) and those values normalised
+        as :func:`normalize_ids` returns them, or raise naming the first row with a bad id.
+
+        Only the values in use are checked: a dictionary may hold others, even a null, that
+        no row refers to."""
+        values, codes = self.values, self.codes
+        self.check_codes(name, _missing_mask(values))
+        used = np.zeros(values.size, dtype=bool)
+        for s in range(0, codes.size, _CHUNK):
+            used[codes[s:s + _CHUNK]] = True
+        where = np.flatnonzero(used)
+        try:
+            return where, normalize_ids(name, values[where])
+        except (TypeError, ValueError) as e:
+            error = e  # its position is the value's place in the table, not a row
+        # A bad value: check the values again in the order rows first use them, so that
+        # the first bad one found is the first bad row, and report that row (not the
+        # value's place in the table). Only on this path is the first use worked out.
+        first = np.full(values.size, codes.size, dtype=np.int64)
+        for s in range(0, codes.size, _CHUNK):
+            c = codes[s:s + _CHUNK]
+            np.minimum.at(first, c, np.arange(s, s + c.size))
+        first = first[where]
+        order = np.argsort(first, kind="stable")
+        normalize_ids(name, values[where[order]], rows=first[order])
+        raise error  # not reached: the same values in another order raise as well
 
     def decode(self, name: str) -> np.ndarray:
         """The ids one per row (normalised as :func:`normalize_ids` returns them)."""
-        self.check_codes(name)
-        return normalize_ids(name, self.values)[self.codes]
+        where, used = self.used_values(name)
+        table = np.zeros(self.values.size, dtype=used.dtype)  # values no row uses stay 0
+        table[where] = used
+        return table[self.codes]
 
 
 def id_array(name: str, values: Any) -> np.ndarray:
@@ -77,7 +120,7 @@ def id_array(name: str, values: Any) -> np.ndarray:
     return as_1d(name, values)
 
 
-def _refuse_nul(name: str, values: list) -> None:
+def _refuse_nul(name: str, values: list, rows: np.ndarray | None = None) -> None:
     """Raise when a str (or bytes) id holds a NUL character. NumPy's fixed-width strings
     drop trailing NULs, so "u0\\x00" would become "u0": a new id silently merged with
     an existing one. (A NumPy str array given as such has lost them already.)"""
@@ -85,15 +128,40 @@ def _refuse_nul(name: str, values: list) -> None:
     if nul in nul[:0].join(values):
         pos = next(i for i, v in enumerate(values) if nul in v)
         raise ValueError(f"{name} has ids containing the NUL character \\x00 (first at "
-                         f"position {pos}: {values[pos]!r}); NumPy's strings drop trailing "
-                         "NULs, which would merge such an id with another. Remove the NUL "
-                         "characters first.")
+                         f"position {_row(rows, pos)}: {values[pos]!r}); NumPy's strings drop "
+                         "trailing NULs, which would merge such an id with another. Remove the "
+                         "NUL characters first.")
 
 
-def normalize_ids(name: str, values: Any) -> np.ndarray:
+def _row(rows: np.ndarray | None, pos: int) -> int:
+    """The position to name in a message for value ``pos``: itself, or ``rows[pos]``."""
+    return pos if rows is None else int(rows[pos])
+
+
+def _missing_positions(values: list) -> list[int]:
+    """Where a list of ids holds None, NaN or pandas.NA (a pandas "string" column's gap)."""
+    na = getattr(sys.modules.get("pandas"), "NA", None)
+    return [i for i, v in enumerate(values)
+            if v is None or v is na or (isinstance(v, float) and v != v)]
+
+
+def _missing_mask(values: np.ndarray) -> np.ndarray:
+    """A mask of the missing ids (NaN, None, pandas.NA) in an array of ids, e.g. the
+    values of an Arrow dictionary, which may hold a null."""
+    mask = np.zeros(values.size, dtype=bool)
+    if values.dtype.kind == "f":
+        mask = np.isnan(values)
+    elif values.dtype.kind == "O":
+        mask[_missing_positions(values.tolist())] = True
+    return mask
+
+
+def normalize_ids(name: str, values: Any, rows: np.ndarray | None = None) -> np.ndarray:
     """Return a 1-D array of int64/uint64 or str ids, or raise naming the problem.
 
-    Integers come back as int64, or as uint64 when some exceed the int64 range."""
+    Integers come back as int64, or as uint64 when some exceed the int64 range. A message
+    names the position of a bad value, or ``rows[position]`` when given (the row using a
+    dictionary's value)."""
     if isinstance(values, Encoded):
         return values.decode(name)
     arr = id_array(name, values)
@@ -107,8 +175,8 @@ def normalize_ids(name: str, values: Any) -> np.ndarray:
     if kind == "f":
         if arr.size and not np.isfinite(arr).all():
             pos = int(np.flatnonzero(~np.isfinite(arr))[0])
-            raise ValueError(f"{name} has a missing or non-finite id (first at position {pos}: "
-                             f"{arr[pos]!r}); drop those rows first.")
+            raise ValueError(f"{name} has a missing or non-finite id (first at position "
+                             f"{_row(rows, pos)}: {arr[pos]!r}); drop those rows first.")
         # float(2**63) is exact; anything from it up cannot be cast to int64 (NumPy would
         # warn and return garbage), so check the range before the cast.
         wide = arr.astype(np.float64, copy=False)  # 2.0**63 would overflow a float16 array
@@ -116,7 +184,7 @@ def normalize_ids(name: str, values: Any) -> np.ndarray:
         if outside.any():
             pos = int(np.flatnonzero(outside)[0])
             raise ValueError(f"{name} has float ids outside the int64 range (first at position "
-                             f"{pos}: {arr[pos]!r}); use integer or string ids.")
+                             f"{_row(rows, pos)}: {arr[pos]!r}); use integer or string ids.")
         as_int = wide.astype(np.int64)
         if not np.array_equal(as_int, wide):
             raise TypeError(f"{name} must be integers or strings; got non-integral floats "
@@ -125,20 +193,20 @@ def normalize_ids(name: str, values: Any) -> np.ndarray:
     if kind == "U":
         return arr
     if kind == "S":
-        return _decode_bytes(name, arr)
+        return _decode_bytes(name, arr, rows)
     if kind == "O":
-        return _normalize_objects(name, arr)
+        return _normalize_objects(name, arr, rows)
     raise TypeError(f"{name} must be integers or strings; got dtype {arr.dtype}.")
 
 
-def _decode_bytes(name: str, arr: np.ndarray) -> np.ndarray:
+def _decode_bytes(name: str, arr: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """Bytes ids -> str ids (ASCII, as NumPy converts them)."""
     try:
         return arr.astype(str)
     except UnicodeDecodeError:
         pos = next(i for i, b in enumerate(arr.tolist()) if not b.isascii())
-        raise ValueError(f"{name} holds bytes ids that are not ASCII (first at position {pos}: "
-                         f"{arr[pos]!r}); decode them to str first, e.g. "
+        raise ValueError(f"{name} holds bytes ids that are not ASCII (first at position "
+                         f"{_row(rows, pos)}: {arr[pos]!r}); decode them to str first, e.g. "
                          f"[b.decode('utf-8') for b in ids].") from None
 
 
@@ -154,29 +222,28 @@ def _ints_to_array(name: str, values: list) -> np.ndarray:
                      f"use ids from -2**63 to 2**63-1, or from 0 to 2**64-1, or strings.")
 
 
-def _normalize_objects(name: str, arr: np.ndarray) -> np.ndarray:
+def _normalize_objects(name: str, arr: np.ndarray,
+                       rows: np.ndarray | None = None) -> np.ndarray:
     values = arr.tolist()
     types = {type(v) for v in values}
     if not types:
         return np.empty(0, dtype=np.int64)
     if all(issubclass(t, str) for t in types):
-        _refuse_nul(name, values)
+        _refuse_nul(name, values, rows)
         return arr.astype(str)
     if all(issubclass(t, bytes) for t in types):
-        _refuse_nul(name, values)
-        return _decode_bytes(name, np.array(values, dtype=bytes))
+        _refuse_nul(name, values, rows)
+        return _decode_bytes(name, np.array(values, dtype=bytes), rows)
 
     def is_bool(t: type) -> bool:
         return issubclass(t, (bool, np.bool_))
 
     if all(issubclass(t, numbers.Integral) and not is_bool(t) for t in types):
         return _ints_to_array(name, values)
-    na = getattr(sys.modules.get("pandas"), "NA", None)  # a pandas "string" column's gap
-    missing = [i for i, v in enumerate(values)
-               if v is None or v is na or (isinstance(v, float) and v != v)]
+    missing = _missing_positions(values)
     if missing:
         raise ValueError(f"{name} has {len(missing)} missing ids (None or NaN; first at position "
-                         f"{missing[0]}); drop those rows first.")
+                         f"{_row(rows, missing[0])}); drop those rows first.")
     if all(issubclass(t, numbers.Real) and not is_bool(t) for t in types):
         # Floats among ints (e.g. read from a file): fine when integral, checked one by one
         # so that large ints keep every digit.
@@ -186,7 +253,7 @@ def _normalize_objects(name: str, arr: np.ndarray) -> np.ndarray:
                 f = float(v)
                 if not math.isfinite(f):
                     raise ValueError(f"{name} has a missing or non-finite id (first at position "
-                                     f"{pos}: {v!r}); drop those rows first.")
+                                     f"{_row(rows, pos)}: {v!r}); drop those rows first.")
                 if not f.is_integer():
                     raise TypeError(f"{name} must be integers or strings; got non-integral "
                                     f"floats (for example {v!r}).")
@@ -309,6 +376,12 @@ class IdMap:
     def __init__(self, ids: np.ndarray) -> None:
         self.ids = ids
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A class with __slots__ pickles only from protocol 2 on (a model holds two maps);
+        # rebuilt from its ids, a map pickles at every protocol. Subclasses too: they are
+        # built from their ids alone.
+        return type(self), (self.ids,)
+
     @classmethod
     def fit(cls, name: str, values: Any) -> tuple[IdMap, np.ndarray]:
         """Map raw ids; return the map and the int32 index of every value.
@@ -332,21 +405,16 @@ class IdMap:
     def _fit_encoded(cls, name: str, enc: Encoded) -> tuple[IdMap, np.ndarray]:
         """Map dictionary-encoded ids through their table: only the values in use count
         (a dictionary may hold more), each equal value gets one index."""
-        enc.check_codes(name)
-        values = normalize_ids(name, enc.values)
-        codes = enc.codes
-        used = np.zeros(values.size, dtype=bool)
-        for s in range(0, codes.size, _CHUNK):
-            used[codes[s:s + _CHUNK]] = True
-        where = np.flatnonzero(used)
-        ids, rank = unique_inverse(values[where])
+        where, used = enc.used_values(name)
+        n_values, codes = enc.values.size, enc.codes
+        ids, rank = unique_inverse(used)
         if ids.size > MAX_IDS:
             raise ValueError(f"{name} has {ids.size} distinct ids; at most {MAX_IDS} are "
                              f"supported.")
-        if (where.size == values.size and np.array_equal(rank, np.arange(rank.size))
+        if (where.size == n_values and np.array_equal(rank, np.arange(rank.size))
                 and codes.dtype == np.int32 and codes.flags.c_contiguous):
             return cls(ids), codes  # a sorted table, every value used: codes are indices
-        lut = np.full(values.size, -1, dtype=np.int32)
+        lut = np.full(n_values, -1, dtype=np.int32)
         lut[where] = rank
         inverse = np.empty(codes.size, dtype=np.int32)
         for s in range(0, codes.size, _CHUNK):
