@@ -252,3 +252,45 @@ def test_a_worker_task_runs_its_blocks_on_its_threads(monkeypatch):
     assert _dask._blocks_run(["a", "b"], *[[None] * 2] * 6, np.array([1, 2]), None,
                              n_threads=1) == ("a", "b")
     assert seen == ["b", "a"]  # largest first (LPT), results still in block order
+
+
+@pytest.mark.parametrize("where,exc,msg", [
+    ("directory", IsADirectoryError, r"the checkpoint cannot be written there \(Is a directory\)"),
+    ("missing folder", FileNotFoundError, r"cannot be written there \(No such file"),
+    (5, TypeError, r"checkpoint must be a path \(str or os.PathLike\) or an fsspec URL; got 5 "
+                   r"\(int\)"),
+    ("", ValueError, r"checkpoint must be a non-empty path"),
+    (None, ValueError, r"resume=True needs checkpoint="),
+], ids=["directory", "missing folder", "int", "empty", "resume without checkpoint"])
+def test_a_checkpoint_that_cannot_be_written_is_refused_before_training(client, frame, tmp_path,
+                                                                        where, exc, msg):
+    """It was found when first written, after epoch 1: the fit stopped there and the
+    fitted model was replaced by that one epoch (and an int gave fsspec's own TypeError)."""
+    ck = {"directory": tmp_path, "missing folder": tmp_path / "no" / "ck.mfsgd"}.get(where, where)
+    m = MatrixFactorization(**{**KW, "n_epochs": 2}).fit(frame)
+    before = m.user_factors_.copy()
+    with pytest.raises(exc, match=msg) as info:
+        m.fit(dd.from_pandas(frame, npartitions=2), client=client, checkpoint=ck,
+              resume=ck is None)
+    if isinstance(info.value, OSError):
+        assert info.value.filename == str(ck)
+    assert m.n_epochs_ == 2 and not list(tmp_path.iterdir())
+    np.testing.assert_array_equal(m.user_factors_, before)
+
+
+def test_checkpoint_check_leaves_urls_and_writes_nothing(tmp_path):
+    """Only the type of a URL is checked (reaching it may need the network); a local
+    path, also a PathLike or a file:// URL, is checked without writing anything."""
+    from mfsgd._dask import check_checkpoint
+
+    assert check_checkpoint("s3://bucket/ck.mfsgd", True) == "s3://bucket/ck.mfsgd"
+    assert check_checkpoint(tmp_path / "ck.mfsgd", False) == str(tmp_path / "ck.mfsgd")
+    assert check_checkpoint(f"file://{tmp_path}/ck.mfsgd", True) == f"file://{tmp_path}/ck.mfsgd"
+    assert check_checkpoint(None, False) is None
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(IsADirectoryError, match=r"cannot be written there"):
+        check_checkpoint(f"file://{tmp_path}", False)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(ValueError, match=r"is not a regular file"):
+            check_checkpoint(tmp_path / "fifo", False)  # opening it to write would block

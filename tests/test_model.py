@@ -552,3 +552,37 @@ def test_score_of_no_ratings_is_a_value_error(small_data):
         warnings.simplefilter("error")  # no RuntimeWarning on the way
         with pytest.raises(ValueError, match="X is empty; score needs at least one rating"):
             m.score(([], [], []))
+
+
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    ({"checkpoint": "ck"}, ValueError, r"checkpoint= and resume= are only for Dask collections"),
+    ({"checkpoint": "ck", "resume": True}, ValueError, r"only for Dask collections"),
+    ({"resume": True}, ValueError, r"only for Dask collections"),
+    ({"resume": "definitely"}, TypeError, r"resume must be True or False; got 'definitely'"),
+], ids=["checkpoint", "checkpoint and resume", "resume", "resume not a bool"])
+def test_checkpoint_and_resume_with_local_data_are_refused(small_data, tmp_path, kwargs, exc,
+                                                            msg):
+    """They were silently ignored: no checkpoint was written (the user believed the
+    progress saved) and resume=True started over; resume was not type-checked."""
+    m = MatrixFactorization(n_factors=2, n_epochs=2, random_state=0).fit(small_data)
+    before = m.user_factors_.copy()
+    kwargs = {k: str(tmp_path / v) if k == "checkpoint" else v for k, v in kwargs.items()}
+    with pytest.raises(exc, match=msg):
+        m.fit(small_data, **kwargs)
+    assert m.n_epochs_ == 2 and not list(tmp_path.iterdir())
+    np.testing.assert_array_equal(m.user_factors_, before)
+
+
+def test_history_is_a_copy(small_data, tmp_path):
+    """history_ was the fitted state's own list: an edit made save fail with json's
+    TypeError (a NumPy float32) and carried into partial_fit's history."""
+    m = MatrixFactorization(n_factors=2, n_epochs=2, random_state=0).fit(small_data)
+    trained = m.history_[-1]["train_rmse"]
+    m.history_[-1]["train_rmse"] = np.float32(0.9)
+    m.history_.append({"epoch": 99})
+    assert len(m.history_) == 2 and m.history_[-1]["train_rmse"] == trained
+    m.save(tmp_path / "m.mfsgd")
+    assert mfsgd.load(tmp_path / "m.mfsgd").history_ == m.history_
+    m.partial_fit(small_data)
+    assert [h["epoch"] for h in m.history_] == [1, 2, 3]
+    assert m.history_[1]["train_rmse"] == trained

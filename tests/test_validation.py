@@ -48,6 +48,14 @@ BAD_DATA = [
     ("bool ids", (U > 1, I, R), TypeError, r"users must be integers or strings; got booleans"),
     ("no ratings", (U, I), ValueError, r"X has no ratings"),
     ("None X", None, TypeError, r"X is None"),
+    # np.asarray dropped the mask: masked slots were trained on as data
+    ("masked ratings", (U, I, np.ma.array(R, mask=[0, 1, 0, 1, 0, 0])), ValueError,
+     r"ratings has 2 masked \(missing\) values \(first at position 1\); drop those rows"),
+    ("masked user id", (np.ma.array(U, mask=[0, 0, 0, 0, 1, 0]), I, R), ValueError,
+     r"users has 1 masked \(missing\) value \(first at position 4\)"),
+    ("masked (n, 3) array", np.ma.array(np.column_stack([U, I, R]), mask=np.arange(18)
+                                        .reshape(6, 3) == 10), ValueError,
+     r"items has 1 masked \(missing\) value \(first at position 3\)"),
     ("3-D array", np.zeros((2, 2, 2)), ValueError, r"must be a DataFrame"),
 ]
 
@@ -136,7 +144,28 @@ def test_failed_fit_keeps_previous_model():
         m.fit((U, I, np.full(6, np.nan)))
     with pytest.raises(ValueError):
         m.set_params(n_factors=0).fit((U, I, R))
+    with pytest.raises(ValueError, match="masked"):
+        m.set_params(n_factors=2).fit((U, I, np.ma.masked_greater(R, 4.5)))
     np.testing.assert_array_equal(m.user_factors_, before)
+
+
+def test_masked_arrays_are_refused_wherever_columns_are_read():
+    """Every column goes through as_1d: the counting baseline, the metrics and the
+    (n, 2) array with y were as blind to the mask as fit."""
+    from mfsgd import Popularity, metrics
+    from mfsgd._validation import as_1d
+
+    masked = np.ma.array(U, mask=U == 3)
+    with pytest.raises(ValueError, match=r"users has 2 masked \(missing\) values \(first at "
+                                         r"position 2\)"):
+        Popularity().fit((masked, I))
+    with pytest.raises(ValueError, match=r"y_pred has 1 masked"):
+        metrics.rmse(R, np.ma.masked_equal(R, 5.0))
+    with pytest.raises(ValueError, match=r"users has 2 masked"):
+        fit(np.ma.column_stack([masked, I]), R)
+    plain = as_1d("x", np.ma.array(R))  # nothing masked: the data, as a plain array
+    assert type(plain) is np.ndarray and np.shares_memory(plain, R)
+    fit(np.ma.column_stack([np.ma.array(U), I]), R)
 
 
 GOOD_ODD_INPUTS = [
@@ -149,6 +178,7 @@ GOOD_ODD_INPUTS = [
     ("negative and huge ids", lambda: (U * -(10**17), I + 2**62, R)),
     ("uint64 ids above int64", lambda: (U.astype(np.uint64) + np.uint64(2**63), I, R)),
     ("lists", lambda: (U.tolist(), I.tolist(), R.tolist())),
+    ("masked arrays with nothing masked", lambda: (np.ma.array(U), I, np.ma.array(R, mask=0))),
 ]
 
 

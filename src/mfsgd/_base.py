@@ -120,8 +120,6 @@ _FITTED_ATTRS = {
     "global_mean_": ("global_mean", "Global mean mu of the training ratings."),
     "user_bias_": ("user_bias", "User biases b_i, shape (n_users,)."),
     "item_bias_": ("item_bias", "Item biases b'_j, shape (n_items,)."),
-    "history_": ("history", "Per-epoch records: epoch, train_rmse, val_rmse, learning_rate, "
-                            "seconds."),
     "n_epochs_": ("n_epochs", "Number of epochs run in total."),
     "best_epoch_": ("best_epoch", "Epoch whose parameters were kept by early stopping."),
     "rating_range_": ("rating_range", "(min, max) of the training ratings (used by clip)."),
@@ -143,6 +141,14 @@ def _fitted_property(attr: str, field_name: str, doc: str) -> property:
     return property(get, doc=doc)
 
 
+def _history(self: EstimatorBase) -> list[dict[str, Any]]:
+    # Copies: the records belong to the immutable fitted state, which save writes and
+    # partial_fit continues; an edit of what the user holds must reach neither.
+    return [dict(r) for r in self._require_fitted("history_").history]
+
+
+EstimatorBase.history_ = property(_history, doc="Per-epoch records (copies): epoch, "
+                                  "train_rmse, val_rmse, learning_rate, seconds.")
 for _attr, (_field, _doc) in _FITTED_ATTRS.items():
     setattr(EstimatorBase, _attr, _fitted_property(_attr, _field, _doc))
 EstimatorBase.user_factors_ = _factor_property(

@@ -29,6 +29,7 @@ import io
 import math
 import operator
 import os
+import stat
 import time
 import warnings
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from . import _sgd
 from . import _training as T
 from ._config import FitConfig, fit_rng
 from ._data import check_columns, eval_indices, refuse_constant_range
+from ._fileio import atomic_write
 from ._idmap import IdMap, sorted_unique
 from ._state import (
     FittedState,
@@ -323,6 +325,7 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     resumed checkpoint had already done."""
     from distributed import wait
 
+    checkpoint = check_checkpoint(checkpoint, resume)
     if cfg.ranking:
         raise ValueError(f"loss={cfg.loss!r} is not supported with a Dask collection yet "
                          "(only loss='squared'); compute the data and fit locally.")
@@ -466,6 +469,62 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
                     item_bias=prm.bi, history=history, n_epochs=len(history),
                     best_epoch=best_epoch, seen_indptr=seen[0], seen_items=seen[1])
     return state, res, start_epoch
+
+
+class _Probe(Exception):
+    """Leaves ``atomic_write`` before anything is written (see check_checkpoint)."""
+
+
+def check_checkpoint(checkpoint: Any, resume: bool) -> str | None:
+    """``checkpoint=`` of a Dask fit as a str, checked before any training: it is first
+    written after epoch 1, and a path that can never be written would stop the fit there
+    and replace the fitted model with that one epoch. The type always; a local path by
+    the write's own steps (``atomic_write``: not a directory, the folder exists and takes
+    a new file), left before anything is written. A URL is only reached when written
+    (which may need the network or credentials)."""
+    if checkpoint is None:
+        if resume:
+            raise ValueError("resume=True needs checkpoint=, the file to resume from.")
+        return None
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path (str or os.PathLike) or an fsspec URL; "
+                        f"got {checkpoint!r} ({type(checkpoint).__name__}).")
+    path = os.fsdecode(os.fspath(checkpoint))
+    if not path or "\0" in path:
+        raise ValueError(f"checkpoint must be a non-empty path without NUL characters, or "
+                         f"an fsspec URL; got {path!r}.")
+    local = _local_file(path)
+    if local is None:
+        return path
+    try:
+        st = os.stat(local)
+    except OSError:
+        st = None  # a new file: atomic_write says why it cannot be made, if it cannot
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        # resume reads it back, which read_model refuses (and a FIFO would block the write)
+        raise ValueError(f"checkpoint {path} is not a regular file (a device, pipe or "
+                         "socket); choose a file path.")
+    try:
+        with atomic_write(local):
+            raise _Probe
+    except _Probe:
+        pass
+    except OSError as e:
+        raise type(e)(e.errno, f"the checkpoint cannot be written there ({e.strerror}); "
+                      "the model is unchanged", path) from None
+    return path
+
+
+def _local_file(path: str) -> str | None:
+    """The local file a checkpoint path is written to (as _save_checkpoint resolves it),
+    or None for an fsspec URL of another file system."""
+    try:
+        import fsspec
+    except ImportError:
+        return path
+    if fsspec.utils.get_protocol(path) not in ("file", "local"):
+        return None
+    return fsspec.core.url_to_fs(path)[1]
 
 
 def _exists(path: str) -> bool:

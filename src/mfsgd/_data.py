@@ -178,7 +178,8 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
     if X is None:
         raise TypeError(f"{what} is None; pass a DataFrame, a (users, items, ratings) tuple or an "
                         "(n, 2) array of ids with y.")
-    arr = np.asarray(X)
+    # a masked array keeps its mask, for as_1d to refuse masked entries by row
+    arr = X if np.ma.isMaskedArray(X) else np.asarray(X)
     if arr.ndim == 2 and arr.shape[1] == 2:
         return arr[:, 0], arr[:, 1], y
     if arr.ndim == 2 and arr.shape[1] == 3 and y is None:
@@ -345,7 +346,7 @@ def column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
         return as_1d(role, [r[0] for r in data])
     if isinstance(data, (tuple, list)):
         return as_1d(role, data[0])
-    return as_1d(role, np.asarray(data)[:, 0])
+    return as_1d(role, (data if np.ma.isMaskedArray(data) else np.asarray(data))[:, 0])
 
 
 def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,

@@ -88,6 +88,11 @@ def as_1d(name: str, values: Any) -> np.ndarray:
     """Any array-like (list, Series, array) -> a 1-D numpy array, without copying when possible."""
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
         values = values.to_numpy()
+    mask = None
+    if np.ma.isMaskedArray(values):
+        # np.asarray drops the mask: the masked (missing) slots would be read as data,
+        # with whatever stale values they hold. An array with nothing masked is its data.
+        mask, values = np.ma.getmaskarray(values), values.data
     try:
         arr = np.asarray(values)
     except ValueError:  # NumPy: "setting an array element with a sequence ... inhomogeneous"
@@ -97,6 +102,11 @@ def as_1d(name: str, values: Any) -> np.ndarray:
         raise ValueError(f"{name} must be 1-D (one value per rating); got a scalar {arr!r}.")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one value per rating); got shape {arr.shape}.")
+    if mask is not None and mask.any():
+        bad = np.flatnonzero(mask)
+        raise ValueError(f"{name} has {bad.size} masked (missing) value"
+                         f"{'s' if bad.size > 1 else ''} (first at position {int(bad[0])}); "
+                         "drop those rows first.")
     return arr
 
 

@@ -24,7 +24,7 @@ from ._dask import fit_dask
 from ._data import Handoff, columns_of, read_training, refuse_constant, unpack
 from ._recommender import RecommenderMixin
 from ._state import FittedState
-from ._validation import check_int, check_ratings
+from ._validation import check_bool, check_int, check_ratings
 from .persistence import read_model, write_model
 
 __all__ = ["MatrixFactorization"]
@@ -185,6 +185,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         ``val_rmse`` (with a validation set), ``learning_rate``, ``seconds``; with
         ``early_stopping``, ``best: True`` marks each epoch that improved the validation
         RMSE by more than ``tol`` (the last one marked is the epoch kept, ``best_epoch_``).
+        A copy: editing it does not change the model.
     n_epochs_ : int
         Epochs run (fewer than ``n_epochs`` after early stopping or an interruption).
 
@@ -313,13 +314,16 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         client : distributed.Client, optional
             Required when ``X`` is a Dask DataFrame: trains by distributed stratified SGD
             on that cluster (see the guide's page on Dask).
-        checkpoint : str, optional
-            With a Dask collection: path or fsspec URL where the model is written after
-            every epoch, in the model file format, with the resume point in its header.
+        checkpoint : str or PathLike, optional
+            With a Dask collection (only): path or fsspec URL where the model is written
+            after every epoch, in the model file format, with the resume point in its
+            header. A local path is checked before training: a directory, a missing
+            folder or an unwritable one raises ``OSError`` naming it.
         resume : bool, default False
-            With ``checkpoint``: start from the parameters, epoch and random-generator
-            state stored there; the continued run gives the same model as one that was
-            never interrupted.
+            With ``checkpoint`` (only): start from the parameters, epoch and
+            random-generator state stored there (from scratch while it does not exist
+            yet); the continued run gives the same model as one that was never
+            interrupted.
         threads_per_worker : int, optional
             With a Dask collection: kernel threads per worker, each running some of the
             worker's blocks of a sub-epoch (the model does not depend on it). None (the
@@ -347,6 +351,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
                 if threads_per_worker > MAX_THREADS:
                     raise ValueError(f"threads_per_worker must be None or an int from 1 to "
                                      f"{MAX_THREADS}; got {threads_per_worker}.")
+            resume = check_bool("resume", resume)
             if hasattr(X, "__dask_graph__"):
                 if sample_weight is not None:
                     raise ValueError("sample_weight is not supported with a Dask collection; "
@@ -358,6 +363,12 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             if threads_per_worker is not None:
                 raise ValueError("threads_per_worker= is only for Dask collections; X is not "
                                  "one (set n_threads for a local fit).")
+            # A local fit writes no checkpoint: accepting them would let the user believe
+            # the progress is saved, and resume=True would start over.
+            if checkpoint is not None or resume:
+                raise ValueError("checkpoint= and resume= are only for Dask collections; X is "
+                                 "not one (to save a local fit as it goes, call "
+                                 "partial_fit(X, n_epochs=1) and save in a loop).")
             return self._fit_local(X, y, cfg, eval_set, callback, sample_weight)
 
     def _fit_local(self, X: Any, y: Any, cfg: FitConfig, eval_set: Any,
