@@ -5,6 +5,8 @@ exactly what a user sees; the rest calls ``_cli.main`` in-process (faster, and l
 test look at what was plotted or saved).
 """
 
+import errno
+import io
 import json
 import os
 import subprocess
@@ -231,6 +233,112 @@ def test_keyboard_interrupt_exits_130(work, monkeypatch, capsys):
     assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o",
                       str(work["dir"] / "k.mfsgd")]) == 130
     assert capsys.readouterr().err == "mfsgd train: interrupted\n"
+
+
+
+@pytest.mark.parametrize("where", ["stderr on a closed pipe", "stdout and stderr on a closed pipe",
+                                   "stderr on a full disk"])
+def test_train_saves_the_model_when_progress_cannot_be_written(work, tmp_path, where):
+    """Progress lines are cosmetic: when stderr fails (`mfsgd train ... 2>&1 | head -1`, or
+    `2>/dev/full`), the fit runs to the end and the model is saved. The status says what
+    happened to the output that matters: 0, or 141 when stdout's reader went away too."""
+    out = tmp_path / "m.mfsgd"
+    argv = [sys.executable, "-m", "mfsgd", "train", "r.csv", "-o", str(out), "--factors", "2",
+            "--epochs", "5"]
+    if where == "stderr on a full disk":
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full")
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=full, text=True,
+                                  timeout=120, cwd=work["dir"])
+    else:
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            proc = subprocess.run(argv, stdout=w if where.startswith("stdout") else
+                                  subprocess.PIPE, stderr=w, text=True, timeout=120,
+                                  cwd=work["dir"])
+        finally:
+            os.close(w)
+    if where.startswith("stdout"):
+        assert proc.returncode == _cli.EXIT_BROKEN_PIPE
+    else:
+        assert proc.returncode == 0
+        assert proc.stdout.startswith(f"saved {out}: ") and proc.stdout.count("\n") == 1
+    assert load(out).n_epochs_ == 5  # all the epochs, saved
+
+
+class _FailingStderr(io.StringIO):
+    """A stderr (a terminal when ``tty``, so that tqdm draws its bar) whose writes fail with
+    ``error`` from the second epoch's progress on; no file descriptor."""
+
+    def __init__(self, error, tty):
+        super().__init__()
+        self.error, self.tty, self.failures = error, tty, 0
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, s):
+        if "epoch   1 " in self.getvalue():
+            self.failures += 1
+            raise self.error
+        return super().write(s)
+
+
+@pytest.mark.parametrize("error", [BrokenPipeError(errno.EPIPE, "Broken pipe"),
+                                   OSError(errno.ENOSPC, "No space left on device")],
+                         ids=["EPIPE", "ENOSPC"])
+@pytest.mark.parametrize("tty", [False, True], ids=["print", "tqdm"])
+def test_a_failing_progress_line_stops_the_progress_not_the_fit(work, tmp_path, capsys,
+                                                                 monkeypatch, error, tty):
+    if tty:
+        pytest.importorskip("tqdm")
+    err = _FailingStderr(error, tty)
+    monkeypatch.setattr(sys, "stderr", err)
+    out = tmp_path / "m.mfsgd"
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", str(out), "--factors", "2",
+                      "--epochs", "4"]) == 0
+    assert err.failures >= 1  # the second line failed; no further line was tried
+    assert ("%|" in err.getvalue()) == tty  # tqdm drew its bar on the terminal
+    assert [ln.split()[:2] for ln in err.getvalue().replace("\r", "\n").splitlines()
+            if ln.startswith("epoch")] == [["epoch", "1"]]
+    assert load(out).n_epochs_ == 4
+    assert capsys.readouterr().out.startswith(f"saved {out}: ")
+
+
+def test_an_error_on_a_failing_stderr_keeps_its_status(work, tmp_path, monkeypatch, capsys):
+    """A plot that fails once the model is saved exits 2 even when stderr cannot take the
+    error line, rather than with a traceback and status 1; the model stays saved. Ctrl-C
+    keeps 130, and a missing file 2."""
+    pytest.importorskip("matplotlib")
+    import mfsgd.plotting
+
+    def plot_history(model, path):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(mfsgd.plotting, "plot_history", plot_history)
+    monkeypatch.setattr(sys, "stderr", _FailingStderr(OSError(errno.EPIPE, "Broken pipe"),
+                                                      False))
+    sys.stderr.write("epoch   1 \n")  # every later write fails
+    out = tmp_path / "m.mfsgd"
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", str(out), "--factors", "2",
+                      "--epochs", "2", "--plot", str(tmp_path / "c.png")]) == 2
+    assert load(out).n_epochs_ == 2
+
+    def fit(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MatrixFactorization, "fit", fit)
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", str(out)]) == 130
+    r, w = os.pipe()  # the real command, its stderr a closed pipe
+    os.close(r)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mfsgd", "info", "missing.mfsgd"],
+                              stderr=w, timeout=120, cwd=work["dir"])
+    finally:
+        os.close(w)
+    assert proc.returncode == 2
 
 
 # ---------------------------------------------------------------- ids: unknown and JSON types
@@ -556,6 +664,35 @@ def test_plot_history_rejects_what_is_not_an_axes(fitted):
         plot_history(fitted, 3)
     with pytest.raises(TypeError, match="two paths"):
         plot_history(fitted, "a.png", path="b.png")
+
+
+@pytest.mark.parametrize("matplotlib", ["installed", "absent"])
+def test_plot_history_names_a_wrong_model_or_path(fitted, tmp_path, monkeypatch, matplotlib):
+    """A wrong model or path is a TypeError naming it, before matplotlib is imported (so
+    also without it), not an AttributeError from history_ or from savefig."""
+    if matplotlib == "absent":
+        monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    else:
+        pytest.importorskip("matplotlib")
+    from mfsgd import Popularity
+
+    for model, name in [("curve.png", "str"), (None, "NoneType"), (Popularity(), "Popularity")]:
+        with pytest.raises(TypeError, match=f"^model must be a fitted MatrixFactorization "
+                                            rf"\(its history_ is drawn\); got {name}\.$"):
+            plot_history(model, path=tmp_path / "c.png")
+    for path in (3, 2.5, ["c.png"]):
+        with pytest.raises(TypeError, match=r"^path must be a str or PathLike \(or a binary "
+                                            rf"file object\) to save the figure to; got "
+                                            rf"{type(path).__name__}\.$"):
+            plot_history(fitted, path=path)
+    assert not (tmp_path / "c.png").exists()
+    if matplotlib == "absent":  # a right call still says what to install
+        with pytest.raises(ImportError, match=r"pip install 'mfsgd\[plot\]'"):
+            plot_history(fitted, path=tmp_path / "c.png")
+    else:  # what savefig takes besides paths still works: a binary file object
+        buf = io.BytesIO()
+        plot_history(fitted, path=buf)
+        assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ---------------------------------------------------------------- ranking losses

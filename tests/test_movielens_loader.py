@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import zipfile
@@ -198,6 +199,40 @@ def test_manual_placement_and_download_false(local_only, server):
     shutil.copy(server.root / "ok" / "ml-100k.zip", local_only / "ml-100k.zip")
     u, *_ = load_movielens("100k", download=False, as_frame=False)
     assert u.tolist() == [row[0] for row in ROWS] and server.requests == []
+
+
+@pytest.mark.parametrize("kind", ["named pipe", "symlink to /dev/zero"])
+def test_cache_that_is_not_a_regular_file_is_refused_not_read(local_only, server, kind):
+    """A named pipe would block the read forever, /dev/zero would be hashed forever: both
+    are refused by name before any byte is read. Run in a child process with a timeout,
+    so that a hang fails the test instead of blocking the suite."""
+    local_only.mkdir(parents=True, exist_ok=True)
+    path = local_only / "ml-100k.zip"
+    if kind == "named pipe":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no named pipes")
+        os.mkfifo(path)
+    else:
+        if not os.path.exists("/dev/zero"):
+            pytest.skip("no /dev/zero")
+        os.symlink("/dev/zero", path)
+    code = ("from mfsgd.datasets import load_movielens\n"
+            f"try: load_movielens('100k', data_home={str(local_only)!r}, download=False)\n"
+            "except OSError as e: print(type(e).__name__, e)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (f"OSError {path} is not a regular file (a device, pipe or socket), "
+                           "so it cannot be the cached archive; delete it and call "
+                           "load_movielens again to download it anew.\n")
+    assert server.requests == []
+
+
+def test_cache_that_is_a_directory_is_named(local_only, server):
+    (local_only / "ml-100k.zip").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError) as info:
+        load_movielens("100k")
+    assert info.value.filename == str(local_only / "ml-100k.zip") and server.requests == []
 
 
 def free_port():

@@ -446,6 +446,30 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def _to_devnull(stream: Any) -> None:
+    """Point ``stream``'s file descriptor at /dev/null once a write to it has failed, so
+    that later writes, and the interpreter's flush at exit of what the failed write left
+    in the buffer, do not fail again (the recipe of Python's signal module documentation
+    for a closed pipe). A stream without a descriptor (replaced by a test) is left alone."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _print_stderr(text: str) -> None:
+    """A line on stderr. If stderr cannot take it (a closed pipe, a full disk), the line
+    is dropped: the exit status still says what happened, where a failed print would end
+    the command with a traceback and status 1."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        _to_devnull(sys.stderr)
+
+
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
     if getattr(args, "json", False):
         text = json.dumps(_json_safe(obj), allow_nan=False)
@@ -455,7 +479,8 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
 class Progress:
     """One line per epoch on stderr, with a tqdm bar below them when tqdm is installed
     and stderr is a terminal (a bar in a log file is carriage-return junk); nothing with
-    --quiet or --json. Create it only once the settings are checked."""
+    --quiet or --json. Create it only once the settings are checked. A line that cannot
+    be written ends the progress output, never the fit."""
 
     def __init__(self, args: argparse.Namespace, total: int) -> None:
         self.on = not (args.quiet or args.json)
@@ -470,15 +495,26 @@ class Progress:
     def __call__(self, row: dict[str, Any]) -> None:
         if not self.on:
             return
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.write(epoch_line(row), file=sys.stderr)  # above the bar, which stays
-        else:
-            print(epoch_line(row), file=sys.stderr, flush=True)
+        try:
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.write(epoch_line(row), file=sys.stderr)  # above the bar, which stays
+            else:
+                print(epoch_line(row), file=sys.stderr, flush=True)
+        except OSError:
+            # Progress lines are cosmetic. When stderr cannot take them (its reader went
+            # away, as in `mfsgd train ... 2>&1 | head -1`, or it is a full disk), stop
+            # writing them and let the fit run on: an exception here would end the fit
+            # and the model would never be saved.
+            self.on = False
+            _to_devnull(sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            try:
+                self.bar.close()  # clears the bar: a write, which may fail as above
+            except OSError:
+                _to_devnull(sys.stderr)
 
 
 def _fit(model: MatrixFactorization, args: argparse.Namespace, data: Any, **kw: Any) -> float:
@@ -785,15 +821,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `mfsgd recommend ... | head -1`: the reader closed the pipe. Stop quietly, as
         # command-line tools do, instead of reporting "Broken pipe" as an error; stdout
         # goes to /dev/null so that the interpreter's own flush at exit does not fail
-        # again (the recipe of Python's signal module documentation).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        # again.
+        _to_devnull(sys.stdout)
         return EXIT_BROKEN_PIPE
     except (UserError, ValueError, TypeError, OSError, ImportError) as e:
-        print(f"mfsgd {args.command}: error: {error_message(e)}", file=sys.stderr)
+        _print_stderr(f"mfsgd {args.command}: error: {error_message(e)}")
         return 2
     except KeyboardInterrupt:
-        print(f"mfsgd {args.command}: interrupted", file=sys.stderr)
+        _print_stderr(f"mfsgd {args.command}: interrupted")
         return 130
     return 0

@@ -920,10 +920,22 @@ def _movielens_url(variant: str) -> str:
 
 
 def _sha256_of(path: str) -> str:
+    """The SHA-256 of the cached zip at ``path``, which must be a regular file (else an
+    OSError naming it, before any byte is read): a named pipe would block the read
+    forever, and a device such as ``/dev/zero`` would be hashed forever."""
     import hashlib
+    import stat
+
+    from .persistence import _open_nonblocking
 
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it changes nothing for
+    # a regular file. A directory raises IsADirectoryError here, naming the path.
+    with open(path, "rb", opener=_open_nonblocking) as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file (a device, pipe or socket), so it "
+                          "cannot be the cached archive; delete it and call load_movielens "
+                          "again to download it anew.")
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -1091,6 +1103,10 @@ def load_movielens(variant: str = "100k", *, data_home: Any = None,
         (an ``OSError``) The downloaded or cached zip has the wrong SHA-256.
     FileNotFoundError
         The zip is not cached and ``download`` is False.
+    OSError
+        The cached zip is not a regular file (a named pipe, a device such as
+        ``/dev/zero``: refused before any byte is read) or not a zip archive; the
+        message names it.
 
     Notes
     -----

@@ -17,10 +17,10 @@ def plot_history(model: Any, ax: Any = None, path: Any = None) -> Any:
     ax : matplotlib Axes, str or PathLike, optional
         Where to draw; a new figure when omitted. A path here is taken as ``path``, so
         ``plot_history(model, "curve.png")`` saves the curve.
-    path : str or PathLike, optional
-        Save the figure there (PNG, SVG, PDF by extension). With no ``ax``, the figure
-        is made without pyplot: nothing is shown, the backend is left alone, and no
-        figure stays open.
+    path : str, PathLike or binary file object, optional
+        Save the figure there (PNG, SVG, PDF by extension; a binary file object gets a
+        PNG). With no ``ax``, the figure is made without pyplot: nothing is shown, the
+        backend is left alone, and no figure stays open.
 
     Returns
     -------
@@ -29,16 +29,30 @@ def plot_history(model: Any, ax: Any = None, path: Any = None) -> Any:
     Raises
     ------
     TypeError
-        ``ax`` is neither an Axes nor a path, or a path is given both as ``ax`` and
+        ``model`` is not a MatrixFactorization, ``ax`` is neither an Axes nor a path,
+        ``path`` is not a path (or a file object), or a path is given both as ``ax`` and
         ``path``.
     ImportError
         matplotlib is not installed.
     """
+    # Checked first, so also without matplotlib: otherwise a wrong argument fails deep inside, as
+    # an AttributeError on history_ or in matplotlib's savefig, naming neither. Known by its
+    # class's partial_fit: the estimator trained in epochs (it is imported by the entry
+    # points only; Popularity has a history_ that explains it has none). An unfitted
+    # model raises NotFittedError below.
+    if not callable(getattr(type(model), "partial_fit", None)):
+        raise TypeError(f"model must be a fitted MatrixFactorization (its history_ is drawn); "
+                        f"got {type(model).__name__}.")
     if isinstance(ax, (str, os.PathLike)):
         if path is not None:
             raise TypeError(f"plot_history got two paths, ax={ax!r} and path={path!r}; pass "
                             "one (ax is for a matplotlib Axes).")
         ax, path = None, ax
+    # bytes paths and binary file objects are what matplotlib's savefig also takes
+    if path is not None and not (isinstance(path, (str, bytes, os.PathLike))
+                                 or callable(getattr(path, "write", None))):
+        raise TypeError(f"path must be a str or PathLike (or a binary file object) to save "
+                        f"the figure to; got {type(path).__name__}.")
     try:
         import matplotlib  # noqa: F401
     except ImportError:
