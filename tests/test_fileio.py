@@ -430,3 +430,19 @@ def test_a_bad_line_in_a_stream_names_the_stream_not_its_copy(tmp_path, monkeypa
         load_csv(str(fifo))
     writer.join(10)
     assert os.listdir(tmp_path / "tmp") == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_a_device_that_never_ends_is_refused_not_copied(tmp_path):
+    """/dev/zero was copied to the temporary folder until the disk was full."""
+    import subprocess
+
+    code = ("import mfsgd.datasets as d\n"
+            "try:\n    d.load_csv('/dev/zero')\n"
+            "except ValueError as e:\n    print('ValueError:', e)\n")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, env=env)
+    assert out.stdout.strip() == ("ValueError: /dev/zero is a device, not a file, a pipe or "
+                                  "a terminal: there is no text of ratings to read from it.")
+    assert os.listdir(tmp_path) == []

@@ -203,7 +203,8 @@ def as_regular_file(path: str) -> Iterator[str]:
 
     A path that does not exist or is a directory is returned as it is, for the reader
     to raise the usual error naming it. Errors while copying are OSErrors with
-    ``.filename`` = ``path``.
+    ``.filename`` = ``path``. A character device that is not a terminal (``/dev/zero``,
+    which never ends) raises ValueError before anything is copied.
     """
     try:
         st = os.stat(path)
@@ -212,6 +213,11 @@ def as_regular_file(path: str) -> Iterator[str]:
     if st is None or stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
         yield path
         return
+    if stat.S_ISCHR(st.st_mode) and not _is_terminal(path):
+        # /dev/zero or /dev/urandom never end: the copy would fill the temporary folder.
+        # A terminal (/dev/stdin typed into) is a character device too, and is read.
+        raise ValueError(f"{path} is a device, not a file, a pipe or a terminal: there is no "
+                         "text of ratings to read from it.")
     fd, tmp = tempfile.mkstemp(prefix="mfsgd-stream-", suffix=".tmp")
     try:
         try:
@@ -228,6 +234,17 @@ def as_regular_file(path: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _is_terminal(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return True  # the reader's own open then raises the usual error naming it
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------- delimited text
