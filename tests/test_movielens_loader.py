@@ -1,6 +1,7 @@
 """load_movielens against a local HTTP server on 127.0.0.1 serving small zips with the
 official layouts (GroupLens itself is never contacted)."""
 
+import errno
 import functools
 import hashlib
 import http.server
@@ -318,3 +319,18 @@ def test_malformed_url_is_a_download_error(monkeypatch, local_only, server):
 def test_as_frame_must_be_a_boolean_or_auto():
     with pytest.raises(TypeError, match="as_frame must be True, False or 'auto'; got 'no'"):
         load_movielens("100k", as_frame="no")
+
+
+def test_a_stderr_that_cannot_be_written_stops_no_download(server, local_only, monkeypatch):
+    """The "downloading" notice on a closed or full stderr aborted the download."""
+    class Broken:
+        def write(self, text):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stderr", Broken())
+    u, i, r, t = load_movielens("100k", as_frame=False)
+    assert r.tolist() == [float(row[2]) for row in ROWS]
+    assert server.requests == [f"/ok/{D._MOVIELENS['100k'][0]}"]

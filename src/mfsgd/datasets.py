@@ -953,6 +953,7 @@ def _download(url: str, path: str, expected: str | None) -> str:
     Returns the SHA-256 of the file. Nothing is left behind on failure; the file gets the
     mode ``open()`` would give it (a shared cache folder stays readable to its group).
     """
+    import contextlib
     import hashlib
     import http.client
     import sys
@@ -965,7 +966,8 @@ def _download(url: str, path: str, expected: str | None) -> str:
     with atomic_write(path, "wb") as out:
         h = hashlib.sha256()
         received = 0
-        print(f"mfsgd: downloading {url} to {path}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # a notice: a closed or full stderr stops no download
+            print(f"mfsgd: downloading {url} to {path}", file=sys.stderr, flush=True)
         try:
             # built here: Request raises ValueError for a malformed URL (a bad
             # MFSGD_MOVIELENS_URL), reported like any other failed download
