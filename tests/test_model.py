@@ -224,6 +224,30 @@ def test_partial_fit_continues_and_grows(small_data):
     assert m2.n_epochs_ == 2 and m2.n_epochs is None  # unchanged: None = the loss default
 
 
+@pytest.mark.parametrize("biased", [False, True])
+def test_partial_fit_refuses_a_changed_biased(small_data, biased):
+    # biased is part of the fitted model: switching it between fit and partial_fit used
+    # to train the biases without mu, or freeze them while predict still added them
+    m = MatrixFactorization(n_factors=4, n_epochs=2, biased=biased, random_state=0)
+    m.fit(small_data)
+    before = {a: np.copy(getattr(m, a)) for a in
+              ("user_factors_", "item_factors_", "user_bias_", "item_bias_")}
+    mu, n_epochs, pred = m.global_mean_, m.n_epochs_, m.predict(small_data)
+    m.set_params(biased=not biased)
+    with pytest.raises(ValueError, match=rf"biased is {not biased} but the fitted model was "
+                       rf"trained with biased={biased}; call fit to start over"):
+        m.partial_fit(small_data, n_epochs=2)
+    for a, v in before.items():
+        np.testing.assert_array_equal(getattr(m, a), v)
+    assert m.global_mean_ == mu and m.n_epochs_ == n_epochs
+    np.testing.assert_array_equal(m.predict(small_data), pred)
+    # fit starts over with the new setting; a training-only setting such as
+    # nonnegative may change between fits and applies to the epochs that follow
+    m.fit(small_data)
+    m.set_params(nonnegative=True).partial_fit(small_data)
+    assert m.user_factors_.min() >= 0 and m.item_factors_.min() >= 0
+
+
 def test_partial_fit_is_deterministic(small_data):
     a = MatrixFactorization(n_factors=4, n_epochs=2, random_state=9).fit(small_data)
     b = MatrixFactorization(n_factors=4, n_epochs=2, random_state=9).fit(small_data)

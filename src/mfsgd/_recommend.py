@@ -27,9 +27,10 @@ from ._state import FittedState, grown, merge_seen
 from ._training import Params, predict_idx
 
 SCORE_BUDGET = 1 << 24  # score-matrix entries per batch (64 MiB float32, 128 MiB float64)
-# Issue 14 item 5: unknown users get the most popular items. Off until mfsgd.metrics
-# serves them alike (its states carry no interaction counts, so ranking_metrics and
-# ranking_scorer, which goes through recommend_all, would disagree on unknown users).
+# Issue 14 item 5: predict gives an unknown user the known terms (mu + b'_j), but
+# top_n_batches ranks the most popular items for them (the state's support("item"):
+# training interactions per item), so recommend, recommend_all, ranking_scorer and
+# mfsgd.metrics (whose states carry the model's item_counts_) serve them alike.
 def predict_rows(st: FittedState, urows: np.ndarray, icols: np.ndarray) -> np.ndarray:
     """Unclipped float64 predictions of (user row, item row) pairs, -1 meaning unknown:
     the known terms (``mu + b'_j`` for an unknown user; the global mean for an unknown
@@ -156,7 +157,8 @@ def top_n_batches(st: FittedState, urows: np.ndarray, n: int, *,
     st : FittedState
         The model (its factor arrays may be padded, or plain (n, k) arrays).
     urows : ndarray of int
-        User rows; -1 is an unknown user, ranked by the item terms alone.
+        User rows; -1 is an unknown user, served the most popular items (the item
+        terms alone when the state has no interaction counts).
     exclude : (indptr, items), optional
         A CSR of item rows to exclude per row of ``exclude_rows`` (e.g. ``st.seen()``).
     exclude_rows : ndarray of int, optional

@@ -317,8 +317,10 @@ _DEFINITIONS = """
     * The **candidates** are all items of the model, minus the items u rated in
       ``train`` when ``exclude_train``. Each candidate's score is the model's
       unclipped prediction; the top-k list L_u holds the k best (fewer when fewer
-      candidates remain). Users the model has not seen are ranked by the item terms
-      alone (``b'_j``), as ``predict`` would.
+      candidates remain). Users the model has not seen get the most popular items,
+      as ``recommend`` serves them: the candidates with the most training
+      interactions (``item_counts_``; equal counts in ``item_ids_`` order). A model
+      whose ``item_counts_`` is None ranks them by the item terms alone (``b'_j``).
     * h_j = 1 if the j-th item of L_u is in R_u, else 0 (j = 1 .. k).
     * ``precision@k = sum_j h_j / k``
     * ``recall@k = sum_j h_j / |R_u|``
@@ -564,8 +566,8 @@ def top_k_items(model: Any, users: Any, k: int = 10, *,
     model : fitted MatrixFactorization
         As in :func:`ranking_metrics`.
     users : array-like of user ids
-        Users to recommend for (repeats allowed; unknown users are ranked by the
-        item terms ``mu + b'_j`` alone).
+        Users to recommend for (repeats allowed; unknown users get the most popular
+        items, as in :func:`ranking_metrics`).
     k : int, default 10
         List length (capped at the number of items).
     train : DataFrame, tuple or dict, optional
@@ -577,7 +579,8 @@ def top_k_items(model: Any, users: Any, k: int = 10, *,
     items : ndarray of shape (n_users, min(k, n_items))
         Item ids, best first (dtype of ``model.item_ids_``).
     scores : ndarray of float64, same shape
-        Unclipped predicted ratings. A user with fewer than k candidates left has
+        Unclipped predicted ratings (for an unknown user served by popularity, the
+        interaction counts). A user with fewer than k candidates left has
         ``-inf`` in the slots without an item (``items[np.isfinite(scores)]`` keeps
         the real recommendations).
 

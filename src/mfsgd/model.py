@@ -399,6 +399,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         model is fitted from scratch for ``n_epochs`` epochs. ``X`` and
         ``sample_weight`` take the forms of :meth:`fit`. A ranking model never draws
         an item a user interacted with (in any earlier fit) as that user's negative.
+        ``loss``, ``n_factors`` and ``biased`` must be those of the fitted model
+        (``ValueError`` otherwise; call ``fit`` to start over).
         """
         with self._lock, self._fitting_checked("partial_fit"):
             n_epochs = check_int("n_epochs", n_epochs)
@@ -416,6 +418,12 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             if cfg.n_factors != st.n_factors:
                 raise ValueError(f"n_factors is {cfg.n_factors} but the fitted model has "
                                  f"{st.n_factors}; call fit to start over.")
+            # biased is part of the fitted model (predict adds mu + b_i + b'_j only when
+            # it is set); nonnegative, adagrad and the rest only steer training, so a
+            # change applies in full to the epochs that follow.
+            if cfg.biased != st.biased:
+                raise ValueError(f"biased is {cfg.biased} but the fitted model was trained "
+                                 f"with biased={st.biased}; call fit to start over.")
             users, items, ratings, weights = read_training(X, y, cfg, sample_weight,
                                                              "partial_fit")
             del X, y, sample_weight
