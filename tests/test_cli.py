@@ -86,6 +86,20 @@ MISTAKES = [
     ("min-rating on a pairs file", ["train", "pairs.csv", "-o", "out.mfsgd", "--loss", "bpr",
                                     "--columns", "user_id,item_id", "--min-rating", "4"],
      "--columns user_id,item_id names no rating column, which --min-rating needs"),
+    # not load_ratings' advice to use a ranking loss (--loss bpr) with ratings=False
+    ("min-rating on a 2-field file", ["train", "pairs.csv", "-o", "out.mfsgd", "--loss",
+                                      "bpr", "--min-rating", "4"],
+     "pairs.csv has no rating column, which --min-rating needs; drop --min-rating or name "
+     "the column with --columns\n"),
+    ("min-rating on a 2-field validation file", TRAIN + ["--loss", "bpr", "--min-rating", "4",
+                                                         "--validation", "pairs.csv"],
+     "pairs.csv has no rating column, which --min-rating needs; drop --min-rating or name "
+     "the column with --columns\n"),
+    ("threshold on a file without ratings", ["evaluate", "pairs.csv", "--loss", "bpr",
+                                             "--threshold", "4"],
+     "--threshold 4.0: pairs.csv has no rating column, so every held-out interaction is "
+     "relevant; drop --threshold, or name the rating column with --columns "
+     "USER,ITEM,RATING\n"),
     ("unknown loss", TRAIN + ["--loss", "hinge"],
      "argument --loss: invalid choice: 'hinge' (choose from"),
     ("eval metric of a ranking loss", ["train", "pairs.csv", "-o", "out.mfsgd", "--loss",
@@ -507,6 +521,33 @@ def test_evaluate_passes_the_threshold_to_the_ranking_metrics(work, capsys):
     assert "threshold 100" in capsys.readouterr().err
 
 
+def test_evaluate_a_ranking_loss_applies_the_threshold_to_a_rated_file(work, capsys):
+    """Without --min-rating a ranking loss trains on (user, item) pairs, but evaluate still
+    reads the ratings of a file that has them: --threshold (given or its default) decides
+    which held-out rows are relevant, as in cross_validate. A file of pairs has every
+    held-out pair relevant, and says so (threshold null)."""
+    from mfsgd.model_selection import cross_validate
+
+    common = ["--loss", "bpr", "--cv", "2", "--factors", "2", "--epochs", "2", "--metrics",
+              "ndcg@10", "--json"]
+    got = {}
+    for t in ("none", "4.5", None):
+        extra = [] if t is None else ["--threshold", t]
+        assert _cli.main(["evaluate", str(work["dir"] / "r.csv"), *common, *extra]) == 0
+        got[t] = json.loads(capsys.readouterr().out)
+    assert got["none"]["threshold"] is None and got["4.5"]["threshold"] == 4.5
+    assert got["4.5"]["mean"]["test_ndcg@10"] != got["none"]["mean"]["test_ndcg@10"]
+    ref = cross_validate(MatrixFactorization(loss="bpr", n_factors=2, n_epochs=2,
+                                             random_state=0),
+                         load_csv(work["dir"] / "r.csv", as_frame=False), cv=2,
+                         metrics=["ndcg@10"],
+                         threshold=4.0, random_state=0)
+    assert got[None]["threshold"] == 4.0
+    assert got[None]["mean"]["test_ndcg@10"] == pytest.approx(ref["test_ndcg@10"].mean())
+    assert _cli.main(["evaluate", str(work["dir"] / "pairs.csv"), *common]) == 0
+    assert json.loads(capsys.readouterr().out)["threshold"] is None
+
+
 # ---------------------------------------------------------------- help
 
 
@@ -755,9 +796,10 @@ def test_train_a_ranking_loss_keeps_liked_rows_with_min_rating(work, tmp_path, c
 
 def test_train_a_ranking_loss_with_early_stopping_prints_the_metric(work, tmp_path, capsys):
     lines = (work["dir"] / "pairs.csv").read_text().splitlines()
-    val = tmp_path / "val.csv"
+    train, val = tmp_path / "train.csv", tmp_path / "val.csv"  # header, then disjoint rows
+    train.write_text("\n".join(lines[:1] + lines[301:]) + "\n")
     val.write_text("\n".join(lines[:1] + lines[1:301]) + "\n")
-    code = _cli.main(["train", str(work["dir"] / "pairs.csv"), "-o", str(tmp_path / "m.mfsgd"),
+    code = _cli.main(["train", str(train), "-o", str(tmp_path / "m.mfsgd"),
                       "--loss", "softmax", "--validation", str(val), "--early-stopping",
                       "--eval-metric", "recall@5", "--patience", "1", "--factors", "4",
                       "--epochs", "6"])

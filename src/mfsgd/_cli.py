@@ -383,12 +383,46 @@ def _read_ratings(args: argparse.Namespace, path: str, ratings: bool = True) -> 
     if args.columns is not None and len(args.columns) == 2:
         raise UserError(f"--columns {','.join(args.columns)} names no rating column, which "
                         "--min-rating needs; add it (USER,ITEM,RATING)")
-    u, i, r = load_ratings(path, columns=args.columns, sep=args.sep, as_frame=False)
+    try:
+        u, i, r = load_ratings(path, columns=args.columns, sep=args.sep, as_frame=False)
+    except ValueError as e:
+        # load_ratings words a missing rating column for Python callers (ratings=False,
+        # a ranking loss); the user of --min-rating already has a ranking loss.
+        if getattr(args, "min_rating", None) is None or not _no_rating_column(e):
+            raise
+        raise UserError(f"{path} has no rating column, which --min-rating needs; drop "
+                        "--min-rating or name the column with --columns") from None
     if not len(r):
         raise UserError(f"{path} has no ratings, only a header")
     where = f"the rating column {args.columns[2]!r}" if args.columns else "the rating column"
     _check_rating_scale(r, f"{path}: {where}")
     return u, i, r
+
+
+def _no_rating_column(e: ValueError) -> bool:
+    """Whether load_ratings refused a file for having no rating column (2 fields, or a
+    header or Parquet schema without one), rather than for its contents."""
+    return "no rating column" in str(e)
+
+
+def _read_evaluated(args: argparse.Namespace, params: dict[str, Any],
+                    threshold_given: bool) -> tuple:
+    """The file of evaluate. A ranking loss reads the ratings whenever the file has a
+    rating column: without them cross_validate counts every held-out pair relevant and
+    --threshold would be silently ignored. Only a file without one is read as (user,
+    item) interactions, and then a --threshold the user gave is refused."""
+    ratings = _reads_ratings(args, params)
+    if not ratings and args.columns is None:
+        try:
+            return _read_ratings(args, args.data)
+        except ValueError as e:
+            if not _no_rating_column(e):
+                raise
+    if not ratings and threshold_given and args.threshold is not None:
+        raise UserError(f"--threshold {args.threshold}: {args.data} has no rating column, "
+                        "so every held-out interaction is relevant; drop --threshold, or "
+                        "name the rating column with --columns USER,ITEM,RATING")
+    return _read_ratings(args, args.data, ratings)
 
 
 def _load(path: str) -> MatrixFactorization:
@@ -653,8 +687,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _check_option_combinations(args)
     params = _checked_params(args)
     model = MatrixFactorization(**params)
-    ratings = _reads_ratings(args, params)
-    data = _read_ratings(args, args.data, ratings)
+    # --threshold is absent unless given (argparse.SUPPRESS): a file without ratings
+    # refuses it then, and takes cross_validate's default otherwise.
+    threshold_given = hasattr(args, "threshold")
+    threshold = args.threshold if threshold_given else args.threshold_default
+    data = _read_evaluated(args, params, threshold_given)
+    if len(data) == 2:  # interactions: cross_validate counts all held-out pairs relevant
+        threshold = None
     ranking = params.get("loss", "squared") != "squared"
     default = _RANKING_METRICS_DEFAULT if ranking else "rmse,mae"
     metrics = tuple(m.strip() for m in (args.metrics or default).split(","))
@@ -662,13 +701,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise UserError(f"--metrics {args.metrics}: a ranking loss predicts scores, not "
                         f"ratings; use ranking metrics such as {_RANKING_METRICS_DEFAULT}")
     res = cross_validate(model, data, cv=args.cv, metrics=metrics,
-                         random_state=params["random_state"], threshold=args.threshold)
+                         random_state=params["random_state"], threshold=threshold)
     out = {k: [float(x) for x in v] for k, v in res.items() if k != "models"}
     summary = {k: float(np.mean(v)) for k, v in out.items()}
     lines = [f"{k:<14} mean {np.mean(v):.4f}  sd {np.std(v):.4f}" for k, v in out.items()]
     lines.append(f"{'seed':<14} {params['random_state']}")
     _emit(args, {"folds": out, "mean": summary, "seed": params["random_state"],
-                 "threshold": args.threshold}, "\n".join(lines))
+                 "threshold": threshold}, "\n".join(lines))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -764,13 +803,14 @@ def build_parser() -> argparse.ArgumentParser:
                          f"(default: rmse,mae; with a ranking --loss {_RANKING_METRICS_DEFAULT})")
     from .model_selection import cross_validate
 
-    ev.add_argument("--threshold", type=_threshold,
-                    default=inspect.signature(cross_validate).parameters["threshold"].default,
+    # No default: args.threshold exists only when given (see cmd_evaluate)
+    threshold = inspect.signature(cross_validate).parameters["threshold"].default
+    ev.add_argument("--threshold", type=_threshold, default=argparse.SUPPRESS,
                     help="ranking metrics count a held-out rating >= this as relevant "
                          "('none': all are; held-out interactions without ratings are all "
-                         "relevant; default: %(default)s)")
+                         f"relevant; default: {threshold})")
     _add_model_options(ev, CLI_DEFAULTS)
-    ev.set_defaults(func=cmd_evaluate, validation=None)
+    ev.set_defaults(func=cmd_evaluate, validation=None, threshold_default=threshold)
 
     pr = sub.add_parser("predict", help="predict one rating (a score for a ranking model)")
     pr.add_argument("model", help="model file written by 'mfsgd train'")
