@@ -102,6 +102,25 @@ def test_scipy_sparse_input():
 
 
 @pytest.mark.skipif(sp is None, reason="scipy is not installed")
+def test_scipy_sparse_input_is_read_as_its_values():
+    """Stored entries were read one by one: duplicates of a cell (which scipy sums) were
+    filtered by min_rating and trained apart, and explicit zeros were interactions."""
+    # cell (0, 1) is stored twice, 2 + 3 = 5; the input is not modified
+    X = sp.csr_matrix((np.array([2., 3., 5., 1., 4.]), np.array([1, 1, 2, 0, 2]),
+                       np.array([0, 3, 5])), shape=(2, 3))
+    m = MatrixFactorization(loss="bpr", n_epochs=1, min_rating=4, **KW).fit(X)
+    assert m.item_ids_.tolist() == [1, 2] and m.recommend(0, n=3)[0].tolist() == []
+    assert X.nnz == 5 and not X.has_canonical_format
+    s = MatrixFactorization(n_epochs=1, **KW).fit(X)
+    assert s.global_mean_ == pytest.approx(15 / 4)  # 5, 5, 1, 4: one rating per cell
+    # explicit zeros are no interactions
+    Y = sp.csr_matrix(np.array([[5., 1., 2.], [1., 4., 5.]]))
+    Y.data[Y.data < 4] = 0
+    b = MatrixFactorization(loss="bpr", n_epochs=1, **KW).fit(Y)
+    assert sorted(b.recommend(0, n=3)[0].tolist()) == [1, 2] and Y.nnz == 6
+
+
+@pytest.mark.skipif(sp is None, reason="scipy is not installed")
 def test_a_dok_matrix_is_sparse_input_not_a_dict():
     """A DOK matrix is a dict of (row, column) keys: it was taken for a dict of columns
     ("X as a dict needs keys 'user' and 'item'")."""
@@ -126,6 +145,39 @@ def test_min_rating_keeps_liked_rows():
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
     with pytest.raises(ValueError, match="min_rating=4.0 needs ratings"):
         MatrixFactorization(loss="warp", min_rating=4).fit((u, i))
+
+
+def test_min_rating_still_counts_the_dropped_rows_as_seen():
+    """The rows below min_rating are not trained on, but they are the user's training
+    items: recommend offered them back, and ranking_scorer / score / val_* disagreed with
+    ranking_metrics(train=all training rows)."""
+    from mfsgd.metrics import ranking_metrics
+
+    u, i, r = make_ratings(60, 50, 3000, random_state=0, as_frame=False)
+    tr = np.arange(u.size) < 2400
+    train, test = (u[tr], i[tr], r[tr]), (u[~tr], i[~tr], r[~tr])
+    m = MatrixFactorization(loss="bpr", n_epochs=3, min_rating=4, dtype=np.float64, **KW)
+    m.fit(train)
+    for user in np.unique(u[tr]):
+        rated = set(i[tr][u[tr] == user].tolist())
+        assert not rated & set(m.recommend(user, n=50)[0].tolist())
+    want = ranking_metrics(m, test, k=10, threshold=4, train=train[:2])["ndcg"]
+    assert ranking_scorer("ndcg@10", threshold=4)(m, test) == pytest.approx(want, abs=1e-12)
+    # partial_fit records its own dropped rows as seen too
+    extra = (np.array([u[0], u[0], u[1]]), np.array([i[0], i[1], i[2]]),
+             np.array([1.0, 2.0, 5.0]))
+    m.partial_fit(extra, n_epochs=1)
+    assert not {int(i[0]), int(i[1])} & set(m.recommend(u[0], n=50)[0].tolist())
+    # the per-epoch metric on an eval_set excludes them as ranking_metrics does
+    es = MatrixFactorization(loss="bpr", n_epochs=2, min_rating=4, dtype=np.float64,
+                             **KW).fit(train, eval_set=test)
+    val = ranking_metrics(es, test, k=10, threshold=4, train=train[:2])["ndcg"]
+    assert es.history_[-1]["val_ndcg@10"] == pytest.approx(val, abs=1e-12)
+    # a dropped row without an id is still ignored, as before, not refused
+    ids = np.array(["a", "a", None], dtype=object)
+    m = MatrixFactorization(loss="bpr", n_epochs=1, min_rating=4, **KW).fit(
+        (ids, np.array(["x", "y", "y"], dtype=object), np.array([5.0, 1.0, 1.0])))
+    assert m.recommend("a", n=5)[0].tolist() == []
 
 
 @pytest.mark.parametrize("adagrad", [False, True])
@@ -249,6 +301,16 @@ def test_early_stopping_maximises_the_metric_and_restores_the_best_epoch(implici
     assert ndcg(m, train, test) == pytest.approx(vals[best - 1], rel=1e-9)
     r = MatrixFactorization(loss="warp", n_epochs=2, eval_metric="recall@5", **KW)
     assert "val_recall@5" in r.fit(train, eval_set=test).history_[-1]
+
+
+def test_early_stopping_holds_out_whole_pairs(implicit):
+    """Repeated rows (plays, clicks): the hold-out drew rows, so most held-out rows kept a
+    copy in training, were left out of their user's ranking, and val_ndcg was 0 in
+    every epoch (the model kept epoch 1). It draws distinct pairs, all copies together."""
+    train, _ = implicit
+    rep = (np.tile(train[0], 4), np.tile(train[1], 4))
+    m = MatrixFactorization(loss="bpr", n_epochs=5, early_stopping=True, **KW).fit(rep)
+    assert max(h["val_ndcg@10"] for h in m.history_) > 0.1
 
 
 def test_hit_rate_has_one_name_everywhere_and_hr_is_its_alias(implicit):
@@ -463,6 +525,21 @@ def test_eval_set_without_a_known_pair_is_refused(implicit):
                                          r"user and an item both in the training data"):
         MatrixFactorization(loss="bpr", early_stopping=True, **KW).fit(
             implicit[0], eval_set=([10**6, 10**6 + 1], [10**6, 10**6 + 2]))
+
+
+def test_eval_set_of_training_pairs_only_is_refused(implicit):
+    """A training pair is left out of its user's ranking and can never be a hit:
+    eval_set=X scored 0 in every epoch and early stopping kept epoch 1 without a word.
+    Training pairs are dropped from the validation pairs; none left is refused."""
+    train, test = implicit
+    with pytest.raises(ValueError, match=r"eval_set has \d+ interaction\(s\), but all of "
+                                         r"known users and items are training pairs"):
+        MatrixFactorization(loss="bpr", early_stopping=True, **KW).fit(train, eval_set=train)
+    # mixed in, the training pairs are dropped: the metric is that of the others
+    both = (np.concatenate([test[0], train[0]]), np.concatenate([test[1], train[1]]))
+    a = MatrixFactorization(loss="bpr", n_epochs=2, **KW).fit(train, eval_set=test)
+    b = MatrixFactorization(loss="bpr", n_epochs=2, **KW).fit(train, eval_set=both)
+    assert a.history_[-1]["val_ndcg@10"] == b.history_[-1]["val_ndcg@10"] > 0
 
 
 def test_score_of_a_ranking_model_is_its_eval_metric(implicit):

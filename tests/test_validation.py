@@ -211,3 +211,22 @@ def test_a_list_of_row_tuples_is_rows_however_few(n):
     assert fit(named).user_ids_.tolist() == sorted({f"u{u}" for u in U[:n].tolist()})
     with pytest.raises(ValueError, match="ratings given twice"):
         fit(rows, R[:n])
+
+
+@pytest.mark.parametrize("loss", ["squared", "bpr"])
+def test_hold_out_taking_every_weighted_row_is_refused(loss):
+    """All-zero sample_weight is refused before the early-stopping hold-out; when the
+    hold-out then took every positive-weight row, a ranking fit trained on weight 0
+    (train_loss NaN) and a squared fit raised a misleading DivergenceError."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    u, i = np.arange(n) % 40, np.arange(n) // 40  # distinct pairs
+    r = rng.integers(1, 6, n).astype(float)
+    w = np.zeros(n)
+    w[0] = 1.0
+    m = MatrixFactorization(loss=loss, n_factors=2, n_epochs=2, random_state=0,
+                            early_stopping=True, validation_fraction=0.999)
+    with pytest.raises(ValueError, match=r"sample_weight is 0 for all 2 rows left for training "
+                                         r"by the validation_fraction hold-out.*lower "
+                                         r"validation_fraction"):
+        m.fit((u, i, r), sample_weight=w)

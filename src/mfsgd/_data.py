@@ -157,7 +157,13 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
         if y is not None:
             raise ValueError(f"{what} is a sparse matrix, whose values are the ratings; "
                              "y must be None.")
-        coo = X.tocoo()
+        # Read the matrix's values, as X.toarray() and scipy see them, not its stored
+        # entries: duplicates are summed (min_rating filtered them one by one, squared
+        # trained them as separate ratings) and explicit zeros, such as
+        # X.data[X.data < 4] = 0 leaves, are no interactions. On a copy: X is the user's.
+        coo = X.tocoo(copy=True)
+        coo.sum_duplicates()
+        coo.eliminate_zeros()
         return coo.row, coo.col, coo.data
     if isinstance(X, dict):
         if ucol not in X or icol not in X:
@@ -352,8 +358,10 @@ def column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
 def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
                   what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """(users, items, ratings, weights) of a fit's input. For a ranking loss the
-    rows are filtered by ``min_rating`` and the third array holds the weights (ones
-    when none are given; the fourth is then None)."""
+    rows are filtered by ``min_rating``, the third array holds the weights (ones when
+    none are given) and the fourth is the (users, items) of the rows ``min_rating``
+    dropped (None without it): they are not trained on, but the model records them as
+    seen (``fit_new`` / ``fit_more`` take them in place of ``weights``)."""
     users, items, ratings = unpack(X, y, columns=cfg.columns, what="X", encoded=True,
                                    ratings="optional" if cfg.ranking else "require")
     weights = None
@@ -366,16 +374,26 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
             raise ValueError(f"sample_weight must be >= 0; got {float(weights.min())} "
                              f"(first at position {int(np.argmin(weights))}).")
     if cfg.ranking:
+        dropped = None
         if cfg.min_rating is not None:
-            users, items, weights = at_least(users, items, ratings, cfg.min_rating, "X",
-                                             weights)
+            # The rows below min_rating are still the user's training items: recommend
+            # must not offer them back, and ranking_metrics(train=X) excludes them too.
+            rows = np.arange(users.size)
+            kept = at_least(rows, rows, ratings, cfg.min_rating, "X")[0]
+            low = np.ones(users.size, dtype=bool)
+            low[kept] = False
+            # a row left out may lack an id (it was ignored, not refused): not recorded
+            low &= _has_id(users) & _has_id(items)
+            dropped = (users[low], items[low])
+            users, items = users[kept], items[kept]
+            weights = None if weights is None else weights[kept]
         n = users.size
         if n == 0:
             raise ValueError(f"{what} needs at least one interaction; got none"
                              f"{' at or above min_rating' if cfg.min_rating else ''}.")
         _refuse_zero_weights(weights)
         w = weights if weights is not None else np.ones(n, dtype=cfg.dtype)
-        return users, items, w, None
+        return users, items, w, dropped
     ratings = check_ratings(ratings, cfg.dtype)
     if ratings.size == 0:
         raise ValueError(f"{what} needs at least one rating; got an empty input.")
@@ -383,11 +401,26 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
     return users, items, ratings, weights
 
 
-def _refuse_zero_weights(weights: np.ndarray | None) -> None:
-    """All-zero weights leave nothing to fit (and no mean): a ValueError, not a NaN."""
+def _has_id(v: Any) -> np.ndarray:
+    """The rows of an id column whose id is present (not None, NaN or a null code)."""
+    if isinstance(v, Encoded):
+        return v.codes >= 0
+    a = np.asarray(v)
+    if a.dtype.kind == "f":
+        return ~np.isnan(a)
+    if a.dtype.kind == "O":
+        return np.array([x is not None and x == x for x in a.tolist()], dtype=bool)
+    return np.ones(a.size, dtype=bool)
+
+
+def _refuse_zero_weights(weights: np.ndarray | None, fix: str = "give some rows a positive "
+                         "weight", where: str = "") -> None:
+    """All-zero weights leave nothing to fit (and no mean): a ValueError, not a NaN.
+    ``where`` and ``fix`` word it for a subset of the rows (the training part of the
+    early-stopping hold-out)."""
     if weights is not None and weights.size and not weights.any():
-        raise ValueError(f"sample_weight is 0 for all {weights.size} rows, so there is "
-                         "nothing to fit; give some rows a positive weight.")
+        raise ValueError(f"sample_weight is 0 for all {weights.size} rows{where}, so there "
+                         f"is nothing to fit; {fix}.")
 
 
 class Handoff(dict):

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import _sgd
-from ._data import eval_indices, eval_pairs
+from ._data import _refuse_zero_weights, eval_indices, eval_pairs
 from ._idmap import IdMap
 from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it here)
     FittedState,
@@ -933,7 +933,7 @@ class EpochReporter:
 
 def fit_new(cfg: Any, cols: list, *,
             rng: np.random.Generator, eval_set: Any, on_epoch: Callable | None,
-            weights: np.ndarray | None = None,
+            weights: np.ndarray | None = None, dropped: tuple | None = None,
             rank_eval: Callable | None = None) -> tuple[FittedState | None, TrainResult]:
     """A fit from scratch on ``cols = [users, items, ratings]``: maps the ids, holds out
     the validation ratings (``eval_set``, or ``cfg.validation_fraction`` under early
@@ -944,13 +944,16 @@ def fit_new(cfg: Any, cols: list, *,
     beside that copy).
 
     With a ranking loss, ``ratings`` are the interactions' weights (ones when
-    unweighted; ``weights`` is then None), mu is 0, and the validation pairs are scored
+    unweighted; ``weights`` is then None), ``dropped`` is the (users, items) of the rows
+    ``min_rating`` dropped (read_training's fourth value: recorded as seen, not trained
+    on), mu is 0, and the validation pairs are scored
     by ``rank_eval(state, user rows, item rows, training seen CSR)``."""
     users, items, ratings = cols
     cols.clear()
     umap, uidx = IdMap.fit("users", users)
     imap, iidx = IdMap.fit("items", items)
     del users, items
+    low = _known_pairs(dropped, umap, imap)
     val, held, vpairs = None, None, None
     if eval_set is not None and cfg.ranking:
         vpairs = eval_pairs(eval_set, columns=cfg.columns, user_map=umap, item_map=imap,
@@ -959,15 +962,37 @@ def fit_new(cfg: Any, cols: list, *,
         val = eval_indices(eval_set, columns=cfg.columns, user_map=umap, item_map=imap,
                            dtype=cfg.dtype)
     elif cfg.early_stopping:
-        tr, va = hold_out(ratings.size, cfg.validation_fraction, rng)
         if cfg.ranking:
-            vpairs = (uidx[va], iidx[va])
+            # Repeated rows of a pair (plays, clicks) are common: a held-out row whose
+            # copy stays in training is left out of its user's ranking and can never be
+            # a hit (the metric was 0 in every epoch). So the hold-out draws distinct
+            # (user, item) pairs, and every row of a chosen pair goes to validation.
+            n_i = np.int64(len(imap))
+            pairs, inverse = np.unique(uidx * n_i + iidx, return_inverse=True)
+            _, pva = hold_out(pairs.size, cfg.validation_fraction, rng)
+            chosen = np.zeros(pairs.size, dtype=bool)
+            chosen[pva] = True
+            in_va = chosen[inverse.reshape(-1)]
+            tr, va = np.flatnonzero(~in_va), np.flatnonzero(in_va)
+            del inverse, chosen, in_va
+            vpairs = ((pairs[pva] // n_i).astype(np.int32), (pairs[pva] % n_i).astype(np.int32))
+            held = vpairs  # held-out pairs still count as seen by their users
+            del pairs
         else:
+            tr, va = hold_out(ratings.size, cfg.validation_fraction, rng)
             val = (uidx[va], iidx[va], ratings[va])
-        held = (uidx[va], iidx[va])  # held-out ratings still count as seen by their users
+            held = (uidx[va], iidx[va])  # held-out ratings still count as seen by their users
+        if low is not None:
+            held = (np.concatenate([held[0], low[0]]), np.concatenate([held[1], low[1]]))
         uidx, iidx, ratings = uidx[tr], iidx[tr], ratings[tr]
         if weights is not None:
             weights = weights[tr]
+        # read_training refused all-zero weights before the split; the hold-out may
+        # still take every positive-weight row (a ranking loss's weights are `ratings`)
+        _refuse_zero_weights(ratings if cfg.ranking else weights,
+                             f"lower validation_fraction (now {cfg.validation_fraction}) "
+                             "or pass eval_set",
+                             " left for training by the validation_fraction hold-out")
     evaluate = None
     if vpairs is not None and rank_eval is not None:
         known = (vpairs[0] >= 0) & (vpairs[1] >= 0)
@@ -978,7 +1003,24 @@ def fit_new(cfg: Any, cols: list, *,
                 "early stopping would stop blindly); pass validation pairs of known users "
                 "and items.")
         vu, vi = vpairs[0][known], vpairs[1][known]
-        train_seen = seen_csr(uidx, iidx, len(umap))  # only training items are excluded
+        tu, ti = (uidx, iidx) if low is None else (np.concatenate([uidx, low[0]]),
+                                                   np.concatenate([iidx, low[1]]))
+        train_seen = seen_csr(tu, ti, len(umap))  # only training items are excluded
+        # A training pair is left out of its user's ranking, so as a validation pair it
+        # can never be a hit: drop those, and refuse an eval_set made only of them (e.g.
+        # eval_set=X), whose metric would be 0 in every epoch.
+        n_imap = np.int64(len(imap))
+        fresh = ~np.isin(vu * n_imap + vi, tu * n_imap + ti)
+        del tu, ti
+        if vu.size and not fresh.any():
+            src = "eval_set" if eval_set is not None else \
+                f"the validation_fraction={cfg.validation_fraction} hold-out"
+            raise ValueError(
+                f"{src} has {vpairs[0].size} interaction(s), but all of known users and "
+                "items are training pairs, which are left out of their user's ranking, so "
+                "no ranking metric can be computed (and early stopping would stop "
+                "blindly); pass validation pairs that are not in the training data.")
+        vu, vi = vu[fresh], vi[fresh]
         name = f"{cfg.eval_metric[0]}@{cfg.eval_metric[1]}"
         evaluate = (name, lambda st: rank_eval(st, vu, vi, train_seen))
     if cfg.ranking:
@@ -1001,9 +1043,22 @@ def fit_new(cfg: Any, cols: list, *,
                        cfg.biased, cfg.n_factors, loss=cfg.loss)
     triples = [uidx, iidx, ratings] if weights is None else [uidx, iidx, ratings, weights]
     del uidx, iidx, ratings, weights  # train_local frees them once the layout has its copy
+    if held is None:
+        held = low
     return train_local(cfg, base, make_params, triples, rng, val, cfg.n_epochs,
                        epoch_offset=0, history=[], on_epoch=on_epoch, seen_extra=held,
                        weighted=cfg.ranking and not _all_ones(triples[2]), evaluate=evaluate)
+
+
+def _known_pairs(pairs: tuple | None, umap: IdMap, imap: IdMap) -> tuple | None:
+    """The (user, item) rows of ``pairs`` (raw ids: the rows min_rating dropped) whose
+    user and item are both in the maps; None when there are none. They are recorded as
+    seen, not trained on: a user or item known only from them stays unknown."""
+    if pairs is None or len(pairs[0]) == 0:
+        return None
+    u, i = umap.lookup("users", pairs[0]), imap.lookup("items", pairs[1])
+    known = (u >= 0) & (i >= 0)
+    return (u[known], i[known]) if known.any() else None
 
 
 def _all_ones(a: np.ndarray) -> bool:
@@ -1014,13 +1069,15 @@ def _all_ones(a: np.ndarray) -> bool:
 
 def fit_more(cfg: Any, st: FittedState, users: np.ndarray, items: np.ndarray,
              ratings: np.ndarray, *, rng: np.random.Generator, n_epochs: int,
-             on_epoch: Callable | None,
-             weights: np.ndarray | None = None) -> tuple[FittedState | None, TrainResult]:
+             on_epoch: Callable | None, weights: np.ndarray | None = None,
+             dropped: tuple | None = None) -> tuple[FittedState | None, TrainResult]:
     """``n_epochs`` more epochs from the fitted state ``st`` on these ratings: new users
-    and items grow the model (rows drawn as in a fit), mu stays, the rating range widens."""
+    and items grow the model (rows drawn as in a fit), mu stays, the rating range widens.
+    ``weights`` and ``dropped`` as for fit_new."""
     umap, uidx = st.user_map.extended("users", users)
     imap, iidx = st.item_map.extended("items", items)
     del users, items
+    low = _known_pairs(dropped, umap, imap)
     grow_u, grow_i = len(umap) - len(st.user_map), len(imap) - len(st.item_map)
 
     def make_params() -> Params:
@@ -1036,4 +1093,4 @@ def fit_more(cfg: Any, st: FittedState, users: np.ndarray, items: np.ndarray,
     del uidx, iidx, ratings, weights
     return train_local(cfg, base, make_params, triples, rng, None, n_epochs,
                        epoch_offset=st.n_epochs, history=list(st.history), on_epoch=on_epoch,
-                       weighted=cfg.ranking and not _all_ones(triples[2]))
+                       seen_extra=low, weighted=cfg.ranking and not _all_ones(triples[2]))

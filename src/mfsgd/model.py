@@ -282,8 +282,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             rating)`` row tuples (rows, however few); or an ``(n, 2)`` array of
             (user, item) ids with the ratings in ``y``. Ids may be any integers or
             strings (labels, not indices). A scipy.sparse user x item matrix (CSR, COO,
-            ...) gives one row per stored entry: row index = user id, column index =
-            item id, value = rating. With a ranking loss the ratings may be absent (a
+            ...) gives one row per nonzero value, read as ``X.toarray()`` holds it
+            (duplicate entries summed, stored zeros dropped): row index = user id,
+            column index = item id, value = rating. With a ranking loss the ratings may be absent (a
             DataFrame without the rating column, a ``(users, items)`` tuple, an
             ``(n, 2)`` array without y): every row is an interaction. Ratings, if
             present, are not a target: they only select rows when ``min_rating`` is set.
@@ -374,7 +375,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     def _fit_local(self, X: Any, y: Any, cfg: FitConfig, eval_set: Any,
                    callback: Any, sample_weight: Any = None) -> MatrixFactorization:
         """fit on in-memory data, for cfg.n_epochs epochs (the caller holds the lock)."""
-        users, items, ratings, weights = read_training(X, y, cfg, sample_weight, "fit")
+        users, items, ratings, extra = read_training(X, y, cfg, sample_weight, "fit")
         refuse_constant(cfg, ratings)
         if isinstance(X, Handoff):  # its holder gave up the arrays: drop them with it
             X.clear()
@@ -386,8 +387,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         cols = [users, items, ratings]  # fit_new empties it: our only references
         del users, items, ratings
         state, res = T.fit_new(cfg, cols, rng=fit_rng(self.random_state),
-                               eval_set=eval_set, on_epoch=report, weights=weights,
-                               rank_eval=rank_eval)
+                               eval_set=eval_set, on_epoch=report, rank_eval=rank_eval,
+                               **_weights_or_dropped(cfg, extra))
         return self._finish(cfg, state, res, 0, report)
 
     def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1, *,
@@ -424,13 +425,14 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             if cfg.biased != st.biased:
                 raise ValueError(f"biased is {cfg.biased} but the fitted model was trained "
                                  f"with biased={st.biased}; call fit to start over.")
-            users, items, ratings, weights = read_training(X, y, cfg, sample_weight,
-                                                             "partial_fit")
+            users, items, ratings, extra = read_training(X, y, cfg, sample_weight,
+                                                           "partial_fit")
             del X, y, sample_weight
             report = T.EpochReporter(cfg.verbose, callback)
             state, res = T.fit_more(cfg, st, users, items, ratings,
                                     rng=continuation_rng(self.random_state, st.n_epochs),
-                                    n_epochs=n_epochs, on_epoch=report, weights=weights)
+                                    n_epochs=n_epochs, on_epoch=report,
+                                    **_weights_or_dropped(cfg, extra))
             return self._finish(cfg, state, res, st.n_epochs, report)
 
     def _fit_dask(self, X: Any, cfg: FitConfig, client: Any, eval_set: Any, callback: Any,
@@ -589,3 +591,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         return model
 
 
+def _weights_or_dropped(cfg: FitConfig, extra: Any) -> dict[str, Any]:
+    """read_training's fourth value, as fit_new / fit_more take it: the squared loss's
+    weights, or a ranking loss's rows that min_rating dropped (its weights are the
+    ratings column)."""
+    return {"dropped": extra} if cfg.ranking else {"weights": extra}
