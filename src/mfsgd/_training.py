@@ -1007,8 +1007,9 @@ def fit_new(cfg: Any, cols: list, *,
                                                    np.concatenate([iidx, low[1]]))
         train_seen = seen_csr(tu, ti, len(umap))  # only training items are excluded
         # A training pair is left out of its user's ranking, so as a validation pair it
-        # can never be a hit: drop those, and refuse an eval_set made only of them (e.g.
-        # eval_set=X), whose metric would be 0 in every epoch.
+        # can never be a hit. Such pairs still count (the metric is mfsgd.metrics' value,
+        # as ranking_metrics(train=...) counts them), but an eval_set made only of them
+        # (e.g. eval_set=X) would score 0 in every epoch: refused.
         n_imap = np.int64(len(imap))
         fresh = ~np.isin(vu * n_imap + vi, tu * n_imap + ti)
         del tu, ti
@@ -1020,7 +1021,7 @@ def fit_new(cfg: Any, cols: list, *,
                 "items are training pairs, which are left out of their user's ranking, so "
                 "no ranking metric can be computed (and early stopping would stop "
                 "blindly); pass validation pairs that are not in the training data.")
-        vu, vi = vu[fresh], vi[fresh]
+        del fresh
         name = f"{cfg.eval_metric[0]}@{cfg.eval_metric[1]}"
         evaluate = (name, lambda st: rank_eval(st, vu, vi, train_seen))
     if cfg.ranking:
