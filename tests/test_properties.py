@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 import mfsgd
 from mfsgd import MatrixFactorization
+from mfsgd._config import AUTO_PARAMS
 
 # MFSGD_FUZZ_SCALE=20 multiplies the examples for a longer local run (default: ~10 s).
 SCALE = max(1, int(os.environ.get("MFSGD_FUZZ_SCALE", "1")))
@@ -198,7 +199,10 @@ def params(draw, invalid=True):
                     and value > 0:
                 # valid but huge: a long run (n_threads is not bounded, see the report)
                 continue
-            if name in ("random_state", "n_blocks") and value is None:
+            # None is valid for these: random_state and n_blocks choose, and the others
+            # take their loss's default (n_epochs=None trains 20 epochs, which the
+            # checks below would compare with None)
+            if value is None and name in ("random_state", "n_blocks", *AUTO_PARAMS):
                 continue
             p[name] = value
     return p
