@@ -10,7 +10,6 @@ seen-items record for ``exclude_seen``, and the ranking metrics of ``mfsgd.metri
 from __future__ import annotations
 
 import math
-import numbers
 import threading
 from typing import Any
 
@@ -22,22 +21,12 @@ from ._config import check_columns
 from ._data import columns_of, unpack
 from ._idmap import IdMap
 from ._state import FittedState, counts_of, seen_csr
-from ._validation import check_bool, check_int, check_ratings
+from ._validation import check_bool, check_int, check_ratings, check_real_or_none
 
 
 def _check_min_rating(value: Any) -> float | None:
-    if value is None:
-        return None
-    rule = "min_rating must be a finite number (or None: keep every row)"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{rule}; got {value!r}.")
-    try:
-        v = float(value)
-    except OverflowError:  # an int beyond float64, e.g. 10**400 (too long to print)
-        raise ValueError(f"{rule}; got an int too large for float64.") from None
-    if not math.isfinite(v):
-        raise TypeError(f"{rule}; got {value!r}.")
-    return v
+    return check_real_or_none(value, "min_rating must be a finite number (or None: keep "
+                                     "every row)")
 
 
 def _check_weights(sample_weight: Any, n: int) -> np.ndarray:

@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from . import _sgd
-from ._validation import check_bool, check_dtype, check_float, check_int, check_random_state
+from ._validation import (
+    check_bool,
+    check_dtype,
+    check_float,
+    check_int,
+    check_random_state,
+    check_real_or_none,
+)
 
 MAX_THREADS = 1024
 MAX_BLOCKS = 255
@@ -178,22 +185,12 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
     n_neg = check_int("n_negatives", n_neg)
     if n_neg > MAX_NEGATIVES:
         raise ValueError(f"n_negatives must be an int from 1 to {MAX_NEGATIVES}; got {n_neg}.")
-    min_rating = params.get("min_rating")
-    if min_rating is not None:
-        if isinstance(min_rating, (bool, np.bool_)) or not isinstance(min_rating, numbers.Real):
-            raise TypeError(f"min_rating must be None or a finite number; got {min_rating!r}.")
-        try:
-            value = float(min_rating)
-        except OverflowError:  # an int beyond float64, e.g. 10**400 (too long to print)
-            raise ValueError("min_rating must be None or a finite number; got an int too "
-                             "large for float64.") from None
-        if not np.isfinite(value):
-            raise TypeError(f"min_rating must be None or a finite number; got {min_rating!r}.")
-        if not ranking:
-            raise ValueError("min_rating is only used with a ranking loss (it turns ratings "
-                             f"into interactions); got min_rating={min_rating!r} with "
-                             "loss='squared'. Set min_rating=None or choose a ranking loss.")
-        min_rating = value
+    raw_min = params.get("min_rating")
+    min_rating = check_real_or_none(raw_min, "min_rating must be None or a finite number")
+    if min_rating is not None and not ranking:
+        raise ValueError("min_rating is only used with a ranking loss (it turns ratings "
+                         f"into interactions); got min_rating={raw_min!r} with "
+                         "loss='squared'. Set min_rating=None or choose a ranking loss.")
     columns = check_columns(params["user_col"], params["item_col"], params["rating_col"])
     return FitConfig(
         n_factors=check_int("n_factors", params["n_factors"], high=MAX_FACTORS),

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._idmap import Encoded, id_array
+from ._idmap import Encoded, _missing_mask, id_array
 from ._validation import as_1d, check_ratings, check_same_length
 
 _FORMS = ("a DataFrame, a (users, items, ratings) tuple of equally long columns, a dict of "
@@ -284,11 +284,16 @@ def eval_pairs(eval_set: Any, *, columns: tuple[Any, Any, Any], user_map: Any, i
 def at_least(u: np.ndarray, i: np.ndarray, r: Any, min_rating: float, what: str,
              *rest: Any) -> tuple:
     """The rows of (u, i, *rest) whose rating is >= ``min_rating``."""
+    keep = rated_at_least(r, min_rating, what)
+    return (u[keep], i[keep], *(None if a is None else a[keep] for a in rest))
+
+
+def rated_at_least(r: Any, min_rating: float, what: str) -> np.ndarray:
+    """The mask of the ratings ``r`` that are >= ``min_rating``."""
     if r is None:
         raise ValueError(f"min_rating={min_rating} needs ratings, but {what} has none: pass "
                          "a rating column or set min_rating=None.")
-    keep = check_ratings(r, np.dtype(np.float64), name=f"{what} ratings") >= min_rating
-    return (u[keep], i[keep], *(None if a is None else a[keep] for a in rest))
+    return check_ratings(r, np.dtype(np.float64), name=f"{what} ratings") >= min_rating
 
 
 # ---------------------------------------------------------------------- rows, in the form given
@@ -361,7 +366,7 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
     rows are filtered by ``min_rating``, the third array holds the weights (ones when
     none are given) and the fourth is the (users, items) of the rows ``min_rating``
     dropped (None without it): they are not trained on, but the model records them as
-    seen (``fit_new`` / ``fit_more`` take them in place of ``weights``)."""
+    seen (``fit_new`` / ``fit_more`` take them as ``dropped``)."""
     users, items, ratings = unpack(X, y, columns=cfg.columns, what="X", encoded=True,
                                    ratings="optional" if cfg.ranking else "require")
     weights = None
@@ -378,12 +383,10 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
         if cfg.min_rating is not None:
             # The rows below min_rating are still the user's training items: recommend
             # must not offer them back, and ranking_metrics(train=X) excludes them too.
-            rows = np.arange(users.size)
-            kept = at_least(rows, rows, ratings, cfg.min_rating, "X")[0]
-            low = np.ones(users.size, dtype=bool)
-            low[kept] = False
+            kept = rated_at_least(ratings, cfg.min_rating, "X")
+            low = np.flatnonzero(~kept)
             # a row left out may lack an id (it was ignored, not refused): not recorded
-            low &= _has_id(users) & _has_id(items)
+            low = low[_has_id(users[low]) & _has_id(items[low])]
             dropped = (users[low], items[low])
             users, items = users[kept], items[kept]
             weights = None if weights is None else weights[kept]
@@ -402,15 +405,11 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
 
 
 def _has_id(v: Any) -> np.ndarray:
-    """The rows of an id column whose id is present (not None, NaN or a null code)."""
+    """The rows of an id column whose id is present (not None, NaN, pandas.NA or a null
+    code)."""
     if isinstance(v, Encoded):
         return v.codes >= 0
-    a = np.asarray(v)
-    if a.dtype.kind == "f":
-        return ~np.isnan(a)
-    if a.dtype.kind == "O":
-        return np.array([x is not None and x == x for x in a.tolist()], dtype=bool)
-    return np.ones(a.size, dtype=bool)
+    return ~_missing_mask(np.asarray(v))
 
 
 def _refuse_zero_weights(weights: np.ndarray | None, fix: str = "give some rows a positive "

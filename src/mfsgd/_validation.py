@@ -50,6 +50,23 @@ def check_float(
     return v
 
 
+def check_real_or_none(value: Any, rule: str) -> float | None:
+    """None, or ``value`` as a finite float; else an error worded ``"{rule}; got ..."``:
+    TypeError for a non-number or a non-finite one, ValueError for an int beyond float64
+    (10**400 has too many digits to print)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{rule}; got {value!r}.")
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ValueError(f"{rule}; got an int too large for float64.") from None
+    if not math.isfinite(v):
+        raise TypeError(f"{rule}; got {value!r}.")
+    return v
+
+
 def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")

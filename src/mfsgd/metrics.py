@@ -27,7 +27,7 @@ from ._config import METRIC_ALIASES
 from ._data import columns_of, unpack
 from ._idmap import IdMap, idmap_from_ids, normalize_ids, sorted_unique, unique_inverse
 from ._state import FittedState, seen_csr
-from ._validation import as_1d, check_int
+from ._validation import as_1d, check_int, check_real_or_none
 from .exceptions import NotFittedError
 
 __all__ = [
@@ -171,18 +171,8 @@ def _check_k(k: Any) -> int:
 
 
 def _check_threshold(threshold: Any) -> float | None:
-    if threshold is None:
-        return None
-    rule = "threshold must be a finite number (or None: every held-out rating is relevant)"
-    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real):
-        raise TypeError(f"{rule}; got {threshold!r}.")
-    try:
-        value = float(threshold)
-    except OverflowError:  # an int beyond float64, e.g. 10**400 (too long to print)
-        raise ValueError(f"{rule}; got an int too large for float64.") from None
-    if not math.isfinite(value):
-        raise TypeError(f"{rule}; got {threshold!r}.")
-    return value
+    return check_real_or_none(threshold, "threshold must be a finite number (or None: every "
+                                         "held-out rating is relevant)")
 
 
 def _exclusions(st: FittedState, columns: tuple[Any, Any, Any], train: Any,
