@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from mfsgd import MatrixFactorization, _cli, load, plot_history
+from mfsgd import MatrixFactorization, _cli, _fileio, load, plot_history
 from mfsgd.datasets import load_csv, make_ratings
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -206,6 +206,23 @@ def test_unwritable_output_directory_fails_before_training(work, monkeypatch, ca
     (work["dir"] / "ro").mkdir()
     assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", out]) == 2
     assert capsys.readouterr().err == f"mfsgd train: error: {out}: permission denied\n"
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="needs Linux's /proc")
+def test_output_in_a_folder_that_makes_no_files_fails_before_training(work, monkeypatch,
+                                                                      capsys):
+    """-o /proc/version passed the access checks as root (and as a user whose file is
+    writable): the model was trained, then could not be saved. The write's own first
+    step, a new file in that folder, is now tried (and undone) before training."""
+    monkeypatch.setattr(MatrixFactorization, "fit", lambda *a, **k: pytest.fail("trained"))
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", "/proc/version"]) == 2
+    assert capsys.readouterr().err == (
+        "mfsgd train: error: /proc/version: cannot create a file in /proc (No such file or "
+        "directory); the file is written as a new file there, then renamed\n")
+    # in a folder that does take files, the probe leaves nothing behind
+    before = sorted(work["dir"].iterdir())
+    _fileio.check_writable(str(work["dir"] / "m2.mfsgd"))
+    assert sorted(work["dir"].iterdir()) == before
 
 
 def test_failed_save_names_the_users_path(work, monkeypatch, capsys):

@@ -437,6 +437,11 @@ def test_ranking_scorer_hand_computed_on_popularity():
     (("auc@10",), ValueError, r"got 'auc@10'"),
     ((10,), ValueError, r"got 10"),
     (("ndcg@0",), ValueError, r"metric 'ndcg@0': k must be >= 1"),
+    # a trailing newline (which a "$" anchor lets through), non-ASCII digits, and more
+    # digits than int() reads: the name error, not an int() message or a silent "ndcg@5"
+    (("ndcg@5\n",), ValueError, r"got 'ndcg@5\\n'"),
+    (("ndcg@\u0665",), ValueError, r"metric must be '<name>@<k>'"),
+    ((f"ndcg@{'9' * 5000}",), ValueError, r"metric must be '<name>@<k>'"),
     (("ndcg@5", "4"), TypeError, r"threshold must be a finite number"),
     (("ndcg@5", 10**400), ValueError, r"threshold must be a finite number .*; got an int too "
                                       r"large for float64"),

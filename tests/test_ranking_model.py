@@ -476,6 +476,12 @@ def test_constant_ratings_with_squared_point_to_the_ranking_losses():
      r"sample_weight is 0 for all 3 rows"),
     ({}, {"sample_weight": np.zeros(3, np.float32)}, ValueError,
      r"sample_weight is 0 for all 3 rows"),
+    # a positive weight that float32 rounds to 0 would drop its row silently
+    ({"loss": "warp"}, {"sample_weight": [1.0, 1e-300, 1.0]}, ValueError,
+     r"sample_weight has 1 non-zero value too small for float32, which would become 0 "
+     r"\(first at position 1: 1e-300\); rescale them or use dtype='float64'"),
+    ({}, {"sample_weight": [1e-46, 1.0, 1e-300]}, ValueError,
+     r"sample_weight has 2 non-zero values too small for float32"),
     ({"loss": "bpr", "max_sampled": 2**31}, {}, ValueError,
      r"max_sampled must be an int from 1 to 2147483647; got 2147483648"),
     ({"loss": "bpr", "negative_exponent": 11.0}, {}, ValueError,
@@ -486,6 +492,15 @@ def test_bad_parameters(params, fit_kw, exc, match):
     X = ([1, 2, 3], [1, 2, 3], [1.0, 2.0, 3.0])
     with pytest.raises(exc, match=match):
         MatrixFactorization(**params).fit(X, **fit_kw)
+
+
+def test_tiny_weights_kept_in_float64():
+    """The float32 refusal of a weight that would round to 0 is about the cast: a float64
+    model keeps 1e-300 as it is (its row weighs almost nothing, but it is not dropped)."""
+    X = ([1, 2, 3], [1, 2, 3], [1.0, 2.0, 3.0])
+    m = MatrixFactorization(dtype=np.float64, n_epochs=1, **KW)
+    m.fit(X, sample_weight=[1.0, 1e-300, 1.0])
+    assert np.isfinite(m.predict(([1], [1]))).all()
 
 
 @pytest.mark.parametrize("loss", ["warp", "bpr", "softmax"])

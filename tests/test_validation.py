@@ -42,6 +42,9 @@ BAD_DATA = [
     # a plain list: np.asarray would make 1 and "1" one user
     ("mixed id types in a list", (["1", 1, 3, 1, 2, 3], I, R), TypeError,
      r"users mixes id types \(int, str\)"),
+    # bytes too: np.asarray([b"1", 1]) is [b"1", b"1"], user 1 merged into user b"1"
+    ("mixed bytes and int ids in a list", ([b"1", 1, 3, 1, 2, 3], I, R), TypeError,
+     r"users mixes id types \(bytes, int\)"),
     ("mixed id types in row tuples", [("a", 10, 4.0), (1, 10, 3.0), ("1", 20, 5.0)], TypeError,
      r"users mixes id types \(int, str\)"),
     ("fractional ids", (U + 0.5, I, R), TypeError, r"non-integral floats"),
@@ -65,6 +68,42 @@ def test_bad_data(name, X, exc, msg):
     m = MatrixFactorization(n_factors=2, n_epochs=2)
     with pytest.raises(exc, match=msg):
         m.fit(X)
+
+
+def test_one_long_string_id_refused_before_widening():
+    """NumPy stores string ids at the longest one's width: one id of 1,000 characters
+    among 300,000 short ones made a 1.1 GiB array (3.7 TiB for a million of each). Such
+    input is refused before that array exists, naming the id; ids that are all long are
+    not padding, and pass."""
+    n = 300_000
+    users = [f"u{k}" for k in range(n - 1)] + ["x" * 1000]
+    items, ratings = np.arange(n) % 7, np.arange(n) % 5 + 1.0
+    with pytest.raises(ValueError, match=r"users has an id of 1,000 characters \(first at "
+                                         r"position 299999\); NumPy stores every id at the "
+                                         r"longest one's width, which would take 1\.1 GiB"):
+        MatrixFactorization(n_factors=2, n_epochs=1).fit((users, items, ratings))
+
+
+@pytest.mark.parametrize("container", ["list", "object array", "bytes list", "Series"])
+def test_long_string_id_refused_in_every_container(monkeypatch, container):
+    import mfsgd._idmap as idmap
+
+    monkeypatch.setattr(idmap, "_WIDE_BYTES", 1000)  # the rule, on a small input
+    ids = [f"u{k % 30}" for k in range(100)] + ["x" * 500]
+    if container == "object array":
+        ids = np.array(ids, dtype=object)
+    elif container == "bytes list":
+        ids = [i.encode() for i in ids]
+    elif container == "Series":
+        ids = pytest.importorskip("pandas").Series(ids)
+    X = (ids, np.arange(101) % 7, np.arange(101) % 5 + 1.0)
+    with pytest.raises(ValueError, match=r"users has an id of 500 characters \(first at "
+                                         r"position 100\)"):
+        MatrixFactorization(n_factors=2, n_epochs=1).fit(X)
+    # ids all of that length: no padding to speak of, so accepted
+    same = [f"{k % 30:0500d}" for k in range(101)]
+    m = MatrixFactorization(n_factors=2, n_epochs=1).fit((same, X[1], X[2]))
+    assert m.user_ids_.size == 30
 
 
 BAD_PARAMS = [

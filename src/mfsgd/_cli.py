@@ -29,6 +29,7 @@ import numpy as np
 from . import __version__
 from ._config import LOSS_DEFAULTS, LOSSES, MAX_THREADS, auto_text, make_config
 from ._data import Handoff
+from ._fileio import check_writable
 from ._training import MAX_BLOCKS, epoch_line
 from .model import MatrixFactorization
 
@@ -263,6 +264,9 @@ def _check_output(path: str, option: str = "output") -> None:
     if not os.access(parent, os.W_OK) or (os.path.exists(path) and
                                           not os.access(path, os.W_OK)):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+    # what the write itself will do (a file made in the folder, then renamed), tried and
+    # undone: os.access says yes to root for /proc, where no file can be made
+    check_writable(path)
 
 
 def _check_plot(args: argparse.Namespace) -> None:

@@ -42,7 +42,7 @@ from . import _sgd
 from . import _training as T
 from ._config import FitConfig, fit_rng
 from ._data import check_columns, eval_indices, refuse_constant_range
-from ._fileio import atomic_write
+from ._fileio import check_writable
 from ._idmap import IdMap, sorted_unique
 from ._state import (
     FittedState,
@@ -471,10 +471,6 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     return state, res, start_epoch
 
 
-class _Probe(Exception):
-    """Leaves ``atomic_write`` before anything is written (see check_checkpoint)."""
-
-
 def check_checkpoint(checkpoint: Any, resume: bool) -> str | None:
     """``checkpoint=`` of a Dask fit as a str, checked before any training: it is first
     written after epoch 1, and a path that can never be written would stop the fit there
@@ -505,10 +501,7 @@ def check_checkpoint(checkpoint: Any, resume: bool) -> str | None:
         raise ValueError(f"checkpoint {path} is not a regular file (a device, pipe or "
                          "socket); choose a file path.")
     try:
-        with atomic_write(local):
-            raise _Probe
-    except _Probe:
-        pass
+        check_writable(local)
     except OSError as e:
         raise type(e)(e.errno, f"the checkpoint cannot be written there ({e.strerror}); "
                       "the model is unchanged", path) from None

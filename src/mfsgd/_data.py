@@ -371,7 +371,8 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
                                    ratings="optional" if cfg.ranking else "require")
     weights = None
     if sample_weight is not None:
-        weights = check_ratings(sample_weight, cfg.dtype, name="sample_weight")
+        weights = check_ratings(sample_weight, cfg.dtype, name="sample_weight",
+                                keep_nonzero=True)
         if weights.size != users.size:
             raise ValueError(f"sample_weight has {weights.size} values but X has "
                              f"{users.size} rows; pass one weight per row.")

@@ -168,6 +168,30 @@ def atomic_write(path: Any, mode: str = "wb", *, encoding: str | None = None) ->
     _fsync_directory(directory)
 
 
+class _Probe(Exception):
+    """Leaves ``atomic_write`` before anything is written (see check_writable)."""
+
+
+def check_writable(path: Any) -> None:
+    """Raise the OSError that ``atomic_write(path)`` would raise, without writing: its
+    temporary file is made in the target's folder and removed again (a folder that is
+    missing, read-only, or on a file system that makes no files, as ``/proc``, fails
+    here). For a check before long work whose result the path is to receive. An existing
+    target that is not a regular file (``/dev/stdout``, a FIFO) is written directly,
+    not replaced: it is left alone here (opening a FIFO would block, or end its reader)."""
+    try:
+        st = os.stat(os.path.realpath(os.fsdecode(os.fspath(path))))
+    except OSError:
+        st = None  # a new file, or a path atomic_write explains
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return
+    try:
+        with atomic_write(path):
+            raise _Probe
+    except _Probe:
+        pass
+
+
 def _fsync_directory(directory: str) -> None:
     """Make the rename durable (POSIX); best effort, a failure here loses nothing."""
     if os.name != "posix":

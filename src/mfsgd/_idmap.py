@@ -115,9 +115,30 @@ def id_array(name: str, values: Any) -> np.ndarray:
                  for v in values}
         if kinds in ({str}, {bytes}):
             _refuse_nul(name, values)  # before NumPy's strings drop trailing NULs
-        elif str in kinds:
+            _refuse_widening(name, values)
+        elif kinds & {str, bytes}:  # [b"1", 1] would become [b"1", b"1"] too
             values = np.array(values, dtype=object)
     return as_1d(name, values)
+
+
+#: Above this size, a fixed-width array of string ids that is mostly padding is refused.
+_WIDE_BYTES = 1 << 30
+
+
+def _refuse_widening(name: str, values: list, rows: np.ndarray | None = None) -> None:
+    """Raise when NumPy's fixed-width strings would blow a few long ids up into gigabytes:
+    every id is stored at the longest one's width (4 bytes a character), so one id of a
+    million characters among a million rows would take 3.7 TiB. Refused when that array
+    exceeds 1 GiB and is more than 16 times the ids' own characters."""
+    longest = max(map(len, values), default=0)
+    wide = 4 * longest * len(values)
+    if wide <= _WIDE_BYTES or wide <= 16 * 4 * sum(map(len, values)):
+        return
+    pos = next(i for i, v in enumerate(values) if len(v) == longest)
+    raise ValueError(f"{name} has an id of {longest:,} characters (first at position "
+                     f"{_row(rows, pos)}); NumPy stores every id at the longest one's width, "
+                     f"which would take {wide / 2**30:,.1f} GiB for these {len(values):,} rows. "
+                     "Shorten such ids (e.g. map them to short keys or hashes) first.")
 
 
 def _refuse_nul(name: str, values: list, rows: np.ndarray | None = None) -> None:
@@ -230,9 +251,11 @@ def _normalize_objects(name: str, arr: np.ndarray,
         return np.empty(0, dtype=np.int64)
     if all(issubclass(t, str) for t in types):
         _refuse_nul(name, values, rows)
+        _refuse_widening(name, values, rows)
         return arr.astype(str)
     if all(issubclass(t, bytes) for t in types):
         _refuse_nul(name, values, rows)
+        _refuse_widening(name, values, rows)
         return _decode_bytes(name, np.array(values, dtype=bytes), rows)
 
     def is_bool(t: type) -> bool:

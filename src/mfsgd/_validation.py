@@ -127,8 +127,11 @@ def as_1d(name: str, values: Any) -> np.ndarray:
     return arr
 
 
-def check_ratings(values: Any, dtype: np.dtype, name: str = "ratings") -> np.ndarray:
-    """Numeric, finite, 1-D ratings cast to the model dtype (native byte order, contiguous)."""
+def check_ratings(values: Any, dtype: np.dtype, name: str = "ratings",
+                  keep_nonzero: bool = False) -> np.ndarray:
+    """Numeric, finite, 1-D ratings cast to the model dtype (native byte order, contiguous).
+    ``keep_nonzero``: a non-zero value that the cast rounds to 0 (1e-300 in float32) is a
+    ValueError, not a silent 0 (a weight of 0 drops its row)."""
     arr = as_1d(name, values)
     if arr.dtype == object:
         # Lists mixing numbers and None/strings end up here.
@@ -163,6 +166,16 @@ def check_ratings(values: Any, dtype: np.dtype, name: str = "ratings") -> np.nda
             f"{name} has {bad.size} {what} value{'s' if bad.size > 1 else ''}{extra} "
             f"(first at position {first}: {arr[first]!r}); drop or impute them before fit."
         )
+    if keep_nonzero and out.dtype != arr.dtype:
+        lost = np.flatnonzero((out == 0) & (arr != 0))
+        if lost.size:
+            first = int(lost[0])
+            raise ValueError(
+                f"{name} has {lost.size} non-zero value{'s' if lost.size > 1 else ''} too "
+                f"small for {dtype.name}, which would become 0 (first at position {first}: "
+                f"{float(arr[first])!r}); rescale them or use "
+                f"dtype='float64'."
+            )
     return out
 
 

@@ -436,13 +436,15 @@ hit_rate_at_k = _single("hit_rate", "Hit rate@k (share of users with a relevant 
 
 # ---------------------------------------------------------------------- scorers
 RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
-_RANKING_NAME = re.compile(rf"^({'|'.join((*RANKING_METRICS, *METRIC_ALIASES))})@(\d+)$")
+# fullmatch: "$" would also match before a final newline; ASCII digits only, and few
+# enough of them for int() (whose limit is 4300 digits; k >= 2**63 already ranks everything).
+_RANKING_NAME = re.compile(rf"({'|'.join((*RANKING_METRICS, *METRIC_ALIASES))})@([0-9]{{1,100}})")
 
 
 def parse_ranking_metric(name: Any) -> tuple[str, int] | None:
     """``("ndcg", 10)`` for ``"ndcg@10"`` (k not checked); None for any other value.
     The one reading of these names, for ``ranking_scorer`` and ``cross_validate``."""
-    m = _RANKING_NAME.match(name) if isinstance(name, str) else None
+    m = _RANKING_NAME.fullmatch(name) if isinstance(name, str) else None
     return None if m is None else (METRIC_ALIASES.get(m.group(1), m.group(1)), int(m.group(2)))
 
 
