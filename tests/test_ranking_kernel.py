@@ -2,6 +2,7 @@
 differences, its own generator, and thread/segment determinism."""
 
 import concurrent.futures as cf
+import threading
 
 import numpy as np
 import pytest
@@ -547,3 +548,49 @@ def test_rank_kernel_releases_the_gil():
     t.join()
     assert iterations > 100
     assert len(seen) > 10
+
+
+@pytest.mark.parametrize("loss", ["bpr", "warp", "softmax"])
+def test_stop_flag_ends_a_call(loss):
+    """``stop``: set before the call, nothing moves; set by another thread during a call
+    whose work is unbounded by its rows (WARP at max_sampled=2**31-1 once no negative
+    violates the margin: hours), the call returns within moments; never set, the call is
+    the call without it, bit for bit."""
+    rng = np.random.default_rng(0)
+    u = rng.integers(0, 30, 600).astype(np.int32)
+    i = rng.integers(0, 40, 600).astype(np.int32)
+    P0 = rng.normal(0, 0.1, (30, 8)).astype(np.float32)
+    Q0 = rng.normal(0, 0.1, (40, 8)).astype(np.float32)
+    b0 = np.zeros(40, np.float32)
+
+    def call(stop, max_sampled=10, P=None, Q=None, bi=None, u=u, i=i):
+        P, Q, bi = (P0.copy() if P is None else P, Q0.copy() if Q is None else Q,
+                    b0.copy() if bi is None else bi)
+        ptr = np.array([0, len(u)], np.int64)
+        _sgd.rank_segments(u, i, np.empty(0, np.float32), ptr, np.array([0], np.int32),
+                           np.array([40], np.int32), np.array([0], np.int64), None,
+                           np.array([7], np.uint64), None, None, None, P, Q, bi,
+                           _sgd.LOSSES[loss], 0.05, 0.01, 0.01, True, 3, max_sampled, 1.0,
+                           False, None, stop=stop)
+        return P, Q, bi
+
+    P, Q, bi = call(np.ones(1, np.int32))
+    assert np.array_equal(P, P0) and np.array_equal(Q, Q0) and np.array_equal(bi, b0)
+    for a, b in zip(call(np.zeros(1, np.int32)), call(None), strict=True):
+        assert np.array_equal(a, b)
+    if loss != "warp":
+        return
+    # item 0 scores far above every other item for every user: no negative violates, so
+    # each positive draws max_sampled = 2**31 - 1 candidates
+    Q = np.zeros((40, 8), np.float32)
+    Q[0] = 10.0
+    P = np.ones((30, 8), np.float32)
+    stop = np.zeros(1, np.int32)
+    worker = threading.Thread(target=call, args=(stop, 2**31 - 1, P, Q, np.zeros(40, np.float32)),
+                              kwargs={"u": u, "i": np.zeros(600, np.int32)}, daemon=True)
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive()  # the long call is under way
+    stop[0] = 1
+    worker.join(30)  # without the polling, about 2**31 draws per positive: hours
+    assert not worker.is_alive()

@@ -3,6 +3,9 @@ one epoch loop, determinism, weights, early stopping on a ranking metric, the
 downstream API (predict, recommend, fold_in, save/load) and the errors."""
 
 import json
+import os
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -653,3 +656,40 @@ def test_docstring_tables_are_the_defaults():
             for loss, v in zip(losses, values, strict=True):
                 want = table[loss].get(name)
                 assert (v == "-") if want is None else float(v) == want, (title, name, loss)
+
+
+CTRL_C_SCRIPT = """
+import os, signal, sys, threading, time, warnings
+import numpy as np
+import mfsgd
+users = np.r_[np.arange(2000), np.full(99, 5000)]
+items = np.r_[np.zeros(2000, int), np.arange(1, 100)]
+m = mfsgd.MatrixFactorization(n_factors=8, loss="warp", margin=0.0, max_sampled=2**31 - 1,
+                              n_threads=int(sys.argv[1]), n_epochs=5, random_state=0)
+sent = []
+def kick():
+    time.sleep(1.0)
+    sent.append(time.monotonic())
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=kick, daemon=True).start()
+warnings.simplefilter("ignore")
+try:
+    m.fit((users, items))
+    print("finished")
+except KeyboardInterrupt:
+    print("interrupted %.3f" % (time.monotonic() - sent[0]))
+"""
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_ctrl_c_stops_a_warp_fit_whose_calls_never_end(n_threads):
+    """WARP at max_sampled=2**31-1 once no negative violates the margin: each positive
+    draws 2**31 candidates, a kernel call takes hours, and Ctrl-C (checked between calls)
+    went unanswered. The kernels now poll a flag that the waiting caller sets on Ctrl-C.
+    (A real SIGINT in a child process: the caller must wake from its wait.)"""
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_SCRIPT, str(n_threads)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("interrupted"), proc.stdout
+    assert float(proc.stdout.split()[1]) < 20  # without the polling: hours

@@ -124,7 +124,15 @@ typedef struct {
     double reg_f;      /* lambda1 on every factor row a step touches */
     double reg_b;      /* lambda2 on every item bias a step touches */
     double margin;     /* WARP: a negative violates when s_uj > s_ui - margin */
+    /* NULL, or a flag polled every MF_POLL_ROWS positives and MF_POLL_DRAWS WARP draws:
+     * non-zero ends the call early, the parameters part-way through (Ctrl-C: the caller
+     * discards the epoch). A call's work is not bounded by its rows (WARP draws up to
+     * max_sampled negatives per positive, softmax up to MF_MAX_NEG), so the caller
+     * cannot bound its latency by sizing calls. */
+    const volatile int32_t *stop;
 } mf_rank_hyper;
+#define MF_POLL_ROWS 256
+#define MF_POLL_DRAWS 4096
 
 typedef struct {
     const int32_t *item_lo, *item_hi; /* per segment id: the item range negatives come from */

@@ -441,6 +441,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
     }
 #endif
     for (int64_t t = 0; t < n; ++t) {
+        if (h->stop && t % MF_POLL_ROWS == 0 && *h->stop) break;
 #if MF_PREFETCH > 0
         const int64_t my_j = pre_j[t % MF_PREFETCH];
         const int my_ok = pre_ok[t % MF_PREFETCH];
@@ -512,6 +513,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
             MF_T si = MF_NAME(rdot)(p, qi, k, wide);
             if (use_bias) si += bi[ii];
             for (int s = 1; s <= max_sampled; ++s) {
+                if (h->stop && s % MF_POLL_DRAWS == 0 && *h->stop) break;
                 const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii, my_j, my_ok);
                 if (j < 0) break;
                 MF_T *restrict qj = Q + j * k;
@@ -669,6 +671,7 @@ MF_NAME(rank_segments)(const int32_t *u, const int32_t *it, const MF_T *w, const
                        const mf_rank_hyper *h, double *loss_out)
 {
     for (int64_t j = 0; j < n_segments; ++j) {
+        if (h->stop && *h->stop) return; /* the caller discards this call's results */
         const int64_t seg = segments[j], start = seg_ptr[seg], n = seg_ptr[seg + 1] - start;
         const int32_t lo = smp->item_lo[seg], hi = smp->item_hi[seg];
         double loss;

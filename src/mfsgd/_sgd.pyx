@@ -82,6 +82,7 @@ cdef extern from "_kernel.h" nogil:
         double reg_f
         double reg_b
         double margin
+        const int32_t *stop
     ctypedef struct mf_sampler:
         const int32_t *item_lo
         const int32_t *item_hi
@@ -390,7 +391,7 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
                   floating[:, ::1] item_factors, floating[::1] item_bias, int loss, double lr,
                   double reg_factors, double reg_bias, bint use_bias=True, int n_neg=1,
                   int max_sampled=10, double margin=1.0, bint logq=False, loss_out=None,
-                  seen_bits=None, user_accum=None, item_accum=None):
+                  seen_bits=None, user_accum=None, item_accum=None, stop=None):
     """Ranking SGD (BPR, WARP or sampled softmax) over the listed segments, in order.
 
     Contract: as :func:`sgd_segments` for ``seg_ptr``, ``segments`` and ``seeds`` (None
@@ -408,9 +409,20 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
     ``item_bias`` (no user bias: it cancels); writes each listed segment's summed loss to
     ``loss_out`` if given. ``user_accum``/``item_accum`` (one value per user / item row,
     both or neither): AdaGrad accumulators, used and updated in place (None or empty
-    arrays, as for :func:`sgd_segments`: constant rate). Runs without the GIL.
+    arrays, as for :func:`sgd_segments`: constant rate). ``stop`` (an int32 array, or
+    None): polled while the call runs (every 256 positives, every 4096 WARP draws); once
+    another thread sets ``stop[0]`` non-zero the call returns early, its parameters and
+    losses part-way through (for Ctrl-C: the caller discards the epoch). Runs without the
+    GIL.
     """
     cdef mf_rank_hyper h
+    cdef int32_t[::1] stop_v
+    h.stop = NULL
+    if stop is not None:
+        stop_v = stop
+        if stop_v.shape[0] < 1:
+            raise ValueError("stop must hold at least one int32 value")
+        h.stop = &stop_v[0]
     h.loss = loss
     h.use_bias = use_bias
     h.n_neg = n_neg

@@ -419,8 +419,17 @@ class EpochRunner:
         self.n_threads = n_threads = max(1, min(n_threads, layout.n_blocks))
         self.sse = np.zeros(layout.n_segments, dtype=np.float64)
         self._stop = threading.Event()
-        self._pool = cf.ThreadPoolExecutor(n_threads - 1, thread_name_prefix="mfsgd") \
-            if n_threads > 1 else None
+        # The flag the ranking kernels poll while they run (_sgd.rank_segments' ``stop``).
+        self._cstop = np.zeros(1, dtype=np.int32)
+        # Ranking calls run on the pool, never on the calling thread: their work is not
+        # bounded by their rows (WARP draws up to max_sampled negatives per positive), and
+        # a thread inside a kernel call cannot take Ctrl-C. The caller waits, takes it,
+        # and sets the flag. (Squared calls are bounded by CALL_RATINGS: the caller runs
+        # one share itself, as before.)
+        self._caller_works = sampler is None
+        workers = n_threads - 1 if self._caller_works else n_threads
+        self._pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="mfsgd") \
+            if workers > 0 else None
         self._seg_len = np.diff(layout.seg_ptr)
         # AdaGrad accumulators start at 1 (as LibMF's), so the first step is lr itself.
         dt = params.bu.dtype
@@ -455,7 +464,10 @@ class EpochRunner:
                                    sm.item_hi, chunk, cseeds, self._dseeds[chunk], sm.cdf,
                                    sm.seen_ptr, sm.seen_items, p.P, p.Q, p.bi, h.loss, h.lr,
                                    h.reg_f, h.reg_b, h.use_bias, h.n_neg, h.max_sampled,
-                                   h.margin, False, out[start:stop], sm.seen_bits, *self.accum)
+                                   h.margin, False, out[start:stop], sm.seen_bits, *self.accum,
+                                   stop=self._cstop)
+                if self._cstop[0]:  # ended early: its parameters are part-way
+                    raise Stop
             elif L.weights is not None:
                 _sgd.sgd_segments_weighted(L.users, L.items, L.ratings, L.weights, L.seg_ptr,
                                            chunk, cseeds, p.P, p.Q, p.bu, p.bi, h.mu, h.lr,
@@ -468,6 +480,7 @@ class EpochRunner:
             if not math.isfinite(float(out[start:stop].sum())):
                 self.sse[seg_ids] = math.nan
                 self._stop.set()
+                self._cstop[0] = 1
                 raise Stop
             start = stop
         self.sse[seg_ids] = out
@@ -477,6 +490,7 @@ class EpochRunner:
         Stop when a kernel call saw a non-finite error, KeyboardInterrupt on Ctrl-C; in
         both cases every worker has finished before this returns."""
         self._stop.clear()
+        self._cstop[0] = 0
         plan = epoch_plan(self.layout, rng)
         if self.sampler is not None:
             # The negatives' draw seeds, per segment id, after the plan's draws (so
@@ -494,13 +508,17 @@ class EpochRunner:
                 idx = np.concatenate([np.arange(b[j], b[j + 1]) for j in group]) \
                     if group else np.empty(0, np.int64)
                 lists.append((st.segments[idx], None if st.seeds is None else st.seeds[idx]))
-            futs = [self._pool.submit(self._run_list, *a) for a in lists[1:]]
+            own = lists[0] if self._caller_works else None
+            futs = [self._pool.submit(self._run_list, *a)
+                    for a in (lists[1:] if self._caller_works else lists)]
             try:
-                self._run_list(*lists[0])
+                if own is not None:
+                    self._run_list(*own)
                 for f in futs:
-                    f.result()
+                    f.result()  # a wait that Ctrl-C interrupts
             except BaseException:
                 self._stop.set()
+                self._cstop[0] = 1  # running ranking calls end within milliseconds
                 cf.wait(futs)  # never leave a worker writing into the arrays
                 raise
         return float(self.sse.sum())
