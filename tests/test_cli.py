@@ -11,11 +11,12 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
-from mfsgd import MatrixFactorization, _cli, _fileio, load, plot_history
+from mfsgd import MatrixFactorization, TrainingInterrupted, _cli, _fileio, load, plot_history
 from mfsgd.datasets import load_csv, make_ratings
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -261,9 +262,83 @@ def test_keyboard_interrupt_exits_130(work, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(MatrixFactorization, "fit", fit)
-    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o",
-                      str(work["dir"] / "k.mfsgd")]) == 130
-    assert capsys.readouterr().err == "mfsgd train: interrupted\n"
+    out = work["dir"] / "k.mfsgd"
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", str(out)]) == 130
+    assert capsys.readouterr().err == f"mfsgd train: interrupted; nothing saved ({out} not " \
+                                      "created)\n"
+    assert not out.exists()
+
+
+def _stderr_warnings():
+    """Warnings printed on stderr, as a command run from a shell shows them (pytest
+    records them instead)."""
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.simplefilter("default")
+    warnings.showwarning = lambda m, c, f, n, file=None, line=None: sys.stderr.write(
+        warnings.formatwarning(m, c, f, n, line))
+    return ctx
+
+
+@pytest.mark.parametrize("existing", [True, False])
+@pytest.mark.parametrize("where,at", [("kernel", 3), ("kernel", 1), ("progress line", 3)])
+def test_train_interrupted_in_an_epoch_says_nothing_was_saved(work, tmp_path, monkeypatch,
+                                                              capsys, existing, where, at):
+    """Ctrl-C in epoch 3 printed fit's warning "...: TrainingInterrupted: Training
+    interrupted in epoch 3; the model keeps epoch 2." and "mfsgd train: interrupted", then
+    saved nothing: the command line does not keep epoch 2."""
+    import mfsgd._training
+
+    calls = []
+    if where == "kernel":  # as a Ctrl-C inside an epoch's kernel call
+        run_epoch = mfsgd._training.LocalExecutor.run_epoch
+
+        def patched(self, *a, **k):
+            calls.append(1)
+            if len(calls) == at:
+                raise KeyboardInterrupt
+            return run_epoch(self, *a, **k)
+
+        monkeypatch.setattr(mfsgd._training.LocalExecutor, "run_epoch", patched)
+    else:  # while the progress line of epoch at - 1 is written: epoch at - 1 is done
+        def progress(self, row):
+            if row["epoch"] == at - 1:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(_cli.Progress, "__call__", progress)
+    out = tmp_path / "m.mfsgd"
+    if existing:
+        out.write_bytes(b"the old model")
+    ctx = _stderr_warnings()
+    try:
+        status = _cli.main(["train", str(work["dir"] / "r.csv"), "-o", str(out), "--factors",
+                            "2", "--epochs", "5", "-q"])
+    finally:
+        ctx.__exit__(None, None, None)
+    assert status == 130
+    left = "unchanged" if existing else "not created"
+    assert capsys.readouterr().err == (f"mfsgd train: interrupted in epoch {at}; nothing saved "
+                                       f"({out} {left})\n")
+    assert out.read_bytes() == b"the old model" if existing else not out.exists()
+    assert os.listdir(tmp_path) == (["m.mfsgd"] if existing else [])
+
+
+def test_fit_interrupted_in_the_cli_still_warns_outside_it(work, tmp_path, monkeypatch, capsys):
+    """The CLI hides TrainingInterrupted only while it runs: filters and showwarning are
+    restored, and the library still warns its own callers."""
+    def progress(self, row):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli.Progress, "__call__", progress)
+    before = (warnings.showwarning, list(warnings.filters))
+    assert _cli.main(["demo", "--ratings", "500", "--users", "50", "--items", "40",
+                      "--epochs", "3", "-q"]) == 130
+    assert capsys.readouterr().err == "mfsgd demo: interrupted in epoch 2\n"
+    assert (warnings.showwarning, list(warnings.filters)) == before
+    m = MatrixFactorization(n_factors=2, n_epochs=3, random_state=0)
+    with pytest.warns(TrainingInterrupted, match="in epoch 2; the model keeps epoch 1"), \
+            pytest.raises(KeyboardInterrupt):
+        m.fit((work["u"], work["i"], work["r"]), callback=lambda row: progress(None, row))
 
 
 

@@ -147,6 +147,27 @@ def test_per_user_split_counts_follow_the_rule(data, frac, min_train):
         assert kept.get(user, 0) == count - want >= min(min_train, count)
 
 
+@pytest.mark.parametrize("huge", [6000, 6001, 2**63 - 1, 2**63, 2**64, 10**30,
+                                  np.uint64(2**64 - 1)])
+def test_per_user_split_huge_min_train_is_as_large_as_a_count(data, huge):
+    """min_train=2**63 raised NumPy's OverflowError from counts - min_train; any
+    min_train >= every user's count puts every rating in training, as 2**62 does."""
+    want = ms.per_user_split(data, min_train=2**62, random_state=1)
+    got = ms.per_user_split(data, min_train=huge, random_state=1)
+    assert rows_of(want[1]).size == 0
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(rows_of(a), rows_of(b))
+
+
+@pytest.mark.parametrize("huge", [6000, 2**63, 10**30, np.uint64(2**64 - 1)])
+def test_leave_k_out_huge_k_holds_nobody_out(data, huge):
+    want = ms.leave_k_out(data, k=2**62, random_state=1)
+    got = ms.leave_k_out(data, k=huge, random_state=1)
+    assert rows_of(want[1]).size == 0
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(rows_of(a), rows_of(b))
+
+
 def test_per_user_split_with_string_users_and_dataframe():
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame({"who": list("aaaabbbbbbbbbbc"), "item": range(15), "rating": 4.0})

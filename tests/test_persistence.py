@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -247,6 +248,49 @@ def test_a_model_without_users_or_items_is_refused(fitted, saved, tmp_path, side
     with pytest.raises(ModelFileError, match=f"it has {nu} users and {ni} items; a model has "
                                              "at least one of each"):
         mfsgd.load(bad)
+
+
+def _alternating(shape, value, dtype):
+    a = np.full(shape, value, dtype)
+    a[:, 1::2] *= -1
+    return a
+
+
+@pytest.mark.parametrize("case", ["factors", "factor width", "biases"])
+def test_finite_parameters_whose_predictions_overflow_are_refused(fitted, saved, tmp_path,
+                                                                  case):
+    """A checksum-valid file with finite factors of 1e20 loaded; its predictions were NaN
+    even with clip=True and recommend returned nothing. Training refuses such parameters
+    (all_finite_from), so must load."""
+    m, dt = fitted, fitted.user_factors_.dtype
+    P, Q = m.user_factors_, m.item_factors_
+    if case == "factors":  # u . v = +-inf terms: inf - inf = NaN
+        arrays = {"user_factors": np.full(P.shape, 1e20, dt),
+                  "item_factors": _alternating(Q.shape, 1e20, dt)}
+    elif case == "factor width":  # each product 2.25e38 is finite, their sum of 5 is not
+        arrays = {"user_factors": np.full(P.shape, 1.5e19, dt),
+                  "item_factors": np.full(Q.shape, 1.5e19, dt)}
+    else:
+        arrays = {"user_bias": np.full(m.user_bias_.shape, 3e38, dt),
+                  "item_bias": np.full(m.item_bias_.shape, 3e38, dt)}
+    bad = _with_arrays(saved, tmp_path / "overflow.mfsgd", **arrays)
+    assert np.isfinite(np.concatenate([a.ravel() for a in arrays.values()])).all()
+    with pytest.raises(ModelFileError, match=re.escape(
+            f"{bad} is not a valid mfsgd model file: it holds parameters whose predictions "
+            "overflow.")):
+        mfsgd.load(bad)
+
+
+def test_large_parameters_whose_predictions_stay_finite_load(fitted, saved, tmp_path,
+                                                             small_data):
+    m, dt = fitted, fitted.user_factors_.dtype
+    ok = _with_arrays(saved, tmp_path / "large.mfsgd",
+                      user_factors=np.full(m.user_factors_.shape, 1e18, dt),
+                      item_factors=_alternating(m.item_factors_.shape, 1e18, dt))
+    loaded = mfsgd.load(ok)
+    u, i, _ = small_data
+    loaded.clip = False
+    assert np.isfinite(loaded.predict((np.array([f"u{x}" for x in u]), i))).all()
 
 
 def test_a_huge_stored_integer_parameter_is_a_model_file_error(tmp_path, small_data):

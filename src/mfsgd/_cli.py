@@ -14,6 +14,7 @@ plot is drawn, so that a failed plot loses no training.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import inspect
 import json
@@ -21,7 +22,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from ._config import LOSS_DEFAULTS, LOSSES, MAX_THREADS, auto_text, make_config
 from ._data import Handoff
 from ._fileio import check_writable
 from ._training import MAX_BLOCKS, epoch_line
+from .exceptions import TrainingInterrupted
 from .model import MatrixFactorization
 
 # ------------------------------------------------------------------ errors
@@ -38,6 +41,15 @@ from .model import MatrixFactorization
 
 class UserError(Exception):
     """A mistake of the user's, reported as one line and status 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the command knows of it: ``detail`` ends the line
+    ``mfsgd COMMAND: interrupted``, e.g. " in epoch 3; nothing saved (m.mfsgd unchanged)"."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 def _one_line(text: str) -> str:
@@ -555,11 +567,42 @@ class Progress:
                 _to_devnull(sys.stderr)
 
 
+@contextlib.contextmanager
+def _unshown_training_interrupted() -> Iterator[list[Warning]]:
+    """Within: fit's TrainingInterrupted warnings ("Training interrupted in epoch N; the
+    model keeps epoch N - 1") go to the yielded list instead of stderr. They speak of
+    the Python object, which a command drops on Ctrl-C; main says what happened instead.
+    Other warnings are shown as usual."""
+    warned: list[Warning] = []
+    show = warnings.showwarning
+
+    def showwarning(message: Any, category: type, *a: Any, **k: Any) -> None:
+        if issubclass(category, TrainingInterrupted):
+            warned.append(message)
+        else:
+            show(message, category, *a, **k)
+
+    with warnings.catch_warnings():  # restores the filters and showwarning
+        # "always": no filter ("error", "once") may turn it into an exception or keep it
+        # from showwarning, which records it
+        warnings.filterwarnings("always", category=TrainingInterrupted)
+        warnings.showwarning = showwarning
+        yield warned
+
+
 def _fit(model: MatrixFactorization, args: argparse.Namespace, data: Any, **kw: Any) -> float:
+    """``model.fit`` with progress lines; its seconds. Ctrl-C in an epoch raises
+    ``Interrupted`` naming the epoch, without fit's TrainingInterrupted warning."""
     prog = Progress(args, make_config(model.get_params()).n_epochs)
     t0 = time.perf_counter()
     try:
-        model.fit(data, callback=prog, **kw)
+        with _unshown_training_interrupted() as warned:
+            model.fit(data, callback=prog, **kw)
+    except KeyboardInterrupt:
+        if not warned:  # before the first epoch began (fit's checks and copies)
+            raise
+        # fit keeps the epochs done: n_epochs_ of them (none: the model is not fitted)
+        raise Interrupted(f" in epoch {getattr(model, 'n_epochs_', 0) + 1}") from None
     finally:
         prog.close()
     return time.perf_counter() - t0
@@ -635,7 +678,9 @@ def _checked_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _read_and_fit(args: argparse.Namespace) -> tuple[MatrixFactorization, dict, int, float]:
+    """train's checks, reading and fit: the model, its parameters, the rows it trains
+    on, and fit's seconds."""
     _check_option_combinations(args)
     _check_output(args.output)
     _check_plot(args)
@@ -654,8 +699,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     # while training copies them, instead of living beside that copy until the end.
     names = (model.user_col, model.item_col, model.rating_col)[:len(data)]  # pairs: 2
     data = Handoff(zip(names, data, strict=True))
-    secs = _fit(model, args, data, **fit_kw)
-    del data
+    return model, params, rows, _fit(model, args, data, **fit_kw)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    existed = os.path.exists(args.output)
+    try:
+        model, params, rows, secs = _read_and_fit(args)
+    except KeyboardInterrupt as e:  # the output is only written once training is done
+        detail = e.detail if isinstance(e, Interrupted) else ""
+        left = "unchanged" if existed else "not created"
+        raise Interrupted(f"{detail}; nothing saved ({args.output} {left})") from None
     try:
         model.save(args.output)
     except OSError as e:  # name the user's path, not save's temporary file
@@ -704,8 +758,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if ranking and {"rmse", "mae"} & set(metrics):
         raise UserError(f"--metrics {args.metrics}: a ranking loss predicts scores, not "
                         f"ratings; use ranking metrics such as {_RANKING_METRICS_DEFAULT}")
-    res = cross_validate(model, data, cv=args.cv, metrics=metrics,
-                         random_state=params["random_state"], threshold=threshold)
+    with _unshown_training_interrupted():  # Ctrl-C: "mfsgd evaluate: interrupted" only
+        res = cross_validate(model, data, cv=args.cv, metrics=metrics,
+                             random_state=params["random_state"], threshold=threshold)
     out = {k: [float(x) for x in v] for k, v in res.items() if k != "models"}
     summary = {k: float(np.mean(v)) for k, v in out.items()}
     lines = [f"{k:<14} mean {np.mean(v):.4f}  sd {np.std(v):.4f}" for k, v in out.items()]
@@ -871,7 +926,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, ValueError, TypeError, OSError, ImportError) as e:
         _print_stderr(f"mfsgd {args.command}: error: {error_message(e)}")
         return 2
-    except KeyboardInterrupt:
-        _print_stderr(f"mfsgd {args.command}: interrupted")
+    except KeyboardInterrupt as e:
+        detail = e.detail if isinstance(e, Interrupted) else ""
+        _print_stderr(f"mfsgd {args.command}: interrupted{detail}")
         return 130
     return 0

@@ -162,8 +162,9 @@ def leave_k_out(data: Any, k: int = 1, random_state: Any = None, *,
     >>> len(set(test[0].tolist())) == len(test[0])
     True
     """
-    k = check_int("k", k)
-    n_rows(data)
+    # k >= n (any user's count) holds nobody out, as k = n does; clamped, a huge k stays an
+    # int64 for the comparisons below on every NumPy version
+    k = min(check_int("k", k), n_rows(data))
     codes, n_users = _user_codes(data, user_col)
     rank, counts = _random_ranks(codes, n_users, check_random_state(random_state))
     return _split(data, (rank < k) & (counts[codes] > k))
@@ -197,8 +198,9 @@ def per_user_split(data: Any, test_fraction: float = 0.2, min_train: int = 1,
         The same form as ``data``; rows keep their original order.
     """
     frac = _check_fraction("test_fraction", test_fraction)
-    min_train = check_int("min_train", min_train, low=0)
-    n_rows(data)
+    # No user has more than n ratings, so any min_train >= n means min_train = n (every
+    # rating in training); clamped, a huge int cannot overflow counts - min_train (int64).
+    min_train = min(check_int("min_train", min_train, low=0), n_rows(data))
     codes, n_users = _user_codes(data, user_col)
     rank, counts = _random_ranks(codes, n_users, check_random_state(random_state))
     n_test = np.clip(np.minimum(_round_half_up(frac * counts), counts - min_train), 0, None)

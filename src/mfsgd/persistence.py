@@ -32,7 +32,7 @@ import numpy as np
 from ._config import LOSSES
 from ._fileio import atomic_write
 from ._state import FittedState
-from ._training import MAX_BLOCKS
+from ._training import MAX_BLOCKS, all_finite_from
 from ._version import __version__
 from .exceptions import ModelFileError
 
@@ -416,6 +416,13 @@ def _build(header: dict, arrays: dict, path: str,
     if not all(np.isfinite(arrays[n]).all() for n in _ARRAYS[:4]) or not (
             np.isfinite(gm) and lo <= hi):
         raise _bad(path, "it holds non-finite parameters")
+    # Finite is not enough: factors of 1e20 give an infinite u . v (then NaN predictions,
+    # even clipped). Refuse what training refuses as diverged (the same bound).
+    extremes = [[(float(a.max()), float(a.min())) if a.size else (0.0, 0.0)]
+                for a in (arrays[n] for n in _ARRAYS[:4])]
+    if not all_finite_from(extremes, gm if biased else 0.0, arrays["user_factors"].shape[1],
+                           arrays["user_factors"].dtype):
+        raise _bad(path, "it holds parameters whose predictions overflow")
     state = FittedState.from_arrays(
         arrays, global_mean=gm, rating_range=(lo, hi), biased=biased, history=history,
         n_epochs=n_epochs, best_epoch=best, n_blocks=n_blocks, loss=loss)
