@@ -291,21 +291,45 @@ def similar_ids(st: FittedState, side: str, raw: Any, n: int,
 
 
 # ---------------------------------------------------------------------- fold-in
+# Which form the fold-in solves take: None picks the cheaper one per row (the n x n dual
+# when a row has fewer ratings n than its primal system has unknowns, the item-space
+# form when a ranking model has fewer items than factors), True / False force the dual /
+# the primal. Both are exact; the dual keeps memory O(n k) and time O(n^2 k + n^3)
+# where the primal needs a (k+1) x (k+1) or k x k matrix whatever n.
+FOLD_IN_DUAL: bool | None = None
+
+
+def _use_dual(n: int, size: int, dual: bool | None) -> bool:
+    """The dual form (an n x n system) instead of the primal (size x size)?"""
+    if dual is None:
+        dual = FOLD_IN_DUAL
+    return n < size if dual is None else dual
+
+
 def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,
-               reg_b: float, with_bias: bool,
-               nonnegative: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               reg_b: float, with_bias: bool, nonnegative: bool = False,
+               dual: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Solve, per row, min sum_j (t_j - b - z_j . x)^2 + n (reg_f |x|^2 + reg_b b^2).
 
     The regulariser is counted once per rating, as in the training loss (each rating's
     term carries lambda |u_i|^2), hence the factor n = the row's rating count. With
     ``nonnegative`` the factors x are solved under x >= 0 (:func:`nonneg_solve`) and the
-    bias stays free, as training projects the factors only."""
+    bias stays free, as training projects the factors only.
+
+    A row with fewer ratings than unknowns is solved through its n x n dual
+    (:func:`_ridge_dual`), exactly, in O(n k) memory; ``dual`` forces one form (default
+    ``FOLD_IN_DUAL``, None: the cheaper)."""
     k = feats[0].shape[1] if feats else 0
     X = np.zeros((len(targets), k))
     B = np.zeros(len(targets))
     for r, (t, Z) in enumerate(zip(targets, feats, strict=True)):
         n = t.size
         if n == 0:
+            continue
+        if _use_dual(n, k + with_bias, dual):
+            X[r], B[r] = _ridge_dual(t, Z, max(n * reg_f, 1e-12),
+                                     max(n * reg_b, 1e-12) if with_bias else None,
+                                     nonnegative)
             continue
         if with_bias:
             Z = np.hstack([Z, np.ones((n, 1))])
@@ -319,6 +343,153 @@ def ridge_rows(targets: list[np.ndarray], feats: list[np.ndarray], reg_f: float,
         if with_bias:
             B[r] = sol[k]
     return X, B
+
+
+def _ridge_dual(t: np.ndarray, Z: np.ndarray, lam: float, lam_b: float | None,
+                nonnegative: bool) -> tuple[np.ndarray, float]:
+    """(x, b) = argmin |t - b 1 - Z x|^2 + lam |x|^2 + lam_b b^2 (b = 0 when ``lam_b`` is
+    None; x >= 0 with ``nonnegative``), the primal of :func:`ridge_rows`, through n x n
+    systems only (Z is n x k).
+
+    For a fixed b the ridge solution is x = Z' S^-1 (t - b 1), S = Z Z' + lam I (as
+    (Z'Z + lam I) Z' = Z' S), with residual t - b 1 - Z x = lam S^-1 (t - b 1); setting
+    the derivative in b to 0 then gives b = 1'u / (lam_b / lam + 1'v), u = S^-1 t,
+    v = S^-1 1 (no cancellation when lam_b is tiny: an unpenalised bias).
+
+    Under x >= 0 (when that solution has a negative entry) the bias is eliminated
+    instead: min over b of |r - b 1|^2 + lam_b b^2 is r' M r, M = I - 1 1' / (n + lam_b)
+    = L^2 with L = I - (1 - s) 1 1' / n, s = sqrt(lam_b / (n + lam_b)) (L subtracts
+    (1 - s) times the mean), so x solves the bias-free problem on (L t, L Z) and
+    b = 1'(t - Z x) / (n + lam_b). Its optimality conditions give x = (Z'y)_+ with
+    lam y = t - Z x the residual, and y minimises the strongly convex, piecewise
+    quadratic psi(y) = lam |y|^2 / 2 - t'y + |(Z'y)_+|^2 / 2 (the Lagrange dual):
+    :func:`_nonneg_dual` finds the positive entries in a few n x n Newton steps, and
+    :func:`_nonneg_active_set` (Lawson-Hanson, as :func:`nonneg_solve`, from them)
+    solves exactly on them and checks, or corrects, the optimality conditions in the
+    primal, as y = residual / lam loses precision when lam is tiny."""
+    n = t.size
+    S = Z @ Z.T
+    S[np.diag_indices(n)] += lam
+    if lam_b is None:
+        x = Z.T @ np.linalg.solve(S, t)
+        b = 0.0
+    else:
+        u, v = np.linalg.solve(S, np.column_stack([t, np.ones(n)])).T
+        b = float(u.sum() / (lam_b / lam + v.sum()))
+        x = Z.T @ (u - b * v)
+    if not nonnegative or (x >= 0).all():
+        return x, b
+    tt, ZZ = t, Z
+    if lam_b is not None:
+        shrink = 1.0 - np.sqrt(lam_b / (n + lam_b))
+        tt = t - shrink * t.mean()
+        ZZ = Z - shrink * Z.mean(0)
+        S = ZZ @ ZZ.T
+        S[np.diag_indices(n)] += lam
+    y = np.linalg.solve(S, tt)
+    x = _nonneg_active_set(ZZ, tt, lam, np.maximum(_nonneg_dual(ZZ, tt, lam, y, ZZ.T @ y), 0))
+    b = 0.0 if lam_b is None else float((t - Z @ x).sum() / (n + lam_b))
+    return x, b
+
+
+def _nonneg_dual(Z: np.ndarray, t: np.ndarray, lam: float, y: np.ndarray,
+                 s: np.ndarray) -> np.ndarray:
+    """Z'y near the minimum of psi(y) = lam |y|^2 / 2 - t'y + |(Z'y)_+|^2 / 2, from y
+    (s = Z'y): semismooth Newton steps with an Armijo backtracking search, to find the
+    positive set of the optimum for :func:`_nonneg_active_set`, which solves and checks
+    exactly. On the pieces where the positive set P of Z'y is fixed, psi is quadratic
+    with Hessian lam I + Z_P Z_P', so the method ends, exactly, at the first full step
+    that leaves P unchanged (a few dozen steps at most, as P shrinks geometrically). With
+    a tiny lam (y = residual / lam is huge) rounding stalls the steps: it stops when P
+    has not changed in 3 steps or after 50 + n steps; P is then (nearly) the answer."""
+    n = t.size
+
+    def psi(y: np.ndarray, s: np.ndarray) -> float:
+        sp = np.maximum(s, 0.0)
+        return 0.5 * lam * float(y @ y) - float(t @ y) + 0.5 * float(sp @ sp)
+
+    f = psi(y, s)
+    P = s > 0
+    same = 0
+    for _ in range(50 + n):
+        grad = lam * y - t + Z @ np.maximum(s, 0.0)
+        ZP = Z[:, P]
+        H = ZP @ ZP.T
+        H[np.diag_indices(n)] += lam
+        d = -np.linalg.solve(H, grad)
+        slope = float(grad @ d)  # < 0: H is positive definite
+        if not slope < 0:  # grad is 0 (to rounding): y is optimal
+            break
+        step = 1.0
+        while True:
+            y_new = y + step * d
+            s_new = Z.T @ y_new
+            f_new = psi(y_new, s_new)
+            if f_new <= f + 1e-4 * step * slope + 1e-13 * abs(f) or step < 1e-9:
+                break
+            step *= 0.5
+        y, s, f = y_new, s_new, f_new
+        P_new = s > 0
+        same = same + 1 if np.array_equal(P_new, P) else 0
+        if same and step == 1.0 or same >= 3:
+            break  # the exact minimiser of the quadratic on P, inside P's piece, or stalled
+        P = P_new
+    return s
+
+
+def _nonneg_active_set(Z: np.ndarray, t: np.ndarray, lam: float,
+                       x: np.ndarray) -> np.ndarray:
+    """argmin |t - Z x|^2 + lam |x|^2 subject to x >= 0 (Z is n x k), from a feasible
+    ``x``: :func:`nonneg_solve`'s Lawson-Hanson steps without the k x k matrix. The
+    minimiser on a passive set P is solved in the smaller of its two forms,
+    (Z_P'Z_P + lam I) x_P = Z_P't (|P| <= n) or x_P = Z_P' (Z_P Z_P' + lam I)^-1 t, and
+    the gradient is Z'(Z x - t) + lam x: O(n k) memory. From the positive set of the
+    optimum (which :func:`_nonneg_dual` returns) it ends after one solve."""
+    n, k = Z.shape
+
+    def solve_on(passive: np.ndarray) -> np.ndarray:
+        s = np.zeros(k)
+        idx = np.flatnonzero(passive)
+        if idx.size:
+            ZP = Z[:, idx]
+            if idx.size <= n:
+                A = ZP.T @ ZP
+                A[np.diag_indices(idx.size)] += lam
+                s[idx] = np.linalg.solve(A, ZP.T @ t)
+            else:
+                S = ZP @ ZP.T
+                S[np.diag_indices(n)] += lam
+                s[idx] = ZP.T @ np.linalg.solve(S, t)
+        return s
+
+    c = Z.T @ t
+    scale = float((Z * Z).sum(0).max()) + lam  # max |A| of A = Z'Z + lam I (its diagonal)
+    passive = x > 0
+    first = True
+    for _ in range(3 * (k + 1)):
+        if not first:
+            grad = c - Z.T @ (Z @ x) - lam * x  # minus the gradient, as in nonneg_solve
+            grad[passive] = -np.inf
+            j = int(np.argmax(grad))
+            if grad[j] <= 1e-12 * k * (scale * np.abs(x).max() + np.abs(c).max()):
+                break
+            passive[j] = True
+        first = False
+        while True:
+            s = solve_on(passive)
+            neg = passive & (s <= 0)
+            if not neg.any():
+                x = s
+                break
+            step = x[neg] - s[neg]
+            ratio = np.divide(x[neg], step, out=np.zeros(step.size), where=step > 0)
+            alpha = ratio.min()
+            x = x + alpha * (s - x)
+            zero = np.zeros(k, dtype=bool)
+            zero[np.flatnonzero(neg)[ratio <= alpha]] = True
+            passive &= ~zero & (x > 0)
+            x[~passive] = 0.0
+    return x
 
 
 def nonneg_solve(A: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
@@ -384,18 +555,38 @@ IMPLICIT_ALPHA = 10.0  # confidence of an interaction over a non-interaction in 
 
 
 def implicit_rows(pos: list[np.ndarray], F: np.ndarray, ob: np.ndarray, reg: float,
-                  alpha: float = IMPLICIT_ALPHA) -> np.ndarray:
+                  alpha: float = IMPLICIT_ALPHA, dual: bool | None = None) -> np.ndarray:
     """Per row, the implicit-ALS solve (Hu, Koren and Volinsky 2008) with the other side
     fixed: x = argmin sum_j c_j (p_j - x . f_j - ob_j)^2 + reg |x|^2 over every j, with
     p_j = 1 and c_j = 1 + alpha for the row's items ``pos``, p_j = 0 and c_j = 1 else.
-    The sum over all j is shared (F^T F, F^T ob), so each row costs O(|pos| k^2 + k^3)."""
-    k = F.shape[1]
+
+    Primal (k unknowns): the sum over all j is shared (F^T F, F^T ob), so each row costs
+    O(|pos| k^2 + k^3), in O(k^2) memory. With fewer items m than factors k the item
+    space is cheaper, and exact: with W = diag(c), h = W (p - ob),
+    (F'WF + reg I) F'W^1/2 = F'W^1/2 (W^1/2 F F' W^1/2 + reg I), so
+    x = F' W^1/2 z, (W^1/2 F F' W^1/2 + reg I) z = W^-1/2 h: O(m^2 k) once, O(m^3) per
+    row, O(m k) memory. ``dual`` forces one form (default ``FOLD_IN_DUAL``, None: the
+    cheaper)."""
+    m, k = F.shape
+    reg = max(reg, 1e-12)
+    X = np.zeros((len(pos), k))
+    if _use_dual(m, k, dual):
+        K = F @ F.T
+        for r, j in enumerate(pos):
+            c = np.ones(m)
+            np.add.at(c, j, alpha)
+            h = -ob.copy()  # c_j (p_j - ob_j), interactions counted as the primal's
+            np.add.at(h, j, (1.0 + alpha) - alpha * ob[j])
+            w = np.sqrt(c)
+            M = w[:, None] * K * w[None, :]
+            M[np.diag_indices(m)] += reg
+            X[r] = F.T @ (w * np.linalg.solve(M, h / w))
+        return X
     G = F.T @ F
     g = F.T @ ob
-    X = np.zeros((len(pos), k))
     for r, j in enumerate(pos):
         Fj = F[j]
-        A = G + alpha * (Fj.T @ Fj) + np.eye(k) * max(reg, 1e-12)
+        A = G + alpha * (Fj.T @ Fj) + np.eye(k) * reg
         # sum_j c_j (p_j - ob_j) f_j = (1 + alpha) sum_pos f_j - sum_all ob_j f_j
         #                               - alpha sum_pos ob_j f_j
         b = (1.0 + alpha) * Fj.sum(0) - g - alpha * (Fj.T @ ob[j])

@@ -167,11 +167,16 @@ class RecommenderMixin:
         0, as training keeps them (a non-negative least squares per user; the bias stays
         free).
 
+        Each row is solved exactly, in whichever of two equivalent forms is smaller: the
+        (k + 1) x (k + 1) normal equations, or, for a row with fewer ratings n than that,
+        its n x n dual (a ranking model: the items' m x m form when m < k). So a few
+        ratings cost little memory and time at any ``n_factors``.
+
         A ranking model (``loss`` other than "squared") takes interactions and solves the
         implicit-ALS problem with the items fixed:
         ``u = argmin sum_j c_j (p_j - u . v_j - b'_j)^2 + reg_factors |u|^2`` over every
         item j, with p_j = 1 and c_j = 1 + alpha (alpha = 10) for the user's items,
-        p_j = 0 and c_j = 1 for the others: one k x k solve per user, no refit. Ratings,
+        p_j = 0 and c_j = 1 for the others: one solve per user, no refit. Ratings,
         if given, are ignored, except that with ``min_rating`` set only the rows rated at
         or above it are interactions (as in ``fit`` and ``partial_fit``): ratings are
         then required, and the rows below it are neither solved on nor recorded as seen.
