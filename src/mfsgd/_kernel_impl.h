@@ -410,7 +410,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
                    const mf_sampler *smp, MF_T *restrict work, MF_T *restrict P,
                    MF_T *restrict Q, MF_T *restrict bi, MF_T *restrict Gu, MF_T *restrict Gi,
                    const int64_t k, const int aligned, const mf_rank_hyper *h,
-                   const int want_loss, const int loss_id)
+                   const int want_loss, const int loss_id, const int poll_draws)
 {
     const MF_T lr = (MF_T)h->lr, reg_f = (MF_T)h->reg_f, reg_b = (MF_T)h->reg_b;
     const int use_bias = h->use_bias;
@@ -514,10 +514,10 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
             if (use_bias) si += bi[ii];
             for (int s = 1; s <= max_sampled; ++s) {
                 /* the stop flag, every MF_POLL_DRAWS draws: a positive may draw up to
-                 * 2**31 - 1 negatives. With the row poll above, 1.8% more instructions
-                 * in the WARP kernel (callgrind, ML-100K); a loop in chunks, or one per
-                 * case, cost as much or more. */
-                if ((s & (MF_POLL_DRAWS - 1)) == 0 && h->stop && *h->stop) break;
+                 * 2**31 - 1 negatives. Only in the instance for max_sampled above
+                 * MF_POLL_DRAWS (poll_draws, a compile-time constant): this test cost
+                 * the WARP kernel 1.8% more instructions (callgrind, ML-100K). */
+                if (poll_draws && (s & (MF_POLL_DRAWS - 1)) == 0 && *h->stop) break;
                 const int64_t j = mf_next_negative(base, &d, lo, hi, smp, ui, ii, my_j, my_ok);
                 if (j < 0) break;
                 MF_T *restrict qj = Q + j * k;
@@ -642,12 +642,18 @@ MF_TARGET static double MF_NAME(rank_run)(const int32_t *u, const int32_t *it, c
 #define MF_RUN_K(K)                                                                         \
     (h->loss == MF_LOSS_BPR                                                                 \
          ? MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, Gu, Gi, K, 1, h, \
-                              want_loss, MF_LOSS_BPR)                                       \
+                              want_loss, MF_LOSS_BPR, 0)                                    \
      : h->loss == MF_LOSS_WARP                                                              \
          ? MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, Gu, Gi, K, 1, h, \
-                              want_loss, MF_LOSS_WARP)                                      \
+                              want_loss, MF_LOSS_WARP, 0)                                   \
          : MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, Gu, Gi, K, 1, h, \
-                              want_loss, MF_LOSS_SOFTMAX))
+                              want_loss, MF_LOSS_SOFTMAX, 0))
+    if (h->stop && h->loss == MF_LOSS_WARP && h->max_sampled > MF_POLL_DRAWS)
+        /* A search of up to 2**31 - 1 draws per positive, the flag polled in it: the
+         * generic instance (the fixed widths would double), its cost beside such
+         * searches nil. */
+        return MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, Gu, Gi, k, 0,
+                                  h, want_loss, MF_LOSS_WARP, 1);
     if ((((uintptr_t)P | (uintptr_t)Q) & 63) == 0) {
         switch (k) {
         case 16: return MF_RUN_K(16);
@@ -663,7 +669,7 @@ MF_TARGET static double MF_NAME(rank_run)(const int32_t *u, const int32_t *it, c
     }
 #undef MF_RUN_K
     return MF_NAME(rank_body)(u, it, w, n, lo, hi, seed, smp, work, P, Q, bi, Gu, Gi, k, 0, h,
-                              want_loss, h->loss);
+                              want_loss, h->loss, 0);
 }
 
 /* mf_rank_segments for this instance. */

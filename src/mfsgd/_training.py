@@ -53,6 +53,10 @@ from .exceptions import DistributedTrainingError, DivergenceError, TrainingInter
 
 SEGMENT = 1 << 18  # ratings per segment at most: ~10 ms of kernel time at k=64
 CALL_RATINGS = 1 << 20  # ratings per kernel call: bounds Ctrl-C latency to ~50 ms at k=64
+#: Negatives per positive (WARP's max_sampled, BPR's and softmax's n_negatives) above
+#: which a ranking call's length is not bounded by its rows: its calls then run on worker
+#: threads, stopped through the kernel's polled flag (EpochRunner).
+POLL_NEGATIVES = 64
 MAX_BLOCKS = 255
 CELL_ROW_BYTES = 512 << 10  # target bytes of factor rows (users + items) per cell
 MIN_CELL_RATINGS = 2048  # smaller cells cost more in bookkeeping than they save
@@ -421,12 +425,15 @@ class EpochRunner:
         self._stop = threading.Event()
         # The flag the ranking kernels poll while they run (_sgd.rank_segments' ``stop``).
         self._cstop = np.zeros(1, dtype=np.int32)
-        # Ranking calls run on the pool, never on the calling thread: their work is not
-        # bounded by their rows (WARP draws up to max_sampled negatives per positive), and
-        # a thread inside a kernel call cannot take Ctrl-C. The caller waits, takes it,
-        # and sets the flag. (Squared calls are bounded by CALL_RATINGS: the caller runs
-        # one share itself, as before.)
-        self._caller_works = sampler is None
+        # A call's work is bounded by its rows only while the negatives per positive are
+        # few: WARP draws up to max_sampled (2**31 - 1 allowed), softmax up to 256. With
+        # more than POLL_NEGATIVES, every call runs on the pool and the calling thread
+        # waits, as a thread inside a kernel call cannot take Ctrl-C: on Ctrl-C it sets
+        # the flag the kernel polls. Otherwise the caller runs one share itself, as for
+        # the squared loss: handing every call to a worker cost 2-5% at one thread.
+        self._caller_works = sampler is None or max(hyper.n_neg, hyper.max_sampled
+                                                    if hyper.loss == _sgd.LOSS_WARP else 0) \
+            <= POLL_NEGATIVES
         workers = n_threads - 1 if self._caller_works else n_threads
         self._pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="mfsgd") \
             if workers > 0 else None
