@@ -192,8 +192,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     Notes
     -----
     Ctrl-C during ``fit`` stops within one kernel call (about 2^20 ratings: some 25 to
-    50 ms at k = 64 on one core, longer for larger k; a ranking loss's kernels, whose
-    work per interaction has no such bound, stop within milliseconds), keeps the last
+    50 ms at k = 64 on one core, longer for larger k; with more than 64 negatives per
+    positive, whose calls have no such bound, within milliseconds), keeps the last
     completed epoch in the model (when at least one completed), warns
     ``TrainingInterrupted`` and re-raises ``KeyboardInterrupt``: a script stops, and in a
     notebook the model holds the epochs done. Divergence (non-finite loss) restores
