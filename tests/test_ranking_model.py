@@ -662,6 +662,9 @@ CTRL_C_SCRIPT = """
 import os, signal, sys, threading, time, warnings
 import numpy as np
 import mfsgd
+# Python installs no SIGINT handler when it starts with SIGINT ignored, as a shell's
+# background job (`.ci/run &`) does: install it, as Ctrl-C in a terminal would find it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 users = np.r_[np.arange(2000), np.full(99, 5000)]
 items = np.r_[np.zeros(2000, int), np.arange(1, 100)]
 m = mfsgd.MatrixFactorization(n_factors=8, loss="warp", margin=0.0, max_sampled=2**31 - 1,
