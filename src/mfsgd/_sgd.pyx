@@ -410,10 +410,10 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
     ``loss_out`` if given. ``user_accum``/``item_accum`` (one value per user / item row,
     both or neither): AdaGrad accumulators, used and updated in place (None or empty
     arrays, as for :func:`sgd_segments`: constant rate). ``stop`` (an int32 array, or
-    None): polled while the call runs (every 256 positives, every 4096 WARP draws); once
-    another thread sets ``stop[0]`` non-zero the call returns early, its parameters and
-    losses part-way through (for Ctrl-C: the caller discards the epoch). Runs without the
-    GIL.
+    None): polled while the call runs (every 256 positives; with WARP's max_sampled above
+    4096, every 4096 draws too); once another thread sets ``stop[0]`` non-zero the call
+    returns early, its parameters and losses part-way through (for Ctrl-C: the caller
+    discards the epoch). Runs without the GIL.
     """
     cdef mf_rank_hyper h
     cdef int32_t[::1] stop_v
