@@ -15,7 +15,7 @@ new state. No Python loop runs per item or per rating; fold-in loops per folded-
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -464,31 +464,52 @@ def _nonneg_active_set(Z: np.ndarray, t: np.ndarray, lam: float,
 
     c = Z.T @ t
     scale = float((Z * Z).sum(0).max()) + lam  # max |A| of A = Z'Z + lam I (its diagonal)
-    passive = x > 0
-    first = True
-    for _ in range(3 * (k + 1)):
-        if not first:
-            grad = c - Z.T @ (Z @ x) - lam * x  # minus the gradient, as in nonneg_solve
-            grad[passive] = -np.inf
-            j = int(np.argmax(grad))
-            if grad[j] <= 1e-12 * k * (scale * np.abs(x).max() + np.abs(c).max()):
-                break
-            passive[j] = True
-        first = False
-        while True:
-            s = solve_on(passive)
-            neg = passive & (s <= 0)
-            if not neg.any():
-                x = s
-                break
-            step = x[neg] - s[neg]
-            ratio = np.divide(x[neg], step, out=np.zeros(step.size), where=step > 0)
-            alpha = ratio.min()
-            x = x + alpha * (s - x)
-            zero = np.zeros(k, dtype=bool)
-            zero[np.flatnonzero(neg)[ratio <= alpha]] = True
-            passive &= ~zero & (x > 0)
-            x[~passive] = 0.0
+    free = np.zeros(k, dtype=bool)
+    x, passive = _walk_to_feasible(x, x > 0, free, solve_on)
+    return _lawson_hanson(x, passive, free, solve_on, lambda x: c - Z.T @ (Z @ x) - lam * x,
+                          c, scale, 3 * (k + 1) - 1)
+
+
+def _walk_to_feasible(x: np.ndarray, passive: np.ndarray, free: np.ndarray,
+                      solve_on: Callable[[np.ndarray], np.ndarray]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Lawson-Hanson's inner loop, from a feasible ``x``: solve on the passive set and,
+    where a constrained entry would turn negative, walk from x towards that solution as
+    far as every entry stays >= 0, drop the entries that reached 0, and solve again.
+    Returns the solution on the final passive set, and that set (updated in place)."""
+    while True:
+        s = solve_on(passive)
+        neg = passive & ~free & (s <= 0)
+        if not neg.any():
+            return s, passive
+        step = x[neg] - s[neg]
+        ratio = np.divide(x[neg], step, out=np.zeros(step.size), where=step > 0)
+        alpha = ratio.min()
+        x = x + alpha * (s - x)
+        zero = np.zeros(x.size, dtype=bool)
+        zero[np.flatnonzero(neg)[ratio <= alpha]] = True
+        passive &= ~zero & (free | (x > 0))
+        x[~passive] = 0.0
+
+
+def _lawson_hanson(x: np.ndarray, passive: np.ndarray, free: np.ndarray,
+                   solve_on: Callable[[np.ndarray], np.ndarray],
+                   neg_grad: Callable[[np.ndarray], np.ndarray], c: np.ndarray, scale: float,
+                   steps: int) -> np.ndarray:
+    """Lawson-Hanson's outer loop, from a feasible ``x`` optimal on ``passive``: add the
+    entry at 0 whose gradient (``neg_grad(x)``: minus the gradient, > 0 where raising x
+    lowers the objective) most wants it to grow, then :func:`_walk_to_feasible`; end when
+    no entry at 0 has a descending gradient (to a tolerance relative to ``scale``, the
+    largest entry of the normal matrix, and ``c``), or after ``steps`` steps. ``free``
+    entries (a bias) are never constrained."""
+    for _ in range(steps):
+        grad = neg_grad(x)
+        grad[passive] = -np.inf
+        j = int(np.argmax(grad))
+        if grad[j] <= 1e-12 * x.size * (scale * np.abs(x).max() + np.abs(c).max()):
+            break
+        passive[j] = True
+        x, passive = _walk_to_feasible(x, passive, free, solve_on)
     return x
 
 
@@ -525,30 +546,8 @@ def nonneg_solve(A: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
     if (x[passive & ~free] <= 0).any():  # no feasible warm start: from the free entries
         passive = free.copy()
         x = solve_on(passive)
-    scale = np.abs(A).max()
-    for _ in range(3 * (k + 1)):
-        grad = c - A @ x  # minus the gradient: > 0 where raising x lowers the objective
-        grad[passive] = -np.inf
-        j = int(np.argmax(grad))
-        if grad[j] <= 1e-12 * m * (scale * np.abs(x).max() + np.abs(c).max()):
-            break
-        passive[j] = True
-        while True:
-            s = solve_on(passive)
-            neg = passive & ~free & (s <= 0)
-            if not neg.any():
-                x = s
-                break
-            # walk from x towards s as far as every entry stays >= 0
-            step = x[neg] - s[neg]
-            ratio = np.divide(x[neg], step, out=np.zeros(step.size), where=step > 0)
-            alpha = ratio.min()
-            x = x + alpha * (s - x)
-            zero = np.zeros(m, dtype=bool)
-            zero[np.flatnonzero(neg)[ratio <= alpha]] = True
-            passive &= ~zero & (free | (x > 0))
-            x[~passive] = 0.0
-    return x
+    return _lawson_hanson(x, passive, free, solve_on, lambda x: c - A @ x, c,
+                          np.abs(A).max(), 3 * (k + 1))
 
 
 IMPLICIT_ALPHA = 10.0  # confidence of an interaction over a non-interaction in fold_in
