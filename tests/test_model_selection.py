@@ -294,6 +294,33 @@ def test_predefined_split():
         ms.PredefinedSplit([])
 
 
+def test_a_pandas_index_as_a_fold_says_what_to_pass():
+    """df.index[...] (or a RangeIndex) as a fold's part reached fit, whose "X must be a
+    DataFrame ... got RangeIndex" did not say what to pass. An Index holds row labels, so
+    it is refused (not read as positions: after a filter or a sort they are other rows),
+    with the two conversions; the positions it names then give the folds wanted."""
+    pd = pytest.importorskip("pandas")
+    df = make_ratings(100, 50, 1000, random_state=0).sample(frac=1.0, random_state=0)
+    tr, te = df.index[:800], df.index[800:]  # labels, no longer row positions
+    msg = (r"fold 0: train is a pandas {}, which holds row labels, not row positions; .*"
+           r"pass data\.index\.get_indexer\(labels\) \(their positions\) or "
+           r"data\.loc\[labels\] \(the rows\); np\.asarray\(labels\) is the same only "
+           r"while the data has its default RangeIndex")
+    with pytest.raises(TypeError, match="PredefinedSplit " + msg.format("Index")):
+        ms.PredefinedSplit([(tr, te)])
+    with pytest.raises(TypeError, match="PredefinedSplit " + msg.format("RangeIndex")):
+        ms.PredefinedSplit([(pd.RangeIndex(800), pd.RangeIndex(800, 1000))])
+    model = MatrixFactorization(**PARAMS)
+    with pytest.raises(TypeError, match="cv " + msg.format("Index")):
+        ms.cross_validate(model, df, cv=[(tr, te)])
+    # the suggested conversion selects the rows of those labels
+    pos = ms.PredefinedSplit([(df.index.get_indexer(tr), df.index.get_indexer(te))])
+    rows = ms.PredefinedSplit([(df.loc[tr], df.loc[te])])
+    a = ms.cross_validate(model, df, cv=pos)
+    b = ms.cross_validate(model, None, cv=rows)
+    np.testing.assert_array_equal(a["test_rmse"], b["test_rmse"])
+
+
 # ---------------------------------------------------------------------- cross_validate
 PARAMS = dict(n_factors=4, n_epochs=4, learning_rate=0.01, random_state=0)
 

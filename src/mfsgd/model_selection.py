@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -361,7 +362,8 @@ class PredefinedSplit:
     folds : iterable of (train, test) pairs
         Each pair holds two data sets in any form ``fit`` accepts (or two arrays of
         row positions, or two boolean masks, into the data later given to
-        :meth:`split`).
+        :meth:`split`). A pandas Index holds row labels, not positions, and raises
+        ``TypeError``: pass ``data.index.get_indexer(labels)``.
 
     Examples
     --------
@@ -380,6 +382,8 @@ class PredefinedSplit:
                 size = f" of length {len(pair)}" if hasattr(pair, "__len__") else ""
                 raise ValueError(f"folds must be (train, test) pairs; fold {j} is a "
                                  f"{type(pair).__name__}{size}.")
+            for part, x in zip(("train", "test"), pair, strict=True):
+                _refuse_pandas_index(x, f"PredefinedSplit fold {j}", part)
         if not folds:
             raise ValueError("folds is empty; pass at least one (train, test) pair.")
         self.folds = folds
@@ -457,6 +461,8 @@ def _folds(cv: Any, data: Any, random_state: Any) -> Iterator[tuple[Any, Any]]:
             size = f" of {len(pair)} items" if hasattr(pair, "__len__") else ""
             raise ValueError(f"cv fold {f} must be a (train, test) pair; got "
                              f"{type(pair).__name__}{size}.") from None
+        for part, x in (("train", train), ("test", test)):
+            _refuse_pandas_index(x, f"cv fold {f}", part)
         train, test = (np.asarray(x) if _is_int_list(x) else x for x in (train, test))
         is_idx = _is_index(train), _is_index(test)
         if all(is_idx):
@@ -471,6 +477,25 @@ def _folds(cv: Any, data: Any, random_state: Any) -> Iterator[tuple[Any, Any]]:
                             "give both as row positions (or boolean masks), or both as data.")
         else:
             yield train, test
+
+
+def _refuse_pandas_index(x: Any, where: str, part: str) -> None:
+    """TypeError for a pandas Index given as a fold's part (``df.index[...]``, a
+    RangeIndex). It is no data set, and fit's "X must be a DataFrame ... got RangeIndex"
+    did not say what to pass instead. Nor is it read as row positions: an Index holds row
+    labels, which are positions only while the data keeps a default RangeIndex (not after
+    a filter, a sort or a concat), so reading them as positions would train on other rows
+    without a word. The message shows both conversions."""
+    pd = sys.modules.get("pandas")  # an Index exists only once pandas is imported
+    if pd is None or not isinstance(x, pd.Index):
+        return
+    raise TypeError(
+        f"{where}: {part} is a pandas {type(x).__name__}, which holds row labels, not row "
+        "positions; give a fold as data, or as row positions (a 1-D integer array or "
+        "list) or a boolean mask into the data. For labels, pass "
+        "data.index.get_indexer(labels) (their positions) or data.loc[labels] (the rows); "
+        "np.asarray(labels) is the same only while the data has its default RangeIndex "
+        "0..n-1.")
 
 
 def _is_int_list(x: Any) -> bool:
