@@ -281,6 +281,30 @@ def test_finite_parameters_whose_predictions_overflow_are_refused(fitted, saved,
         mfsgd.load(bad)
 
 
+@pytest.mark.parametrize("loss", ["bpr", "warp", "squared"])
+def test_a_float64_ranking_model_file_beyond_float32_is_refused(tmp_path, loss):
+    """Load refuses what training calls diverged: a float64 ranking file whose scores
+    exceed float32's range (factors of 1e20, whose products float64 holds) is refused,
+    as fit and partial_fit would raise DivergenceError on it; a squared float64 model
+    keeps its own dtype's range (its ratings may be that large)."""
+    rng = np.random.default_rng(0)
+    X = (rng.integers(0, 100, 2000), rng.integers(0, 80, 2000))
+    y = rng.integers(1, 6, 2000).astype(float) if loss == "squared" else None
+    m = MatrixFactorization(loss=loss, dtype=np.float64, n_factors=4, n_epochs=1,
+                            random_state=0).fit(X, y)
+    m.save(tmp_path / "m.mfsgd")
+    big = _with_arrays(tmp_path / "m.mfsgd", tmp_path / "big.mfsgd",
+                       user_factors=np.full(m.user_factors_.shape, 1e20),
+                       item_factors=np.full(m.item_factors_.shape, 1e20))
+    if loss == "squared":
+        assert mfsgd.load(big).user_factors_.max() == 1e20
+        return
+    with pytest.raises(ModelFileError, match=re.escape(
+            f"{big} is not a valid mfsgd model file: it holds parameters whose scores exceed "
+            f"float32's range, which for a ranking loss ({loss!r}) means training diverged.")):
+        mfsgd.load(big)
+
+
 def test_large_parameters_whose_predictions_stay_finite_load(fitted, saved, tmp_path,
                                                              small_data):
     m, dt = fitted, fitted.user_factors_.dtype

@@ -588,6 +588,61 @@ def test_partial_fit_failing_in_its_first_epoch_leaves_the_model_unchanged(impli
         np.testing.assert_array_equal(a, b)
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _score_bound(m):
+    """The largest |score| the parameters allow: training's divergence bound."""
+    a = [float(np.abs(x).max()) for x in (m.user_factors_, m.item_factors_, m.user_bias_,
+                                           m.item_bias_)]
+    return a[0] * a[1] * m.user_factors_.shape[1] + a[2] + a[3]
+
+
+@pytest.mark.parametrize("loss", ["warp", "bpr", "softmax"])
+def test_a_float64_ranking_model_diverges_where_float32_does(loss):
+    """A float64 ranking fit at a runaway rate trained on with losses of 1e47 and factors
+    of 1e29 (only float64's own overflow counted as divergence), where float32 raised.
+    A ranking score beyond float32's range is divergence whatever the dtype."""
+    from mfsgd.exceptions import DivergenceError
+
+    rng = np.random.default_rng(0)
+    X = (rng.integers(0, 100, 2000), rng.integers(0, 80, 2000))
+    kw = dict(loss=loss, adagrad=True, n_factors=8, n_epochs=5, random_state=0)
+    for dtype in (np.float32, np.float64):
+        m = MatrixFactorization(dtype=dtype, learning_rate=1000, **kw)
+        with pytest.raises(DivergenceError, match=r"diverged in epoch 1 .*learning_rate "
+                                                  r"\(now 1000\.0\); no epoch completed"):
+            m.fit(X)
+        assert not m.__sklearn_is_fitted__()
+    # A partial_fit that runs away keeps the fitted model, as in float32.
+    m = MatrixFactorization(dtype=np.float64, **kw).fit(X)
+    before = (m.user_factors_.copy(), m.item_factors_.copy(), m.n_epochs_, len(m.history_))
+    m.set_params(learning_rate=1e4)
+    with pytest.raises(DivergenceError, match="no epoch completed, so the model is unchanged"):
+        m.partial_fit(X)
+    np.testing.assert_array_equal(m.user_factors_, before[0])
+    np.testing.assert_array_equal(m.item_factors_, before[1])
+    assert (m.n_epochs_, len(m.history_)) == before[2:]
+
+
+def test_a_float64_ranking_fit_diverging_late_keeps_its_last_good_epoch():
+    """Plain SGD at rate 100: the float64 BPR fit kept an epoch whose factors were 1e124
+    (loss 1e240) and raised only when float64 overflowed. Whatever epoch it diverges in,
+    what it keeps has scores within float32's range (and losses to match)."""
+    from mfsgd.exceptions import DivergenceError
+
+    rng = np.random.default_rng(0)
+    X = (rng.integers(0, 100, 2000), rng.integers(0, 80, 2000))
+    m = MatrixFactorization(loss="bpr", dtype=np.float64, learning_rate=100, n_factors=8,
+                            n_epochs=8, random_state=0)
+    with pytest.raises(DivergenceError):
+        m.fit(X)
+    if m.__sklearn_is_fitted__():
+        assert m.n_epochs_ == len(m.history_) >= 1
+        assert _score_bound(m) < F32_MAX
+        assert all(h["train_loss"] < F32_MAX for h in m.history_)
+
+
 def test_large_negative_exponent_draws_the_popular_items():
     """The popularity weights are relative to the top count: (count / top) ** beta
     cannot overflow (count ** 134 did, and every negative became one rare item)."""

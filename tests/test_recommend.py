@@ -348,6 +348,37 @@ def test_fold_in_refuses_non_finite_rows_and_leaves_the_model_unchanged(small):
     assert np.isfinite(warp.user_factors_).all()
 
 
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_fold_in_refuses_ratings_whose_predictions_overflow_the_dtype(small, side):
+    """float32, clip=False, ratings of 1e38..3e38: each fits float32 and the solved rows
+    are finite, but their predictions (~1e38 + 1.7e38 ...) exceed float32's range, which
+    training calls divergence: fold_in accepted them and every later partial_fit raised
+    DivergenceError blaming the learning rate. fold_in now refuses them, as too large for
+    the dtype, and leaves the model as it was (partial_fit then trains)."""
+    u, i, r = small
+    m = MatrixFactorization(n_factors=2, n_epochs=2, clip=False, random_state=0)
+    m.fit((u, i, r))
+    before = m._state
+    big = [1e38, 2e38, 3e38]
+    X = ([100] * 3, [0, 1, 2], big) if side == "user" else ([0, 1, 2], [100] * 3, big)
+    with pytest.raises(ValueError, match=rf"fold_in: the ratings are too large for this "
+                                         rf"model's dtype \(float32\): the solved factors "
+                                         rf"and bias of {side}\(s\) 100 give predictions "
+                                         rf"beyond 3.4e\+38, .* the model is unchanged\. "
+                                         rf"Rescale the ratings \(or fit a float64 model\)"):
+        m.fold_in(X, side=side)
+    assert m._state is before
+    m.partial_fit((u, i, r), n_epochs=1)  # trains: no DivergenceError
+    assert np.isfinite(m.predict((u, i))).all()
+    # float64 holds such ratings; a slightly smaller rating fits float32
+    m64 = MatrixFactorization(n_factors=2, n_epochs=2, clip=False, dtype=np.float64,
+                              random_state=0).fit((u, i, r))
+    m64.fold_in(X, side=side).partial_fit((u, i, r), n_epochs=1)
+    m.fold_in(([100] if side == "user" else [0], [0] if side == "user" else [100], [1e37]),
+              side=side)
+    assert np.isfinite(m.predict((u, i))).all()
+
+
 def _kkt(A, c, x, k):
     """Largest violation, relative to the problem's scale, of the KKT conditions of
     min 0.5 x'Ax - c'x s.t. x[:k] >= 0: gradient ~0 on the positive and free entries,

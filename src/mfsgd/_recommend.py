@@ -24,7 +24,7 @@ import numpy as np
 from . import _sgd
 from ._idmap import IdMap, normalize_ids, unique_inverse
 from ._state import FittedState, grown, merge_seen
-from ._training import Params, predict_idx
+from ._training import Params, predict_idx, score_limit
 
 SCORE_BUDGET = 1 << 24  # score-matrix entries per batch (64 MiB float32, 128 MiB float64)
 # Issue 14 item 5: predict gives an unknown user the known terms (mu + b'_j), but
@@ -675,6 +675,7 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     F2, b2 = grown(Fw, grow), grown(b, grow)  # aligned, like every factor matrix
     F2[rows, : st.n_factors] = vec
     b2[rows] = bias
+    _check_in_range(st, side, raw_ids, vec, bias, F2, b2)
     if side == "user":
         seen = merge_seen(*st.seen(), len(new_map), rows[group], other_idx)
         return replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
@@ -683,6 +684,43 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
                       rows[group])
     return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
                    seen_indptr=seen[0], seen_items=seen[1])
+
+
+def _check_in_range(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
+                    bias: np.ndarray, F2: np.ndarray, b2: np.ndarray) -> None:
+    """ValueError unless the grown model (``F2``, ``b2`` on ``side``, ``st``'s other
+    side) passes training's divergence check (all_finite_from). Finite rows are not
+    enough: ratings of 1e38 in a float32 model give factors and a bias of ~1e38, whose
+    predictions overflow; every later fit or partial_fit then raised DivergenceError
+    ("try a smaller learning_rate"), blaming the wrong thing. Names the folded-in ids
+    whose own predictions reach the bound (the largest one if only their combination
+    with the other rows does)."""
+    oF, ob = (st.item_factors, st.item_bias) if side == "user" else \
+        (st.user_factors, st.user_bias)
+    ranking = st.loss != "squared"
+    if Params(F2, oF, b2, ob).all_finite(st.kernel_mu, ranking=ranking):
+        return
+    limit = score_limit(st.user_factors.dtype, ranking)
+    amax = [float(np.abs(a).max()) if a.size else 0.0 for a in (oF, ob)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        reach = (np.abs(vec).max(1, initial=0.0) * amax[0] * F2.shape[1] + np.abs(bias)
+                 + amax[1] + abs(st.kernel_mu))
+    flagged = reach >= limit
+    if not flagged.any():
+        flagged[np.argmax(reach)] = True
+    shown = ", ".join(repr(x.item()) for x in raw_ids[flagged][:5])
+    dtype = st.user_factors.dtype.name
+    if ranking:
+        why = (f"the solved factors of {side}(s) {shown} give scores beyond float32's range "
+               f"({limit:.3g}), which training treats as divergence for a ranking loss")
+        fix = "Raise reg_factors"
+    else:
+        why = (f"the ratings are too large for this model's dtype ({dtype}): the solved "
+               f"factors and bias of {side}(s) {shown} give predictions beyond {limit:.3g}, "
+               "which training treats as divergence")
+        fix = "Rescale the ratings" + (" (or fit a float64 model)" if dtype == "float32"
+                                       else "")
+    raise ValueError(f"fold_in: {why}; the model is unchanged. {fix}.")
 
 
 # ---------------------------------------------------------------------- ranking metric

@@ -239,21 +239,42 @@ class Params:
                      (self.bi, other.bi)):
             np.copyto(b, a)
 
-    def all_finite(self, mu: float = 0.0) -> bool:
+    def all_finite(self, mu: float = 0.0, *, ranking: bool = False) -> bool:
         """Finite, and small enough that no prediction can overflow (see
-        all_finite_from). One max and one min per array (NaN propagates through both),
-        no temporaries: 5 ms instead of 17-50 ms for isfinite + abs on a 200k x 64 model,
-        run after every epoch."""
+        all_finite_from; ``ranking``: the model has a ranking loss). One max and one min
+        per array (NaN propagates through both), no temporaries: 5 ms instead of 17-50 ms
+        for isfinite + abs on a 200k x 64 model, run after every epoch."""
         ext = [[(float(a.max()), float(a.min())) if a.size else (0.0, 0.0)]
                for a in (self.P, self.Q, self.bu, self.bi)]
-        return all_finite_from(ext, mu, self.P.shape[1], self.P.dtype)
+        return all_finite_from(ext, mu, self.P.shape[1], self.P.dtype, ranking=ranking)
+
+
+def score_limit(dtype: Any, ranking: bool = False) -> float:
+    """The bound on |prediction| beyond which parameters count as diverged.
+
+    For the squared loss, the dtype's own maximum: its predictions are ratings, and a
+    float64 model may legitimately fit ratings of 1e300. A ranking loss's scores have no
+    scale of their own: only differences of scores enter its loss, through a sigmoid
+    (bpr), a hinge of margin ~1 (warp) or a softmax, all decided within a few units, so
+    scores beyond float32's range only come from SGD running away. For a ranking loss the
+    bound is therefore float32's maximum whatever the dtype: past it the same model in
+    float32 has certainly overflowed (and raised), and a float64 model now raises too
+    instead of training on with losses of 1e47 and parameters of 1e29. (float32 can
+    overflow earlier, in a sum or an AdaGrad accumulator; float64 is not made to
+    imitate that.) The check runs beside the epochs: it changes no fit that does not
+    diverge.
+    """
+    if ranking:
+        return float(np.finfo(np.float32).max)
+    return float(np.finfo(dtype).max)
 
 
 def all_finite_from(extremes: list[list[tuple[float, float]]], mu: float, width: int,
-                    dtype: Any) -> bool:
+                    dtype: Any, *, ranking: bool = False) -> bool:
     """From the (max, min) of the pieces of P, Q, bu and bi (in that order): every value
-    finite, and small enough that no prediction can overflow. Finite factors of 1e21
-    still give an infinite u . v (then inf - inf = NaN) in float32."""
+    finite, and small enough that no prediction can overflow (exceed score_limit: the
+    dtype's maximum, float32's for a ranking loss). Finite factors of 1e21 still give an
+    infinite u . v (then inf - inf = NaN) in float32."""
     amax = []
     for pieces in extremes:
         m = 0.0
@@ -263,7 +284,7 @@ def all_finite_from(extremes: list[list[tuple[float, float]]], mu: float, width:
             m = max(m, abs(hi), abs(lo))
         amax.append(m)
     bound = amax[0] * amax[1] * width + amax[2] + amax[3] + abs(mu)
-    return bound < float(np.finfo(dtype).max)
+    return bound < score_limit(dtype, ranking)
 
 
 @dataclass(frozen=True)
@@ -650,7 +671,7 @@ class LocalExecutor(Executor):
         snap.copy_to(self.params)
 
     def all_finite(self, mu: float) -> bool:
-        return self.params.all_finite(mu)
+        return self.params.all_finite(mu, ranking=self.runner.hyper.loss != _sgd.LOSS_SQUARED)
 
     def rmse(self, val: tuple, mu: float, clip: tuple[float, float] | None) -> float:
         return rmse_of(self.params, mu, *val, *(clip if clip is not None else (None, None)))
@@ -758,7 +779,8 @@ def raise_for(result: TrainResult, *, epochs_before: int, learning_rate: float,
     if result.reason == "diverged":
         kept = f"the model keeps the parameters of epoch {done}" if result.epochs_done else none
         raise DivergenceError(
-            f"Training diverged in epoch {result.diverged_epoch} (loss became non-finite). "
+            f"Training diverged in epoch {result.diverged_epoch} (the loss became "
+            "non-finite or the parameters too large for the model's range). "
             f"Try a smaller learning_rate (now {learning_rate}); {kept}.")
     if result.reason == "failed":
         ck = (f"; resume with fit(..., checkpoint={checkpoint!r}, resume=True)" if checkpoint

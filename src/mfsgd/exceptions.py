@@ -18,7 +18,9 @@ class ModelFileError(ValueError):
 
 
 class DivergenceError(ValueError):
-    """Training produced non-finite values; the model keeps its last finite parameters."""
+    """Training ran away: non-finite values, or parameters whose predictions could
+    overflow (for a ranking loss, scores beyond float32's range). The model keeps the
+    parameters of its last good epoch."""
 
 
 class TrainingInterrupted(UserWarning):

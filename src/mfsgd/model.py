@@ -196,8 +196,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     positive, whose calls have no such bound, within milliseconds), keeps the last
     completed epoch in the model (when at least one completed), warns
     ``TrainingInterrupted`` and re-raises ``KeyboardInterrupt``: a script stops, and in a
-    notebook the model holds the epochs done. Divergence (non-finite loss) restores
-    the last finite epoch and raises ``DivergenceError``.
+    notebook the model holds the epochs done. Divergence (a non-finite loss, or
+    parameters whose predictions could overflow) restores the last good epoch and raises
+    ``DivergenceError``.
 
     Examples
     --------
@@ -341,7 +342,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         TypeError, ValueError
             Invalid parameters or data (the message names which and why).
         DivergenceError
-            The loss became non-finite; the model keeps the last finite epoch.
+            The loss became non-finite, or the parameters so large that a prediction
+            could overflow (for a ranking loss: a score beyond float32's range); the
+            model keeps the last good epoch.
         KeyboardInterrupt
             Re-raised after Ctrl-C; the model keeps the last completed epoch.
         """

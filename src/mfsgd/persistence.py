@@ -417,12 +417,20 @@ def _build(header: dict, arrays: dict, path: str,
             np.isfinite(gm) and lo <= hi):
         raise _bad(path, "it holds non-finite parameters")
     # Finite is not enough: factors of 1e20 give an infinite u . v (then NaN predictions,
-    # even clipped). Refuse what training refuses as diverged (the same bound).
+    # even clipped). Refuse what training refuses as diverged (the same bound): for a
+    # ranking loss, scores beyond float32's range whatever the dtype (score_limit). No
+    # fit, partial_fit or fold_in keeps such parameters, so only a foreign or edited file
+    # (or one saved before that rule) holds them, and its next partial_fit would raise
+    # DivergenceError at once: better said here.
     extremes = [[(float(a.max()), float(a.min())) if a.size else (0.0, 0.0)]
                 for a in (arrays[n] for n in _ARRAYS[:4])]
-    if not all_finite_from(extremes, gm if biased else 0.0, arrays["user_factors"].shape[1],
-                           arrays["user_factors"].dtype):
+    fit_args = (extremes, gm if biased else 0.0, arrays["user_factors"].shape[1],
+                arrays["user_factors"].dtype)
+    if not all_finite_from(*fit_args):
         raise _bad(path, "it holds parameters whose predictions overflow")
+    if loss != "squared" and not all_finite_from(*fit_args, ranking=True):
+        raise _bad(path, f"it holds parameters whose scores exceed float32's range, which for "
+                         f"a ranking loss ({loss!r}) means training diverged")
     state = FittedState.from_arrays(
         arrays, global_mean=gm, rating_range=(lo, hi), biased=biased, history=history,
         n_epochs=n_epochs, best_epoch=best, n_blocks=n_blocks, loss=loss)
