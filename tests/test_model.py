@@ -610,3 +610,119 @@ def test_history_is_a_copy(small_data, tmp_path):
     m.partial_fit(small_data)
     assert [h["epoch"] for h in m.history_] == [1, 2, 3]
     assert m.history_[1]["train_rmse"] == trained
+
+
+def test_n_blocks_none_leaves_blocks_of_2048_ratings_or_more(small_data):
+    """n_blocks=None gave 2 x n_threads blocks (up to 255) whatever the data: 3 ratings
+    with n_threads=256 made a 255 x 255 grid and took seconds per epoch. The grid is now
+    at most sqrt(ratings / 2048) per side (the rule of default_n_blocks), and a fit of
+    32,768 ratings or more still gets 2 x n_threads on two threads."""
+    tiny = ([1, 2, 3], [1, 2, 3], [1.0, 2.0, 3.0])
+    assert MatrixFactorization(n_factors=4, n_epochs=2, n_threads=256,
+                               random_state=0).fit(tiny).n_blocks_ == 1
+    kw = dict(n_factors=4, n_epochs=1, random_state=0)
+    for n_threads in (2, 64):  # 6,000 ratings: one block of them all
+        assert MatrixFactorization(n_threads=n_threads, **kw).fit(small_data).n_blocks_ == 1
+    big = make_ratings(3000, 1500, 40_000, random_state=0, as_frame=False)
+    assert MatrixFactorization(n_threads=1, **kw).fit(big).n_blocks_ == 1
+    assert MatrixFactorization(n_threads=2, **kw).fit(big).n_blocks_ == 4  # as before
+    assert MatrixFactorization(n_threads=64, **kw).fit(big).n_blocks_ == 4  # sqrt(40000/2048)
+    # a set n_blocks is kept whatever the data
+    assert MatrixFactorization(n_threads=2, n_blocks=9, **kw).fit(small_data).n_blocks_ == 9
+    assert [_training.default_n_blocks(t, 10**8) for t in (1, 2, 8, 200)] == [1, 4, 16, 220]
+    assert _training.default_n_blocks(256, 10**9) == 255
+
+
+def test_threads_are_handed_only_blocks_with_ratings(monkeypatch):
+    """With n_blocks fixed at 255 and 256 threads, each sub-epoch handed all 255 blocks of
+    its stratum to the threads (254 hand-offs), although 3 ratings fill at most 3 blocks:
+    seconds per epoch. Only blocks holding ratings are handed out now, and the model is
+    that of one thread, bit for bit."""
+    import concurrent.futures as cf
+
+    calls = []
+    submit = cf.ThreadPoolExecutor.submit
+    monkeypatch.setattr(cf.ThreadPoolExecutor, "submit",
+                        lambda self, *a, **k: calls.append(1) or submit(self, *a, **k))
+    tiny = ([1, 2, 3], [1, 2, 3], [1.0, 2.0, 3.0])
+    kw = dict(n_factors=4, n_epochs=2, n_blocks=255, random_state=0)
+    many = MatrixFactorization(n_threads=256, **kw).fit(tiny)
+    assert len(calls) <= 2 * 2  # at most 3 blocks per epoch, one run by the caller
+    one = MatrixFactorization(n_threads=1, **kw).fit(tiny)
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(many, name))
+    assert many.history_[-1]["train_rmse"] == one.history_[-1]["train_rmse"]
+
+
+@pytest.mark.parametrize("params, fit_kw, scale, named", [
+    ({"init_std": 1e15}, {}, 1.0, r"init_std=1e\+15 \(learning_rate x init_std\^2 x n_factors "
+                                  r"is 2\.5e\+28; SGD is stable below about 1\)"),
+    ({"reg_factors": 1e30}, {}, 1.0, r"reg_factors=1e\+30 \(learning_rate x reg_factors is "
+                                     r"5e\+27; above 1, a step shrinks a parameter past zero\)"),
+    ({"reg_bias": 1e30}, {}, 1.0, r"reg_bias=1e\+30 \("),
+    ({}, {"sample_weight": 1e30}, 1.0, r"sample_weight up to 1e\+30 \(it multiplies the "
+                                       r"learning_rate of its row: steps of up to 5e\+27\)"),
+    ({}, {}, 1e18, r"the ratings' scale \(they span 6\.4e\+18; learning_rate x span is 3\.2e\+16"),
+], ids=["init_std", "reg_factors", "reg_bias", "sample_weight", "ratings_scale"])
+def test_divergence_names_what_is_unusually_large(small_data, params, fit_kw, scale, named):
+    """A huge init_std, reg_factors or sample_weight diverges whatever the learning rate,
+    yet the error said only "Try a smaller learning_rate (now 0.005)". It now names the
+    value that is too large for the fit (as it would be at the default rate), and keeps
+    the learning rate as the other lever."""
+    u, i, r = small_data
+    if "sample_weight" in fit_kw:
+        fit_kw = {"sample_weight": np.full(len(u), fit_kw["sample_weight"])}
+    m = MatrixFactorization(n_factors=5, n_epochs=2, random_state=0, **params)
+    with pytest.raises(DivergenceError, match=rf"diverged in epoch 1 .*range\)\. Unusually "
+                                              rf"large for this fit: {named}.*\. Lower it or "
+                                              rf"the learning_rate \(now 0\.005\); no epoch"):
+        m.fit((u, i, r * scale), **fit_kw)
+    assert not m.__sklearn_is_fitted__()
+
+
+def test_divergence_from_the_learning_rate_alone_names_only_it(small_data):
+    """A normal init_std, weight or rating range is not blamed when the rate is what is far
+    above its default (here 300 times): those would train at the default rate."""
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=30, n_epochs=5, learning_rate=1.5, init_std=1.0,
+                            reg_factors=0.5, random_state=0)
+    with pytest.raises(DivergenceError) as e:
+        m.fit((u, i, r), sample_weight=np.full(len(u), 3.0))
+    assert "Try a smaller learning_rate (now 1.5)" in str(e.value)
+    assert "Unusually large" not in str(e.value)
+    # a ranking loss: its reg_factors at 30 x the rate shrinks past zero; init_std is not
+    # blamed (bounded gradients), only an init_std near float32's range would be
+    m = MatrixFactorization(loss="bpr", n_factors=8, n_epochs=2, reg_factors=30,
+                            init_std=100.0, random_state=0)
+    with pytest.raises(DivergenceError, match=r"Unusually large for this fit: reg_factors=30 "
+                                              r"\(learning_rate x reg_factors is 3;[^)]*\)\. "
+                                              r"Lower it or the learning_rate \(now 0\.1\)"):
+        m.fit((u, i))
+
+
+@pytest.mark.parametrize("loss, data, unit", [("squared", (0, 1, 2), "ratings"),
+                                              ("bpr", (0, 1), "user-item pairs")])
+def test_a_tiny_early_stopping_hold_out_warns(loss, data, unit):
+    """validation_fraction=1e-5 held out one rating (or pair), and early stopping kept
+    whatever epoch that one value favoured, silently (epoch 1 of 6). Fewer than 100 held
+    out, or more held out than trained on, now warn where fit was called."""
+    full = make_ratings(200, 100, 8000, random_state=0, as_frame=False)
+    X = tuple(full[k] for k in data)
+    kw = dict(n_factors=4, n_epochs=3, random_state=0, loss=loss, early_stopping=True)
+    with pytest.warns(UserWarning, match=rf"validation_fraction=1e-05 holds out only 1 of "
+                                         rf"the 8000 {unit} for early stopping: too few to "
+                                         rf"tell the epochs apart.*Raise it to 0\.0125 or "
+                                         rf"more \(100 {unit}\), or pass eval_set\.") as w:
+        MatrixFactorization(validation_fraction=1e-5, **kw).fit(X)
+    assert w[0].filename == __file__  # it points at the caller's fit
+    with pytest.warns(UserWarning, match=rf"validation_fraction=0\.9999 leaves only 1 of the "
+                                         rf"8000 {unit} for training and holds out 7999"):
+        MatrixFactorization(validation_fraction=0.9999, **kw).fit(X)
+    few = tuple(a[:150] for a in X)
+    with pytest.warns(UserWarning, match=rf"only 15 of the 150 {unit}.*With 150 {unit} in all, "
+                                         r"train a fixed n_epochs without early_stopping"):
+        MatrixFactorization(**kw).fit(few)
+    with warnings.catch_warnings():  # 800 held out: no warning; none without early stopping
+        warnings.simplefilter("error")
+        MatrixFactorization(**kw).fit(X)
+        MatrixFactorization(**{**kw, "early_stopping": False}).fit(few)

@@ -346,3 +346,60 @@ def test_n_factors_of_a_loaded_model_is_that_of_its_arrays(fitted, saved, tmp_pa
     u, i, r = small_data
     m.partial_fit((np.array([f"u{x}" for x in u[:100]]), i[:100], r[:100]))
     assert m.n_epochs_ == fitted.n_epochs_ + 1
+
+
+@pytest.mark.parametrize("change, exc, message", [
+    ({"verbose": 2}, TypeError, r"verbose must be True or False; got 2 \(int\)\."),
+    ({"n_threads": 0}, ValueError, r"n_threads must be an int >= 1; got 0\."),
+    ({"learning_rate": 0.0}, ValueError, r"learning_rate must be a float > 0\.0; got 0\.0\."),
+    ({"min_rating": 4.0}, ValueError, r"min_rating is only used with a ranking loss"),
+    ({"random_state": -1}, ValueError, r"random_state must be a non-negative int; got -1\."),
+], ids=["verbose", "n_threads", "learning_rate", "min_rating", "random_state"])
+def test_save_refuses_parameters_that_load_would_refuse(fitted, saved, change, exc, message):
+    """set_params is checked at the next fit, but save stored the parameters unchecked:
+    after set_params(verbose=2) (say, for the next fit) save replaced a good model file
+    with one that mfsgd.load refuses. save now runs load's checks first, and raises
+    before the file is touched."""
+    before = saved.read_bytes()
+    m = pickle.loads(pickle.dumps(fitted)).set_params(**change)
+    with pytest.raises(exc, match=rf"^save: {message}.* Nothing was written: mfsgd\.load "
+                                  r"would refuse a file with this value; fix it with "
+                                  r"set_params first\.$"):
+        m.save(saved)
+    assert saved.read_bytes() == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["model.mfsgd"]
+    mfsgd.load(saved)
+
+
+@pytest.mark.parametrize("change", [{"loss": "bpr"}, {"n_factors": 7}, {"biased": False}],
+                         ids=["loss", "n_factors", "biased"])
+def test_save_refuses_parameters_that_contradict_the_fitted_model(fitted, saved, small_data,
+                                                                  change):
+    """loss, n_factors and biased are part of the fitted model. After set_params(loss=...)
+    the saved file was refused by load; after set_params(biased=False) it loaded, but
+    every partial_fit of it raised. save refuses them as partial_fit does, saying how to
+    save the model."""
+    (name, value), = change.items()
+    was = fitted.get_params()[name]
+    before = saved.read_bytes()
+    m = pickle.loads(pickle.dumps(fitted)).set_params(**change)
+    with pytest.raises(ValueError, match=rf"^save: {name} is {value!r} but the fitted model was "
+                                         rf"trained with {name}={was!r}; set_params\({name}="
+                                         rf"{was!r}\) to save this model \(a changed {name} "
+                                         r"needs a new fit\); nothing was written\.$"):
+        m.save(saved)
+    assert saved.read_bytes() == before
+    m.set_params(**{name: was}).save(saved)
+    u, i, r = small_data
+    mfsgd.load(saved).partial_fit((np.array([f"u{x}" for x in u[:100]]), i[:100], r[:100]))
+
+
+def test_save_stores_parameters_changed_since_the_fit_when_they_load(fitted, saved):
+    """Valid changes are saved as they are (a Generator seed is stored as None; the fitted
+    dtype wins at load, as in partial_fit)."""
+    m = pickle.loads(pickle.dumps(fitted)).set_params(
+        n_threads=4, verbose=True, random_state=np.random.default_rng(0), dtype=np.float64)
+    m.save(saved)
+    m2 = mfsgd.load(saved)
+    assert (m2.n_threads, m2.verbose, m2.random_state) == (4, True, None)
+    assert m2.dtype == np.float32 == m2.user_factors_.dtype

@@ -512,7 +512,8 @@ def test_block_columns_too_small_for_negatives(loss):
     (the model would stay at its initialisation). n_blocks=None lowers the count, a set
     n_blocks that leaves fewer than 16 items per column is refused."""
     rng = np.random.default_rng(0)
-    u, i = rng.integers(0, 50, 2000), rng.integers(0, 40, 2000)
+    # enough interactions for n_blocks=None to give 3 blocks (of 2,048 or more) first
+    u, i = rng.integers(0, 1000, 20_000), rng.integers(0, 40, 20_000)
     m = MatrixFactorization(loss=loss, n_threads=64, n_epochs=3, **KW).fit((u, i))
     assert m.n_blocks_ == 2  # 40 items: two columns of about 20
     losses = [h["train_loss"] for h in m.history_]

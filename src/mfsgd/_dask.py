@@ -362,7 +362,7 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     # 2. the grid, exactly as the single-machine fit would choose it for as many threads
     # as the cluster's workers run the kernel on (2 blocks per thread)
     threads = {w: threads_per_worker or int(n) for w, n in client.nthreads().items()}
-    P_ = cfg.n_blocks or T.default_n_blocks(max(cfg.n_threads, sum(threads.values())))
+    P_ = cfg.n_blocks or T.default_n_blocks(max(cfg.n_threads, sum(threads.values())), n)
     if cfg.n_blocks is not None and n < T.MIN_CELL_RATINGS * P_ * P_:
         # Each epoch schedules P_ x P_ block tasks: on 3,000 ratings, 32 blocks took 14 s
         # per epoch (0.5 s with 4) and 255 did not finish an epoch in minutes.
@@ -450,6 +450,8 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
                        clip=rr if cfg.clip else None, early_stopping=cfg.early_stopping,
                        n_iter_no_change=cfg.n_iter_no_change, tol=cfg.tol,
                        epoch_offset=start_epoch, after_epoch=after_epoch)
+    if res.reason == "diverged":
+        res.causes = T.divergence_causes(cfg, rating_span=rr[1] - rr[0])
     # A worker lost now (after the last epoch) fails the fit the same way as during it.
     try:
         with _failures():

@@ -25,6 +25,7 @@ never on the thread count or timing, since blocks of one stratum touch disjoint 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import heapq
 import math
 import threading
 import time
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import _sgd
+from ._config import resolved
 from ._data import _refuse_zero_weights, eval_indices, eval_pairs
 from ._idmap import IdMap
 from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it here)
@@ -62,10 +64,17 @@ CELL_ROW_BYTES = 512 << 10  # target bytes of factor rows (users + items) per ce
 MIN_CELL_RATINGS = 2048  # smaller cells cost more in bookkeeping than they save
 
 
-def default_n_blocks(n_threads: int) -> int:
-    """Blocks per side of the parallel grid: 1 for one thread; else 2 per thread, so the
-    LPT assignment of a stratum's blocks to threads can even out unequal block sizes."""
-    return 1 if n_threads == 1 else min(2 * n_threads, MAX_BLOCKS)
+def default_n_blocks(n_threads: int, n_ratings: int) -> int:
+    """Blocks per side of the parallel grid (``n_blocks=None``): 1 for one thread; else 2
+    per thread, so the LPT assignment of a stratum's blocks to threads can even out
+    unequal block sizes, but no more than leave MIN_CELL_RATINGS ratings per block on
+    average (P <= sqrt(n_ratings / 2048)). Smaller blocks cost more in thread hand-offs
+    than they train: 64 threads cut 3,000 ratings into 128 x 128 blocks and took 0.4 s
+    per epoch (a millisecond on one block). 2 x n_threads is kept from
+    2048 (2 n_threads)^2 ratings on: 32,768 for 2 threads (MovieLens 100K: up to 3)."""
+    if n_threads == 1:
+        return 1
+    return max(1, min(2 * n_threads, MAX_BLOCKS, math.isqrt(n_ratings // MIN_CELL_RATINGS)))
 
 
 #: Fewest items a block column may hold under a ranking loss: each positive's negatives
@@ -361,15 +370,19 @@ def epoch_plan(layout: Layout, rng: np.random.Generator | None) -> list[Stratum]
 
 
 def _assign(sizes: np.ndarray, n_threads: int) -> list[list[int]]:
-    """Blocks of a stratum -> threads, largest first to the least loaded (LPT). Only
-    speed depends on this: blocks of a stratum share no rows."""
-    load = [0] * n_threads
-    out: list[list[int]] = [[] for _ in range(n_threads)]
-    for j in np.argsort(-sizes, kind="stable"):
-        t = min(range(n_threads), key=load.__getitem__)
-        out[t].append(int(j))
-        load[t] += int(sizes[j])
-    return out
+    """Blocks of a stratum -> threads, largest first to the least loaded (LPT; ties to
+    the lowest thread). Only speed depends on this: blocks of a stratum share no rows.
+    At most one group per block and never an empty one (a thread without a block would
+    only be woken up for nothing: 255 threads on 3 ratings took seconds per epoch), in
+    O(blocks log threads)."""
+    n = max(1, min(n_threads, sizes.size))
+    out: list[list[int]] = [[] for _ in range(n)]
+    heap = [(0, t) for t in range(n)]  # (load, thread): a valid heap as it stands
+    for j in np.argsort(-sizes, kind="stable").tolist():
+        load, t = heap[0]
+        out[t].append(j)
+        heapq.heapreplace(heap, (load + int(sizes[j]), t))
+    return [g for g in out if g]  # blocks of no ratings leave threads without work
 
 
 @dataclass
@@ -527,14 +540,19 @@ class EpochRunner:
                 1, np.iinfo(np.int64).max, size=self.layout.n_segments,
                 dtype=np.int64).view(np.uint64)
         for st in plan:
-            if self._pool is None:
+            # Only the blocks holding ratings are shared out: the others' segments are
+            # empty (on little data, most of a large grid), and waking a thread for them
+            # cost more than the training (255 threads on 3 ratings: seconds per epoch).
+            full = np.flatnonzero(st.block_sizes)
+            if full.size == 0:
+                continue
+            if self._pool is None or (full.size == 1 and self._caller_works):
                 self._run_list(st.segments, st.seeds)
                 continue
             b = st.block_bounds
             lists = []
-            for group in _assign(st.block_sizes, self.n_threads):
-                idx = np.concatenate([np.arange(b[j], b[j + 1]) for j in group]) \
-                    if group else np.empty(0, np.int64)
+            for group in _assign(st.block_sizes[full], self.n_threads):
+                idx = np.concatenate([np.arange(b[j], b[j + 1]) for j in full[group]])
                 lists.append((st.segments[idx], None if st.seeds is None else st.seeds[idx]))
             own = lists[0] if self._caller_works else None
             futs = [self._pool.submit(self._run_list, *a)
@@ -552,14 +570,41 @@ class EpochRunner:
         return float(self.sse.sum())
 
 
-def hold_out(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random train / validation split of positions."""
+#: Fewest ratings (or pairs) early stopping's validation_fraction hold-out may have
+#: without a warning: the validation RMSE or NDCG of fewer is mostly noise (the standard
+#: error of an RMSE over m ratings is about RMSE / sqrt(2 m): 7% at 100), and the epoch
+#: kept follows it (one held-out rating kept epoch 1 of 6).
+MIN_HOLDOUT = 100
+
+
+def hold_out(n: int, fraction: float, rng: np.random.Generator,
+             unit: str = "ratings") -> tuple[np.ndarray, np.ndarray]:
+    """Random train / validation split of positions (``n`` of them, ``unit`` in
+    messages) for early stopping. Warns (UserWarning) when the validation part has
+    fewer than MIN_HOLDOUT positions, or the training part fewer than the validation
+    part: early stopping would then be steered by noise, or the model would learn from
+    fewer ratings than it is checked on."""
     n_val = max(1, int(round(n * fraction)))
     if n_val >= n:
         raise ValueError(
-            f"validation_fraction={fraction} leaves no training ratings out of {n}; "
+            f"validation_fraction={fraction} leaves no training {unit} out of {n}; "
             "lower it or pass eval_set."
         )
+    fix = None
+    if n_val < MIN_HOLDOUT:
+        fix = (f"holds out only {n_val} of the {n} {unit} for early stopping: too few to "
+               "tell the epochs apart, so the epoch kept follows their noise. " + (
+                   f"Raise it to {MIN_HOLDOUT / n:.3g} or more ({MIN_HOLDOUT} {unit})"
+                   if n >= 2 * MIN_HOLDOUT else
+                   f"With {n} {unit} in all, train a fixed n_epochs without early_stopping"))
+    elif n - n_val < n_val:
+        fix = (f"leaves only {n - n_val} of the {n} {unit} for training and holds out "
+               f"{n_val} for early stopping: the model learns from less than it is checked "
+               "on. Lower it")
+    if fix is not None:
+        # stacklevel: hold_out, fit_new, _fit_local, fit (or partial_fit), the caller
+        warnings.warn(f"validation_fraction={fraction} {fix}, or pass eval_set.",
+                      UserWarning, stacklevel=5)
     perm = rng.permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
@@ -603,6 +648,7 @@ class TrainResult:
     reason: str  # "completed", "early_stopping", "diverged", "interrupted", "failed"
     diverged_epoch: int | None = None
     error: BaseException | None = None  # the cause, for "failed"
+    causes: tuple[str, ...] = ()  # for "diverged": divergence_causes, named in the error
 
 
 class ExecutorFailure(Exception):
@@ -767,6 +813,43 @@ def run_epochs(ex: Executor, hyper: Hyper, *, n_epochs: int, n_ratings: int,
     return TrainResult(history, len(history), reason, diverged, error)
 
 
+def divergence_causes(cfg: Any, *, max_weight: float = 1.0,
+                      rating_span: float = 0.0) -> tuple[str, ...]:
+    """What besides the learning rate made the steps of a diverged fit too large, as
+    phrases for DivergenceError's message. A value is named when it overshoots even at
+    the loss's default learning rate (or the fit's own, if lower), so one that is too
+    large only because the rate is far above its default is left to the rate's advice.
+    The rules (measured on make_ratings data, k = 16 and 100; defaults otherwise):
+    squared SGD diverges once learning_rate x init_std^2 x n_factors, learning_rate x
+    reg, or learning_rate x the ratings' span reaches 1 to 2; a sample weight multiplies
+    its row's rate, and weights from 10 (bpr, softmax) or 40 to 100 (squared, warp) up
+    diverged at the default rates, so a weight that lifts the rate tenfold above its
+    default is named. A ranking loss's gradients are bounded, so init_std matters there only when
+    the first scores come near float32's range (its divergence bound)."""
+    lr = cfg.learning_rate
+    lr_ref = min(lr, resolved("learning_rate", None, cfg.loss, cfg.adagrad))
+    out = []
+    s2k = cfg.init_std ** 2 * cfg.n_factors
+    if cfg.ranking and s2k * 1e3 >= float(np.finfo(np.float32).max):
+        out.append(f"init_std={cfg.init_std:g} (init_std^2 x n_factors is {s2k:.2g}: scores "
+                   f"near float32's range from the start)")
+    elif not cfg.ranking and lr_ref * s2k >= 1:
+        out.append(f"init_std={cfg.init_std:g} (learning_rate x init_std^2 x n_factors is "
+                   f"{lr * s2k:.2g}; SGD is stable below about 1)")
+    for name in ("reg_factors", "reg_bias") if cfg.biased else ("reg_factors",):
+        reg = getattr(cfg, name)
+        if lr_ref * reg >= 1:
+            out.append(f"{name}={reg:g} (learning_rate x {name} is {lr * reg:.2g}; above 1, "
+                       f"a step shrinks a parameter past zero)")
+    if lr_ref * max_weight >= 10 * resolved("learning_rate", None, cfg.loss, cfg.adagrad):
+        out.append(f"sample_weight up to {max_weight:g} (it multiplies the learning_rate of "
+                   f"its row: steps of up to {lr * max_weight:.2g})")
+    if not cfg.ranking and lr_ref * rating_span >= 1:
+        out.append(f"the ratings' scale (they span {rating_span:.3g}; learning_rate x span "
+                   f"is {lr * rating_span:.2g}, stable below about 1)")
+    return tuple(out)
+
+
 def raise_for(result: TrainResult, *, epochs_before: int, learning_rate: float,
               checkpoint: str | None = None, callback_error: BaseException | None = None,
               stacklevel: int = 3) -> None:
@@ -778,10 +861,15 @@ def raise_for(result: TrainResult, *, epochs_before: int, learning_rate: float,
     kept = f"the model keeps epoch {done}" if result.epochs_done else none
     if result.reason == "diverged":
         kept = f"the model keeps the parameters of epoch {done}" if result.epochs_done else none
+        advice = f"Try a smaller learning_rate (now {learning_rate})"
+        if result.causes:  # named by divergence_causes: the rate is not the only lever
+            advice = (f"Unusually large for this fit: {', '.join(result.causes)}. Lower "
+                      f"{'it' if len(result.causes) == 1 else 'them'} or the learning_rate "
+                      f"(now {learning_rate})")
         raise DivergenceError(
             f"Training diverged in epoch {result.diverged_epoch} (the loss became "
-            "non-finite or the parameters too large for the model's range). "
-            f"Try a smaller learning_rate (now {learning_rate}); {kept}.")
+            f"non-finite or the parameters too large for the model's range). {advice}; "
+            f"{kept}.")
     if result.reason == "failed":
         ck = (f"; resume with fit(..., checkpoint={checkpoint!r}, resume=True)" if checkpoint
               else "; pass checkpoint= to be able to resume")
@@ -818,7 +906,7 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     left. With a ranking loss the third array holds the interactions' weights (ones
     unless ``weighted``), and ``evaluate = (name, score(state))`` is the per-epoch
     validation metric."""
-    nb = cfg.n_blocks or default_n_blocks(cfg.n_threads)
+    nb = cfg.n_blocks or default_n_blocks(cfg.n_threads, triples[2].size)
     order = pos = None
     if cfg.ranking and nb > 1:
         # Negatives come from the item range of the positive's block column, and the
@@ -892,6 +980,14 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
                          train_key="train_loss" if cfg.ranking else "train_rmse")
     finally:
         ex.close()
+    if res.reason == "diverged":
+        w = layout.weights if not cfg.ranking else layout.ratings if weighted else None
+        span = 0.0
+        if not cfg.ranking and n_ratings:
+            span = float(np.max(layout.ratings)) - float(np.min(layout.ratings))
+        res.causes = divergence_causes(
+            cfg, max_weight=float(np.max(w)) if w is not None and w.size else 1.0,
+            rating_span=span)
     if res.epochs_done == 0 and (epoch_offset == 0 or res.reason != "completed"):
         # Nothing to keep: a fit stopped in its first epoch, or a partial_fit that ended
         # before completing one (diverged, interrupted, its callback raised) leaves the
@@ -1016,7 +1112,7 @@ def fit_new(cfg: Any, cols: list, *,
             # (user, item) pairs, and every row of a chosen pair goes to validation.
             n_i = np.int64(len(imap))
             pairs, inverse = np.unique(uidx * n_i + iidx, return_inverse=True)
-            _, pva = hold_out(pairs.size, cfg.validation_fraction, rng)
+            _, pva = hold_out(pairs.size, cfg.validation_fraction, rng, "user-item pairs")
             chosen = np.zeros(pairs.size, dtype=bool)
             chosen[pva] = True
             in_va = chosen[inverse.reshape(-1)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -25,7 +26,7 @@ from ._data import Handoff, columns_of, read_training, refuse_constant, unpack
 from ._recommender import RecommenderMixin
 from ._state import FittedState
 from ._validation import check_bool, check_int, check_ratings
-from .persistence import read_model, write_model
+from .persistence import read_model, stored_params, write_model
 
 __all__ = ["MatrixFactorization"]
 
@@ -80,7 +81,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         validation set is ``eval_set`` when given, else a random ``validation_fraction``
         of the ratings held out from training.
     validation_fraction : float, default 0.1
-        Share of ratings held out for early stopping when no ``eval_set`` is given.
+        Share of ratings held out for early stopping when no ``eval_set`` is given
+        (ranking: of distinct user-item pairs). A hold-out of fewer than 100, or one
+        larger than what it leaves for training, warns (see :meth:`fit`).
     n_iter_no_change : int, default 3
         Patience of early stopping, in epochs.
     tol : float, default 1e-4
@@ -93,7 +96,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         Threads running the kernel (stratified block SGD; see ``n_blocks``).
     n_blocks : int or None, default None
         Blocks per side of the user x item grid of parallel work (1 to 255). None means
-        1 for one thread and 2 x ``n_threads`` otherwise; fix it to get the same model
+        1 for one thread and 2 x ``n_threads`` otherwise, but no more than leaves about
+        2,048 ratings per block (at most sqrt(ratings / 2048) per side: smaller blocks
+        cost more in thread hand-offs than they train); fix it to get the same model
         for any thread count. (Cache blocking happens inside blocks, in cells sized
         from the model, whatever ``n_blocks`` is.) A ranking loss draws negatives from
         the positive's block column, which must hold at least 16 items: None then
@@ -331,7 +336,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             With a Dask collection: kernel threads per worker, each running some of the
             worker's blocks of a sub-epoch (the model does not depend on it). None (the
             default) uses each worker's ``nthreads``. ``n_blocks=None`` then means twice
-            the cluster's kernel threads in all.
+            the cluster's kernel threads in all (fewer on small data, as in a local fit).
 
         Returns
         -------
@@ -344,9 +349,20 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         DivergenceError
             The loss became non-finite, or the parameters so large that a prediction
             could overflow (for a ranking loss: a score beyond float32's range); the
-            model keeps the last good epoch.
+            model keeps the last good epoch. The message advises a smaller
+            learning_rate, and names what else is unusually large for the fit, if
+            anything: init_std, reg_factors or reg_bias, sample_weight, the ratings'
+            scale.
         KeyboardInterrupt
             Re-raised after Ctrl-C; the model keeps the last completed epoch.
+
+        Warns
+        -----
+        UserWarning
+            ``early_stopping`` without ``eval_set``, when ``validation_fraction`` holds
+            out fewer than 100 ratings (ranking: user-item pairs), too few for their
+            metric to tell the epochs apart, or leaves fewer for training than it holds
+            out. The fit goes on; raise or lower the fraction, or pass ``eval_set``.
         """
         with self._lock, self._fitting_checked("fit"):
             T.check_callback(callback)
@@ -415,20 +431,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             if st is None:
                 return self._fit_local(X, y, cfg.replace(n_epochs=n_epochs), None, callback,
                                        sample_weight)
-            if cfg.loss != st.loss:
-                raise ValueError(f"loss is {cfg.loss!r} but the fitted model was trained with "
-                                 f"{st.loss!r}; call fit to start over.")
+            check_fitted_params(cfg, st, lambda name, fitted: "call fit to start over.")
             # the fitted model's dtype wins; early stopping does not apply to continued fits
             cfg = cfg.replace(dtype=st.user_factors.dtype, early_stopping=False)
-            if cfg.n_factors != st.n_factors:
-                raise ValueError(f"n_factors is {cfg.n_factors} but the fitted model has "
-                                 f"{st.n_factors}; call fit to start over.")
-            # biased is part of the fitted model (predict adds mu + b_i + b'_j only when
-            # it is set); nonnegative, adagrad and the rest only steer training, so a
-            # change applies in full to the epochs that follow.
-            if cfg.biased != st.biased:
-                raise ValueError(f"biased is {cfg.biased} but the fitted model was trained "
-                                 f"with biased={st.biased}; call fit to start over.")
             users, items, ratings, extra = read_training(X, y, cfg, sample_weight,
                                                            "partial_fit")
             del X, y, sample_weight
@@ -561,8 +566,33 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         """Save the fitted model to one self-describing file (see :func:`mfsgd.load`):
         written to a temporary file beside ``path`` and renamed over it, so a failed save
         leaves an existing file intact; a new file gets the mode ``open()`` would give it,
-        a replaced one keeps its mode."""
-        write_model(path, self._require_fitted("save"), self.get_params())
+        a replaced one keeps its mode.
+
+        The parameters are stored as they are now, so one changed by ``set_params``
+        since the fit is checked first, as :func:`mfsgd.load` and ``fit`` would check it.
+
+        Raises
+        ------
+        NotFittedError
+            The model is not fitted.
+        TypeError, ValueError
+            A parameter is invalid (``load`` would refuse the file), or contradicts the
+            fitted model: ``loss``, ``n_factors`` or ``biased`` other than the fit's
+            (``partial_fit`` of the loaded model would refuse it). Raised before the file
+            is touched: an existing file is kept as it was.
+        """
+        st = self._require_fitted("save")
+        params = self.get_params()
+        try:  # what load will run on the stored parameters
+            cfg = self._from_stored_params(stored_params(params))._config()
+        except (TypeError, ValueError, OverflowError) as e:
+            kind = TypeError if isinstance(e, TypeError) else ValueError
+            raise kind(f"save: {e} Nothing was written: mfsgd.load would refuse a file with "
+                       "this value; fix it with set_params first.") from None
+        check_fitted_params(cfg, st, lambda name, fitted: (
+            f"set_params({name}={fitted!r}) to save this model (a changed {name} needs a "
+            "new fit); nothing was written."), prefix="save: ")
+        write_model(path, st, params)
 
     @classmethod
     def load(cls, path: Any) -> MatrixFactorization:
@@ -593,6 +623,22 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         make_config(model.get_params())
         fit_rng(model.random_state)  # partial_fit seeds from it: it must be valid
         return model
+
+
+def check_fitted_params(cfg: FitConfig, st: FittedState, then: Callable[[str, Any], str],
+                        prefix: str = "") -> None:
+    """Refuse parameters that contradict the fitted model, in partial_fit and save
+    (``then(name, fitted value)`` ends the message, ``prefix`` starts it). loss,
+    n_factors and biased are part of it: they make its arrays and what predict computes
+    (mu + b_i + b'_j only when biased). nonnegative, adagrad and the rest only steer
+    training, so a change applies in full to the epochs that follow; a different dtype
+    gives way to the fitted one."""
+    for name, now, fitted in (("loss", cfg.loss, st.loss),
+                              ("n_factors", cfg.n_factors, st.n_factors),
+                              ("biased", cfg.biased, st.biased)):
+        if now != fitted:
+            raise ValueError(f"{prefix}{name} is {now!r} but the fitted model was trained "
+                             f"with {name}={fitted!r}; {then(name, fitted)}")
 
 
 def _weights_or_dropped(cfg: FitConfig, extra: Any) -> dict[str, Any]:

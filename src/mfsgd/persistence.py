@@ -65,6 +65,13 @@ def _json_param(v: Any) -> Any:
         return None  # e.g. a Generator as random_state: not storable, reset to None
 
 
+def stored_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as a file stores them (JSON values), hence as ``read_model``'s
+    ``parse_params`` will see them: ``MatrixFactorization.save`` checks these before
+    writing."""
+    return {k: _json_param(v) for k, v in params.items()}
+
+
 def write_model(path: Any, st: FittedState, params: dict[str, Any],
                 extra: dict[str, Any] | None = None) -> None:
     """Write a fitted state and the estimator's parameters to ``path``, atomically.
@@ -90,7 +97,7 @@ def write_model_file(f: Any, st: FittedState, params: dict[str, Any],
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "mfsgd_version": __version__,
-        "params": {k: _json_param(v) for k, v in params.items()},
+        "params": stored_params(params),
         "global_mean": st.global_mean,
         "rating_range": list(st.rating_range),
         "biased": st.biased,
