@@ -336,6 +336,36 @@ def test_coverage_forms():
     assert M.coverage([4], np.arange(5)) == pytest.approx(0.2)
 
 
+def test_coverage_takes_sets_and_generators_of_ids():
+    # Review 7 finding 10: only which items occur counts, so any iterable of ids is taken.
+    assert M.coverage({1, 2}, {1, 2, 3, 4}) == pytest.approx(0.5)
+    assert M.coverage((j for j in [1, 2, 2]), 10) == pytest.approx(0.2)
+    assert M.coverage([[1, 2], [3]], frozenset(range(6))) == pytest.approx(0.5)
+    assert M.coverage(["a"], {"a": 0, "b": 1}.keys()) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"^catalogue must be item ids; got a dict: pass "
+                                         r"list\(d\) for its keys"):
+        M.coverage([1], {1: "x", 2: "y"})
+    with pytest.raises(ValueError, match=r"^with scores=, recommended_item_ids must be an array "
+                                         r"of the scores' shape .*; got a set\.$"):
+        M.coverage({1, 2}, 10, scores=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"^catalogue must be item ids \(a list, a set, an array "
+                                         r"or a list of lists\); got a scalar"):
+        M.coverage([1], "abc")
+
+
+def test_top_k_items_users_must_be_a_list_or_an_array(fitted_split):
+    # Row k of the result belongs to users[k]: a set or a generator has no positions.
+    model, train, _ = fitted_split
+    for users, kind in (({0, 1}, "set"), ((x for x in [0, 1]), "generator")):
+        with pytest.raises(ValueError, match=r"^users must be a list or a 1-D array of ids, as "
+                                             rf"row k of the result belongs to users\[k\]; got "
+                                             rf"a {kind}, which is not a sequence\."):
+            M.top_k_items(model, users, train=train)
+    with pytest.raises(ValueError, match=r"^users must be a list or a 1-D array of ids, not one "
+                                         r"id; got 0\. Pass \[0\]\.$"):
+        M.top_k_items(model, 0)
+
+
 def test_coverage_errors():
     with pytest.raises(ValueError, match=r"3 distinct items, more than the catalogue size 2"):
         M.coverage([1, 2, 3], 2)
@@ -371,6 +401,28 @@ def test_ranking_errors(fitted_split):
     with pytest.raises(TypeError, match=r"model's ids are integers; got str"):
         M.ranking_metrics(model, (np.array(["a"]), np.array([1]), np.array([5.0])),
                           exclude_train=False)
+
+
+def test_test_ids_of_the_wrong_type_are_blamed_on_test_not_train(fitted_split):
+    # Review 7 finding 5: with train=, str test users on an int model were reported as
+    # "train users: this model's ids are strings; got int64 ids": the train users were
+    # checked against the test users before the test users against the model.
+    model, train, test = fitted_split
+    bad_test = (test[0].astype(str), test[1], test[2])
+    for kwargs in ({"train": train}, {"exclude_train": False}):
+        with pytest.raises(TypeError, match=r"^test users: this model's ids are integers; "
+                                            r"got str"):
+            M.ranking_metrics(model, bad_test, **kwargs)
+    with pytest.raises(TypeError, match=r"^users: this model's ids are integers; got str"):
+        M.top_k_items(model, ["0", "1"], train=train)
+    # Train ids of the wrong type are still train's fault, and the model's type is right.
+    bad_train = (train[0].astype(str), train[1], train[2])
+    with pytest.raises(TypeError, match=r"^train users: this model's ids are integers; "
+                                        r"got str"):
+        M.ranking_metrics(model, test, train=bad_train)
+    with pytest.raises(TypeError, match=r"^train users: this model's ids are integers; "
+                                        r"got str"):
+        M.top_k_items(model, [0, 1], train=bad_train)
 
 
 def test_a_model_without_the_fitted_attributes_is_a_type_error(fitted_split):

@@ -524,3 +524,131 @@ def test_a_fitted_model_pickles_at_every_protocol(small, ids):
                              strict=True):
             np.testing.assert_array_equal(got, want)
         assert m2.recommend(new_user, n=3)[0].tolist() == m.recommend(new_user, n=3)[0].tolist()
+
+
+def _set_in_order(ids):
+    """A set whose iteration order is ``ids``' order (for colliding small ints, such
+    as 1 and 9, it follows the insertion order)."""
+    s = set()
+    for x in ids:
+        s.add(x)
+    assert list(s) == list(ids)
+    return s
+
+
+@pytest.mark.parametrize("estimator", ["mf", "popularity"])
+def test_candidates_and_exclusions_take_any_iterable_of_ids(small, estimator):
+    """Review 7 finding 10: items={1, 2, 3}, exclude_items={5} and generators were refused
+    as "must be 1-D (one value per rating); got a scalar array({1, 2, 3}, dtype=object)".
+    Only membership counts in a whitelist or a blacklist: any iterable of ids is taken,
+    and gives the lists of the sorted ids."""
+    u, i, r = small
+    m = (MatrixFactorization(n_factors=4, n_epochs=2, random_state=0) if estimator == "mf"
+         else mfsgd.Popularity()).fit((u, i, r))
+    cand = [3, 7, 11, 15, 19]
+    want = m.recommend(0, n=4, items=cand, exclude_seen=False)
+    for items in (set(cand), frozenset(cand), (j for j in cand), dict.fromkeys(cand).keys(),
+                  {j: j for j in cand}.values(), map(int, cand), iter(cand),
+                  range(3, 20, 4), tuple(cand), np.array(cand)):
+        got = m.recommend(0, n=4, items=items, exclude_seen=False)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    full = m.recommend(0, n=10)
+    want = m.recommend(0, n=10, exclude_items=list(full[0][:3]))
+    for banned in (set(full[0][:3].tolist()), (j for j in full[0][:3]),
+                   frozenset(full[0][:3].tolist()) | {10**9}):
+        np.testing.assert_array_equal(m.recommend(0, n=10, exclude_items=banned)[0], want[0])
+    want = m.recommend_all([0, 1], n=3, items=cand, exclude_items=[3])
+    got = m.recommend_all([0, 1], n=3, items=set(cand), exclude_items={3})
+    np.testing.assert_array_equal(got[0], want[0])
+    # empty sets are empty lists
+    assert m.recommend(0, items=set())[0].size == 0
+    np.testing.assert_array_equal(m.recommend(0, exclude_items=set())[0], m.recommend(0)[0])
+
+
+def test_a_candidate_set_gives_the_same_list_whatever_its_iteration_order():
+    # Popularity ties: items 1 and 9 have two interactions each. A set's ids are sorted,
+    # so equal scores come in id order (as items=[1, 9]) whichever order the set iterates.
+    m = mfsgd.Popularity().fit(([0, 1, 2, 3], [1, 1, 9, 9]))
+    want = m.recommend(5, items=[1, 9])[0].tolist()
+    assert want == [1, 9]
+    for order in ([1, 9], [9, 1]):
+        assert m.recommend(5, items=_set_in_order(order))[0].tolist() == want
+        assert m.recommend_all([5, 6], items=_set_in_order(order))[0].tolist() == [want] * 2
+
+
+def test_id_list_arguments_say_what_to_pass(small):
+    """Where order counts (recommend_all's users: row k belongs to users[k]) a set or a
+    generator is refused saying what to pass; a str is one id, never a sequence of
+    characters; no id-list message talks of ratings."""
+    u, i, r = small
+    m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit((u, i, r))
+    rows = r"users must be a list or a 1-D array of ids, as row k of the result belongs to " \
+           r"users\[k\]; got a "
+    with pytest.raises(ValueError, match=rows + r"set, which is not a sequence\. Pass a list, "
+                                               r"e\.g\. sorted\(users\)\.$"):
+        m.recommend_all(users={0, 1})
+    with pytest.raises(ValueError, match=rows + r"generator, which is not a sequence\. Pass a "
+                                               r"list, e\.g\. list\(users\)\.$"):
+        m.recommend_all(users=(x for x in [0, 1]))
+    with pytest.raises(ValueError, match=rows + r"dict_keys"):
+        m.recommend_all(users={0: "a"}.keys())
+    with pytest.raises(ValueError, match=r"^users must be a list or a 1-D array of ids; got "
+                                         r"shape \(1, 2\)\.$"):
+        m.recommend_all(users=[[0, 1]])
+    with pytest.raises(ValueError, match=r"^users must be a list or a 1-D array of ids, not one "
+                                         r"id; got 0\. Pass \[0\]\.$"):
+        m.recommend_all(users=0)
+    for arg in ("items", "exclude_items"):
+        what = rf"^{arg} must be a list, a set or a 1-D array of ids"
+        with pytest.raises(ValueError, match=what + r", not one id; got 'ab'\. Pass \['ab'\]\.$"):
+            m.recommend(0, **{arg: "ab"})
+        with pytest.raises(ValueError, match=what + r", not one id; got b'ab'\."):
+            m.recommend(0, **{arg: b"ab"})
+        with pytest.raises(ValueError, match=what + r", not one id; got 5\. Pass \[5\]\.$"):
+            m.recommend(0, **{arg: 5})
+        with pytest.raises(ValueError, match=what + r"; got a dict: pass list\(d\) for its "
+                                                    r"keys or list\(d\.values\(\)\)"):
+            m.recommend(0, **{arg: {1: "x"}})
+        with pytest.raises(ValueError, match=what + r"; got shape \(1, 2\)\.$"):
+            m.recommend(0, **{arg: [[1, 2]]})
+        with pytest.raises(ValueError, match=what + r"; got a nested sequence of uneven "
+                                                    r"lengths"):
+            m.recommend(0, **{arg: [[1, 2], [3]]})
+    # one id, not a set or a generator
+    with pytest.raises(ValueError, match=r"^user must be one id; got a set\. For several users "
+                                         r"use recommend_all\.$"):
+        m.recommend({0})
+    with pytest.raises(ValueError, match=r"^item must be one id; got a generator\. Call "
+                                         r"similar_items once per item\.$"):
+        m.similar_items(x for x in [1])
+    with pytest.raises(ValueError, match=r"^user must be one id; got a frozenset\."):
+        m.similar_users(frozenset([1]))
+    # a column of rating rows: order counts, and the message says what to pass
+    column = r"^users must be 1-D \(one value per rating\); got a set, which is not a " \
+             r"sequence\. Pass a list or a 1-D array\.$"
+    with pytest.raises(ValueError, match=column):
+        m.predict(({0, 1}, [1, 2]))
+    with pytest.raises(ValueError, match=column):
+        m.predict(({0, 1}, {1, 2}))
+    before = m._state
+    with pytest.raises(ValueError, match=column):
+        m.fold_in(({0, 1}, [1, 2], [4.0, 5.0]))
+    assert m._state is before
+    with pytest.raises(ValueError, match=column):
+        MatrixFactorization(n_epochs=1).fit(({0, 1}, [1, 2], [4.0, 5.0]))
+
+
+def test_a_set_of_string_ids_is_candidates_and_a_string_is_one_id(small):
+    u, i, r = small
+    su, si = np.char.add("u", u.astype(str)), np.char.add("i", i.astype(str))
+    m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit((su, si, r))
+    want = m.recommend("u0", n=3, items=["i1", "i2", "i3"], exclude_seen=False)[0]
+    got = m.recommend("u0", n=3, items={"i3", "i1", "i2"}, exclude_seen=False)[0]
+    np.testing.assert_array_equal(got, want)
+    assert "i1" not in m.recommend("u0", n=40, exclude_items={"i1"}, exclude_seen=False)[0]
+    with pytest.raises(ValueError, match=r"^items must be a list, a set or a 1-D array of ids, "
+                                         r"not one id; got 'i1'\. Pass \['i1'\]\.$"):
+        m.recommend("u0", items="i1")
+    with pytest.raises(TypeError, match=r"items mixes id types"):
+        m.recommend("u0", items={"i1", 1})

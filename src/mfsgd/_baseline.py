@@ -228,11 +228,12 @@ class Popularity(EstimatorBase):
             How many items (fewer when fewer candidates remain).
         exclude_seen : bool, default True
             Leave out the items of the user's training rows.
-        items : array-like of ids, optional
-            Candidate items (a whitelist; a repeated id counts once); unknown ids raise
+        items : list, set or array-like of ids, optional
+            Candidate items (a whitelist; any iterable of ids, a repeated id counting
+            once, as in :meth:`MatrixFactorization.recommend`); unknown ids raise
             ``ValueError``.
-        exclude_items : array-like of ids, optional
-            Items never to recommend (unknown ids are ignored).
+        exclude_items : list, set or array-like of ids, optional
+            Items never to recommend (any iterable of ids; unknown ids are ignored).
 
         Returns
         -------
@@ -252,8 +253,10 @@ class Popularity(EstimatorBase):
 
         Parameters
         ----------
-        users : array-like of ids, optional
-            Default: every user of the model, in ``user_ids_`` order.
+        users : list or 1-D array of ids, optional
+            One row of the result each (a set or a generator raises ``ValueError``: it
+            has no order to give the rows). Default: every user of the model, in
+            ``user_ids_`` order.
         n, exclude_seen, items, exclude_items
             As in :meth:`recommend`.
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._idmap import Encoded, _missing_mask, id_array
-from ._validation import as_1d, check_ratings, check_same_length
+from ._validation import as_1d, check_ratings, check_same_length, loose_iterable
 
 _FORMS = ("a DataFrame, a (users, items, ratings) tuple of equally long columns, a dict of "
           "columns, or a 2-D array of rows")
@@ -177,7 +177,10 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
             raise ValueError(f"ratings given twice: as the third field of {what}'s rows and "
                              "as y.")
         return cols[0], cols[1], cols[2] if len(cols) == 3 else y
-    if isinstance(X, (tuple, list)) and len(X) in (2, 3) and not _is_scalar_row(X):
+    # A set or a generator is 0-d to NumPy but no scalar: read as a column, for as_1d
+    # to refuse it saying what to pass.
+    if isinstance(X, (tuple, list)) and len(X) in (2, 3) and (
+            not _is_scalar_row(X) or any(loose_iterable(v) is not None for v in X)):
         if len(X) == 3 and y is not None:
             raise ValueError(f"ratings given twice: as the third element of {what} and as y.")
         return X[0], X[1], X[2] if len(X) == 3 else y

@@ -15,11 +15,12 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from collections.abc import Iterable, Mapping, Set
 from typing import Any
 
 import numpy as np
 
-from ._validation import as_1d
+from ._validation import as_1d, loose_iterable
 
 MAX_IDS = 2**31 - 1  # indices are int32 in the kernel
 
@@ -105,11 +106,12 @@ class Encoded:
         return table[self.codes]
 
 
-def id_array(name: str, values: Any) -> np.ndarray:
+def id_array(name: str, values: Any, what: str = "1-D (one value per rating)") -> np.ndarray:
     """``as_1d`` for ids: a list or tuple mixing strings with other scalars stays an
     object array (np.asarray would turn 1 into "1", merging user 1 with user "1"), so
     that normalize_ids refuses the mix as it does for an object array or a DataFrame;
-    one of strings (or bytes) holding a NUL character is refused."""
+    one of strings (or bytes) holding a NUL character is refused. ``what`` words the
+    shape rule, as in ``as_1d``."""
     if isinstance(values, (list, tuple)):
         kinds = {str if isinstance(v, str) else bytes if isinstance(v, bytes) else None
                  for v in values}
@@ -118,7 +120,38 @@ def id_array(name: str, values: Any) -> np.ndarray:
             _refuse_widening(name, values)
         elif kinds & {str, bytes}:  # [b"1", 1] would become [b"1", b"1"] too
             values = np.array(values, dtype=object)
-    return as_1d(name, values)
+    return as_1d(name, values, what)
+
+
+def id_list(name: str, values: Any, *, ordered: bool) -> np.ndarray:
+    """:func:`normalize_ids` for an argument that lists ids, not a column of rating rows:
+    the candidates and exclusions of ``recommend``, the users of ``recommend_all``.
+
+    ``ordered``: the result has one row per id (``recommend_all``'s users), so the ids
+    must have positions: a list, tuple, range, Series or 1-D array. Otherwise (a
+    whitelist or a blacklist, where only membership counts) any iterable of ids is
+    taken as well: a set, frozenset or dict keys (their ids sorted, so that the result
+    does not depend on the iteration order), dict values, a generator. Refused with
+    a message saying what to pass: a str or bytes (one id, not a sequence of
+    characters), any other single id, a dict (keys or values?), and a set or generator
+    where order counts."""
+    what = f"a list{'' if ordered else ', a set'} or a 1-D array of ids"
+    if values is None or isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        one = ("", "") if values is None else (", not one id", f" Pass [{values!r}].")
+        raise ValueError(f"{name} must be {what}{one[0]}; got {values!r}.{one[1]}")
+    kind = loose_iterable(values)
+    if kind is None:
+        return normalize_ids(name, id_array(name, values, what))
+    if isinstance(values, Mapping):
+        raise ValueError(f"{name} must be {what}; got {kind}: pass list(d) for its keys or "
+                         "list(d.values()) for its values.")
+    if ordered:
+        fix = f"sorted({name})" if isinstance(values, Set) else f"list({name})"
+        raise ValueError(f"{name} must be {what}, as row k of the result belongs to "
+                         f"{name}[k]; got {kind}, which is not a sequence. Pass a list, "
+                         f"e.g. {fix}.")
+    ids = normalize_ids(name, id_array(name, list(values), what))
+    return np.sort(ids) if isinstance(values, Set) else ids
 
 
 #: Above this size, a fixed-width array of string ids that is mostly padding is refused.

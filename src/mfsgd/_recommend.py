@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _sgd
-from ._idmap import IdMap, normalize_ids, unique_inverse
+from ._idmap import IdMap, id_list, normalize_ids, unique_inverse
 from ._state import FittedState, grown, merge_seen
 from ._training import Params, predict_idx, score_limit
 
@@ -221,19 +221,21 @@ def recommend_rows(st: FittedState, urows: np.ndarray, n: int, *,
 def recommend(st: FittedState, users: Any, n: int, exclude_seen: bool, items: Any,
               exclude_items: Any) -> tuple[np.ndarray, np.ndarray]:
     """The estimator's recommend_all on validated ``n`` and ``exclude_seen``: look up
-    the users (None: all, in row order), the candidates ``items`` (unknown ids raise;
-    a set: repeats are dropped) and the blacklist ``exclude_items`` (unknown ids
-    ignored); return item ids (the model's ``item_ids_`` dtype) and scores, -inf in
+    the users (None: all, in row order; a list or array, one row each), the candidates
+    ``items`` (unknown ids raise; repeats are dropped) and the blacklist
+    ``exclude_items`` (unknown ids ignored), both any iterable of ids (a set too, see
+    ``id_list``); return item ids (the model's ``item_ids_`` dtype) and scores, -inf in
     empty slots."""
     urows = np.arange(len(st.user_map), dtype=np.int32) if users is None else \
-        st.user_map.lookup("users", users)
+        st.user_map.lookup("users", id_list("users", users, ordered=True))
     banned = None
     if exclude_items is not None:
-        banned = st.item_map.lookup("exclude_items", exclude_items)
+        banned = st.item_map.lookup("exclude_items",
+                                    id_list("exclude_items", exclude_items, ordered=False))
         banned = banned[banned >= 0]
     icols = None
     if items is not None:
-        cand = normalize_ids("items", items)
+        cand = id_list("items", items, ordered=False)
         icols = st.item_map.lookup("items", cand)
         unknown = cand[icols < 0]
         if unknown.size:

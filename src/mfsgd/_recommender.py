@@ -14,16 +14,20 @@ import numpy as np
 
 from . import _recommend as R
 from ._data import at_least, columns_of, unpack
-from ._validation import check_bool, check_int, check_ratings
+from ._validation import check_bool, check_int, check_ratings, loose_iterable
 
 
 def _one_id(what: str, raw: Any, hint: str) -> Any:
-    """``raw`` when it is one id; ValueError when it is a sequence or an array (the look-up
-    of ``[raw]`` would say "must be 1-D ... got shape (1, 1)") or a missing value."""
+    """``raw`` when it is one id; ValueError when it is a sequence, an array, a set or a
+    generator (the look-up of ``[raw]`` would say "got shape (1, 1)" or "got set
+    objects") or a missing value."""
     if isinstance(raw, (list, tuple)) or (not isinstance(raw, (str, bytes))
                                           and np.ndim(raw) > 0):
         raise ValueError(f"{what} must be one id, not a sequence; got {type(raw).__name__} "
                          f"of length {len(raw)}.{hint}")
+    kind = loose_iterable(raw)
+    if kind is not None:
+        raise ValueError(f"{what} must be one id; got {kind}.{hint}")
     if raw is None or (isinstance(raw, (float, np.floating)) and raw != raw):
         raise ValueError(f"{what} must be an id; got {raw!r}.")
     return raw
@@ -45,15 +49,18 @@ class RecommenderMixin:
             How many items (fewer when fewer candidates remain).
         exclude_seen : bool, default True
             Leave out the items the user rated in training.
-        items : array-like of ids, optional
-            Candidate items to rank (a whitelist; default: all items of the model; a
-            repeated id counts once). Every candidate must be known to the model: an
-            item never seen in training has no factors to rank it by, so unknown ids
-            raise ``ValueError`` naming them.
-        exclude_items : array-like of ids, optional
+        items : list, set or array-like of ids, optional
+            Candidate items to rank (a whitelist; default: all items of the model). Any
+            iterable of ids is taken (a set, dict keys, a generator; a str is one id,
+            not a list): a repeated id counts once, and equal scores keep the
+            candidates' order (a set's ids are sorted first). Every candidate must be
+            known to the model: an item never seen in training has no factors to rank
+            it by, so unknown ids raise ``ValueError`` naming them.
+        exclude_items : list, set or array-like of ids, optional
             Items never to recommend (a blacklist, applied on top of ``exclude_seen`` and
-            ``items``), e.g. out-of-stock products. Ids the model does not know are
-            ignored: they could not be recommended anyway.
+            ``items``), e.g. out-of-stock products; any iterable of ids, as ``items``.
+            Ids the model does not know are ignored: they could not be recommended
+            anyway.
 
         Returns
         -------
@@ -65,7 +72,8 @@ class RecommenderMixin:
         Raises
         ------
         ValueError
-            If ``items`` holds ids the model does not know.
+            If ``items`` holds ids the model does not know, or ``items`` or
+            ``exclude_items`` is not a collection of ids (one id, a dict, a 2-D array).
 
         Examples
         --------
@@ -92,10 +100,13 @@ class RecommenderMixin:
 
         Parameters
         ----------
-        users : array-like of ids, optional
+        users : list or 1-D array of ids, optional
+            One row of the result each (repeats allowed). A set or a generator raises
+            ``ValueError``: it has no order to give the rows (pass ``sorted(users)``).
             Default: every user of the model, in ``user_ids_`` order.
         n, exclude_seen, items, exclude_items
-            As in :meth:`recommend` (``exclude_items`` applies to every user).
+            As in :meth:`recommend` (``exclude_items`` applies to every user; ``items``
+            and ``exclude_items`` may be sets).
 
         Returns
         -------

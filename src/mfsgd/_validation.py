@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, Set, ValuesView
 from typing import Any
 
 import numpy as np
@@ -101,8 +102,21 @@ def check_random_state(value: Any) -> np.random.Generator:
     )
 
 
-def as_1d(name: str, values: Any) -> np.ndarray:
-    """Any array-like (list, Series, array) -> a 1-D numpy array, without copying when possible."""
+def loose_iterable(values: Any) -> str | None:
+    """How to name an iterable that NumPy reads as one object (``np.asarray`` of a set
+    or a generator is a 0-d object array): "a set", "a dict", "a dict_keys", "a
+    generator", "a map"... None for anything else: arrays, pandas objects, lists,
+    tuples, ranges, scalars, and str or bytes (one id, never a sequence of characters)."""
+    if isinstance(values, (str, bytes, np.ndarray)) or hasattr(values, "to_numpy"):
+        return None
+    if isinstance(values, (Mapping, Set, KeysView, ValuesView, ItemsView, Iterator)):
+        return f"a {type(values).__name__}"
+    return None
+
+
+def as_1d(name: str, values: Any, what: str = "1-D (one value per rating)") -> np.ndarray:
+    """Any array-like (list, Series, array) -> a 1-D numpy array, without copying when
+    possible. ``what`` words the rule in messages ("users must be {what}; got ...")."""
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
         values = values.to_numpy()
     mask = None
@@ -113,12 +127,16 @@ def as_1d(name: str, values: Any) -> np.ndarray:
     try:
         arr = np.asarray(values)
     except ValueError:  # NumPy: "setting an array element with a sequence ... inhomogeneous"
-        raise ValueError(f"{name} must be 1-D (one value per rating); got a nested sequence "
-                         f"of uneven lengths; pass a flat list or array.") from None
+        raise ValueError(f"{name} must be {what}; got a nested sequence of uneven lengths; "
+                         f"pass a flat list or array.") from None
     if arr.ndim == 0:
-        raise ValueError(f"{name} must be 1-D (one value per rating); got a scalar {arr!r}.")
+        kind = loose_iterable(values)
+        if kind is not None:  # a set, a dict, a generator: one object to NumPy
+            raise ValueError(f"{name} must be {what}; got {kind}, which is not a "
+                             f"sequence. Pass a list or a 1-D array.")
+        raise ValueError(f"{name} must be {what}; got a scalar {arr!r}.")
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per rating); got shape {arr.shape}.")
+        raise ValueError(f"{name} must be {what}; got shape {arr.shape}.")
     if mask is not None and mask.any():
         bad = np.flatnonzero(mask)
         raise ValueError(f"{name} has {bad.size} masked (missing) value"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,9 +25,9 @@ import numpy as np
 from . import _recommend as R
 from ._config import METRIC_ALIASES
 from ._data import columns_of, unpack
-from ._idmap import IdMap, idmap_from_ids, normalize_ids, sorted_unique, unique_inverse
+from ._idmap import IdMap, id_list, idmap_from_ids, normalize_ids, sorted_unique, unique_inverse
 from ._state import FittedState, seen_csr
-from ._validation import as_1d, check_int, check_real_or_none
+from ._validation import as_1d, check_int, check_real_or_none, loose_iterable
 from .exceptions import NotFittedError
 
 __all__ = [
@@ -178,7 +178,9 @@ def _check_threshold(threshold: Any) -> float | None:
 def _exclusions(st: FittedState, columns: tuple[Any, Any, Any], train: Any,
                 users_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The items each of ``users_sorted`` rated in ``train``, as a CSR over their
-    positions (model items only)."""
+    positions (model items only). ``users_sorted`` must have passed the model's user
+    look-up: the train users are matched against them, so a type mismatch here is
+    train's."""
     tu, ti, _ = unpack(train, None, columns=columns, ratings="ignore", what="train",
                        prefix="train ")
     pos = IdMap(users_sorted).lookup("train users", tu)
@@ -283,8 +285,10 @@ def ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
     st = _fitted(model)
     columns = columns_of(model)
     users, n_rel, rel_keys = _relevance(st.item_map, columns, test, None, threshold)
-    excl = _exclusions(st, columns, train, users) if exclude_train else None
+    # The test users against the model first: _exclusions checks the train users
+    # against them, and would blame train for test ids of the wrong type.
     rows = st.user_map.lookup("test users", users)
+    excl = _exclusions(st, columns, train, users) if exclude_train else None
     acc = _ListMetrics(n_rel, rel_keys, k, len(st.item_map))
     for s, e, top, score in R.top_n_batches(st, rows, k, exclude=excl,
                                             exclude_rows=np.arange(users.size), float64=True,
@@ -557,9 +561,10 @@ def top_k_items(model: Any, users: Any, k: int = 10, *,
     ----------
     model : fitted MatrixFactorization
         As in :func:`ranking_metrics`.
-    users : array-like of user ids
-        Users to recommend for (repeats allowed; unknown users get the most popular
-        items, as in :func:`ranking_metrics`).
+    users : list or 1-D array of user ids
+        Users to recommend for, one row of the result each (repeats allowed; unknown
+        users get the most popular items, as in :func:`ranking_metrics`). A set or a
+        generator raises ``ValueError``: it has no order to give the rows.
     k : int, default 10
         List length (capped at the number of items).
     train : DataFrame, tuple or dict, optional
@@ -588,9 +593,9 @@ def top_k_items(model: Any, users: Any, k: int = 10, *,
     """
     k = _check_k(k)
     st = _fitted(model)
-    ids, inverse = unique_inverse(normalize_ids("users", users))
+    ids, inverse = unique_inverse(id_list("users", users, ordered=True))
+    rows = st.user_map.lookup("users", ids)  # before _exclusions: see ranking_arrays
     excl = None if train is None else _exclusions(st, columns_of(model), train, ids)
-    rows = st.user_map.lookup("users", ids)
     top, score = R.recommend_rows(st, rows, k, exclude=excl, exclude_rows=np.arange(ids.size),
                                   float64=True)
     return st.item_map.ids[top[inverse]], score[inverse]
@@ -603,9 +608,10 @@ def coverage(recommended_item_ids: Any, catalogue: Any, *, scores: Any = None) -
     ----------
     recommended_item_ids : array-like of item ids
         All recommended items, in any shape (e.g. the ``(n_users, k)`` array from
-        :func:`top_k_items` or ``recommend_all``, with their ``scores``) or as a
-        sequence of per-user lists of any lengths.
-    catalogue : int, array-like of item ids, or a fitted model
+        :func:`top_k_items` or ``recommend_all``, with their ``scores``), as a
+        sequence of per-user lists of any lengths, or without ``scores`` as any
+        iterable of ids (a set, a generator).
+    catalogue : int, array-like or set of item ids, or a fitted model
         The number of items in the catalogue, the catalogue's item ids, or a model
         (its ``item_ids_``). With ids, recommended items outside the catalogue are
         ignored.
@@ -630,7 +636,11 @@ def coverage(recommended_item_ids: Any, catalogue: Any, *, scores: Any = None) -
     >>> coverage([[1, 2], [2, 3]], 10, scores=[[0.9, 0.5], [0.7, float("-inf")]])
     0.2
     """
-    rec = _flatten_ids(recommended_item_ids)
+    if scores is not None and loose_iterable(recommended_item_ids) is not None:
+        raise ValueError(f"with scores=, recommended_item_ids must be an array of the scores' "
+                         f"shape (such as top_k_items and recommend_all return); got "
+                         f"{loose_iterable(recommended_item_ids)}.")
+    rec = _flatten_ids("recommended_item_ids", recommended_item_ids)
     if scores is not None:
         rec = rec[_finite_slots(recommended_item_ids, scores)]
     distinct = sorted_unique(normalize_ids("recommended_item_ids", rec)) if rec.size else rec
@@ -643,7 +653,7 @@ def coverage(recommended_item_ids: Any, catalogue: Any, *, scores: Any = None) -
                              f"than the catalogue size {n}; pass the catalogue's item ids "
                              "instead.")
         return float(distinct.size / n)
-    cat = sorted_unique(normalize_ids("catalogue", _flatten_ids(catalogue)))
+    cat = sorted_unique(normalize_ids("catalogue", _flatten_ids("catalogue", catalogue)))
     if cat.size == 0:
         raise ValueError("catalogue is empty; pass the number of items or their ids.")
     if distinct.size == 0:
@@ -674,14 +684,23 @@ def _finite_slots(recommended: Any, scores: Any) -> np.ndarray:
     return np.isfinite(s).ravel()
 
 
-def _flatten_ids(values: Any) -> np.ndarray:
+def _flatten_ids(name: str, values: Any) -> np.ndarray:
+    """Item ids in any shape (an array, a list of per-user lists, a set, a generator) as
+    one flat array; only which ids occur counts here, not their order."""
     if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
         values = values.to_numpy()
+    kind = loose_iterable(values)
+    if kind is not None:
+        if isinstance(values, Mapping):
+            raise ValueError(f"{name} must be item ids; got {kind}: pass list(d) for its keys "
+                             "or list(d.values()) for its values.")
+        values = list(values)
     if isinstance(values, (list, tuple)) and any(np.ndim(v) > 0 for v in values):
         parts = [np.ravel(np.asarray(v)) for v in values]
         parts = [p for p in parts if p.size]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
     arr = np.asarray(values)
     if arr.ndim == 0:
-        raise ValueError(f"expected item ids (an array or a list of lists); got a scalar {arr!r}.")
+        raise ValueError(f"{name} must be item ids (a list, a set, an array or a list of "
+                         f"lists); got a scalar {arr!r}.")
     return arr.ravel()
