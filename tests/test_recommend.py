@@ -252,6 +252,11 @@ def test_predict_one_is_predict_for_one_pair(model):
     assert model.predict_one(-1, 3) == model.predict(([-1], [3]))[0]  # unknown user
     with pytest.raises(TypeError, match="predict_one takes one user id"):
         model.predict_one([1, 2], 3)
+    # a set or a generator is 0-d to NumPy, yet no id
+    with pytest.raises(TypeError, match="predict_one takes one user id; got set"):
+        model.predict_one({17}, 3)
+    with pytest.raises(TypeError, match="predict_one takes one item id; got generator"):
+        model.predict_one(17, (i for i in [3]))
 
 
 def test_fold_in_with_only_unknown_items_raises(model):

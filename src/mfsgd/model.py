@@ -25,7 +25,7 @@ from ._dask import fit_dask
 from ._data import Handoff, columns_of, read_training, refuse_constant, unpack
 from ._recommender import RecommenderMixin
 from ._state import FittedState
-from ._validation import check_bool, check_int, check_ratings
+from ._validation import check_bool, check_int, check_ratings, loose_iterable
 from .persistence import read_model, stored_params, write_model
 
 __all__ = ["MatrixFactorization"]
@@ -518,7 +518,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         True
         """
         for name, v in (("user", user), ("item", item)):
-            if np.ndim(v) != 0:
+            if np.ndim(v) != 0 or loose_iterable(v) is not None:  # a set: 0-d to NumPy
                 raise TypeError(f"predict_one takes one {name} id; got {type(v).__name__}. "
                                 "Use predict for many pairs.")
         return float(self.predict(([user], [item]))[0])
