@@ -43,6 +43,14 @@ def work(tmp_path_factory):
                header="user_id,item_id", comments="")
     (d / "header.csv").write_text("userId,movieId,rating\n")
     (d / "latin1.csv").write_bytes("userId,movieId,rating\n\xe9t\xe9,1,4\n".encode("latin-1"))
+    # malformed files of the seventh review
+    pair_lines = "".join(f"{a},{b}\n" for a, b in zip(u, i, strict=True))
+    (d / "cust.csv").write_text("CustomerID,ProductID\n" + pair_lines)
+    (d / "title.csv").write_text("# exported interactions\nuser_id,item_id\n" + pair_lines)
+    (d / "emptyuser.csv").write_text("userId,movieId,rating\n1,2,3\n,5,3\n4,5,3\n")
+    (d / "wide.csv").write_text("userId,movieId,rating\n1,2,3\n4,5,3\n4,5,3" + ",9" * 2000
+                                + "\n7,8,4\n")
+    (d / "r16.csv").write_bytes((d / "r.csv").read_text().encode("utf-16"))
     return {"dir": d, "u": u, "i": i, "r": r}
 
 
@@ -162,6 +170,28 @@ MISTAKES = [
                                           "bpr"], "header.csv has no interactions, only a header"),
     ("Latin-1 file", ["train", "latin1.csv", "-o", "out.mfsgd"],
      "latin1.csv: line 2 is not UTF-8 text (byte 0xe9); re-encode the file as UTF-8"),
+    # an unknown header above interactions was trained as one (ids turned into strings)
+    ("interactions under an unknown header", ["train", "cust.csv", "-o", "out.mfsgd",
+                                              "--loss", "bpr"],
+     "cust.csv: no user column among ['CustomerID', 'ProductID']; pass columns=[user, item] "
+     "names or positions (on the command line --columns USER,ITEM).\n"),
+    # a title line made blanks the separator: 2001 "users" and items '' / 'interactions'
+    ("title above interactions", ["train", "title.csv", "-o", "out.mfsgd", "--loss", "bpr"],
+     "title.csv: line 1 ('# exported interactions') is not split into fields by ',', as 19 "
+     "of the first 20 lines are. If it is a title or a comment, remove it"),
+    ("title above interactions, evaluate", ["evaluate", "title.csv", "--loss", "bpr"],
+     "title.csv: line 1 ('# exported interactions') is not split into fields by ','"),
+    ("empty user id", ["train", "emptyuser.csv", "-o", "out.mfsgd"],
+     "emptyuser.csv: line 3 has an empty user id; fix or remove that line"),
+    ("a line with too many fields", ["train", "wide.csv", "-o", "out.mfsgd"],
+     "wide.csv: line 4 has 2003 fields, more than the 3 of the file's lines ('4,5,3,9,9,"),
+    ("UTF-16 file", ["train", "r16.csv", "-o", "out.mfsgd"],
+     "r16.csv is not UTF-8 text: it looks like UTF-16 (it starts with the UTF-16 byte-order "
+     "mark). Re-encode the file as UTF-8, e.g. with iconv -f UTF-16 -t UTF-8"),
+    ("UTF-16 file, columns by position", ["train", "r16.csv", "-o", "out.mfsgd", "--columns",
+                                          "0,1,2"], "r16.csv is not UTF-8 text"),
+    ("UTF-16 file of interactions", ["train", "r16.csv", "-o", "out.mfsgd", "--loss", "bpr",
+                                     "--columns", "0,1"], "r16.csv is not UTF-8 text"),
     ("demo of fewer than 10 ratings", ["demo", "--users", "3", "--items", "3", "--ratings", "9"],
      "argument --ratings: must be an integer >= 10; got '9'"),
 ]
@@ -516,6 +546,18 @@ def test_train_info_predict(work, tmp_path, capsys):
     assert _cli.main(["predict", out, str(work["u"][0]), str(work["i"][0]), "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)
     assert pred["user_known"] and np.isfinite(pred["prediction"])
+
+
+def test_interactions_under_an_unknown_header_train_with_columns(work, tmp_path, capsys):
+    """The header is not trained as an interaction: its names choose the columns, and the
+    ids stay integers."""
+    out = str(tmp_path / "m.mfsgd")
+    assert _cli.main(["train", str(work["dir"] / "cust.csv"), "-o", out, "--loss", "bpr",
+                      "--columns", "CustomerID,ProductID", "--factors", "4", "--epochs", "1",
+                      "-q"]) == 0
+    model = load(out)
+    assert model.user_ids_.dtype.kind == "i" and model.item_ids_.dtype.kind == "i"
+    assert len(model.user_ids_) == len(np.unique(work["u"]))
 
 
 def test_train_is_seeded_by_default_and_says_so(work, tmp_path, capsys):

@@ -4,8 +4,10 @@ columns, line numbers of bad ratings, file errors -- with pandas and without it.
 import errno
 import os
 import re
+import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 
 import numpy as np
@@ -572,3 +574,197 @@ def test_a_carriage_return_inside_a_line_names_the_file_and_line(tmp_path, engin
     # CRLF line ends stay fine
     p.write_bytes(b"user,item,rating\r\n1,2,3\r\n3,4,5\r\n")
     assert load_csv(p, as_frame=False)[0].tolist() == [1, 3]
+
+
+# ------------------------------------------- malformed lines (the seventh adversarial review)
+
+PAIRS = "24,41\n12,52\n77,42\n71,5\n"
+
+
+@pytest.mark.parametrize("text,kw", [
+    ("CustomerID,ProductID\n" + PAIRS, {}),
+    ("Customer ID,Product ID\n" + PAIRS, {}),
+    ("customer,sku\n24,AB-1\n12,CD-2\n", {}),  # one id column of numbers is enough
+    ("ts,CustomerID,ProductID\n5,24,41\n6,12,52\n", {"columns": [1, 2]}),
+])
+def test_an_unknown_header_of_interactions_is_not_trained_as_one(tmp_path, engine, text, kw):
+    """A first line of words above lines of numbers is a header, whatever its names: it was
+    read as an interaction, and turned every id into a string."""
+    p = write(tmp_path, text)
+    names = text.splitlines()[0].split(",")
+    if "columns" in kw:  # positions chosen: the header is skipped
+        u, i = arrays(load_csv(p, ratings=False, as_frame=False, **kw))
+        assert u.tolist() == [24, 12] and i.tolist() == [41, 52]
+        return
+    with pytest.raises(ValueError, match=re.escape(
+            f"{p}: no user column among {names}; pass columns=[user, item] names or positions "
+            "(on the command line --columns USER,ITEM).")):
+        load_csv(p, ratings=False)
+    u, i = arrays(load_csv(p, ratings=False, as_frame=False, columns=names[:2]))
+    assert u.tolist()[:2] == [24, 12] and u.dtype == np.int32
+
+
+@pytest.mark.parametrize("text,users", [
+    ("alice,bob\ncarol,dave\n", ["alice", "carol"]),  # words throughout: data
+    ("1,034545104X\n2,0345\n3,12\n", [1, 2, 3]),  # an odd id, not a header
+    ("user_id,item_id\n1,10\n", [1]),  # known names
+])
+def test_what_stays_data_and_what_is_a_header(tmp_path, engine, text, users):
+    u = load_csv(write(tmp_path, text), ratings=False, as_frame=False)[0]
+    assert u.tolist() == users
+
+
+@pytest.mark.parametrize("first", ["# exported interactions", "#comment", "My export"])
+@pytest.mark.parametrize("ratings", [True, False])
+def test_a_title_or_comment_line_above_the_data_is_refused_naming_it(tmp_path, engine, first,
+                                                                    ratings):
+    """Without a separator that splits every first line, blanks were taken as the
+    separator: each line became one user with the item "" (exit 0 on the command line), or
+    pandas said "Usecols do not match columns", naming neither the file nor the line."""
+    text = f"{first}\nuser,item,rating\n" + "".join(f"{k},{k + 1},3\n" for k in range(30))
+    p = write(tmp_path, text if ratings else text.replace(",3\n", "\n").replace(",rating", ""))
+    want = re.escape(f"{p}: line 1 ({first!r}) is not split into fields by ',', as 19 of the "
+                     "first 20 lines are. If it is a title or a comment, remove it (lines "
+                     "starting with '#' are not skipped")
+    for reader in (load_csv, load_ratings):
+        with pytest.raises(_fileio.TextFormatError, match=want):
+            reader(p, ratings=ratings)
+    with pytest.raises(_fileio.TextFormatError, match=want):
+        load_csv(p, ratings=ratings, sep=",")  # the separator given: the same check
+    with pytest.raises(_fileio.TextFormatError, match="line 3 .'1'. is not split into fields"):
+        load_csv(write(tmp_path, "1,2\n3,4\n1\n5,6\n", "short.csv"), ratings=False)
+
+
+def test_a_header_below_the_first_line_is_refused(tmp_path, engine):
+    """A title that the separator splits, then the header: the header was data."""
+    p = write(tmp_path, "Report, 2024\nuser,item\n1,2\n3,4\n")
+    with pytest.raises(ValueError, match=re.escape(
+            f"{p}: line 2 ('user,item') names the user and item columns as a header does, but "
+            "it is not the file's first line")):
+        load_csv(p, ratings=False)
+    p = write(tmp_path, "user,item,rating\n1,2,3\nuser,item,rating\n4,5,6\n", "joined.csv")
+    with pytest.raises(ValueError, match="line 3 .'user,item,rating'. names the user and item"):
+        load_csv(p)
+
+
+@pytest.mark.parametrize("text,line,role,ratings", [
+    ("user,item,rating\n1,2,3\n,5,3\n", 3, "user", True),
+    ("user,item,rating\n1,2,3\n4,,3\n", 3, "item", True),
+    ("user,item,rating\n1,2,3\n  ,5,3\n", 3, "user", True),  # blanks only
+    ("1,2\n3,4\n\n \t\n5,\n", 5, "item", False),  # blank lines skipped and counted
+    ("1\t2\t3\n\t\t\n4\t5\t6\n", 2, "user", True),  # a line of tabs: a row of a TSV file
+    ("a,b,3\n,c,4\n", 2, "user", True),  # string ids
+])
+def test_an_empty_id_names_its_line(tmp_path, engine, text, line, role, ratings):
+    """An empty field was the id "" and turned a column of integers into strings."""
+    p = write(tmp_path, text)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{p}: line {line} has an empty {role} id; fix or remove that line, or choose the "
+            f"{role} column with columns=.")):
+        load_csv(p, ratings=ratings)
+
+
+def test_a_blank_line_does_not_shift_the_line_of_a_bad_rating(tmp_path, engine):
+    """A line of blanks is skipped by the parser; the line number counted it as a row."""
+    with pytest.raises(ValueError, match="line 4 has a missing or non-numeric rating .'x'"):
+        load_csv(write(tmp_path, "user,item,rating\n1,2,3\n  \t \n1,3,x\n"))
+
+
+@pytest.mark.parametrize("text,line,fields,shown", [
+    ("user,item,rating\n1,2,3\n4,5,6\n7,8,9,10\n", 4, 4, "7,8,9,10"),
+    ("1,2,3,4\n1,2,3\n5,6,7\n", 1, 4, "1,2,3,4"),  # the first line: no header to go by
+    ("1\t2\t3\n4\t5\t6\t7\t8\n", 2, 5, "4\t5\t6\t7\t8"),
+    ("1::2::3\n4::5::6::7\n4::5::6\n", 2, 4, "4::5::6::7"),
+    ("1 2 3  \n4 5\t6\t\n7 8 9  \t 10 \n", 3, 4, "7 8 9  \t 10 "),  # blanks at ends: no field
+    ('1,"a,b",3\n2,"c",4\n5,d,6,7\n', 3, 4, "5,d,6,7"),  # quoted separators do not count
+    ("1,2,3\n4,5,6\n7,8,9" + "," * 5000 + "\n", 3, 5003, "7,8,9,,,,,"),
+])
+def test_a_line_with_more_fields_names_it(tmp_path, engine, text, line, fields, shown):
+    """A line with more fields than the file's others was read, its extra fields dropped,
+    and pandas' parser sized every line of the chunk to it (2.6 GB for one line of 10**5
+    commas among 3,000 ratings; killed for lack of memory at 10**6)."""
+    p = write(tmp_path, text)
+    line_text = text.splitlines()[line - 1]
+    assert line_text.startswith(shown)
+    shown = line_text if len(line_text) <= 60 else line_text[:57] + "..."
+    with pytest.raises(_fileio.TextFormatError, match=re.escape(
+            f"{p}: line {line} has {fields} fields, more than the 3 of the file's lines "
+            f"({shown!r}). A separator inside a field that is not quoted, or lines run "
+            "together? Fix or remove that line.")):
+        load_csv(p, as_frame=False)
+
+
+def test_lines_wider_than_the_header_are_fine_when_most_are(tmp_path, engine):
+    """The file's width is that of most of its first data lines: a trailing separator on
+    every data line (not on the header) is no error."""
+    u, i, r = load_csv(write(tmp_path, "user,item,rating\n1,2,3,\n4,5,6,\n"), as_frame=False)
+    assert u.tolist() == [1, 4] and r.tolist() == [3, 6]
+
+
+def test_a_wide_line_in_a_later_chunk_names_its_line(tmp_path, monkeypatch):
+    pytest.importorskip("pandas")
+    monkeypatch.setattr(_fileio, "_CHUNK_ROWS", 4)
+    rows = "".join(f"{k},{k % 7},3\n" for k in range(40))
+    p = write(tmp_path, "user,item,rating\n" + rows + "\n1,2,3,4,5\n" + rows)
+    with pytest.raises(_fileio.TextFormatError, match="line 43 has 5 fields, more than the 3"):
+        load_csv(p)
+
+
+def test_a_very_wide_line_is_refused_without_memory(tmp_path):
+    """3,000 ratings and one line of 100,000 commas: pandas sized the 2,950 lines after it
+    to 100,003 fields each, a peak of 2.6 GB for a 143 KB file. The child process reports
+    how much its peak resident memory grew during load_csv."""
+    pytest.importorskip("pandas")
+    if not os.path.isfile("/proc/self/status"):
+        pytest.skip("needs Linux's /proc/self/status")
+    lines = [f"{k % 100},{k % 60},{k % 5 + 1}" for k in range(3000)]
+    p = write(tmp_path, "\n".join(["user,item,rating", *lines[:50], "1,2,3" + "," * 100_000,
+                                   *lines[50:]]) + "\n")
+    child = textwrap.dedent("""
+        import sys
+        from mfsgd.datasets import load_csv
+
+        def peak():
+            with open("/proc/self/status") as f:
+                return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
+
+        before = peak()
+        try:
+            load_csv(sys.argv[1])
+            message = "loaded"
+        except ValueError as e:
+            message = str(e)
+        print(peak() - before, message)
+    """)
+    out = subprocess.run([sys.executable, "-c", child, str(p)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    grew_kib, message = out.stdout.split(" ", 1)
+    assert message.startswith(f"{p}: line 52 has 100003 fields"), out.stdout
+    assert int(grew_kib) < 100 * 1024, out.stdout  # was 2.5 GB
+
+
+@pytest.mark.parametrize("encoding,named", [
+    ("utf-16", "UTF-16 (it starts with the UTF-16 byte-order mark)"),
+    ("utf-16-le", "UTF-16LE (its first bytes have NULs between the characters"),
+    ("utf-16-be", "UTF-16BE (its first bytes have NULs between the characters"),
+    ("utf-32", "UTF-32 (it starts with the UTF-32 byte-order mark)"),
+    ("utf-32-be", "UTF-32BE (its first bytes have NULs between the characters"),
+])
+@pytest.mark.parametrize("kw", [{}, {"columns": [0, 1, 2]}, {"ratings": False},
+                                {"ratings": False, "columns": [0, 1]}])
+def test_utf16_and_utf32_files_are_named_not_utf8(tmp_path, engine, encoding, named, kw):
+    """Only one path said "not UTF-8"; the others showed the header's names with NULs
+    ('\\x00i\\x00t\\x00e\\x00m') or a "non-numeric rating" of NULs."""
+    p = tmp_path / "r16.csv"
+    p.write_bytes(separated("{u},{i},{r},{t}\n", "user,item,rating,ts").encode(encoding))
+    for reader in (load_csv, load_ratings):
+        with pytest.raises(ValueError, match=re.escape(
+                f"{p} is not UTF-8 text: it looks like {named}")):
+            reader(p, **kw)
+
+
+def test_a_nul_inside_an_id_is_not_taken_for_utf16(tmp_path, engine):
+    p = tmp_path / "r.csv"
+    p.write_bytes(b"user,item,rating\na\x00b,1,3\nc,2,4\n")
+    assert list(load_csv(p, as_frame=False)[0]) == ["a\x00b", "c"]

@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["atomic_write", "current_umask", "path_error", "as_regular_file", "Dialect", "Head",
            "check_sep", "sniff", "read_columns", "narrow_ints", "physical_line",
-           "TextFormatError"]
+           "TextFormatError", "EmptyField", "first_blank", "too_wide", "nth_line"]
 
 
 # ---------------------------------------------------------------------- errors
@@ -311,6 +311,8 @@ class Head:
     dialect: Dialect
     rows: list[list[str]]
     first_line: int  # 0-based physical line of rows[0]
+    numbers: tuple[int, ...] = ()  # 1-based physical line of each row
+    lines: tuple[str, ...] = ()  # the text of each row
 
 
 def check_sep(sep: Any) -> Dialect | None:
@@ -334,25 +336,31 @@ def sniff(path: str, sep: Dialect | None, name: str | None = None) -> Head:
 
     Opening the file raises the usual FileNotFoundError / IsADirectoryError /
     PermissionError, with ``.filename`` = ``path``. Only the first 64 KiB are read. A
-    carriage return inside one of the first lines raises TextFormatError naming the line.
+    carriage return inside one of the first lines raises TextFormatError naming the line;
+    a file in UTF-16 or UTF-32 (a byte-order mark, or NUL bytes between the first
+    characters) raises ValueError saying it is not UTF-8.
 
     The check: a separator fits when it splits each of the first 20 non-blank lines
     into at least 2 fields (quotes respected). Of those that fit, one that gives every
     line the same number of fields beats one that does not, then the one giving the
     most fields wins (ties: ``::``, comma, tab, semicolon, pipe); runs of blanks are the
     fallback. A tab-separated head whose fields are padded with more blanks is read as
-    runs of blanks.
+    runs of blanks. When no separator fits every line but one splits at least half of
+    them, the first line it does not split (a title or a ``#`` comment above the data,
+    or a damaged line) raises TextFormatError naming it; so does such a line with a
+    given ``sep``.
     """
     if os.path.isdir(path):  # Windows' open() says PermissionError for a folder
         raise path_error(errno.EISDIR, path)
     with open(path, "rb") as f:
         raw = f.read(_HEAD_BYTES + 1)
+    _refuse_wide_unicode(raw, name or path)
     # split at "\n" only, as the parsers do (str.splitlines also splits at \x1c, \x85...)
     physical = [ln.rstrip("\r") for ln in
                 raw[:_HEAD_BYTES].decode("utf-8-sig", errors="replace").split("\n")]
     if len(raw) > _HEAD_BYTES and physical:
         physical = physical[:-1]  # the last line may be cut
-    first, lines = -1, []
+    numbers, lines = [], []
     for k, line in enumerate(physical):
         if line.strip():
             if "\r" in line:
@@ -365,7 +373,7 @@ def sniff(path: str, sep: Dialect | None, name: str | None = None) -> Head:
                     "the line: lines must end with \\n or \\r\\n. Convert a file with old "
                     "Mac line ends (\\r alone), e.g. with tr '\\r' '\\n'; a binary file "
                     "(such as a saved model) cannot be read as ratings.")
-            first = k if first < 0 else first
+            numbers.append(k + 1)
             lines.append(line)
             if len(lines) == _HEAD_LINES:
                 break
@@ -373,7 +381,67 @@ def sniff(path: str, sep: Dialect | None, name: str | None = None) -> Head:
         return Head(sep or Dialect(","), [], 0)
     quoted = any('"' in ln for ln in lines)
     dialect = Dialect(sep.sep, quoted) if sep is not None else _detect(lines, quoted)
-    return Head(dialect, [dialect.split(ln) for ln in lines], first)
+    rows = [dialect.split(ln) for ln in lines]
+    single = [k for k, row in enumerate(rows) if len(row) < 2]
+    if single and len(single) * 2 <= len(rows):
+        # Most lines split, these do not: a title or a comment line above the data, or a
+        # damaged line. Reading on would take the wrong separator or give empty fields.
+        k = single[0]
+        shown = lines[k] if len(lines[k]) <= 60 else lines[k][:57] + "..."
+        how = "blanks" if dialect.sep == WHITESPACE else repr(dialect.sep)
+        raise TextFormatError(
+            f"{name or path}: line {numbers[k]} ({shown!r}) is not split into fields by {how}, "
+            f"as {len(rows) - len(single)} of the first {len(rows)} lines are. If it is a "
+            "title or a comment, remove it (lines starting with '#' are not skipped: they "
+            "are data to this reader); if it is damaged, fix or remove it.")
+    return Head(dialect, rows, numbers[0] - 1, tuple(numbers), tuple(lines))
+
+
+#: Byte-order marks of the encodings a "Unicode text" export may use instead of UTF-8;
+#: UTF-32 LE's starts with UTF-16 LE's, so it is tried first.
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+              (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def _refuse_wide_unicode(raw: bytes, name: str) -> None:
+    """ValueError when the first bytes of a file are UTF-16 or UTF-32 text: a byte-order
+    mark, or the NUL bytes that ASCII characters have in those encodings (UTF-16LE: every
+    odd byte; UTF-32LE: three of every four) over the first KiB. A NUL inside an id, or
+    binary data, has no such pattern. Without this check such a file reached the parsers
+    and was reported with garbled column names or as a non-numeric rating full of NULs."""
+    for bom, enc in _WIDE_BOMS:
+        if raw.startswith(bom):
+            why = f"it starts with the {enc} byte-order mark"
+            break
+    else:
+        enc = _nul_pattern(raw[:1024])
+        if enc is None:
+            return
+        why = f"its first bytes have NULs between the characters, as {enc[:6]} text does"
+    raise ValueError(
+        f"{name} is not UTF-8 text: it looks like {enc} ({why}). Re-encode the file as "
+        f"UTF-8, e.g. with iconv -f {enc} -t UTF-8 (a spreadsheet's \"Unicode text\" export "
+        "and Windows PowerShell's > redirection write UTF-16; save as \"CSV UTF-8\" or use "
+        "Out-File -Encoding utf8).")
+
+
+#: Which of every four bytes are NUL in ASCII text of each encoding.
+_NUL_LANES = {"UTF-32LE": (False, True, True, True), "UTF-32BE": (True, True, True, False),
+              "UTF-16LE": (False, True, False, True), "UTF-16BE": (True, False, True, False)}
+
+
+def _nul_pattern(sample: bytes) -> str | None:
+    """The encoding whose NUL pattern ``sample`` follows (each lane of every fourth byte
+    NUL at least 3/4 of the time where the encoding puts NULs, at most 1/8 elsewhere)."""
+    if len(sample) < 8:
+        return None
+    lanes = [sample[j::4] for j in range(4)]
+    heavy = [lane.count(0) * 4 >= len(lane) * 3 for lane in lanes]
+    light = [lane.count(0) * 8 <= len(lane) for lane in lanes]
+    for enc, nul in _NUL_LANES.items():
+        if all(heavy[j] if nul[j] else light[j] for j in range(4)):
+            return enc
+    return None
 
 
 def _detect(lines: list[str], quoted: bool) -> Dialect:
@@ -393,20 +461,51 @@ def _detect(lines: list[str], quoted: bool) -> Dialect:
             len(best.split(ln)) for ln in lines] and any(
             f != f.strip() for ln in lines for f in ln.split("\t")):
         return ws  # tabs padded with spaces: the same columns, read as runs of blanks
-    return best if best is not None else ws
+    if best is not None or all(len(ws.split(ln)) >= 2 for ln in lines):
+        return best if best is not None else ws
+    # No separator splits every line: the one that splits the most (for sniff to name
+    # the first line it does not split; ties in the order of SEPARATORS, blanks last)
+    candidates = [Dialect(sep, quoted) for sep in SEPARATORS] + [ws]
+    fits = [sum(len(d.split(ln)) >= 2 for ln in lines) for d in candidates]
+    k = max(range(len(candidates)), key=lambda k: (fits[k], -k))
+    return candidates[k] if fits[k] * 2 >= len(lines) else ws
 
 
-def physical_line(path: str, row: int, skip: int) -> int:
+def physical_line(path: str, row: int, skip: int, dialect: Dialect | None = None) -> int:
     """1-based line number of data row ``row`` (0-based) when the first ``skip`` lines
-    are skipped and empty lines are not rows (as the readers here count them)."""
+    are skipped and blank lines are not rows (as the readers here count them: empty, or
+    only spaces and tabs that are not ``dialect``'s separator)."""
+    blanks = _blanks_of(dialect)
     with open(path, "rb") as f:
         for k, line in enumerate(f):
-            if k < skip or not line.rstrip(b"\r\n"):
+            if k < skip or not line.rstrip(b"\r\n").strip(blanks):
                 continue
             if row == 0:
                 return k + 1
             row -= 1
     return -1
+
+
+def _blanks_of(dialect: Dialect | None) -> bytes:
+    """The bytes that make a line blank, as pandas' parser skips them: spaces and tabs,
+    but not the separator itself (a line of tabs in a tab-separated file is a row of
+    empty fields)."""
+    sep = dialect.sep if dialect is not None else None
+    return b" \t".replace(sep.encode(), b"") if sep in (" ", "\t") else b" \t"
+
+
+def nth_line(path: str, number: int, limit: int = 1 << 20) -> tuple[str, bool]:
+    """Line ``number`` (1-based) of ``path`` as text, at most ``limit`` bytes of it, and
+    whether that is the whole line (``("", True)`` if the file is shorter): for messages
+    about a line the parser refused. A longer line is never read whole."""
+    k = 1
+    with open(path, "rb") as f:
+        while chunk := f.readline(limit):
+            if k == number:
+                whole = chunk.endswith(b"\n") or f.read(1) in (b"", b"\n")
+                return chunk.rstrip(b"\r\n").decode("utf-8", errors="replace"), whole
+            k += chunk.endswith(b"\n")
+    return "", True
 
 
 class TextFormatError(ValueError):
@@ -422,9 +521,9 @@ class _Rewriter:
     (compacting with a boolean mask cost more than parsing): ``a::b`` becomes
     ``a<US> b`` and ``a  \\tb`` becomes ``a<US> \\tb``. The leftover blanks sit at the
     start of the next field, where the number parsers skip them (string columns are
-    stripped afterwards); blanks at the start of a line are left alone, so they never
-    make an empty first field. ``read(n)`` may return a little more than n bytes (the
-    rest of a line); pandas takes what it gets.
+    stripped afterwards); blanks at the start or the end of a line are left alone, so
+    they never make an empty first or last field. ``read(n)`` may return a little more
+    than n bytes (the rest of a line); pandas takes what it gets.
     """
 
     def __init__(self, path: str, sep: str) -> None:
@@ -454,8 +553,23 @@ class _Rewriter:
         a = np.frombuffer(chunk, dtype=np.uint8)
         run_start = a == 32
         run_start |= a == 9
+        tail = a[1:] == 10
+        if b"\r" in chunk:
+            tail |= a[1:] == 13
+        tail &= run_start[:-1]  # a blank just before a line end
         run_start[1:] &= a[:-1] > 32  # the first blank after a field character
         run_start[0] = False  # a chunk starts a line
+        if tail.any() or (a.size and a[-1] in (9, 32)):
+            # Blanks that end a line separate nothing: walk back over them (pandas would
+            # see one more, empty, field and refuse the line as too wide).
+            pos = np.flatnonzero(tail)
+            if a[-1] in (9, 32):  # the end of a file without a final line end
+                pos = np.append(pos, a.size - 1)
+            while pos.size:
+                run_start[pos] = False
+                pos = pos[pos > 0] - 1
+                c = a[pos]
+                pos = pos[(c == 32) | (c == 9)]
         d = a - np.uint8(_US)
         d *= run_start  # arithmetic select: a masked assignment is ~3x slower
         return (a - d).tobytes()
@@ -473,7 +587,8 @@ class _Rewriter:
 
 def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
                  dtypes: dict[int, str], narrow: Any = (),
-                 name: str | None = None) -> dict[int, np.ndarray]:
+                 name: str | None = None, width: int | None = None,
+                 nonempty: Any = ()) -> dict[int, np.ndarray]:
     """Read the columns ``usecols`` (0-based positions) of a delimited file.
 
     Parameters
@@ -489,6 +604,14 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
     name : str, optional
         The file as messages name it (default ``path``; e.g. the user's pipe when
         ``path`` is its copy).
+    width : int, optional
+        The number of fields of the file's lines (default: the last of ``usecols``): a
+        line with more raises TextFormatError naming it, a shorter one gets "" in the
+        missing fields. The first data line must not be wider (the caller checks the
+        first lines: pandas sizes its rows from that line).
+    nonempty : collection of int
+        Positions whose fields must not be empty or blank (ids): the first such field
+        raises EmptyField.
 
     Returns
     -------
@@ -501,7 +624,10 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
     Raises
     ------
     TextFormatError
-        The lines cannot be split into fields.
+        The lines cannot be split into fields, or one has more than ``width`` fields.
+    EmptyField
+        A ``nonempty`` field is empty or blank (``.position``, ``.row``: 0-based data
+        row, for :func:`physical_line`).
     ValueError
         The text is not UTF-8 (the message names the first line that is not).
 
@@ -518,31 +644,43 @@ def read_columns(path: str, dialect: Dialect, *, skip: int, usecols: list[int],
     --pyarrow``; it would pay only with several idle cores. Its numbers also do not
     accept the leading blanks the rewrite leaves.) Without pandas, :func:`numpy.loadtxt`
     reads numeric files and a csv/str.split loop the others.
+
+    Wide lines: pandas is given the ``width`` columns by name rather than ``usecols``,
+    so that its parser refuses a longer line; with ``usecols`` it accepted one and padded
+    every later line of the chunk to its length (one line of 10**5 commas among 3,000
+    ratings took 2.6 GB, one of 10**6 was killed for lack of memory). The columns not
+    read are kept as one byte per line ("S1"), which costs no more than skipping them.
     """
     name = path if name is None else name
+    width = max(usecols) + 1 if width is None else max(width, max(usecols) + 1)
     try:
-        return _read_columns(path, dialect, skip, usecols, dtypes, frozenset(narrow), name)
+        return _read_columns(path, dialect, skip, usecols, dtypes, frozenset(narrow), name,
+                             width, frozenset(nonempty))
     except UnicodeDecodeError as e:
         raise ValueError(_not_utf8(path, name, e)) from None
 
 
 def _read_columns(path: str, dialect: Dialect, skip: int, usecols: list[int],
-                  dtypes: dict[int, str], narrow: frozenset, name: str,
-                  ) -> dict[int, np.ndarray]:
+                  dtypes: dict[int, str], narrow: frozenset, name: str, width: int,
+                  nonempty: frozenset = frozenset()) -> dict[int, np.ndarray]:
     try:
         import pandas as pd
     except ImportError:
-        out = _read_numpy(path, dialect, skip, usecols, dtypes)
+        out = _read_numpy(path, dialect, skip, usecols, dtypes, width, name)
+        for p in sorted(nonempty):
+            row = first_blank(out[p])
+            if row >= 0:
+                raise EmptyField(p, row) from None
         return {p: (narrow_ints(a) if p in narrow else a) for p, a in out.items()}
+    kw = {"narrow": narrow, "name": name, "width": width, "nonempty": nonempty}
     try:
         try:
-            out = _read_pandas(pd, path, dialect, skip, usecols, dtypes, narrow, name=name)
+            out = _read_pandas(pd, path, dialect, skip, usecols, dtypes, **kw)
         except _MixedChunks:
             # a column's type changed from one chunk to the next (a float or a string
             # after integers): let pandas read the whole file and reconcile the types
-            out = _read_pandas(pd, path, dialect, skip, usecols, dtypes, narrow,
-                               chunked=False, name=name)
-    except (TextFormatError, UnicodeDecodeError):  # the latter is a ValueError too
+            out = _read_pandas(pd, path, dialect, skip, usecols, dtypes, chunked=False, **kw)
+    except (TextFormatError, EmptyField, UnicodeDecodeError):  # ValueErrors too
         raise
     except ValueError:
         # A float32 column with a bad value (pandas names neither row nor line): read
@@ -550,9 +688,31 @@ def _read_columns(path: str, dialect: Dialect, skip: int, usecols: list[int],
         retry = {p: ("str" if t == "float32" else t) for p, t in dtypes.items()}
         if retry == dtypes:
             raise
-        out = _read_pandas(pd, path, dialect, skip, usecols, retry, narrow, chunked=False,
-                           name=name)
+        out = _read_pandas(pd, path, dialect, skip, usecols, retry, chunked=False, **kw)
     return out
+
+
+def too_wide(name: str, dialect: Dialect, width: int, line: int, text: str,
+             fields: int | None = None) -> TextFormatError:
+    """The error for line ``line`` (its ``text``, or the start of it) having more than
+    ``width`` fields; ``fields``: how many, when ``text`` is not the whole line."""
+    n = len(dialect.split(text)) if fields is None else fields
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    return TextFormatError(
+        f"{name}: line {line} has {n} fields, more than the {width} of the file's lines "
+        f"({shown!r}). A separator inside a field that is not quoted, or lines run "
+        "together? Fix or remove that line.")
+
+
+def _too_wide_line(path: str, name: str, dialect: Dialect, width: int, line: int,
+                   fields: int | None) -> TextFormatError:
+    """too_wide for a line the parser refused, read again from the file (at most 1 MiB
+    of it: the parser's count of fields stands for a longer one)."""
+    text, whole = nth_line(path, line)
+    return too_wide(name, dialect, width, line, text, None if whole else fields)
+
+
+_TOO_WIDE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
 def _not_utf8(path: str, name: str, exc: UnicodeDecodeError) -> str:
@@ -606,19 +766,50 @@ def _estimate_rows(path: str, skip: int) -> int:
     return int(size / per_line * 1.05) + 1024
 
 
+class EmptyField(ValueError):
+    """An empty or blank field where read_columns was asked for a value (an id)."""
+
+    def __init__(self, position: int, row: int) -> None:
+        super().__init__(f"an empty field at position {position} of data row {row}")
+        self.position, self.row = position, row
+
+
+def first_blank(values: Any) -> int:
+    """The index of the first empty or blank string of ``values`` (an object array, or a
+    pandas Series of strings: its comparison runs in Arrow when pandas stores the strings
+    there, 3x faster than NumPy's loop over objects), or -1. Numbers are never blank."""
+    if getattr(values, "dtype", None) is None or values.dtype.kind in "iufb":
+        return -1
+    try:  # "" and the strings that start with a blank sort before "!": a C loop finds them
+        maybe: Any = np.flatnonzero(np.asarray(values < "!", dtype=bool))
+    except TypeError:  # not only strings (Python ints beyond 64 bits)
+        maybe = range(len(values))
+    at = values.iloc.__getitem__ if hasattr(values, "iloc") else values.__getitem__
+    for k in maybe:
+        v = at(int(k))
+        if isinstance(v, str) and not v.strip():
+            return int(k)
+    return -1
+
+
 class _Columns:
     """Columns filled chunk by chunk: numbers into arrays allocated once (grown by
     half when the estimate was short, shrunk in place at the end), strings as a list of
-    chunks. Integers in ``narrow`` positions are int32 until a value does not fit."""
+    chunks. Integers in ``narrow`` positions are int32 until a value does not fit; an
+    empty or blank string in a ``nonempty`` position raises EmptyField."""
 
-    def __init__(self, usecols: list[int], capacity: int, narrow: frozenset) -> None:
+    def __init__(self, usecols: list[int], capacity: int, narrow: frozenset,
+                 nonempty: frozenset = frozenset()) -> None:
         self.usecols, self.capacity, self.narrow = usecols, max(capacity, 1), narrow
+        self.nonempty = nonempty
         self.n = 0
         self.arrays: dict[int, np.ndarray] = {}
         self.parts: dict[int, list[np.ndarray]] = {}
 
     def add(self, df: Any) -> None:
         k = len(df)
+        if not k:  # no rows (a header only): nothing to say about the columns' types
+            return
         if self.n + k > self.capacity:
             self.capacity = max(self.n + k, int(self.capacity * 1.5))
             for a in self.arrays.values():
@@ -629,6 +820,10 @@ class _Columns:
             if kind not in "iuf":
                 if p in self.arrays or (self.n and p not in self.parts):
                     raise _MixedChunks
+                if p in self.nonempty:
+                    row = first_blank(col)
+                    if row >= 0:
+                        raise EmptyField(p, self.n + row)
                 self.parts.setdefault(p, []).append(col.to_numpy(dtype=object))
                 continue
             if p in self.parts:
@@ -664,7 +859,11 @@ class _Columns:
 
 def _read_pandas(pd: Any, path: str, dialect: Dialect, skip: int, usecols: list[int],
                  dtypes: dict[int, str], narrow: frozenset = frozenset(),
-                 chunked: bool = True, name: str | None = None) -> dict[int, np.ndarray]:
+                 chunked: bool = True, name: str | None = None,
+                 width: int | None = None,
+                 nonempty: frozenset = frozenset()) -> dict[int, np.ndarray]:
+    name = name or path
+    width = max(usecols) + 1 if width is None else width
     rewrite = dialect.sep == "::" or (dialect.sep == WHITESPACE and not dialect.quoted)
     if rewrite:
         source: Any = _Rewriter(path, dialect.sep)
@@ -672,14 +871,19 @@ def _read_pandas(pd: Any, path: str, dialect: Dialect, skip: int, usecols: list[
     else:
         source = path
         sep = r"\s+" if dialect.sep == WHITESPACE else dialect.sep  # quoted: pandas' own
-    dt = {p: (np.float32 if t == "float32" else str) for p, t in dtypes.items()}
-    cols = _Columns(usecols, _estimate_rows(path, skip) if chunked else 0, narrow)
+    dt: dict[int, Any] = {p: "S1" for p in range(width)}  # parsed, one byte kept
+    dt.update({p: (np.float32 if t == "float32" else str) for p, t in dtypes.items()})
+    for p in usecols:
+        if p not in dtypes:
+            del dt[p]  # its natural type
+    cols = _Columns(usecols, _estimate_rows(path, skip) if chunked else 0, narrow, nonempty)
     try:
         # na_filter=False: ids such as "NA" or "null" stay strings, an empty or "nan"
         # rating fails the float parse (and is then reported), and it is faster.
-        reader = pd.read_csv(source, sep=sep, engine="c", header=None, skiprows=skip,
-                             usecols=usecols, dtype=dt, na_filter=False, encoding="utf-8",
-                             chunksize=_CHUNK_ROWS if chunked else None)
+        # names (not usecols): the parser then refuses a line with more fields.
+        reader = pd.read_csv(source, sep=sep, engine="c", header=None, names=list(range(width)),
+                             index_col=False, skiprows=skip, dtype=dt, na_filter=False,
+                             encoding="utf-8", chunksize=_CHUNK_ROWS if chunked else None)
         if chunked:
             with reader:
                 for df in reader:
@@ -689,7 +893,11 @@ def _read_pandas(pd: Any, path: str, dialect: Dialect, skip: int, usecols: list[
             cols.add(reader)
             del reader
     except pd.errors.ParserError as e:
-        raise TextFormatError(f"{name or path} cannot be split into fields at {dialect}: "
+        wide = _TOO_WIDE.search(str(e))
+        if wide:
+            raise _too_wide_line(path, name, dialect, width, int(wide[2]),
+                                 int(wide[3])) from None
+        raise TextFormatError(f"{name} cannot be split into fields at {dialect}: "
                               f"{str(e).strip()}") from None
     except pd.errors.EmptyDataError:
         cols = _Columns(usecols, 0, narrow)  # no rows
@@ -708,12 +916,15 @@ def _read_pandas(pd: Any, path: str, dialect: Dialect, skip: int, usecols: list[
 
 
 def _read_numpy(path: str, dialect: Dialect, skip: int, usecols: list[int],
-                dtypes: dict[int, str]) -> dict[int, np.ndarray]:
+                dtypes: dict[int, str], width: int | None = None,
+                name: str | None = None) -> dict[int, np.ndarray]:
     """Correct for every dialect; fast (numpy.loadtxt) only for all-numeric files."""
+    width = max(usecols) + 1 if width is None else width
+    check = (dialect, width, name or path)
     if not any(t == "str" for t in dtypes.values()):
         try:
             with open(path, encoding="utf-8-sig", newline="") as f:
-                lines = _data_lines(f, skip)
+                lines = _data_lines(f, skip, *check)
                 if dialect.sep == "::":
                     lines = (ln.replace("::", chr(_US)) for ln in lines)
                 delim = None if dialect.sep == WHITESPACE else (
@@ -727,11 +938,13 @@ def _read_numpy(path: str, dialect: Dialect, skip: int, usecols: list[int],
                 return {p: (c.astype(np.float32) if dtypes.get(p) == "float32" else
                             c.astype(np.int64) if p not in dtypes else c)
                         for p, c in cols.items()}
+        except TextFormatError:
+            raise
         except ValueError:
             pass  # strings, a bad value, or ids beyond 2**53: the exact path below
     fields: list[list[str]] = [[] for _ in usecols]
     with open(path, encoding="utf-8-sig", newline="") as f:
-        lines = _data_lines(f, skip)
+        lines = _data_lines(f, skip, *check)
         if dialect.sep in ("::", WHITESPACE):
             rows: Any = (dialect.split(ln) for ln in lines)
         else:
@@ -742,10 +955,22 @@ def _read_numpy(path: str, dialect: Dialect, skip: int, usecols: list[int],
     return {p: _convert(vals, dtypes.get(p)) for p, vals in zip(usecols, fields, strict=True)}
 
 
-def _data_lines(f: Any, skip: int) -> Iterator[str]:
+def _data_lines(f: Any, skip: int, dialect: Dialect, width: int, name: str) -> Iterator[str]:
+    """The lines after the first ``skip`` that are not blank (as pandas skips them); one
+    with more than ``width`` fields raises TextFormatError naming it."""
+    blanks = _blanks_of(dialect).decode()
+    sep = dialect.sep
     for k, line in enumerate(f):
-        if k >= skip and line.rstrip("\r\n"):
-            yield line
+        if k < skip:
+            continue
+        body = line.rstrip("\r\n")
+        if not body.strip(blanks):
+            continue
+        # a cheap upper bound of the fields first (quotes may hold separators)
+        n = len(body.split()) if sep == WHITESPACE else body.count(sep) + 1
+        if n > width and len(dialect.split(body)) > width:
+            raise too_wide(name, dialect, width, k + 1, body)
+        yield line
 
 
 def _integral(a: np.ndarray) -> bool:

@@ -259,7 +259,8 @@ def _named_roles(names: list[str], want: tuple[str, ...], path: str) -> list[int
         hit = next((low.index(c) for c in _ROLE_NAMES[role] if c in low), None)
         if hit is None:
             raise ValueError(f"{path}: no {role} column among {names}; pass "
-                             f"columns=[{', '.join(want)}] names or positions.")
+                             f"columns=[{', '.join(want)}] names or positions (on the command "
+                             f"line --columns {','.join(w.upper() for w in want)}).")
         roles.append(hit)
     return roles
 
@@ -310,7 +311,8 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         Detected from the first lines when omitted; see Notes.
     header : "infer", True or False, default "infer"
         Whether the first non-blank line is a header. "infer": yes when ``columns``
-        names a column, or when the line's rating field is not a number.
+        names a column, or when the line's rating field is not a number (for
+        ``ratings=False``, see there).
     keep : name, position or sequence of them, optional
         Extra columns to return besides user, item and rating (same as listing them
         after the first three of ``columns``), e.g. ``keep=["timestamp"]`` for
@@ -319,11 +321,16 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         Return a DataFrame (``"auto"``: when pandas is installed) or arrays.
     ratings : bool, default True
         False reads a file of interactions (clicks, plays, purchases) for the ranking
-        losses: ``columns`` then lists the user and item columns (then extras), a header
-        is recognised by a user or item column name, and no rating column is read or
-        returned: ``(users, items)`` (``(users, items, extras)`` with extra columns), or
-        a DataFrame with columns ``user, item``. A file's rating column can still be
-        kept as an extra column, e.g. to filter liked rows.
+        losses: ``columns`` then lists the user and item columns (then extras), and no
+        rating column is read or returned: ``(users, items)`` (``(users, items,
+        extras)`` with extra columns), or a DataFrame with columns ``user, item``. A
+        file's rating column can still be kept as an extra column, e.g. to filter liked
+        rows. The first line is then a header when it holds a known user or item column
+        name, or when its user and item fields are words where, in one of those
+        columns, the next lines have numbers (``CustomerID,ProductID`` above ``24,41``:
+        names it does not know are refused, choose them with ``columns=``). Ids that are
+        words throughout cannot tell a header from data: pass ``header=True`` or name
+        the columns.
 
     Returns
     -------
@@ -348,8 +355,12 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         system's message, as ``open()`` raises them.
     ValueError
         ``columns``/``keep`` are wrong for this file (too few columns, an unknown
-        name, a position past the line's end), the file is empty or not UTF-8 text,
-        or a rating is missing or not a finite number (the message names the line).
+        name, a position past the line's end), the file is empty or not UTF-8 text
+        (UTF-16 and UTF-32 are recognised and named), or a line is wrong (the message
+        names it): a rating is missing or not a finite number, a user or item id is
+        empty, the line has more fields than the file's lines, it is one of the first
+        lines and the separator does not split it (a title or a ``#`` comment above the
+        data), or it repeats the header's user and item names below the first line.
     TypeError
         ``columns``, ``keep``, ``sep``, ``header``, ``as_frame`` or ``ratings`` are of
         the wrong kind (``columns`` and ``keep`` must be ordered: a list or tuple, not a
@@ -361,7 +372,17 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
     splits each of them into the same number (at least 2) of fields, quotes respected;
     among those that fit, the one giving the most fields wins (ties in the order
     ``::``, comma, tab, semicolon, pipe); failing all, runs of blanks. Pass ``sep``
-    when the first lines are not typical of the file.
+    when the first lines are not typical of the file. When no separator splits all
+    of them but one splits at least half, the first line it does not split is refused,
+    named: a title or a comment line above the data (lines starting with ``#`` are not
+    skipped) would otherwise make blanks the separator, or be read as data.
+
+    Fields: the file's lines have the number of fields most of its first data lines
+    have (the header is not counted). A line with more is refused, naming it (a
+    separator inside a field that is not quoted, or lines run together, would shift
+    or drop fields; and pandas' parser, which sizes the lines of a whole chunk to the
+    widest, would need memory for a million such lines). A line with fewer gets empty
+    fields: an empty rating, user or item is refused, naming the line.
 
     Speed: with pandas every separator is read by pandas' C parser at about the speed
     of a comma-separated file; ``::`` and runs of blanks are rewritten on the fly to a
@@ -446,9 +467,12 @@ def _read_text(spath: str, source: str, want: tuple[str, ...], roles: list[int |
         raise ValueError(f"{spath} is empty; expected lines of {', '.join(want)}.")
     first = [f.strip() for f in head.rows[0]]
     named = any(isinstance(c, str) for c in (roles or []) + extras)
-    if header == "infer" and not ratings:  # ids may be words: look for known names
+    if header == "infer" and not ratings:
+        # ids may be words: a known name, or words where the next lines have numbers
         known = {n for r in want for n in _ROLE_NAMES[r]}
-        has_header = named or any(f.lower() in known for f in first)
+        id_pos = [c for c in roles if isinstance(c, int)] if roles is not None else [0, 1]
+        has_header = (named or any(f.lower() in known for f in first)
+                      or _words_over_numbers(head.rows, id_pos))
     elif header == "infer":
         pos_r = roles[2] if roles is not None and isinstance(roles[2], int) else 2
         has_header = named or (pos_r < len(first) and not _is_number(first[pos_r]))
@@ -487,12 +511,21 @@ def _read_text(spath: str, source: str, want: tuple[str, ...], roles: list[int |
     for p in pos[:2]:  # "007" is a label, not the number 7
         if any(p < len(row) and _LEADING_ZERO.match(row[p]) for row in head.rows[has_header:]):
             dtypes[p] = "str"
+    fields = _check_first_lines(head, int(has_header), pos, max(seen) + 1, spath)
     skip = head.first_line + int(has_header)
-    cols = F.read_columns(source, head.dialect, skip=skip, usecols=sorted(seen), dtypes=dtypes,
-                          narrow=pos[:2], name=spath)
+    try:
+        # an empty id would be the id "" and turn a column of numbers into strings
+        cols = F.read_columns(source, head.dialect, skip=skip, usecols=sorted(seen),
+                              dtypes=dtypes, narrow=pos[:2], name=spath, width=fields,
+                              nonempty=pos[:2])
+    except F.EmptyField as e:
+        role = want[pos.index(e.position)]
+        line = F.physical_line(source, e.row, skip, head.dialect)
+        raise ValueError(f"{spath}: line {line} has an empty {role} id; fix or remove that "
+                         f"line, or choose the {role} column with columns=.") from None
     out = {"user": cols[pos[0]], "item": cols[pos[1]]}
     if ratings:
-        out["rating"] = _checked_ratings(cols[pos[2]], spath, skip, source)
+        out["rating"] = _checked_ratings(cols[pos[2]], spath, skip, source, head.dialect)
     extra = {n: cols[p] for n, p in zip(extra_names, extra_pos, strict=True)}
     if as_frame:
         from ._compat import require_pandas
@@ -502,7 +535,53 @@ def _read_text(spath: str, source: str, want: tuple[str, ...], roles: list[int |
     return (*out.values(), extra) if extras else tuple(out.values())
 
 
-def _checked_ratings(values: np.ndarray, path: str, skip: int, source: str) -> np.ndarray:
+def _words_over_numbers(rows: list[list[str]], id_pos: list[int]) -> bool:
+    """Whether the first of ``rows`` (a file's first lines) is a header although it uses
+    no known column name: its id fields (at ``id_pos``) are all words, not numbers, and
+    in one of those columns every following line has a number ("CustomerID,ProductID"
+    above "24,41"). Ids that are words throughout cannot tell a header from data."""
+    first, rest = rows[0], rows[1:]
+    if not rest or not id_pos or any(p >= len(first) for p in id_pos):
+        return False
+    if any(not first[p].strip() or _is_number(first[p]) for p in id_pos):
+        return False
+    return any(all(p < len(r) and _is_number(r[p]) for r in rest) for p in id_pos)
+
+
+def _usual(counts: list[int]) -> int:
+    """The most frequent of ``counts`` (the smallest on a tie)."""
+    top = max(counts.count(c) for c in counts)
+    return min(c for c in counts if counts.count(c) == top)
+
+
+def _check_first_lines(head: Any, start: int, pos: list[int], needed: int, path: str) -> int:
+    """The number of fields of the file's lines, after checking its first data lines
+    (``head.rows[start:]``): the most frequent count among them, or ``needed`` (the
+    columns read) if larger. A line with more fields raises TextFormatError naming it
+    (the parser sizes its rows from the first one, so it must not be wider), as does one
+    that names the user and item columns as a header does but is not the first line."""
+    from . import _fileio as F
+
+    rows, numbers, texts = head.rows[start:], head.numbers[start:], head.lines[start:]
+    u, i = pos[0], pos[1]
+    for row, line, text in zip(rows[1 - start:], numbers[1 - start:], texts[1 - start:],
+                               strict=True):  # the lines after the file's first
+        if (max(u, i) < len(row) and row[u].strip().lower() in _USER_NAMES
+                and row[i].strip().lower() in _ITEM_NAMES):
+            raise ValueError(
+                f"{path}: line {line} ({text[:60]!r}) names the user and item columns as a "
+                "header does, but it is not the file's first line: remove the lines above "
+                "it if they are a title or a comment, or this line if it repeats the header "
+                "(files joined together?).")
+    fields = max(_usual([len(r) for r in rows]) if rows else len(head.rows[0]), needed)
+    for row, line, text in zip(rows, numbers, texts, strict=True):
+        if len(row) > fields:
+            raise F.too_wide(path, head.dialect, fields, line, text)
+    return fields
+
+
+def _checked_ratings(values: np.ndarray, path: str, skip: int, source: str,
+                     dialect: Any = None) -> np.ndarray:
     """float32 ratings, or ValueError naming the line of the first bad one (counted in
     ``source``, the file read: ``path`` or its copy)."""
     from . import _fileio as F
@@ -522,7 +601,7 @@ def _checked_ratings(values: np.ndarray, path: str, skip: int, source: str) -> n
         bad = ~np.isfinite(r)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        line = F.physical_line(source, row, skip)
+        line = F.physical_line(source, row, skip, dialect)
         raise ValueError(f"{path}: line {line} has a missing or non-numeric rating "
                          f"({str(values[row])!r}); fix or remove that line, or choose the rating "
                          "column with columns=.")
