@@ -1139,3 +1139,17 @@ def test_demo_with_a_ranking_loss_prints_ranking_metrics(tmp_path, capsys):
     assert _cli.main(DEMO + ["--loss", "bpr", "-q"]) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith("test_ndcg@10 ") and "hit_rate@10" in line and "RMSE" not in line
+
+
+def test_options_are_never_abbreviated(work, capsys):
+    # evaluate has --validation-fraction but no --validation (train's option): with
+    # argparse's abbreviations the file was taken for the fraction.
+    path = str(work["dir"] / "r.csv")
+    with pytest.raises(SystemExit) as e:
+        _cli.main(["evaluate", path, "--validation", path])
+    assert e.value.code == 2
+    assert "unrecognized arguments: --validation" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a prefix of --factors
+        _cli.main(["train", path, "-o", str(work["dir"] / "abbrev.mfsgd"), "--fact", "4"])
+    assert "unrecognized arguments: --fact" in capsys.readouterr().err
+    assert not (work["dir"] / "abbrev.mfsgd").exists()

@@ -69,7 +69,14 @@ def error_message(e: BaseException) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors in the same style as the commands' own."""
+    """argparse with one-line errors in the same style as the commands' own, and no
+    abbreviated options: with them, ``evaluate --validation FILE`` (an option of
+    ``train``) was taken for ``--validation-fraction FILE``, and a typo for another
+    option; the subcommands' parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {_one_line(message)}; "
@@ -210,7 +217,7 @@ def _shown(name: str, value: Any) -> str:
     if name == "dtype":
         return np.dtype(value).name
     if name == "n_blocks" and value is None:
-        return "1 for one thread, else 2 x threads"
+        return "1 for one thread, else 2 x threads, fewer on small data"
     if name == "eval_metric" and value is None:
         return "rmse for squared, ndcg@10 for the ranking losses"
     if value is None and any(name in d for d in LOSS_DEFAULTS.values()):
