@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["atomic_write", "current_umask", "path_error", "as_regular_file", "Dialect", "Head",
            "check_sep", "sniff", "read_columns", "narrow_ints", "physical_line",
-           "TextFormatError", "EmptyField", "first_blank", "too_wide", "nth_line"]
+           "TextFormatError", "EmptyField", "too_wide"]
 
 
 # ---------------------------------------------------------------------- errors
@@ -310,9 +310,13 @@ class Head:
 
     dialect: Dialect
     rows: list[list[str]]
-    first_line: int  # 0-based physical line of rows[0]
     numbers: tuple[int, ...] = ()  # 1-based physical line of each row
     lines: tuple[str, ...] = ()  # the text of each row
+
+    @property
+    def first_line(self) -> int:
+        """0-based physical line of rows[0] (0 for a file without one)."""
+        return self.numbers[0] - 1 if self.numbers else 0
 
 
 def check_sep(sep: Any) -> Dialect | None:
@@ -378,7 +382,7 @@ def sniff(path: str, sep: Dialect | None, name: str | None = None) -> Head:
             if len(lines) == _HEAD_LINES:
                 break
     if not lines:
-        return Head(sep or Dialect(","), [], 0)
+        return Head(sep or Dialect(","), [])
     quoted = any('"' in ln for ln in lines)
     dialect = Dialect(sep.sep, quoted) if sep is not None else _detect(lines, quoted)
     rows = [dialect.split(ln) for ln in lines]
@@ -387,14 +391,18 @@ def sniff(path: str, sep: Dialect | None, name: str | None = None) -> Head:
         # Most lines split, these do not: a title or a comment line above the data, or a
         # damaged line. Reading on would take the wrong separator or give empty fields.
         k = single[0]
-        shown = lines[k] if len(lines[k]) <= 60 else lines[k][:57] + "..."
         how = "blanks" if dialect.sep == WHITESPACE else repr(dialect.sep)
         raise TextFormatError(
-            f"{name or path}: line {numbers[k]} ({shown!r}) is not split into fields by {how}, "
-            f"as {len(rows) - len(single)} of the first {len(rows)} lines are. If it is a "
-            "title or a comment, remove it (lines starting with '#' are not skipped: they "
-            "are data to this reader); if it is damaged, fix or remove it.")
-    return Head(dialect, rows, numbers[0] - 1, tuple(numbers), tuple(lines))
+            f"{name or path}: line {numbers[k]} ({_abridged(lines[k])!r}) is not split into "
+            f"fields by {how}, as {len(rows) - len(single)} of the first {len(rows)} lines "
+            "are. If it is a title or a comment, remove it (lines starting with '#' are not "
+            "skipped: they are data to this reader); if it is damaged, fix or remove it.")
+    return Head(dialect, rows, tuple(numbers), tuple(lines))
+
+
+def _abridged(text: str) -> str:
+    """A line as messages show it: at most 60 characters."""
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 #: Byte-order marks of the encodings a "Unicode text" export may use instead of UTF-8;
@@ -697,10 +705,9 @@ def too_wide(name: str, dialect: Dialect, width: int, line: int, text: str,
     """The error for line ``line`` (its ``text``, or the start of it) having more than
     ``width`` fields; ``fields``: how many, when ``text`` is not the whole line."""
     n = len(dialect.split(text)) if fields is None else fields
-    shown = text if len(text) <= 60 else text[:57] + "..."
     return TextFormatError(
         f"{name}: line {line} has {n} fields, more than the {width} of the file's lines "
-        f"({shown!r}). A separator inside a field that is not quoted, or lines run "
+        f"({_abridged(text)!r}). A separator inside a field that is not quoted, or lines run "
         "together? Fix or remove that line.")
 
 
