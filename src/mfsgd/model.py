@@ -394,22 +394,26 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
 
     def _fit_local(self, X: Any, y: Any, cfg: FitConfig, eval_set: Any,
                    callback: Any, sample_weight: Any = None) -> MatrixFactorization:
-        """fit on in-memory data, for cfg.n_epochs epochs (the caller holds the lock)."""
-        users, items, ratings, extra = read_training(X, y, cfg, sample_weight, "fit")
-        refuse_constant(cfg, ratings)
-        if isinstance(X, Handoff):  # its holder gave up the arrays: drop them with it
-            X.clear()
-        del X, y, sample_weight  # the caller's arrays are not ours to hold longer
-        report = T.EpochReporter(cfg.verbose, callback)
-        rank_eval = None
-        if cfg.ranking:
-            rank_eval = partial(R.rank_metric, name=cfg.eval_metric[0], k=cfg.eval_metric[1])
-        cols = [users, items, ratings]  # fit_new empties it: our only references
-        del users, items, ratings
-        state, res = T.fit_new(cfg, cols, rng=fit_rng(self.random_state),
-                               eval_set=eval_set, on_epoch=report, rank_eval=rank_eval,
-                               **_weights_or_dropped(cfg, extra))
-        return self._finish(cfg, state, res, 0, report)
+        """fit on in-memory data, for cfg.n_epochs epochs (the caller holds the lock).
+        Ctrl-C is handled by T.HeldInterrupt from the first read of X to the stored model."""
+        with T.HeldInterrupt(stacklevel=4) as held:  # __exit__, _fit_local, fit, the caller
+            users, items, ratings, extra = read_training(X, y, cfg, sample_weight, "fit")
+            refuse_constant(cfg, ratings)
+            if isinstance(X, Handoff):  # its holder gave up the arrays: drop them with it
+                X.clear()
+            del X, y, sample_weight  # the caller's arrays are not ours to hold longer
+            report = T.EpochReporter(cfg.verbose, callback)
+            rank_eval = None
+            if cfg.ranking:
+                rank_eval = partial(R.rank_metric, name=cfg.eval_metric[0],
+                                    k=cfg.eval_metric[1])
+            cols = [users, items, ratings]  # fit_new empties it: our only references
+            del users, items, ratings
+            state, res = T.fit_new(cfg, cols, rng=fit_rng(self.random_state),
+                                   eval_set=eval_set, on_epoch=report, rank_eval=rank_eval,
+                                   interrupts=held, **_weights_or_dropped(cfg, extra))
+            self._keep(state)
+        return self._finish(cfg, state, res, 0, report, held.pressed)
 
     def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1, *,
                     sample_weight: Any = None, callback: Any = None) -> MatrixFactorization:
@@ -434,15 +438,17 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             check_fitted_params(cfg, st, lambda name, fitted: "call fit to start over.")
             # the fitted model's dtype wins; early stopping does not apply to continued fits
             cfg = cfg.replace(dtype=st.user_factors.dtype, early_stopping=False)
-            users, items, ratings, extra = read_training(X, y, cfg, sample_weight,
-                                                           "partial_fit")
-            del X, y, sample_weight
-            report = T.EpochReporter(cfg.verbose, callback)
-            state, res = T.fit_more(cfg, st, users, items, ratings,
-                                    rng=continuation_rng(self.random_state, st.n_epochs),
-                                    n_epochs=n_epochs, on_epoch=report,
-                                    **_weights_or_dropped(cfg, extra))
-            return self._finish(cfg, state, res, st.n_epochs, report)
+            with T.HeldInterrupt(stacklevel=3) as held:  # __exit__, partial_fit, the caller
+                users, items, ratings, extra = read_training(X, y, cfg, sample_weight,
+                                                               "partial_fit")
+                del X, y, sample_weight
+                report = T.EpochReporter(cfg.verbose, callback)
+                state, res = T.fit_more(cfg, st, users, items, ratings,
+                                        rng=continuation_rng(self.random_state, st.n_epochs),
+                                        n_epochs=n_epochs, on_epoch=report,
+                                        interrupts=held, **_weights_or_dropped(cfg, extra))
+                self._keep(state)
+            return self._finish(cfg, state, res, st.n_epochs, report, held.pressed)
 
     def _fit_dask(self, X: Any, cfg: FitConfig, client: Any, eval_set: Any, callback: Any,
                   checkpoint: str | None, resume: bool,
@@ -465,13 +471,17 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
                     checkpoint=checkpoint, callback_error=report.error, stacklevel=4)
         return self
 
-    def _finish(self, cfg: FitConfig, state: FittedState | None, res: T.TrainResult,
-                before: int, report: T.EpochReporter) -> MatrixFactorization:
-        """Keep what training produced, then raise as training ended (if it must)."""
+    def _keep(self, state: FittedState | None) -> None:
+        """Store what training produced (None: nothing changed)."""
         if state is not None:
             self._state = state
+
+    def _finish(self, cfg: FitConfig, state: FittedState | None, res: T.TrainResult,
+                before: int, report: T.EpochReporter,
+                late_interrupt: bool = False) -> MatrixFactorization:
+        """Raise as training ended (if it must), once its model is stored (_keep)."""
         T.raise_for(res, epochs_before=before, learning_rate=cfg.learning_rate,
-                    callback_error=report.error, stacklevel=5)
+                    callback_error=report.error, stacklevel=5, late_interrupt=late_interrupt)
         if cfg.early_stopping and res.reason == "early_stopping" and cfg.verbose:
             print(f"early stopping: kept epoch {state.best_epoch}", flush=True)
         return self
