@@ -74,6 +74,65 @@ def test_dask_collection_needs_a_client(frame):
         MatrixFactorization(**KW).fit(frame, client=object())
 
 
+@pytest.mark.parametrize("method", ["partial_fit", "fold_in", "predict", "partial_fit unfitted"])
+def test_other_methods_refuse_a_dask_collection(frame, method):
+    """Only fit trains on the cluster; partial_fit took a Dask collection without client=
+    and computed it whole into this process (fit refuses that), as did fold_in and
+    predict. Each now names the collection and what to do."""
+    ddf = dd.from_pandas(frame, npartitions=2)
+    m = MatrixFactorization(**KW)
+    if method != "partial_fit unfitted":
+        m.fit(frame)
+    call = getattr(m, method.split()[0])
+    with pytest.raises(TypeError, match=r"^X is a Dask collection; only fit\(X, client=\.\.\.\) "
+                                        r"takes one .* X\.compute\(\)"):
+        call(ddf)
+    if method != "predict":  # predict takes no y
+        with pytest.raises(TypeError, match=r"^y is a Dask collection"):
+            call(frame[["user", "item"]], ddf["rating"])
+
+
+def test_partition_errors_name_the_partition(client, frame):
+    """A bad value is reported with its partition (its position counts within that
+    partition: "position 1990" of partition 1 pointed at a healthy row of the whole), and
+    a partition without a column the meta promised is refused as such (a bare
+    KeyError: 'rating', before)."""
+    dask = pytest.importorskip("dask")
+    nan = frame.copy()
+    nan.loc[nan.index[25_000], "rating"] = np.nan
+    m = MatrixFactorization(**KW)
+    with pytest.raises(ValueError, match=r"^partition 1 \(of 2\) of the Dask DataFrame, "
+                                         r"positions counted from its first row: .*NaN.* "
+                                         r"position 5000\b"):
+        m.fit(dd.from_pandas(nan, npartitions=2, sort=False), client=client)
+    parts = dd.from_delayed([dask.delayed(frame.iloc[:100]),
+                             dask.delayed(frame.iloc[100:][["user", "item"]])],
+                            meta=frame, verify_meta=False)
+    with pytest.raises(ValueError, match=r"^partition 1 \(of 2\) of the Dask DataFrame has no "
+                                         r"column 'rating'"):
+        m.fit(parts, client=client)
+    assert not m.__sklearn_is_fitted__()
+
+
+def test_epochs_lost_with_the_workers_are_named(client, frame, monkeypatch):
+    """Workers lost after epochs completed (here: gathering the parameters fails) take
+    those epochs' parameters with them. The error said "no epoch completed"; it now says
+    how many did and that they were lost, and points to checkpoint=."""
+    from mfsgd import _dask
+
+    def lost(self):
+        raise mfsgd._training.ExecutorFailure(RuntimeError("all workers left"))
+
+    monkeypatch.setattr(_dask.DaskExecutor, "params", lost)
+    m = MatrixFactorization(**KW)
+    with pytest.raises(DistributedTrainingError,
+                       match=r"all workers left\); 4 epoch\(s\) had completed, but their "
+                             r"parameters were lost with the workers, so the model is "
+                             r"unchanged; pass checkpoint= to be able to resume"):
+        m.fit(dd.from_pandas(frame, npartitions=2), client=client)
+    assert not m.__sklearn_is_fitted__()
+
+
 def test_progress_per_sub_epoch(client, frame):
     seen = []
     MatrixFactorization(**{**KW, "n_epochs": 2}).fit(

@@ -58,13 +58,24 @@ from .persistence import read_model, read_model_file, write_model, write_model_f
 
 # ---- tasks (run on workers; module-level so they pickle by reference) -------------------
 
-def _part_ids(df: Any, ucol: str, icol: str, rcol: str, dtype: str) -> tuple:
-    """Distinct user and item ids of one partition, its size, sum, min and max rating."""
+def _part_ids(df: Any, ucol: str, icol: str, rcol: str, dtype: str, part: int,
+              n_parts: int) -> tuple:
+    """Distinct user and item ids of partition ``part`` (of ``n_parts``), its size, sum,
+    min and max rating. This first pass checks every partition's columns and values as a
+    local fit checks its data; an error names the partition (its positions count within
+    it), and a partition that lacks a column the collection's meta promised (a bare
+    KeyError, before) is refused as such."""
     from ._idmap import normalize_ids
 
-    u = normalize_ids("users", df[ucol])
-    i = normalize_ids("items", df[icol])
-    r = check_ratings(df[rcol], np.dtype(dtype))
+    where = f"partition {part} (of {n_parts}) of the Dask DataFrame"
+    check_columns(getattr(df, "columns", []), (ucol, icol, rcol), where)
+    try:
+        u = normalize_ids("users", df[ucol])
+        i = normalize_ids("items", df[icol])
+        r = check_ratings(df[rcol], np.dtype(dtype))
+    except (ValueError, TypeError) as e:
+        rows = ", positions counted from its first row" if "position" in str(e) else ""
+        raise type(e)(f"{where}{rows}: {e}") from None
     if r.size == 0:
         return sorted_unique(u), sorted_unique(i), 0, 0.0, math.inf, -math.inf
     return (sorted_unique(u), sorted_unique(i), r.size, float(np.sum(r, dtype=np.float64)),
@@ -340,8 +351,9 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     parts = client.compute(ddf[[ucol, icol, rcol]].to_delayed())
 
     # 1. one pass for ids, count, mean and range
-    stats = client.gather([client.submit(_part_ids, df, ucol, icol, rcol, dtype, pure=False)
-                           for df in parts])
+    stats = client.gather([client.submit(_part_ids, df, ucol, icol, rcol, dtype, k,
+                                         len(parts), pure=False)
+                           for k, df in enumerate(parts)])
     n = sum(x[2] for x in stats)
     if n == 0:
         raise ValueError("fit needs at least one rating; got an empty Dask DataFrame.")
@@ -459,9 +471,11 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
             pairs = client.gather([client.submit(_block_pairs, blocks[b], ustart[b // P_],
                                                  istart[b % P_]) for b in range(P_ * P_)])
     except T.ExecutorFailure as exc:
+        # The completed epochs' parameters lived on the lost workers (only a checkpoint
+        # keeps them): say so, rather than "no epoch completed".
         return None, T.TrainResult(history, 0, "failed",
-                                   error=res.error if res.reason == "failed" else exc.cause), \
-            start_epoch
+                                   error=res.error if res.reason == "failed" else exc.cause,
+                                   lost=res.epochs_done), start_epoch
     seen = seen_csr(np.concatenate([x[0] for x in pairs]),
                     np.concatenate([x[1] for x in pairs]), nu)
     del pairs

@@ -226,6 +226,14 @@ def unpack(X: Any, y: Any = None, *, columns: tuple[Any, Any, Any],
         Categorical) as :class:`~mfsgd._idmap.Encoded` for ``IdMap.fit``; otherwise
         they are decoded to one id per row.
     """
+    for name, v in ((what, X), ("y", y)):
+        if hasattr(v, "__dask_graph__"):
+            # np.asarray would compute it here, pulling the whole collection into this
+            # process, where fit(X, client=...) trains on the cluster and refuses it
+            raise TypeError(
+                f"{name} is a Dask collection; only fit(X, client=...) takes one (it trains "
+                f"on the cluster). Here pass in-memory data, e.g. {name}.compute(), if it "
+                "fits in this process's memory.")
     u, i, r = _split(X, y, columns, ratings != "ignore", what)
     u, i = (_ids(f"{prefix}{name}", v, encoded) for name, v in (("users", u), ("items", i)))
     if ratings == "ignore" or r is None:
