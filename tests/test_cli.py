@@ -1039,6 +1039,50 @@ def test_a_plot_format_matplotlib_cannot_write_fails_before_training(work, tmp_p
     assert not os.path.exists(out)
 
 
+def test_plot_history_refuses_a_folder_and_writes_the_file_it_names(fitted, tmp_path,
+                                                                     monkeypatch):
+    """A folder as the figure's path: matplotlib took "." for a name without extension
+    and wrote "..png" beside it (plot_history(m, "d/") wrote "d/.png"). Refused now. A
+    name without extension gets ".png", as savefig gives it."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    for path in (".", "..", "d", "d/", tmp_path / "d"):
+        with pytest.raises(IsADirectoryError, match="is a directory: the figure needs a "
+                                                    "file name such as curve.png"):
+            plot_history(fitted, path=path)
+    with pytest.raises(ValueError, match="path is empty"):
+        plot_history(fitted, path="")
+    assert sorted(os.listdir(tmp_path)) == ["d"] and os.listdir(tmp_path / "d") == []
+    for path, written in (("curve", "curve.png"), ("curve.", "curve.png"),
+                          ("d/c.svg", "d/c.svg")):
+        plot_history(fitted, path=path)
+        assert os.path.isfile(written), path
+    assert sorted(os.listdir(tmp_path)) == ["curve.png", "d"]
+
+
+@pytest.mark.parametrize("plot", [".", "sub/"])
+def test_plot_option_refuses_a_folder_before_training(work, tmp_path, monkeypatch, capsys, plot):
+    """`--plot .` printed "plot saved to ..png" and wrote "..png.png"."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.setattr(MatrixFactorization, "fit", lambda *a, **k: pytest.fail("trained"))
+    assert _cli.main(["train", str(work["dir"] / "r.csv"), "-o", "m.mfsgd", "--plot",
+                      plot]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mfsgd train: error: {plot}: is a directory"), err
+    assert sorted(os.listdir(tmp_path)) == ["sub"] and os.listdir(tmp_path / "sub") == []
+
+
+def test_plot_option_reports_the_file_written(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    assert _cli.main(DEMO + ["--plot", "curve."]) == 0
+    assert "plot saved to curve.png" in capsys.readouterr().out
+    assert os.listdir(tmp_path) == ["curve.png"]
+
+
 def test_plot_and_model_cannot_be_one_file(work, tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
     monkeypatch.setattr(MatrixFactorization, "fit", lambda *a, **k: pytest.fail("trained"))

@@ -290,8 +290,9 @@ def _check_output(path: str, option: str = "output") -> None:
 
 def _check_plot(args: argparse.Namespace) -> None:
     """--plot, before any work: matplotlib is installed and writes that file type, and
-    the path is writable and not the model's. A path without extension gets ".png"
-    (what matplotlib would add), so that the check and the message name the real file."""
+    the path is writable and not the model's. The path becomes the file written
+    (plotting.figure_file: ".png" added where matplotlib would add it; a folder
+    refused), so that the check and the messages name the real file."""
     if getattr(args, "plot", None) is None:
         return
     if not args.plot:
@@ -302,11 +303,12 @@ def _check_plot(args: argparse.Namespace) -> None:
         raise UserError("--plot needs matplotlib: pip install 'mfsgd[plot]'")
     from matplotlib.figure import Figure
 
+    from .plotting import figure_file
+
     formats = Figure().canvas.get_supported_filetypes()
+    args.plot = figure_file(args.plot)  # the file written: ".png" added if it has no extension
     ext = os.path.splitext(args.plot)[1][1:]
-    if not ext:
-        args.plot += ".png"
-    elif ext.lower() not in formats:
+    if ext.lower() not in formats:
         raise UserError(f"--plot {args.plot}: matplotlib cannot write .{ext} files; use one "
                         f"of {', '.join('.' + f for f in sorted(formats))} (e.g. curve.png)")
     _check_output(args.plot)

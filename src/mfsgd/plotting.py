@@ -32,6 +32,10 @@ def plot_history(model: Any, ax: Any = None, path: Any = None) -> Any:
         ``model`` is not a MatrixFactorization, ``ax`` is neither an Axes nor a path,
         ``path`` is not a path (or a file object), or a path is given both as ``ax`` and
         ``path``.
+    ValueError
+        ``path`` is empty.
+    IsADirectoryError
+        ``path`` is a folder (or ends with a separator, or is ``.`` or ``..``).
     ImportError
         matplotlib is not installed.
     """
@@ -53,6 +57,8 @@ def plot_history(model: Any, ax: Any = None, path: Any = None) -> Any:
                                  or callable(getattr(path, "write", None))):
         raise TypeError(f"path must be a str or PathLike (or a binary file object) to save "
                         f"the figure to; got {type(path).__name__}.")
+    if isinstance(path, (str, bytes, os.PathLike)):
+        path = figure_file(path)
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -101,3 +107,25 @@ def plot_history(model: Any, ax: Any = None, path: Any = None) -> Any:
     if path is not None:
         ax.figure.savefig(path, dpi=120, bbox_inches="tight")
     return ax
+
+
+def figure_file(path: str | bytes | os.PathLike) -> str:
+    """The file a figure saved at ``path`` is written to, as ``plot_history`` and the
+    command line's ``--plot`` name it: a path without an extension gets ".png", as
+    matplotlib's savefig gives it (after dropping trailing dots; "curve" and "curve."
+    are "curve.png"). A folder is refused (IsADirectoryError): matplotlib took "." for
+    a name without extension and wrote "..png" (the command line, which adds ".png"
+    itself, reported "..png" and wrote "..png.png"). A leading dot makes a hidden file
+    with no extension: ".png" is ".png.png", again as savefig writes it."""
+    import errno
+
+    p = os.fsdecode(os.fspath(path))
+    if not p:
+        raise ValueError("the figure's path is empty; give a file name such as curve.png.")
+    base = os.path.basename(p)
+    if base in ("", ".", "..") or os.path.isdir(p):
+        raise IsADirectoryError(errno.EISDIR, "is a directory: the figure needs a file name "
+                                "such as curve.png", p)
+    if not os.path.splitext(p)[1][1:]:
+        p = p.rstrip(".") + ".png"
+    return p
