@@ -308,6 +308,25 @@ def test_data_home_that_is_a_file(monkeypatch, tmp_path):
         get_data_home()
 
 
+def test_data_home_is_checked_and_made_only_to_download(monkeypatch, tmp_path):
+    """data_home=5 failed with os.fspath's "expected str, bytes or os.PathLike object"
+    naming no argument; "" silently meant the working directory; and download=False
+    created a mistyped folder before saying the file was missing."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match=r"^data_home must be a folder path \(str or "
+                                        r"PathLike\) or None; got 5 \(int\)"):
+        load_movielens("100k", data_home=5)
+    with pytest.raises(TypeError, match="^data_home must be a folder path"):
+        get_data_home(["cache"])
+    for call in (lambda: load_movielens("100k", data_home=""), lambda: get_data_home("")):
+        with pytest.raises(ValueError, match="^data_home is an empty path"):
+            call()
+    typo = tmp_path / "typo" / "deep"
+    with pytest.raises(FileNotFoundError, match="does not exist and download=False"):
+        load_movielens("100k", data_home=typo, download=False)
+    assert os.listdir(tmp_path) == []
+
+
 def test_malformed_url_is_a_download_error(monkeypatch, local_only, server):
     monkeypatch.setenv("MFSGD_MOVIELENS_URL", "notaurl")  # no network: urllib refuses it
     with pytest.raises(DownloadError, match=r"Could not download notaurl/ml-100k\.zip: unknown "

@@ -960,18 +960,12 @@ def get_data_home(data_home: Any = None) -> str:
     NotADirectoryError
         The folder, or a folder above it, is a file; the message says where the path
         came from (``data_home``, ``MFSGD_DATA``, ``XDG_CACHE_HOME``).
+    TypeError, ValueError
+        ``data_home`` is not a path, or is empty.
     """
     import os
 
-    source = "data_home"
-    if data_home is None:
-        data_home, source = os.environ.get("MFSGD_DATA") or None, "MFSGD_DATA"
-    if data_home is None:
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-        data_home = os.path.join(cache, "mfsgd")
-        source = ("XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME")
-                  else "the default cache folder")
-    path = os.path.abspath(os.path.expanduser(os.fspath(data_home)))
+    path, source = _data_home(data_home)
     try:
         os.makedirs(path, exist_ok=True)
     except (FileExistsError, NotADirectoryError):  # a file in the way
@@ -979,6 +973,28 @@ def get_data_home(data_home: Any = None) -> str:
                                  f"sets: it or a folder above it is a file. Choose another "
                                  f"folder (data_home= or MFSGD_DATA).") from None
     return path
+
+
+def _data_home(data_home: Any) -> tuple[str, str]:
+    """get_data_home's folder, not created, and where its path came from (for messages)."""
+    import os
+
+    source = "data_home"
+    if data_home is None:
+        data_home, source = os.environ.get("MFSGD_DATA") or None, "MFSGD_DATA"
+    elif not isinstance(data_home, (str, bytes, os.PathLike)):
+        raise TypeError(f"data_home must be a folder path (str or PathLike) or None; got "
+                        f"{data_home!r} ({type(data_home).__name__}).")
+    elif not os.fspath(data_home):
+        # os.path.abspath("") is the working directory: a cache there was never meant
+        raise ValueError("data_home is an empty path; pass a folder, or None for the "
+                         "default cache folder.")
+    if data_home is None:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        data_home = os.path.join(cache, "mfsgd")
+        source = ("XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME")
+                  else "the default cache folder")
+    return os.path.abspath(os.path.expanduser(os.fsdecode(os.fspath(data_home)))), source
 
 
 def _movielens_variant(variant: Any) -> str:
@@ -1218,8 +1234,9 @@ def load_movielens(variant: str = "100k", *, data_home: Any = None,
     if not isinstance(download, (bool, np.bool_)):
         raise TypeError(f"download must be True or False; got {download!r}.")
     as_frame = _check_as_frame(as_frame)
-    folder = get_data_home(data_home)
-    path = os.path.join(folder, _MOVIELENS[variant][0])
+    # the folder is made only for a download: download=False with a mistyped folder
+    # must not leave that folder behind
+    path = os.path.join(_data_home(data_home)[0], _MOVIELENS[variant][0])
     digest = None
     if not os.path.exists(path):
         url = _movielens_url(variant)
@@ -1227,6 +1244,7 @@ def load_movielens(variant: str = "100k", *, data_home: Any = None,
             raise FileNotFoundError(f"{path} does not exist and download=False. Pass "
                                     f"download=True, or place the file there by hand. "
                                     f"{_manual_hint(url, path)}")
+        path = os.path.join(get_data_home(data_home), _MOVIELENS[variant][0])
         digest = _download(url, path, _MOVIELENS_SHA256.get(variant))
     _verify(path, variant, digest)
     return _read_movielens(path, variant, as_frame)
