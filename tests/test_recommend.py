@@ -582,6 +582,25 @@ def test_a_candidate_set_gives_the_same_list_whatever_its_iteration_order():
         assert m.recommend_all([5, 6], items=_set_in_order(order))[0].tolist() == [want] * 2
 
 
+def test_rows_given_as_an_iterator_say_what_to_pass(small):
+    """predict(<generator of (user, item) pairs>) said "got generator of shape ()": NumPy
+    reads a generator or a set as one object. The message now says what to pass, and
+    that list works."""
+    u, i, r = small
+    m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit((u, i, r))
+    pairs = list(zip(u[:3].tolist(), i[:3].tolist(), strict=True))
+    for X, name in (((p for p in pairs), "generator"), (set(pairs), "set"),
+                    (zip(u[:3], i[:3], strict=True), "zip")):
+        with pytest.raises(ValueError, match=rf"got a {name}, which is not a sequence of "
+                                             r"rows\. Pass a list of \(user, item\) rows, "
+                                             r"e\.g\. list\(X\)\.$"):
+            m.predict(X)
+    with pytest.raises(ValueError, match=r"got a generator, .* list of \(user, item, rating\) "
+                                         r"rows"):
+        MatrixFactorization(n_epochs=1).fit(t for t in zip(u, i, r, strict=True))
+    np.testing.assert_array_equal(m.predict(pairs), m.predict((u[:3], i[:3])))
+
+
 def test_id_list_arguments_say_what_to_pass(small):
     """Where order counts (recommend_all's users: row k belongs to users[k]) a set or a
     generator is refused saying what to pass; a str is one id, never a sequence of

@@ -193,12 +193,17 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
         return arr[:, 0], arr[:, 1], y
     if arr.ndim == 2 and arr.shape[1] == 3 and y is None:
         return arr[:, 0], arr[:, 1], arr[:, 2]
+    got = f"{type(X).__name__}{' of shape ' + str(arr.shape) if hasattr(arr, 'shape') else ''}"
+    loose = loose_iterable(X)
+    if loose is not None:  # NumPy reads it as one object ("generator of shape ()")
+        rows = "(user, item, rating)" if with_ratings else "(user, item)"
+        got = (f"{loose}, which is not a sequence of rows. Pass a list of {rows} rows, "
+               f"e.g. list({what})")
     raise ValueError(
         f"{what} must be a DataFrame with columns {ucol!r}, {icol!r}"
         f"{', ' + repr(rcol) if with_ratings else ''}, a (users, items"
         f"{', ratings' if with_ratings else ''}) tuple, or an (n, 2) array of (user, item) ids"
-        f"{' with y' if with_ratings else ''}; got {type(X).__name__}"
-        f"{' of shape ' + str(arr.shape) if hasattr(arr, 'shape') else ''}."
+        f"{' with y' if with_ratings else ''}; got {got}."
     )
 
 
