@@ -353,6 +353,43 @@ def test_train_interrupted_in_an_epoch_says_nothing_was_saved(work, tmp_path, mo
     assert os.listdir(tmp_path) == (["m.mfsgd"] if existing else [])
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_train_interrupted_outside_the_epochs_says_when(work, tmp_path, monkeypatch, capsys,
+                                                        when):
+    """Ctrl-C while the data were laid out, or after the last epoch, was reported as "in
+    epoch 1" / "in epoch 4" (of 3): the command took every TrainingInterrupted for one in
+    an epoch."""
+    import signal
+
+    import mfsgd._training as T
+
+    if when == "before":
+        def build(*a, **k):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(T.Layout, "build", build)
+    else:
+        real = T.seen_csr
+
+        def seen_csr(*a, **k):
+            signal.raise_signal(signal.SIGINT)
+            return real(*a, **k)
+
+        monkeypatch.setattr(T, "seen_csr", seen_csr)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        out = tmp_path / "m.mfsgd"
+        status = _cli.main(["train", str(work["dir"] / "r.csv"), "-o", str(out), "--factors",
+                            "2", "--epochs", "3", "-q"])
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert status == 130
+    said = " before the first epoch" if when == "before" else " after the last epoch (3)"
+    assert capsys.readouterr().err == (f"mfsgd train: interrupted{said}; nothing saved "
+                                       f"({out} not created)\n")
+    assert not out.exists()
+
+
 def test_fit_interrupted_in_the_cli_still_warns_outside_it(work, tmp_path, monkeypatch, capsys):
     """The CLI hides TrainingInterrupted only while it runs: filters and showwarning are
     restored, and the library still warns its own callers."""

@@ -90,6 +90,21 @@ def test_other_methods_refuse_a_dask_collection(frame, method):
     if method != "predict":  # predict takes no y
         with pytest.raises(TypeError, match=r"^y is a Dask collection"):
             call(frame[["user", "item"]], ddf["rating"])
+    # columns of a collection, in a tuple or a dict, were computed as well
+    cols = (ddf.user, ddf.item) if method == "predict" else (ddf.user, ddf.item, ddf.rating)
+    for X in (cols, dict(zip(["user", "item", "rating"], cols, strict=False))):
+        with pytest.raises(TypeError, match=r"^the users column of X is a Dask collection; "
+                                            r"only fit\(X, client=\.\.\.\) takes one"):
+            call(X)
+
+
+def test_a_dask_eval_set_is_refused_saying_it_must_be_in_memory(frame):
+    ddf = dd.from_pandas(frame, npartitions=2)
+    for ev, name in ((ddf, "eval_set"), ((ddf.user, ddf.item, ddf.rating),
+                                         "the users column of eval_set")):
+        with pytest.raises(TypeError, match=rf"^{name} is a Dask collection; eval_set must be "
+                                            r"in-memory data, also when X is one"):
+            MatrixFactorization(**KW).fit(frame, eval_set=ev)
 
 
 def test_partition_errors_name_the_partition(client, frame):

@@ -209,3 +209,77 @@ def test_ctrl_c_before_the_first_epoch_warns_too(data, monkeypatch, call):
         assert not m.__sklearn_is_fitted__()
     else:
         np.testing.assert_array_equal(m.user_factors_, before)
+
+
+def test_a_second_ctrl_c_during_the_restore_is_held(data, monkeypatch, default_sigint):
+    """A second press while the last good epoch was being restored (after the first, in
+    epoch 3) escaped the epoch loop: the model lost its 2 completed epochs, and the
+    warning said "before its first epoch". The press is now held from the first."""
+    real_epoch, real_restore = _training.EpochRunner.run_epoch, _training.LocalExecutor.restore
+    n = {"epochs": 0, "restores": 0}
+
+    def run_epoch(self, rng):
+        n["epochs"] += 1
+        if n["epochs"] == 3:
+            raise KeyboardInterrupt  # the first press
+        return real_epoch(self, rng)
+
+    def restore(self, snap):
+        n["restores"] += 1
+        signal.raise_signal(signal.SIGINT)  # the second press
+        return real_restore(self, snap)
+
+    monkeypatch.setattr(_training.EpochRunner, "run_epoch", run_epoch)
+    monkeypatch.setattr(_training.LocalExecutor, "restore", restore)
+    kw = dict(n_factors=4, n_epochs=5, random_state=0)
+    m = MatrixFactorization(**kw)
+    with pytest.warns(TrainingInterrupted, match="in epoch 3; the model keeps epoch 2"):
+        with pytest.raises(KeyboardInterrupt):
+            m.fit(data)
+    assert n["restores"] == 1
+    monkeypatch.undo()
+    ref = MatrixFactorization(**{**kw, "n_epochs": 2}).fit(data)
+    assert m.n_epochs_ == 2
+    np.testing.assert_array_equal(m.user_factors_, ref.user_factors_)
+
+
+def test_a_fit_inside_another_fits_callback_holds_its_own_ctrl_c(data, monkeypatch,
+                                                                 default_sigint):
+    """A fit called from another fit's callback found the outer fit's handler, not
+    Python's, and installed none: Ctrl-C after its last epoch lost its model. It now
+    installs its own and puts the outer one back."""
+    calls = _ctrl_c_in(monkeypatch, "seen_csr")  # the inner fit's, after its last epoch
+    inner = MatrixFactorization(n_factors=4, n_epochs=2, random_state=1)
+    handlers = []
+
+    def callback(row):
+        handlers.append(signal.getsignal(signal.SIGINT))
+        if row["epoch"] == 1:
+            inner.fit(data)
+
+    outer = MatrixFactorization(n_factors=4, n_epochs=3, random_state=0)
+    with pytest.warns(TrainingInterrupted) as w:
+        with pytest.raises(KeyboardInterrupt):
+            outer.fit(data, callback=callback)
+    assert calls and inner.n_epochs_ == 2 and outer.n_epochs_ == 1
+    assert [str(x.message) for x in w] == [
+        "Training interrupted after its last epoch (2); the trained model is kept.",
+        "Training interrupted in epoch 2; the model keeps epoch 1."]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("where", ["in an epoch", "after the last epoch"])
+def test_partial_fit_warnings_point_at_the_caller(data, monkeypatch, default_sigint, where):
+    """partial_fit's TrainingInterrupted pointed one frame above its caller."""
+    m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit(data)
+    if where == "in an epoch":
+        def run_epoch(self, rng):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(_training.EpochRunner, "run_epoch", run_epoch)
+    else:
+        _ctrl_c_in(monkeypatch, "merge_seen")
+    with pytest.warns(TrainingInterrupted) as w:
+        with pytest.raises(KeyboardInterrupt):
+            m.partial_fit(data, n_epochs=1)
+    assert w[0].filename == __file__

@@ -599,6 +599,27 @@ def test_rows_given_as_an_iterator_say_what_to_pass(small):
                                          r"rows"):
         MatrixFactorization(n_epochs=1).fit(t for t in zip(u, i, r, strict=True))
     np.testing.assert_array_equal(m.predict(pairs), m.predict((u[:3], i[:3])))
+    # with y, or for a ranking loss, the rows to pass are (user, item) pairs
+    for model, y in ((MatrixFactorization(n_epochs=1), r), (MatrixFactorization(
+            loss="warp", n_epochs=1), None)):
+        with pytest.raises(ValueError, match=r"got a zip, .* list of \(user, item\) "
+                                             r"rows"):
+            model.fit(zip(u, i, strict=True), *([] if y is None else [y]))
+
+
+def test_any_mapping_of_columns_is_a_dict_of_columns(small):
+    """A UserDict or a mappingproxy of columns was refused as "not a sequence of rows"
+    (with the advice list(X), which gives the column names)."""
+    from collections import UserDict
+    from types import MappingProxyType
+
+    u, i, r = small
+    cols = {"user": u, "item": i, "rating": r}
+    ref = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit(cols)
+    for X in (UserDict(cols), MappingProxyType(cols)):
+        m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit(X)
+        np.testing.assert_array_equal(m.user_factors_, ref.user_factors_)
+        np.testing.assert_array_equal(m.predict(X), ref.predict(cols))
 
 
 def test_id_list_arguments_say_what_to_pass(small):

@@ -600,17 +600,23 @@ def _unshown_training_interrupted() -> Iterator[list[Warning]]:
 
 
 def _fit(model: MatrixFactorization, args: argparse.Namespace, data: Any, **kw: Any) -> float:
-    """``model.fit`` with progress lines; its seconds. Ctrl-C in an epoch raises
-    ``Interrupted`` naming the epoch, without fit's TrainingInterrupted warning."""
+    """``model.fit`` with progress lines; its seconds. Ctrl-C raises ``Interrupted``
+    saying when it came (fit's TrainingInterrupted warning says it of the Python object,
+    which the command drops: it saves nothing on Ctrl-C)."""
     prog = Progress(args, make_config(model.get_params()).n_epochs)
     t0 = time.perf_counter()
     try:
         with _unshown_training_interrupted() as warned:
             model.fit(data, callback=prog, **kw)
     except KeyboardInterrupt:
-        if not warned:  # before the first epoch began (fit's checks and copies)
+        if not warned:  # not from fit's handling (it warns for every Ctrl-C it sees)
             raise
-        # fit keeps the epochs done: n_epochs_ of them (none: the model is not fitted)
+        when = getattr(warned[-1], "when", "during")
+        if when == "before":  # reading and laying out the data
+            raise Interrupted(" before the first epoch") from None
+        # fit keeps the epochs done: n_epochs_ of them
+        if when == "after":
+            raise Interrupted(f" after the last epoch ({model.n_epochs_})") from None
         raise Interrupted(f" in epoch {getattr(model, 'n_epochs_', 0) + 1}") from None
     finally:
         prog.close()

@@ -16,6 +16,7 @@ The estimator, ``metrics``, ``model_selection`` and ``_dask`` read data through 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -133,10 +134,11 @@ def _is_records(X: Any) -> bool:
                                    and _is_scalar_row(r) for r in X)
 
 
-def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
+def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], ratings: str,
            what: str) -> tuple[Any, Any, Any]:
     """(users, items, ratings-or-None) of any accepted form, as given (not yet arrays).
-    ``with_ratings`` only words the message for an unsupported form."""
+    ``ratings`` (unpack's) only words the message for an unsupported form."""
+    with_ratings = ratings != "ignore"
     ucol, icol, rcol = columns
     table = _arrow_table(X)
     if table is not None:
@@ -165,7 +167,7 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
         coo.sum_duplicates()
         coo.eliminate_zeros()
         return coo.row, coo.col, coo.data
-    if isinstance(X, dict):
+    if isinstance(X, Mapping):  # a dict of columns, or a UserDict, a mappingproxy...
         if ucol not in X or icol not in X:
             raise ValueError(f"{what} as a dict needs keys {ucol!r} and {icol!r}; got {list(X)}.")
         return X[ucol], X[icol], y if y is not None else X.get(rcol)
@@ -196,7 +198,7 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], with_ratings: bool,
     got = f"{type(X).__name__}{' of shape ' + str(arr.shape) if hasattr(arr, 'shape') else ''}"
     loose = loose_iterable(X)
     if loose is not None:  # NumPy reads it as one object ("generator of shape ()")
-        rows = "(user, item, rating)" if with_ratings else "(user, item)"
+        rows = "(user, item, rating)" if ratings == "require" and y is None else "(user, item)"
         got = (f"{loose}, which is not a sequence of rows. Pass a list of {rows} rows, "
                f"e.g. list({what})")
     raise ValueError(
@@ -231,15 +233,11 @@ def unpack(X: Any, y: Any = None, *, columns: tuple[Any, Any, Any],
         Categorical) as :class:`~mfsgd._idmap.Encoded` for ``IdMap.fit``; otherwise
         they are decoded to one id per row.
     """
-    for name, v in ((what, X), ("y", y)):
-        if hasattr(v, "__dask_graph__"):
-            # np.asarray would compute it here, pulling the whole collection into this
-            # process, where fit(X, client=...) trains on the cluster and refuses it
-            raise TypeError(
-                f"{name} is a Dask collection; only fit(X, client=...) takes one (it trains "
-                f"on the cluster). Here pass in-memory data, e.g. {name}.compute(), if it "
-                "fits in this process's memory.")
-    u, i, r = _split(X, y, columns, ratings != "ignore", what)
+    _refuse_dask(what, X, what, f"{what}.compute()")
+    _refuse_dask("y", y, what, "y.compute()")
+    u, i, r = _split(X, y, columns, ratings, what)
+    for name, v in (("users", u), ("items", i), ("ratings", r)):  # e.g. (ddf.user, ddf.item)
+        _refuse_dask(f"the {name} column of {what}", v, what, "each column's .compute()")
     u, i = (_ids(f"{prefix}{name}", v, encoded) for name, v in (("users", u), ("items", i)))
     if ratings == "ignore" or r is None:
         if ratings == "require":
@@ -250,6 +248,22 @@ def unpack(X: Any, y: Any = None, *, columns: tuple[Any, Any, Any],
     r = as_1d(f"{prefix}ratings", r)
     check_same_length(users=u, items=i, ratings=r)
     return u, i, r
+
+
+def _refuse_dask(name: str, v: Any, what: str, fix: str) -> None:
+    """A Dask collection where in-memory data is read (``name`` in the message, ``fix``
+    what to call instead): np.asarray would compute it here, pulling the whole collection
+    into this process, where fit(X, client=...) trains on the cluster and refuses it
+    without a client."""
+    if not hasattr(v, "__dask_graph__"):
+        return
+    if what == "eval_set":
+        raise TypeError(f"{name} is a Dask collection; eval_set must be in-memory data, also "
+                        f"when X is one (pass {fix}).")
+    raise TypeError(
+        f"{name} is a Dask collection; only fit(X, client=...) takes one (it trains on the "
+        f"cluster). Here pass in-memory data, e.g. {fix}, if it fits in this process's "
+        "memory.")
 
 
 def _ids(name: str, v: Any, encoded: bool) -> Any:

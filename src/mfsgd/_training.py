@@ -608,9 +608,13 @@ class HeldInterrupt:
         self.stacklevel = stacklevel
 
     def __enter__(self) -> HeldInterrupt:
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self._old = signal.signal(signal.SIGINT, self._on_sigint)
+        if threading.current_thread() is threading.main_thread():
+            now = signal.getsignal(signal.SIGINT)
+            # an outer fit's (a fit called from another fit's callback): its handler is
+            # put back on exit, as Python's own would be
+            if now is signal.default_int_handler or isinstance(
+                    getattr(now, "__self__", None), HeldInterrupt):
+                self._old = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -626,8 +630,9 @@ class HeldInterrupt:
             signal.signal(signal.SIGINT, self._old)
             self._old = None
         if exc_type is KeyboardInterrupt:
-            warnings.warn("Training interrupted before its first epoch; the model is "
-                          "unchanged.", TrainingInterrupted, stacklevel=self.stacklevel)
+            warnings.warn(TrainingInterrupted("Training interrupted before its first epoch; "
+                                              "the model is unchanged.", "before"),
+                          stacklevel=self.stacklevel)
 
 
 #: Fewest ratings (or pairs) early stopping's validation_fraction hold-out may have
@@ -857,6 +862,9 @@ def run_epochs(ex: Executor, hyper: Hyper, *, n_epochs: int, n_ratings: int,
                 reason = "early_stopping"
                 break
         except KeyboardInterrupt:
+            if interrupts is not None:
+                # a second Ctrl-C must not break the restore (or the snapshot) below
+                interrupts.hold()
             if phase == "train":
                 ex.restore(good)
             elif phase == "commit":
@@ -948,12 +956,13 @@ def raise_for(result: TrainResult, *, epochs_before: int, learning_rate: float,
     if result.reason == "interrupted":
         if callback_error is not None and not isinstance(callback_error, KeyboardInterrupt):
             raise callback_error  # the callback's own error; the model keeps epoch `done`
-        warnings.warn(f"Training interrupted in epoch {done + 1}; {kept}.",
-                      TrainingInterrupted, stacklevel=stacklevel)
+        warnings.warn(TrainingInterrupted(f"Training interrupted in epoch {done + 1}; {kept}."),
+                      stacklevel=stacklevel)
         raise KeyboardInterrupt
     if late_interrupt:
-        warnings.warn(f"Training interrupted after its last epoch ({done}); the trained "
-                      "model is kept.", TrainingInterrupted, stacklevel=stacklevel)
+        warnings.warn(TrainingInterrupted(f"Training interrupted after its last epoch "
+                                          f"({done}); the trained model is kept.", "after"),
+                      stacklevel=stacklevel)
         raise KeyboardInterrupt
 
 

@@ -24,7 +24,15 @@ class DivergenceError(ValueError):
 
 
 class TrainingInterrupted(UserWarning):
-    """Training was interrupted (Ctrl-C); the model keeps its last completed epoch."""
+    """Training was interrupted (Ctrl-C); the model keeps its last completed epoch.
+
+    ``when`` says where the Ctrl-C came: "before" the first epoch (the model is
+    unchanged), "during" an epoch (the last completed one is kept) or "after" the last
+    epoch (the trained model is kept)."""
+
+    def __init__(self, message: str = "", when: str = "during") -> None:
+        super().__init__(message)
+        self.when = when
 
 
 class DistributedTrainingError(RuntimeError):

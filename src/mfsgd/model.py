@@ -413,7 +413,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
                                    eval_set=eval_set, on_epoch=report, rank_eval=rank_eval,
                                    interrupts=held, **_weights_or_dropped(cfg, extra))
             self._keep(state)
-        return self._finish(cfg, state, res, 0, report, held.pressed)
+        return self._finish(cfg, state, res, 0, report, held.pressed, stacklevel=5)
 
     def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1, *,
                     sample_weight: Any = None, callback: Any = None) -> MatrixFactorization:
@@ -448,7 +448,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
                                         n_epochs=n_epochs, on_epoch=report,
                                         interrupts=held, **_weights_or_dropped(cfg, extra))
                 self._keep(state)
-            return self._finish(cfg, state, res, st.n_epochs, report, held.pressed)
+            return self._finish(cfg, state, res, st.n_epochs, report, held.pressed,
+                                stacklevel=4)
 
     def _fit_dask(self, X: Any, cfg: FitConfig, client: Any, eval_set: Any, callback: Any,
                   checkpoint: str | None, resume: bool,
@@ -477,11 +478,14 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             self._state = state
 
     def _finish(self, cfg: FitConfig, state: FittedState | None, res: T.TrainResult,
-                before: int, report: T.EpochReporter,
-                late_interrupt: bool = False) -> MatrixFactorization:
-        """Raise as training ended (if it must), once its model is stored (_keep)."""
+                before: int, report: T.EpochReporter, late_interrupt: bool = False, *,
+                stacklevel: int) -> MatrixFactorization:
+        """Raise as training ended (if it must), once its model is stored (_keep).
+        ``stacklevel``: raise_for's warnings, counted from raise_for (raise_for, _finish,
+        then the method: 5 through _fit_local and fit, 4 from partial_fit)."""
         T.raise_for(res, epochs_before=before, learning_rate=cfg.learning_rate,
-                    callback_error=report.error, stacklevel=5, late_interrupt=late_interrupt)
+                    callback_error=report.error, stacklevel=stacklevel,
+                    late_interrupt=late_interrupt)
         if cfg.early_stopping and res.reason == "early_stopping" and cfg.verbose:
             print(f"early stopping: kept epoch {state.best_epoch}", flush=True)
         return self
