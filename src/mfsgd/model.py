@@ -413,7 +413,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
                                    eval_set=eval_set, on_epoch=report, rank_eval=rank_eval,
                                    interrupts=held, **_weights_or_dropped(cfg, extra))
             self._keep(state)
-        return self._finish(cfg, state, res, 0, report, held.pressed, stacklevel=5)
+        return self._finish(cfg, res, 0, report, held)
 
     def partial_fit(self, X: Any, y: Any = None, n_epochs: int = 1, *,
                     sample_weight: Any = None, callback: Any = None) -> MatrixFactorization:
@@ -448,8 +448,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
                                         n_epochs=n_epochs, on_epoch=report,
                                         interrupts=held, **_weights_or_dropped(cfg, extra))
                 self._keep(state)
-            return self._finish(cfg, state, res, st.n_epochs, report, held.pressed,
-                                stacklevel=4)
+            return self._finish(cfg, res, st.n_epochs, report, held)
 
     def _fit_dask(self, X: Any, cfg: FitConfig, client: Any, eval_set: Any, callback: Any,
                   checkpoint: str | None, resume: bool,
@@ -477,17 +476,16 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         if state is not None:
             self._state = state
 
-    def _finish(self, cfg: FitConfig, state: FittedState | None, res: T.TrainResult,
-                before: int, report: T.EpochReporter, late_interrupt: bool = False, *,
-                stacklevel: int) -> MatrixFactorization:
-        """Raise as training ended (if it must), once its model is stored (_keep).
-        ``stacklevel``: raise_for's warnings, counted from raise_for (raise_for, _finish,
-        then the method: 5 through _fit_local and fit, 4 from partial_fit)."""
+    def _finish(self, cfg: FitConfig, res: T.TrainResult, before: int,
+                report: T.EpochReporter, held: T.HeldInterrupt) -> MatrixFactorization:
+        """Raise as training ended (if it must), once its model is stored (_keep), from
+        the method that left ``held``'s block: raise_for's warnings point one frame
+        further than that block's, as raise_for is called from here."""
         T.raise_for(res, epochs_before=before, learning_rate=cfg.learning_rate,
-                    callback_error=report.error, stacklevel=stacklevel,
-                    late_interrupt=late_interrupt)
+                    callback_error=report.error, stacklevel=held.stacklevel + 1,
+                    late_interrupt=held.pressed)
         if cfg.early_stopping and res.reason == "early_stopping" and cfg.verbose:
-            print(f"early stopping: kept epoch {state.best_epoch}", flush=True)
+            print(f"early stopping: kept epoch {self._state.best_epoch}", flush=True)
         return self
 
     # ------------------------------------------------------------------ predict
