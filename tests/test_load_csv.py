@@ -645,6 +645,12 @@ def test_a_header_below_the_first_line_is_refused(tmp_path, engine):
     p = write(tmp_path, "user,item,rating\n1,2,3\nuser,item,rating\n4,5,6\n", "joined.csv")
     with pytest.raises(ValueError, match="line 3 .'user,item,rating'. names the user and item"):
         load_csv(p)
+    header = "user,item,rating," + ",".join(f"extra_column_{n}" for n in range(5))
+    row = "1,2,3," + ",".join("x" * 5)
+    p = write(tmp_path, f"{header}\n{row}\n{header}\n{row}\n", "long.csv")
+    with pytest.raises(ValueError, match=re.escape(
+            f"line 3 ({header[:57] + '...'!r}) names the user and item columns")):
+        load_csv(p)  # a long line is cut as in the other line messages
 
 
 @pytest.mark.parametrize("text,line,role,ratings", [

@@ -569,8 +569,8 @@ def _check_first_lines(head: Any, start: int, pos: list[int], needed: int, path:
         if (max(u, i) < len(row) and row[u].strip().lower() in _USER_NAMES
                 and row[i].strip().lower() in _ITEM_NAMES):
             raise ValueError(
-                f"{path}: line {line} ({text[:60]!r}) names the user and item columns as a "
-                "header does, but it is not the file's first line: remove the lines above "
+                f"{path}: line {line} ({F._abridged(text)!r}) names the user and item columns "
+                "as a header does, but it is not the file's first line: remove the lines above "
                 "it if they are a title or a comment, or this line if it repeats the header "
                 "(files joined together?).")
     fields = max(_usual([len(r) for r in rows]) if rows else len(head.rows[0]), needed)
