@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Set
 from typing import Any
 
 import numpy as np
 
-from ._validation import as_1d, loose_iterable
+from ._validation import as_1d, loose_iterable, refuse_mapping
 
 MAX_IDS = 2**31 - 1  # indices are int32 in the kernel
 
@@ -142,9 +142,7 @@ def id_list(name: str, values: Any, *, ordered: bool) -> np.ndarray:
     kind = loose_iterable(values)
     if kind is None:
         return normalize_ids(name, id_array(name, values, what))
-    if isinstance(values, Mapping):
-        raise ValueError(f"{name} must be {what}; got {kind}: pass list(d) for its keys or "
-                         "list(d.values()) for its values.")
+    refuse_mapping(name, what, values, kind)
     if ordered:
         fix = f"sorted({name})" if isinstance(values, Set) else f"list({name})"
         raise ValueError(f"{name} must be {what}, as row k of the result belongs to "

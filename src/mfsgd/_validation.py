@@ -114,6 +114,14 @@ def loose_iterable(values: Any) -> str | None:
     return None
 
 
+def refuse_mapping(name: str, what: str, values: Any, kind: str) -> None:
+    """ValueError if ``values`` (named ``kind`` by :func:`loose_iterable`) is a dict, where
+    ids are wanted: its keys or its values? The message tells how to pass either."""
+    if isinstance(values, Mapping):
+        raise ValueError(f"{name} must be {what}; got {kind}: pass list(d) for its keys or "
+                         "list(d.values()) for its values.")
+
+
 def as_1d(name: str, values: Any, what: str = "1-D (one value per rating)") -> np.ndarray:
     """Any array-like (list, Series, array) -> a 1-D numpy array, without copying when
     possible. ``what`` words the rule in messages ("users must be {what}; got ...")."""

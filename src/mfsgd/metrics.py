@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from ._config import METRIC_ALIASES
 from ._data import columns_of, unpack
 from ._idmap import IdMap, id_list, idmap_from_ids, normalize_ids, sorted_unique, unique_inverse
 from ._state import FittedState, seen_csr
-from ._validation import as_1d, check_int, check_real_or_none, loose_iterable
+from ._validation import as_1d, check_int, check_real_or_none, loose_iterable, refuse_mapping
 from .exceptions import NotFittedError
 
 __all__ = [
@@ -691,9 +691,7 @@ def _flatten_ids(name: str, values: Any) -> np.ndarray:
         values = values.to_numpy()
     kind = loose_iterable(values)
     if kind is not None:
-        if isinstance(values, Mapping):
-            raise ValueError(f"{name} must be item ids; got {kind}: pass list(d) for its keys "
-                             "or list(d.values()) for its values.")
+        refuse_mapping(name, "item ids", values, kind)
         values = list(values)
     if isinstance(values, (list, tuple)) and any(np.ndim(v) > 0 for v in values):
         parts = [np.ravel(np.asarray(v)) for v in values]
