@@ -47,6 +47,11 @@ BAD_DATA = [
      r"users mixes id types \(bytes, int\)"),
     ("mixed id types in row tuples", [("a", 10, 4.0), (1, 10, 3.0), ("1", 20, 5.0)], TypeError,
      r"users mixes id types \(int, str\)"),
+    # "" is an empty field, as the file loaders say, not a user or an item to train
+    ("empty string user id", (["a", "", "c", "a", "", "c"], I, R), ValueError,
+     r"users has an empty id '' \(first at position 1\): a missing id"),
+    ("empty bytes item id", (U, [b"x", b"x", b"y", b"", b"z", b"z"], R), ValueError,
+     r"items has an empty id '' \(first at position 3\)"),
     ("fractional ids", (U + 0.5, I, R), TypeError, r"non-integral floats"),
     ("bool ids", (U > 1, I, R), TypeError, r"users must be integers or strings; got booleans"),
     ("no ratings", (U, I), ValueError, r"X has no ratings"),
@@ -186,6 +191,38 @@ def test_failed_fit_keeps_previous_model():
     with pytest.raises(ValueError, match="masked"):
         m.set_params(n_factors=2).fit((U, I, np.ma.masked_greater(R, 4.5)))
     np.testing.assert_array_equal(m.user_factors_, before)
+
+
+def test_an_empty_string_id_is_refused_in_every_way_ids_arrive():
+    """A DataFrame's Categorical and string columns, partial_fit's new ids and the
+    counting baseline refuse "" as fit's lists do; an empty id the model already holds
+    (a model from before this rule) is looked up, not refused."""
+    pd = pytest.importorskip("pandas")
+    from mfsgd import Popularity
+
+    users = ["a", "b", "", "a", "b", "c"]
+    msg = r"users has an empty id '' \(first at position 2\)"
+    df = pd.DataFrame({"user": users, "item": I, "rating": R})
+    for col in (df.user.astype("category"), df.user.astype("string")):
+        with pytest.raises(ValueError, match=msg):
+            MatrixFactorization(n_factors=2, n_epochs=1).fit(df.assign(user=col))
+    with pytest.raises(ValueError, match=msg):
+        Popularity().fit((users, I))
+    m = MatrixFactorization(n_factors=2, n_epochs=1, random_state=0)
+    m.fit((["a", "b", "c", "a", "b", "c"], I, R))
+    before = m.user_factors_.copy()
+    with pytest.raises(ValueError, match=r"users has an empty id '' \(first at position 1\)"):
+        m.partial_fit((["a", ""], [10, 20], [4.0, 3.0]))
+    np.testing.assert_array_equal(m.user_factors_, before)
+    assert list(m.user_ids_) == ["a", "b", "c"]
+    import dataclasses
+
+    from mfsgd._idmap import IdMap
+
+    # a model from before this rule, holding "" (renames user "c")
+    m._state = dataclasses.replace(m._state, user_map=IdMap(np.array(["", "a", "b"])))
+    m.partial_fit((["", "a"], [10, 20], [4.0, 3.0]))  # known: no new id, trained
+    assert m.n_epochs_ == 2
 
 
 def test_masked_arrays_are_refused_wherever_columns_are_read():

@@ -65,7 +65,7 @@ def _part_ids(df: Any, ucol: str, icol: str, rcol: str, dtype: str, part: int,
     local fit checks its data; an error names the partition (its positions count within
     it), and a partition that lacks a column the collection's meta promised (a bare
     KeyError, before) is refused as such."""
-    from ._idmap import normalize_ids
+    from ._idmap import normalize_ids, refuse_empty
 
     where = f"partition {part} (of {n_parts}) of the Dask DataFrame"
     check_columns(getattr(df, "columns", []), (ucol, icol, rcol), where)
@@ -73,13 +73,15 @@ def _part_ids(df: Any, ucol: str, icol: str, rcol: str, dtype: str, part: int,
         u = normalize_ids("users", df[ucol])
         i = normalize_ids("items", df[icol])
         r = check_ratings(df[rcol], np.dtype(dtype))
+        su, si = sorted_unique(u), sorted_unique(i)
+        refuse_empty("users", su, lambda: u == "")
+        refuse_empty("items", si, lambda: i == "")
     except (ValueError, TypeError) as e:
         rows = ", positions counted from its first row" if "position" in str(e) else ""
         raise type(e)(f"{where}{rows}: {e}") from None
     if r.size == 0:
-        return sorted_unique(u), sorted_unique(i), 0, 0.0, math.inf, -math.inf
-    return (sorted_unique(u), sorted_unique(i), r.size, float(np.sum(r, dtype=np.float64)),
-            float(r.min()), float(r.max()))
+        return su, si, 0, 0.0, math.inf, -math.inf
+    return su, si, r.size, float(np.sum(r, dtype=np.float64)), float(r.min()), float(r.max())
 
 
 def _all_ids(name: str, parts: list[np.ndarray]) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from collections.abc import Iterable, Set
+from collections.abc import Callable, Iterable, Set
 from typing import Any
 
 import numpy as np
@@ -422,6 +422,16 @@ def _shifted(c: np.ndarray, lo: int) -> np.ndarray:
     return out
 
 
+def refuse_empty(name: str, ids: np.ndarray, rows: Callable[[], np.ndarray]) -> None:
+    """ValueError if the sorted new ``ids`` of a fit hold the empty string, which sorts
+    first: it is a missing id (an empty field), not a user or an item, as the file loaders
+    also say. ``rows()`` (called only then) marks the rows holding it, for the message."""
+    if ids.dtype.kind == "U" and ids.size and ids[0] == "":
+        pos = int(np.flatnonzero(rows())[0])
+        raise ValueError(f"{name} has an empty id '' (first at position {pos}): a missing "
+                         "id, not a name; drop those rows or give them an id first.")
+
+
 class IdMap:
     """Sorted unique ids with vectorised look-up."""
 
@@ -453,6 +463,7 @@ class IdMap:
         if ids.size > MAX_IDS:
             raise ValueError(f"{name} has {ids.size} distinct ids; at most {MAX_IDS} are "
                              f"supported.")
+        refuse_empty(name, ids, lambda: inverse == 0)
         return cls(ids), inverse
 
     @classmethod
@@ -467,12 +478,14 @@ class IdMap:
                              f"supported.")
         if (where.size == n_values and np.array_equal(rank, np.arange(rank.size))
                 and codes.dtype == np.int32 and codes.flags.c_contiguous):
+            refuse_empty(name, ids, lambda: codes == 0)
             return cls(ids), codes  # a sorted table, every value used: codes are indices
         lut = np.full(n_values, -1, dtype=np.int32)
         lut[where] = rank
         inverse = np.empty(codes.size, dtype=np.int32)
         for s in range(0, codes.size, _CHUNK):
             np.take(lut, codes[s:s + _CHUNK], out=inverse[s:s + _CHUNK], mode="clip")
+        refuse_empty(name, ids, lambda: inverse == 0)
         return cls(ids), inverse
 
     def __len__(self) -> int:
@@ -505,6 +518,7 @@ class IdMap:
         new = sorted_unique(raw[idx < 0])
         if new.size == 0:
             return self, idx
+        refuse_empty(name, new, lambda: (raw == "") & (idx < 0))
         if self.ids.size + new.size > MAX_IDS:
             raise ValueError(f"{name}: the model would hold more than {MAX_IDS} ids.")
         old = self.ids
