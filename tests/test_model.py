@@ -711,6 +711,19 @@ def test_divergence_from_the_learning_rate_alone_names_only_it(small_data):
         m.fit((u, i))
 
 
+def test_divergence_from_scores_near_float32s_range_does_not_advise_the_rate(small_data):
+    """A ranking model whose first scores are near float32's range diverges at any
+    learning rate (its gradients are bounded): the error names init_std and said "Lower it
+    or the learning_rate", advice that could not help. It now says only "Lower it"."""
+    u, i, _ = small_data
+    m = MatrixFactorization(loss="bpr", n_factors=8, n_epochs=2, init_std=3e18, random_state=0)
+    with pytest.raises(DivergenceError, match=r"Unusually large for this fit: init_std=3e\+18 "
+                                              r"\(init_std\^2 x n_factors is 7\.2e\+37: scores "
+                                              r"near float32's range from the start\)\. Lower "
+                                              r"it; no epoch completed"):
+        m.fit((u, i))
+
+
 @pytest.mark.parametrize("loss, data, unit", [("squared", (0, 1, 2), "ratings"),
                                               ("bpr", (0, 1), "user-item pairs")])
 def test_a_tiny_early_stopping_hold_out_warns(loss, data, unit):

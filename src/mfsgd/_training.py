@@ -33,7 +33,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -703,6 +703,15 @@ def rmse_of(params: Params, mu: float, u: np.ndarray, i: np.ndarray, r: np.ndarr
         return float(np.sqrt(np.mean((pred - r) ** 2)))
 
 
+class Cause(NamedTuple):
+    """A value that made a diverged fit's steps too large: its phrase for the error, and
+    whether a smaller learning rate would also help (not for scores that start near
+    float32's range)."""
+
+    text: str
+    rate_helps: bool = True
+
+
 @dataclass
 class TrainResult:
     """How a run of epochs ended. The executor's parameters are those to keep: the last
@@ -713,7 +722,7 @@ class TrainResult:
     reason: str  # "completed", "early_stopping", "diverged", "interrupted", "failed"
     diverged_epoch: int | None = None
     error: BaseException | None = None  # the cause, for "failed"
-    causes: tuple[str, ...] = ()  # for "diverged": divergence_causes, named in the error
+    causes: tuple[Cause, ...] = ()  # for "diverged": divergence_causes, named in the error
     lost: int = 0  # for "failed": epochs completed whose parameters went with the workers
 
 
@@ -887,7 +896,7 @@ def run_epochs(ex: Executor, hyper: Hyper, *, n_epochs: int, n_ratings: int,
 
 
 def divergence_causes(cfg: Any, *, max_weight: float = 1.0,
-                      rating_span: float = 0.0) -> tuple[str, ...]:
+                      rating_span: float = 0.0) -> tuple[Cause, ...]:
     """What besides the learning rate made the steps of a diverged fit too large, as
     phrases for DivergenceError's message. A value is named when it overshoots even at
     the loss's default learning rate (or the fit's own, if lower), so one that is too
@@ -904,22 +913,22 @@ def divergence_causes(cfg: Any, *, max_weight: float = 1.0,
     out = []
     s2k = cfg.init_std ** 2 * cfg.n_factors
     if cfg.ranking and s2k * 1e3 >= float(np.finfo(np.float32).max):
-        out.append(f"init_std={cfg.init_std:g} (init_std^2 x n_factors is {s2k:.2g}: scores "
-                   f"near float32's range from the start)")
+        out.append(Cause(f"init_std={cfg.init_std:g} (init_std^2 x n_factors is {s2k:.2g}: "
+                         f"scores near float32's range from the start)", rate_helps=False))
     elif not cfg.ranking and lr_ref * s2k >= 1:
-        out.append(f"init_std={cfg.init_std:g} (learning_rate x init_std^2 x n_factors is "
-                   f"{lr * s2k:.2g}; SGD is stable below about 1)")
+        out.append(Cause(f"init_std={cfg.init_std:g} (learning_rate x init_std^2 x n_factors "
+                         f"is {lr * s2k:.2g}; SGD is stable below about 1)"))
     for name in ("reg_factors", "reg_bias") if cfg.biased else ("reg_factors",):
         reg = getattr(cfg, name)
         if lr_ref * reg >= 1:
-            out.append(f"{name}={reg:g} (learning_rate x {name} is {lr * reg:.2g}; above 1, "
-                       f"a step shrinks a parameter past zero)")
+            out.append(Cause(f"{name}={reg:g} (learning_rate x {name} is {lr * reg:.2g}; "
+                             f"above 1, a step shrinks a parameter past zero)"))
     if lr_ref * max_weight >= 10 * resolved("learning_rate", None, cfg.loss, cfg.adagrad):
-        out.append(f"sample_weight up to {max_weight:g} (it multiplies the learning_rate of "
-                   f"its row: steps of up to {lr * max_weight:.2g})")
+        out.append(Cause(f"sample_weight up to {max_weight:g} (it multiplies the "
+                         f"learning_rate of its row: steps of up to {lr * max_weight:.2g})"))
     if not cfg.ranking and lr_ref * rating_span >= 1:
-        out.append(f"the ratings' scale (they span {rating_span:.3g}; learning_rate x span "
-                   f"is {lr * rating_span:.2g}, stable below about 1)")
+        out.append(Cause(f"the ratings' scale (they span {rating_span:.3g}; learning_rate x "
+                         f"span is {lr * rating_span:.2g}, stable below about 1)"))
     return tuple(out)
 
 
@@ -940,9 +949,11 @@ def raise_for(result: TrainResult, *, epochs_before: int, learning_rate: float,
         kept = f"the model keeps the parameters of epoch {done}" if result.epochs_done else none
         advice = f"Try a smaller learning_rate (now {learning_rate})"
         if result.causes:  # named by divergence_causes: the rate is not the only lever
-            advice = (f"Unusually large for this fit: {', '.join(result.causes)}. Lower "
-                      f"{'it' if len(result.causes) == 1 else 'them'} or the learning_rate "
-                      f"(now {learning_rate})")
+            them = "it" if len(result.causes) == 1 else "them"
+            rate = (f" or the learning_rate (now {learning_rate})"
+                    if any(c.rate_helps for c in result.causes) else "")
+            advice = (f"Unusually large for this fit: "
+                      f"{', '.join(c.text for c in result.causes)}. Lower {them}{rate}")
         raise DivergenceError(
             f"Training diverged in epoch {result.diverged_epoch} (the loss became "
             f"non-finite or the parameters too large for the model's range). {advice}; "
