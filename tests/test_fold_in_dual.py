@@ -5,6 +5,7 @@ for one user with two ratings at n_factors=65536, seconds at 4096."""
 
 import time
 import tracemalloc
+from functools import partial
 
 import numpy as np
 import pytest
@@ -90,22 +91,82 @@ def test_ridge_rows_dual_handles_zero_regularisation(with_bias):
         np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-8 * np.abs(want).max())
 
 
-def test_implicit_rows_dual_equals_primal(solved):
+def _row_objective(x, F, ob, j, reg):
+    """The documented objective of softmax_rows, written out independently."""
+    s = F @ x + ob
+    return np.log(np.exp(s - s.max()).sum()) + s.max() - s[j].mean() + reg * x @ x
+
+
+def _column_objective(x, U, lz, w, P, reg, with_bias):
+    v, c = (x[:-1], x[-1]) if with_bias else (x, 0.0)
+    t = U @ v + c
+    return w @ np.logaddexp(lz, t) / len(P) - t[P].mean() + reg * v @ v
+
+
+def _fd_gradient(f, x, h=1e-6):
+    e = np.eye(x.size) * h
+    return np.array([(f(x + e[q]) - f(x - e[q])) / (2 * h) for q in range(x.size)])
+
+
+def test_softmax_rows_minimise_their_objective_in_both_forms(solved):
+    """A ranking model's user fold-in: the result is where the documented objective's
+    gradient (by central differences, not the solver's own formula) vanishes, and the
+    row-space form (fewer items than factors: systems of at most m) equals the primal."""
     rng = np.random.default_rng(2)
-    for trial in range(40):
-        k = int(rng.integers(2, 40))
-        m = int(rng.integers(1, k))  # fewer items than factors
-        F = rng.normal(size=(m, k)) * 0.3
-        ob = rng.normal(size=m) * (trial % 2)  # item biases or none
+    for trial in range(30):
+        k = int(rng.integers(2, 30))
+        m = int(rng.integers(1, k)) if trial % 2 else int(rng.integers(k, 3 * k))
+        F = rng.normal(size=(m, k)) * 0.5
+        ob = rng.normal(size=m) * (trial % 3 > 0)  # item biases or none
         pos = [np.unique(rng.integers(0, m, size=int(rng.integers(1, m + 1))))
                for _ in range(3)]
-        reg = [0.01, 0.3, 2.0][trial % 3]
-        want = R.implicit_rows(pos, F, ob, reg, dual=False)
+        reg = [0.01, 0.1, 1.0][trial % 3]
+        want = R.softmax_rows(pos, F, ob, reg, dual=False)
         solved.clear()
-        got = R.implicit_rows(pos, F, ob, reg, dual=True)
-        assert max(solved) <= m
-        np.testing.assert_array_equal(R.implicit_rows(pos, F, ob, reg), got)
-        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10 * np.abs(want).max())
+        got = R.softmax_rows(pos, F, ob, reg, dual=True)
+        assert max(solved) <= min(m, k)
+        np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+        for x, j in zip(want, pos, strict=True):
+            g = _fd_gradient(partial(_row_objective, F=F, ob=ob, j=j, reg=reg), x)
+            assert np.abs(g).max() < 1e-6, (trial, np.abs(g).max())
+
+
+def test_softmax_columns_minimise_their_objective_in_both_forms(solved):
+    """A ranking model's item fold-in: (v, c) zero the gradient of the documented
+    multinomial objective (each user's softmax over the other items plus this one), an
+    item's own old score is left out of Z, and the forms agree."""
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        k = int(rng.integers(2, 20))
+        n = int(rng.integers(1, k)) if trial % 2 else int(rng.integers(k, 3 * k))
+        U = rng.normal(size=(n, k)) * 0.5
+        V = rng.normal(size=(6, k)) * 0.5
+        b = rng.normal(size=6)
+        w = rng.integers(0, 5, size=n).astype(float)
+        pos = [np.unique(rng.integers(0, n, size=int(rng.integers(1, n + 1))))
+               for _ in range(2)]
+        replaced = np.array([-1, 2])  # a new item, and item 2 refolded
+        reg, with_bias = [0.01, 0.3][trial % 2], trial % 4 < 2
+        want = R.softmax_columns(pos, U, V, b, w, replaced, reg, with_bias, dual=False)
+        solved.clear()
+        got = R.softmax_columns(pos, U, V, b, w, replaced, reg, with_bias, dual=True)
+        assert max(solved) <= min(n, k) + with_bias
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-7, atol=1e-9)
+        if not with_bias:
+            assert (want[1] == 0).all()
+        for col, P in enumerate(pos):
+            keep = np.arange(6) != replaced[col]
+            S = U @ V[keep].T + b[keep]
+            lz = np.log(np.exp(S).sum(1))
+            # a new item's interactions are one more draw of their users; a refolded
+            # item's users have drawn it at least once
+            wc = w.copy()
+            wc[P] = wc[P] + 1 if replaced[col] < 0 else np.maximum(wc[P], 1)
+            x = np.append(want[0][col], want[1][col]) if with_bias else want[0][col]
+            g = _fd_gradient(partial(_column_objective, U=U, lz=lz, w=wc, P=P, reg=reg,
+                                     with_bias=with_bias), x)
+            assert np.abs(g).max() < 1e-6, (trial, np.abs(g).max())
 
 
 @pytest.mark.parametrize("biased", [True, False])

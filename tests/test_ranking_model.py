@@ -377,6 +377,21 @@ def test_fold_in_clone_ranks_alike(implicit):
     assert np.mean(overlaps) >= 0.5, overlaps
 
 
+@pytest.mark.parametrize("loss,extra", [("warp", {"learning_rate": 0.02, "n_epochs": 30}),
+                                        ("bpr", {}), ("softmax", {})])
+def test_fold_in_rows_rank_as_well_as_fitted_ones(implicit, loss, extra):
+    """Every user (then every item) refolded from their own training interactions ranks
+    the held-out items about as well as the fitted rows. The implicit-ALS solve used
+    before pulled every score toward 0, against the item biases: refolded users scored
+    0.56-0.63 of the fitted rows' NDCG@10 here (and below the most popular items on
+    MovieLens 100K), refolded items 0.82-0.90."""
+    train, test = implicit
+    fitted = ndcg(MatrixFactorization(loss=loss, **extra, **KW).fit(train), train, test)
+    for side in ("user", "item"):
+        m = MatrixFactorization(loss=loss, **extra, **KW).fit(train).fold_in(train, side=side)
+        assert ndcg(m, train, test) >= 0.92 * fitted, side
+
+
 def test_fold_in_applies_min_rating():
     """With min_rating, fold_in keeps only the rows rated at or above it, as fit and
     partial_fit do: the 1-star rows were folded in as positives and recorded as seen."""

@@ -180,14 +180,22 @@ class RecommenderMixin:
 
         Each row is solved exactly, in whichever of two equivalent forms is smaller: the
         (k + 1) x (k + 1) normal equations, or, for a row with fewer ratings n than that,
-        its n x n dual (a ranking model: the items' m x m form when m < k). So a few
-        ratings cost little memory and time at any ``n_factors``.
+        its n x n dual (a ranking model: in the span of the m item vectors when m < k).
+        So a few ratings cost little memory and time at any ``n_factors``.
 
-        A ranking model (``loss`` other than "squared") takes interactions and solves the
-        implicit-ALS problem with the items fixed:
-        ``u = argmin sum_j c_j (p_j - u . v_j - b'_j)^2 + reg_factors |u|^2`` over every
-        item j, with p_j = 1 and c_j = 1 + alpha (alpha = 10) for the user's items,
-        p_j = 0 and c_j = 1 for the others: one solve per user, no refit. Ratings,
+        A ranking model (``loss`` other than "squared") takes interactions, read as
+        draws from a softmax over all items (the full objective that ``loss="softmax"``
+        samples; for bpr and warp too, it puts the user's items above the others):
+        ``u = argmin -mean_{j in I_u} s_j + log sum_j exp(s_j) + lambda |u|^2`` with
+        ``s_j = u . v_j + b'_j`` over every item j, and ``lambda`` = 0.03 times the items'
+        mean squared norm ``|v_j|^2`` (so rescaling the item vectors changes no ranking).
+        The objective is convex; Newton's method from u = 0 (the items' popularity order
+        by their biases) finds its minimum in a few steps, each O(n_items k^2): about 15
+        ms per user at 1,682 items and k = 64. An item (``side="item"``) gets the factors
+        and bias that make the training interactions most likely when each user's
+        softmax over items also holds it (one pass over every user x item score, then a
+        few Newton steps per item). On MovieLens 100K a user refolded from their own
+        training items ranks as well as the fitted row (``bench/fold_in.py``). Ratings,
         if given, are ignored, except that with ``min_rating`` set only the rows rated at
         or above it are interactions (as in ``fit`` and ``partial_fit``): ratings are
         then required, and the rows below it are neither solved on nor recorded as seen.
