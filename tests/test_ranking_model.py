@@ -119,8 +119,53 @@ def test_scipy_sparse_input_is_read_as_its_values():
     # explicit zeros are no interactions
     Y = sp.csr_matrix(np.array([[5., 1., 2.], [1., 4., 5.]]))
     Y.data[Y.data < 4] = 0
-    b = MatrixFactorization(loss="bpr", n_epochs=1, **KW).fit(Y)
+    with pytest.warns(UserWarning, match="does not use the values of the sparse matrix"):
+        b = MatrixFactorization(loss="bpr", n_epochs=1, **KW).fit(Y)
     assert sorted(b.recommend(0, n=3)[0].tolist()) == [1, 2] and Y.nnz == 6
+
+
+@pytest.mark.skipif(sp is None, reason="scipy is not installed")
+def test_sparse_confidences_are_weights_in_the_order_of_their_data():
+    """implicit's input, a matrix of confidences: its values were dropped without a word,
+    and sample_weight=X.data followed the rows only for a sorted, duplicate-free CSR (an
+    unsorted one weighted other entries). The weights now follow X.data in any order,
+    duplicates' weights add up like their values, and ignoring the values warns."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = sp.random(60, 40, density=0.2, random_state=0, format="csr")
+    X.data = np.ceil(X.data * 4)  # confidences 1..4
+    kw = dict(loss="bpr", n_epochs=3, **KW)
+    with pytest.warns(UserWarning, match=r"loss='bpr' does not use the values of the sparse "
+                                         r"matrix X: .* pass sample_weight=X\.data; .* "
+                                         r"pass min_rating="):
+        plain = MatrixFactorization(**kw).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # weighted, or selecting rows: nothing to say
+        want = MatrixFactorization(**kw).fit(X, sample_weight=X.data)
+        MatrixFactorization(**kw, min_rating=2).fit(X)
+        MatrixFactorization(**kw).fit(X.astype(bool).astype(float))  # all values equal
+    assert not np.array_equal(plain.user_factors_, want.user_factors_)
+    # each row's entries reversed: the same matrix, stored in another order
+    Y = X.copy()
+    for r in range(Y.shape[0]):
+        s, e = Y.indptr[r], Y.indptr[r + 1]
+        Y.indices[s:e], Y.data[s:e] = Y.indices[s:e][::-1].copy(), Y.data[s:e][::-1].copy()
+    Y.has_sorted_indices = False
+    C = X.tocoo()
+    p = rng.permutation(C.nnz)
+    shuffled = sp.coo_matrix((C.data[p], (C.row[p], C.col[p])), shape=C.shape)
+    # every entry stored as two halves, weights halved too: the same cells and weights
+    halves = sp.coo_matrix((np.r_[C.data, C.data] / 2, (np.r_[C.row, C.row],
+                                                        np.r_[C.col, C.col])), shape=C.shape)
+    for Z in (Y, shuffled, halves, X.tocsc()):
+        got = MatrixFactorization(**kw).fit(Z, sample_weight=Z.data)
+        np.testing.assert_array_equal(got.user_factors_, want.user_factors_)
+    with pytest.raises(TypeError, match=r"a dok_matrix has no such order: pass X\.tocsr\(\)"):
+        MatrixFactorization(**kw).fit(X.todok(), sample_weight=X.data)
+    with pytest.raises(ValueError, match=r"sample_weight has 479 values but X stores 480 "
+                                         r"entries; pass one weight per stored entry"):
+        MatrixFactorization(**kw).fit(X, sample_weight=X.data[:-1])
 
 
 @pytest.mark.skipif(sp is None, reason="scipy is not installed")
@@ -130,8 +175,10 @@ def test_a_dok_matrix_is_sparse_input_not_a_dict():
     from mfsgd.model_selection import train_test_split
 
     X = sp.random(30, 20, density=0.3, format="csr", random_state=0)
-    a = MatrixFactorization(loss="bpr", n_epochs=2, **KW).fit(X)
-    b = MatrixFactorization(loss="bpr", n_epochs=2, **KW).fit(X.todok())
+    with pytest.warns(UserWarning, match="does not use the values"):
+        a = MatrixFactorization(loss="bpr", n_epochs=2, **KW).fit(X)
+    with pytest.warns(UserWarning, match="does not use the values"):
+        b = MatrixFactorization(loss="bpr", n_epochs=2, **KW).fit(X.todok())
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
     m = MatrixFactorization(n_epochs=2, **KW).fit(X.todok())  # ratings: the values
     assert m.rating_range_ == pytest.approx((X.data.min(), X.data.max()))

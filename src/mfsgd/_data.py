@@ -390,15 +390,65 @@ def column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
     return as_1d(role, (data if np.ma.isMaskedArray(data) else np.asarray(data))[:, 0])
 
 
-def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any,
-                  what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+def _sparse_entries(X: Any, sample_weight: Any) -> tuple[tuple, np.ndarray]:
+    """A sparse X as (rows, columns, values), read as unpack reads it (duplicates summed,
+    entries of value 0 dropped, row-major order), with ``sample_weight`` -- one weight
+    per stored entry, in the order of ``X.data`` -- carried along: a duplicate's weights
+    are summed as its values are, and a dropped entry's weight goes with it. The
+    weights followed the matrix's rows only when its entries were sorted and distinct,
+    so ``sample_weight=X.data`` silently weighted other entries of an unsorted CSR."""
+    data = getattr(X, "data", None)
+    if not isinstance(data, np.ndarray) or data.shape != (X.nnz,):
+        raise TypeError(f"sample_weight with a sparse X gives one weight per stored entry, "
+                        f"in the order of X.data; a {type(X).__name__} has no such order: "
+                        "pass X.tocsr() and weights in the order of its .data.")
+    w = as_1d("sample_weight", sample_weight, "1-D (one weight per stored entry of X)")
+    if w.size != X.nnz:
+        raise ValueError(f"sample_weight has {w.size} values but X stores {X.nnz} entries; "
+                         "pass one weight per stored entry, in the order of X.data.")
+    coo = X.tocoo(copy=True)  # CSR, CSC and COO keep the order of .data
+    rows, cols, vals = (np.asarray(a) for a in (coo.row, coo.col, coo.data))
+    if w.dtype.kind not in "iuf":
+        raise TypeError(f"sample_weight must be numeric; got dtype {w.dtype}.")
+    order = np.lexsort((cols, rows))
+    rows, cols, vals, w = rows[order], cols[order], vals[order], w[order]
+    first = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])])
+    if first.size < rows.size:
+        vals = np.add.reduceat(vals, first) if first.size else vals[:0]
+        w = np.add.reduceat(w.astype(np.float64), first) if first.size else w[:0]
+        rows, cols = rows[first], cols[first]
+    keep = vals != 0
+    return (rows[keep], cols[keep], vals[keep]), w[keep]
+
+
+def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
+                  stacklevel: int = 4
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """(users, items, ratings, weights) of a fit's input. For a ranking loss the
     rows are filtered by ``min_rating``, the third array holds the weights (ones when
     none are given) and the fourth is the (users, items) of the rows ``min_rating``
     dropped (None without it): they are not trained on, but the model records them as
-    seen (``fit_new`` / ``fit_more`` take them as ``dropped``)."""
+    seen (``fit_new`` / ``fit_more`` take them as ``dropped``). A ranking fit of a sparse
+    matrix whose values differ, with neither weights nor ``min_rating``, warns that the
+    values are not used (``stacklevel`` points at the user's call)."""
+    sparse = _is_sparse(X)
+    if sparse and sample_weight is not None:
+        if y is not None:
+            raise ValueError("X is a sparse matrix, whose values are the ratings; y must be "
+                             "None.")
+        X, sample_weight = _sparse_entries(X, sample_weight)
     users, items, ratings = unpack(X, y, columns=cfg.columns, what="X", encoded=True,
                                    ratings="optional" if cfg.ranking else "require")
+    if (sparse and cfg.ranking and sample_weight is None and cfg.min_rating is None
+            and ratings is not None and np.size(ratings) and np.ptp(ratings) > 0):
+        import warnings
+
+        warnings.warn(
+            f"loss={cfg.loss!r} does not use the values of the sparse matrix X: every "
+            "stored entry is one interaction, of weight 1. To weight interactions by the "
+            "values (confidences, play counts), pass sample_weight=X.data; to keep only "
+            "the entries rated at or above a threshold, pass min_rating= to the model.",
+            UserWarning, stacklevel=stacklevel)
     weights = None
     if sample_weight is not None:
         weights = check_ratings(sample_weight, cfg.dtype, name="sample_weight",

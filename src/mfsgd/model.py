@@ -187,9 +187,12 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         Raw ids; row k of the factor matrices belongs to ``user_ids_[k]``.
     history_ : list of dict
         One record per epoch: ``epoch``, ``train_rmse`` (as seen during the pass),
-        ``val_rmse`` (with a validation set), ``learning_rate``, ``seconds``; with
-        ``early_stopping``, ``best: True`` marks each epoch that improved the validation
-        RMSE by more than ``tol`` (the last one marked is the epoch kept, ``best_epoch_``).
+        ``val_rmse`` (with a validation set), ``learning_rate``, ``seconds``; a ranking
+        loss records ``train_loss`` (its mean loss per interaction) instead of
+        ``train_rmse``, and ``val_<eval_metric>`` (e.g. ``val_ndcg@10``) instead of
+        ``val_rmse``. With ``early_stopping``, ``best: True`` marks each epoch that
+        improved the validation score by more than ``tol`` (the last one marked is the
+        epoch kept, ``best_epoch_``).
         A copy: editing it does not change the model.
     n_epochs_ : int
         Epochs run (fewer than ``n_epochs`` after early stopping or an interruption).
@@ -300,8 +303,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         y : array-like, optional
             Ratings when ``X`` holds only ids.
         sample_weight : array-like of float >= 0, optional
-            One weight per row of ``X``: it multiplies that row's loss term (and
-            gradient; the regularisation is not weighted). None weighs every row 1 (for
+            One weight per row of ``X`` (for a sparse ``X``, per stored entry in the
+            order of ``X.data``; see the data guide): it multiplies that row's loss term
+            (and gradient; the regularisation is not weighted). None weighs every row 1 (for
             squared, the unweighted kernel runs: the same model as before weights existed).
             Weights that are all 0 raise ``ValueError``.
         eval_set : same forms as X, optional
@@ -397,7 +401,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         """fit on in-memory data, for cfg.n_epochs epochs (the caller holds the lock).
         Ctrl-C is handled by T.HeldInterrupt from the first read of X to the stored model."""
         with T.HeldInterrupt(stacklevel=4) as held:  # __exit__, _fit_local, fit, the caller
-            users, items, ratings, extra = read_training(X, y, cfg, sample_weight, "fit")
+            users, items, ratings, extra = read_training(X, y, cfg, sample_weight, "fit",
+                                                         held.stacklevel)
             refuse_constant(cfg, ratings)
             if isinstance(X, Handoff):  # its holder gave up the arrays: drop them with it
                 X.clear()
@@ -440,7 +445,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             cfg = cfg.replace(dtype=st.user_factors.dtype, early_stopping=False)
             with T.HeldInterrupt(stacklevel=3) as held:  # __exit__, partial_fit, the caller
                 users, items, ratings, extra = read_training(X, y, cfg, sample_weight,
-                                                               "partial_fit")
+                                                               "partial_fit", held.stacklevel)
                 del X, y, sample_weight
                 report = T.EpochReporter(cfg.verbose, callback)
                 state, res = T.fit_more(cfg, st, users, items, ratings,
