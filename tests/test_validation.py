@@ -177,8 +177,14 @@ def test_predict_input_errors():
     m = fit()
     with pytest.raises(ValueError, match="same length"):
         m.predict((U, I[:3]))
-    with pytest.raises(TypeError, match="this model's ids are integers; got str"):
-        m.predict((np.array(["a"]), np.array([10])))
+    # the value, not NumPy's dtype name ("got str96 ids" for Surprise's ids "196")
+    with pytest.raises(TypeError, match=r"this model's ids are integers; got strings such "
+                                        r"as '196'\.$"):
+        m.predict((np.array(["196"]), np.array([10])))
+    s = fit((np.array(["a", "b", "c", "a", "b", "c"]), I, R))
+    with pytest.raises(TypeError, match=r"^users: this model's ids are strings; got "
+                                        r"integers such as 7\.$"):
+        s.predict(([7], ["x"]))
 
 
 def test_failed_fit_keeps_previous_model():

@@ -498,8 +498,9 @@ class IdMap:
             return np.empty(0, dtype=np.int32)
         mine_str = self.ids.dtype.kind == "U"
         if mine_str != (raw.dtype.kind == "U"):
-            want = "strings" if mine_str else "integers"
-            raise TypeError(f"{name}: this model's ids are {want}; got {raw.dtype.name} ids.")
+            want, got = ("strings", "integers") if mine_str else ("integers", "strings")
+            raise TypeError(f"{name}: this model's ids are {want}; got {got} such as "
+                            f"{raw[0].item()!r}.")
         if self.ids.size == 0:
             return np.full(raw.size, -1, dtype=np.int32)
         raw, fits = _as_dtype_of(raw, self.ids)
