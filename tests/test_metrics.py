@@ -563,3 +563,57 @@ def test_ranking_scorer_with_popularity_and_a_dataframe():
         pop = Popularity().fit((u[tr], i[tr]))
         assert got[f] == M.recall_at_k(pop, (u[te], i[te]), k=10, threshold=None,
                                        train=(u[tr], i[tr]))
+
+
+def _brute_auc(model, test, train, threshold):
+    """AUC_u by its definition, pair by pair, in float64 (unknown users: the popular
+    items' training counts, as recommend serves them)."""
+    U, V = model.user_factors_.astype(float), model.item_factors_.astype(float)
+    b = model.item_bias_.astype(float)
+    col = {x: j for j, x in enumerate(model.item_ids_)}
+    row = {x: k for k, x in enumerate(model.user_ids_)}
+    counts = np.bincount([col[x] for x in train[1]], minlength=len(V)).astype(float)
+    out = []
+    u, i, r = test
+    for user in np.unique(u[r >= threshold]):
+        seen = {col[x] for x in train[1][train[0] == user] if x in col}
+        liked = {col[x] for x, y in zip(i[u == user], r[u == user], strict=True)
+                 if y >= threshold and x in col} - seen
+        s = U[row[user]] @ V.T + b if user in row else counts
+        pos = np.array([s[j] for j in liked])
+        neg = np.array([s[j] for j in range(len(V)) if j not in seen and j not in liked])
+        if pos.size and neg.size:
+            out.append(sum((p > neg).sum() + 0.5 * (p == neg).sum() for p in pos)
+                       / (pos.size * neg.size))
+    return np.mean(out)
+
+
+def test_auc_score_is_its_definition(fitted_split):
+    """auc_score against the pairwise definition on a float64 model, with a user and an
+    item the model never saw; a perfect and a reversed ranking give 1 and 0; random
+    factors land near 0.5."""
+    _, train, test = fitted_split
+    m = MatrixFactorization(n_factors=6, n_epochs=8, learning_rate=0.02, random_state=0,
+                            dtype=np.float64).fit(train)
+    for threshold in (4.0, 3.0):
+        assert M.auc_score(m, test, threshold, train=train) == pytest.approx(
+            _brute_auc(m, test, train, threshold), rel=1e-12)
+    # every item relevant but one per user -> pairs only against that one
+    u = np.repeat(np.arange(5), 2)
+    toy = MatrixFactorization(n_factors=1, n_epochs=1, random_state=0,
+                              dtype=np.float64).fit((u, np.tile([0, 1], 5), np.ones(10) * 3))
+    st = toy._state
+    from dataclasses import replace
+    for sign, want in ((1, 1.0), (-1, 0.0)):
+        toy._state = replace(st, user_factors=np.ones_like(st.user_factors),
+                             item_factors=sign * np.array([[2.0], [1.0]]),
+                             item_bias=np.zeros(2))
+        assert M.auc_score(toy, (u[::2], np.zeros(5, int), np.full(5, 5.0)),
+                           exclude_train=False) == want
+    noise = MatrixFactorization(n_factors=6, n_epochs=1, learning_rate=1e-12, init_std=1.0,
+                                biased=False, random_state=0).fit(train)
+    assert abs(M.auc_score(noise, test, train=train) - 0.5) < 0.05
+    with pytest.raises(ValueError, match="needs the training ratings"):
+        M.auc_score(m, test)
+    with pytest.raises(ValueError, match="no test rating is >= threshold"):
+        M.auc_score(m, test, 99.0, train=train)
