@@ -237,3 +237,32 @@ def test_fold_in_with_large_n_factors_takes_memory_in_proportion(loss):
     assert _kkt(Z, t, lam, sol, k if nonneg else 0) < 1e-6  # float32 storage
     if nonneg:
         assert (x >= 0).all() and (x == 0).any()  # the constraint is active
+
+
+def test_softmax_columns_when_the_refolded_item_dominates_a_softmax():
+    """Review 11: log(Z - e^old) lost its digits when the item held nearly all of a
+    user's Z (log 0 = -inf), the bias term became linear and unbounded, and the item got
+    a bias of -1e13 to -7e14. Such users' Z is now summed directly; in a model of one
+    item no user has another item, and no term pulls the bias anywhere."""
+    rng = np.random.default_rng(5)
+    U = rng.normal(size=(40, 4)) * 10
+    V = rng.normal(size=(6, 4)) * 10
+    b = rng.normal(size=6)
+    w = np.full(40, 3.0)
+    S = U @ V.T + b
+    top = S.argmax(1)
+    j = int(np.bincount(top).argmax())  # an item on top of many users' lists, by far
+    assert ((S[:, j] - np.sort(S, 1)[:, -2] > 40) & (top == j)).sum() >= 1
+    P = np.flatnonzero(top != j)[:5]  # interacted by users who do not favour it
+    v, c = R.softmax_columns([P], U, V, b, w, np.array([j]), 0.1)
+    assert abs(c[0]) < 1e3, c
+    keep = np.arange(6) != j
+    So = U @ V[keep].T + b[keep]
+    lz = np.log(np.exp(So - So.max(1, keepdims=True)).sum(1)) + So.max(1)
+    wc = np.maximum(w, 1)
+    g = _fd_gradient(partial(_column_objective, U=U, lz=lz, w=wc, P=P, reg=0.1,
+                             with_bias=True), np.append(v[0], c[0]), h=1e-5)
+    assert np.abs(g).max() < 1e-5
+    one = R.softmax_columns([np.array([1, 3])], U[:6], V[:1], b[:1], w[:6], np.array([0]),
+                            0.1)
+    assert np.isfinite(one[0]).all() and one[1][0] == 0.0

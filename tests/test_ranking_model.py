@@ -161,6 +161,17 @@ def test_sparse_confidences_are_weights_in_the_order_of_their_data():
     for Z in (Y, shuffled, halves, X.tocsc()):
         got = MatrixFactorization(**kw).fit(Z, sample_weight=Z.data)
         np.testing.assert_array_equal(got.user_factors_, want.user_factors_)
+    # review 11: a boolean matrix (the usual clicks) crashed the warning's check
+    # (np.ptp refuses bool); duplicates of equal values summed are no varied values
+    ones = sp.coo_matrix((np.ones(3), ([0, 0, 1], [1, 1, 2])), shape=(2, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MatrixFactorization(**kw).fit(X.astype(bool)).partial_fit(X.astype(bool))
+        MatrixFactorization(**kw).fit(ones)
+    # a negative weight is refused before duplicates add up (-1 + 2 is no weight of 1)
+    with pytest.raises(ValueError, match=r"sample_weight must be >= 0; got -1\.0 \(first at "
+                                         r"position 0\)"):
+        MatrixFactorization(**kw).fit(ones, sample_weight=[-1.0, 2.0, 1.0])
     with pytest.raises(TypeError, match=r"a dok_matrix has no such order: pass X\.tocsr\(\)"):
         MatrixFactorization(**kw).fit(X.todok(), sample_weight=X.data)
     with pytest.raises(ValueError, match=r"sample_weight has 479 values but X stores 480 "
@@ -437,6 +448,30 @@ def test_fold_in_rows_rank_as_well_as_fitted_ones(implicit, loss, extra):
     for side in ("user", "item"):
         m = MatrixFactorization(loss=loss, **extra, **KW).fit(train).fold_in(train, side=side)
         assert ndcg(m, train, test) >= 0.92 * fitted, side
+
+
+def test_fold_in_reg_and_empty_ids(implicit):
+    """reg= sets a ranking model's fold-in penalty (larger: shorter vectors) and is
+    refused where it does not apply; an empty id is refused at its row of X before any
+    solve (it was reported at position 0, after solving every row)."""
+    train, _ = implicit
+    m = MatrixFactorization(loss="bpr", **KW).fit(train)
+    items = train[1][train[0] == train[0][0]]
+    norms = []
+    for reg in (0.01, 0.3):
+        m.fold_in((np.full(items.size, -7), items), reg=reg)
+        norms.append(np.linalg.norm(m.user_factors_[-1]))
+    assert norms[1] < 0.5 * norms[0]
+    for bad, exc in ((-1.0, ValueError), (float("nan"), TypeError), ("0.1", TypeError)):
+        with pytest.raises(exc, match="reg must be a finite number >= 0 or None"):
+            m.fold_in((np.full(items.size, -7), items), reg=bad)
+    sq = MatrixFactorization(**KW).fit((train[0], train[1], np.ones(train[0].size) * 3 +
+                                        (train[1] % 3)))
+    with pytest.raises(ValueError, match="reg= applies to a ranking model's fold_in"):
+        sq.fold_in(([-7], [items[0]], [4.0]), reg=0.1)
+    s = MatrixFactorization(loss="bpr", **KW).fit(([f"u{x}" for x in train[0]], train[1]))
+    with pytest.raises(ValueError, match=r"users has an empty id '' \(first at position 2\)"):
+        s.fold_in((["new", "new", ""], items[:3]))
 
 
 def test_fold_in_applies_min_rating():

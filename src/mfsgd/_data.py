@@ -406,10 +406,13 @@ def _sparse_entries(X: Any, sample_weight: Any) -> tuple[tuple, np.ndarray]:
     if w.size != X.nnz:
         raise ValueError(f"sample_weight has {w.size} values but X stores {X.nnz} entries; "
                          "pass one weight per stored entry, in the order of X.data.")
+    # checked before duplicates add up: -1 and 2 on one cell are no weight of 1
+    w = check_ratings(w, np.dtype(np.float64), name="sample_weight", keep_nonzero=True)
+    if w.size and float(w.min()) < 0:
+        raise ValueError(f"sample_weight must be >= 0; got {float(w.min())} (first at "
+                         f"position {int(np.argmin(w))}).")
     coo = X.tocoo(copy=True)  # CSR, CSC and COO keep the order of .data
     rows, cols, vals = (np.asarray(a) for a in (coo.row, coo.col, coo.data))
-    if w.dtype.kind not in "iuf":
-        raise TypeError(f"sample_weight must be numeric; got dtype {w.dtype}.")
     order = np.lexsort((cols, rows))
     rows, cols, vals, w = rows[order], cols[order], vals[order], w[order]
     first = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])])
@@ -432,6 +435,8 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
     matrix whose values differ, with neither weights nor ``min_rating``, warns that the
     values are not used (``stacklevel`` points at the user's call)."""
     sparse = _is_sparse(X)
+    # the stored values as given (before duplicates add up), for the warning below
+    stored = getattr(X, "data", None) if sparse else None
     if sparse and sample_weight is not None:
         if y is not None:
             raise ValueError("X is a sparse matrix, whose values are the ratings; y must be "
@@ -439,8 +444,11 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
         X, sample_weight = _sparse_entries(X, sample_weight)
     users, items, ratings = unpack(X, y, columns=cfg.columns, what="X", encoded=True,
                                    ratings="optional" if cfg.ranking else "require")
+    if not isinstance(stored, np.ndarray) or stored.ndim != 1:
+        stored = ratings  # DOK, LIL...: the values read
     if (sparse and cfg.ranking and sample_weight is None and cfg.min_rating is None
-            and ratings is not None and np.size(ratings) and np.ptp(ratings) > 0):
+            and stored is not None and np.size(stored)
+            and np.min(stored) != np.max(stored)):  # bool too (np.ptp refuses bool)
         import warnings
 
         warnings.warn(

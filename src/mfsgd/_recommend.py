@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _sgd
-from ._idmap import IdMap, id_list, normalize_ids, unique_inverse
+from ._idmap import IdMap, id_list, normalize_ids, refuse_empty, unique_inverse
 from ._state import FittedState, grown, merge_seen
 from ._training import Params, predict_idx, score_limit
 
@@ -622,7 +622,7 @@ def softmax_rows(pos: list[np.ndarray], F: np.ndarray, ob: np.ndarray, reg: floa
     (:func:`_reduced`): r <= m unknowns, as the squared loss's dual."""
     Fr, B = _reduced(F, dual)
     r = Fr.shape[1]
-    reg = max(reg, 1e-12)
+    reg = reg if reg > 0 else 1e-12  # 0 only when every row of F is 0
     X = np.zeros((len(pos), F.shape[1]))
     for row, j in enumerate(pos):
         target = Fr[j].mean(0)
@@ -677,17 +677,34 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
     Ur, Bm = _reduced(U, dual)
     A = np.hstack([Ur, np.ones((n, 1))]) if with_bias else Ur
     r = Ur.shape[1]
-    reg = max(reg, 1e-12)
+    reg = reg if reg > 0 else 1e-12  # 0 only when every row of F is 0
     w = counts.astype(np.float64)
     Xv, Xb = np.zeros((len(pos), k)), np.zeros(len(pos))
     for col, P in enumerate(pos):
         lz = logz + top
         wc = w.copy()  # each user's draws, this item's among them (the record may lack
         wc[P] = wc[P] + 1 if replaced[col] < 0 else np.maximum(wc[P], 1)  # new ones)
-        if replaced[col] >= 0:  # Z without the item's old score (log(Z - e^old))
-            old = U @ V[replaced[col]] + b[replaced[col]]
+        if replaced[col] >= 0:  # Z without the item's old score: log(Z - e^old)
+            j = replaced[col]
+            share = np.exp(U @ V[j] + b[j] - top - logz)  # the old item's share of Z
             with np.errstate(divide="ignore"):
-                lz = top + np.log(np.maximum(np.exp(logz) - np.exp(old - top), 0.0))
+                lz = lz + np.log1p(-np.minimum(share, 1.0))
+            # where it held nearly all of Z the difference lost its digits: sum the
+            # other items' terms directly for those users
+            close = np.flatnonzero(share > 1.0 - 1e-6)
+            if close.size:
+                others = np.arange(V.shape[0]) != j
+                S = U[close] @ V[others].T + b[others]
+                lz[close] = (np.log(np.exp(S - S.max(1, keepdims=True)).sum(1))
+                             + S.max(1)) if S.shape[1] else -np.inf
+        # a user with no other item has a softmax of one item: probability 1 whatever
+        # the parameters, no term (else the bias would be linear and unbounded)
+        alone = np.isneginf(lz)
+        if alone.any():
+            wc[alone] = 0.0
+            P = P[~alone[P]]
+            if P.size == 0:
+                continue
         m_ = len(P)
         tgt = A[P].sum(0) / m_
 
@@ -714,7 +731,8 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
 
 
 def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side: str,
-            reg_factors: float, reg_bias: float, nonnegative: bool = False) -> FittedState:
+            reg_factors: float, reg_bias: float, nonnegative: bool = False,
+            ranking_reg: float | None = None) -> FittedState:
     """A new state in which the ``own`` ids (users for side "user", items for "item")
     have the bias and factors minimising their part of the training loss on
     ``ratings`` of the ``other`` ids, the other side held fixed (one ridge solve per
@@ -737,7 +755,12 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
     own_map, other_map = (st.user_map, st.item_map) if side == "user" else \
         (st.item_map, st.user_map)
     other_idx = other_map.lookup("items" if side == "user" else "users", other)
-    raw_ids, inv = unique_inverse(normalize_ids("users" if side == "user" else "items", own))
+    name = "users" if side == "user" else "items"
+    own_ids = normalize_ids(name, own)
+    raw_ids, inv = unique_inverse(own_ids)
+    if raw_ids.dtype.kind == "U" and raw_ids.size and raw_ids[0] == "" and (
+            own_map.lookup(name, raw_ids[:1])[0] < 0):  # before solving, at its row
+        refuse_empty(name, raw_ids, lambda: own_ids == "")
     if own_map.ids.size and (raw_ids.dtype.kind == "U") != (own_map.ids.dtype.kind == "U"):
         own_map.lookup(side + "s", raw_ids)  # raises the type-mismatch error
     F = st.factors("item_factors" if side == "user" else "user_factors").astype(np.float64)
@@ -759,7 +782,7 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
         # A ranking model: the interactions say which items, not how much (ratings are
         # ignored); a row is solved from the softmax over the other side's rows.
         pos = [np.unique(oi[bounds[g]:bounds[g + 1]]) for g in range(raw_ids.size)]
-        vec, bias = _ranking_rows(st, side, raw_ids, pos, F)
+        vec, bias = _ranking_rows(st, side, raw_ids, pos, F, ranking_reg)
         return _with_rows(st, side, raw_ids, vec, bias, other_idx[ok], inv[ok])
     targets, feats = [], []
     for g in range(raw_ids.size):
@@ -771,11 +794,13 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
 
 
 def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.ndarray],
-                  F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  F: np.ndarray, ranking_reg: float | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Factors and biases of folded-in rows of a ranking model (:func:`softmax_rows` for
-    users, :func:`softmax_columns` for items), the penalty FOLD_IN_RANKING_REG times the
-    other side's mean squared row norm."""
-    reg = FOLD_IN_RANKING_REG * float(np.mean(np.sum(F * F, axis=1))) if F.size else 0.0
+    users, :func:`softmax_columns` for items), the penalty ``ranking_reg`` (default
+    FOLD_IN_RANKING_REG) times the other side's mean squared row norm."""
+    c = FOLD_IN_RANKING_REG if ranking_reg is None else ranking_reg
+    reg = c * float(np.mean(np.sum(F * F, axis=1))) if F.size else 0.0
     if side == "user":
         ob = st.item_bias.astype(np.float64) if st.biased else np.zeros(F.shape[0])
         return softmax_rows(pos, F, ob, reg), np.zeros(raw_ids.size)
