@@ -176,10 +176,31 @@ def top_n_batches(st: FittedState, urows: np.ndarray, n: int, *,
     budget : int, optional
         Scores per batch; default ``SCORE_BUDGET``.
     """
+    n_eff = min(n, st.item_bias.size if icols is None else icols.size)
+    for s, rows, sc, counted in score_batches(st, urows, exclude=exclude,
+                                              exclude_rows=exclude_rows, icols=icols,
+                                              banned=banned, float64=float64, budget=budget):
+        c, v = top_n(sc, n_eff)
+        items = c if icols is None else icols[c]
+        out = _predictions(st, rows, items, v, float64)
+        if counted:
+            out[rows < 0] = v[rows < 0]  # the counts
+        yield s, s + rows.size, c, out
+
+
+def score_batches(st: FittedState, urows: np.ndarray, *,
+                  exclude: tuple[np.ndarray, np.ndarray] | None = None,
+                  exclude_rows: np.ndarray | None = None, icols: np.ndarray | None = None,
+                  banned: np.ndarray | None = None, float64: bool = False,
+                  budget: int | None = None,
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray, bool]]:
+    """Yield ``(start, rows, scores, counted)`` for the users ``rows = urows[start:...]``,
+    batch by batch: every candidate's rank score (:func:`_rank_scores`), -inf for the
+    excluded and banned ones; ``counted`` says that unknown users' rows hold the items'
+    training interactions instead. The scoring of :func:`top_n_batches` (same options),
+    also ranked whole by ``metrics.auc_score``."""
     Q, bias = _candidates(st, icols, float64)
-    n_cols = Q.shape[0]
-    batch = max(1, (SCORE_BUDGET if budget is None else budget) // max(n_cols, 1))
-    n_eff = min(n, n_cols)
+    batch = max(1, (SCORE_BUDGET if budget is None else budget) // max(Q.shape[0], 1))
     ex_rows = urows if exclude_rows is None else exclude_rows
     P = st.factors("user_factors")
     # Unknown users (row -1) get the most popular items: training interactions per
@@ -197,12 +218,7 @@ def top_n_batches(st: FittedState, urows: np.ndarray, n: int, *,
             _exclude(sc, exclude[0], exclude[1], ex_rows[s:s + batch], icols)
         if banned is not None and banned.size:
             sc[:, banned] = -np.inf
-        c, v = top_n(sc, n_eff)
-        items = c if icols is None else icols[c]
-        out = _predictions(st, rows, items, v, float64)
-        if pop is not None:
-            out[rows < 0] = v[rows < 0]  # the counts
-        yield s, s + rows.size, c, out
+        yield s, rows, sc, pop is not None
 
 
 def recommend_rows(st: FittedState, urows: np.ndarray, n: int, *,

@@ -270,13 +270,13 @@ class _ListMetrics:
         return float(self.recommended.sum() / max(self.n_items, 1))
 
 
-def ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
-                   exclude_train: bool, train: Any,
-                   block_elements: int | None = None) -> dict[str, Any]:
-    """Per-user metric arrays (the evaluated users sorted by id) and the coverage: the
-    work of :func:`ranking_metrics`, also used by ``model_selection.cross_validate``.
-    ``block_elements`` overrides the scores per block (tests)."""
-    k = _check_k(k)
+def _evaluated(model: Any, test: Any, threshold: float | None, exclude_train: bool,
+               train: Any) -> tuple[FittedState, np.ndarray, np.ndarray, np.ndarray,
+                                    np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """The arguments of a ranking evaluation checked and read: the model's state, the
+    evaluated users (sorted ids), their numbers of relevant items, the relevant keys
+    (:func:`_relevance`), the users' model rows (-1: unknown) and the CSR of their
+    training items over their positions (None without ``exclude_train``)."""
     threshold = _check_threshold(threshold)
     if not isinstance(exclude_train, (bool, np.bool_)):
         raise TypeError(f"exclude_train must be True or False; got {exclude_train!r}.")
@@ -290,6 +290,18 @@ def ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
     # against them, and would blame train for test ids of the wrong type.
     rows = st.user_map.lookup("test users", users)
     excl = _exclusions(st, columns, train, users) if exclude_train else None
+    return st, users, n_rel, rel_keys, rows, excl
+
+
+def ranking_arrays(model: Any, test: Any, k: int, threshold: float | None,
+                   exclude_train: bool, train: Any,
+                   block_elements: int | None = None) -> dict[str, Any]:
+    """Per-user metric arrays (the evaluated users sorted by id) and the coverage: the
+    work of :func:`ranking_metrics`, also used by ``model_selection.cross_validate``.
+    ``block_elements`` overrides the scores per block (tests)."""
+    k = _check_k(k)
+    st, users, n_rel, rel_keys, rows, excl = _evaluated(model, test, threshold, exclude_train,
+                                                        train)
     acc = _ListMetrics(n_rel, rel_keys, k, len(st.item_map))
     for s, e, top, score in R.top_n_batches(st, rows, k, exclude=excl,
                                             exclude_rows=np.arange(users.size), float64=True,
@@ -485,32 +497,14 @@ def auc_score(model: Any, test: Any, threshold: float | None = 4.0,
     >>> 0.5 < auc_score(model, test, train=train) <= 1.0
     True
     """
-    threshold = _check_threshold(threshold)
-    if not isinstance(exclude_train, (bool, np.bool_)):
-        raise TypeError(f"exclude_train must be True or False; got {exclude_train!r}.")
-    if exclude_train and train is None:
-        raise ValueError("exclude_train=True needs the training ratings: pass train= (the data "
-                         "the model was fitted on), or exclude_train=False to rank every item.")
-    st = _fitted(model)
-    columns = columns_of(model)
-    users, _, rel_keys = _relevance(st.item_map, columns, test, None, threshold)
-    rows = st.user_map.lookup("test users", users)
-    excl = _exclusions(st, columns, train, users) if exclude_train else None
+    st, users, _, rel_keys, rows, excl = _evaluated(model, test, threshold, exclude_train,
+                                                    train)
     n_items = len(st.item_map)
-    Q, bias = R._candidates(st, None, True)
-    P = st.factors("user_factors")
-    pop = st.support("item")
-    pop = None if pop is None else pop.astype(np.float64)
     rel_user, rel_item = rel_keys // max(n_items, 1), rel_keys % max(n_items, 1)
     bounds = np.searchsorted(rel_user, np.arange(users.size + 1))
-    batch = max(1, R.SCORE_BUDGET // max(n_items, 1))
     aucs = []
-    for s0 in range(0, users.size, batch):
-        sc = R._rank_scores(P, Q, bias, rows[s0:s0 + batch])
-        if pop is not None:
-            sc[rows[s0:s0 + batch] < 0] = pop
-        if excl is not None:
-            R._exclude(sc, excl[0], excl[1], np.arange(s0, s0 + sc.shape[0]), None)
+    for s0, _, sc, _ in R.score_batches(st, rows, exclude=excl,
+                                        exclude_rows=np.arange(users.size), float64=True):
         for r in range(sc.shape[0]):
             row = sc[r]
             rel = rel_item[bounds[s0 + r]:bounds[s0 + r + 1]]
