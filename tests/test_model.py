@@ -256,6 +256,52 @@ def test_partial_fit_is_deterministic(small_data):
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_partial_fit_continues_adagrad_where_fit_left_it(small_data, tmp_path, dtype):
+    """With adagrad, partial_fit takes up each row's accumulator where the fit left it
+    (it used to restart them at 1: every step back at the base rate). In the given order
+    (shuffle=False, one block), 2 epochs of fit then 1 of partial_fit are 3 epochs of
+    fit, to the bit; also when the model was saved and loaded in between."""
+    kw = dict(n_factors=4, shuffle=False, n_blocks=1, learning_rate=0.05, adagrad=True,
+              random_state=0, dtype=dtype)
+    whole = MatrixFactorization(n_epochs=3, **kw).fit(small_data)
+    first = MatrixFactorization(n_epochs=2, **kw).fit(small_data)
+    first.save(tmp_path / "m")
+    loaded = mfsgd.load(tmp_path / "m")
+    for m in (first, loaded):
+        m.partial_fit(small_data, n_epochs=1)
+        for a in ("user_factors_", "item_factors_", "user_bias_", "item_bias_"):
+            np.testing.assert_array_equal(getattr(m, a), getattr(whole, a))
+    # without adagrad nothing is kept, and the same holds
+    plain = dict(kw, adagrad=False)
+    a = MatrixFactorization(n_epochs=3, **plain).fit(small_data)
+    b = MatrixFactorization(n_epochs=2, **plain).fit(small_data).partial_fit(small_data)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    assert b._state.user_accum is None
+
+
+def test_adagrad_rows_added_later_start_at_one(small_data, tmp_path):
+    """Rows that fold_in or partial_fit add get the accumulator of a new row (1); the
+    others keep theirs, through save and load."""
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=4, n_epochs=2, adagrad=True, random_state=0)
+    m.fit(small_data)
+    gu, gi = m._state.accumulators()
+    assert gu.min() > 1 and gi.min() > 1  # every row was updated
+    m.fold_in(([10**6, 10**6], [i[0], i[1]], [4.0, 2.0]))
+    m.save(tmp_path / "m")
+    loaded = mfsgd.load(tmp_path / "m")
+    for st in (m._state, loaded._state):
+        lu, li = st.accumulators()
+        np.testing.assert_array_equal(lu, np.append(gu, 1))
+        np.testing.assert_array_equal(li, gi)
+    m.partial_fit(([10**6 + 1], [10**6 + 2], [3.0]), n_epochs=1)
+    lu, li = m._state.accumulators()
+    assert lu.shape == (len(gu) + 2,) and li.shape == (len(gi) + 1,)
+    np.testing.assert_array_equal(lu[:len(gu)], gu)  # rows without ratings here: untouched
+    assert lu[-1] > 1 and li[-1] > 1 and lu[-2] == 1  # the new rows started at 1
+
+
 def test_unbiased_and_nonnegative_variants(small_data):
     u, i, r = small_data
     pmf = MatrixFactorization(n_factors=6, n_epochs=10, biased=False, learning_rate=0.01,

@@ -6,6 +6,7 @@ import os
 import pickle
 import re
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -127,6 +128,67 @@ BAD_FILES = {
         **h, "params": {**h["params"], "loss": "bpr"}}),
         "header says loss 'squared' but its stored parameters say 'bpr'"),
 }
+
+
+@pytest.fixture(scope="module")
+def adagrad_saved(small_data, tmp_path_factory):
+    m = MatrixFactorization(n_factors=3, n_epochs=2, adagrad=True, random_state=0)
+    path = tmp_path_factory.mktemp("adagrad") / "m.mfsgd"
+    m.fit(small_data).save(path)
+    return m, path
+
+
+def _with_array(name, fn):
+    """A rewrite that replaces array ``name`` by ``fn(array)``, its header entry (CRC
+    included) updated to match: what is refused is then the array itself."""
+    def make(p, d):
+        with zipfile.ZipFile(p) as zf:
+            a = np.ascontiguousarray(fn(np.load(io.BytesIO(zf.read(f"{name}.npy")))))
+        spec = {"dtype": a.dtype.str, "shape": list(a.shape),
+                "crc32": zlib.crc32(a.view(np.uint8).reshape(-1))}
+        _rewrite(p, d, header=lambda h: {**h, "arrays": {**h["arrays"], name: spec}},
+                 arrays={f"{name}.npy": lambda raw: _npy(a)})
+    return make
+
+
+def test_adagrad_accumulators_are_saved(adagrad_saved, tmp_path):
+    """A model with AdaGrad's accumulators is written with them; loaded, it holds the
+    same accumulators."""
+    m, path = adagrad_saved
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        header = json.loads(zf.read("header.json"))
+    assert header["format_version"] == persistence.FORMAT_VERSION
+    assert names == {"header.json"} | {f"{n}.npy" for n in
+                                       persistence._ARRAYS + persistence._ACCUM}
+    got = mfsgd.load(path)._state
+    for a, b in zip(got.accumulators(), m._state.accumulators(), strict=True):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+
+
+BAD_ACCUMULATORS = {
+    "below 1": (_with_array("user_accum", lambda a: a - a.max()), "not all >= 1"),
+    "NaN": (_with_array("item_accum", lambda a: np.where(np.arange(a.size) == 1, np.nan, a)
+                        .astype(a.dtype)), "not all >= 1"),
+    "other dtype": (_with_array("item_accum", lambda a: a.astype(np.float64)),
+                    "accumulators must have the factors' dtype"),
+    "wrong length": (_with_array("user_accum", lambda a: a[:-1]), "shapes disagree"),
+    "only one of the two": (lambda p, d: _rewrite(p, d, drop={"item_accum.npy"}, header=lambda h: {
+        **h, "arrays": {k: v for k, v in h["arrays"].items() if k != "item_accum"}}),
+        "must describe the arrays"),
+    "in a format 1 file": (lambda p, d: _rewrite(p, d, header=lambda h: {
+        **h, "format_version": 1}), "must describe the arrays"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ACCUMULATORS))
+def test_damaged_accumulators_are_refused(adagrad_saved, tmp_path, case):
+    make, message = BAD_ACCUMULATORS[case]
+    bad = tmp_path / "bad.mfsgd"
+    make(adagrad_saved[1], bad)
+    with pytest.raises(ModelFileError, match=message):
+        mfsgd.load(bad)
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))

@@ -328,6 +328,24 @@ def test_blocks_early_stopping_and_partial_fit_in_the_natural_item_order(implici
     assert not set(ids) & seen  # the first fit's interactions are still excluded
 
 
+@pytest.mark.parametrize("n_blocks", [1, 4])
+def test_adagrad_accumulators_are_kept_in_the_natural_item_order(implicit, n_blocks):
+    """With blocks the kernel sees the items in a shuffled order; the accumulators it
+    leaves are stored in the model's own item order (each positive updates its item, so
+    an item's accumulator grows with its interactions), and partial_fit continues them:
+    none falls back to 1."""
+    train, _ = implicit
+    m = MatrixFactorization(loss="bpr", adagrad=True, n_epochs=3, n_blocks=n_blocks, **KW)
+    m.fit(train)
+    gu, gi = m._state.accumulators()
+    counts = np.bincount(m._state.item_map.lookup("i", train[1]), minlength=gi.size)
+    ranks = [np.argsort(np.argsort(x)) for x in (gi, counts)]
+    assert np.corrcoef(*ranks)[0, 1] > 0.9
+    m.partial_fit(train, n_epochs=1)
+    hu, hi = m._state.accumulators()
+    assert np.all(hu > gu) and np.all(hi > gi)
+
+
 def test_sample_weight(implicit):
     (u, i), _ = implicit
     kw = dict(loss="bpr", n_epochs=2, **KW)

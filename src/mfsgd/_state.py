@@ -107,6 +107,12 @@ def merge_seen(indptr: np.ndarray, items: np.ndarray, n_users: int, uidx: np.nda
     return seen_csr(np.concatenate([old_u, uidx]), np.concatenate([items, iidx]), n_users)
 
 
+def fresh_accumulators(n_users: int, n_items: int, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """AdaGrad's accumulators of new rows: 1 (as LibMF's), so a row's first step is the
+    base rate itself."""
+    return np.ones(n_users, dtype), np.ones(n_items, dtype)
+
+
 @dataclass(frozen=True)
 class FittedState:
     """Everything fitting or loading produces; replaced as a whole, never mutated, so
@@ -130,6 +136,11 @@ class FittedState:
     seen_items: np.ndarray | None = None
     loss: str = "squared"  # "bpr", "warp", "softmax": a ranking model (no mu, no b_i)
     item_counts: np.ndarray | None = None  # interactions per item, when there is no seen record
+    # AdaGrad's accumulator per user and item row after the last training with
+    # adagrad=True (None otherwise). Rows added later (fold_in) have none yet: see
+    # accumulators().
+    user_accum: np.ndarray | None = None
+    item_accum: np.ndarray | None = None
 
     @property
     def kernel_mu(self) -> float:
@@ -138,6 +149,19 @@ class FittedState:
     def factors(self, which: str) -> np.ndarray:
         """The user-facing (n, n_factors) view, without the padding columns."""
         return getattr(self, which)[:, : self.n_factors]
+
+    def accumulators(self, n_users: int | None = None, n_items: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """AdaGrad's accumulators for ``n_users`` and ``n_items`` rows (default: the
+        model's), in the factors' dtype: the stored ones, then 1 for every row without
+        one (rows added since, or all rows when the state has none)."""
+        n_users = len(self.user_map) if n_users is None else n_users
+        n_items = len(self.item_map) if n_items is None else n_items
+        out = fresh_accumulators(n_users, n_items, self.user_factors.dtype)
+        for acc, old in zip(out, (self.user_accum, self.item_accum), strict=True):
+            if old is not None:
+                acc[:len(old)] = old
+        return out
 
     def seen(self) -> tuple[np.ndarray, np.ndarray]:
         """The seen-items CSR; an empty one (every user rated nothing) when there is none."""
@@ -160,11 +184,14 @@ class FittedState:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], **fields: Any) -> FittedState:
         """A state from stored (unpadded) arrays: user_factors, item_factors, user_bias,
-        item_bias, user_ids, item_ids, seen_indptr, seen_items; ``fields`` gives the rest."""
+        item_bias, user_ids, item_ids, seen_indptr, seen_items, and user_accum and
+        item_accum when present; ``fields`` gives the rest."""
         return cls(user_factors=padded(arrays["user_factors"]),
                    item_factors=padded(arrays["item_factors"]),
                    n_factors=arrays["user_factors"].shape[1],
                    user_bias=arrays["user_bias"], item_bias=arrays["item_bias"],
                    user_map=idmap_from_ids(arrays["user_ids"]),
                    item_map=idmap_from_ids(arrays["item_ids"]),
-                   seen_indptr=arrays["seen_indptr"], seen_items=arrays["seen_items"], **fields)
+                   seen_indptr=arrays["seen_indptr"], seen_items=arrays["seen_items"],
+                   user_accum=arrays.get("user_accum"), item_accum=arrays.get("item_accum"),
+                   **fields)

@@ -113,8 +113,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         (starting at 1) grows by the mean squared gradient of the row's values. For
         the squared loss the base rate wants to be larger than for plain SGD (try 0.05
         to 0.1). The ranking losses take their own AdaGrad defaults (table below): the
-        most accurate top-N lists, at several times the epochs. The accumulators
-        restart with every ``fit`` or ``partial_fit`` call.
+        most accurate top-N lists, at several times the epochs. ``fit`` starts the
+        accumulators afresh; ``partial_fit`` continues them (they are saved with the
+        model), and the rows it or ``fold_in`` adds start at 1.
     biased : bool, default True
         False fits the plain model ``r^ = u_i . v_j`` with no mu and no biases.
     nonnegative : bool, default False

@@ -39,10 +39,13 @@ from .exceptions import ModelFileError
 FORMAT_NAME = "mfsgd"
 # 2: the loss (and its parameters) of issue 14; history rows of ranking models carry
 # train_loss instead of train_rmse. Format 1 files load as loss="squared".
+# Format 2 files may also hold AdaGrad's accumulators (user_accum, item_accum: a model
+# trained with adagrad=True), so that partial_fit after load continues each row's rate.
 FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 64 << 20  # the JSON header (history included) is never near this
 _ARRAYS = ("user_factors", "item_factors", "user_bias", "item_bias", "user_ids", "item_ids",
            "seen_indptr", "seen_items")
+_ACCUM = ("user_accum", "item_accum")  # format 2, optional
 _FLOATS = {"float32", "float64"}
 NPY_HEADER_MAX = 10000  # bytes; NumPy's own limit for loading untrusted headers
 MAX_DIM = 2**31 - 1  # rows are int32 indices in the kernel; no factor count comes near it
@@ -93,6 +96,8 @@ def write_model_file(f: Any, st: FittedState, params: dict[str, Any],
         "user_ids": st.user_map.ids, "item_ids": st.item_map.ids,
         "seen_indptr": st.seen()[0], "seen_items": st.seen()[1],
     }
+    if st.user_accum is not None:
+        arrays.update(zip(_ACCUM, st.accumulators(), strict=True))
     header = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -176,10 +181,14 @@ def _read_header(zf: zipfile.ZipFile, path: str, archive_size: int) -> dict[str,
 
 def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dtype, tuple]]:
     specs = header.get("arrays")
-    if not isinstance(specs, dict) or set(specs) != set(_ARRAYS):
-        raise _bad(path, f"its header must describe the arrays {list(_ARRAYS)}")
+    optional = header["format_version"] >= 2
+    names = _ARRAYS + _ACCUM if optional and isinstance(specs, dict) \
+        and set(_ACCUM) <= set(specs) else _ARRAYS
+    if not isinstance(specs, dict) or set(specs) != set(names):
+        raise _bad(path, f"its header must describe the arrays {list(_ARRAYS)}"
+                         + (f" (and may add both of {list(_ACCUM)})" if optional else ""))
     out = {}
-    for name in _ARRAYS:
+    for name in names:
         s = specs[name]
         if not isinstance(s, dict) or not isinstance(s.get("dtype"), str) or \
                 not isinstance(s.get("shape"), list) or not _is_int(s.get("crc32")) or \
@@ -211,6 +220,10 @@ def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dty
                          f"each")
     want = {"user_bias": (nu,), "item_bias": (ni,), "user_ids": (nu,), "item_ids": (ni,),
             "seen_indptr": (nu + 1,)}
+    if "user_accum" in out:
+        want.update(user_accum=(nu,), item_accum=(ni,))
+        if any(out[n][0] != fdt for n in _ACCUM):
+            raise _bad(path, "the AdaGrad accumulators must have the factors' dtype")
     if out["seen_indptr"][0] != np.dtype("<i8") or out["seen_items"][0] != np.dtype("<i4") \
             or len(out["seen_items"][1]) != 1:
         raise _bad(path, "the seen-items arrays must be int64 indptr and 1-D int32 items")
@@ -351,7 +364,7 @@ def read_model_file(fh: Any, size: int, spath: str, parse_params: Callable[[dict
             header = _read_header(zf, spath, size)
             specs = _expected_specs(header, spath)
             arrays = {n: _read_array(zf, n, *specs[n], header["arrays"][n]["crc32"], spath,
-                                     size) for n in _ARRAYS}
+                                     size) for n in specs}
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
@@ -423,6 +436,10 @@ def _build(header: dict, arrays: dict, path: str,
     if not all(np.isfinite(arrays[n]).all() for n in _ARRAYS[:4]) or not (
             np.isfinite(gm) and lo <= hi):
         raise _bad(path, "it holds non-finite parameters")
+    # An accumulator starts at 1 and only grows (+inf, when float32's range is passed,
+    # freezes its row; NaN fails the comparison).
+    if "user_accum" in arrays and not all(np.all(arrays[n] >= 1) for n in _ACCUM):
+        raise _bad(path, "its AdaGrad accumulators are not all >= 1")
     # Finite is not enough: factors of 1e20 give an infinite u . v (then NaN predictions,
     # even clipped). Refuse what training refuses as diverged (the same bound): for a
     # ranking loss, scores beyond float32's range whatever the dtype (score_limit). No
