@@ -988,6 +988,14 @@ def test_evaluate_a_ranking_loss_prints_ranking_metrics(work, capsys):
     assert set(out["folds"]) >= {"test_ndcg@10", "test_hit_rate@10", "test_recall@10"}
     assert "test_rmse" not in out["folds"]
     assert all(0 <= v <= 1 for v in out["folds"]["test_hit_rate@10"])
+    # --metrics auc: cross_validate's auc (auc_score of each fold)
+    args = ["evaluate", str(work["dir"] / "pairs.csv"), "--loss", "bpr", "--cv", "3",
+            "--factors", "4", "--epochs", "2", "--json"]
+    assert _cli.main([*args, "--metrics", "auc,ndcg@10"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert list(got["folds"]) == ["test_auc", "test_ndcg@10", "fit_time", "test_time"]
+    assert got["folds"]["test_ndcg@10"] == out["folds"]["test_ndcg@10"]
+    assert all(0 <= v <= 1 for v in got["folds"]["test_auc"])  # random pairs: near 0.5
 
 
 def test_plot_history_of_a_ranking_model(work, tmp_path):

@@ -617,3 +617,35 @@ def test_auc_score_is_its_definition(fitted_split):
         M.auc_score(m, test)
     with pytest.raises(ValueError, match="no test rating is >= threshold"):
         M.auc_score(m, test, 99.0, train=train)
+
+
+def test_auc_scorer_equals_auc_score(fitted_split):
+    """ranking_scorer("auc") ranks the estimator's whole lists (recommend_all): on a float64
+    model it is auc_score with train= the training data, unknown user and item included,
+    for a model and for Popularity; it serves GridSearchCV."""
+    from mfsgd import Popularity
+
+    _, train, test = fitted_split
+    m = MatrixFactorization(n_factors=6, n_epochs=8, learning_rate=0.02, random_state=0,
+                            dtype=np.float64).fit(train)
+    X_test, y_test = np.column_stack(test[:2]), test[2]
+    for model in (m, Popularity().fit(train)):
+        for threshold in (4.0, None):
+            want = M.auc_score(model, test, threshold, train=train)
+            got = M.ranking_scorer("auc", threshold=threshold)(model, X_test, y_test)
+            assert got == pytest.approx(want, rel=1e-12), (model, threshold)
+    without = M.auc_score(m, test, exclude_train=False)
+    assert M.ranking_scorer("auc", threshold=4.0, exclude_train=False)(
+        m, X_test, y_test) == pytest.approx(without, rel=1e-12)
+    assert "auc" in repr(M.ranking_scorer("auc"))
+    with pytest.raises(ValueError, match="or 'auc'"):
+        M.ranking_scorer("auc@10")
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    u, i, r = train
+    search = GridSearchCV(MatrixFactorization(n_epochs=8, learning_rate=0.02, random_state=0),
+                          {"n_factors": [2, 6]}, scoring=M.ranking_scorer("auc", threshold=4.0),
+                          cv=KFold(2, shuffle=True, random_state=0))
+    search.fit(np.column_stack([u, i]), r)
+    assert 0.5 < search.best_score_ <= 1.0

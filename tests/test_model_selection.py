@@ -349,6 +349,12 @@ def test_cross_validate_equals_folds_done_by_hand(ratings):
         assert res["test_ndcg@5"][f] == M.ndcg_at_k(m, test, k=5, train=train)
         assert res["test_recall@10"][f] == M.recall_at_k(m, test, k=10, train=train)
         np.testing.assert_array_equal(res["models"][f].user_factors_, m.user_factors_)
+    auc = ms.cross_validate(model, ratings, cv=ms.KFold(3, random_state=4), metrics=["auc"],
+                            return_models=True)
+    for f, (tr, te) in enumerate(ms.KFold(3, random_state=4).split(ratings)):
+        train = tuple(c[tr] for c in ratings)
+        test = tuple(c[te] for c in ratings)
+        assert auc["test_auc"][f] == M.auc_score(auc["models"][f], test, train=train)
     assert 0.2 < res["test_rmse"].mean() < 1.0
 
 
@@ -389,7 +395,7 @@ def test_cross_validate_dataframe(ratings):
 
 
 @pytest.mark.parametrize("kw,exc,msg", [
-    (dict(metrics=("rmse", "auc")), ValueError, r"unknown metric 'auc'"),
+    (dict(metrics=("rmse", "gini")), ValueError, r"unknown metric 'gini'; .*'auc'"),
     (dict(metrics=("ndcg@0",)), ValueError, r"k must be >= 1"),
     (dict(metrics=("rmse", "rmse")), ValueError, r"duplicate names \['rmse'\]"),
     (dict(metrics=()), ValueError, r"metrics is empty"),

@@ -873,7 +873,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(ev)
     ev.add_argument("--cv", type=_number(int, 2), default=5, help=_dflt("number of folds"))
     ev.add_argument("--metrics",
-                    help="comma-separated: rmse, mae, ndcg@10, precision@10, hit_rate@10, ... "
+                    help="comma-separated: rmse, mae, ndcg@10, precision@10, hit_rate@10, auc, "
+                         "... "
                          f"(default: rmse,mae; with a ranking --loss {_RANKING_METRICS_DEFAULT})")
     from .model_selection import cross_validate
 

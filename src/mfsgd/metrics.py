@@ -507,20 +507,30 @@ def auc_score(model: Any, test: Any, threshold: float | None = 4.0,
                                         exclude_rows=np.arange(users.size), float64=True):
         for r in range(sc.shape[0]):
             row = sc[r]
-            rel = rel_item[bounds[s0 + r]:bounds[s0 + r + 1]]
-            rel = rel[row[rel] > -np.inf]  # an excluded (training) item is no candidate
-            other = np.ones(n_items, dtype=bool)
-            other[rel] = False
-            neg = np.sort(row[other & (row > -np.inf)])
-            if rel.size == 0 or neg.size == 0:
-                continue
-            below = np.searchsorted(neg, row[rel], side="left")
-            ties = np.searchsorted(neg, row[rel], side="right") - below
-            aucs.append(float((below + 0.5 * ties).sum()) / (rel.size * neg.size))
-    if not aucs:
+            relevant = np.zeros(n_items, dtype=bool)
+            relevant[rel_item[bounds[s0 + r]:bounds[s0 + r + 1]]] = True
+            candidate = row > -np.inf  # an excluded (training) item is no candidate
+            aucs.append(_user_auc(row[relevant & candidate], row[~relevant & candidate]))
+    return _mean_auc(aucs)
+
+
+def _user_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """The share of (relevant, other) candidate pairs whose relevant item scores higher,
+    ties one half; NaN when either side is empty (the user is not evaluated)."""
+    if pos.size == 0 or neg.size == 0:
+        return math.nan
+    neg = np.sort(neg)
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + 0.5 * ties).sum()) / (pos.size * neg.size)
+
+
+def _mean_auc(aucs: list[float]) -> float:
+    done = [a for a in aucs if not math.isnan(a)]
+    if not done:
         raise ValueError("no evaluated user has both a relevant item the model knows and "
                          "another candidate, so AUC is undefined.")
-    return float(np.mean(aucs))
+    return float(np.mean(done))
 
 
 # ---------------------------------------------------------------------- scorers
@@ -558,6 +568,8 @@ class _RankingScorer:
                                             self.threshold, what="X", fix=fix)
         # The estimator's own lists: recommend_all excludes the items of each user's
         # training rows (its seen record), which is what the scorer cannot be given.
+        if self.kind == "auc":
+            return self._auc(a["recommend_all"], item_map, users, rel_keys)
         items, scores = a["recommend_all"](users, n=self.k, exclude_seen=self.exclude_train)
         top = item_map.lookup("recommended items", np.asarray(items).ravel())
         acc = _ListMetrics(n_rel, rel_keys, self.k, len(item_map))
@@ -566,6 +578,26 @@ class _RankingScorer:
         if self.kind == "coverage":
             return acc.coverage()
         return float(np.mean(acc.out[self.kind]))
+
+    def _auc(self, recommend_all: Any, item_map: IdMap, users: np.ndarray,
+             rel_keys: np.ndarray) -> float:
+        """auc_score's value from the estimator's whole lists (every candidate ranked,
+        users in blocks of about 4 M list entries)."""
+        n_items = len(item_map)
+        rel_user, rel_item = rel_keys // max(n_items, 1), rel_keys % max(n_items, 1)
+        bounds = np.searchsorted(rel_user, np.arange(users.size + 1))
+        step = max(1, (1 << 22) // max(n_items, 1))
+        aucs = []
+        for s0 in range(0, users.size, step):
+            items, scores = recommend_all(users[s0:s0 + step], n=n_items,
+                                          exclude_seen=self.exclude_train)
+            scores = np.asarray(scores, dtype=np.float64)
+            for r in range(scores.shape[0]):
+                live = np.isfinite(scores[r])  # -inf: past the user's candidates
+                cols = item_map.lookup("recommended items", np.asarray(items[r])[live])
+                relevant = np.isin(cols, rel_item[bounds[s0 + r]:bounds[s0 + r + 1]])
+                aucs.append(_user_auc(scores[r][live][relevant], scores[r][live][~relevant]))
+        return _mean_auc(aucs)
 
 
 def ranking_scorer(metric: str = "ndcg@10", threshold: float | None = None,
@@ -577,7 +609,8 @@ def ranking_scorer(metric: str = "ndcg@10", threshold: float | None = None,
     metric : str, default "ndcg@10"
         ``"<name>@<k>"`` with name ``precision``, ``recall``, ``ndcg``, ``map``,
         ``hit_rate`` or ``coverage`` (as in :func:`ranking_metrics`); ``hr`` is accepted
-        for ``hit_rate``.
+        for ``hit_rate``. ``"auc"`` is :func:`auc_score`, from the estimator's whole
+        lists (``recommend_all`` with ``n`` = every item).
     threshold : float or None, default None
         A held-out row is relevant when its rating is ``>= threshold`` (the ratings
         come from ``y``, or the rating column of a DataFrame); None makes every
@@ -625,10 +658,10 @@ def ranking_scorer(metric: str = "ndcg@10", threshold: float | None = None,
     >>> search.fit(X, ratings).best_params_["n_factors"] in (4, 8)
     True
     """
-    parsed = parse_ranking_metric(metric)
+    parsed = ("auc", 1) if metric == "auc" else parse_ranking_metric(metric)  # k unused
     if parsed is None:
         raise ValueError(f"metric must be '<name>@<k>' with name in {list(RANKING_METRICS)} "
-                         f"(e.g. 'ndcg@10'); got {metric!r}.")
+                         f"(e.g. 'ndcg@10'), or 'auc'; got {metric!r}.")
     kind, k = parsed
     if k < 1:
         raise ValueError(f"metric {metric!r}: k must be >= 1.")

@@ -416,6 +416,8 @@ def _check_metrics(metrics: Any) -> list[tuple[str, Any]]:
             out.append((name, ("point", m)))
         elif isinstance(m, str) and m in ("rmse", "mae"):
             out.append((m, ("point", getattr(M, m))))
+        elif isinstance(m, str) and m == "auc":
+            out.append((m, ("auc",)))
         elif M.parse_ranking_metric(m) is not None:
             kind, k = M.parse_ranking_metric(m)
             if k < 1:
@@ -423,8 +425,8 @@ def _check_metrics(metrics: Any) -> list[tuple[str, Any]]:
             out.append((m, ("rank", kind, k)))
         else:
             raise ValueError(f"unknown metric {m!r}; use 'rmse', 'mae', '<name>@<k>' with name "
-                             f"in {list(M.RANKING_METRICS)} (e.g. 'ndcg@10'), or a callable "
-                             "f(y_true, y_pred).")
+                             f"in {list(M.RANKING_METRICS)} (e.g. 'ndcg@10'), 'auc', or a "
+                             "callable f(y_true, y_pred).")
     names = [n for n, _ in out]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -583,8 +585,9 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
         whose predictions are scores or counts, not ratings: ``ValueError``); ranking
         metrics ``"precision@k"``, ``"recall@k"``, ``"ndcg@k"``, ``"map@k"``,
         ``"hit_rate@k"``, ``"coverage@k"`` (computed by
-        :func:`mfsgd.metrics.ranking_metrics` with the fold's training items excluded);
-        or callables ``f(y_true, y_pred) -> float`` (named by ``__name__``).
+        :func:`mfsgd.metrics.ranking_metrics` with the fold's training items excluded)
+        and ``"auc"`` (:func:`mfsgd.metrics.auc_score`, the same exclusions); or
+        callables ``f(y_true, y_pred) -> float`` (named by ``__name__``).
     return_models : bool, default False
         Also return the fitted model of each fold under ``"models"``.
     threshold : float or None, default 4.0
@@ -611,7 +614,7 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
     >>> sorted(res), res["test_rmse"].shape
     (['fit_time', 'test_mae', 'test_rmse', 'test_time'], (3,))
     """
-    from .metrics import ranking_arrays
+    from .metrics import auc_score, ranking_arrays
 
     wanted = _check_metrics(metrics)
     _check_model(model, wanted)
@@ -641,6 +644,8 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
                     y_true = np.asarray(y_true, dtype=np.float64)
                     pred = est.predict(test)
                 scores[name].append(float(spec[1](y_true, pred)))
+            elif spec[0] == "auc":
+                scores[name].append(auc_score(est, test, fold_threshold, True, train=train))
             else:
                 _, kind, k = spec
                 if k not in ranked:
