@@ -351,7 +351,9 @@ def _as_dtype_of(raw: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def sorted_unique(a: np.ndarray) -> np.ndarray:
     """Sorted distinct values. (np.unique on numpy 2.4 took 22 s on 20 M int64 here, a plain
-    sort 1.7 s: see bench notes; this is sort + mask.)"""
+    sort 1.7 s: see bench notes; this is sort + mask. Without return_index/return_inverse,
+    which take its sorting path, np.unique stays 4-35x slower than this on int64 and
+    unicode ids of 1 M: use this instead.)"""
     s = np.sort(a)
     if s.size == 0:
         return s

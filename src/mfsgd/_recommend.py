@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _sgd
-from ._idmap import IdMap, id_list, normalize_ids, refuse_empty, unique_inverse
+from ._idmap import IdMap, id_list, normalize_ids, refuse_empty, sorted_unique, unique_inverse
 from ._state import FittedState, grown, merge_seen
 from ._training import Params, predict_idx, score_limit
 
@@ -917,7 +917,7 @@ def rank_metric(st: FittedState, val_u: np.ndarray, val_i: np.ndarray,
     # relevant items per validation user, as a sorted key user * n_items + item
     n_items = st.item_bias.size
     k = min(k, n_items)  # a list holds every item at most: ndcg@10**12 is ndcg@n_items
-    rel = np.unique(inv.astype(np.int64) * n_items + val_i)
+    rel = sorted_unique(inv.astype(np.int64) * n_items + val_i)
     n_rel = np.bincount(rel // n_items, minlength=users.size)
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     total = 0.0

@@ -40,7 +40,7 @@ import numpy as np
 from . import _sgd
 from ._config import resolved
 from ._data import _refuse_zero_weights, eval_indices, eval_pairs
-from ._idmap import IdMap
+from ._idmap import IdMap, sorted_unique
 from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it here)
     FittedState,
     aligned_concat,
@@ -442,7 +442,7 @@ def make_sampler(layout: Layout, n_items: int, n_users: int, beta: float,
     if n_users * ((n_items + 63) // 64) * 8 <= SEEN_BITMAP_BYTES:
         bits = _sgd.seen_bitmap(su, si, n_users, n_items)
     else:
-        key = np.unique(su.astype(np.int64) * n_items + si)
+        key = sorted_unique(su.astype(np.int64) * n_items + si)  # np.unique: 30x slower
         items = (key % n_items).astype(np.int32)
         ptr = np.zeros(n_users + 1, np.int64)
         np.cumsum(np.bincount(key // n_items, minlength=n_users), out=ptr[1:])

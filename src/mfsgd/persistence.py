@@ -31,6 +31,7 @@ import numpy as np
 
 from ._config import LOSSES
 from ._fileio import atomic_write
+from ._idmap import sorted_unique
 from ._state import FittedState
 from ._training import MAX_BLOCKS, all_finite_from
 from ._version import __version__
@@ -431,7 +432,7 @@ def _build(header: dict, arrays: dict, path: str,
         raise _bad(path, "its seen-items index is inconsistent")
     for n in ("user_ids", "item_ids"):
         ids = arrays[n]
-        if ids.size > 1 and len(np.unique(ids)) != ids.size:
+        if ids.size > 1 and sorted_unique(ids).size != ids.size:
             raise _bad(path, f"{n} has duplicates")
     if not all(np.isfinite(arrays[n]).all() for n in _ARRAYS[:4]) or not (
             np.isfinite(gm) and lo <= hi):
