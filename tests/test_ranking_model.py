@@ -346,6 +346,26 @@ def test_adagrad_accumulators_are_kept_in_the_natural_item_order(implicit, n_blo
     assert np.all(hu > gu) and np.all(hi > gi)
 
 
+@pytest.mark.parametrize("loss", ["bpr", "warp"])
+def test_the_sorted_seen_record_gives_the_bitmap_model(implicit, loss, monkeypatch):
+    """Past SEEN_BITMAP_BYTES the sampler keeps the seen pairs as a sorted CSR (built by
+    make_sampler from every training pair, duplicates and the earlier fit's pairs
+    included) instead of a bitmap: the same set, so the same model, for fit and for
+    partial_fit."""
+    from mfsgd import _training as T
+
+    train, _ = implicit
+    u, i = np.concatenate([train[0], train[0][:50]]), np.concatenate([train[1], train[1][:50]])
+    kw = dict(loss=loss, n_epochs=3, n_blocks=2, **KW)
+    models = []
+    for limit in (T.SEEN_BITMAP_BYTES, 0):
+        monkeypatch.setattr(T, "SEEN_BITMAP_BYTES", limit)
+        m = MatrixFactorization(**kw).fit((u[:-500], i[:-500]))
+        models.append(m.partial_fit((u[-500:], i[-500:])))
+    for a in ("user_factors_", "item_factors_", "item_bias_"):
+        np.testing.assert_array_equal(getattr(models[0], a), getattr(models[1], a))
+
+
 def test_sample_weight(implicit):
     (u, i), _ = implicit
     kw = dict(loss="bpr", n_epochs=2, **KW)
