@@ -432,6 +432,14 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         an item a user interacted with (in any earlier fit) as that user's negative.
         ``loss``, ``n_factors`` and ``biased`` must be those of the fitted model
         (``ValueError`` otherwise; call ``fit`` to start over).
+
+        The schedule continues too: ``lr_decay`` counts these epochs after the model's
+        ``n_epochs_`` (after 20 epochs at 0.3, the ranking losses' default, the rate is
+        1/7 of ``learning_rate``, and new rows barely move), and AdaGrad's accumulators
+        go on from where the last training left them (new rows start at 1). For
+        regular updates with new users, prefer ``adagrad=True``, or
+        ``set_params(lr_decay=0)`` first, and ``fold_in`` the new users afterwards
+        (the guide's "Continuing training").
         """
         with self._lock, self._fitting_checked("partial_fit"):
             n_epochs = check_int("n_epochs", n_epochs)
