@@ -248,6 +248,22 @@ def test_partial_fit_refuses_a_changed_biased(small_data, biased):
     assert m.user_factors_.min() >= 0 and m.item_factors_.min() >= 0
 
 
+def test_partial_fit_warns_when_ratings_widen_the_rating_range(small_data):
+    """One rating off the scale widens the clipping range for good: said, at the caller's
+    line; ratings inside the range say nothing."""
+    u, i, r = small_data
+    m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit(small_data)
+    lo, hi = m.rating_range_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.partial_fit((u[:5], i[:5], np.clip(r[:5], lo, hi)))
+    with pytest.warns(UserWarning, match=rf"ratings from {lo:g} to 50 widen the model's rating "
+                      rf"range \({lo:g}, {hi:g}\) to \({lo:g}, 50\) for good") as rec:
+        m.partial_fit((u[:3], i[:3], [lo, 50.0, hi]))
+    assert rec[0].filename == __file__
+    assert m.rating_range_ == (lo, 50.0)
+
+
 def test_partial_fit_is_deterministic(small_data):
     a = MatrixFactorization(n_factors=4, n_epochs=2, random_state=9).fit(small_data)
     b = MatrixFactorization(n_factors=4, n_epochs=2, random_state=9).fit(small_data)

@@ -1097,8 +1097,8 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     if res.epochs_done == 0 and (epoch_offset == 0 or res.reason != "completed"):
         # Nothing to keep: a fit stopped in its first epoch, or a partial_fit that ended
         # before completing one (diverged, interrupted, its callback raised) leaves the
-        # model as it was, without the new ids, rows and seen items. partial_fit with
-        # n_epochs=0 completes, and keeps them.
+        # model as it was, without the new ids, rows and seen items. (A continued fit that
+        # completes has run an epoch: partial_fit refuses n_epochs=0.)
         return None, res
     best = None
     if cfg.early_stopping:

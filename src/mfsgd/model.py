@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -31,6 +32,23 @@ from .persistence import read_model, stored_params, write_model
 __all__ = ["MatrixFactorization"]
 
 
+
+
+def _warn_if_widened(rating_range: tuple[float, float], ratings: np.ndarray,
+                     stacklevel: int) -> None:
+    """Warn when partial_fit's ratings fall outside the model's rating range: the range
+    widens to take them, for good (it never narrows, and is saved), and predictions are
+    clipped to it; one rating on another scale (50 on a 1-5 scale) would silently end
+    the clipping."""
+    lo, hi = rating_range
+    new_lo, new_hi = float(ratings.min()), float(ratings.max())
+    if new_lo < lo or new_hi > hi:
+        warnings.warn(
+            f"partial_fit: ratings from {new_lo:g} to {new_hi:g} widen the model's rating "
+            f"range ({lo:g}, {hi:g}) to ({min(lo, new_lo):g}, {max(hi, new_hi):g}) for good "
+            "(predictions are clipped to it; it is saved with the model and never narrows). "
+            "If some of them are mistakes, such as another rating scale, drop them and "
+            "refit or reload the model.", UserWarning, stacklevel=stacklevel)
 
 class MatrixFactorization(RecommenderMixin, EstimatorBase):
     r"""Biased matrix factorization ("Funk SVD") trained by stochastic gradient descent.
@@ -456,6 +474,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
                 users, items, ratings, extra = read_training(X, y, cfg, sample_weight,
                                                                "partial_fit", held.stacklevel)
                 del X, y, sample_weight
+                if not cfg.ranking:
+                    _warn_if_widened(st.rating_range, ratings, held.stacklevel)
                 report = T.EpochReporter(cfg.verbose, callback)
                 state, res = T.fit_more(cfg, st, users, items, ratings,
                                         rng=continuation_rng(self.random_state, st.n_epochs),
