@@ -2,6 +2,7 @@
 one epoch loop, determinism, weights, early stopping on a ranking metric, the
 downstream API (predict, recommend, fold_in, save/load) and the errors."""
 
+import copy
 import json
 import os
 import subprocess
@@ -489,9 +490,10 @@ def test_fold_in_rows_rank_as_well_as_fitted_ones(implicit, loss, extra):
 
 
 def test_fold_in_reg_and_empty_ids(implicit):
-    """reg= sets a ranking model's fold-in penalty (larger: shorter vectors) and is
-    refused where it does not apply; an empty id is refused at its row of X before any
-    solve (it was reported at position 0, after solving every row)."""
+    """reg= sets a ranking model's fold-in penalty (larger: shorter vectors), and a
+    squared model's factor penalty per rating in place of reg_factors; an empty id is
+    refused at its row of X before any solve (it was reported at position 0, after
+    solving every row)."""
     train, _ = implicit
     m = MatrixFactorization(loss="bpr", **KW).fit(train)
     items = train[1][train[0] == train[0][0]]
@@ -505,8 +507,13 @@ def test_fold_in_reg_and_empty_ids(implicit):
             m.fold_in((np.full(items.size, -7), items), reg=bad)
     sq = MatrixFactorization(**KW).fit((train[0], train[1], np.ones(train[0].size) * 3 +
                                         (train[1] % 3)))
-    with pytest.raises(ValueError, match="reg= applies to a ranking model's fold_in"):
-        sq.fold_in(([-7], [items[0]], [4.0]), reg=0.1)
+    one = ([-7, -7, -7], items[:3], [4.0, 2.0, 5.0])
+    want = copy.deepcopy(sq).set_params(reg_factors=0.7).fold_in(one)
+    got = copy.deepcopy(sq).fold_in(one, reg=0.7)
+    np.testing.assert_array_equal(got.user_factors_, want.user_factors_)
+    np.testing.assert_array_equal(got.user_bias_, want.user_bias_)
+    base = copy.deepcopy(sq).fold_in(one)
+    assert np.linalg.norm(got.user_factors_[-1]) < np.linalg.norm(base.user_factors_[-1])
     s = MatrixFactorization(loss="bpr", **KW).fit(([f"u{x}" for x in train[0]], train[1]))
     with pytest.raises(ValueError, match=r"users has an empty id '' \(first at position 2\)"):
         s.fold_in((["new", "new", ""], items[:3]))

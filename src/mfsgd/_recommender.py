@@ -214,8 +214,12 @@ class RecommenderMixin:
             Which side to fold in.
         reg : float >= 0, optional
             A ranking model's penalty, ``lambda`` above, per unit of the other side's
-            mean squared row norm (default 0.03). A squared-loss model uses its
-            ``reg_factors`` and ``reg_bias`` instead and refuses this argument.
+            mean squared row norm (default 0.03). For a squared-loss model, the penalty
+            on the factors per rating, in place of ``reg_factors`` (the bias keeps
+            ``reg_bias``): the fitted rows were shrunk by SGD stopping after
+            ``n_epochs`` as well, so the exact solve at ``reg_factors`` can give rows of
+            larger norm than theirs (new items then crowd the top of every list); a
+            larger ``reg`` brings them back in line.
 
         Returns
         -------
@@ -248,10 +252,8 @@ class RecommenderMixin:
             if r.size == 0:
                 raise ValueError("fold_in needs at least one rating; got an empty input.")
             own, other = (users, items) if side == "user" else (items, users)
-            if reg is not None and not ranking:
-                raise ValueError("reg= applies to a ranking model's fold_in; a squared-loss "
-                                 "model uses its reg_factors and reg_bias.")
-            self._state = R.fold_in(st, own, other, r, side=side, reg_factors=cfg.reg_factors,
+            reg_f = reg if reg is not None and not ranking else cfg.reg_factors
+            self._state = R.fold_in(st, own, other, r, side=side, reg_factors=reg_f,
                                     reg_bias=cfg.reg_bias, nonnegative=cfg.nonnegative,
                                     ranking_reg=reg)
             return self
