@@ -250,15 +250,22 @@ def test_partial_fit_refuses_a_changed_biased(small_data, biased):
 
 def test_partial_fit_warns_when_ratings_widen_the_rating_range(small_data):
     """One rating off the scale widens the clipping range for good: said, at the caller's
-    line; ratings inside the range say nothing."""
+    line, once the update is kept; ratings inside the range, or an update that is not
+    kept, say nothing."""
     u, i, r = small_data
     m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit(small_data)
     lo, hi = m.rating_range_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         m.partial_fit((u[:5], i[:5], np.clip(r[:5], lo, hi)))
-    with pytest.warns(UserWarning, match=rf"ratings from {lo:g} to 50 widen the model's rating "
-                      rf"range \({lo:g}, {hi:g}\) to \({lo:g}, 50\) for good") as rec:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DivergenceError):  # diverges in its first epoch: nothing kept
+            m.set_params(learning_rate=1e30).partial_fit((u[:3], i[:3], [lo, 50.0, hi]))
+    assert m.rating_range_ == (lo, hi)
+    m.set_params(learning_rate=None)
+    with pytest.warns(UserWarning, match=rf"partial_fit widened the model's rating range from "
+                      rf"\({lo:g}, {hi:g}\) to \({lo:g}, 50\)") as rec:
         m.partial_fit((u[:3], i[:3], [lo, 50.0, hi]))
     assert rec[0].filename == __file__
     assert m.rating_range_ == (lo, 50.0)
@@ -297,20 +304,25 @@ def test_partial_fit_continues_adagrad_where_fit_left_it(small_data, tmp_path, d
 
 
 def test_adagrad_rows_added_later_start_at_one(small_data, tmp_path):
-    """Rows that fold_in or partial_fit add get the accumulator of a new row (1); the
-    others keep theirs, through save and load."""
+    """Rows that fold_in or partial_fit add, and rows that fold_in recomputes, get the
+    accumulator of a new row (1); the others keep theirs, through save and load."""
     u, i, r = small_data
     m = MatrixFactorization(n_factors=4, n_epochs=2, adagrad=True, random_state=0)
     m.fit(small_data)
     gu, gi = m._state.accumulators()
     assert gu.min() > 1 and gi.min() > 1  # every row was updated
     m.fold_in(([10**6, 10**6], [i[0], i[1]], [4.0, 2.0]))
+    known = int(np.flatnonzero(m.user_ids_ == u[0])[0])
+    m.fold_in(([u[0]], [i[0]], [3.0]))  # a known user, solved afresh
+    gu[known] = 1
+    m.fold_in(([u[0]], [10**7], [3.0]), side="item")  # a new item
     m.save(tmp_path / "m")
     loaded = mfsgd.load(tmp_path / "m")
     for st in (m._state, loaded._state):
         lu, li = st.accumulators()
         np.testing.assert_array_equal(lu, np.append(gu, 1))
-        np.testing.assert_array_equal(li, gi)
+        np.testing.assert_array_equal(li, np.append(gi, 1))
+    gi = np.append(gi, 1)
     m.partial_fit(([10**6 + 1], [10**6 + 2], [3.0]), n_epochs=1)
     lu, li = m._state.accumulators()
     assert lu.shape == (len(gu) + 2,) and li.shape == (len(gi) + 1,)

@@ -64,7 +64,8 @@ def test_file_holds_no_pickle(saved):
         names = set(zf.namelist())
         header = json.loads(zf.read("header.json"))
     assert names == {"header.json"} | {f"{n}.npy" for n in persistence._ARRAYS}
-    assert header["format"] == "mfsgd" and header["format_version"] == persistence.FORMAT_VERSION
+    # without AdaGrad accumulators: format 2, which readers from before them load
+    assert header["format"] == "mfsgd" and header["format_version"] == 2
     assert header["mfsgd_version"] == mfsgd.__version__
     assert b"pickle" not in saved.read_bytes()
 
@@ -151,14 +152,14 @@ def _with_array(name, fn):
     return make
 
 
-def test_adagrad_accumulators_are_saved(adagrad_saved, tmp_path):
-    """A model with AdaGrad's accumulators is written with them; loaded, it holds the
-    same accumulators."""
+def test_adagrad_accumulators_are_saved_in_format_3(adagrad_saved, tmp_path):
+    """A model with AdaGrad's accumulators is written with them, in format 3 (a format-2
+    reader then asks for an upgrade); loaded, it holds the same accumulators."""
     m, path = adagrad_saved
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         header = json.loads(zf.read("header.json"))
-    assert header["format_version"] == persistence.FORMAT_VERSION
+    assert header["format_version"] == 3 == persistence.FORMAT_VERSION
     assert names == {"header.json"} | {f"{n}.npy" for n in
                                        persistence._ARRAYS + persistence._ACCUM}
     got = mfsgd.load(path)._state
@@ -177,8 +178,8 @@ BAD_ACCUMULATORS = {
     "only one of the two": (lambda p, d: _rewrite(p, d, drop={"item_accum.npy"}, header=lambda h: {
         **h, "arrays": {k: v for k, v in h["arrays"].items() if k != "item_accum"}}),
         "must describe the arrays"),
-    "in a format 1 file": (lambda p, d: _rewrite(p, d, header=lambda h: {
-        **h, "format_version": 1}), "must describe the arrays"),
+    "in a format 2 file": (lambda p, d: _rewrite(p, d, header=lambda h: {
+        **h, "format_version": 2}), "must describe the arrays"),
 }
 
 

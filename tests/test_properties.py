@@ -369,7 +369,7 @@ def _kind_of(ids_):
     return {"U": "str", "u": "uint64"}.get(ids_.dtype.kind, "wide")
 
 
-@pytest.mark.filterwarnings("ignore:partial_fit. ratings from:UserWarning")  # random ranges
+@pytest.mark.filterwarnings("ignore:partial_fit widened:UserWarning")  # random ranges
 @FAST
 @given(base=valid_triples(), more=often(st.just("valid"), triples()), data=st.data(),
        n_epochs=often(st.integers(1, 2), INVALID.filter(lambda v: not (
@@ -450,7 +450,7 @@ def model_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("models")
 
 
-@pytest.mark.filterwarnings("ignore:partial_fit. ratings from:UserWarning")  # random ranges
+@pytest.mark.filterwarnings("ignore:partial_fit widened:UserWarning")  # random ranges
 @FAST
 @given(data=valid_triples(), p=params(invalid=False), more=valid_triples(max_n=5))
 def test_save_load_roundtrip_is_exact_and_continues_identically(model_dir, data, p, more):

@@ -854,14 +854,20 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     F2[rows, : st.n_factors] = vec
     b2[rows] = bias
     _check_in_range(st, side, raw_ids, vec, bias, F2, b2)
+    accum = {}
+    if st.user_accum is not None:  # AdaGrad: a solved row starts afresh, as a new one
+        acc = st.accumulators(*((len(new_map), None) if side == "user" else
+                                (None, len(new_map))))[0 if side == "user" else 1]
+        acc[rows] = 1
+        accum[f"{side}_accum"] = acc
     if side == "user":
         seen = merge_seen(*st.seen(), len(new_map), rows[group], other_idx)
         return replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
-                       seen_indptr=seen[0], seen_items=seen[1])
+                       seen_indptr=seen[0], seen_items=seen[1], **accum)
     seen = merge_seen(*st.seen(), len(st.user_map), other_idx.astype(np.int32),
                       rows[group])
     return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
-                   seen_indptr=seen[0], seen_items=seen[1])
+                   seen_indptr=seen[0], seen_items=seen[1], **accum)
 
 
 def _check_in_range(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,

@@ -525,6 +525,34 @@ def _user_auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((below + 0.5 * ties).sum()) / (pos.size * neg.size)
 
 
+def _sorted_list_auc(scores: np.ndarray, live: np.ndarray, relevant: np.ndarray
+                     ) -> np.ndarray:
+    """_user_auc of each row of lists sorted best first (``recommend_all``'s): the
+    candidates are the ``live`` entries, those ``relevant`` the positives. Equal scores
+    are contiguous in a sorted list, so each positive's strictly lower negatives are those
+    after its run of ties, and its tied negatives those inside the run."""
+    b, n = scores.shape
+    neg = live & ~relevant
+    before = np.zeros((b, n + 1), dtype=np.int64)  # negatives at positions < p
+    np.cumsum(neg, axis=1, out=before[:, 1:])
+    pos = np.arange(n)
+    last = np.ones((b, n), dtype=bool)  # p ends its run of equal scores
+    last[:, :-1] = scores[:, 1:] != scores[:, :-1]
+    first = np.ones((b, n), dtype=bool)
+    first[:, 1:] = last[:, :-1]
+    end = np.minimum.accumulate(np.where(last, pos, n)[:, ::-1], axis=1)[:, ::-1]
+    start = np.maximum.accumulate(np.where(first, pos, 0), axis=1)
+    rows = np.arange(b)[:, None]
+    total = before[:, -1:]
+    lower = total - before[rows, end + 1]
+    tied = before[rows, end + 1] - before[rows, start]
+    n_pos, n_neg = relevant.sum(1), total[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(relevant, lower + 0.5 * tied, 0.0).sum(1) / (n_pos * n_neg)
+    out[(n_pos == 0) | (n_neg == 0)] = np.nan
+    return out
+
+
 def _mean_auc(aucs: list[float]) -> float:
     done = [a for a in aucs if not math.isnan(a)]
     if not done:
@@ -581,22 +609,25 @@ class _RankingScorer:
 
     def _auc(self, recommend_all: Any, item_map: IdMap, users: np.ndarray,
              rel_keys: np.ndarray) -> float:
-        """auc_score's value from the estimator's whole lists (every candidate ranked,
-        users in blocks of about 4 M list entries)."""
-        n_items = len(item_map)
-        rel_user, rel_item = rel_keys // max(n_items, 1), rel_keys % max(n_items, 1)
-        bounds = np.searchsorted(rel_user, np.arange(users.size + 1))
-        step = max(1, (1 << 22) // max(n_items, 1))
+        """auc_score's value from the estimator's whole lists (every candidate ranked),
+        users in blocks of about 64 MiB of list entries (ids, scores and their
+        positions: string ids count their width), the ids looked up once per block."""
+        n_items = max(len(item_map), 1)
+        per_entry = item_map.ids.dtype.itemsize + 32
+        step = max(1, (64 << 20) // (n_items * per_entry))
         aucs = []
         for s0 in range(0, users.size, step):
             items, scores = recommend_all(users[s0:s0 + step], n=n_items,
                                           exclude_seen=self.exclude_train)
             scores = np.asarray(scores, dtype=np.float64)
-            for r in range(scores.shape[0]):
-                live = np.isfinite(scores[r])  # -inf: past the user's candidates
-                cols = item_map.lookup("recommended items", np.asarray(items[r])[live])
-                relevant = np.isin(cols, rel_item[bounds[s0 + r]:bounds[s0 + r + 1]])
-                aucs.append(_user_auc(scores[r][live][relevant], scores[r][live][~relevant]))
+            live = np.isfinite(scores)  # -inf: past the user's candidates
+            keys = np.full(scores.shape, -1, dtype=np.int64)
+            keys[live] = item_map.lookup("recommended items", np.asarray(items)[live])
+            keys[live] += (s0 + np.nonzero(live)[0]) * np.int64(n_items)
+            # membership in the sorted relevant keys (np.isin sorts both sides)
+            at = np.minimum(np.searchsorted(rel_keys, keys), max(rel_keys.size - 1, 0))
+            relevant = live & (rel_keys[at] == keys) if rel_keys.size else live & False
+            aucs.extend(_sorted_list_auc(scores, live, relevant).tolist())
         return _mean_auc(aucs)
 
 
@@ -610,7 +641,9 @@ def ranking_scorer(metric: str = "ndcg@10", threshold: float | None = None,
         ``"<name>@<k>"`` with name ``precision``, ``recall``, ``ndcg``, ``map``,
         ``hit_rate`` or ``coverage`` (as in :func:`ranking_metrics`); ``hr`` is accepted
         for ``hit_rate``. ``"auc"`` is :func:`auc_score`, from the estimator's whole
-        lists (``recommend_all`` with ``n`` = every item).
+        lists (``recommend_all`` with ``n`` = every item: several times the time of
+        :func:`auc_score`, which ranks in float64 where the lists keep the model's
+        dtype).
     threshold : float or None, default None
         A held-out row is relevant when its rating is ``>= threshold`` (the ratings
         come from ``y``, or the rating column of a DataFrame); None makes every

@@ -34,21 +34,17 @@ __all__ = ["MatrixFactorization"]
 
 
 
-def _warn_if_widened(rating_range: tuple[float, float], ratings: np.ndarray,
-                     stacklevel: int) -> None:
-    """Warn when partial_fit's ratings fall outside the model's rating range: the range
-    widens to take them, for good (it never narrows, and is saved), and predictions are
-    clipped to it; one rating on another scale (50 on a 1-5 scale) would silently end
-    the clipping."""
-    lo, hi = rating_range
-    new_lo, new_hi = float(ratings.min()), float(ratings.max())
-    if new_lo < lo or new_hi > hi:
-        warnings.warn(
-            f"partial_fit: ratings from {new_lo:g} to {new_hi:g} widen the model's rating "
-            f"range ({lo:g}, {hi:g}) to ({min(lo, new_lo):g}, {max(hi, new_hi):g}) for good "
-            "(predictions are clipped to it; it is saved with the model and never narrows). "
-            "If some of them are mistakes, such as another rating scale, drop them and "
-            "refit or reload the model.", UserWarning, stacklevel=stacklevel)
+def _warn_widened(old: tuple[float, float], new: tuple[float, float],
+                  stacklevel: int) -> None:
+    """Warn that a kept partial_fit widened the model's rating range: it never narrows
+    (and is saved), and predictions are clipped to it, so one rating on another scale
+    (50 on a 1-5 scale) would silently end the clipping."""
+    warnings.warn(
+        f"partial_fit widened the model's rating range from ({old[0]:g}, {old[1]:g}) to "
+        f"({new[0]:g}, {new[1]:g}) to take its ratings; predictions are clipped to it, and "
+        "it is saved with the model and never narrows. If some of those ratings are "
+        "mistakes, such as another rating scale, drop them and refit or reload the model.",
+        UserWarning, stacklevel=stacklevel)
 
 class MatrixFactorization(RecommenderMixin, EstimatorBase):
     r"""Biased matrix factorization ("Funk SVD") trained by stochastic gradient descent.
@@ -133,7 +129,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         to 0.1). The ranking losses take their own AdaGrad defaults (table below): the
         most accurate top-N lists, at several times the epochs. ``fit`` starts the
         accumulators afresh; ``partial_fit`` continues them (they are saved with the
-        model), and the rows it or ``fold_in`` adds start at 1.
+        model), and the rows it adds, or ``fold_in`` adds or solves, start at 1.
     biased : bool, default True
         False fits the plain model ``r^ = u_i . v_j`` with no mu and no biases.
     nonnegative : bool, default False
@@ -474,14 +470,14 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
                 users, items, ratings, extra = read_training(X, y, cfg, sample_weight,
                                                                "partial_fit", held.stacklevel)
                 del X, y, sample_weight
-                if not cfg.ranking:
-                    _warn_if_widened(st.rating_range, ratings, held.stacklevel)
                 report = T.EpochReporter(cfg.verbose, callback)
                 state, res = T.fit_more(cfg, st, users, items, ratings,
                                         rng=continuation_rng(self.random_state, st.n_epochs),
                                         n_epochs=n_epochs, on_epoch=report,
                                         interrupts=held, **_weights_or_dropped(cfg, extra))
                 self._keep(state)
+                if state is not None and state.rating_range != st.rating_range:
+                    _warn_widened(st.rating_range, state.rating_range, held.stacklevel)
             return self._finish(cfg, res, st.n_epochs, report, held)
 
     def _fit_dask(self, X: Any, cfg: FitConfig, client: Any, eval_set: Any, callback: Any,

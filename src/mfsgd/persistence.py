@@ -40,13 +40,15 @@ from .exceptions import ModelFileError
 FORMAT_NAME = "mfsgd"
 # 2: the loss (and its parameters) of issue 14; history rows of ranking models carry
 # train_loss instead of train_rmse. Format 1 files load as loss="squared".
-# Format 2 files may also hold AdaGrad's accumulators (user_accum, item_accum: a model
-# trained with adagrad=True), so that partial_fit after load continues each row's rate.
-FORMAT_VERSION = 2
+# 3: format 2 plus AdaGrad's accumulators (user_accum, item_accum: a model trained with
+# adagrad=True), so that partial_fit after load continues each row's rate. Only such a
+# model is written in format 3: a reader of format 2 then asks for an upgrade instead of
+# calling the file damaged, and every other model stays readable by it.
+FORMAT_VERSION = 3
 MAX_HEADER_BYTES = 64 << 20  # the JSON header (history included) is never near this
 _ARRAYS = ("user_factors", "item_factors", "user_bias", "item_bias", "user_ids", "item_ids",
            "seen_indptr", "seen_items")
-_ACCUM = ("user_accum", "item_accum")  # format 2, optional
+_ACCUM = ("user_accum", "item_accum")  # format 3
 _FLOATS = {"float32", "float64"}
 NPY_HEADER_MAX = 10000  # bytes; NumPy's own limit for loading untrusted headers
 MAX_DIM = 2**31 - 1  # rows are int32 indices in the kernel; no factor count comes near it
@@ -101,7 +103,7 @@ def write_model_file(f: Any, st: FittedState, params: dict[str, Any],
         arrays.update(zip(_ACCUM, st.accumulators(), strict=True))
     header = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": 3 if st.user_accum is not None else 2,
         "mfsgd_version": __version__,
         "params": stored_params(params),
         "global_mean": st.global_mean,
@@ -182,7 +184,7 @@ def _read_header(zf: zipfile.ZipFile, path: str, archive_size: int) -> dict[str,
 
 def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dtype, tuple]]:
     specs = header.get("arrays")
-    optional = header["format_version"] >= 2
+    optional = header["format_version"] >= 3
     names = _ARRAYS + _ACCUM if optional and isinstance(specs, dict) \
         and set(_ACCUM) <= set(specs) else _ARRAYS
     if not isinstance(specs, dict) or set(specs) != set(names):
