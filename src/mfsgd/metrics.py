@@ -613,20 +613,27 @@ class _RankingScorer:
         users in blocks of about 64 MiB of list entries (ids, scores and their
         positions: string ids count their width), the ids looked up once per block."""
         n_items = max(len(item_map), 1)
-        per_entry = item_map.ids.dtype.itemsize + 32
+        per_entry = item_map.ids.dtype.itemsize + 40
         step = max(1, (64 << 20) // (n_items * per_entry))
         aucs = []
         for s0 in range(0, users.size, step):
             items, scores = recommend_all(users[s0:s0 + step], n=n_items,
                                           exclude_seen=self.exclude_train)
             scores = np.asarray(scores, dtype=np.float64)
+            b = scores.shape[0]
             live = np.isfinite(scores)  # -inf: past the user's candidates
-            keys = np.full(scores.shape, -1, dtype=np.int64)
-            keys[live] = item_map.lookup("recommended items", np.asarray(items)[live])
-            keys[live] += (s0 + np.nonzero(live)[0]) * np.int64(n_items)
-            # membership in the sorted relevant keys (np.isin sorts both sides)
-            at = np.minimum(np.searchsorted(rel_keys, keys), max(rel_keys.size - 1, 0))
-            relevant = live & (rel_keys[at] == keys) if rel_keys.size else live & False
+            cols = np.full(scores.shape, n_items, dtype=np.int64)  # n_items: no item
+            cols[live] = item_map.lookup("recommended items", np.asarray(items)[live])
+            # each item's position in its user's list (the last column takes the padding),
+            # then the block's relevant (user, item) pairs marked at their positions
+            where = np.full((b, n_items + 1), -1, dtype=np.int64)
+            np.put_along_axis(where, cols, np.broadcast_to(np.arange(cols.shape[1]),
+                                                           cols.shape), axis=1)
+            lo, hi = np.searchsorted(rel_keys, [s0 * n_items, (s0 + b) * n_items])
+            ru, rc = np.divmod(rel_keys[lo:hi], n_items)
+            at = where[ru - s0, rc]
+            relevant = np.zeros(scores.shape, dtype=bool)
+            relevant[ru[at >= 0] - s0, at[at >= 0]] = True  # excluded items: no position
             aucs.extend(_sorted_list_auc(scores, live, relevant).tolist())
         return _mean_auc(aucs)
 
