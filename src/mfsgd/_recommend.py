@@ -856,8 +856,8 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     _check_in_range(st, side, raw_ids, vec, bias, F2, b2)
     accum = {}
     if st.user_accum is not None:  # AdaGrad: a solved row starts afresh, as a new one
-        acc = st.accumulators(*((len(new_map), None) if side == "user" else
-                                (None, len(new_map))))[0 if side == "user" else 1]
+        gu, gi = st.accumulators(**{f"n_{side}s": len(new_map)})
+        acc = gu if side == "user" else gi
         acc[rows] = 1
         accum[f"{side}_accum"] = acc
     if side == "user":

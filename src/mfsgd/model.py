@@ -32,8 +32,6 @@ from .persistence import read_model, stored_params, write_model
 __all__ = ["MatrixFactorization"]
 
 
-
-
 def _warn_widened(old: tuple[float, float], new: tuple[float, float],
                   stacklevel: int) -> None:
     """Warn that a kept partial_fit widened the model's rating range: it never narrows
@@ -45,6 +43,7 @@ def _warn_widened(old: tuple[float, float], new: tuple[float, float],
         "it is saved with the model and never narrows. If some of those ratings are "
         "mistakes, such as another rating scale, drop them and refit or reload the model.",
         UserWarning, stacklevel=stacklevel)
+
 
 class MatrixFactorization(RecommenderMixin, EstimatorBase):
     r"""Biased matrix factorization ("Funk SVD") trained by stochastic gradient descent.
