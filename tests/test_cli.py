@@ -962,7 +962,9 @@ def test_train_a_ranking_loss_keeps_liked_rows_with_min_rating(work, tmp_path, c
     ref = MatrixFactorization(loss="warp", min_rating=4.0, max_sampled=5, margin=0.5,
                               n_factors=4, n_epochs=2, random_state=0).fit((u, i, r))
     np.testing.assert_array_equal(m.user_factors_, ref.user_factors_)
-    assert len(m.user_ids_) == len(np.unique(u[r >= 4]))
+    # the users with a liked row are trained; the others are known, without interactions
+    assert np.count_nonzero(m.user_counts_) == len(np.unique(u[r >= 4]))
+    assert m.user_counts_.sum() == np.count_nonzero(r >= 4)
 
 
 def test_train_a_ranking_loss_with_early_stopping_prints_the_metric(work, tmp_path, capsys):

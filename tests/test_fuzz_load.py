@@ -353,7 +353,8 @@ FORGED = {
     "ids dtype U0": ({"arrays": {"user_ids": {"dtype": "<U0"}}}, "int64, uint64 or unicode"),
     "ids dtype int8": ({"arrays": {"item_ids": {"dtype": "|i1"}}}, "int64, uint64 or unicode"),
     "dtype is a dict": ({"arrays": {"user_ids": {"dtype": {"a": 1}}}}, "described wrongly"),
-    "newer format": ({"format_version": 4}, "format 4 .*Upgrade mfsgd"),  # 3: AdaGrad
+    # 3: AdaGrad's accumulators, 4: min_rating's counts
+    "newer format": ({"format_version": 5}, "format 5 .*Upgrade mfsgd"),
     "global_mean a string": ({"global_mean": "3.5"}, "'global_mean' is invalid"),
 }
 

@@ -159,7 +159,7 @@ def test_adagrad_accumulators_are_saved_in_format_3(adagrad_saved, tmp_path):
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         header = json.loads(zf.read("header.json"))
-    assert header["format_version"] == 3 == persistence.FORMAT_VERSION
+    assert header["format_version"] == 3 <= persistence.FORMAT_VERSION
     assert names == {"header.json"} | {f"{n}.npy" for n in
                                        persistence._ARRAYS + persistence._ACCUM}
     got = mfsgd.load(path)._state
@@ -188,6 +188,60 @@ def test_damaged_accumulators_are_refused(adagrad_saved, tmp_path, case):
     make, message = BAD_ACCUMULATORS[case]
     bad = tmp_path / "bad.mfsgd"
     make(adagrad_saved[1], bad)
+    with pytest.raises(ModelFileError, match=message):
+        mfsgd.load(bad)
+
+
+@pytest.fixture(scope="module")
+def counts_saved(tmp_path_factory):
+    """A min_rating model with a user known only from low rows, saved."""
+    rng = np.random.default_rng(3)
+    u, i = rng.integers(0, 30, 600), rng.integers(0, 20, 600)
+    r = rng.integers(1, 6, 600).astype(float)
+    u, i, r = np.r_[u, 99, 99], np.r_[i, 0, 1], np.r_[r, 1.0, 2.0]
+    m = MatrixFactorization(loss="bpr", min_rating=4, n_factors=3, n_epochs=2,
+                            adagrad=True, random_state=0).fit((u, i, r))
+    path = tmp_path_factory.mktemp("counts") / "m.mfsgd"
+    m.save(path)
+    return m, path
+
+
+def test_min_rating_counts_are_saved_in_format_4(counts_saved):
+    """A min_rating model keeps its interactions per user and item apart from its seen
+    record; its file (format 4) carries them with the accumulators, and the loaded model
+    has the same counts and serves its user without interactions the same list."""
+    m, path = counts_saved
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        header = json.loads(zf.read("header.json"))
+    assert header["format_version"] == 4 == persistence.FORMAT_VERSION
+    assert names == {"header.json"} | {f"{n}.npy" for n in persistence._ARRAYS
+                                       + persistence._ACCUM + persistence._COUNTS}
+    got = mfsgd.load(path)
+    assert got.user_counts_[list(got.user_ids_).index(99)] == 0
+    np.testing.assert_array_equal(got.user_counts_, m.user_counts_)
+    np.testing.assert_array_equal(got.item_counts_, m.item_counts_)
+    for a, b in zip(got.recommend(99, n=5), m.recommend(99, n=5), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+BAD_COUNTS = {
+    "negative": (_with_array("user_counts", lambda a: a - a.max() - 1), "not all >= 0"),
+    "float": (_with_array("item_counts", lambda a: a.astype(np.float64)), "must be int64"),
+    "wrong length": (_with_array("item_counts", lambda a: a[:-1]), "shapes disagree"),
+    "only one of the two": (lambda p, d: _rewrite(p, d, drop={"user_counts.npy"}, header=lambda h: {
+        **h, "arrays": {k: v for k, v in h["arrays"].items() if k != "user_counts"}}),
+        "must describe the arrays"),
+    "in a format 3 file": (lambda p, d: _rewrite(p, d, header=lambda h: {
+        **h, "format_version": 3}), "must describe the arrays"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COUNTS))
+def test_damaged_counts_are_refused(counts_saved, tmp_path, case):
+    make, message = BAD_COUNTS[case]
+    bad = tmp_path / "bad.mfsgd"
+    make(counts_saved[1], bad)
     with pytest.raises(ModelFileError, match=message):
         mfsgd.load(bad)
 

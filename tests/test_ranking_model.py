@@ -242,6 +242,70 @@ def test_min_rating_still_counts_the_dropped_rows_as_seen():
     assert m.recommend("a", n=5)[0].tolist() == []
 
 
+def _popular_order(model, exclude=()):
+    """The items by ``item_counts_`` (most first, ties in item order), less ``exclude``."""
+    order = model.item_ids_[np.argsort(-model.item_counts_, kind="stable")]
+    return [x for x in order.tolist() if x not in set(exclude)]
+
+
+def test_min_rating_counts_interactions_and_keeps_users_of_low_rows():
+    """With min_rating the interactions are the rows kept: item_counts_ and
+    user_counts_ count those (as Popularity(min_rating) does), a user whose rows are all
+    low is known with no interaction (zero factors) and is served the popularity list
+    without the items they rated, by recommend and by the metrics alike; a partial_fit
+    batch of only low rows records them and runs no epoch."""
+    from mfsgd import Popularity
+    from mfsgd.metrics import ranking_metrics
+
+    u, i, r = make_ratings(60, 50, 3000, random_state=0, as_frame=False)
+    low_items = [int(x) for x in np.unique(i)[:3]]
+    u = np.concatenate([u, [1000] * 3])
+    i = np.concatenate([i, low_items])
+    r = np.concatenate([r, [1.0, 2.0, 1.0]])
+    m = MatrixFactorization(loss="warp", n_epochs=3, min_rating=4, adagrad=True, **KW)
+    m.fit((u, i, r))
+    keep = r >= 4
+    pop = Popularity(min_rating=4).fit((u, i, r))
+    at = {x: k for k, x in enumerate(pop.item_ids_.tolist())}
+    np.testing.assert_array_equal(m.item_counts_,
+                                  pop.item_counts_[[at[x] for x in m.item_ids_.tolist()]])
+    row = m.user_ids_.tolist().index(1000)
+    assert m.user_counts_[row] == 0 and m.user_counts_.sum() == keep.sum()
+    assert not m.user_factors_[row].any() and m.user_bias_[row] == 0
+    want = _popular_order(m, low_items)[:10]
+    assert m.recommend(1000, n=10)[0].tolist() == want
+    assert m.recommend_all(n=10, users=[1000])[0][0].tolist() == want
+    assert m.recommend(10**6, n=10)[0].tolist() == _popular_order(m)[:10]  # unknown
+    with pytest.raises(ValueError, match="1000 has no training interaction"):
+        m.similar_users(1000)
+    assert 1000 not in m.similar_users(int(u[0]), n=100, min_support=0)[0].tolist()
+    # the metrics read the counts too: user 1000's liked test item is scored on that list
+    test = (np.array([1000]), np.array([want[0]]), np.array([5.0]))
+    assert ranking_metrics(m, test, k=10, threshold=4, train=(u, i))["ndcg"] == 1.0
+    # a batch of only low rows: recorded, no epoch; a new user of it joins with count 0
+    before = (len(m.history_), m.item_factors_.copy())
+    m.partial_fit((np.array([2000, 2000, int(u[0])]), np.array(low_items[1:] + [0]),
+                   np.array([1.0, 2.0, 3.0])))
+    assert len(m.history_) == before[0]
+    np.testing.assert_array_equal(m.item_factors_, before[1])
+    assert m.user_counts_[-1] == 0 and m.user_ids_[-1] == 2000
+    assert m.recommend(2000, n=10)[0].tolist() == _popular_order(m, low_items[1:])[:10]
+    assert 0 not in m.recommend(int(u[0]), n=50)[0].tolist()
+    # a liked row later makes user 1000 an ordinary, trained one
+    counts = m.item_counts_.copy()
+    m.partial_fit((np.array([1000]), np.array([low_items[0] + 10]), np.array([5.0])))
+    assert m.user_counts_[row] == 1 and m.user_factors_[row].any()
+    assert m.item_counts_.sum() == counts.sum() + 1
+    assert not set(low_items) & set(m.recommend(1000, n=50)[0].tolist())
+    # fold_in counts what it solves on
+    m.fold_in((np.array([3000, 3000, 3000]), np.array(low_items), np.array([5.0, 4.0, 1.0])))
+    assert m.user_counts_[-1] == 2 and m.item_counts_.sum() == counts.sum() + 3
+    # a model with no min_rating keeps no counts of its own: its seen record's
+    plain = MatrixFactorization(loss="warp", n_epochs=1, **KW).fit((u[keep], i[keep]))
+    assert plain._state.user_counts is None
+    np.testing.assert_array_equal(plain.user_counts_, np.diff(plain._state.seen_indptr))
+
+
 @pytest.mark.parametrize("adagrad", [False, True])
 @pytest.mark.parametrize("loss", ["warp", "bpr", "softmax"])
 def test_same_model_for_any_thread_count(implicit, loss, adagrad):

@@ -102,8 +102,18 @@ class EstimatorBase:
     @property
     def item_counts_(self) -> np.ndarray | None:
         """Training interactions (rows) per item, in ``item_ids_`` order: the popularity
-        that unknown users are served by. None for a model without a seen-items record."""
+        that unknown users are served by. With ``min_rating``, only the rows it kept
+        count. None for a model without a seen-items record."""
         return self._require_fitted("item_counts_").support("item")
+
+    @property
+    def user_counts_(self) -> np.ndarray | None:
+        """Training interactions (rows) per user, in ``user_ids_`` order. With
+        ``min_rating``, only the rows it kept count: a user whose every row was rated below
+        it is known (their items are never recommended back) but has a count of 0, zero
+        factors, and is served the most popular items. None for a model without a
+        seen-items record."""
+        return self._require_fitted("user_counts_").support("user")
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

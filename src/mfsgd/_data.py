@@ -425,7 +425,7 @@ def _sparse_entries(X: Any, sample_weight: Any) -> tuple[tuple, np.ndarray]:
 
 
 def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
-                  stacklevel: int = 4
+                  stacklevel: int = 4, only_dropped: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """(users, items, ratings, weights) of a fit's input. For a ranking loss the
     rows are filtered by ``min_rating``, the third array holds the weights (ones when
@@ -433,7 +433,9 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
     dropped (None without it): they are not trained on, but the model records them as
     seen (``fit_new`` / ``fit_more`` take them as ``dropped``). A ranking fit of a sparse
     matrix whose values differ, with neither weights nor ``min_rating``, warns that the
-    values are not used (``stacklevel`` points at the user's call)."""
+    values are not used (``stacklevel`` points at the user's call). ``only_dropped``
+    (partial_fit) accepts rows that min_rating all dropped: no interaction, the rows to
+    record as seen."""
     sparse = _is_sparse(X)
     # the stored values as given (before duplicates add up), for the warning below
     stored = getattr(X, "data", None) if sparse else None
@@ -480,10 +482,11 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
             users, items = users[kept], items[kept]
             weights = None if weights is None else weights[kept]
         n = users.size
-        if n == 0:
+        if n == 0 and not (only_dropped and dropped is not None and len(dropped[0])):
             raise ValueError(f"{what} needs at least one interaction; got none"
                              f"{' at or above min_rating' if cfg.min_rating else ''}.")
-        _refuse_zero_weights(weights)
+        if n:
+            _refuse_zero_weights(weights)
         w = weights if weights is not None else np.ones(n, dtype=cfg.dtype)
         return users, items, w, dropped
     ratings = check_ratings(ratings, cfg.dtype)

@@ -177,14 +177,14 @@ def top_n_batches(st: FittedState, urows: np.ndarray, n: int, *,
         Scores per batch; default ``SCORE_BUDGET``.
     """
     n_eff = min(n, st.item_bias.size if icols is None else icols.size)
-    for s, rows, sc, counted in score_batches(st, urows, exclude=exclude,
-                                              exclude_rows=exclude_rows, icols=icols,
-                                              banned=banned, float64=float64, budget=budget):
+    for s, rows, sc, idle in score_batches(st, urows, exclude=exclude,
+                                           exclude_rows=exclude_rows, icols=icols,
+                                           banned=banned, float64=float64, budget=budget):
         c, v = top_n(sc, n_eff)
         items = c if icols is None else icols[c]
         out = _predictions(st, rows, items, v, float64)
-        if counted:
-            out[rows < 0] = v[rows < 0]  # the counts
+        if idle is not None:
+            out[idle] = v[idle]  # the counts
         yield s, s + rows.size, c, out
 
 
@@ -193,32 +193,36 @@ def score_batches(st: FittedState, urows: np.ndarray, *,
                   exclude_rows: np.ndarray | None = None, icols: np.ndarray | None = None,
                   banned: np.ndarray | None = None, float64: bool = False,
                   budget: int | None = None,
-                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray, bool]]:
-    """Yield ``(start, rows, scores, counted)`` for the users ``rows = urows[start:...]``,
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Yield ``(start, rows, scores, idle)`` for the users ``rows = urows[start:...]``,
     batch by batch: every candidate's rank score (:func:`_rank_scores`), -inf for the
-    excluded and banned ones; ``counted`` says that unknown users' rows hold the items'
-    training interactions instead. The scoring of :func:`top_n_batches` (same options),
-    also ranked whole by ``metrics.auc_score``."""
+    excluded and banned ones; ``idle`` (None, or a mask of ``rows``) marks the users
+    whose scores are the items' training interactions instead. The scoring of
+    :func:`top_n_batches` (same options), also ranked whole by ``metrics.auc_score``."""
     Q, bias = _candidates(st, icols, float64)
     batch = max(1, (SCORE_BUDGET if budget is None else budget) // max(Q.shape[0], 1))
     ex_rows = urows if exclude_rows is None else exclude_rows
     P = st.factors("user_factors")
-    # Unknown users (row -1) get the most popular items: training interactions per
-    # item as their scores (ties in item order). No factors describe them, and for a
-    # ranking model an item bias alone is no popularity.
-    pop = st.support("item") if (urows < 0).any() else None
+    # Unknown users (row -1), and known ones without a training interaction (only rows
+    # min_rating dropped), get the most popular items: training interactions per item
+    # as their scores (ties in item order). No factors describe them, and for a ranking
+    # model an item bias alone is no popularity. A known one's seen items stay excluded.
+    idle = st.idle(urows)
+    pop = st.support("item") if idle.any() else None
     if pop is not None:
         pop = (pop if icols is None else pop[icols]).astype(Q.dtype)
     for s in range(0, urows.size, batch):
         rows = urows[s:s + batch]
         sc = _rank_scores(P, Q, bias, rows)
+        cold = None
         if pop is not None:
-            sc[rows < 0] = pop
+            cold = idle[s:s + batch]
+            sc[cold] = pop
         if exclude is not None:
             _exclude(sc, exclude[0], exclude[1], ex_rows[s:s + batch], icols)
         if banned is not None and banned.size:
             sc[:, banned] = -np.inf
-        yield s, rows, sc, pop is not None
+        yield s, rows, sc, cold
 
 
 def recommend_rows(st: FittedState, urows: np.ndarray, n: int, *,
@@ -302,8 +306,12 @@ def similar_ids(st: FittedState, side: str, raw: Any, n: int,
     ``min_support``: ids and cosine similarities, best first."""
     idmap = st.item_map if side == "item" else st.user_map
     row = row_of(idmap, raw, side)
-    counts = st.support(side) if min_support > 1 else None
-    eligible = None if counts is None else counts >= min_support
+    # every row has an interaction unless the state counts them apart (min_rating)
+    counts = st.support(side) if min_support > 1 or st.user_counts is not None else None
+    if counts is not None and counts[row] == 0:  # zero factors: every similarity is 0
+        raise ValueError(f"{side} {raw!r} has no training interaction (every row of it was "
+                         "rated below min_rating), so no factors to compare.")
+    eligible = None if counts is None else counts >= max(min_support, 1)
     c, v = similar(st.factors(f"{side}_factors"), row, n, eligible)
     return idmap.ids[c], v
 
@@ -862,12 +870,14 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
         accum[f"{side}_accum"] = acc
     if side == "user":
         seen = merge_seen(*st.seen(), len(new_map), rows[group], other_idx)
+        counts = st.counted(rows[group], other_idx, len(new_map), len(st.item_map))
         return replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
-                       seen_indptr=seen[0], seen_items=seen[1], **accum)
+                       seen_indptr=seen[0], seen_items=seen[1], **accum, **counts)
     seen = merge_seen(*st.seen(), len(st.user_map), other_idx.astype(np.int32),
                       rows[group])
+    counts = st.counted(other_idx, rows[group], len(st.user_map), len(new_map))
     return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
-                   seen_indptr=seen[0], seen_items=seen[1], **accum)
+                   seen_indptr=seen[0], seen_items=seen[1], **accum, **counts)
 
 
 def _check_in_range(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,

@@ -44,7 +44,9 @@ class RecommenderMixin:
         ----------
         user : id
             A user id. An unknown user gets the most popular items: those with the most
-            training interactions (``item_counts_``), the counts as scores.
+            training interactions (``item_counts_``), the counts as scores. So does a
+            user known only from rows rated below ``min_rating`` (``user_counts_`` 0),
+            without the items they rated.
         n : int, default 10
             How many items (fewer when fewer candidates remain).
         exclude_seen : bool, default True
@@ -151,7 +153,11 @@ class RecommenderMixin:
                       min_support: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """The n users most cosine-similar to ``user`` by factor vectors (itself excluded);
         only users with at least ``min_support`` training ratings (see
-        :meth:`similar_items`). Returns (user_ids, similarities)."""
+        :meth:`similar_items`). Returns (user_ids, similarities).
+
+        A user known only from rows rated below ``min_rating`` (a ranking model) has no
+        training interaction and zero factors: never returned, and asking for theirs
+        raises ``ValueError``."""
         return self._similar("user", user, n, min_support)
 
     def _similar(self, side: str, raw: Any, n: int,

@@ -107,6 +107,16 @@ def merge_seen(indptr: np.ndarray, items: np.ndarray, n_users: int, uidx: np.nda
     return seen_csr(np.concatenate([old_u, uidx]), np.concatenate([items, iidx]), n_users)
 
 
+def plus_counts(counts: np.ndarray | None, rows: np.ndarray, n: int) -> np.ndarray:
+    """``counts`` (int64; None: none yet) grown with zeros to ``n`` entries, plus one per
+    entry of ``rows`` (indices below ``n``)."""
+    out = np.zeros(n, np.int64)
+    if counts is not None:
+        out[:counts.size] = counts
+    out += counts_of(np.ascontiguousarray(rows, dtype=np.int32), n)
+    return out
+
+
 def fresh_accumulators(n_users: int, n_items: int, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
     """AdaGrad's accumulators of new rows: 1 (as LibMF's), so a row's first step is the
     base rate itself."""
@@ -135,7 +145,12 @@ class FittedState:
     seen_indptr: np.ndarray | None = None  # CSR of items each user rated in training
     seen_items: np.ndarray | None = None
     loss: str = "squared"  # "bpr", "warp", "softmax": a ranking model (no mu, no b_i)
-    item_counts: np.ndarray | None = None  # interactions per item, when there is no seen record
+    # Training interactions per item and per user row (int64), when the seen record
+    # holds more than them: the rows min_rating dropped are seen but are no interactions,
+    # and a user known only from such rows has a count of 0 (served as an unknown user).
+    # None: the seen record's counts (support).
+    item_counts: np.ndarray | None = None
+    user_counts: np.ndarray | None = None
     # AdaGrad's accumulator per user and item row after the last training with
     # adagrad=True (None otherwise). Rows added later (fold_in) have none yet: see
     # accumulators().
@@ -163,6 +178,25 @@ class FittedState:
                 acc[:len(old)] = old
         return out
 
+    def idle(self, rows: np.ndarray) -> np.ndarray:
+        """Which user ``rows`` are served the most popular items: unknown ones (-1), and
+        known users without a training interaction (count 0: known only from rows that
+        ``min_rating`` dropped, whose factors are zero)."""
+        out = rows < 0
+        if self.user_counts is not None:
+            out |= self.user_counts[np.maximum(rows, 0)] == 0
+        return out
+
+    def counted(self, users: np.ndarray, items: np.ndarray, n_users: int,
+                n_items: int) -> dict[str, np.ndarray]:
+        """``user_counts`` and ``item_counts`` grown to ``n_users`` and ``n_items`` rows
+        plus one per (user, item) row given: the fields to replace, or none when the
+        state keeps no counts of its own."""
+        if self.user_counts is None or self.item_counts is None:
+            return {}
+        return {"user_counts": plus_counts(self.user_counts, users, n_users),
+                "item_counts": plus_counts(self.item_counts, items, n_items)}
+
     def seen(self) -> tuple[np.ndarray, np.ndarray]:
         """The seen-items CSR; an empty one (every user rated nothing) when there is none."""
         if self.seen_indptr is None:
@@ -170,11 +204,13 @@ class FittedState:
         return self.seen_indptr, self.seen_items
 
     def support(self, side: str) -> np.ndarray | None:
-        """Training ratings per user row (side "user") or item row (side "item"); None
-        for a state without a seen-items record. ``item_counts``, when set (weighted
-        counts, or counts a loaded state carries), wins for items."""
-        if side == "item" and self.item_counts is not None:
-            return self.item_counts
+        """Training interactions per user row (side "user") or item row (side "item");
+        None for a state without a seen-items record or counts. ``user_counts`` and
+        ``item_counts``, when set (weighted counts, or the rows ``min_rating`` kept), win
+        over the seen record's."""
+        counts = self.user_counts if side == "user" else self.item_counts
+        if counts is not None:
+            return counts
         if self.seen_indptr is None:
             return None
         if side == "user":
@@ -185,7 +221,7 @@ class FittedState:
     def from_arrays(cls, arrays: dict[str, np.ndarray], **fields: Any) -> FittedState:
         """A state from stored (unpadded) arrays: user_factors, item_factors, user_bias,
         item_bias, user_ids, item_ids, seen_indptr, seen_items, and user_accum and
-        item_accum when present; ``fields`` gives the rest."""
+        item_accum, user_counts and item_counts when present; ``fields`` gives the rest."""
         return cls(user_factors=padded(arrays["user_factors"]),
                    item_factors=padded(arrays["item_factors"]),
                    n_factors=arrays["user_factors"].shape[1],
@@ -194,4 +230,5 @@ class FittedState:
                    item_map=idmap_from_ids(arrays["item_ids"]),
                    seen_indptr=arrays["seen_indptr"], seen_items=arrays["seen_items"],
                    user_accum=arrays.get("user_accum"), item_accum=arrays.get("item_accum"),
-                   **fields)
+                   user_counts=arrays.get("user_counts"),
+                   item_counts=arrays.get("item_counts"), **fields)

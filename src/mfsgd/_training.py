@@ -51,6 +51,7 @@ from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it h
     init_rows,
     merge_seen,
     padded_width,
+    plus_counts,
     seen_csr,
 )
 from .exceptions import DistributedTrainingError, DivergenceError, TrainingInterrupted
@@ -1009,7 +1010,8 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     idx, ratings[, weights]) is emptied, so the caller's references are the only ones
     left. With a ranking loss the third array holds the interactions' weights (ones
     unless ``weighted``), and ``evaluate = (name, score(state))`` is the per-epoch
-    validation metric. ``interrupts``: see HeldInterrupt."""
+    validation metric. ``seen_extra`` (held-out pairs, the rows min_rating dropped)
+    joins the seen record. ``interrupts``: see HeldInterrupt."""
     nb = cfg.n_blocks or default_n_blocks(cfg.n_threads, triples[2].size)
     order = pos = None
     if cfg.ranking and nb > 1:
@@ -1205,7 +1207,15 @@ def fit_new(cfg: Any, cols: list, *,
     umap, uidx = IdMap.fit("users", users)
     imap, iidx = IdMap.fit("items", items)
     del users, items
-    low = _known_pairs(dropped, umap, imap)
+    n_trained = len(umap)
+    umap, low = _low_pairs(dropped, umap, imap)
+    # With min_rating the seen record also holds the rows it dropped, so the model keeps
+    # its interactions (the rows it kept, held-out ones too) per user and item apart: the
+    # popularity, and who has none.
+    counts = {}
+    if cfg.ranking and cfg.min_rating is not None:
+        counts = {"user_counts": plus_counts(None, uidx, len(umap)),
+                  "item_counts": plus_counts(None, iidx, len(imap))}
     val, held, vpairs = None, None, None
     if eval_set is not None and cfg.ranking:
         vpairs = eval_pairs(eval_set, columns=cfg.columns, user_map=umap, item_map=imap,
@@ -1286,15 +1296,18 @@ def fit_new(cfg: Any, cols: list, *,
         mean = float(np.mean(ratings, dtype=np.float64))
 
     def make_params() -> Params:
+        P = init_rows(rng, n_trained, cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative)
+        if len(umap) > n_trained:  # users known only from low rows: zero factors, untrained
+            P = grown(P, len(umap) - n_trained)
         return Params(
-            init_rows(rng, len(umap), cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative),
+            P,
             init_rows(rng, len(imap), cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative),
             np.zeros(len(umap), dtype=cfg.dtype), np.zeros(len(imap), dtype=cfg.dtype),
             *(fresh_accumulators(len(umap), len(imap), cfg.dtype) if cfg.adagrad else ()))
 
     rr = (0.0, 0.0) if cfg.ranking else (float(ratings.min()), float(ratings.max()))
     base = FittedState(mean, None, None, None, None, umap, imap, rr,  # type: ignore[arg-type]
-                       cfg.biased, cfg.n_factors, loss=cfg.loss)
+                       cfg.biased, cfg.n_factors, loss=cfg.loss, **counts)
     triples = [uidx, iidx, ratings] if weights is None else [uidx, iidx, ratings, weights]
     del uidx, iidx, ratings, weights  # train_local frees them once the layout has its copy
     if held is None:
@@ -1305,15 +1318,20 @@ def fit_new(cfg: Any, cols: list, *,
                        interrupts=interrupts)
 
 
-def _known_pairs(pairs: tuple | None, umap: IdMap, imap: IdMap) -> tuple | None:
-    """The (user, item) rows of ``pairs`` (raw ids: the rows min_rating dropped) whose
-    user and item are both in the maps; None when there are none. They are recorded as
-    seen, not trained on: a user or item known only from them stays unknown."""
+def _low_pairs(pairs: tuple | None, umap: IdMap, imap: IdMap) -> tuple[IdMap, tuple | None]:
+    """The user map grown with the users known only from ``pairs`` (raw ids: the rows
+    min_rating dropped), and the (user, item) rows of those pairs whose item is in the
+    model (None when there are none). They are recorded as seen, not trained on: such a
+    user joins the model with no interaction (zero factors; served the most popular
+    items, without their seen ones), and an item known only from them stays unknown."""
     if pairs is None or len(pairs[0]) == 0:
-        return None
-    u, i = umap.lookup("users", pairs[0]), imap.lookup("items", pairs[1])
-    known = (u >= 0) & (i >= 0)
-    return (u[known], i[known]) if known.any() else None
+        return umap, None
+    i = imap.lookup("items", pairs[1])
+    known = i >= 0
+    if not known.any():
+        return umap, None
+    umap, u = umap.extended("users", pairs[0][known])
+    return umap, (u, i[known])
 
 
 def _all_ones(a: np.ndarray) -> bool:
@@ -1329,27 +1347,48 @@ def fit_more(cfg: Any, st: FittedState, users: np.ndarray, items: np.ndarray,
              interrupts: HeldInterrupt | None = None) -> tuple[FittedState | None, TrainResult]:
     """``n_epochs`` more epochs from the fitted state ``st`` on these ratings: new users
     and items grow the model (rows drawn as in a fit), mu stays, the rating range widens.
-    ``weights`` and ``dropped`` as for fit_new."""
+    ``weights`` and ``dropped`` as for fit_new. A batch of only rows that min_rating
+    dropped trains nothing: they join the seen record (their new users the model, with
+    zero factors), and no epoch runs."""
     umap, uidx = st.user_map.extended("users", users)
     imap, iidx = st.item_map.extended("items", items)
     del users, items
-    low = _known_pairs(dropped, umap, imap)
-    grow_u, grow_i = len(umap) - len(st.user_map), len(imap) - len(st.item_map)
+    n_trained = len(umap)
+    umap, low = _low_pairs(dropped, umap, imap)
+    grow_u, grow_i = n_trained - len(st.user_map), len(imap) - len(st.item_map)
+    if (cfg.ranking and cfg.min_rating is not None and st.user_counts is None
+            and st.seen_indptr is not None):
+        # a model without counts of its own (fitted without min_rating, or loaded from an
+        # older file): its seen record's counts, from which the kept rows count on
+        st = replace(st, user_counts=st.support("user"), item_counts=st.support("item"))
+    counts = st.counted(uidx, iidx, len(umap), len(imap))
+    if uidx.size == 0:  # only rows min_rating dropped: recorded as seen, nothing to train
+        if low is None:
+            return None, TrainResult([], 0, "completed")
+        grow = len(umap) - len(st.user_map)
+        acc = {} if st.user_accum is None else {"user_accum": st.accumulators(len(umap))[0]}
+        seen = merge_seen(*st.seen(), len(umap), *low)
+        return replace(st, user_map=umap, user_factors=grown(st.user_factors, grow),
+                       user_bias=grown(st.user_bias, grow), seen_indptr=seen[0],
+                       seen_items=seen[1], **acc, **counts), TrainResult([], 0, "completed")
 
     def make_params() -> Params:
         new_rows = [init_rows(rng, g, cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative)
                     for g in (grow_u, grow_i)]
+        if len(umap) > n_trained:  # users known only from low rows: zero factors
+            new_rows[0] = grown(new_rows[0], len(umap) - n_trained)
         # AdaGrad continues each row's accumulator where the last fit left it (new rows,
         # and every row of a state without them, start at 1 as in a fit): restarting them
         # took every step back to the base rate, and one epoch of partial_fit on the
         # fit's own data then cost a tuned ranking model up to a third of its NDCG@10.
         acc = st.accumulators(len(umap), len(imap)) if cfg.adagrad else ()
         return Params(grown(st.user_factors, new_rows[0]), grown(st.item_factors, new_rows[1]),
-                      grown(st.user_bias, grow_u), grown(st.item_bias, grow_i), *acc)
+                      grown(st.user_bias, len(umap) - len(st.user_map)),
+                      grown(st.item_bias, grow_i), *acc)
 
     rr = st.rating_range if cfg.ranking else (min(st.rating_range[0], float(ratings.min())),
                                               max(st.rating_range[1], float(ratings.max())))
-    base = replace(st, user_map=umap, item_map=imap, rating_range=rr)
+    base = replace(st, user_map=umap, item_map=imap, rating_range=rr, **counts)
     triples = [uidx, iidx, ratings] if weights is None else [uidx, iidx, ratings, weights]
     del uidx, iidx, ratings, weights
     return train_local(cfg, base, make_params, triples, rng, None, n_epochs,

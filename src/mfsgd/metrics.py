@@ -164,7 +164,14 @@ def _fitted(model: Any) -> FittedState:
         user_map=idmap_from_ids(np.asarray(a["user_ids_"])),
         item_map=idmap_from_ids(np.asarray(a["item_ids_"])),
         rating_range=(-math.inf, math.inf), biased=bool(getattr(model, "biased", True)),
-        n_factors=P.shape[1], item_counts=getattr(model, "item_counts_", None))
+        n_factors=P.shape[1], item_counts=_counts(model, "item_counts_"),
+        user_counts=_counts(model, "user_counts_"))
+
+
+def _counts(model: Any, name: str) -> np.ndarray | None:
+    """The model's ``item_counts_`` or ``user_counts_`` as int64, if it has them."""
+    counts = getattr(model, name, None)
+    return None if counts is None else np.asarray(counts, dtype=np.int64)
 
 
 def _check_k(k: Any) -> int:

@@ -170,6 +170,11 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         Ranking losses only: keep only the input rows whose rating is >= this (e.g. 4 on
         a 1-5 scale: only liked items are interactions); the rating column is otherwise
         not a target and is ignored. Applies to ``eval_set`` too. None keeps every row.
+        The rows below it are still the user's training items (never recommended back)
+        but no interactions: ``item_counts_`` and ``user_counts_`` count the rows kept,
+        and a user whose every row is below it is known with no interaction (zero
+        factors; served the most popular items, like an unknown user). A
+        ``partial_fit`` batch of only such rows records them and trains no epoch.
 
     Per-loss defaults (used where the parameter is None)::
 
@@ -467,7 +472,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             cfg = cfg.replace(dtype=st.user_factors.dtype, early_stopping=False)
             with T.HeldInterrupt(stacklevel=3) as held:  # __exit__, partial_fit, the caller
                 users, items, ratings, extra = read_training(X, y, cfg, sample_weight,
-                                                               "partial_fit", held.stacklevel)
+                                                               "partial_fit", held.stacklevel,
+                                                               only_dropped=True)
                 del X, y, sample_weight
                 report = T.EpochReporter(cfg.verbose, callback)
                 state, res = T.fit_more(cfg, st, users, items, ratings,

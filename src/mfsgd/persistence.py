@@ -44,11 +44,15 @@ FORMAT_NAME = "mfsgd"
 # adagrad=True), so that partial_fit after load continues each row's rate. Only such a
 # model is written in format 3: a reader of format 2 then asks for an upgrade instead of
 # calling the file damaged, and every other model stays readable by it.
-FORMAT_VERSION = 3
+# 4: format 3 plus the interactions per user and item (user_counts, item_counts: a
+# ranking model trained with min_rating, whose seen record also holds the rows it
+# dropped). Written only for such a model, as format 3 is only for AdaGrad's.
+FORMAT_VERSION = 4
 MAX_HEADER_BYTES = 64 << 20  # the JSON header (history included) is never near this
 _ARRAYS = ("user_factors", "item_factors", "user_bias", "item_bias", "user_ids", "item_ids",
            "seen_indptr", "seen_items")
 _ACCUM = ("user_accum", "item_accum")  # format 3
+_COUNTS = ("user_counts", "item_counts")  # format 4
 _FLOATS = {"float32", "float64"}
 NPY_HEADER_MAX = 10000  # bytes; NumPy's own limit for loading untrusted headers
 MAX_DIM = 2**31 - 1  # rows are int32 indices in the kernel; no factor count comes near it
@@ -101,9 +105,12 @@ def write_model_file(f: Any, st: FittedState, params: dict[str, Any],
     }
     if st.user_accum is not None:
         arrays.update(zip(_ACCUM, st.accumulators(), strict=True))
+    if st.user_counts is not None and st.item_counts is not None:
+        arrays.update(user_counts=st.user_counts, item_counts=st.item_counts)
+    version = 4 if "user_counts" in arrays else 3 if st.user_accum is not None else 2
     header = {
         "format": FORMAT_NAME,
-        "format_version": 3 if st.user_accum is not None else 2,
+        "format_version": version,
         "mfsgd_version": __version__,
         "params": stored_params(params),
         "global_mean": st.global_mean,
@@ -184,12 +191,14 @@ def _read_header(zf: zipfile.ZipFile, path: str, archive_size: int) -> dict[str,
 
 def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dtype, tuple]]:
     specs = header.get("arrays")
-    optional = header["format_version"] >= 3
-    names = _ARRAYS + _ACCUM if optional and isinstance(specs, dict) \
-        and set(_ACCUM) <= set(specs) else _ARRAYS
+    # the optional pairs of arrays this format may add (each pair whole or not at all)
+    groups = [g for g, v in ((_ACCUM, 3), (_COUNTS, 4)) if header["format_version"] >= v]
+    names = _ARRAYS
+    if isinstance(specs, dict):
+        names += tuple(n for g in groups if set(g) <= set(specs) for n in g)
     if not isinstance(specs, dict) or set(specs) != set(names):
         raise _bad(path, f"its header must describe the arrays {list(_ARRAYS)}"
-                         + (f" (and may add both of {list(_ACCUM)})" if optional else ""))
+                         + "".join(f" (and may add both of {list(g)})" for g in groups))
     out = {}
     for name in names:
         s = specs[name]
@@ -227,6 +236,10 @@ def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dty
         want.update(user_accum=(nu,), item_accum=(ni,))
         if any(out[n][0] != fdt for n in _ACCUM):
             raise _bad(path, "the AdaGrad accumulators must have the factors' dtype")
+    if "user_counts" in out:
+        want.update(user_counts=(nu,), item_counts=(ni,))
+        if any(out[n][0] != np.dtype("<i8") for n in _COUNTS):
+            raise _bad(path, "the interaction counts must be int64")
     if out["seen_indptr"][0] != np.dtype("<i8") or out["seen_items"][0] != np.dtype("<i4") \
             or len(out["seen_items"][1]) != 1:
         raise _bad(path, "the seen-items arrays must be int64 indptr and 1-D int32 items")
@@ -443,6 +456,8 @@ def _build(header: dict, arrays: dict, path: str,
     # freezes its row; NaN fails the comparison).
     if "user_accum" in arrays and not all(np.all(arrays[n] >= 1) for n in _ACCUM):
         raise _bad(path, "its AdaGrad accumulators are not all >= 1")
+    if "user_counts" in arrays and not all(np.all(arrays[n] >= 0) for n in _COUNTS):
+        raise _bad(path, "its interaction counts are not all >= 0")
     # Finite is not enough: factors of 1e20 give an infinite u . v (then NaN predictions,
     # even clipped). Refuse what training refuses as diverged (the same bound): for a
     # ranking loss, scores beyond float32's range whatever the dtype (score_limit). No
