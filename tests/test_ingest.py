@@ -425,3 +425,52 @@ def test_a_column_whose_type_changes_between_chunks(tmp_path, small_chunks):
     bad.write_text("".join(f"{k},{k},{'oops' if k == 5 else 3}\n" for k in range(8)))
     with pytest.raises(ValueError, match=r"line 6 has a missing or non-numeric rating"):
         load_csv(bad, as_frame=False)
+
+
+def _searched(idmap, raw):
+    """IdMap.lookup by its binary search alone (the table disabled)."""
+    plain = IdMap(idmap.ids)
+    plain._dense = False
+    return plain.lookup("users", raw)
+
+
+@pytest.mark.parametrize("case", ["dense from 0", "dense from 1", "gaps", "negative",
+                                  "near int64 limits", "uint64 top", "sparse"])
+def test_lookup_by_table_equals_the_binary_search(case):
+    """Integer ids of a small range are looked up through a table (a gather instead of a
+    binary search); it must give the binary search's indices for every query: known
+    ids, ids outside the range on either side, extremes whose difference from the lowest
+    id wraps, other integer dtypes, and ids that do not fit the map's dtype."""
+    rng = np.random.default_rng(7)
+    big = np.iinfo(np.int64)
+    ids = {
+        "dense from 0": np.arange(1000),
+        "dense from 1": np.arange(1, 1001),
+        "gaps": np.sort(rng.choice(3000, 1000, replace=False)),
+        "negative": np.arange(-500, 500),
+        "near int64 limits": np.arange(big.max - 999, big.max + 1, dtype=np.int64),
+        "uint64 top": np.arange(2**64 - 1000, 2**64, dtype=np.uint64),
+        "sparse": np.sort(rng.choice(10**9, 1000, replace=False)),
+    }[case]
+    idmap, _ = IdMap.fit("users", ids)
+    assert (idmap._table() is not None) == (case != "sparse")
+    lo, hi = int(idmap.ids[0]), int(idmap.ids[-1])
+    near = [lo - 2, lo - 1, lo, lo + 1, hi - 1, hi, hi + 1, hi + 2]
+    queries = [
+        idmap.ids[rng.integers(0, idmap.ids.size, 5000)],
+        np.array([x for x in near if -2**63 <= x < 2**63], dtype=np.int64),
+        np.array([x for x in near if 0 <= x < 2**64], dtype=np.uint64),
+        np.array([big.min, big.max, -1, 0], dtype=np.int64),
+        np.array([0, 2**63, 2**64 - 1], dtype=np.uint64),
+        rng.integers(-10, 3000, 500).astype(np.int32),
+    ]
+    for q in queries:
+        got = idmap.lookup("users", q)
+        np.testing.assert_array_equal(got, _searched(idmap, q))
+        assert got.dtype == np.int32
+    # an appended (unsorted) map looks up through its sorted copy, table and all
+    top = np.iinfo(ids.dtype).max
+    new = np.array([hi + 1 if hi < top else lo - 1], dtype=ids.dtype)
+    grown, _ = idmap.extended("users", new)
+    q = np.concatenate([ids, new])
+    np.testing.assert_array_equal(grown.lookup("users", q), np.arange(q.size))
