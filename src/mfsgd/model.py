@@ -204,6 +204,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     global_mean_, user_factors_, item_factors_, user_bias_, item_bias_ : fitted parameters
     user_ids_, item_ids_ : ndarray
         Raw ids; row k of the factor matrices belongs to ``user_ids_[k]``.
+    user_counts_, item_counts_ : ndarray of int64
+        Training interactions (rows) per user and item, in id order; with ``min_rating``
+        only the rows it kept. ``item_counts_`` is the popularity unknown users get.
     history_ : list of dict
         One record per epoch: ``epoch``, ``train_rmse`` (as seen during the pass),
         ``val_rmse`` (with a validation set), ``learning_rate``, ``seconds``; a ranking
