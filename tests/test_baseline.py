@@ -311,3 +311,15 @@ def test_it_beats_a_random_ranking_on_skewed_data():
 def test_docstring_example_runs():
     failures, tried = doctest.testmod(_baseline, verbose=False)
     assert tried >= 5 and failures == 0
+
+
+def test_metrics_rank_by_fractional_weighted_counts():
+    """Weights below 1 make fractional counts; the metrics rank an unknown user by them
+    as recommend does (they were once cast to integers: all 0, ranked in id order)."""
+    pop = Popularity().fit((np.array(["a", "b", "c"]), np.array(["X", "Y", "Z"])),
+                           sample_weight=[0.2, 0.6, 0.1])
+    assert pop.recommend("new", n=1)[0].tolist() == ["Y"]
+    test = (np.array(["new"]), np.array(["Y"]))
+    assert M.ranking_metrics(pop, test, k=1, threshold=None, exclude_train=False)["ndcg"] == 1.0
+    ids, _ = M.top_k_items(pop, ["new"], k=3)
+    assert ids.tolist() == [["Y", "X", "Z"]]

@@ -64,6 +64,30 @@ def original(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def optional_arrays(tmp_path_factory):
+    """A ranking model with every optional array: AdaGrad's accumulators and min_rating's
+    counts (format 4), one user known only from a low row."""
+    rng = np.random.default_rng(1)
+    users, items = rng.integers(0, 6, 40), rng.integers(0, 5, 40)
+    ratings = rng.integers(1, 6, 40).astype(float)
+    m = MatrixFactorization(loss="bpr", min_rating=3, adagrad=True, n_factors=2,
+                            n_epochs=2, random_state=0)
+    m.fit((np.r_[users, 99], np.r_[items, 0], np.r_[ratings, 1.0]))
+    path = tmp_path_factory.mktemp("optional") / "model.mfsgd"
+    m.save(path)
+    return m, path.read_bytes()
+
+
+def assert_same_optional(m, orig):
+    assert_identical(m, orig)
+    for a, b in zip((*m._state.accumulators(), m.user_counts_, m.item_counts_),
+                    (*orig._state.accumulators(), orig.user_counts_, orig.item_counts_),
+                    strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
 def scratch(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz") / "case.mfsgd"
 
@@ -275,6 +299,31 @@ def test_bit_flips_are_refused_or_harmless(original, scratch, flips):
     loaded = try_load(scratch, bytes(b))
     if loaded is not None:  # e.g. a flipped timestamp: the model must be the saved one
         assert_identical(loaded, m)
+
+
+def test_the_optional_arrays_load_identically(optional_arrays, scratch):
+    m, data = optional_arrays
+    assert json.loads(zipfile.ZipFile(io.BytesIO(data)).read("header.json"))[
+        "format_version"] == 4
+    assert_same_optional(try_load(scratch, data), m)
+
+
+@SOME
+@given(flips=st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 7)), min_size=1,
+                      max_size=4), cut=st.none() | st.integers(0, 10**9))
+def test_optional_arrays_damaged_are_refused_or_harmless(optional_arrays, scratch, flips,
+                                                         cut):
+    """Bit flips (and truncations) of a file with the accumulators and counts: refused,
+    or the saved model itself, those arrays included."""
+    m, data = optional_arrays
+    b = bytearray(data)
+    for pos, bit in flips:
+        b[pos % len(b)] ^= 1 << bit
+    if cut is not None:
+        b = b[:cut % len(b)]
+    loaded = try_load(scratch, bytes(b))
+    if loaded is not None:
+        assert_same_optional(loaded, m)
 
 
 @FUZZ

@@ -584,23 +584,38 @@ def test_fold_in_reg_and_empty_ids(implicit):
 
 
 def test_fold_in_applies_min_rating():
-    """With min_rating, fold_in keeps only the rows rated at or above it, as fit and
-    partial_fit do: the 1-star rows were folded in as positives and recorded as seen."""
+    """With min_rating, fold_in solves only on the rows rated at or above it, as fit and
+    partial_fit train (the 1-star rows were folded in as positives), and records the
+    others as seen, as fit and partial_fit do (they were recommended back)."""
     u, i, r = make_ratings(100, 80, 3000, random_state=0, as_frame=False)
     m = MatrixFactorization(loss="warp", n_epochs=2, min_rating=4, **KW).fit((u, i, r))
     a = m.fold_in(([9000] * 4, [5, 7, 19, 10], [5.0, 1.0, 1.0, 1.0]))
     row_a = a.user_factors_[-1].copy()
     b = m.fold_in(([9001], [5], [5.0]))
     np.testing.assert_array_equal(row_a, b.user_factors_[-1])
-    # the 1-star items are not seen: they may be recommended to the user
+    assert m.user_counts_[-2:].tolist() == [1, 1]
     ids, _ = m.recommend(9000, n=80)
-    assert 5 not in ids and {7, 19, 10} <= set(ids.tolist())
+    assert not {5, 7, 19, 10} & set(ids.tolist())
     with pytest.raises(ValueError, match="min_rating=4.0 needs ratings, but X has none"):
         m.fold_in(([9002], [5]))
+    # only low rows: a new user joins without interactions, served popularity less them
+    counts = m.item_counts_.copy()
+    m.fold_in(([9002, 9002], [5, 7], [1.0, 3.0]))
+    assert m.user_ids_[-1] == 9002 and m.user_counts_[-1] == 0
+    assert not m.user_factors_[-1].any()
+    np.testing.assert_array_equal(m.item_counts_, counts)
+    assert m.recommend(9002, n=10)[0].tolist() == _popular_order(m, [5, 7])[:10]
     with pytest.raises(ValueError, match="fold_in needs at least one interaction; got none "
                                          "at or above min_rating"):
-        m.fold_in(([9002, 9002], [5, 7], [1.0, 3.0]))
-    assert 9002 not in m.user_ids_
+        m.fold_in(([9003, 9003], [10**6, 10**6 + 1], [1.0, 3.0]))  # unknown items
+    assert 9003 not in m.user_ids_
+    # an item folded in from a user without interactions leaves that user without any:
+    # nothing solved their zero row, so they keep the popularity list
+    m.fold_in(([9002, int(u[0])], [777, 777], [5.0, 5.0]), side="item")
+    assert m.user_counts_[-1] == 0 and m.item_counts_[-1] == 2
+    assert m.recommend(9002, n=10)[0].tolist() == _popular_order(m, [5, 7, 777])[:10]
+    with pytest.raises(ValueError, match="9002 has no training interaction"):
+        m.similar_users(9002)
 
 
 def test_save_load_round_trip(tmp_path, implicit):

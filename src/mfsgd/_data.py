@@ -318,6 +318,18 @@ def at_least(u: np.ndarray, i: np.ndarray, r: Any, min_rating: float, what: str,
     return (u[keep], i[keep], *(None if a is None else a[keep] for a in rest))
 
 
+def split_low(u: Any, i: Any, r: Any, min_rating: float, what: str
+              ) -> tuple[np.ndarray, Any, Any, tuple]:
+    """The mask of the rows rated >= ``min_rating``, their (users, items), and the
+    (users, items) of the others, the rows to record as seen: the user's training items
+    all the same, never recommended back. A row left out that lacks an id was ignored,
+    not refused: it is not among them."""
+    kept = rated_at_least(r, min_rating, what)
+    low = np.flatnonzero(~kept)
+    low = low[_has_id(u[low]) & _has_id(i[low])]
+    return kept, u[kept], i[kept], (u[low], i[low])
+
+
 def rated_at_least(r: Any, min_rating: float, what: str) -> np.ndarray:
     """The mask of the ratings ``r`` that are >= ``min_rating``."""
     if r is None:
@@ -474,12 +486,8 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
         if cfg.min_rating is not None:
             # The rows below min_rating are still the user's training items: recommend
             # must not offer them back, and ranking_metrics(train=X) excludes them too.
-            kept = rated_at_least(ratings, cfg.min_rating, "X")
-            low = np.flatnonzero(~kept)
-            # a row left out may lack an id (it was ignored, not refused): not recorded
-            low = low[_has_id(users[low]) & _has_id(items[low])]
-            dropped = (users[low], items[low])
-            users, items = users[kept], items[kept]
+            kept, users, items, dropped = split_low(users, items, ratings, cfg.min_rating,
+                                                    "X")
             weights = None if weights is None else weights[kept]
         n = users.size
         if n == 0 and not (only_dropped and dropped is not None and len(dropped[0])):

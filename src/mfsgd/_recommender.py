@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from . import _recommend as R
-from ._data import at_least, columns_of, unpack
+from ._data import columns_of, split_low, unpack
+from ._training import record_low
 from ._validation import check_bool, check_int, check_ratings, check_real_or_none, loose_iterable
 
 
@@ -210,7 +211,10 @@ class RecommenderMixin:
         interactions per user, 0.3 did better than 0.03). Ratings,
         if given, are ignored, except that with ``min_rating`` set only the rows rated at
         or above it are interactions (as in ``fit`` and ``partial_fit``): ratings are
-        then required, and the rows below it are neither solved on nor recorded as seen.
+        then required, and the rows below it are recorded as seen (never recommended
+        back) but not solved on. A user whose rows given are all below it is recorded
+        like that with ``side="user"``: a new one joins with zero factors and no
+        interaction (served the most popular items), a known one keeps their row.
 
         Parameters
         ----------
@@ -240,26 +244,37 @@ class RecommenderMixin:
             st = self._require_fitted("fold_in")
             ranking = st.loss != "squared"
             cfg = self._config()
+            low = None
             if ranking and cfg.min_rating is not None:
                 # Only the rows rated at or above min_rating are interactions, as in fit,
-                # partial_fit and eval_set: a 1-star row is no positive.
+                # partial_fit and eval_set: a 1-star row is no positive, but it is the
+                # user's item all the same (recorded as seen, never recommended back).
                 users, items, ratings = unpack(X, y, columns=columns_of(self), what="X",
                                                ratings="optional")
-                users, items = at_least(users, items, ratings, cfg.min_rating, "X")
-                if users.size == 0:
-                    raise ValueError("fold_in needs at least one interaction; got none at "
-                                     "or above min_rating.")
+                _, users, items, low = split_low(users, items, ratings, cfg.min_rating, "X")
                 ratings = None
             else:
                 users, items, ratings = self._unpack(X, y, need_ratings=not ranking)
             if ratings is None:  # interactions of a ranking model
                 ratings = np.ones(len(users))
             r = check_ratings(ratings, np.dtype(np.float64))
-            if r.size == 0:
-                raise ValueError("fold_in needs at least one rating; got an empty input.")
-            own, other = (users, items) if side == "user" else (items, users)
-            reg_f = reg if reg is not None and not ranking else cfg.reg_factors
-            self._state = R.fold_in(st, own, other, r, side=side, reg_factors=reg_f,
-                                    reg_bias=cfg.reg_bias, nonnegative=cfg.nonnegative,
-                                    ranking_reg=reg)
+            state = st
+            if r.size or low is None:
+                if r.size == 0:
+                    raise ValueError("fold_in needs at least one rating; got an empty input.")
+                own, other = (users, items) if side == "user" else (items, users)
+                reg_f = reg if reg is not None and not ranking else cfg.reg_factors
+                state = R.fold_in(st, own, other, r, side=side, reg_factors=reg_f,
+                                  reg_bias=cfg.reg_bias, nonnegative=cfg.nonnegative,
+                                  ranking_reg=reg)
+            if low is not None:
+                # side="item" holds the users fixed: a low row of an unknown user is
+                # ignored, as the kept rows of one are
+                recorded = record_low(state, low, new_users=side == "user")
+                if recorded is None and r.size == 0:
+                    raise ValueError("fold_in needs at least one interaction; got none at "
+                                     "or above min_rating, and no row of an item the model "
+                                     "knows to record.")
+                state = state if recorded is None else recorded
+            self._state = state
             return self

@@ -1318,20 +1318,56 @@ def fit_new(cfg: Any, cols: list, *,
                        interrupts=interrupts)
 
 
-def _low_pairs(pairs: tuple | None, umap: IdMap, imap: IdMap) -> tuple[IdMap, tuple | None]:
+def _low_pairs(pairs: tuple | None, umap: IdMap, imap: IdMap,
+               new_users: bool = True) -> tuple[IdMap, tuple | None]:
     """The user map grown with the users known only from ``pairs`` (raw ids: the rows
     min_rating dropped), and the (user, item) rows of those pairs whose item is in the
     model (None when there are none). They are recorded as seen, not trained on: such a
     user joins the model with no interaction (zero factors; served the most popular
-    items, without their seen ones), and an item known only from them stays unknown."""
+    items, without their seen ones), and an item known only from them stays unknown.
+    ``new_users=False`` keeps only the pairs of users already in ``umap``."""
     if pairs is None or len(pairs[0]) == 0:
         return umap, None
     i = imap.lookup("items", pairs[1])
     known = i >= 0
+    if not new_users:
+        u = umap.lookup("users", pairs[0])
+        known &= u >= 0
+        return umap, (u[known], i[known]) if known.any() else None
     if not known.any():
         return umap, None
     umap, u = umap.extended("users", pairs[0][known])
     return umap, (u, i[known])
+
+
+def own_counts(st: FittedState) -> FittedState:
+    """``st`` with counts of its own (user_counts, item_counts), so that rows recorded
+    as seen but not interactions (min_rating's) stay out of them: a state without them
+    (fitted without min_rating, or loaded from an older file) starts from its seen
+    record's."""
+    if st.user_counts is not None or st.seen_indptr is None:
+        return st
+    return replace(st, user_counts=st.support("user"), item_counts=st.support("item"))
+
+
+def record_low(st: FittedState, pairs: tuple | None,
+               new_users: bool = True) -> FittedState | None:
+    """``st`` with ``pairs`` (raw ids: rows min_rating dropped) recorded as seen, not
+    trained on: users new to the model join it with zero factors and no interaction
+    (unless ``new_users`` is False: their pairs are left out). None when no pair has an
+    item the model knows: nothing to record."""
+    st = own_counts(st)
+    umap, low = _low_pairs(pairs, st.user_map, st.item_map, new_users)
+    if low is None:
+        return None
+    grow = len(umap) - len(st.user_map)
+    acc = {} if st.user_accum is None else {"user_accum": st.accumulators(len(umap))[0]}
+    none = np.empty(0, dtype=np.int32)
+    seen = merge_seen(*st.seen(), len(umap), *low)
+    return replace(st, user_map=umap, user_factors=grown(st.user_factors, grow),
+                   user_bias=grown(st.user_bias, grow), seen_indptr=seen[0],
+                   seen_items=seen[1], **acc,
+                   **st.counted(none, none, len(umap), len(st.item_map)))
 
 
 def _all_ones(a: np.ndarray) -> bool:
@@ -1350,27 +1386,17 @@ def fit_more(cfg: Any, st: FittedState, users: np.ndarray, items: np.ndarray,
     ``weights`` and ``dropped`` as for fit_new. A batch of only rows that min_rating
     dropped trains nothing: they join the seen record (their new users the model, with
     zero factors), and no epoch runs."""
+    if cfg.ranking and cfg.min_rating is not None:
+        st = own_counts(st)
+    if len(users) == 0:  # only rows min_rating dropped: recorded as seen, nothing to train
+        return record_low(st, dropped), TrainResult([], 0, "completed")
     umap, uidx = st.user_map.extended("users", users)
     imap, iidx = st.item_map.extended("items", items)
     del users, items
     n_trained = len(umap)
     umap, low = _low_pairs(dropped, umap, imap)
     grow_u, grow_i = n_trained - len(st.user_map), len(imap) - len(st.item_map)
-    if (cfg.ranking and cfg.min_rating is not None and st.user_counts is None
-            and st.seen_indptr is not None):
-        # a model without counts of its own (fitted without min_rating, or loaded from an
-        # older file): its seen record's counts, from which the kept rows count on
-        st = replace(st, user_counts=st.support("user"), item_counts=st.support("item"))
     counts = st.counted(uidx, iidx, len(umap), len(imap))
-    if uidx.size == 0:  # only rows min_rating dropped: recorded as seen, nothing to train
-        if low is None:
-            return None, TrainResult([], 0, "completed")
-        grow = len(umap) - len(st.user_map)
-        acc = {} if st.user_accum is None else {"user_accum": st.accumulators(len(umap))[0]}
-        seen = merge_seen(*st.seen(), len(umap), *low)
-        return replace(st, user_map=umap, user_factors=grown(st.user_factors, grow),
-                       user_bias=grown(st.user_bias, grow), seen_indptr=seen[0],
-                       seen_items=seen[1], **acc, **counts), TrainResult([], 0, "completed")
 
     def make_params() -> Params:
         new_rows = [init_rows(rng, g, cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative)

@@ -169,9 +169,10 @@ def _fitted(model: Any) -> FittedState:
 
 
 def _counts(model: Any, name: str) -> np.ndarray | None:
-    """The model's ``item_counts_`` or ``user_counts_`` as int64, if it has them."""
+    """The model's ``item_counts_`` or ``user_counts_`` as an array, if it has them
+    (in their own dtype: a weighted Popularity's are sums of weights)."""
     counts = getattr(model, name, None)
-    return None if counts is None else np.asarray(counts, dtype=np.int64)
+    return None if counts is None else np.asarray(counts)
 
 
 def _check_k(k: Any) -> int:
