@@ -474,3 +474,24 @@ def test_lookup_by_table_equals_the_binary_search(case):
     grown, _ = idmap.extended("users", new)
     q = np.concatenate([ids, new])
     np.testing.assert_array_equal(grown.lookup("users", q), np.arange(q.size))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32,
+                                   np.uint32])
+def test_lookup_in_a_map_of_narrow_ids(dtype):
+    """A duck-typed model handed to mfsgd.metrics may carry narrow integer ids. Look-ups
+    must match a plain dictionary: ids beyond the dtype's range are unknown (they once
+    wrapped onto known ones: 256 found 0 in uint8), and the table (built only for 64-bit
+    ids, where id - lowest cannot wrap) is not used."""
+    info = np.iinfo(dtype)
+    ids = np.unique(np.linspace(info.min, info.max, 200).astype(dtype))
+    idmap = IdMap(ids)
+    assert idmap._table() is None
+    where = {int(x): k for k, x in enumerate(ids.tolist())}
+    lo, hi = int(info.min), int(info.max)
+    for q in (np.array([lo - 1, lo, 0, 27, hi, hi + 1, hi + 256, lo - 256, 2**40, -2**40],
+                       dtype=np.int64),
+              np.array([0, 27, hi, hi + 1, 2**63, 2**64 - 1], dtype=np.uint64),
+              ids):
+        want = [where.get(int(x), -1) for x in q.tolist()]
+        assert idmap.lookup("users", q).tolist() == want

@@ -971,3 +971,21 @@ def test_ctrl_c_stops_a_warp_fit_whose_calls_never_end(n_threads):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("interrupted"), proc.stdout
     assert float(proc.stdout.split()[1]) < 20  # without the polling: hours
+
+
+def test_item_fold_in_weighs_users_by_interactions_not_low_rows():
+    """An item's fold-in weighs each user by their interactions; rows below min_rating
+    are only seen, so recording some must not change the item solved (it did: the
+    weights were the seen record's sizes)."""
+    u, i, r = make_ratings(60, 40, 2000, random_state=0, as_frame=False)
+    a = MatrixFactorization(loss="bpr", n_epochs=2, min_rating=4, **KW).fit((u, i, r))
+    b = copy.deepcopy(a)
+    users = np.unique(u)[:20]
+    b.fold_in((np.repeat(users, 3), np.tile([0, 1, 2], users.size),
+               np.ones(3 * users.size)))  # only low rows: recorded as seen
+    np.testing.assert_array_equal(a.user_counts_, b.user_counts_)
+    new = (users[:5], np.full(5, 999), np.full(5, 5.0))
+    a.fold_in(new, side="item")
+    b.fold_in(new, side="item")
+    np.testing.assert_array_equal(a.item_factors_[-1], b.item_factors_[-1])
+    assert a.item_bias_[-1] == b.item_bias_[-1]

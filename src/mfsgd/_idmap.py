@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+import threading
 from collections.abc import Callable, Iterable, Set
 from typing import Any
 
@@ -342,8 +343,15 @@ def _as_dtype_of(raw: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarr
         return raw, None
     if ids.dtype.kind == "u" and raw.dtype.kind == "i":
         fits = raw >= 0
+        if ids.dtype.itemsize < 8:
+            fits &= raw <= np.iinfo(ids.dtype).max
     elif ids.dtype.kind == "i" and raw.dtype.kind == "u":
         fits = raw <= np.uint64(np.iinfo(ids.dtype).max)
+    elif raw.dtype.itemsize > ids.dtype.itemsize:
+        # narrower ids (a duck-typed model's, in mfsgd.metrics): an id beyond their range
+        # would wrap onto a known one (256 onto 0 in uint8)
+        info = np.iinfo(ids.dtype)
+        fits = (raw >= info.min) & (raw <= info.max)
     else:
         return raw.astype(ids.dtype), None  # same signedness, e.g. int32 into int64
     return np.where(fits, raw, raw.dtype.type(0)).astype(ids.dtype), fits
@@ -434,6 +442,7 @@ def refuse_empty(name: str, ids: np.ndarray, rows: Callable[[], np.ndarray]) -> 
                          "id, not a name; drop those rows or give them an id first.")
 
 
+_TABLE_LOCK = threading.Lock()
 # A map of integer ids whose range is at most this many times their count (plus a
 # little) also keeps a table from id to index: a look-up is then a gather, not a binary
 # search. Memory: at most 4 bytes x (2 n + 1024) beside the ids' 8 n.
@@ -450,21 +459,34 @@ class IdMap:
         self._dense: tuple | bool | None = None  # (lowest id, table) once built; False: none
 
     def _table(self) -> tuple | None:
-        """For integer ids spanning at most DENSE_SPAN times their count (0..n-1, 1..n,
-        codes with gaps), ``(lowest id, table)`` with ``table[id - lowest]`` the id's index
-        (-1: none), built on first use; None for other maps. (Several threads may build it
-        at once; each builds the same table, and the attribute is set whole.)"""
+        """For 64-bit integer ids (every map a fit or load makes) spanning at most
+        DENSE_SPAN times their count (0..n-1, 1..n, codes with gaps), ``(lowest id,
+        table)`` with ``table[id - lowest]`` the id's index (-1: none), built on first use;
+        None for other maps. (Narrower ids, as a duck-typed model's may be, would wrap in
+        ``id - lowest``.) Built once under a lock, a chunk of ids at a time: the table is
+        the only large allocation."""
         dense = self._dense
         if dense is None:
-            dense, ids = False, self.ids
-            if ids.dtype.kind in "iu" and ids.size:
-                span = int(ids[-1]) - int(ids[0]) + 1  # Python ints: no overflow
-                if span <= DENSE_SPAN * ids.size + 1024:
-                    table = np.full(span, -1, dtype=np.int32)
-                    table[(ids - ids[0]).astype(np.intp)] = np.arange(ids.size, dtype=np.int32)
-                    dense = (ids[0], table)
-            self._dense = dense
+            with _TABLE_LOCK:
+                dense = self._dense
+                if dense is None:
+                    dense = self._build_table()
+                    self._dense = dense
         return dense or None
+
+    def _build_table(self) -> tuple | bool:
+        ids = self.ids
+        if ids.dtype.kind not in "iu" or ids.dtype.itemsize != 8 or ids.size == 0:
+            return False
+        span = int(ids[-1]) - int(ids[0]) + 1  # Python ints: no overflow
+        if span > DENSE_SPAN * ids.size + 1024:
+            return False
+        lo = ids[0]
+        table = np.full(span, -1, dtype=np.int32)
+        for s in range(0, ids.size, _CHUNK):  # differences < span: no wrap
+            off = (ids[s:s + _CHUNK] - lo).astype(np.intp, copy=False)
+            table[off] = np.arange(s, s + off.size, dtype=np.int32)
+        return lo, table
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A class with __slots__ pickles only from protocol 2 on (a model holds two maps);

@@ -830,8 +830,10 @@ def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.
         return softmax_rows(pos, F, ob, reg), np.zeros(raw_ids.size)
     V = st.factors("item_factors").astype(np.float64)
     b = st.item_bias.astype(np.float64) if st.biased else np.zeros(V.shape[0])
-    indptr, _ = st.seen()
-    counts = np.diff(indptr)[: F.shape[0]].astype(np.float64)
+    # each user's interactions (not the rows min_rating dropped, which are only seen)
+    support = st.support("user")
+    counts = (np.zeros(F.shape[0]) if support is None else support[: F.shape[0]]
+              ).astype(np.float64)
     replaced = st.item_map.lookup("items", raw_ids) if len(st.item_map) else \
         np.full(raw_ids.size, -1)
     return softmax_columns(pos, F, V, b, counts, replaced, reg, with_bias=st.biased)
