@@ -119,13 +119,18 @@ def test_min_rating_drops_rows_below():
     assert pop.item_ids_.tolist() == ["A", "B", "C"]
     assert pop.item_counts_.tolist() == [2, 2, 1]
     assert pop.user_ids_.tolist() == ["u1", "u2", "u3", "u4"]
-    assert pop.recommend("u1", n=5)[0].tolist() == ["B", "C"]  # its B row (3.0) was dropped
+    # u1's B row (3.0) is not counted but is seen: not recommended back, as by the model
+    assert pop.recommend("u1", n=5)[0].tolist() == ["C"]
+    assert pop.recommend("u1", n=5, exclude_seen=False)[0].tolist() == ["A", "B", "C"]
     np.testing.assert_array_equal(pop.predict((["u1", "u1"], ["D", "A"])), [0.0, 2.0])
-    # a user whose rows are all dropped is unknown: the plain list, nothing excluded
-    only_low = Popularity(min_rating=4.0).fit((np.append(U, "u9"), np.append(I, "A"),
-                                               np.append(R, 1.0)))
-    assert "u9" not in only_low.user_ids_.tolist()
-    assert only_low.recommend("u9", n=3)[0].tolist() == ["A", "B", "C"]
+    # a user whose rows are all below it is known, served the list less their items; a
+    # row of an item no kept row has (u9's E) is dropped
+    only_low = Popularity(min_rating=4.0).fit((np.append(U, ["u9", "u9"]),
+                                               np.append(I, ["A", "E"]),
+                                               np.append(R, [1.0, 2.0])))
+    assert only_low.user_ids_.tolist() == ["u1", "u2", "u3", "u4", "u9"]
+    assert only_low.recommend("u9", n=3)[0].tolist() == ["B", "C"]
+    np.testing.assert_array_equal(only_low.item_counts_, pop.item_counts_)
     # the weights of dropped rows go with them
     w = np.arange(1.0, 10.0)
     weighted = Popularity(min_rating=4.0).fit((U, I, R), sample_weight=w)

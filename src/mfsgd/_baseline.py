@@ -18,7 +18,7 @@ import numpy as np
 from . import _recommend as R
 from ._base import EstimatorBase
 from ._config import check_columns
-from ._data import columns_of, unpack
+from ._data import columns_of, split_low, unpack
 from ._idmap import IdMap
 from ._state import FittedState, counts_of, seen_csr
 from ._validation import check_bool, check_int, check_ratings, check_real_or_none
@@ -54,9 +54,11 @@ class Popularity(EstimatorBase):
     Parameters
     ----------
     min_rating : float, optional
-        Keep only the rows rated ``>= min_rating`` (they must have ratings); the others
-        are dropped before anything else, as if absent: their users and items are not
-        in the model unless other rows keep them. Default None: every row counts.
+        Count only the rows rated ``>= min_rating`` (they must have ratings). The others
+        are seen, not counted, as in ``MatrixFactorization``: never recommended back to
+        their user, and a user known only from them is in the model (served the list
+        without them); an item known only from them is not. Default None: every row
+        counts.
     user_col, item_col, rating_col : str, default "user", "item", "rating"
         Column names read from a DataFrame or dict, as in ``MatrixFactorization``:
         three different names.
@@ -67,7 +69,8 @@ class Popularity(EstimatorBase):
         The score of each item of ``item_ids_``: int64 counts, or float64 sums of
         ``sample_weight``.
     user_ids_, item_ids_ : ndarray
-        Raw ids of the users and items in the (kept) training rows, sorted.
+        Raw ids, sorted: the items of the (kept) training rows, and their users plus
+        those known only from rows below ``min_rating``.
 
     See Also
     --------
@@ -149,13 +152,13 @@ class Popularity(EstimatorBase):
         columns = check_columns(self.user_col, self.item_col, self.rating_col)
         users, items, ratings = unpack(X, y, columns=columns, ratings="optional")
         weights = None if sample_weight is None else _check_weights(sample_weight, users.size)
+        low = (users[:0], items[:0])
         if min_rating is not None:
             if ratings is None:
                 raise ValueError(f"min_rating={min_rating} keeps the rows rated >= it, but X "
                                  f"has no ratings; pass a {self.rating_col!r} column, a "
                                  "(users, items, ratings) tuple or y, or min_rating=None.")
-            keep = check_ratings(ratings, np.dtype(np.float64)) >= min_rating
-            users, items = users[keep], items[keep]
+            keep, users, items, low = split_low(users, items, ratings, min_rating, "X")
             weights = None if weights is None else weights[keep]
             if users.size == 0:
                 raise ValueError(f"no row of X is rated >= min_rating={min_rating}; lower "
@@ -167,8 +170,13 @@ class Popularity(EstimatorBase):
             raise ValueError(f"sample_weight is 0 for all {weights.size} rows"
                              f"{' rated >= min_rating' if min_rating is not None else ''}, so "
                              "every item's count is 0; give some rows a positive weight.")
-        umap, uidx = IdMap.fit("users", users)
         imap, iidx = IdMap.fit("items", items)
+        # The rows below min_rating are seen, not counted, as in MatrixFactorization: never
+        # recommended back, and a user known only from them is in the model (served the
+        # list without them); those of items no kept row has are dropped.
+        low_i = imap.lookup("items", low[1])
+        low_u = low[0][low_i >= 0]
+        umap, uidx = IdMap.fit("users", np.concatenate([np.asarray(users), np.asarray(low_u)]))
         n_users, n_items = len(umap), len(imap)
         if weights is None:
             counts = counts_of(iidx, n_items)
@@ -182,7 +190,8 @@ class Popularity(EstimatorBase):
                                  f"add up to more than {np.finfo(np.float64).max:.3g}; "
                                  "rescale sample_weight (only the ratios of the weights "
                                  "matter to the ranking).")
-        seen_indptr, seen_items = seen_csr(uidx, iidx, n_users)
+        seen_indptr, seen_items = seen_csr(uidx, np.concatenate([iidx, low_i[low_i >= 0]]),
+                                           n_users)
         state = FittedState(
             global_mean=0.0, user_factors=np.zeros((n_users, 0)),
             item_factors=np.zeros((n_items, 0)), user_bias=np.zeros(n_users),
