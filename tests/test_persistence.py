@@ -168,6 +168,24 @@ def test_adagrad_accumulators_are_saved_in_format_3(adagrad_saved, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def _without_array(name):
+    """A rewrite that drops array ``name`` and its header entry."""
+    return lambda p, d: _rewrite(p, d, drop={f"{name}.npy"}, header=lambda h: {
+        **h, "arrays": {k: v for k, v in h["arrays"].items() if k != name}})
+
+
+def _as_format(version):
+    """A rewrite that only relabels the file's format version."""
+    return lambda p, d: _rewrite(p, d, header=lambda h: {**h, "format_version": version})
+
+
+def _assert_refused(make, message, saved_path, tmp_path):
+    bad = tmp_path / "bad.mfsgd"
+    make(saved_path, bad)
+    with pytest.raises(ModelFileError, match=message):
+        mfsgd.load(bad)
+
+
 BAD_ACCUMULATORS = {
     "below 1": (_with_array("user_accum", lambda a: a - a.max()), "not all >= 1"),
     "NaN": (_with_array("item_accum", lambda a: np.where(np.arange(a.size) == 1, np.nan, a)
@@ -175,21 +193,14 @@ BAD_ACCUMULATORS = {
     "other dtype": (_with_array("item_accum", lambda a: a.astype(np.float64)),
                     "accumulators must have the factors' dtype"),
     "wrong length": (_with_array("user_accum", lambda a: a[:-1]), "shapes disagree"),
-    "only one of the two": (lambda p, d: _rewrite(p, d, drop={"item_accum.npy"}, header=lambda h: {
-        **h, "arrays": {k: v for k, v in h["arrays"].items() if k != "item_accum"}}),
-        "must describe the arrays"),
-    "in a format 2 file": (lambda p, d: _rewrite(p, d, header=lambda h: {
-        **h, "format_version": 2}), "must describe the arrays"),
+    "only one of the two": (_without_array("item_accum"), "must describe the arrays"),
+    "in a format 2 file": (_as_format(2), "must describe the arrays"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_ACCUMULATORS))
 def test_damaged_accumulators_are_refused(adagrad_saved, tmp_path, case):
-    make, message = BAD_ACCUMULATORS[case]
-    bad = tmp_path / "bad.mfsgd"
-    make(adagrad_saved[1], bad)
-    with pytest.raises(ModelFileError, match=message):
-        mfsgd.load(bad)
+    _assert_refused(*BAD_ACCUMULATORS[case], adagrad_saved[1], tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -229,21 +240,14 @@ BAD_COUNTS = {
     "negative": (_with_array("user_counts", lambda a: a - a.max() - 1), "not all >= 0"),
     "float": (_with_array("item_counts", lambda a: a.astype(np.float64)), "must be int64"),
     "wrong length": (_with_array("item_counts", lambda a: a[:-1]), "shapes disagree"),
-    "only one of the two": (lambda p, d: _rewrite(p, d, drop={"user_counts.npy"}, header=lambda h: {
-        **h, "arrays": {k: v for k, v in h["arrays"].items() if k != "user_counts"}}),
-        "must describe the arrays"),
-    "in a format 3 file": (lambda p, d: _rewrite(p, d, header=lambda h: {
-        **h, "format_version": 3}), "must describe the arrays"),
+    "only one of the two": (_without_array("user_counts"), "must describe the arrays"),
+    "in a format 3 file": (_as_format(3), "must describe the arrays"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_COUNTS))
 def test_damaged_counts_are_refused(counts_saved, tmp_path, case):
-    make, message = BAD_COUNTS[case]
-    bad = tmp_path / "bad.mfsgd"
-    make(counts_saved[1], bad)
-    with pytest.raises(ModelFileError, match=message):
-        mfsgd.load(bad)
+    _assert_refused(*BAD_COUNTS[case], counts_saved[1], tmp_path)
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))

@@ -303,19 +303,13 @@ def eval_pairs(eval_set: Any, *, columns: tuple[Any, Any, Any], user_map: Any, i
     X, y = _eval_xy(eval_set)
     u, i, r = unpack(X, y, columns=columns, ratings="optional", what="eval_set")
     if min_rating is not None:
-        u, i = at_least(u, i, r, min_rating, "eval_set")
+        keep = rated_at_least(r, min_rating, "eval_set")
+        u, i = u[keep], i[keep]
     if len(u) == 0:  # every epoch's metric would be NaN
         raise ValueError(f"eval_set has no interactions"
                          f"{' at or above min_rating' if min_rating is not None else ''}; "
                          "pass validation pairs or leave eval_set out.")
     return user_map.lookup("eval_set users", u), item_map.lookup("eval_set items", i)
-
-
-def at_least(u: np.ndarray, i: np.ndarray, r: Any, min_rating: float, what: str,
-             *rest: Any) -> tuple:
-    """The rows of (u, i, *rest) whose rating is >= ``min_rating``."""
-    keep = rated_at_least(r, min_rating, what)
-    return (u[keep], i[keep], *(None if a is None else a[keep] for a in rest))
 
 
 def split_low(u: Any, i: Any, r: Any, min_rating: float, what: str

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _sgd
 from ._idmap import IdMap, id_list, normalize_ids, refuse_empty, sorted_unique, unique_inverse
-from ._state import FittedState, grown, merge_seen, plus_counts
+from ._state import FittedState, grown, merge_seen
 from ._training import Params, predict_idx, score_limit
 
 SCORE_BUDGET = 1 << 24  # score-matrix entries per batch (64 MiB float32, 128 MiB float64)
@@ -881,8 +881,6 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     # are still served the most popular items.
     users = other_idx if st.user_counts is None else other_idx[st.user_counts[other_idx] > 0]
     counts = st.counted(users, rows[group], len(st.user_map), len(new_map))
-    if counts:  # every pair counts for the item
-        counts["item_counts"] = plus_counts(st.item_counts, rows[group], len(new_map))
     return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
                    seen_indptr=seen[0], seen_items=seen[1], **accum, **counts)
 

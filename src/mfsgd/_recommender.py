@@ -258,10 +258,10 @@ class RecommenderMixin:
             if ratings is None:  # interactions of a ranking model
                 ratings = np.ones(len(users))
             r = check_ratings(ratings, np.dtype(np.float64))
+            if r.size == 0 and low is None:
+                raise ValueError("fold_in needs at least one rating; got an empty input.")
             state = st
-            if r.size or low is None:
-                if r.size == 0:
-                    raise ValueError("fold_in needs at least one rating; got an empty input.")
+            if r.size:
                 own, other = (users, items) if side == "user" else (items, users)
                 reg_f = reg if reg is not None and not ranking else cfg.reg_factors
                 state = R.fold_in(st, own, other, r, side=side, reg_factors=reg_f,
