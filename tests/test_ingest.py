@@ -9,7 +9,7 @@ import pytest
 
 import mfsgd
 from mfsgd import MatrixFactorization, _cli, _fileio
-from mfsgd._idmap import Encoded, IdMap
+from mfsgd._idmap import Encoded, IdMap, id_array, normalize_ids
 from mfsgd.datasets import load_csv, load_ratings, make_ratings
 
 pa = pytest.importorskip("pyarrow")
@@ -310,6 +310,26 @@ def test_extreme_64_bit_ids_in_the_chunked_mapping(raw):
     idmap, idx = IdMap.fit("users", raw)
     assert idmap.ids.dtype == raw.dtype
     assert idmap.ids[idx].tolist() == raw.tolist() and idx.dtype == np.int32
+
+
+@pytest.mark.parametrize("ids, want", [
+    ([2**64 - 1, 5], np.array([2**64 - 1, 5], dtype=np.uint64)),
+    ((np.uint64(2**63), 5), np.array([2**63, 5], dtype=np.uint64)),
+    ([-1, 2**63], "integer ids outside the 64-bit range"),
+    ([1.0, 2**63], "float ids outside the int64 range"),
+])
+def test_a_list_of_integers_beyond_int64_keeps_them_exact(ids, want):
+    """NumPy reads a Python list mixing integers beyond int64 with others as float64; it
+    was refused as "float ids outside the int64 range", though it held no float, where
+    the same ids as a uint64 array are taken."""
+    if isinstance(want, str):
+        with pytest.raises(ValueError, match=want):
+            normalize_ids("users", id_array("users", ids))
+        return
+    got = normalize_ids("users", id_array("users", ids))
+    assert got.dtype == want.dtype and got.tolist() == want.tolist()
+    m = MatrixFactorization(loss="bpr", n_factors=2, n_epochs=1, random_state=0)
+    assert m.fit((ids, [1, 2])).user_ids_.tolist() == sorted(want.tolist())
 
 
 def test_encoded_ids_map_through_their_table():

@@ -618,6 +618,28 @@ def test_fold_in_applies_min_rating():
         m.similar_users(9002)
 
 
+def test_fold_in_ignores_a_low_row_without_an_id_as_fit_does():
+    """A row below min_rating whose id is missing is ignored by fit; fold_in refused it
+    when the ids were a pandas Categorical (they were decoded, and the missing id
+    checked, before the low rows were split off). A kept row without an id is still
+    refused, by both."""
+    pd = pytest.importorskip("pandas")
+    u, i, r = make_ratings(100, 80, 3000, random_state=0, as_frame=False)
+    m = MatrixFactorization(loss="warp", n_epochs=2, min_rating=4, **KW).fit((u, i, r))
+    items = pd.Categorical([5, 7, None, 19], categories=[5, 7, 19])
+    low = pd.DataFrame({"user": pd.Categorical([9000] * 4), "item": items,
+                        "rating": [5.0, 4.0, 1.0, 2.0]})
+    m.fold_in(low)
+    assert m.user_ids_[-1] == 9000 and m.user_counts_[-1] == 2
+    assert 19 not in m.recommend(9000, n=80)[0].tolist()  # the low row is seen
+    kept = low.assign(user=pd.Categorical([9001] * 4), rating=[5.0, 4.0, 5.0, 2.0])
+    for call in (m.fold_in, MatrixFactorization(loss="warp", min_rating=4, **KW).fit):
+        with pytest.raises(ValueError, match="items has 1 missing ids"):
+            call(kept)
+    fitted = MatrixFactorization(loss="warp", n_epochs=1, min_rating=4, **KW).fit(low)
+    assert fitted.user_counts_.tolist() == [2]
+
+
 def test_save_load_round_trip(tmp_path, implicit):
     (u, i), _ = implicit
     m = MatrixFactorization(loss="softmax", n_epochs=2, n_negatives=5, **KW).fit((u, i))

@@ -272,6 +272,11 @@ def _ids(name: str, v: Any, encoded: bool) -> Any:
     return id_array(name, v)
 
 
+def decoded(name: str, v: Any) -> Any:
+    """Ids read with ``unpack(encoded=True)`` as one id per row."""
+    return v.decode(name) if isinstance(v, Encoded) else v
+
+
 def _eval_xy(eval_set: Any) -> tuple[Any, Any]:
     """``eval_set`` as (X, y): a pair ``(X_val, y_val)`` with X_val an (n, 2) array, or
     any form of ``unpack`` with no separate y."""

@@ -121,7 +121,13 @@ def id_array(name: str, values: Any, what: str = "1-D (one value per rating)") -
             _refuse_widening(name, values)
         elif kinds & {str, bytes}:  # [b"1", 1] would become [b"1", b"1"] too
             values = np.array(values, dtype=object)
-    return as_1d(name, values, what)
+    arr = as_1d(name, values, what)
+    if arr.dtype.kind == "f" and isinstance(values, (list, tuple)) and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        # NumPy reads integers beyond int64 mixed with others ([2**64 - 1, 5]) as float64;
+        # as objects they stay exact (uint64 ids, or refused as outside the 64-bit range)
+        arr = np.array(values, dtype=object)
+    return arr
 
 
 def id_list(name: str, values: Any, *, ordered: bool) -> np.ndarray:
