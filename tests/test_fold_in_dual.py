@@ -131,6 +131,40 @@ def test_softmax_rows_minimise_their_objective_in_both_forms(solved):
             assert np.abs(g).max() < 1e-6, (trial, np.abs(g).max())
 
 
+def test_fold_in_hessians_in_float32_find_the_same_minimum(monkeypatch):
+    """A float32 model's fold-in sums its Newton Hessians in float32 (half the time of
+    float64; the gradients stay float64) and computes the Hessian at x = 0, the same
+    for every user, once: the rows found are the float64 solver's, and the gradient of
+    the documented objective vanishes at them."""
+    rng = np.random.default_rng(4)
+    grams = []
+    gram = R._weighted_gram
+    monkeypatch.setattr(R, "_weighted_gram", lambda A, w: grams.append(w) or gram(A, w))
+    for trial in range(6):
+        m, k = 300, 12
+        F = (rng.normal(size=(m, k)) * 0.5).astype(np.float32).astype(np.float64)
+        ob = rng.normal(size=m) * (trial % 2)
+        pos = [np.unique(rng.integers(0, m, size=int(rng.integers(1, 30))))
+               for _ in range(4)]
+        want = R.softmax_rows(pos, F, ob, 0.05)
+        grams.clear()
+        got = R.softmax_rows(pos, F, ob, 0.05, hess_dtype=np.float32)
+        at_zero = np.exp(ob - ob.max()) / np.exp(ob - ob.max()).sum()
+        assert sum(np.array_equal(w, at_zero) for w in grams) == 1, trial
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+        for x, j in zip(got, pos, strict=True):
+            g = _fd_gradient(partial(_row_objective, F=F, ob=ob, j=j, reg=0.05), x)
+            assert np.abs(g).max() < 1e-6, (trial, np.abs(g).max())
+        U = F[:40]
+        w = rng.integers(1, 5, size=40).astype(float)
+        cols = [np.unique(rng.integers(0, 40, size=8)) for _ in range(2)]
+        args = (cols, U, F[40:80], ob[40:80], w, np.array([-1, 3]), 0.05)
+        want_c = R.softmax_columns(*args)
+        got_c = R.softmax_columns(*args, hess_dtype=np.float32)
+        for a, b in zip(got_c, want_c, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_softmax_columns_minimise_their_objective_in_both_forms(solved):
     """A ranking model's item fold-in: (v, c) zero the gradient of the documented
     multinomial objective (each user's softmax over the other items plus this one), an
