@@ -163,6 +163,11 @@ def test_fold_in_hessians_in_float32_find_the_same_minimum(monkeypatch):
         got_c = R.softmax_columns(*args, hess_dtype=np.float32)
         for a, b in zip(got_c, want_c, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    # rows too large for a float32 Hessian (|x|^2 beyond its range) fall back to float64
+    big = (rng.normal(size=(50, 4)) * 1e20).astype(np.float32)
+    w = rng.random(50)
+    np.testing.assert_allclose(R._weighted_gram(big, w),
+                               (big.astype(np.float64) * w[:, None]).T @ big, rtol=1e-12)
 
 
 def test_softmax_columns_minimise_their_objective_in_both_forms(solved):

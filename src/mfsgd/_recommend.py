@@ -638,7 +638,11 @@ def _weighted_gram(A: np.ndarray, w: np.ndarray) -> np.ndarray:
     if np.count_nonzero(live) < live.size // 2:
         A, w = A[live], w[live]
     G = A * np.sqrt(w).astype(A.dtype)[:, None]
-    return (G.T @ G).astype(np.float64, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        H = (G.T @ G).astype(np.float64, copy=False)
+    if A.dtype != np.float64 and not np.isfinite(H).all():  # beyond float32's range
+        return _weighted_gram(A.astype(np.float64), w)
+    return H
 
 
 def _lse(s: np.ndarray) -> float:
