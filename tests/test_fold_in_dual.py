@@ -132,14 +132,16 @@ def test_softmax_rows_minimise_their_objective_in_both_forms(solved):
 
 
 def test_fold_in_hessians_in_float32_find_the_same_minimum(monkeypatch):
-    """A float32 model's fold-in sums its Newton Hessians in float32 (half the time of
-    float64; the gradients stay float64) and computes the Hessian at x = 0, the same
+    """A float32 model's user fold-in sums its Newton Hessians in float32 (half the time
+    of float64; the gradients stay float64) and computes the Hessian at x = 0, the same
     for every user, once: the rows found are the float64 solver's, and the gradient of
     the documented objective vanishes at them."""
     rng = np.random.default_rng(4)
     grams = []
     gram = R._weighted_gram
-    monkeypatch.setattr(R, "_weighted_gram", lambda A, w: grams.append(w) or gram(A, w))
+    monkeypatch.setattr(R, "_weighted_gram",
+                        lambda A, w, center=None: grams.append((A.dtype, w))
+                        or gram(A, w, center))
     for trial in range(6):
         m, k = 300, 12
         F = (rng.normal(size=(m, k)) * 0.5).astype(np.float32).astype(np.float64)
@@ -149,25 +151,37 @@ def test_fold_in_hessians_in_float32_find_the_same_minimum(monkeypatch):
         want = R.softmax_rows(pos, F, ob, 0.05)
         grams.clear()
         got = R.softmax_rows(pos, F, ob, 0.05, hess_dtype=np.float32)
+        assert {dt for dt, _ in grams} == {np.dtype(np.float32)}
         at_zero = np.exp(ob - ob.max()) / np.exp(ob - ob.max()).sum()
-        assert sum(np.array_equal(w, at_zero) for w in grams) == 1, trial
+        assert sum(np.array_equal(w, at_zero) for _, w in grams) == 1, trial
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
         for x, j in zip(got, pos, strict=True):
             g = _fd_gradient(partial(_row_objective, F=F, ob=ob, j=j, reg=0.05), x)
             assert np.abs(g).max() < 1e-6, (trial, np.abs(g).max())
-        U = F[:40]
-        w = rng.integers(1, 5, size=40).astype(float)
-        cols = [np.unique(rng.integers(0, 40, size=8)) for _ in range(2)]
-        args = (cols, U, F[40:80], ob[40:80], w, np.array([-1, 3]), 0.05)
-        want_c = R.softmax_columns(*args)
-        got_c = R.softmax_columns(*args, hess_dtype=np.float32)
-        for a, b in zip(got_c, want_c, strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    # rows too large for a float32 Hessian (|x|^2 beyond its range) fall back to float64
-    big = (rng.normal(size=(50, 4)) * 1e20).astype(np.float32)
-    w = rng.random(50)
-    np.testing.assert_allclose(R._weighted_gram(big, w),
-                               (big.astype(np.float64) * w[:, None]).T @ big, rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["ill-conditioned, reg 1e-8", "ill-conditioned, reg 0",
+                                  "rows of 1e-22", "rows of 1e19"])
+def test_float32_hessians_only_where_they_find_the_float64_minimum(case):
+    """float32's rounding of a Hessian (about 1e-7 of the largest squared row norm) made
+    it indefinite when the penalty was far below that, on item factors spanning four
+    orders of magnitude: Newton stopped with the gradient at 3e-2 and rows 70-130% off.
+    Rows of 1e-22 underflowed to a zero Hessian. Such problems are now solved as in
+    float64 (found by review 16)."""
+    rng = np.random.default_rng(0)
+    m, k = 400, 16
+    U, _ = np.linalg.qr(rng.normal(size=(m, k)))
+    V, _ = np.linalg.qr(rng.normal(size=(k, k)))
+    ill = "ill" in case
+    F = U @ np.diag(np.logspace(0, -4, k)) @ V * 20 if ill else rng.normal(size=(m, k)) * 0.3
+    F = (F * (1.0 if ill else float(case.split()[-1]))).astype(np.float32).astype(np.float64)
+    ob = rng.normal(size=m) * 0.5
+    pos = [rng.choice(m, 5, replace=False) for _ in range(10)]
+    c = {"ill-conditioned, reg 1e-8": 1e-8, "ill-conditioned, reg 0": 0.0}.get(case, 0.03)
+    reg = c * float(np.mean(np.sum(F * F, axis=1)))
+    want = R.softmax_rows(pos, F, ob, reg)
+    got = R.softmax_rows(pos, F, ob, reg, hess_dtype=np.float32)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9 * np.abs(want).max())
 
 
 def test_softmax_columns_minimise_their_objective_in_both_forms(solved):

@@ -627,22 +627,33 @@ def _newton(f: Any, grad_hess: Any, x: np.ndarray, max_iter: int = 100) -> np.nd
     return x
 
 
-def _weighted_gram(A: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``A.T @ diag(w) @ A`` (float64) for weights ``w >= 0``, the Hessians' O(m k^2)
-    term, in ``A``'s dtype: as ``G.T @ G`` with ``G = sqrt(w) A``, which NumPy hands to
-    BLAS's symmetric rank-k update (half a general product's work). Rows whose weight
-    is below 1e-17 of the largest add less than rounding and are left out, when they
-    are most of them. On 50,000 x 64 (one thread): 25 ms in float64, 11.5 ms in
-    float32, against 64 ms for ``(A[live] * w[live]).T @ A[live]``."""
+def _weighted_gram(A: np.ndarray, w: np.ndarray,
+                   center: np.ndarray | None = None) -> np.ndarray:
+    """``sum_j w_j (a_j - center)(a_j - center)^T`` (float64) for weights ``w >= 0``
+    and the rows a_j of ``A`` (``center`` 0 if None), the Hessians' O(m k^2) term,
+    summed in ``A``'s dtype: as ``G.T @ G`` with ``G = sqrt(w) (A - center)``, which
+    NumPy hands to BLAS's symmetric rank-k update (half a general product's work).
+    Rows whose weight is below 1e-17 of the largest add less than rounding and are
+    left out, when they are most of them. On 50,000 x 64 (one thread): 25 ms in
+    float64, 11.5 ms in float32, against 64 ms for ``(A[live] * w[live]).T @
+    A[live]``."""
     live = w > 1e-17 * w.max() if w.size else w > 0
     if np.count_nonzero(live) < live.size // 2:
         A, w = A[live], w[live]
-    G = A * np.sqrt(w).astype(A.dtype)[:, None]
-    with np.errstate(over="ignore", invalid="ignore"):
-        H = (G.T @ G).astype(np.float64, copy=False)
-    if A.dtype != np.float64 and not np.isfinite(H).all():  # beyond float32's range
-        return _weighted_gram(A.astype(np.float64), w)
-    return H
+    sw = np.sqrt(w).astype(A.dtype)[:, None]
+    if center is None:
+        G = A * sw
+    else:
+        G = A - center.astype(A.dtype)
+        G *= sw
+    return (G.T @ G).astype(np.float64, copy=False)
+
+
+# softmax_rows sums its Hessians in float32 (for a float32 model) only while the penalty
+# 2 reg, a floor under their eigenvalues, is at least this share of the largest squared
+# row norm: float32's rounding of the sum is 1e-7 to 1e-5 of it, so the error stays a
+# small fraction of every eigenvalue (fitted models: 2 reg is 0.02-0.03 of it).
+F32_HESSIAN_FLOOR = 1e-3
 
 
 def _lse(s: np.ndarray) -> float:
@@ -663,14 +674,22 @@ def softmax_rows(pos: list[np.ndarray], F: np.ndarray, ob: np.ndarray, reg: floa
     O(m k^2). With fewer items than factors the solve runs in the row space of F
     (:func:`_reduced`): r <= m unknowns, as the squared loss's dual.
 
-    The Hessians are summed in ``hess_dtype`` (a float32 model's: its factors are
-    float32, and so will the solution be), the gradients and objective in float64:
-    an inexact Hessian slows Newton's last steps, it does not move the minimum. The
-    first step's Hessian, at x = 0, is the same for every row and is computed once."""
+    The Hessians (the covariance of F's rows under the softmax, plus 2 reg) are summed
+    in float32 when ``hess_dtype`` is (a float32 model's: so will the solution be) and
+    2 reg is at least F32_HESSIAN_FLOOR of the largest squared row norm; the rows are
+    scaled to at most 1 first (no overflow or underflow). The gradients and objective
+    stay float64: an inexact Hessian can slow Newton's last steps, not move the
+    minimum. The first step's Hessian, at x = 0, is the same for every row and is
+    computed once."""
     Fr, B = _reduced(F, dual)
     r = Fr.shape[1]
     reg = reg if reg > 0 else 1e-12  # 0 only when every row of F is 0
-    Fh = Fr.astype(hess_dtype, copy=False)
+    scale = float(np.abs(Fr).max()) if Fr.size else 0.0
+    if (np.dtype(hess_dtype) == np.float32 and scale > 0
+            and 2 * reg >= F32_HESSIAN_FLOOR * float(np.einsum("ij,ij->i", Fr, Fr).max())):
+        Fh = (Fr / scale).astype(np.float32)
+    else:
+        Fh, scale = Fr, 1.0
     at_zero: list[np.ndarray] = []  # the Hessian at y = 0, once computed
     X = np.zeros((len(pos), F.shape[1]))
     for row, j in enumerate(pos):
@@ -688,7 +707,9 @@ def softmax_rows(pos: list[np.ndarray], F: np.ndarray, ob: np.ndarray, reg: floa
             origin = not y.any()
             if origin and at_zero:
                 return mv - target, at_zero[0]
-            H = _weighted_gram(Fh, p) - np.outer(mv, mv)
+            H = _weighted_gram(Fh, p, center=mv / scale)
+            if scale != 1.0:
+                H *= scale * scale
             H[np.diag_indices(r)] += 2 * reg
             if origin:
                 at_zero.append(H)
@@ -701,8 +722,8 @@ def softmax_rows(pos: list[np.ndarray], F: np.ndarray, ob: np.ndarray, reg: floa
 
 def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.ndarray,
                     counts: np.ndarray, replaced: np.ndarray, reg: float,
-                    with_bias: bool = True, dual: bool | None = None,
-                    hess_dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
+                    with_bias: bool = True, dual: bool | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Per new column (an item), with the users ``U`` (n, k), the other items (``V``,
     ``b``) and every user's softmax over items fixed: the factors v and bias c maximising
     the multinomial log-likelihood of the training interactions (user u's ``counts[u]``
@@ -717,8 +738,7 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
     users count at least one (a model without a seen-items record has no counts). One
     pass over every user x item score computes Z (chunked, O(n m k)); then Newton per
     item from v = 0, each step O(n k^2) (the solve in the row space of U when it has
-    fewer users than factors), its Hessian summed in ``hess_dtype`` as in
-    :func:`softmax_rows`."""
+    fewer users than factors)."""
     n, k = U.shape
     logz = np.empty(n)
     top = np.empty(n)
@@ -729,7 +749,6 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
         logz[s0:s0 + step] = np.log(np.exp(S - top[s0:s0 + step, None]).sum(1))
     Ur, Bm = _reduced(U, dual)
     A = np.hstack([Ur, np.ones((n, 1))]) if with_bias else Ur
-    Ah = A.astype(hess_dtype, copy=False)
     r = Ur.shape[1]
     reg = reg if reg > 0 else 1e-12  # 0 only when every row of F is 0
     w = counts.astype(np.float64)
@@ -772,7 +791,7 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
             q = np.exp(t - np.logaddexp(lz, t))  # this item's share of each user's softmax
             g = A.T @ (wc * q) / m_ - tgt
             g[:r] += 2 * reg * x[:r]
-            H = _weighted_gram(Ah, wc * q * (1 - q) / m_)
+            H = _weighted_gram(A, wc * q * (1 - q) / m_)
             H[np.arange(r), np.arange(r)] += 2 * reg
             if with_bias:
                 H[r, r] += 1e-12
@@ -867,8 +886,7 @@ def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.
               ).astype(np.float64)
     replaced = st.item_map.lookup("items", raw_ids) if len(st.item_map) else \
         np.full(raw_ids.size, -1)
-    return softmax_columns(pos, F, V, b, counts, replaced, reg, with_bias=st.biased,
-                           hess_dtype=st.user_factors.dtype)
+    return softmax_columns(pos, F, V, b, counts, replaced, reg, with_bias=st.biased)
 
 
 def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
