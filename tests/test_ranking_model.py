@@ -640,6 +640,28 @@ def test_fold_in_ignores_a_low_row_without_an_id_as_fit_does():
     assert fitted.user_counts_.tolist() == [2]
 
 
+@pytest.mark.parametrize("null", ["index", "dictionary value"])
+def test_a_low_row_with_a_null_arrow_id_is_ignored(null):
+    """A low row whose Arrow dictionary id is null is ignored by fit, partial_fit and
+    fold_in alike, whether the null is its index or the value it points at (the latter
+    was refused: "items has 1 missing ids")."""
+    pa = pytest.importorskip("pyarrow")
+    codes = [0, 1, None] if null == "index" else [0, 1, 2]
+    values = [5, 7] if null == "index" else [5, 7, None]
+    items = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()),
+                                           pa.array(values, pa.int64()))
+    table = pa.table({"user": pa.array([9000] * 3), "item": items,
+                      "rating": pa.array([5.0, 4.0, 1.0])})
+    u, i, r = make_ratings(100, 80, 3000, random_state=0, as_frame=False)
+    kw = dict(loss="warp", min_rating=4, **KW)
+    fitted = MatrixFactorization(n_epochs=1, **kw).fit(table)
+    assert fitted.user_counts_.tolist() == [2] and fitted.item_ids_.tolist() == [5, 7]
+    base = MatrixFactorization(n_epochs=2, **kw).fit((u, i, r))
+    for m in (MatrixFactorization(n_epochs=2, **kw).fit((u, i, r)).partial_fit(table),
+              base.fold_in(table)):
+        assert m.user_ids_[-1] == 9000 and m.user_counts_[-1] == 2
+
+
 def test_save_load_round_trip(tmp_path, implicit):
     (u, i), _ = implicit
     m = MatrixFactorization(loss="softmax", n_epochs=2, n_negatives=5, **KW).fit((u, i))

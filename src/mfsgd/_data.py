@@ -505,9 +505,13 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
 
 def _has_id(v: Any) -> np.ndarray:
     """The rows of an id column whose id is present (not None, NaN, pandas.NA or a null
-    code)."""
+    code, nor a code of a null value: an Arrow dictionary may hold one)."""
     if isinstance(v, Encoded):
-        return v.codes >= 0
+        present = v.codes >= 0
+        missing = _missing_mask(v.values)
+        if missing.any():
+            present &= ~np.take(missing, v.codes, mode="clip")
+        return present
     return ~_missing_mask(np.asarray(v))
 
 
