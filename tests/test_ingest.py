@@ -332,6 +332,14 @@ def test_a_list_of_integers_beyond_int64_keeps_them_exact(ids, want):
     assert m.fit((ids, [1, 2])).user_ids_.tolist() == sorted(want.tolist())
 
 
+@pytest.mark.parametrize("ids", [[5, True], (np.bool_(False), 3), [1, 2, False]])
+def test_a_list_of_ids_holding_a_boolean_is_refused(ids):
+    """NumPy reads [5, True] as the ints [5, 1]: user True became user 1, where a
+    boolean array is refused."""
+    with pytest.raises(TypeError, match="got booleans"):
+        MatrixFactorization(loss="bpr", n_factors=2, n_epochs=1).fit((ids, [1] * len(ids)))
+
+
 def test_encoded_ids_map_through_their_table():
     values = np.array(["c", "a", "b", "unused", "a2"], dtype=object)
     codes = np.array([0, 1, 2, 1, 4, 0], dtype=np.int32)

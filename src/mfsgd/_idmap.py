@@ -114,8 +114,11 @@ def id_array(name: str, values: Any, what: str = "1-D (one value per rating)") -
     one of strings (or bytes) holding a NUL character is refused. ``what`` words the
     shape rule, as in ``as_1d``."""
     if isinstance(values, (list, tuple)):
-        kinds = {str if isinstance(v, str) else bytes if isinstance(v, bytes) else None
-                 for v in values}
+        kinds = {str if isinstance(v, str) else bytes if isinstance(v, bytes)
+                 else bool if isinstance(v, (bool, np.bool_)) else None for v in values}
+        if bool in kinds:  # NumPy reads [5, True] as [5, 1]
+            raise TypeError(f"{name} must be integers or strings; got booleans (such as "
+                            f"{next(v for v in values if isinstance(v, (bool, np.bool_)))!r}).")
         if kinds in ({str}, {bytes}):
             _refuse_nul(name, values)  # before NumPy's strings drop trailing NULs
             _refuse_widening(name, values)
