@@ -272,11 +272,6 @@ def _ids(name: str, v: Any, encoded: bool) -> Any:
     return id_array(name, v)
 
 
-def decoded(name: str, v: Any) -> Any:
-    """Ids read with ``unpack(encoded=True)`` as one id per row."""
-    return v.decode(name) if isinstance(v, Encoded) else v
-
-
 def _eval_xy(eval_set: Any) -> tuple[Any, Any]:
     """``eval_set`` as (X, y): a pair ``(X_val, y_val)`` with X_val an (n, 2) array, or
     any form of ``unpack`` with no separate y."""
@@ -507,11 +502,7 @@ def _has_id(v: Any) -> np.ndarray:
     """The rows of an id column whose id is present (not None, NaN, pandas.NA or a null
     code, nor a code of a null value: an Arrow dictionary may hold one)."""
     if isinstance(v, Encoded):
-        present = v.codes >= 0
-        missing = _missing_mask(v.values)
-        if missing.any():
-            present &= ~np.take(missing, v.codes, mode="clip")
-        return present
+        return ~v.missing_rows(_missing_mask(v.values))
     return ~_missing_mask(np.asarray(v))
 
 

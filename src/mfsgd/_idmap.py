@@ -56,17 +56,18 @@ class Encoded:
     def __getitem__(self, idx: Any) -> Encoded:
         return Encoded(self.codes[idx], self.values)
 
-    def check_codes(self, name: str, missing: np.ndarray | None = None) -> None:
-        """Raise when a row's id is missing: a null code (< 0) or, given ``missing`` (a mask
-        over ``values``), the code of a missing value. Rows are counted, not values."""
-        codes = self.codes
+    def missing_rows(self, missing: np.ndarray | None = None) -> np.ndarray:
+        """The mask of the rows whose id is missing: a null code (< 0) or, given
+        ``missing`` (a mask over ``values``), the code of a missing value."""
+        bad = self.codes < 0
         if missing is not None and missing.any():
-            bad = codes < 0
-            bad |= np.take(missing, codes, mode="clip")  # a code < 0 clips to 0: bad already
-        elif codes.size and int(codes.min()) < 0:
-            bad = codes < 0
-        else:
-            return
+            bad |= np.take(missing, self.codes, mode="clip")  # a code < 0 clips: bad already
+        return bad
+
+    def check_codes(self, name: str, missing: np.ndarray | None = None) -> None:
+        """Raise when a row's id is missing (:meth:`missing_rows`). Rows are counted, not
+        values."""
+        bad = self.missing_rows(missing)
         if bad.any():
             raise ValueError(f"{name} has {int(np.count_nonzero(bad))} missing ids (first at "
                              f"position {int(np.argmax(bad))}); drop those rows first.")

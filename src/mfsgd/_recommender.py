@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import _recommend as R
-from ._data import columns_of, decoded, split_low, unpack
+from ._data import columns_of, split_low, unpack
 from ._training import record_low
 from ._validation import check_bool, check_int, check_ratings, check_real_or_none, loose_iterable
 
@@ -249,12 +249,12 @@ class RecommenderMixin:
                 # Only the rows rated at or above min_rating are interactions, as in fit,
                 # partial_fit and eval_set: a 1-star row is no positive, but it is the
                 # user's item all the same (recorded as seen, never recommended back).
-                # Dictionary-encoded ids stay encoded until the low rows are split off:
-                # a low row without an id is ignored there, as fit ignores it.
+                # Dictionary-encoded ids stay encoded (R.fold_in's look-ups decode them)
+                # until the low rows are split off: a low row without an id is ignored
+                # there, as fit ignores it.
                 users, items, ratings = unpack(X, y, columns=columns_of(self), what="X",
                                                ratings="optional", encoded=True)
                 _, users, items, low = split_low(users, items, ratings, cfg.min_rating, "X")
-                users, items = decoded("users", users), decoded("items", items)
                 ratings = None
             else:
                 users, items, ratings = self._unpack(X, y, need_ratings=not ranking)
