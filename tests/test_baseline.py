@@ -131,6 +131,14 @@ def test_min_rating_drops_rows_below():
     assert only_low.user_ids_.tolist() == ["u1", "u2", "u3", "u4", "u9"]
     assert only_low.recommend("u9", n=3)[0].tolist() == ["B", "C"]
     np.testing.assert_array_equal(only_low.item_counts_, pop.item_counts_)
+    # each user's kept rows, as MatrixFactorization counts them: u9 has none (audit 17:
+    # the seen record's counts, low rows included, were [2, 2, 3, 2, 2])
+    assert only_low.user_counts_.tolist() == [1, 1, 2, 1, 0]
+    assert Popularity().fit((U, I)).user_counts_.tolist() == [2, 2, 3, 2]
+    mf = mfsgd.MatrixFactorization(loss="bpr", min_rating=4.0, n_epochs=1, random_state=0)
+    mf.fit((np.append(U, ["u9", "u9"]), np.append(I, ["A", "E"]), np.append(R, [1.0, 2.0])))
+    got = dict(zip(only_low.user_ids_.tolist(), only_low.user_counts_.tolist(), strict=True))
+    assert got == dict(zip(mf.user_ids_.tolist(), mf.user_counts_.tolist(), strict=True))
     # the weights of dropped rows go with them
     w = np.arange(1.0, 10.0)
     weighted = Popularity(min_rating=4.0).fit((U, I, R), sample_weight=w)

@@ -59,15 +59,18 @@ class Popularity(EstimatorBase):
         their user, and a user known only from them is in the model (served the list
         without them); an item known only from them is not. Default None: every row
         counts.
-    user_col, item_col, rating_col : str, default "user", "item", "rating"
-        Column names read from a DataFrame or dict, as in ``MatrixFactorization``:
-        three different names.
+    user_col, item_col, rating_col : str or int, default "user", "item", "rating"
+        Column labels read from a DataFrame or dict, as in ``MatrixFactorization``:
+        three different labels.
 
     Attributes
     ----------
     item_counts_ : ndarray of shape (n_items,)
         The score of each item of ``item_ids_``: int64 counts, or float64 sums of
         ``sample_weight``.
+    user_counts_ : ndarray of shape (n_users,)
+        The (kept) training rows of each user of ``user_ids_``, int64 (rows, not
+        weights): 0 for a user known only from rows below ``min_rating``.
     user_ids_, item_ids_ : ndarray
         Raw ids, sorted: the items of the (kept) training rows, and their users plus
         those known only from rows below ``min_rating``.
@@ -197,7 +200,10 @@ class Popularity(EstimatorBase):
             item_factors=np.zeros((n_items, 0)), user_bias=np.zeros(n_users),
             item_bias=counts.astype(np.float64), user_map=umap, item_map=imap,
             rating_range=(-math.inf, math.inf), biased=True, n_factors=0,
-            seen_indptr=seen_indptr, seen_items=seen_items, item_counts=counts)
+            seen_indptr=seen_indptr, seen_items=seen_items, item_counts=counts,
+            # the kept rows of each user, as MatrixFactorization counts them (a user known
+            # only from low rows has 0), not the seen record's, which holds the low rows
+            user_counts=counts_of(uidx[:len(users)], n_users))
         with self._lock:
             self._state, self._item_counts = state, counts
         return self
