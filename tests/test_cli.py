@@ -16,7 +16,15 @@ import warnings
 import numpy as np
 import pytest
 
-from mfsgd import MatrixFactorization, TrainingInterrupted, _cli, _fileio, load, plot_history
+from mfsgd import (
+    MatrixFactorization,
+    TrainingInterrupted,
+    _cli,
+    _config,
+    _fileio,
+    load,
+    plot_history,
+)
 from mfsgd.datasets import load_csv, make_ratings
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -740,7 +748,7 @@ def test_help_shows_the_real_defaults(command, own):
                  "init_std", "lr_decay", "adagrad", "biased", "nonnegative", "n_threads",
                  "random_state"):
         # None of a per-loss parameter reads "auto: 0.005 for squared, ..." (issue 14)
-        want = _cli._shown(name, defaults[name])
+        want = _cli._shown(name, defaults[name], own)
         assert shown[name].endswith(f"(default: {want})"), (name, shown[name])
     assert shown["dtype"].endswith("(default: float32)")
     if command != "demo":
@@ -1232,6 +1240,46 @@ def test_demo_with_a_ranking_loss_prints_ranking_metrics(tmp_path, capsys):
     assert line.startswith("test_ndcg@10 ") and "hit_rate@10" in line and "RMSE" not in line
 
 
+@pytest.mark.parametrize("extra", [[], ["--adagrad"]])
+@pytest.mark.parametrize("loss", ["bpr", "warp", "softmax"])
+def test_demo_trains_a_ranking_loss_at_its_own_defaults(loss, extra, capsys):
+    """The demo's rate, L2 and epochs suit the squared loss; with a ranking loss they gave
+    bpr a fifth of its rate and warp four times its own (audit 17): that loss's defaults
+    apply instead, unless given."""
+    small = ["--users", "200", "--items", "100", "--ratings", "3000"]
+    assert _cli.main(["demo", *small, "--loss", loss, *extra, "--json", "-q"]) == 0
+    hist = _strict_json(capsys.readouterr().out)["history"]
+    ref = MatrixFactorization(loss=loss, adagrad=bool(extra))
+    p = _config.make_config(ref.get_params())
+    assert len(hist) == p.n_epochs
+    assert hist[0]["learning_rate"] == pytest.approx(p.learning_rate)
+    assert _cli.main(["demo", *small, "--loss", loss, "--lr", "0.003", "--epochs", "2",
+                      "--json", "-q"]) == 0
+    hist = _strict_json(capsys.readouterr().out)["history"]
+    assert len(hist) == 2 and hist[0]["learning_rate"] == pytest.approx(0.003)
+    assert _cli.main(["demo", *small, "--json", "-q"]) == 0  # squared: the demo's own
+    hist = _strict_json(capsys.readouterr().out)["history"]
+    assert len(hist) == _cli.DEMO_DEFAULTS["n_epochs"]
+    assert hist[0]["learning_rate"] == pytest.approx(_cli.DEMO_DEFAULTS["learning_rate"])
+
+
+def test_info_shows_the_values_the_model_was_trained_with(tmp_path, capsys):
+    """A parameter left to the loss's default is stored as None; info shows the value it
+    took (audit 17: it printed None for the rate, L2 and init)."""
+    u = np.repeat(np.arange(30), 5)
+    i = (np.arange(150) * 7) % 40
+    out = str(tmp_path / "w.mfsgd")
+    MatrixFactorization(loss="warp", adagrad=True, n_epochs=2, random_state=0).fit(
+        (u, i)).save(out)
+    assert _cli.main(["info", out, "--json"]) == 0
+    params = json.loads(capsys.readouterr().out)["params"]
+    want = _config.ADAGRAD_DEFAULTS["warp"]
+    assert params["learning_rate"] == want["learning_rate"]
+    assert params["reg_factors"] == want["reg_factors"]
+    assert params["init_std"] == _config.LOSS_DEFAULTS["warp"]["init_std"]
+    assert params["n_epochs"] == 2
+
+
 def test_options_are_never_abbreviated(work, capsys):
     # evaluate has --validation-fraction but no --validation (train's option): with
     # argparse's abbreviations the file was taken for the fraction.
@@ -1239,7 +1287,10 @@ def test_options_are_never_abbreviated(work, capsys):
     with pytest.raises(SystemExit) as e:
         _cli.main(["evaluate", path, "--validation", path])
     assert e.value.code == 2
-    assert "unrecognized arguments: --validation" in capsys.readouterr().err
+    # in the subcommand's words, as its other option errors (audit 17: "mfsgd: error:
+    # ...; see 'mfsgd --help'")
+    assert capsys.readouterr().err == ("mfsgd evaluate: error: unrecognized arguments: "
+                                       f"--validation {path}; see 'mfsgd evaluate --help'\n")
     with pytest.raises(SystemExit):  # a prefix of --factors
         _cli.main(["train", path, "-o", str(work["dir"] / "abbrev.mfsgd"), "--fact", "4"])
     assert "unrecognized arguments: --fact" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._config import LOSS_DEFAULTS, LOSSES, MAX_THREADS, auto_text, make_config
+from ._config import LOSS_DEFAULTS, LOSSES, MAX_THREADS, auto_text, make_config, resolved
 from ._data import Handoff
 from ._fileio import check_writable
 from ._training import MAX_BLOCKS, epoch_line
@@ -211,9 +211,15 @@ _RANKING_METRICS_DEFAULT = "ndcg@10,hit_rate@10,recall@10"
 CLI_DEFAULTS = {"random_state": 0}
 DEMO_DEFAULTS = {"n_factors": 32, "n_epochs": 20, "learning_rate": 0.02, "reg_factors": 0.05,
                  "random_state": 0}
+#: The demo's own values of these suit the squared loss (a fast RMSE curve); with a
+#: ranking --loss they give way to that loss's defaults (with or without --adagrad), so
+#: that `demo --loss warp` shows the loss as the library's defaults train it.
+DEMO_SQUARED_ONLY = ("n_epochs", "learning_rate", "reg_factors")
 
 
-def _shown(name: str, value: Any) -> str:
+def _shown(name: str, value: Any, defaults: dict[str, Any] | None = None) -> str:
+    if defaults is DEMO_DEFAULTS and name in DEMO_SQUARED_ONLY:
+        return f"{value} for squared; a ranking loss's own otherwise"
     if name == "dtype":
         return np.dtype(value).name
     if name == "n_blocks" and value is None:
@@ -233,7 +239,7 @@ def _add_model_options(p: argparse.ArgumentParser, defaults: dict[str, Any],
     table = _MODEL_OPTIONS + (_EARLY_STOPPING_OPTIONS if early_stopping else [])
     for opt, name, kw, text in table:
         g.add_argument(opt, dest=name, default=None, **kw,
-                       help=f"{text} (default: {_shown(name, shown[name])})")
+                       help=f"{text} (default: {_shown(name, shown[name], defaults)})")
     p.set_defaults(model_defaults=defaults)
 
 
@@ -241,7 +247,10 @@ def _model_params(args: argparse.Namespace) -> dict[str, Any]:
     """The estimator parameters: the command's defaults, then the options given."""
     names = [name for _, name, _, _ in _MODEL_OPTIONS + _EARLY_STOPPING_OPTIONS]
     given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    return {**args.model_defaults, **given}
+    defaults = args.model_defaults
+    if defaults is DEMO_DEFAULTS and given.get("loss", "squared") != "squared":
+        defaults = {k: v for k, v in defaults.items() if k not in DEMO_SQUARED_ONLY}
+    return {**defaults, **given}
 
 
 def _check_option_combinations(args: argparse.Namespace) -> None:
@@ -818,7 +827,10 @@ def cmd_info(args: argparse.Namespace) -> None:
             **({"final_train_loss": m.history_[-1].get("train_loss") if m.history_ else None}
                if m.loss != "squared" else
                {"final_train_rmse": m.history_[-1].get("train_rmse") if m.history_ else None}),
-            "params": {k: v for k, v in m.get_params().items() if k != "dtype"}}
+            # the values in effect: None (the loss's default) shown as the value it took
+            "params": {k: resolved(k, v, m.loss, m.adagrad) if k in LOSS_DEFAULTS[m.loss]
+                       else v
+                       for k, v in m.get_params().items() if k != "dtype"}}
     _emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
 
 
@@ -917,6 +929,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "validation metric); the type follows the extension (.png, "
                              ".svg, .pdf...), none means PNG and adds .png")
     for sp in (d, t, ev, pr, rc, i):
+        sp.set_defaults(parser=sp)
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return p
@@ -928,7 +941,9 @@ EXIT_BROKEN_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:  # in the subcommand's words, as its own option errors are
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         args.func(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
