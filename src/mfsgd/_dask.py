@@ -378,13 +378,15 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     threads = {w: threads_per_worker or int(n) for w, n in client.nthreads().items()}
     P_ = cfg.n_blocks or T.default_n_blocks(max(cfg.n_threads, sum(threads.values())), n)
     if cfg.n_blocks is not None and n < T.MIN_CELL_RATINGS * P_ * P_:
-        # Each epoch schedules P_ x P_ block tasks: on 3,000 ratings, 32 blocks took 14 s
-        # per epoch (0.5 s with 4) and 255 did not finish an epoch in minutes.
+        # Each epoch runs P_ sub-epochs, each a round of tasks (one per worker) and a
+        # barrier: on 3,000 ratings, 32 blocks took 14 s per epoch (0.5 s with 4) and 255
+        # did not finish an epoch in minutes.
         warnings.warn(
             f"n_blocks={P_} cuts {n} ratings into {P_ * P_} blocks of about "
-            f"{n // (P_ * P_)} ratings, and every epoch schedules a Dask task per block: "
-            "the scheduling will cost far more than the training. Use fewer blocks (None "
-            "chooses 2 per kernel thread of the cluster).", UserWarning, stacklevel=4)
+            f"{n // (P_ * P_)} ratings, and every epoch runs {P_} sub-epochs, each a round "
+            "of Dask tasks and a barrier: the scheduling will cost far more than the "
+            "training. Use fewer blocks (None chooses 2 per kernel thread of the cluster).",
+            UserWarning, stacklevel=4)
     row_bytes = padded_width(cfg.n_factors, dtype) * np.dtype(dtype).itemsize
     S = T.default_n_cells(nu, ni, n, row_bytes, P_) if cfg.shuffle else 1
     fu, fi = T.split_by_counts(cu, P_ * S), T.split_by_counts(ci, P_ * S)

@@ -199,10 +199,10 @@ class RecommenderMixin:
         ``s_j = u . v_j + b'_j`` over every item j, and ``lambda`` = 0.03 times the items'
         mean squared norm ``|v_j|^2`` (so rescaling the item vectors changes no ranking).
         The objective is convex; Newton's method from u = 0 (the items' popularity order
-        by their biases) finds its minimum in 5-9 steps, each O(n_items k^2): about 9 ms
-        per user at 1,682 items and k = 64, 0.14 s at 20,000 items, 1.1 s at k = 256 (CPU
-        seconds, one thread), so folding in many users at once of a large model takes
-        long. An item (``side="item"``) gets the factors and bias that make the training
+        by their biases) finds its minimum in 5-9 steps, each O(n_items k^2): about 3.5 ms
+        per user at 1,682 items and k = 64, 50 ms at 20,000 items, 30 ms at k = 256 (CPU
+        time, one thread, a float32 model on a 2.0 GHz EPYC; ``bench/fold_in.py`` and the
+        ranking guide). An item (``side="item"``) gets the factors and bias that make the training
         interactions most likely when each user's softmax over items also holds it (one
         pass over every user x item score, then a few Newton steps per item, each
         O(n_users k^2)). On MovieLens 100K a user refolded from their own training items

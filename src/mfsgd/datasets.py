@@ -1212,10 +1212,9 @@ def load_movielens(variant: str = "100k", *, data_home: Any = None,
     ``MFSGD_MOVIELENS_URL`` overrides it) into the cache folder, streamed to a
     temporary file that is renamed into place only once complete and verified, so an
     interrupted download never leaves a partial file. A cached zip is never downloaded
-    again. Every load verifies its SHA-256: against the official checksums built into
-    mfsgd; for a variant without one, against the checksum recorded in
-    ``<zip>.sha256`` when the file was first seen (trust on first use). A file placed
-    in the cache folder by hand is verified the same way. Only the ratings file is
+    again. Every load verifies its SHA-256 against the official checksum built into
+    mfsgd (every variant offered has one). A file placed in the cache folder by hand is
+    verified the same way. Only the ratings file is
     read, straight from the zip (``u.data``, tab-separated, for 100k;
     ``ratings.dat`` with ``::`` for 1m and 10m; ``ratings.csv`` with a header for the
     others). The data are subject to GroupLens' license (non-commercial use;

@@ -133,8 +133,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         False fits the plain model ``r^ = u_i . v_j`` with no mu and no biases.
     nonnegative : bool, default False
         Projected SGD keeping every factor >= 0 (non-negative MF).
-    user_col, item_col, rating_col : str, default "user", "item", "rating"
-        Column names read from a DataFrame or dict input: three different names.
+    user_col, item_col, rating_col : str or int, default "user", "item", "rating"
+        Column labels read from a DataFrame or dict input (an int for a DataFrame with
+        integer column labels): three different labels.
     loss : {"squared", "bpr", "warp", "softmax"}, default "squared"
         "squared" fits ratings (the model above). The ranking losses fit interactions
         (implicit feedback: clicks, plays, purchases) and learn to rank a user's items
