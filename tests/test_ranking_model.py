@@ -242,6 +242,32 @@ def test_min_rating_still_counts_the_dropped_rows_as_seen():
     assert m.recommend("a", n=5)[0].tolist() == []
 
 
+@pytest.mark.parametrize("n_blocks", [1, 2])
+def test_min_rating_users_of_only_low_rows_join_user_ids_in_sorted_order(n_blocks):
+    """user_ids_ is sorted after fit (the guide's np.searchsorted recipe) also when users
+    known only from rows below min_rating join: they were appended (audit 17). Renumbering
+    the rows changes no trained user's parameters: the same data with that user's id
+    sorting last (where the rows were appended) gives the same model, id by id."""
+    u, i, r = make_ratings(60, 50, 3000, random_state=0, as_frame=False)
+    kw = dict(loss="warp", n_epochs=3, min_rating=4, n_blocks=n_blocks, random_state=0)
+    first = MatrixFactorization(**kw).fit((np.append(u, [-5, -5]), np.append(i, [0, 1]),
+                                           np.append(r, [1.0, 2.0])))
+    last = MatrixFactorization(**kw).fit((np.append(u, [999, 999]), np.append(i, [0, 1]),
+                                          np.append(r, [1.0, 2.0])))
+    ids = first.user_ids_
+    assert ids[0] == -5 and (np.diff(ids) > 0).all() and last.user_ids_[-1] == 999
+    rows = np.searchsorted(ids, [-5, int(u[0])])
+    assert first.user_counts_[rows[0]] == 0 and not first.user_factors_[rows[0]].any()
+    assert first.user_counts_[rows[1]] == np.count_nonzero((u == u[0]) & (r >= 4))
+    np.testing.assert_array_equal(first.user_factors_[1:], last.user_factors_[:-1])
+    np.testing.assert_array_equal(first.user_bias_[1:], last.user_bias_[:-1])
+    np.testing.assert_array_equal(first.item_factors_, last.item_factors_)
+    assert first.recommend(-5, n=10)[0].tolist() == last.recommend(999, n=10)[0].tolist()
+    assert 0 not in first.recommend(-5, n=50)[0].tolist()
+    np.testing.assert_array_equal(first.recommend_all(n=5, users=ids[1:])[0],
+                                  last.recommend_all(n=5, users=ids[1:])[0])
+
+
 def _popular_order(model, exclude=()):
     """The items by ``item_counts_`` (most first, ties in item order), less ``exclude``."""
     order = model.item_ids_[np.argsort(-model.item_counts_, kind="stable")]

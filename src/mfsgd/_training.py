@@ -1209,6 +1209,19 @@ def fit_new(cfg: Any, cols: list, *,
     del users, items
     n_trained = len(umap)
     umap, low = _low_pairs(dropped, umap, imap)
+    trained_rows = None  # where the users with kept rows are, once low-only users joined
+    if len(umap) > n_trained:
+        # Users known only from low rows join in sorted order (they were appended), so
+        # that user_ids_ is sorted after fit as for any other (and as Popularity's):
+        # np.searchsorted(user_ids_, ids) finds rows. The rows are renumbered, the
+        # trained users keep their initial draws (make_params scatters them).
+        order = np.argsort(umap.ids, kind="stable")
+        rank = np.empty(order.size, dtype=np.int32)
+        rank[order] = np.arange(order.size, dtype=np.int32)
+        umap, uidx = IdMap(umap.ids[order]), rank[uidx]
+        low = (rank[low[0]], low[1])
+        trained_rows = rank[:n_trained]
+        del order, rank
     # With min_rating the seen record also holds the rows it dropped, so the model keeps
     # its interactions (the rows it kept, held-out ones too) per user and item apart: the
     # popularity, and who has none.
@@ -1297,8 +1310,11 @@ def fit_new(cfg: Any, cols: list, *,
 
     def make_params() -> Params:
         P = init_rows(rng, n_trained, cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative)
-        if len(umap) > n_trained:  # users known only from low rows: zero factors, untrained
-            P = grown(P, len(umap) - n_trained)
+        if trained_rows is not None:  # users known only from low rows: zero factors
+            full = aligned_empty((len(umap), P.shape[1]), P.dtype)
+            full[:] = 0
+            full[trained_rows] = P
+            P = full
         return Params(
             P,
             init_rows(rng, len(imap), cfg.n_factors, cfg.dtype, cfg.init_std, cfg.nonnegative),
