@@ -332,6 +332,25 @@ def test_a_list_of_integers_beyond_int64_keeps_them_exact(ids, want):
     assert m.fit((ids, [1, 2])).user_ids_.tolist() == sorted(want.tolist())
 
 
+@pytest.mark.parametrize("ids, limit", [
+    (np.array([2.0**60 + 1, 2.0**60, 5.0]), 53),  # 2**60 + 1 is 2**60 already
+    (np.array([2.0**53, 3.0]), 53),
+    (np.array([-(2.0**53), 3.0]), 53),
+    (np.array([2**24 + 1, 3], dtype=np.float32), 24),
+])
+def test_float_ids_beyond_exact_integers_are_refused(ids, limit):
+    """From 2**53 (2**24 in float32) a float cannot hold every integer: neighbouring
+    ids may have been rounded into one already, and fit pooled them into one user
+    without a word (review 17: 2**60 + 1 and 2**60 made one user)."""
+    m = MatrixFactorization(n_factors=2, n_epochs=1, random_state=0)
+    with pytest.raises(ValueError, match=rf"users has float ids of magnitude 2\*\*{limit} or "
+                                         r"more \(first at position 0.*pass the ids as "
+                                         "integers or strings"):
+        m.fit((ids, np.arange(ids.size), np.ones(ids.size)))
+    below = np.array([2.0**53 - 1, 3.0])  # still exact: taken, as integers
+    assert m.fit((below, [1, 2], [1.0, 2.0])).user_ids_.tolist() == [3, 2**53 - 1]
+
+
 @pytest.mark.parametrize("ids", [[5, True], (np.bool_(False), 3), [1, 2, False]])
 def test_a_list_of_ids_holding_a_boolean_is_refused(ids):
     """NumPy reads [5, True] as the ints [5, 1]: user True became user 1, where a

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -705,6 +706,47 @@ def test_lines_wider_than_the_header_are_fine_when_most_are(tmp_path, engine):
     every data line (not on the header) is no error."""
     u, i, r = load_csv(write(tmp_path, "user,item,rating\n1,2,3,\n4,5,6,\n"), as_frame=False)
     assert u.tolist() == [1, 4] and r.tolist() == [3, 6]
+
+
+def test_a_float_written_id_keeps_large_integer_ids_apart(tmp_path, engine):
+    """One id written "5.0" made the column float64, which rounded 19-digit ids into one
+    another: a model of 2 users from 3, saved with status 0 (review 17). Such a column is
+    read again as text: the ids are labels, all kept apart."""
+    p = write(tmp_path, "user,item,rating\n1152921504606846977,1,1\n"
+                        "1152921504606846976,2,5\n5.0,3,3\n")
+    u, i, r = load_csv(p, as_frame=False)
+    assert u.tolist() == ["1152921504606846977", "1152921504606846976", "5.0"]
+    # ids a float holds exactly stay numbers, as before
+    u, _, _ = load_csv(write(tmp_path, "user,item,rating\n1.0,1,1\n2,2,5\n", "s.txt"),
+                       as_frame=False)
+    assert u.dtype.kind in "if" and u.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("chunk", [None, 1000])
+def test_id_types_do_not_depend_on_where_in_a_long_file_a_value_is(tmp_path, monkeypatch,
+                                                                   chunk):
+    """The same ids give the same column whether an odd one is in the first lines or
+    300,000 lines down (review 17): pandas parsed a chunk in pieces of 262,144 lines and
+    reconciled them into a column mixing ints and strings (an ISBN ending in X among
+    digits), and its whole-file fallback read int64 beside uint64 as float64, which merged
+    ids. chunk=1000 takes the fallback (a type changing between chunks)."""
+    pytest.importorskip("pandas")
+    if chunk:
+        monkeypatch.setattr(_fileio, "_CHUNK_ROWS", chunk)
+    n = 300_000
+    body = "".join(f"{k},{k % 97},4\n" for k in range(n))
+    p = write(tmp_path, "user,item,rating\n" + body + "1,034541762X,3\n", "isbn.txt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no pandas DtypeWarning either
+        _, items, _ = load_csv(p, as_frame=False)
+    assert {type(x) for x in items.tolist()} == {str} and items[-1] == "034541762X"
+    assert items[5] == "5" and len(set(items.tolist())) == 98
+    big = 2**62
+    body = "".join(f"{big + k},{k % 97},4\n" for k in range(n))
+    p = write(tmp_path, "user,item,rating\n" + body + f"{2**63 + 7},1,3\n", "u64.txt")
+    users, _, _ = load_csv(p, as_frame=False)
+    assert users.dtype == np.uint64 and np.unique(users).size == n + 1
+    assert int(users[-1]) == 2**63 + 7 and int(users[12345]) == big + 12345
 
 
 def test_a_wide_line_in_a_later_chunk_names_its_line(tmp_path, monkeypatch):

@@ -697,7 +697,36 @@ def _read_columns(path: str, dialect: Dialect, skip: int, usecols: list[int],
         if retry == dtypes:
             raise
         out = _read_pandas(pd, path, dialect, skip, usecols, retry, chunked=False, **kw)
+    inexact = _inexact_ids(out, narrow)
+    if inexact:
+        again = _read_pandas(pd, path, dialect, skip, usecols,
+                             {**dtypes, **dict.fromkeys(inexact, "str")}, chunked=False, **kw)
+        out.update({p: _exact_ints(pd, again[p]) for p in inexact})
     return out
+
+
+def _exact_ints(pd: Any, text: np.ndarray) -> np.ndarray:
+    """Id strings as int64 (or uint64 beyond int64) when every one is an integer written
+    without leading zeros, parsed exactly; else the strings (labels) themselves."""
+    s = pd.Series(text, dtype=object, copy=False).str.strip()
+    if not s.str.fullmatch(r"[+-]?(?:0|[1-9][0-9]*)").all():
+        return s.to_numpy(dtype=object)
+    u = s.to_numpy(dtype=str)
+    for dt in (np.int64, np.uint64):
+        try:
+            return narrow_ints(u.astype(dt)) if dt is np.int64 else u.astype(dt)
+        except (OverflowError, ValueError):
+            continue
+    return s.to_numpy(dtype=object)  # negative and beyond int64 at once: labels
+
+
+def _inexact_ids(cols: dict[int, np.ndarray], ids: frozenset) -> list[int]:
+    """The id columns (positions ``ids``) parsed as floats beyond 2**53: a value such as
+    "5.0" makes the parser read a column of integers as float64, which rounds large
+    integers into one another (two 19-digit ids would become one user). Those columns
+    are read again as text, exactly: then they are labels."""
+    return [p for p in sorted(ids) if p in cols and cols[p].dtype.kind == "f"
+            and cols[p].size and not (np.abs(cols[p]) < 2.0**53).all()]
 
 
 def too_wide(name: str, dialect: Dialect, width: int, line: int, text: str,
@@ -888,9 +917,15 @@ def _read_pandas(pd: Any, path: str, dialect: Dialect, skip: int, usecols: list[
         # na_filter=False: ids such as "NA" or "null" stay strings, an empty or "nan"
         # rating fails the float parse (and is then reported), and it is faster.
         # names (not usecols): the parser then refuses a line with more fields.
+        # low_memory=False: each chunk (or the whole file, in the fallback when a
+        # column's type changed between chunks) is typed as one; otherwise pandas parses
+        # in pieces of its own and reconciles them badly: ints and strings into a mixed
+        # object column (a string id after 262,144 integer ones), int64 and uint64 into
+        # float64 (rounding ids above 2**53 together).
         reader = pd.read_csv(source, sep=sep, engine="c", header=None, names=list(range(width)),
                              index_col=False, skiprows=skip, dtype=dt, na_filter=False,
-                             encoding="utf-8", chunksize=_CHUNK_ROWS if chunked else None)
+                             encoding="utf-8", chunksize=_CHUNK_ROWS if chunked else None,
+                             low_memory=False)
         if chunked:
             with reader:
                 for df in reader:
@@ -999,5 +1034,9 @@ def _convert(vals: list[str], kind: str | None) -> np.ndarray:
     try:
         a = np.array([float(v) for v in vals], dtype=np.float64)
     except ValueError:
+        return np.array([v.strip() for v in vals], dtype=object)
+    if kind is None and a.size and not (np.abs(a) < 2.0**53).all():
+        # beyond 2**53 a float rounds integers into one another: keep the text exactly
+        # (as the pandas path does, _inexact_ids)
         return np.array([v.strip() for v in vals], dtype=object)
     return a.astype(np.float32) if kind == "float32" else a

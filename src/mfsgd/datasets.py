@@ -344,9 +344,14 @@ def load_csv(path: Any, *, columns: Any = None, sep: str | None = None,
         ``ratings``.
 
         Ids keep their natural type: integers when every value of the column is an
-        integer (without leading zeros in the first lines) -- int32 when they all fit,
-        else int64 --, else strings (an object array of ``str``). Ratings are float32.
-        Extra columns are int64, float64 or strings.
+        integer -- int32 when they all fit, else int64, uint64 beyond int64 --, else
+        strings (an object array of ``str``), the same wherever in the file the value
+        that decides is. Two exceptions: a zero-padded id (``"007"``) makes the column
+        strings only in the first 20 lines (further down it is the integer 7: give such
+        ids a non-digit, or read the file with pandas' ``dtype=str``); and a column of
+        floats beyond 2**53 (integers with one value written ``"5.0"``) comes back as
+        its text, since floats there would round ids into one another. Ratings are
+        float32. Extra columns are int64, float64 or strings.
 
     Raises
     ------
