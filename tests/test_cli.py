@@ -700,6 +700,33 @@ def test_evaluate_passes_the_threshold_to_the_ranking_metrics(work, capsys):
     assert "threshold 100" in capsys.readouterr().err
 
 
+def test_evaluate_summarises_the_folds_where_a_metric_is_defined(tmp_path, capsys):
+    """A fold without a relevant rating has its ranking metrics undefined: evaluate warns
+    in one line in its own style (not a Python warning with a source line), and averages
+    over the other folds, saying how many (review 17: it failed, every RMSE lost)."""
+    u, i, r = make_ratings(100, 60, 2000, random_state=0, as_frame=False)
+    r = np.minimum(r, 3.0)  # nothing liked...
+    r[[3, 900]] = 5.0  # ...but two rows
+    data = tmp_path / "few.csv"
+    np.savetxt(data, np.column_stack([u, i, r]), fmt=["%d", "%d", "%.1f"], delimiter=",",
+               header="user,item,rating", comments="")
+    args = ["evaluate", str(data), "--cv", "5", "--factors", "2", "--epochs", "2",
+            "--metrics", "rmse,ndcg@10"]
+    assert _cli.main(args) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert lines and all(x.startswith("mfsgd evaluate: warning: fold ") for x in lines)
+    ndcg = next(x for x in out.splitlines() if x.startswith("test_ndcg@10"))
+    assert ndcg.endswith(f"({5 - len(lines)} of 5 folds)")
+    assert _cli.main(args + ["--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    folds = res["folds"]["test_ndcg@10"]
+    assert folds.count(None) == len(lines) and all(x is not None for x in
+                                                    res["folds"]["test_rmse"])
+    assert res["mean"]["test_ndcg@10"] == pytest.approx(
+        np.mean([x for x in folds if x is not None]))
+
+
 def test_evaluate_a_ranking_loss_applies_the_threshold_to_a_rated_file(work, capsys):
     """Without --min-rating a ranking loss trains on (user, item) pairs, but evaluate still
     reads the ratings of a file that has them: --threshold (given or its default) decides

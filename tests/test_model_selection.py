@@ -414,6 +414,39 @@ def test_cross_validate_errors(ratings, kw, exc, msg):
         ms.cross_validate(MatrixFactorization(**PARAMS), ratings, **kw)
 
 
+def test_a_fold_without_a_relevant_rating_is_nan_and_named():
+    """One fold without a held-out rating >= threshold made the whole cross-validation
+    fail, every fold's RMSE lost, with "no test rating is >= threshold" though the data
+    had some (review 17). Its ranking metrics are NaN now, with a warning naming it; the
+    other folds are computed as before; no relevant rating anywhere still raises."""
+    from mfsgd.exceptions import UndefinedMetricWarning
+
+    u, i, r = make_ratings(100, 60, 2000, random_state=0, as_frame=False)
+    r = np.minimum(r, 3.0)  # nothing liked...
+    r[[3, 900]] = 5.0  # ...but two rows  # two liked rows: at most two folds have a relevant item
+    model = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0)
+    folds = list(ms.KFold(5, shuffle=True, random_state=0).split((u, i, r)))
+    empty = [f for f, (_, te) in enumerate(folds) if not (r[te] >= 4).any()]
+    assert 3 <= len(empty) <= 4
+    with pytest.warns(UndefinedMetricWarning) as w:
+        res = ms.cross_validate(model, (u, i, r), cv=folds, metrics=("rmse", "ndcg@10",
+                                                                      "auc"))
+    assert sorted(int(x.message.args[0].split()[1]) for x in w) == empty
+    assert "(ndcg@10, auc)" in str(w[0].message)
+    assert np.isfinite(res["test_rmse"]).all()
+    assert np.flatnonzero(np.isnan(res["test_ndcg@10"])).tolist() == empty
+    assert np.flatnonzero(np.isnan(res["test_auc"])).tolist() == empty
+    for f in set(range(5)) - set(empty):  # the others as a fold done by hand
+        tr, te = folds[f]
+        m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit(
+            (u[tr], i[tr], r[tr]))
+        want = M.ranking_metrics(m, (u[te], i[te], r[te]), k=10, train=(u[tr], i[tr]))
+        assert res["test_ndcg@10"][f] == pytest.approx(want["ndcg"], abs=1e-12)
+    with pytest.raises(ValueError, match="no rating is >= threshold 4.0, so no user has a "
+                                         "relevant item to find in any fold"):
+        ms.cross_validate(model, (u, i, np.minimum(r, 3.0)), cv=2, metrics=("ndcg@10",))
+
+
 def test_cross_validate_refuses_rating_metrics_for_a_ranking_loss(ratings):
     model = MatrixFactorization(loss="bpr", **PARAMS)
     for metrics in (["rmse"], ("ndcg@5", "mae"), ("ndcg@5", M.rmse)):

@@ -786,8 +786,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         res = cross_validate(model, data, cv=args.cv, metrics=metrics,
                              random_state=params["random_state"], threshold=threshold)
     out = {k: [float(x) for x in v] for k, v in res.items() if k != "models"}
-    summary = {k: float(np.mean(v)) for k, v in out.items()}
-    lines = [f"{k:<14} mean {np.mean(v):.4f}  sd {np.std(v):.4f}" for k, v in out.items()]
+    # A fold without a relevant rating has its ranking metrics NaN (cross_validate warns,
+    # naming it): the summary is over the folds where the metric is defined.
+    summary, lines = {}, []
+    for k, v in out.items():
+        ok = [x for x in v if not math.isnan(x)]
+        summary[k] = float(np.mean(ok)) if ok else math.nan
+        if not ok:
+            lines.append(f"{k:<14} undefined in every fold")
+            continue
+        part = "" if len(ok) == len(v) else f"  ({len(ok)} of {len(v)} folds)"
+        lines.append(f"{k:<14} mean {np.mean(ok):.4f}  sd {np.std(ok):.4f}{part}")
     lines.append(f"{'seed':<14} {params['random_state']}")
     _emit(args, {"folds": out, "mean": summary, "seed": params["random_state"],
                  "threshold": threshold}, "\n".join(lines))
@@ -945,7 +954,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:  # in the subcommand's words, as its own option errors are
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        args.func(args)
+        with warnings.catch_warnings():  # a warning is one line, in the commands' style
+            warnings.showwarning = lambda message, *a, **k: _print_stderr(
+                f"mfsgd {args.command}: warning: {_one_line(str(message))}")
+            args.func(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
     except BrokenPipeError:
         # `mfsgd recommend ... | head -1`: the reader closed the pipe. Stop quietly, as

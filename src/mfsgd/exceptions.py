@@ -6,6 +6,7 @@ __all__ = [
     "DivergenceError",
     "DistributedTrainingError",
     "TrainingInterrupted",
+    "UndefinedMetricWarning",
 ]
 
 
@@ -33,6 +34,11 @@ class TrainingInterrupted(UserWarning):
     def __init__(self, message: str = "", when: str = "during") -> None:
         super().__init__(message)
         self.when = when
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A metric is undefined for one fold of a cross-validation (e.g. no held-out rating
+    reaches the relevance threshold): that fold's value is NaN, the others stand."""
 
 
 class DistributedTrainingError(RuntimeError):

@@ -179,7 +179,7 @@ def _check_k(k: Any) -> int:
     return check_int("k", k)
 
 
-def _check_threshold(threshold: Any) -> float | None:
+def check_threshold(threshold: Any) -> float | None:
     return check_real_or_none(threshold, "threshold must be a finite number (or None: every "
                                          "held-out rating is relevant)")
 
@@ -285,7 +285,7 @@ def _evaluated(model: Any, test: Any, threshold: float | None, exclude_train: bo
     evaluated users (sorted ids), their numbers of relevant items, the relevant keys
     (:func:`_relevance`), the users' model rows (-1: unknown) and the CSR of their
     training items over their positions (None without ``exclude_train``)."""
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     if not isinstance(exclude_train, (bool, np.bool_)):
         raise TypeError(f"exclude_train must be True or False; got {exclude_train!r}.")
     if exclude_train and train is None:
@@ -713,7 +713,7 @@ def ranking_scorer(metric: str = "ndcg@10", threshold: float | None = None,
     kind, k = parsed
     if k < 1:
         raise ValueError(f"metric {metric!r}: k must be >= 1.")
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     if not isinstance(exclude_train, (bool, np.bool_)):
         raise TypeError(f"exclude_train must be True or False; got {exclude_train!r}.")
     return _RankingScorer(metric, kind, k, threshold, bool(exclude_train))

@@ -16,6 +16,7 @@ import math
 import numbers
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from ._config import RANKING_LOSSES
 from ._data import column, columns_of, is_frame, n_rows, take, unpack
 from ._idmap import normalize_ids, unique_inverse
 from ._validation import as_1d, check_bool, check_int, check_random_state
+from .exceptions import UndefinedMetricWarning
 
 __all__ = [
     "train_test_split",
@@ -558,6 +560,17 @@ def _clone(model: Any) -> Any:
     return type(model)(**copy.deepcopy(model.get_params()))
 
 
+def _no_relevant(y_true: Any, threshold: float | None) -> bool:
+    """Whether a test fold's ratings (finite ones: others are refused by the metrics
+    themselves) hold none at or above ``threshold``: its ranking metrics are undefined."""
+    if y_true is None or threshold is None:
+        return False
+    y = np.asarray(y_true)
+    if y.dtype.kind not in "iuf" or y.size == 0 or not np.isfinite(y).all():
+        return False
+    return not bool((y >= threshold).any())
+
+
 def cross_validate(model: Any, data: Any, cv: Any = 5,
                    metrics: Iterable[str | Callable[..., float]] = ("rmse", "mae"),
                    return_models: bool = False, *, threshold: float | None = 4.0,
@@ -594,7 +607,9 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
         Relevance threshold of the ranking metrics: a held-out rating ``>= threshold``
         is relevant. A test fold without ratings (implicit data: ``(users, items)``
         pairs, an ``(n, 2)`` array, a DataFrame without the rating column) has every
-        held-out pair relevant, whatever the threshold.
+        held-out pair relevant, whatever the threshold. A fold with ratings but none
+        ``>= threshold`` has its ranking metrics NaN, with an
+        :class:`~mfsgd.exceptions.UndefinedMetricWarning` naming it.
     random_state : None, int or numpy.random.Generator
         Seed of the folds when ``cv`` is an int.
 
@@ -614,7 +629,7 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
     >>> sorted(res), res["test_rmse"].shape
     (['fit_time', 'test_mae', 'test_rmse', 'test_time'], (3,))
     """
-    from .metrics import auc_score, ranking_arrays
+    from .metrics import auc_score, check_threshold, ranking_arrays
 
     wanted = _check_metrics(metrics)
     _check_model(model, wanted)
@@ -624,6 +639,12 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
     fit_time: list[float] = []
     test_time: list[float] = []
     models: list[Any] = []
+    if data is not None and any(spec[0] != "point" for _, spec in wanted):
+        _, _, y_all = unpack(data, None, columns=cols, ratings="optional", what="data")
+        if _no_relevant(y_all, check_threshold(threshold)):  # no fold could have one
+            raise ValueError(f"no rating is >= threshold {threshold}, so no user has a "
+                             "relevant item to find in any fold; lower threshold or check "
+                             "the ratings.")
     for train, test in _folds(cv, data, random_state):
         est = _clone(model)
         t0 = time.perf_counter()
@@ -635,7 +656,18 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
         # Implicit data (no ratings): every held-out pair is relevant, whatever threshold.
         fold_threshold = None if y_true is None else threshold
         ranked: dict[int, dict[str, Any]] = {}
+        undefined = _no_relevant(y_true, fold_threshold)
+        if undefined and any(spec[0] != "point" for _, spec in wanted):
+            names = ", ".join(n for n, spec in wanted if spec[0] != "point")
+            warnings.warn(f"fold {len(fit_time) - 1} (counted from 0): no held-out rating "
+                          f"is >= threshold {fold_threshold}, so its ranking metrics ({names}) "
+                          "are undefined and NaN; the other folds are unaffected "
+                          "(numpy.nanmean averages them).", UndefinedMetricWarning,
+                          stacklevel=2)
         for name, spec in wanted:
+            if spec[0] != "point" and undefined:
+                scores[name].append(math.nan)
+                continue
             if spec[0] == "point":
                 if y_true is None:
                     raise ValueError("the test fold has no ratings; rmse, mae and "
