@@ -215,6 +215,25 @@ def test_exclude_items_is_a_blacklist(model):
     assert not set(all_ids[1]) & set(banned)
 
 
+def test_exclude_items_ignores_ids_of_the_other_type(model):
+    """An id the model does not know is ignored in a blacklist, and so is one of the
+    other type: a str on an integer-id model (alone, or mixed with ints in a list from a
+    shared catalogue) raised TypeError (review 17). The ints of a mixed list still
+    count."""
+    ids, _ = model.recommend(17, n=10)
+    assert model.recommend(17, n=10, exclude_items=["sku-1"])[0].tolist() == ids.tolist()
+    mixed = [int(ids[0]), "sku-1", np.int64(ids[1])]
+    got = model.recommend(17, n=10, exclude_items=mixed)[0]
+    assert got[:8].tolist() == ids[2:].tolist()
+    np.testing.assert_array_equal(model.recommend_all([17], n=10, exclude_items=mixed)[0][0],
+                                  got)
+    with pytest.raises(ValueError, match="not one id"):  # still an error: one id, no list
+        model.recommend(17, n=10, exclude_items="sku-1")
+    strs = MatrixFactorization(n_factors=2, n_epochs=1, random_state=0).fit(
+        (["a", "a", "b"], ["x", "y", "x"], [1.0, 2.0, 3.0]))
+    assert strs.recommend("b", n=5, exclude_items=[7, "y"])[0].tolist() == []
+
+
 def test_similar_items_min_support_keeps_rare_items_out():
     """Two taste groups; items 0-19 liked by group A. Item 99 got one rating, from a
     group-A user: its factors stay near their random start, and without a support

@@ -15,7 +15,7 @@ new state. No Python loop runs per item or per rating; fold-in loops per folded-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -238,6 +238,31 @@ def recommend_rows(st: FittedState, urows: np.ndarray, n: int, *,
     return cols, vals
 
 
+def _banned(item_map: IdMap, exclude_items: Any) -> np.ndarray:
+    """The rows of the blacklist's ids the model knows. Unknown ids are ignored, ids of
+    the other type too (a str on an integer-id model, or in a list mixing both: a
+    blacklist drawn from a shared catalogue), which cannot be the model's."""
+    try:
+        rows = item_map.lookup("exclude_items",
+                               id_list("exclude_items", exclude_items, ordered=False))
+    except TypeError:
+        if isinstance(exclude_items, (str, bytes)) or not isinstance(exclude_items, Iterable):
+            raise
+        values = exclude_items.tolist() if isinstance(exclude_items, np.ndarray) else \
+            list(exclude_items)
+        if item_map.ids.dtype.kind == "U":
+            mine = [v for v in values if isinstance(v, str)]
+        else:
+            mine = [v for v in values if isinstance(v, (int, np.integer))
+                    and not isinstance(v, (bool, np.bool_))]
+        if len(mine) == len(values):  # not a question of the other type: its own error
+            raise
+        if not mine:
+            return np.empty(0, dtype=np.int32)
+        rows = item_map.lookup("exclude_items", id_list("exclude_items", mine, ordered=False))
+    return rows[rows >= 0]
+
+
 def recommend(st: FittedState, users: Any, n: int, exclude_seen: bool, items: Any,
               exclude_items: Any) -> tuple[np.ndarray, np.ndarray]:
     """The estimator's recommend_all on validated ``n`` and ``exclude_seen``: look up
@@ -248,11 +273,7 @@ def recommend(st: FittedState, users: Any, n: int, exclude_seen: bool, items: An
     empty slots."""
     urows = np.arange(len(st.user_map), dtype=np.int32) if users is None else \
         st.user_map.lookup("users", id_list("users", users, ordered=True))
-    banned = None
-    if exclude_items is not None:
-        banned = st.item_map.lookup("exclude_items",
-                                    id_list("exclude_items", exclude_items, ordered=False))
-        banned = banned[banned >= 0]
+    banned = None if exclude_items is None else _banned(st.item_map, exclude_items)
     icols = None
     if items is not None:
         cand = id_list("items", items, ordered=False)

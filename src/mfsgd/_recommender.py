@@ -63,7 +63,7 @@ class RecommenderMixin:
             Items never to recommend (a blacklist, applied on top of ``exclude_seen`` and
             ``items``), e.g. out-of-stock products; any iterable of ids, as ``items``.
             Ids the model does not know are ignored: they could not be recommended
-            anyway.
+            anyway (ids of the other type too, e.g. strings on an integer-id model).
 
         Returns
         -------
