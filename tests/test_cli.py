@@ -50,6 +50,7 @@ def work(tmp_path_factory):
     np.savetxt(d / "pairs.csv", np.column_stack([u, i]), fmt="%d", delimiter=",",
                header="user_id,item_id", comments="")
     (d / "header.csv").write_text("userId,movieId,rating\n")
+    (d / "bad.csv").write_text("userId,movieId,rating\n1,2,abc\n2,3,4\n")
     (d / "latin1.csv").write_bytes("userId,movieId,rating\n\xe9t\xe9,1,4\n".encode("latin-1"))
     # malformed files of the seventh review
     pair_lines = "".join(f"{a},{b}\n" for a, b in zip(u, i, strict=True))
@@ -121,9 +122,14 @@ MISTAKES = [
      "argument --loss: invalid choice: 'hinge' (choose from"),
     ("eval metric of a ranking loss", ["train", "pairs.csv", "-o", "out.mfsgd", "--loss",
                                        "warp", "--eval-metric", "rmse"],
-     "eval_metric must be one of ndcg@K, recall@K, hit_rate@K (hr@K for hit_rate@K; K an "
-     "int >= 1) with loss='warp'; "
+     "--eval-metric must be one of ndcg@K, recall@K, hit_rate@K (hr@K for hit_rate@K; K an "
+     "int >= 1) with --loss warp; "
      "got 'rmse'."),
+    ("a parameter in the options' words", TRAIN + ["--loss", "bpr", "--min-rating", "nan"],
+     "--min-rating must be None or a finite number; got nan."),
+    ("a rating column in the options' words", ["train", "bad.csv", "-o", "out.mfsgd"],
+     "line 2 has a missing or non-numeric rating ('abc'); fix or remove that line, or "
+     "choose the rating column with --columns."),
     ("rmse of a ranking loss", ["evaluate", "pairs.csv", "--loss", "bpr", "--metrics",
                                 "ndcg@10,rmse"],
      "--metrics ndcg@10,rmse: a ranking loss predicts scores, not ratings"),
@@ -1240,7 +1246,9 @@ def test_a_validation_file_with_nothing_to_score_is_refused(work, tmp_path, caps
                       "--loss", "bpr", "--min-rating", "4", "--validation", str(val),
                       "--columns", "userId,movieId,rating", "--factors", "2", "--epochs", "2",
                       "--json", "-q"]) == 2
-    assert "eval_set has no interactions at or above min_rating" in capsys.readouterr().err
+    # in the command line's words (review 17): the option, not the Python parameter
+    assert ("--validation FILE has no interactions at or above --min-rating"
+            in capsys.readouterr().err)
     assert not (tmp_path / "m.mfsgd").exists()
 
 

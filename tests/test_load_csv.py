@@ -268,8 +268,8 @@ BAD_COLUMNS = [
     ([0, 1, ""], TypeError, "got ''"),
     ([0, 1, 1], ValueError, r"column 'movieId' is asked for twice \(as item and as rating\)"),
     (["userId", "movieId", "rating", "userId"], ValueError, "'userId' is asked for twice"),
-    ([0, 1, 7], ValueError, "rating column position 7 is out of range; its lines have 4 "
-                            "fields"),
+    ([0, 1, 7], ValueError, "there is no rating column at position 7: its lines have 4 "
+                            r"fields\.$"),
     (["userId", "movieId", "stars"], ValueError,
      r"no column 'stars'; columns are \['userId', 'movieId', 'rating', 'timestamp'\]"),
 ]
@@ -280,6 +280,26 @@ def test_bad_columns(tmp_path, columns, exc, match):
     p = write(tmp_path, "userId,movieId,rating,timestamp\n1,10,4,5\n")
     with pytest.raises(exc, match=match):
         load_csv(p, columns=columns)
+
+
+def test_column_names_match_the_header_whatever_their_case(tmp_path, engine):
+    """The usual names are recognised in any case ("User,Item,Rating"), but columns=
+    (the CLI's --columns) had to match the header's case exactly (review 17). One
+    match in another case is taken; two are refused as before."""
+    p = write(tmp_path, "User,Item,Stars\n1,10,4\n2,20,5\n")
+    u, i, r = load_csv(p, columns=["user", "ITEM", "stars"], as_frame=False)
+    assert u.tolist() == [1, 2] and i.tolist() == [10, 20] and r.tolist() == [4, 5]
+    p = write(tmp_path, "id,ID,item,rating\n1,7,10,4\n", "two.txt")
+    with pytest.raises(ValueError, match=r"no column 'Id'; columns are"):
+        load_csv(p, columns=["Id", "item", "rating"])
+    assert load_csv(p, columns=["ID", "item", "rating"], as_frame=False)[0].tolist() == [7]
+
+
+def test_a_wrong_separator_is_suggested(tmp_path):
+    p = write(tmp_path, "user,item,rating\n1,10,4\n")
+    with pytest.raises(ValueError, match=r"there is no item column at position 1: its lines "
+                                         r"have 1 field \(is the separator right\?\)"):
+        load_csv(p, sep=";")
 
 
 def test_names_without_a_header(tmp_path):

@@ -20,6 +20,7 @@ import inspect
 import json
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -60,12 +61,28 @@ def error_message(e: BaseException) -> str:
     """One line for any error; the one place where messages are formatted.
 
     An OSError that names a file becomes ``PATH: reason`` (``strerror`` with a lower-case
-    first letter), whatever raised it; anything else is its text on one line."""
+    first letter), whatever raised it; anything else is its text on one line, in the
+    command line's words (:func:`cli_words`)."""
     if isinstance(e, OSError) and e.filename is not None and e.strerror:
         text = f"{os.fsdecode(e.filename)}: {e.strerror[:1].lower()}{e.strerror[1:]}"
     else:
-        text = str(e) or type(e).__name__
+        text = cli_words(str(e) or type(e).__name__)
     return _one_line(text)
+
+
+def cli_words(text: str) -> str:
+    """A library message in the command line's words: a parameter that must be
+    something is its option (``min_rating must be`` -> ``--min-rating must be``), so is
+    a parameter set to a value (``loss='bpr'`` -> ``--loss bpr``) and any parameter
+    whose name has an underscore (``n_epochs`` -> ``--epochs``); ``columns=`` is
+    ``--columns`` and ``eval_set`` is ``--validation FILE``."""
+    for opt, name, _, _ in _MODEL_OPTIONS + _EARLY_STOPPING_OPTIONS:
+        text = re.sub(rf"\b{name}='?([^\s,;)']+)'?", rf"{opt} \1", text)  # name=value
+        # a name with an underscore is the parameter wherever it stands; others
+        # ("loss", "tol") only where they must be something
+        text = re.sub(rf"\b{name}\b" if "_" in name else rf"\b{name}(?= must\b)", opt, text)
+    text = re.sub(r"\bcolumns=(?=[.)]|$)", "--columns", text)
+    return re.sub(r"\beval_set\b", "--validation FILE", text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -956,7 +973,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # a warning is one line, in the commands' style
             warnings.showwarning = lambda message, *a, **k: _print_stderr(
-                f"mfsgd {args.command}: warning: {_one_line(str(message))}")
+                f"mfsgd {args.command}: warning: {_one_line(cli_words(str(message)))}")
             args.func(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
     except BrokenPipeError:

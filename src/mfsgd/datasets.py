@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import KeysView, Mapping, Set
@@ -276,6 +277,12 @@ def _is_number(s: str) -> bool:
 def _position(ref: int | str, names: list[str] | None, width: int, path: str,
               what: str) -> int:
     if isinstance(ref, str):
+        if names is not None and ref not in names:
+            # the header's case may differ ("User" for "user"), as the automatic
+            # recognition of the usual names already allows; one match only
+            same = [k for k, n in enumerate(names) if n.casefold() == ref.casefold()]
+            if len(same) == 1:
+                return same[0]
         if names is None or ref not in names:
             raise ValueError(f"{path}: no column {ref!r}; "
                              + (f"columns are {names}." if names is not None else
@@ -283,8 +290,10 @@ def _position(ref: int | str, names: list[str] | None, width: int, path: str,
                                 "position."))
         return names.index(ref)
     if ref >= width:
-        raise ValueError(f"{path}: {what} column position {ref} is out of range; its lines "
-                         f"have {width} fields.")
+        fields = f"{width} field{'s' if width != 1 else ''}"
+        hint = " (is the separator right?)" if width == 1 else ""
+        raise ValueError(f"{path}: there is no {what} column at position {ref}: its lines have "
+                         f"{fields}{hint}.")
     return ref
 
 
@@ -520,9 +529,10 @@ def _read_text(spath: str, source: str, want: tuple[str, ...], roles: list[int |
     skip = head.first_line + int(has_header)
     try:
         # an empty id would be the id "" and turn a column of numbers into strings
-        cols = F.read_columns(source, head.dialect, skip=skip, usecols=sorted(seen),
-                              dtypes=dtypes, narrow=pos[:2], name=spath, width=fields,
-                              nonempty=pos[:2])
+        with np.errstate(over="ignore"):  # a rating beyond float32: reported below
+            cols = F.read_columns(source, head.dialect, skip=skip, usecols=sorted(seen),
+                                  dtypes=dtypes, narrow=pos[:2], name=spath, width=fields,
+                                  nonempty=pos[:2])
     except F.EmptyField as e:
         role = want[pos.index(e.position)]
         line = F.physical_line(source, e.row, skip, head.dialect)
@@ -530,7 +540,8 @@ def _read_text(spath: str, source: str, want: tuple[str, ...], roles: list[int |
                          f"line, or choose the {role} column with columns=.") from None
     out = {"user": cols[pos[0]], "item": cols[pos[1]]}
     if ratings:
-        out["rating"] = _checked_ratings(cols[pos[2]], spath, skip, source, head.dialect)
+        out["rating"] = _checked_ratings(cols[pos[2]], spath, skip, source, head.dialect,
+                                         pos[2])
     extra = {n: cols[p] for n, p in zip(extra_names, extra_pos, strict=True)}
     if as_frame:
         from ._compat import require_pandas
@@ -586,9 +597,10 @@ def _check_first_lines(head: Any, start: int, pos: list[int], needed: int, path:
 
 
 def _checked_ratings(values: np.ndarray, path: str, skip: int, source: str,
-                     dialect: Any = None) -> np.ndarray:
+                     dialect: Any = None, position: int | None = None) -> np.ndarray:
     """float32 ratings, or ValueError naming the line of the first bad one (counted in
-    ``source``, the file read: ``path`` or its copy)."""
+    ``source``, the file read: ``path`` or its copy) and its value as written (field
+    ``position`` of the line when the column was parsed as numbers)."""
     from . import _fileio as F
 
     if values.dtype.kind in "iuf":
@@ -607,8 +619,17 @@ def _checked_ratings(values: np.ndarray, path: str, skip: int, source: str,
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         line = F.physical_line(source, row, skip, dialect)
+        shown = str(values[row])
+        if values.dtype.kind == "f" and position is not None:  # parsed: the text as written
+            text, _ = F.nth_line(source, line)
+            fields = dialect.split(text) if dialect is not None else text.split(",")
+            shown = fields[position].strip() if position < len(fields) else ""
+        if math.isfinite(_to_float(shown)):  # a number, but beyond float32's range
+            raise ValueError(f"{path}: line {line} has a rating beyond float32's range "
+                             f"({shown!r}; at most about 3.4e38); fix or remove that line, or "
+                             "choose the rating column with columns=.")
         raise ValueError(f"{path}: line {line} has a missing or non-numeric rating "
-                         f"({str(values[row])!r}); fix or remove that line, or choose the rating "
+                         f"({shown!r}); fix or remove that line, or choose the rating "
                          "column with columns=.")
     return r
 
@@ -885,8 +906,9 @@ def _parquet_ratings(col: Any, path: str, name: str, offset: int = 0) -> np.ndar
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         value = col[row].as_py() if not pc.is_null(col[row]).as_py() else None
-        raise ValueError(f"{path}: row {offset + row} has a missing or non-finite rating "
-                         f"({value!r}); "
+        what = "a rating beyond float32's range (at most about 3.4e38)" if value is not None \
+            and math.isfinite(value) else "a missing or non-finite rating"
+        raise ValueError(f"{path}: row {offset + row} has {what} ({value!r}); "
                          "fix or remove that row, or choose the rating column with columns=.")
     if not r.flags.writeable:
         r = r.copy()
