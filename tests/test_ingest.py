@@ -103,7 +103,8 @@ BAD_PARQUET = [  # (id, table, load_ratings kwargs, message)
     ("unknown column", {"user": [1], "item": [2], "rating": [3.0]},
      {"columns": ["user", "item", "stars"]}, r"no column 'stars'; columns are"),
     ("position out of range", {"user": [1], "item": [2], "rating": [3.0]},
-     {"columns": [0, 1, 5]}, r"rating column position 5 is out of range"),
+     {"columns": [0, 1, 5]}, r"there is no rating column at position 5: its lines have 3 "
+     "fields"),
     ("null rating", {"user": [1, 2], "item": [2, 3], "rating": [3.0, None]}, {},
      r"row 1 has a missing or non-finite rating \(None\)"),
     ("text rating", {"user": [1], "item": [2], "rating": ["good"]}, {},
