@@ -532,6 +532,37 @@ def test_show_config(capsys):
         _sgd.isa_select(before)
 
 
+def test_ranking_kernels_in_float32_take_avx2_up_to_their_widths():
+    """Under the automatic choice the float32 ranking kernel runs AVX2 (when the CPU has
+    it) for rows up to 512 bytes with WARP and 256 with bpr, the width rule beyond and
+    for softmax; a forced variant wins. The model is then the one AVX2 gives, bit for
+    bit."""
+    from mfsgd import _sgd
+
+    before = _sgd.isa_current()
+    L = _sgd.LOSSES
+    try:
+        _sgd.isa_select(_sgd.ISA_AUTO)
+        has_avx2 = _sgd.ISA_AVX2 in mfsgd._kernels.available()
+        for loss, lim in (("warp", _sgd.RANK_AVX2_MAX_ROW_BYTES_WARP),
+                          ("bpr", _sgd.RANK_AVX2_MAX_ROW_BYTES_BPR), ("softmax", 0)):
+            for w in (64, 128, 256, 512, 1024, 4096):
+                want = _sgd.ISA_AVX2 if has_avx2 and w <= lim else _sgd.isa_for(w)
+                assert _sgd.rank_isa_f32(w, L[loss]) == want, (loss, w)
+        assert (_sgd.RANK_AVX2_MAX_ROW_BYTES_WARP, _sgd.RANK_AVX2_MAX_ROW_BYTES_BPR) == (512, 256)
+        u, i, _ = make_ratings(200, 150, 5000, random_state=0, as_frame=False)
+        kw = dict(loss="warp", n_factors=100, n_epochs=2, random_state=0)  # 400-byte rows
+        auto = MatrixFactorization(**kw).fit((u, i))
+        _sgd.isa_select(_sgd.ISA_BASELINE)
+        assert {_sgd.rank_isa_f32(w, L["warp"]) for w in (64, 512)} == {_sgd.ISA_BASELINE}
+        if has_avx2:
+            _sgd.isa_select(_sgd.ISA_AVX2)
+            forced = MatrixFactorization(**kw).fit((u, i))
+            np.testing.assert_array_equal(auto.item_factors_, forced.item_factors_)
+    finally:
+        _sgd.isa_select(before)
+
+
 def test_adagrad_learns_and_is_deterministic(lowrank):
     train, test, _ = lowrank
     kw = dict(n_factors=10, n_epochs=20, learning_rate=0.1, adagrad=True, reg_factors=0.05,

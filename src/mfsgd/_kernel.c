@@ -353,6 +353,27 @@ int mf_isa_for(int64_t row_bytes)
     return MF_ISA_BASELINE;
 }
 
+int mf_rank_isa_f32(int64_t row_bytes, int loss)
+{
+    /* Measured on an AMD EPYC (Zen 5) with both, each loss at its defaults, the variants
+     * alternated in one process (bench/RESULTS.md, section 13): a ranking step is a chain
+     * of single dot products (WARP: one per draw, until a negative violates the margin),
+     * bound by latency, where AVX-512's longer horizontal reduction costs more than its
+     * width saves. AVX-512 took 1.35-1.40x AVX2's CPU time for WARP at k = 32-128 on
+     * MovieLens 100K (1.07-1.27x on 2 M interactions x 20,000 items), 1.14-1.21x for
+     * bpr at k <= 64 (0.98-1.09x on the larger set); at k = 128 bpr tied. Softmax, whose
+     * step sums several negatives' dot products, went either way at k <= 64 (1.04-1.06x
+     * on MovieLens, 0.94-1.00x on the larger set) and was faster with AVX-512 at k = 128
+     * (0.90x): it keeps the width rule, as do float64 rows (0.83-1.01x). */
+    const int64_t lim = loss == MF_LOSS_WARP ? MF_RANK_AVX2_MAX_ROW_BYTES_WARP
+                      : loss == MF_LOSS_BPR ? MF_RANK_AVX2_MAX_ROW_BYTES_BPR : 0;
+    if (current_isa < 0 && row_bytes <= lim) {
+        if (auto_mask < 0) auto_mask = mf_isa_available();
+        if (auto_mask & (1 << MF_ISA_AVX2)) return MF_ISA_AVX2;
+    }
+    return mf_isa_for(row_bytes);
+}
+
 const char *mf_isa_name(int isa)
 {
     switch (isa) {
@@ -425,7 +446,7 @@ void mf_rank_segments_f32(const int32_t *u, const int32_t *it, const float *w,
                           float *Q, float *bi, float *Gu, float *Gi, int64_t k,
                           const mf_rank_hyper *h, double *loss_out)
 {
-    const int isa = mf_isa_for(k * (int64_t)sizeof(float));
+    const int isa = mf_rank_isa_f32(k * (int64_t)sizeof(float), h->loss);
     rank_segments_f32[isa](u, it, w, seg_ptr, segments, n_segments, seeds, draw_seeds, smp,
                            scratch, work, P, Q, bi, Gu, Gi, k, h, loss_out);
 }

@@ -29,6 +29,12 @@ enum { MF_ISA_AUTO = -1, MF_ISA_BASELINE = 0, MF_ISA_AVX2 = 1, MF_ISA_AVX512 = 2
  * variant and narrower rows AVX2 (see mf_isa_for). */
 #define MF_AVX512_MIN_ROW_BYTES 256
 
+/* The float32 ranking kernel under MF_ISA_AUTO runs AVX2 for rows up to this many bytes
+ * with WARP, up to the second with bpr, and the rule above otherwise (softmax; wider
+ * rows; see mf_rank_isa_f32). */
+#define MF_RANK_AVX2_MAX_ROW_BYTES_WARP 512
+#define MF_RANK_AVX2_MAX_ROW_BYTES_BPR 256
+
 /* Which variants this build contains and this CPU can run (bit mask of 1 << isa). */
 int mf_isa_available(void);
 /* Select the variant used from now on; returns the one selected (clamped to what is available). */
@@ -37,6 +43,8 @@ int mf_isa_select(int isa);
 int mf_isa_current(void);
 /* The variant that runs rows of row_bytes bytes under the current selection. */
 int mf_isa_for(int64_t row_bytes);
+/* The variant that runs the float32 ranking kernel (loss MF_LOSS_*) on such rows. */
+int mf_rank_isa_f32(int64_t row_bytes, int loss);
 const char *mf_isa_name(int isa);
 
 /* The ratings are stored as triples (u, it, r) cut into segments: segment s is positions

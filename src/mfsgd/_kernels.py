@@ -50,6 +50,11 @@ def show_config() -> dict:
         kernel = f"auto: {narrow}" if narrow == wide else \
             f"auto: {narrow} for rows under {lim} bytes (float32 k <= {(lim - 64) // 4}), " \
             f"{wide} from {lim} bytes"
+        w, b = _sgd.RANK_AVX2_MAX_ROW_BYTES_WARP, _sgd.RANK_AVX2_MAX_ROW_BYTES_BPR
+        warp = _sgd.isa_name(_sgd.rank_isa_f32(w, _sgd.LOSS_WARP))
+        if warp != wide:
+            kernel += (f"; warp and bpr in float32: {warp} for rows up to {w} and {b} "
+                       "bytes")
     else:
         kernel = _sgd.isa_name(sel)
     cfg = {

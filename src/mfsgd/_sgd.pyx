@@ -28,10 +28,13 @@ cdef extern from "_kernel.h" nogil:
         MF_ISA_AVX2
         MF_ISA_AVX512
         MF_AVX512_MIN_ROW_BYTES
+        MF_RANK_AVX2_MAX_ROW_BYTES_WARP
+        MF_RANK_AVX2_MAX_ROW_BYTES_BPR
     int mf_isa_available()
     int mf_isa_select(int isa)
     int mf_isa_current()
     int mf_isa_for(int64_t row_bytes)
+    int mf_rank_isa_f32(int64_t row_bytes, int loss)
     const char *mf_isa_name(int isa)
     void mf_sgd_segments_f32(const int32_t *u, const int32_t *it, const float *r,
                              const int64_t *seg_ptr, const int64_t *segments,
@@ -149,6 +152,16 @@ def isa_for(int64_t row_bytes):
 
 
 AVX512_MIN_ROW_BYTES = MF_AVX512_MIN_ROW_BYTES
+
+
+def rank_isa_f32(int64_t row_bytes, int loss):
+    """The variant that runs the float32 ranking kernel of ``loss`` (a LOSSES value) on
+    rows of ``row_bytes`` bytes under the current selection."""
+    return mf_rank_isa_f32(row_bytes, loss)
+
+
+RANK_AVX2_MAX_ROW_BYTES_WARP = MF_RANK_AVX2_MAX_ROW_BYTES_WARP
+RANK_AVX2_MAX_ROW_BYTES_BPR = MF_RANK_AVX2_MAX_ROW_BYTES_BPR
 
 
 def isa_name(int isa):
