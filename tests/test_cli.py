@@ -232,6 +232,33 @@ def test_file_errors_have_one_style(work):
                      "mfsgd train: error: adir: is a directory\n"]
 
 
+def test_cli_words_leave_paths_and_longer_words_alone(tmp_path):
+    """Messages speak options, but a parameter's name inside a path stays as given: a
+    validation file named eval_set.csv was reported as "--validation FILE.csv", a folder
+    learning_rate/ as "--lr/" (review 18). Advice to set a parameter to None reads
+    "leave out" the option, which the command line can follow."""
+    w = _cli.cli_words
+    assert w("/data/n_epochs/r.csv: min_rating must be 1") == \
+        "/data/n_epochs/r.csv: --min-rating must be 1"
+    assert w("learning_rate/r.csv: bad; eval_set.csv; min_rating.csv") == \
+        "learning_rate/r.csv: bad; eval_set.csv; min_rating.csv"
+    assert w("Set min_rating=None or pass eval_set.") == \
+        "Leave out --min-rating or pass --validation FILE."
+    assert w("a b_c eval_set file: eval_set has none", keep=["a b_c eval_set file"]) == \
+        "a b_c eval_set file: --validation FILE has none"
+    d = tmp_path / "learning_rate"
+    d.mkdir()
+    (d / "eval_set.csv").write_text("user,item,rating\n1,2,abc\n")
+    r = run(["train", str(d / "eval_set.csv"), "-o", str(tmp_path / "m.mfsgd")], tmp_path)
+    assert r.stderr.startswith(f"mfsgd train: error: {d / 'eval_set.csv'}: line 2 has")
+
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no")
+
+    assert _cli.error_message(Unprintable()) == "Unprintable"  # never raises
+
+
 def test_error_message_formats_every_oserror_alike():
     fmt = _cli.error_message
     assert fmt(FileNotFoundError(2, "No such file or directory", "a.csv")) == \

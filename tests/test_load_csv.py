@@ -285,12 +285,12 @@ def test_bad_columns(tmp_path, columns, exc, match):
 def test_column_names_match_the_header_whatever_their_case(tmp_path, engine):
     """The usual names are recognised in any case ("User,Item,Rating"), but columns=
     (the CLI's --columns) had to match the header's case exactly (review 17). One
-    match in another case is taken; two are refused as before."""
+    match in another case is taken; two are refused, naming them."""
     p = write(tmp_path, "User,Item,Stars\n1,10,4\n2,20,5\n")
     u, i, r = load_csv(p, columns=["user", "ITEM", "stars"], as_frame=False)
     assert u.tolist() == [1, 2] and i.tolist() == [10, 20] and r.tolist() == [4, 5]
     p = write(tmp_path, "id,ID,item,rating\n1,7,10,4\n", "two.txt")
-    with pytest.raises(ValueError, match=r"no column 'Id'; columns are"):
+    with pytest.raises(ValueError, match=r"column 'Id' matches 2 columns that differ only"):
         load_csv(p, columns=["Id", "item", "rating"])
     assert load_csv(p, columns=["ID", "item", "rating"], as_frame=False)[0].tolist() == [7]
 
@@ -740,6 +740,31 @@ def test_a_float_written_id_keeps_large_integer_ids_apart(tmp_path, engine):
     u, _, _ = load_csv(write(tmp_path, "user,item,rating\n1.0,1,1\n2,2,5\n", "s.txt"),
                        as_frame=False)
     assert u.dtype.kind in "if" and u.tolist() == [1, 2]
+
+
+def test_exact_ids_and_a_bad_rating_name_the_line_and_uint64_in_either_reader(tmp_path,
+                                                                               engine):
+    """The exact re-read of large ids kept the rating column's first dtype, so a bad
+    rating gave pandas' bare "could not convert string to float"; ids beyond int64 came
+    back as strings without pandas, uint64 with it (review 18). A rating written beyond
+    float32 (1e309) is named as such."""
+    p = write(tmp_path, "user,item,rating\n1152921504606846977,1,abc\n5.0,2,3\n")
+    with pytest.raises(ValueError, match=r"line 2 has a missing or non-numeric rating "
+                                         r"\('abc'\)"):
+        load_csv(p)
+    u, _, _ = load_csv(write(tmp_path, "user,item,rating\n1,1,1\n18446744073709551615,2,3\n",
+                             "u.txt"), as_frame=False)
+    assert u.dtype == np.uint64 and u.tolist() == [1, 2**64 - 1]
+    with pytest.raises(ValueError, match=r"line 3 has a rating beyond float32's range "
+                                         r"\('1e309'"):
+        load_csv(write(tmp_path, "user,item,rating\n1,1,1\n2,2,1e309\n", "big.txt"))
+
+
+def test_a_name_that_matches_columns_of_two_cases_is_refused(tmp_path):
+    p = write(tmp_path, "user,User,item,rating\n1,2,3,4\n")
+    with pytest.raises(ValueError, match=r"column 'USER' matches 2 columns that differ only "
+                                         r"in case \(\['user', 'User'\]\); name one exactly"):
+        load_csv(p, columns=["USER", "item", "rating"])
 
 
 @pytest.mark.parametrize("chunk", [None, 1000])

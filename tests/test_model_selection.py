@@ -447,6 +447,26 @@ def test_a_fold_without_a_relevant_rating_is_nan_and_named():
         ms.cross_validate(model, (u, i, np.minimum(r, 3.0)), cv=2, metrics=("ndcg@10",))
 
 
+def test_an_undefined_auc_is_nan_for_its_fold_and_data_unused_by_the_folds_is_not_read():
+    """A fold whose one relevant item no training row has leaves AUC undefined: it
+    raised and aborted every fold (review 18); it is NaN with the warning now. Folds given
+    as pairs (PredefinedSplit) do not use ``data``: its ratings decide nothing."""
+    from mfsgd.exceptions import UndefinedMetricWarning
+
+    u, i, r = make_ratings(40, 30, 600, random_state=0, as_frame=False)
+    r = np.minimum(r, 3.0)
+    u, i, r = np.append(u, 3), np.append(i, 999), np.append(r, 5.0)  # 999: only here
+    model = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0)
+    with pytest.warns(UndefinedMetricWarning, match="so AUC is undefined. It is NaN"):
+        res = ms.cross_validate(model, (u, i, r), cv=3, metrics=("rmse", "auc"),
+                                random_state=1)
+    assert np.isnan(res["test_auc"]).all() and np.isfinite(res["test_rmse"]).all()
+    tr, te = (u[:400], i[:400], r[:400] + 2), (u[400:], i[400:], r[400:] + 2)
+    got = ms.cross_validate(model, (u, i, r * 0 + 1), cv=ms.PredefinedSplit([(tr, te)]),
+                            metrics=("ndcg@5",))
+    assert np.isfinite(got["test_ndcg@5"]).all()
+
+
 def test_cross_validate_refuses_rating_metrics_for_a_ranking_loss(ratings):
     model = MatrixFactorization(loss="bpr", **PARAMS)
     for metrics in (["rmse"], ("ndcg@5", "mae"), ("ndcg@5", M.rmse)):

@@ -229,6 +229,11 @@ def test_exclude_items_ignores_ids_of_the_other_type(model):
                                   got)
     with pytest.raises(ValueError, match="not one id"):  # still an error: one id, no list
         model.recommend(17, n=10, exclude_items="sku-1")
+    # a generator is read once (it raised where the list was taken), and a float holding
+    # one of the ids counts beside a str (it was dropped: review 18)
+    assert model.recommend(17, n=10, exclude_items=(x for x in mixed))[0].tolist() == \
+        got.tolist()
+    assert model.recommend(17, n=10, exclude_items=[float(ids[0]), "x"])[0][0] == ids[1]
     strs = MatrixFactorization(n_factors=2, n_epochs=1, random_state=0).fit(
         (["a", "a", "b"], ["x", "y", "x"], [1.0, 2.0, 3.0]))
     assert strs.recommend("b", n=5, exclude_items=[7, "y"])[0].tolist() == []

@@ -57,32 +57,54 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def error_message(e: BaseException) -> str:
-    """One line for any error; the one place where messages are formatted.
+def error_message(e: BaseException, keep: Sequence[str] = ()) -> str:
+    """One line for any error; the one place where messages are formatted. Never raises.
 
     An OSError that names a file becomes ``PATH: reason`` (``strerror`` with a lower-case
     first letter), whatever raised it; anything else is its text on one line, in the
-    command line's words (:func:`cli_words`)."""
-    if isinstance(e, OSError) and e.filename is not None and e.strerror:
-        text = f"{os.fsdecode(e.filename)}: {e.strerror[:1].lower()}{e.strerror[1:]}"
-    else:
-        text = cli_words(str(e) or type(e).__name__)
+    command line's words (:func:`cli_words`; the strings ``keep``, the paths given, left
+    as they are)."""
+    try:
+        if isinstance(e, OSError) and e.filename is not None and e.strerror:
+            text = f"{os.fsdecode(e.filename)}: {e.strerror[:1].lower()}{e.strerror[1:]}"
+        else:
+            text = cli_words(str(e) or type(e).__name__, keep)
+    except Exception:  # a __str__ that raises: the type is still worth saying
+        text = type(e).__name__
     return _one_line(text)
 
 
-def cli_words(text: str) -> str:
+# A parameter's name in a message, not a piece of a path or a longer word ("eval_set.csv",
+# "learning_rate/r.csv", "n_epochs_"): not after a word character, "/", "." or "-", and not
+# before a word character, "/", "-" or "." followed by one.
+_NAME = r"(?<![\w/.\\-]){}(?![\w/\\-]|\.\w)"
+
+
+def cli_words(text: str, keep: Sequence[str] = ()) -> str:
     """A library message in the command line's words: a parameter that must be
     something is its option (``min_rating must be`` -> ``--min-rating must be``), so is
-    a parameter set to a value (``loss='bpr'`` -> ``--loss bpr``) and any parameter
-    whose name has an underscore (``n_epochs`` -> ``--epochs``); ``columns=`` is
-    ``--columns`` and ``eval_set`` is ``--validation FILE``."""
+    a parameter set to a value (``loss='bpr'`` -> ``--loss bpr``; ``min_rating=None``
+    -> "leave out --min-rating") and any parameter whose name has an underscore
+    (``n_epochs`` -> ``--epochs``); ``columns=`` is ``--columns`` and ``eval_set`` is
+    ``--validation FILE``. The strings ``keep`` (the paths the command was given) and
+    names inside paths or longer words are left as they are."""
+    held = sorted({k for k in keep if k}, key=len, reverse=True)
+    for n, k in enumerate(held):
+        text = text.replace(k, f"\x00{n}\x00")
     for opt, name, _, _ in _MODEL_OPTIONS + _EARLY_STOPPING_OPTIONS:
-        text = re.sub(rf"\b{name}='?([^\s,;)']+)'?", rf"{opt} \1", text)  # name=value
+        text = re.sub(r"(?:\b([Ss]et|[Pp]ass) )?" + _NAME.format(name) + "=None\\b",
+                      lambda m, opt=opt: ("Leave out " if (m[1] or "")[:1].isupper()
+                                          else "leave out ") + opt, text)
+        text = re.sub(_NAME.format(name) + r"='?([^\s,;)'\x00]+)'?", rf"{opt} \1", text)
         # a name with an underscore is the parameter wherever it stands; others
         # ("loss", "tol") only where they must be something
-        text = re.sub(rf"\b{name}\b" if "_" in name else rf"\b{name}(?= must\b)", opt, text)
-    text = re.sub(r"\bcolumns=(?=[.)]|$)", "--columns", text)
-    return re.sub(r"\beval_set\b", "--validation FILE", text)
+        text = re.sub(_NAME.format(name) if "_" in name else
+                      _NAME.format(name) + r"(?= must\b)", opt, text)
+    text = re.sub(_NAME.format("columns") + r"=(?=[.)]|$)", "--columns", text)
+    text = re.sub(_NAME.format("eval_set"), "--validation FILE", text)
+    for n, k in enumerate(held):
+        text = text.replace(f"\x00{n}\x00", k)
+    return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -970,10 +992,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     if extra:  # in the subcommand's words, as its own option errors are
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # the paths given, which messages quote as they are (cli_words leaves them alone)
+    paths = [v for k in ("data", "output", "validation", "model", "plot")
+             if isinstance(v := getattr(args, k, None), str)]
     try:
         with warnings.catch_warnings():  # a warning is one line, in the commands' style
             warnings.showwarning = lambda message, *a, **k: _print_stderr(
-                f"mfsgd {args.command}: warning: {_one_line(cli_words(str(message)))}")
+                f"mfsgd {args.command}: warning: {_one_line(cli_words(str(message), paths))}")
             args.func(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
     except BrokenPipeError:
@@ -984,7 +1009,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _to_devnull(sys.stdout)
         return EXIT_BROKEN_PIPE
     except (UserError, ValueError, TypeError, OSError, ImportError) as e:
-        _print_stderr(f"mfsgd {args.command}: error: {error_message(e)}")
+        _print_stderr(f"mfsgd {args.command}: error: {error_message(e, paths)}")
         return 2
     except KeyboardInterrupt as e:
         detail = e.detail if isinstance(e, Interrupted) else ""

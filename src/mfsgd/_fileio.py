@@ -681,6 +681,7 @@ def _read_columns(path: str, dialect: Dialect, skip: int, usecols: list[int],
                 raise EmptyField(p, row) from None
         return {p: (narrow_ints(a) if p in narrow else a) for p, a in out.items()}
     kw = {"narrow": narrow, "name": name, "width": width, "nonempty": nonempty}
+    used = dtypes  # the dtypes of the read that succeeded
     try:
         try:
             out = _read_pandas(pd, path, dialect, skip, usecols, dtypes, **kw)
@@ -697,10 +698,11 @@ def _read_columns(path: str, dialect: Dialect, skip: int, usecols: list[int],
         if retry == dtypes:
             raise
         out = _read_pandas(pd, path, dialect, skip, usecols, retry, chunked=False, **kw)
+        used = retry
     inexact = _inexact_ids(out, narrow)
     if inexact:
         again = _read_pandas(pd, path, dialect, skip, usecols,
-                             {**dtypes, **dict.fromkeys(inexact, "str")}, chunked=False, **kw)
+                             {**used, **dict.fromkeys(inexact, "str")}, chunked=False, **kw)
         out.update({p: _exact_ints(pd, again[p]) for p in inexact})
     return out
 
@@ -1027,10 +1029,12 @@ def _convert(vals: list[str], kind: str | None) -> np.ndarray:
     if kind == "str":
         return np.array(vals, dtype=object)
     if kind is None and all(_INT.match(v) for v in vals):
-        try:
-            return np.array([int(v) for v in vals], dtype=np.int64)
-        except OverflowError:
-            pass
+        ints = [int(v) for v in vals]
+        for dt in (np.int64, np.uint64):  # uint64 beyond int64, as the pandas reader
+            try:
+                return np.array(ints, dtype=dt)
+            except OverflowError:
+                continue
     try:
         a = np.array([float(v) for v in vals], dtype=np.float64)
     except ValueError:

@@ -242,6 +242,8 @@ def _banned(item_map: IdMap, exclude_items: Any) -> np.ndarray:
     """The rows of the blacklist's ids the model knows. Unknown ids are ignored, ids of
     the other type too (a str on an integer-id model, or in a list mixing both: a
     blacklist drawn from a shared catalogue), which cannot be the model's."""
+    if isinstance(exclude_items, Iterator):  # a generator: read once, for a second look
+        exclude_items = list(exclude_items)
     try:
         rows = item_map.lookup("exclude_items",
                                id_list("exclude_items", exclude_items, ordered=False))
@@ -252,9 +254,10 @@ def _banned(item_map: IdMap, exclude_items: Any) -> np.ndarray:
             list(exclude_items)
         if item_map.ids.dtype.kind == "U":
             mine = [v for v in values if isinstance(v, str)]
-        else:
-            mine = [v for v in values if isinstance(v, (int, np.integer))
-                    and not isinstance(v, (bool, np.bool_))]
+        else:  # integers, and floats that hold one (7.0), as an id list of floats is read
+            mine = [v for v in values if (isinstance(v, (int, np.integer)) or (
+                isinstance(v, (float, np.floating)) and float(v).is_integer()))
+                and not isinstance(v, (bool, np.bool_))]
         if len(mine) == len(values):  # not a question of the other type: its own error
             raise
         if not mine:

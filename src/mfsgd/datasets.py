@@ -283,6 +283,10 @@ def _position(ref: int | str, names: list[str] | None, width: int, path: str,
             same = [k for k, n in enumerate(names) if n.casefold() == ref.casefold()]
             if len(same) == 1:
                 return same[0]
+            if same:
+                raise ValueError(f"{path}: column {ref!r} matches {len(same)} columns that "
+                                 f"differ only in case ({[names[k] for k in same]}); name "
+                                 "one exactly.")
         if names is None or ref not in names:
             raise ValueError(f"{path}: no column {ref!r}; "
                              + (f"columns are {names}." if names is not None else
@@ -624,7 +628,9 @@ def _checked_ratings(values: np.ndarray, path: str, skip: int, source: str,
             text, _ = F.nth_line(source, line)
             fields = dialect.split(text) if dialect is not None else text.split(",")
             shown = fields[position].strip() if position < len(fields) else ""
-        if math.isfinite(_to_float(shown)):  # a number, but beyond float32's range
+        value = _to_float(shown)
+        if math.isfinite(value) or (math.isinf(value) and "inf" not in shown.lower()):
+            # a number written out (1e39, 1e309), beyond float32's range
             raise ValueError(f"{path}: line {line} has a rating beyond float32's range "
                              f"({shown!r}; at most about 3.4e38); fix or remove that line, or "
                              "choose the rating column with columns=.")

@@ -179,6 +179,11 @@ def _check_k(k: Any) -> int:
     return check_int("k", k)
 
 
+class UndefinedAUC(ValueError):
+    """No evaluated user has a relevant item the model knows and another candidate:
+    AUC is undefined (cross_validate records NaN for that fold)."""
+
+
 def check_threshold(threshold: Any) -> float | None:
     return check_real_or_none(threshold, "threshold must be a finite number (or None: every "
                                          "held-out rating is relevant)")
@@ -564,7 +569,7 @@ def _sorted_list_auc(scores: np.ndarray, live: np.ndarray, relevant: np.ndarray
 def _mean_auc(aucs: list[float]) -> float:
     done = [a for a in aucs if not math.isnan(a)]
     if not done:
-        raise ValueError("no evaluated user has both a relevant item the model knows and "
+        raise UndefinedAUC("no evaluated user has both a relevant item the model knows and "
                          "another candidate, so AUC is undefined.")
     return float(np.mean(done))
 

@@ -629,7 +629,7 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
     >>> sorted(res), res["test_rmse"].shape
     (['fit_time', 'test_mae', 'test_rmse', 'test_time'], (3,))
     """
-    from .metrics import auc_score, check_threshold, ranking_arrays
+    from .metrics import UndefinedAUC, auc_score, check_threshold, ranking_arrays
 
     wanted = _check_metrics(metrics)
     _check_model(model, wanted)
@@ -639,7 +639,9 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
     fit_time: list[float] = []
     test_time: list[float] = []
     models: list[Any] = []
-    if data is not None and any(spec[0] != "point" for _, spec in wanted):
+    from_data = isinstance(cv, numbers.Integral) or (hasattr(cv, "split")
+                                                     and not isinstance(cv, PredefinedSplit))
+    if from_data and data is not None and any(spec[0] != "point" for _, spec in wanted):
         _, _, y_all = unpack(data, None, columns=cols, ratings="optional", what="data")
         if _no_relevant(y_all, check_threshold(threshold)):  # no fold could have one
             raise ValueError(f"no rating is >= threshold {threshold}, so no user has a "
@@ -677,7 +679,14 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
                     pred = est.predict(test)
                 scores[name].append(float(spec[1](y_true, pred)))
             elif spec[0] == "auc":
-                scores[name].append(auc_score(est, test, fold_threshold, True, train=train))
+                try:
+                    value = auc_score(est, test, fold_threshold, True, train=train)
+                except UndefinedAUC as e:  # this fold only: NaN, as for no relevant rating
+                    warnings.warn(f"fold {len(fit_time) - 1} (counted from 0): {e} It is NaN; "
+                                  "the other folds are unaffected (numpy.nanmean averages "
+                                  "them).", UndefinedMetricWarning, stacklevel=2)
+                    value = math.nan
+                scores[name].append(value)
             else:
                 _, kind, k = spec
                 if k not in ranked:
