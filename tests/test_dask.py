@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -220,7 +221,11 @@ def test_many_blocks_on_little_data_warn(client, frame):
                                          r"about 625 ratings") as rec:
         MatrixFactorization(**{**KW, "n_epochs": 1, "n_blocks": 8}).fit(ddf, client=client)
     assert rec[0].filename == __file__  # it points at the user's call
-    import warnings
+    # one block cannot be fewer: no "use fewer blocks" on little data (it warned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MatrixFactorization(**{**KW, "n_epochs": 1, "n_blocks": 1}).fit(
+            dd.from_pandas(frame.iloc[:50], npartitions=2), client=client)
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the tests' own n_blocks=3 gives blocks of 4,444

@@ -377,7 +377,8 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     # as the cluster's workers run the kernel on (2 blocks per thread)
     threads = {w: threads_per_worker or int(n) for w, n in client.nthreads().items()}
     P_ = cfg.n_blocks or T.default_n_blocks(max(cfg.n_threads, sum(threads.values())), n)
-    if cfg.n_blocks is not None and n < T.MIN_CELL_RATINGS * P_ * P_:
+    if cfg.n_blocks is not None and P_ > 1 and n < T.MIN_CELL_RATINGS * P_ * P_:
+        # (one block cannot be fewer: no advice to give)
         # Each epoch runs P_ sub-epochs, each a round of tasks (one per worker) and a
         # barrier: on 3,000 ratings, 32 blocks took 14 s per epoch (0.5 s with 4) and 255
         # did not finish an epoch in minutes.
