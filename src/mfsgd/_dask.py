@@ -378,10 +378,9 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     threads = {w: threads_per_worker or int(n) for w, n in client.nthreads().items()}
     P_ = cfg.n_blocks or T.default_n_blocks(max(cfg.n_threads, sum(threads.values())), n)
     if cfg.n_blocks is not None and P_ > 1 and n < T.MIN_CELL_RATINGS * P_ * P_:
-        # (one block cannot be fewer: no advice to give)
         # Each epoch runs P_ sub-epochs, each a round of tasks (one per worker) and a
         # barrier: on 3,000 ratings, 32 blocks took 14 s per epoch (0.5 s with 4) and 255
-        # did not finish an epoch in minutes.
+        # did not finish an epoch in minutes. (One block cannot be fewer: no warning.)
         warnings.warn(
             f"n_blocks={P_} cuts {n} ratings into {P_ * P_} blocks of about "
             f"{n // (P_ * P_)} ratings, and every epoch runs {P_} sub-epochs, each a round "

@@ -711,15 +711,28 @@ def _exact_ints(pd: Any, text: np.ndarray) -> np.ndarray:
     """Id strings as int64 (or uint64 beyond int64) when every one is an integer written
     without leading zeros, parsed exactly; else the strings (labels) themselves."""
     s = pd.Series(text, dtype=object, copy=False).str.strip()
-    if not s.str.fullmatch(r"[+-]?(?:0|[1-9][0-9]*)").all():
-        return s.to_numpy(dtype=object)
-    u = s.to_numpy(dtype=str)
+    if s.str.fullmatch(r"[+-]?(?:0|[1-9][0-9]*)").all():
+        ints = _as_ints(s.to_numpy(dtype=str))
+        if ints is not None:
+            return narrow_ints(ints)
+    return s.to_numpy(dtype=object)  # labels (negative and beyond int64 at once, too)
+
+
+def _as_ints(values: Any) -> np.ndarray | None:
+    """Integers (Python ints or their text) as int64, or uint64 when some exceed int64's
+    range; None when they fit neither (negative ones beside ones beyond int64)."""
     for dt in (np.int64, np.uint64):
         try:
-            return narrow_ints(u.astype(dt)) if dt is np.int64 else u.astype(dt)
-        except (OverflowError, ValueError):
+            return np.array(values, dtype=dt)
+        except OverflowError:
             continue
-    return s.to_numpy(dtype=object)  # negative and beyond int64 at once: labels
+    return None
+
+
+def _exact_floats(a: np.ndarray) -> bool:
+    """Whether every value of the float array ``a`` is below 2**53 in magnitude, where a
+    float64 still holds every integer (beyond, integers round into one another)."""
+    return bool((np.abs(a) < 2.0**53).all())
 
 
 def _inexact_ids(cols: dict[int, np.ndarray], ids: frozenset) -> list[int]:
@@ -728,7 +741,7 @@ def _inexact_ids(cols: dict[int, np.ndarray], ids: frozenset) -> list[int]:
     integers into one another (two 19-digit ids would become one user). Those columns
     are read again as text, exactly: then they are labels."""
     return [p for p in sorted(ids) if p in cols and cols[p].dtype.kind == "f"
-            and cols[p].size and not (np.abs(cols[p]) < 2.0**53).all()]
+            and not _exact_floats(cols[p])]
 
 
 def too_wide(name: str, dialect: Dialect, width: int, line: int, text: str,
@@ -1018,8 +1031,7 @@ def _data_lines(f: Any, skip: int, dialect: Dialect, width: int, name: str) -> I
 
 
 def _integral(a: np.ndarray) -> bool:
-    # below 2**53 a float64 holds the integer exactly
-    return bool(np.all(np.abs(a) < 2.0**53) and np.array_equal(a, np.round(a)))
+    return _exact_floats(a) and np.array_equal(a, np.round(a))
 
 
 _INT = re.compile(r"\s*[+-]?[0-9]+\s*$")
@@ -1029,17 +1041,14 @@ def _convert(vals: list[str], kind: str | None) -> np.ndarray:
     if kind == "str":
         return np.array(vals, dtype=object)
     if kind is None and all(_INT.match(v) for v in vals):
-        ints = [int(v) for v in vals]
-        for dt in (np.int64, np.uint64):  # uint64 beyond int64, as the pandas reader
-            try:
-                return np.array(ints, dtype=dt)
-            except OverflowError:
-                continue
+        ints = _as_ints([int(v) for v in vals])  # uint64 beyond int64, as with pandas
+        if ints is not None:
+            return ints
     try:
         a = np.array([float(v) for v in vals], dtype=np.float64)
     except ValueError:
         return np.array([v.strip() for v in vals], dtype=object)
-    if kind is None and a.size and not (np.abs(a) < 2.0**53).all():
+    if kind is None and not _exact_floats(a):
         # beyond 2**53 a float rounds integers into one another: keep the text exactly
         # (as the pandas path does, _inexact_ids)
         return np.array([v.strip() for v in vals], dtype=object)

@@ -251,12 +251,12 @@ def normalize_ids(name: str, values: Any, rows: np.ndarray | None = None) -> np.
         # From 2**53 (float64; 2**24 for float32) a float no longer holds every integer:
         # neighbouring ids may already have been rounded into one, and a model trained
         # on them would silently pool those users.
-        exact = 2.0 ** (np.finfo(arr.dtype).nmant + 1)
-        inexact = np.abs(wide) >= exact
+        bits = np.finfo(arr.dtype).nmant + 1
+        inexact = np.abs(wide) >= 2.0**bits
         if inexact.any():
             pos = int(np.flatnonzero(inexact)[0])
             raise ValueError(
-                f"{name} has float ids of magnitude 2**{np.finfo(arr.dtype).nmant + 1} or more "
+                f"{name} has float ids of magnitude 2**{bits} or more "
                 f"(first at position {_row(rows, pos)}: {float(arr[pos])!r}), where {arr.dtype} "
                 "cannot tell neighbouring integers apart, so distinct ids may have merged; "
                 "pass the ids as integers or strings.")

@@ -359,12 +359,12 @@ int mf_rank_isa_f32(int64_t row_bytes, int loss)
      * alternated in one process (bench/RESULTS.md, section 13): a ranking step is a chain
      * of single dot products (WARP: one per draw, until a negative violates the margin),
      * bound by latency, where AVX-512's longer horizontal reduction costs more than its
-     * width saves. AVX-512 took 1.35-1.40x AVX2's CPU time for WARP at k = 32-128 on
-     * MovieLens 100K (1.07-1.27x on 2 M interactions x 20,000 items), 1.14-1.21x for
-     * bpr at k <= 64 (0.98-1.09x on the larger set); at k = 128 bpr tied. Softmax, whose
-     * step sums several negatives' dot products, went either way at k <= 64 (1.04-1.06x
-     * on MovieLens, 0.94-1.00x on the larger set) and was faster with AVX-512 at k = 128
-     * (0.90x): it keeps the width rule, as do float64 rows (0.83-1.01x). */
+     * width saves. AVX-512 took 1.32-1.41x AVX2's CPU time for WARP at k = 32-128 on
+     * MovieLens 100K (1.03-1.18x on 2 M interactions x 20,000 items), 1.13-1.18x for
+     * bpr at k <= 64 (0.99-1.03x on the larger set); at k = 128 bpr tied (0.95-1.00x).
+     * Softmax, whose step sums several negatives' dot products, gained little from AVX2 at
+     * k <= 64 (1.03-1.06x) and was faster with AVX-512 at k = 128 (0.87-0.89x): it keeps
+     * the width rule, as do float64 rows (0.81-1.04x). */
     const int64_t lim = loss == MF_LOSS_WARP ? MF_RANK_AVX2_MAX_ROW_BYTES_WARP
                       : loss == MF_LOSS_BPR ? MF_RANK_AVX2_MAX_ROW_BYTES_BPR : 0;
     if (current_isa < 0 && row_bytes <= lim) {

@@ -571,6 +571,12 @@ def _no_relevant(y_true: Any, threshold: float | None) -> bool:
     return not bool((y >= threshold).any())
 
 
+def _warn_undefined(fold: int, what: str) -> None:
+    """The UndefinedMetricWarning of cross_validate's ``fold``, pointing at its caller."""
+    warnings.warn(f"fold {fold} (counted from 0): {what} the other folds are unaffected "
+                  "(numpy.nanmean averages them).", UndefinedMetricWarning, stacklevel=3)
+
+
 def cross_validate(model: Any, data: Any, cv: Any = 5,
                    metrics: Iterable[str | Callable[..., float]] = ("rmse", "mae"),
                    return_models: bool = False, *, threshold: float | None = 4.0,
@@ -658,14 +664,12 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
         # Implicit data (no ratings): every held-out pair is relevant, whatever threshold.
         fold_threshold = None if y_true is None else threshold
         ranked: dict[int, dict[str, Any]] = {}
+        fold = len(fit_time) - 1
         undefined = _no_relevant(y_true, fold_threshold)
         if undefined and any(spec[0] != "point" for _, spec in wanted):
             names = ", ".join(n for n, spec in wanted if spec[0] != "point")
-            warnings.warn(f"fold {len(fit_time) - 1} (counted from 0): no held-out rating "
-                          f"is >= threshold {fold_threshold}, so its ranking metrics ({names}) "
-                          "are undefined and NaN; the other folds are unaffected "
-                          "(numpy.nanmean averages them).", UndefinedMetricWarning,
-                          stacklevel=2)
+            _warn_undefined(fold, f"no held-out rating is >= threshold {fold_threshold}, so "
+                                  f"its ranking metrics ({names}) are undefined and NaN;")
         for name, spec in wanted:
             if spec[0] != "point" and undefined:
                 scores[name].append(math.nan)
@@ -682,9 +686,7 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
                 try:
                     value = auc_score(est, test, fold_threshold, True, train=train)
                 except UndefinedAUC as e:  # this fold only: NaN, as for no relevant rating
-                    warnings.warn(f"fold {len(fit_time) - 1} (counted from 0): {e} It is NaN; "
-                                  "the other folds are unaffected (numpy.nanmean averages "
-                                  "them).", UndefinedMetricWarning, stacklevel=2)
+                    _warn_undefined(fold, f"{e} It is NaN;")
                     value = math.nan
                 scores[name].append(value)
             else:
