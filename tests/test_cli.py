@@ -571,6 +571,7 @@ def test_predict_and_recommend_serve_unknown_ids_when_allowed(work, capsys):
     assert _cli.main(["recommend", m, "999999", "--allow-unknown", "-n", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["known"] is False and len(out["recommendations"]) == 2
+    assert out["warnings"] == []  # always there, so a JSON reader need not test for it
 
 
 @pytest.mark.parametrize("name,prefix", [("m.mfsgd", ""), ("s.mfsgd", "x")])
@@ -752,12 +753,17 @@ def test_evaluate_summarises_the_folds_where_a_metric_is_defined(tmp_path, capsy
     ndcg = next(x for x in out.splitlines() if x.startswith("test_ndcg@10"))
     assert ndcg.endswith(f"({5 - len(lines)} of 5 folds)")
     assert _cli.main(args + ["--json"]) == 0
-    res = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    res = json.loads(out)
     folds = res["folds"]["test_ndcg@10"]
     assert folds.count(None) == len(lines) and all(x is not None for x in
                                                     res["folds"]["test_rmse"])
     assert res["mean"]["test_ndcg@10"] == pytest.approx(
         np.mean([x for x in folds if x is not None]))
+    # the JSON says why those folds are null: the lines stderr showed, unprefixed
+    prefix = "mfsgd evaluate: warning: "
+    assert res["warnings"] == [x[len(prefix):] for x in err.splitlines()]
+    assert len(res["warnings"]) == len(lines)
 
 
 def test_evaluate_a_ranking_loss_applies_the_threshold_to_a_rated_file(work, capsys):
@@ -1286,7 +1292,8 @@ def test_emit_writes_non_finite_numbers_as_null(capsys):
     _cli._emit(Args(), {"a": float("nan"), "b": [float("inf"), np.float32("nan"), 1.5],
                         "c": {"d": -np.inf, "e": np.int64(3), "f": (np.float64(2.0),)}}, "")
     assert _strict_json(capsys.readouterr().out) == {
-        "a": None, "b": [None, None, 1.5], "c": {"d": None, "e": 3, "f": [2.0]}}
+        "a": None, "b": [None, None, 1.5], "c": {"d": None, "e": 3, "f": [2.0]},
+        "warnings": []}
 
 
 def test_demo_with_a_ranking_loss_prints_ranking_metrics(tmp_path, capsys):

@@ -578,7 +578,11 @@ def _print_stderr(text: str) -> None:
 
 
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
+    """The command's result on stdout: `text`, or with --json `obj` as one JSON object,
+    with the warnings given so far (``"warnings"``: the lines stderr showed, without their
+    ``mfsgd CMD: warning:`` prefix), so that a JSON reader learns why a value is null."""
     if getattr(args, "json", False):
+        obj = {**obj, "warnings": list(getattr(args, "warned", []))}
         text = json.dumps(_json_safe(obj), allow_nan=False)
     print(text)
 
@@ -995,10 +999,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the paths given, which messages quote as they are (cli_words leaves them alone)
     paths = [v for k in ("data", "output", "validation", "model", "plot")
              if isinstance(v := getattr(args, k, None), str)]
+    args.warned = []  # the warnings' lines, also put in the --json output by _emit
+
+    def show(message: Any, *a: Any, **k: Any) -> None:
+        # a warning is one line, in the commands' style
+        args.warned.append(_one_line(cli_words(str(message), paths)))
+        _print_stderr(f"mfsgd {args.command}: warning: {args.warned[-1]}")
+
     try:
-        with warnings.catch_warnings():  # a warning is one line, in the commands' style
-            warnings.showwarning = lambda message, *a, **k: _print_stderr(
-                f"mfsgd {args.command}: warning: {_one_line(cli_words(str(message), paths))}")
+        with warnings.catch_warnings():
+            warnings.showwarning = show
             args.func(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
     except BrokenPipeError:
