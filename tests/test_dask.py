@@ -127,12 +127,13 @@ def test_partition_errors_name_the_partition(client, frame):
     with pytest.raises(ValueError, match=r"^partition 1 \(of 2\) of the Dask DataFrame has no "
                                          r"column 'rating'"):
         m.fit(parts, client=client)
-    named = frame.assign(item="i" + frame.item.astype(str))
-    named.loc[named.index[[25_001, 30_000]], "item"] = ""  # "" is a missing id, as locally
-    with pytest.raises(ValueError, match=r"^partition 1 \(of 2\) of the Dask DataFrame, "
-                                         r"positions counted from its first row: items has "
-                                         r"an empty id '' \(first at position 5001\)"):
-        m.fit(dd.from_pandas(named, npartitions=2, sort=False), client=client)
+    for blank, what in (("", "an empty id ''"), ("  ", "a blank id '  '")):
+        named = frame.assign(item="i" + frame.item.astype(str))
+        named.loc[named.index[[25_001, 30_000]], "item"] = blank  # missing ids, as locally
+        with pytest.raises(ValueError, match=r"^partition 1 \(of 2\) of the Dask DataFrame, "
+                                             r"positions counted from its first row: items "
+                                             rf"has {what} \(first at position 5001\)"):
+            m.fit(dd.from_pandas(named, npartitions=2, sort=False), client=client)
     assert not m.__sklearn_is_fitted__()
 
 

@@ -151,9 +151,10 @@ def valid_triples(draw, id_kind=None, min_n=1, max_n=15):
         if kind == "uint64":
             return np.array(draw(st.lists(st.integers(2**63, 2**64 - 1), min_size=n,
                                           max_size=n)), dtype=np.uint64)
-        # "" is a missing id (refused); a trailing NUL would be dropped by NumPy (refused)
+        # "" and " " are missing ids (refused); a trailing NUL would be dropped by NumPy
+        # (refused)
         pool = draw(st.lists(st.text(min_size=1, max_size=5).filter(
-                                 lambda s: not s.endswith("\0")),
+                                 lambda s: not s.endswith("\0") and not s.isspace()),
                              min_size=1, max_size=6))
         return np.array([pool[j] for j in draw(st.lists(st.integers(0, len(pool) - 1),
                                                         min_size=n, max_size=n))], dtype=str)

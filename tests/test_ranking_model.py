@@ -607,6 +607,8 @@ def test_fold_in_reg_and_empty_ids(implicit):
     s = MatrixFactorization(loss="bpr", **KW).fit(([f"u{x}" for x in train[0]], train[1]))
     with pytest.raises(ValueError, match=r"users has an empty id '' \(first at position 2\)"):
         s.fold_in((["new", "new", ""], items[:3]))
+    with pytest.raises(ValueError, match=r"users has a blank id ' ' \(first at position 1\)"):
+        s.fold_in((["new", " ", "new"], items[:3]))
 
 
 def test_fold_in_applies_min_rating():

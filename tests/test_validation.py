@@ -52,6 +52,12 @@ BAD_DATA = [
      r"users has an empty id '' \(first at position 1\): a missing id"),
     ("empty bytes item id", (U, [b"x", b"x", b"y", b"", b"z", b"z"], R), ValueError,
      r"items has an empty id '' \(first at position 3\)"),
+    # only whitespace is an empty field too, as the file loaders say (review 15 noticed
+    # " " accepted as a user)
+    ("blank user id", (["a", "b", "c", "a", " ", "c"], I, R), ValueError,
+     r"users has a blank id ' ' \(first at position 4\): a missing id"),
+    ("blank bytes item id", (U, [b"x", b"\t \n", b"y", b"y", b"z", b"z"], R), ValueError,
+     r"items has a blank id '\\t \\n' \(first at position 1\)"),
     ("fractional ids", (U + 0.5, I, R), TypeError, r"non-integral floats"),
     ("bool ids", (U > 1, I, R), TypeError, r"users must be integers or strings; got booleans"),
     ("no ratings", (U, I), ValueError, r"X has no ratings"),
@@ -199,15 +205,17 @@ def test_failed_fit_keeps_previous_model():
     np.testing.assert_array_equal(m.user_factors_, before)
 
 
-def test_an_empty_string_id_is_refused_in_every_way_ids_arrive():
+@pytest.mark.parametrize("blank,what", [("", "an empty id ''"), (" \t", r"a blank id ' \\t'")])
+def test_an_empty_string_id_is_refused_in_every_way_ids_arrive(blank, what):
     """A DataFrame's Categorical and string columns, partial_fit's new ids and the
-    counting baseline refuse "" as fit's lists do; an empty id the model already holds
-    (a model from before this rule) is looked up, not refused."""
+    counting baseline refuse "" (and an id of only whitespace) as fit's lists do; an
+    empty id the model already holds (a model from before this rule) is looked up, not
+    refused."""
     pd = pytest.importorskip("pandas")
     from mfsgd import Popularity
 
-    users = ["a", "b", "", "a", "b", "c"]
-    msg = r"users has an empty id '' \(first at position 2\)"
+    users = ["a", "b", blank, "a", "b", "c"]
+    msg = what + r" \(first at position 2\)"
     df = pd.DataFrame({"user": users, "item": I, "rating": R})
     for col in (df.user.astype("category"), df.user.astype("string")):
         with pytest.raises(ValueError, match=msg):
@@ -217,8 +225,8 @@ def test_an_empty_string_id_is_refused_in_every_way_ids_arrive():
     m = MatrixFactorization(n_factors=2, n_epochs=1, random_state=0)
     m.fit((["a", "b", "c", "a", "b", "c"], I, R))
     before = m.user_factors_.copy()
-    with pytest.raises(ValueError, match=r"users has an empty id '' \(first at position 1\)"):
-        m.partial_fit((["a", ""], [10, 20], [4.0, 3.0]))
+    with pytest.raises(ValueError, match=what + r" \(first at position 1\)"):
+        m.partial_fit((["a", blank], [10, 20], [4.0, 3.0]))
     np.testing.assert_array_equal(m.user_factors_, before)
     assert list(m.user_ids_) == ["a", "b", "c"]
     import dataclasses
@@ -226,8 +234,8 @@ def test_an_empty_string_id_is_refused_in_every_way_ids_arrive():
     from mfsgd._idmap import IdMap
 
     # a model from before this rule, holding "" (renames user "c")
-    m._state = dataclasses.replace(m._state, user_map=IdMap(np.array(["", "a", "b"])))
-    m.partial_fit((["", "a"], [10, 20], [4.0, 3.0]))  # known: no new id, trained
+    m._state = dataclasses.replace(m._state, user_map=IdMap(np.array([blank, "a", "b"])))
+    m.partial_fit(([blank, "a"], [10, 20], [4.0, 3.0]))  # known: no new id, trained
     assert m.n_epochs_ == 2
 
 

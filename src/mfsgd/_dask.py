@@ -74,8 +74,8 @@ def _part_ids(df: Any, ucol: str, icol: str, rcol: str, dtype: str, part: int,
         i = normalize_ids("items", df[icol])
         r = check_ratings(df[rcol], np.dtype(dtype))
         su, si = sorted_unique(u), sorted_unique(i)
-        refuse_empty("users", su, lambda: u == "")
-        refuse_empty("items", si, lambda: i == "")
+        refuse_empty("users", su, lambda k: u == su[k])
+        refuse_empty("items", si, lambda k: i == si[k])
     except (ValueError, TypeError) as e:
         rows = ", positions counted from its first row" if "position" in str(e) else ""
         raise type(e)(f"{where}{rows}: {e}") from None

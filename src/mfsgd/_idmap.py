@@ -454,14 +454,29 @@ def _shifted(c: np.ndarray, lo: int) -> np.ndarray:
     return out
 
 
-def refuse_empty(name: str, ids: np.ndarray, rows: Callable[[], np.ndarray]) -> None:
-    """ValueError if the sorted new ``ids`` of a fit hold the empty string, which sorts
-    first: it is a missing id (an empty field), not a user or an item, as the file loaders
-    also say. ``rows()`` (called only then) marks the rows holding it, for the message."""
-    if ids.dtype.kind == "U" and ids.size and ids[0] == "":
-        pos = int(np.flatnonzero(rows())[0])
-        raise ValueError(f"{name} has an empty id '' (first at position {pos}): a missing "
-                         "id, not a name; drop those rows or give them an id first.")
+def blank_index(ids: np.ndarray) -> int:
+    """Index of the first id of ``ids`` that is empty or only whitespace, or -1."""
+    if ids.dtype.kind != "U" or not ids.size:
+        return -1
+    if ids[0] == "":  # sorts first when present
+        return 0
+    hit = np.flatnonzero(np.char.isspace(ids))  # False for "" and for any other character
+    return int(hit[0]) if hit.size else -1
+
+
+def refuse_empty(name: str, ids: np.ndarray, rows: Callable[[int], np.ndarray]) -> None:
+    """ValueError if the new ``ids`` of a fit hold the empty string or one of only
+    whitespace: it is a missing id (an empty field), not a user or an item, as the file
+    loaders also say. ``rows(k)`` (called only then) marks the rows holding ``ids[k]``,
+    for the message."""
+    k = blank_index(ids)
+    if k < 0:
+        return
+    v = ids[k].item()
+    pos = int(np.flatnonzero(rows(k))[0])
+    what = "an empty" if v == "" else "a blank"
+    raise ValueError(f"{name} has {what} id {v!r} (first at position {pos}): a missing "
+                     "id, not a name; drop those rows or give them an id first.")
 
 
 _TABLE_LOCK = threading.Lock()
@@ -533,7 +548,7 @@ class IdMap:
         if ids.size > MAX_IDS:
             raise ValueError(f"{name} has {ids.size} distinct ids; at most {MAX_IDS} are "
                              f"supported.")
-        refuse_empty(name, ids, lambda: inverse == 0)
+        refuse_empty(name, ids, lambda k: inverse == k)
         return cls(ids), inverse
 
     @classmethod
@@ -548,14 +563,14 @@ class IdMap:
                              f"supported.")
         if (where.size == n_values and np.array_equal(rank, np.arange(rank.size))
                 and codes.dtype == np.int32 and codes.flags.c_contiguous):
-            refuse_empty(name, ids, lambda: codes == 0)
+            refuse_empty(name, ids, lambda k: codes == k)
             return cls(ids), codes  # a sorted table, every value used: codes are indices
         lut = np.full(n_values, -1, dtype=np.int32)
         lut[where] = rank
         inverse = np.empty(codes.size, dtype=np.int32)
         for s in range(0, codes.size, _CHUNK):
             np.take(lut, codes[s:s + _CHUNK], out=inverse[s:s + _CHUNK], mode="clip")
-        refuse_empty(name, ids, lambda: inverse == 0)
+        refuse_empty(name, ids, lambda k: inverse == k)
         return cls(ids), inverse
 
     def __len__(self) -> int:
@@ -599,7 +614,7 @@ class IdMap:
         new = sorted_unique(raw[idx < 0])
         if new.size == 0:
             return self, idx
-        refuse_empty(name, new, lambda: (raw == "") & (idx < 0))
+        refuse_empty(name, new, lambda k: (raw == new[k]) & (idx < 0))
         if self.ids.size + new.size > MAX_IDS:
             raise ValueError(f"{name}: the model would hold more than {MAX_IDS} ids.")
         old = self.ids

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 
 from . import _sgd
-from ._idmap import IdMap, id_list, normalize_ids, refuse_empty, sorted_unique, unique_inverse
+from ._idmap import (
+    IdMap,
+    blank_index,
+    id_list,
+    normalize_ids,
+    refuse_empty,
+    sorted_unique,
+    unique_inverse,
+)
 from ._state import FittedState, grown, merge_seen
 from ._training import Params, predict_idx, score_limit
 
@@ -855,9 +863,9 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
     name = "users" if side == "user" else "items"
     own_ids = normalize_ids(name, own)
     raw_ids, inv = unique_inverse(own_ids)
-    if raw_ids.dtype.kind == "U" and raw_ids.size and raw_ids[0] == "" and (
-            own_map.lookup(name, raw_ids[:1])[0] < 0):  # before solving, at its row
-        refuse_empty(name, raw_ids, lambda: own_ids == "")
+    k = blank_index(raw_ids)
+    if k >= 0 and own_map.lookup(name, raw_ids[k:k + 1])[0] < 0:  # before solving, at its row
+        refuse_empty(name, raw_ids, lambda k: own_ids == raw_ids[k])
     if own_map.ids.size and (raw_ids.dtype.kind == "U") != (own_map.ids.dtype.kind == "U"):
         own_map.lookup(side + "s", raw_ids)  # raises the type-mismatch error
     F = st.factors("item_factors" if side == "user" else "user_factors").astype(np.float64)
