@@ -134,6 +134,17 @@ def _is_records(X: Any) -> bool:
                                    and _is_scalar_row(r) for r in X)
 
 
+def _ambiguous_lists(X: Any) -> bool:
+    """A list of 2 or 3 lists (or 1-D arrays) of 2 or 3 scalars each, all one length:
+    ``[[1, 10], [2, 20]]`` is two (user, item) rows as NumPy and scikit-learn read it
+    (and as a longer such list is read), or the columns (users, items). Not guessed."""
+    if not isinstance(X, list) or len(X) not in (2, 3) or not all(
+            isinstance(v, list) or (isinstance(v, np.ndarray) and v.ndim == 1) for v in X):
+        return False
+    widths = {len(v) for v in X}
+    return len(widths) == 1 and widths <= {2, 3} and all(_is_scalar_row(v) for v in X)
+
+
 def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], ratings: str,
            what: str) -> tuple[Any, Any, Any]:
     """(users, items, ratings-or-None) of any accepted form, as given (not yet arrays).
@@ -179,6 +190,15 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], ratings: str,
             raise ValueError(f"ratings given twice: as the third field of {what}'s rows and "
                              "as y.")
         return cols[0], cols[1], cols[2] if len(cols) == 3 else y
+    if _ambiguous_lists(X):
+        n, w = len(X), len(X[0])
+        fields = ("user, item, rating" if w == 3 else "user, item")
+        cols = ("users, items, ratings" if n == 3 else "users, items")
+        raise ValueError(
+            f"{what} is ambiguous: a list of {n} lists of {w} values is {n} ({fields}) rows "
+            f"or the {n} columns ({cols}), and a longer list of rows would be read as rows. "
+            f"Pass rows as tuples, [({fields}), ...], or as an array, np.array({what}); "
+            f"columns as a tuple, ({cols}).")
     # A set or a generator is 0-d to NumPy but no scalar: read as a column, for as_1d
     # to refuse it saying what to pass.
     if isinstance(X, (tuple, list)) and len(X) in (2, 3) and (
