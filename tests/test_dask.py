@@ -249,6 +249,23 @@ def test_checkpoint_and_resume(client, frame, tmp_path):
     other = MatrixFactorization(**{**KW, "n_factors": 4})
     with pytest.raises(mfsgd.ModelFileError, match="checkpoint of another model"):
         other.fit(ddf, client=client, checkpoint=ck, resume=True)
+    # Review 19: only the shapes were compared, so a checkpoint of other users (as many),
+    # another seed, grid or rate was resumed, its rows given to other users.
+    before = open(ck, "rb").read()
+    shifted = dd.from_pandas(frame.assign(user=frame.user + 10_000), npartitions=2)
+    for data, kw, why in [
+            (shifted, {}, r"other user ids"),
+            (ddf, {"random_state": 2}, r"random_state=1, this fit 2"),
+            (ddf, {"n_blocks": 2}, r"n_blocks=3, this fit 2"),
+            (ddf, {"learning_rate": 0.02}, r"learning_rate=0.01, this fit 0.02")]:
+        fresh = MatrixFactorization(**{**KW, **kw})
+        with pytest.raises(mfsgd.ModelFileError, match=rf"checkpoint of another fit \({why}\)"):
+            fresh.fit(data, client=client, checkpoint=ck, resume=True)
+        assert not fresh.__sklearn_is_fitted__()
+    assert open(ck, "rb").read() == before
+    # what does not change the epochs' arithmetic may differ: more epochs, other threads
+    more = MatrixFactorization(**{**KW, "n_epochs": 5, "n_threads": 2})
+    assert more.fit(ddf, client=client, checkpoint=ck, resume=True).n_epochs_ == 5
 
 
 def test_killed_worker_recovers_or_fails_clearly(cluster, frame):

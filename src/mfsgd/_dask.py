@@ -54,7 +54,13 @@ from ._state import (
 )
 from ._validation import check_ratings
 from .exceptions import ModelFileError
-from .persistence import read_model, read_model_file, write_model, write_model_file
+from .persistence import (
+    read_model,
+    read_model_file,
+    stored_params,
+    write_model,
+    write_model_file,
+)
 
 # ---- tasks (run on workers; module-level so they pickle by reference) -------------------
 
@@ -417,9 +423,13 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     Qfull = init_rows(rng, ni, cfg.n_factors, dt, cfg.init_std, cfg.nonnegative)
     start_epoch, history = 0, []
     bu0, bi0 = np.zeros(nu, dt), np.zeros(ni, dt)
+    umap, imap = IdMap(uids), IdMap(iids)
+    base = FittedState(mean, None, None, None, None, umap, imap, rr,  # type: ignore[arg-type]
+                       cfg.biased, cfg.n_factors, n_blocks=P_)
     if resume and checkpoint is not None and _exists(checkpoint):
         k = cfg.n_factors
         ck, resume_at = _load_checkpoint(checkpoint, (nu, k), (ni, k), dt)
+        _check_resumed(checkpoint, ck, base, params, resume_at["params"])
         Pfull[:, :k], Qfull[:, :k] = ck.factors("user_factors"), ck.factors("item_factors")
         bu0, bi0 = ck.user_bias, ck.item_bias
         rng.bit_generator.state = resume_at["rng"]
@@ -442,9 +452,6 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     if eval_set is not None:
         val = eval_indices(eval_set, columns=cfg.columns, user_map=IdMap(uids),
                            item_map=IdMap(iids), dtype=dt)
-    umap, imap = IdMap(uids), IdMap(iids)
-    base = FittedState(mean, None, None, None, None, umap, imap, rr,  # type: ignore[arg-type]
-                       cfg.biased, cfg.n_factors, n_blocks=P_)
     ex = DaskExecutor(client, skeleton, blocks, owner, threads, init, start_epoch,
                       f"{id(ddf):x}-{time.time_ns()}", callback,
                       padded_width(cfg.n_factors, dt), dt)
@@ -556,11 +563,11 @@ def _load_checkpoint(path: str, pshape: tuple, qshape: tuple,
     try:
         import fsspec
     except ImportError:
-        _, st, extra = read_model(path, dict)
+        stored, st, extra = read_model(path, dict)
     else:
         with fsspec.open(path, "rb") as f:
             data = f.read()
-        _, st, extra = read_model_file(io.BytesIO(data), len(data), path, dict)
+        stored, st, extra = read_model_file(io.BytesIO(data), len(data), path, dict)
     at = extra.get("checkpoint")
     if not (isinstance(at, dict) and isinstance(at.get("epoch"), int)
             and isinstance(at.get("rng"), dict)):
@@ -571,7 +578,43 @@ def _load_checkpoint(path: str, pshape: tuple, qshape: tuple,
         raise ModelFileError(f"{path} is a checkpoint of another model (shapes "
                              f"{got_p}/{got_q}, expected {pshape}/{qshape}); "
                              "remove it or choose another path.")
-    return st, at
+    return st, {**at, "params": stored}
+
+
+#: Parameters that may differ between the interrupted fit and its resumption: they do not
+#: change the epochs' arithmetic (n_threads: the grid is checked as n_blocks; n_epochs:
+#: a resumed fit may run longer) or only when training stops.
+_RESUME_FREE = frozenset({"n_epochs", "n_threads", "verbose", "early_stopping", "tol",
+                          "n_iter_no_change", "user_col", "item_col", "rating_col"})
+
+
+def _check_resumed(path: str, ck: FittedState, base: FittedState, params: dict[str, Any],
+                   stored: dict[str, Any]) -> None:
+    """ModelFileError unless the checkpoint ``ck`` was written by a fit of the same data
+    (``base``: its ids, rating range and mean, and its grid) with the same parameters:
+    resuming another fit's rows would give them to other users (review 19), and another
+    seed, grid or rate would be neither model."""
+    def differs() -> str | None:
+        for side, mine, theirs in (("user", base.user_map.ids, ck.user_map.ids),
+                                   ("item", base.item_map.ids, ck.item_map.ids)):
+            if mine.dtype.kind != theirs.dtype.kind or not np.array_equal(mine, theirs):
+                return f"other {side} ids"
+        if tuple(map(float, ck.rating_range)) != tuple(map(float, base.rating_range)) or (
+                not math.isclose(ck.global_mean, base.global_mean, rel_tol=1e-9)):
+            return "other ratings"
+        if ck.n_blocks != base.n_blocks:
+            return f"n_blocks={ck.n_blocks}, this fit {base.n_blocks}"
+        now = stored_params(params)
+        for name in sorted(set(now) | set(stored)):
+            if name not in _RESUME_FREE and now.get(name) != stored.get(name):
+                return f"{name}={stored.get(name)!r}, this fit {now.get(name)!r}"
+        return None
+
+    why = differs()
+    if why is not None:
+        raise ModelFileError(f"{path} is a checkpoint of another fit ({why}); resuming it would "
+                             "not continue this one: remove it, choose another path, or fit "
+                             "with its data and parameters.")
 
 
 def _save_checkpoint(path: str, st: FittedState, params: dict[str, Any],
