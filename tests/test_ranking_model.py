@@ -813,7 +813,18 @@ def test_block_columns_too_small_for_negatives(loss):
                                          r"of as few as \d item\(s\).*Use n_blocks <= 2"):
         MatrixFactorization(loss=loss, n_blocks=30, **KW).fit((u, i))
     # a set n_blocks that leaves enough items is kept as it is
-    assert MatrixFactorization(loss=loss, n_blocks=2, n_epochs=1, **KW).fit((u, i)).n_blocks_ == 2
+    two = MatrixFactorization(loss=loss, n_blocks=2, n_epochs=1, **KW).fit((u, i))
+    assert two.n_blocks_ == 2
+    # Review 19: partial_fit cut the columns by its batch's counts and refused small
+    # batches at random, where the fit with the same n_blocks had worked. A batch that
+    # cannot fill the columns is trained on fewer blocks, and says so in n_blocks_.
+    before = two.user_factors_.copy()
+    two.partial_fit(([0, 1], [3, 4]))  # 2 items: no column of 16
+    assert two.n_blocks_ == 1 and two.n_epochs_ == 2
+    assert not np.array_equal(two.user_factors_[:2], before[:2])  # trained
+    np.testing.assert_array_equal(two.user_factors_[2:], before[2:])  # others untouched
+    two.partial_fit((u[:5000], i[:5000]))  # a batch that fills them keeps n_blocks
+    assert two.n_blocks_ == 2
 
 
 def test_eval_metric_k_beyond_the_catalogue_is_the_whole_list(implicit):

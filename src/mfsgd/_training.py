@@ -1002,7 +1002,7 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
                 seen_extra: tuple | None = None, weighted: bool = False,
                 evaluate: tuple[str, Callable[[FittedState], float]] | None = None,
-                interrupts: HeldInterrupt | None = None,
+                interrupts: HeldInterrupt | None = None, update: bool = False,
                 ) -> tuple[FittedState | None, TrainResult]:
     """Fit on this machine: the grid layout, the parameters, ``n_epochs`` epochs on
     ``cfg.n_threads`` threads; returns the new state (None when nothing changed) and how
@@ -1011,7 +1011,9 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     left. With a ranking loss the third array holds the interactions' weights (ones
     unless ``weighted``), and ``evaluate = (name, score(state))`` is the per-epoch
     validation metric. ``seen_extra`` (held-out pairs, the rows min_rating dropped)
-    joins the seen record. ``interrupts``: see HeldInterrupt."""
+    joins the seen record. ``interrupts``: see HeldInterrupt. ``update``: partial_fit's
+    batch, whose ranking grid is lowered like a chosen one when its items cannot fill
+    ``n_blocks`` block columns (a small batch), where fit refuses the user's n_blocks."""
     nb = cfg.n_blocks or default_n_blocks(cfg.n_threads, triples[2].size)
     order = pos = None
     if cfg.ranking and nb > 1:
@@ -1024,7 +1026,7 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
         # random order: every block column is then a random sample of the catalogue.
         order, pos = _item_order(len(base.item_map))
         # counts in the kernel's order: index k is item order[k] (no per-rating copy)
-        nb = ranking_blocks(nb, cfg.n_blocks is not None,
+        nb = ranking_blocks(nb, cfg.n_blocks is not None and not update,
                             counts_of(triples[1], len(base.item_map))[order])
         if nb == 1:
             order = pos = None
@@ -1436,4 +1438,4 @@ def fit_more(cfg: Any, st: FittedState, users: np.ndarray, items: np.ndarray,
     return train_local(cfg, base, make_params, triples, rng, None, n_epochs,
                        epoch_offset=st.n_epochs, history=list(st.history), on_epoch=on_epoch,
                        seen_extra=low, weighted=cfg.ranking and not _all_ones(triples[2]),
-                       interrupts=interrupts)
+                       interrupts=interrupts, update=True)
