@@ -12,6 +12,7 @@ import contextlib
 import csv
 import dataclasses
 import errno
+import io
 import os
 import re
 import stat
@@ -121,23 +122,20 @@ def atomic_write(path: Any, mode: str = "wb", *, encoding: str | None = None) ->
     if mode not in ("wb", "w", "wt"):
         raise ValueError(f"mode must be 'wb', 'w' or 'wt'; got {mode!r}.")
     user_path = os.fsdecode(os.fspath(path))  # bytes too, as open() takes them
-    target = os.path.realpath(user_path)
-    try:
-        st = os.stat(target)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:  # e.g. a parent that is a file, or not searchable
-        raise _on_user_path(e, user_path, None, ours=True) from None
+    st = _existing(user_path)
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise path_error(errno.EISDIR, user_path)
     if st is not None and not stat.S_ISREG(st.st_mode):
+        # Opened through the user's path: /dev/stdout on a pipe is a link to
+        # "/proc/PID/fd/pipe:[N]", which no resolved name reaches (review 19).
         try:
-            f = open(target, mode, encoding=encoding)  # noqa: SIM115
+            f = open(user_path, mode, encoding=encoding)  # noqa: SIM115
         except OSError as e:
-            raise _on_user_path(e, user_path, target, ours=True) from None
+            raise _on_user_path(e, user_path, None, ours=True) from None
         with f:
-            yield f
+            yield f if "b" not in mode else _Stream(f)
         return
+    target = os.path.realpath(user_path)
     perm = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~current_umask()
     directory, name = os.path.split(target)
     try:
@@ -168,6 +166,49 @@ def atomic_write(path: Any, mode: str = "wb", *, encoding: str | None = None) ->
     _fsync_directory(directory)
 
 
+def _existing(user_path: str) -> os.stat_result | None:
+    """``os.stat`` of the path (links followed as ``open`` follows them), None when
+    nothing is there yet; other errors (a parent that is a file, or not searchable) as
+    atomic_write raises them."""
+    try:
+        return os.stat(user_path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _on_user_path(e, user_path, None, ours=True) from None
+
+
+class _Stream:
+    """A binary file that is no regular file (a device, a pipe, a FIFO), shown to the
+    writer as the stream it is: written in order, its position the bytes written, not
+    seekable. ``zipfile`` then writes a stream archive; on ``/dev/null``, whose
+    ``tell()`` stays 0 and whose ``seek`` succeeds, it took offsets of 0 and failed in
+    ``struct.pack`` (review 19)."""
+
+    def __init__(self, f: Any) -> None:
+        self._f, self._pos = f, 0
+
+    def write(self, b: Any) -> int:
+        n = self._f.write(b)
+        self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, *_: Any) -> int:
+        raise io.UnsupportedOperation("seek")
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+
 class _Probe(Exception):
     """Leaves ``atomic_write`` before anything is written (see check_writable)."""
 
@@ -180,7 +221,7 @@ def check_writable(path: Any) -> None:
     target that is not a regular file (``/dev/stdout``, a FIFO) is written directly,
     not replaced: it is left alone here (opening a FIFO would block, or end its reader)."""
     try:
-        st = os.stat(os.path.realpath(os.fsdecode(os.fspath(path))))
+        st = os.stat(os.fsdecode(os.fspath(path)))
     except OSError:
         st = None  # a new file, or a path atomic_write explains
     if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
