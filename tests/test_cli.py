@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -888,6 +889,25 @@ def test_demo_on_a_terminal_shows_the_bar_and_the_epoch_lines(tmp_path):
             if ln.startswith("epoch ")] == ["1", "2", "3"]
     code, out = _run_on_terminal(["demo", "--factors", "0"], tmp_path)
     assert code == 2 and "%|" not in out and out.count("\n") == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="no /dev/stdout")
+def test_train_writes_the_model_to_stdout_and_its_summary_to_stderr(work, tmp_path):
+    """`mfsgd train r.csv -o /dev/stdout | ...`: the model was refused (review 19: taken
+    for a new file in /proc/PID/fd), and the summary line would have followed its bytes.
+    The bytes on the pipe are the model alone; the summary goes to stderr."""
+    res = subprocess.run([sys.executable, "-m", "mfsgd", "train", str(work["dir"] / "r.csv"),
+                          "-o", "/dev/stdout", "--epochs", "2", "-q"], capture_output=True,
+                         timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.decode().startswith("saved /dev/stdout: ")
+    (tmp_path / "m.mfsgd").write_bytes(res.stdout)
+    with zipfile.ZipFile(tmp_path / "m.mfsgd") as zf:  # nothing after the archive's end
+        assert zf.comment == b"" and zf.testzip() is None
+    assert load(tmp_path / "m.mfsgd").n_epochs_ == 2
+    res = run(["train", str(work["dir"] / "r.csv"), "-o", "/dev/null", "--epochs", "1"],
+              tmp_path)
+    assert res.returncode == 0 and res.stdout.startswith("saved /dev/null: "), res.stderr
 
 
 def test_demo_runs_as_a_module(tmp_path):

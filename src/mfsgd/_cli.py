@@ -577,14 +577,15 @@ def _print_stderr(text: str) -> None:
         _to_devnull(sys.stderr)
 
 
-def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
+def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str,
+          stream: Any = None) -> None:
     """The command's result on stdout: `text`, or with --json `obj` as one JSON object,
     with the warnings given so far (``"warnings"``: the lines stderr showed, without their
     ``mfsgd CMD: warning:`` prefix), so that a JSON reader learns why a value is null."""
     if getattr(args, "json", False):
         obj = {**obj, "warnings": list(getattr(args, "warned", []))}
         text = json.dumps(_json_safe(obj), allow_nan=False)
-    print(text)
+    print(text, file=stream or sys.stdout)
 
 
 class Progress:
@@ -769,8 +770,18 @@ def _read_and_fit(args: argparse.Namespace) -> tuple[MatrixFactorization, dict, 
     return model, params, rows, _fit(model, args, data, **fit_kw)
 
 
+def _is_stdout(path: str) -> bool:
+    """``path`` is the file stdout writes to (``-o /dev/stdout``, a pipe or a file)."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):  # no such file yet, or no real stdout
+        return False
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     existed = os.path.exists(args.output)
+    # the model goes to stdout: the summary goes to stderr, not after the model's bytes
+    summary_stream = sys.stderr if _is_stdout(args.output) else sys.stdout
     try:
         model, params, rows, secs = _read_and_fit(args)
     except KeyboardInterrupt as e:  # the output is only written once training is done
@@ -803,7 +814,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if val_key or not ranking:  # squared: val_rmse always, None without a validation set
         out[val_key or "val_rmse"] = val
     text += f"; seed {seed}" + (f"\nplot saved to {args.plot}" if plot else "")
-    _emit(args, {**out, "seed": seed, "seconds": secs, **plot}, text)
+    _emit(args, {**out, "seed": seed, "seconds": secs, **plot}, text, summary_stream)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
