@@ -188,7 +188,7 @@ def rank_epoch_reference(users, items, weights, P, Q, bi, *, loss, seed, lo, hi,
             si = t(np.dot(P[u], Q[i]))
             if use_bias:
                 si = si + bi[i]
-            for s in range(1, max_sampled + 1):
+            for s in range(1, min(max_sampled, hi - lo - 1) + 1):  # later: weight 0
                 j, d = next_negative(base, d, lo, hi, cdf, seen_u, i)
                 if j < 0:
                     break

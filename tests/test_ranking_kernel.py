@@ -554,8 +554,8 @@ def test_rank_kernel_releases_the_gil():
 def test_stop_flag_ends_a_call(loss):
     """``stop``: set before the call, nothing moves; set by another thread during a call
     whose work is unbounded by its rows (WARP at max_sampled=2**31-1 once no negative
-    violates the margin: hours), the call returns within moments; never set, the call is
-    the call without it, bit for bit."""
+    violates the margin: N - 1 draws per positive, 600 x 2**21 here, minutes), the call
+    returns within moments; never set, the call is the call without it, bit for bit."""
     rng = np.random.default_rng(0)
     u = rng.integers(0, 30, 600).astype(np.int32)
     i = rng.integers(0, 40, 600).astype(np.int32)
@@ -563,12 +563,12 @@ def test_stop_flag_ends_a_call(loss):
     Q0 = rng.normal(0, 0.1, (40, 8)).astype(np.float32)
     b0 = np.zeros(40, np.float32)
 
-    def call(stop, max_sampled=10, P=None, Q=None, bi=None, u=u, i=i):
+    def call(stop, max_sampled=10, P=None, Q=None, bi=None, u=u, i=i, hi=40):
         P, Q, bi = (P0.copy() if P is None else P, Q0.copy() if Q is None else Q,
                     b0.copy() if bi is None else bi)
         ptr = np.array([0, len(u)], np.int64)
         _sgd.rank_segments(u, i, np.empty(0, np.float32), ptr, np.array([0], np.int32),
-                           np.array([40], np.int32), np.array([0], np.int64), None,
+                           np.array([hi], np.int32), np.array([0], np.int64), None,
                            np.array([7], np.uint64), None, None, None, P, Q, bi,
                            _sgd.LOSSES[loss], 0.05, 0.01, 0.01, True, 3, max_sampled, 1.0,
                            False, None, stop=stop)
@@ -581,16 +581,18 @@ def test_stop_flag_ends_a_call(loss):
     if loss != "warp":
         return
     # item 0 scores far above every other item for every user: no negative violates, so
-    # each positive draws max_sampled = 2**31 - 1 candidates
-    Q = np.zeros((40, 8), np.float32)
+    # each positive draws N - 1 candidates, max_sampled = 2**31 - 1 being more
+    n = 2**21
+    Q = np.zeros((n, 8), np.float32)
     Q[0] = 10.0
     P = np.ones((30, 8), np.float32)
     stop = np.zeros(1, np.int32)
-    worker = threading.Thread(target=call, args=(stop, 2**31 - 1, P, Q, np.zeros(40, np.float32)),
-                              kwargs={"u": u, "i": np.zeros(600, np.int32)}, daemon=True)
+    worker = threading.Thread(target=call, args=(stop, 2**31 - 1, P, Q, np.zeros(n, np.float32)),
+                              kwargs={"u": u, "i": np.zeros(600, np.int32), "hi": n},
+                              daemon=True)
     worker.start()
     worker.join(0.3)
     assert worker.is_alive()  # the long call is under way
     stop[0] = 1
-    worker.join(30)  # without the polling, about 2**31 draws per positive: hours
-    assert not worker.is_alive()
+    worker.join(30)  # without the polling, 2**21 draws per positive (the rows are polled
+    assert not worker.is_alive()  # every 256 positives): minutes

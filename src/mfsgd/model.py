@@ -153,7 +153,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         5 for softmax.
     max_sampled : int, default 10
         "warp": draws per positive before giving up on finding a violating negative
-        (up to 2**31 - 1).
+        (up to 2**31 - 1). At most N - 1 are drawn, N the items negatives come from
+        (all items, or the block column's): a violation found later would weigh
+        nothing, its rank estimate floor((N - 1) / draws) being 0.
     margin : float, default 1.0
         "warp": a negative violates when its score exceeds the positive's minus this.
     negative_exponent : float, default 0.0
