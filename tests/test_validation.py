@@ -66,6 +66,9 @@ BAD_DATA = [
     ("2 rows as arrays", [np.array([1, 10, 4.0]), np.array([2, 20, 5.0])], ValueError,
      r"a list of 2 lists of 3 values is 2 \(user, item, rating\) rows or the 2 columns "
      r"\(users, items\).*np\.array\(X\); columns as a tuple"),
+    # review 19: (users,) was one rating, (user, item, rating) = its three values
+    ("a tuple of one column", (np.array([1, 10, 4.0]),), ValueError,
+     r"X is a tuple of one sequence; pass the columns as \(users, items, ratings\)"),
     ("fractional ids", (U + 0.5, I, R), TypeError, r"non-integral floats"),
     ("bool ids", (U > 1, I, R), TypeError, r"users must be integers or strings; got booleans"),
     ("no ratings", (U, I), ValueError, r"X has no ratings"),
@@ -135,6 +138,10 @@ BAD_PARAMS = [
     ({"learning_rate": 0}, ValueError, r"learning_rate must be a float > 0.0; got 0"),
     ({"learning_rate": -0.1}, ValueError, r"learning_rate must be a float > 0.0; got -0.1"),
     ({"learning_rate": float("nan")}, ValueError, r"learning_rate must be a float"),
+    # review 19: positive, but 0 in float32, where the kernel steps: nothing trained
+    ({"learning_rate": 1e-320, "dtype": np.float32}, ValueError,
+     r"learning_rate must be positive in the model's dtype; got 1e-320, which is 0 in "
+     r"float32"),
     ({"learning_rate": "fast"}, TypeError, r"learning_rate must be a float"),
     ({"reg_factors": -1}, ValueError, r"reg_factors must be a float >= 0.0"),
     ({"reg_bias": -1e-9}, ValueError, r"reg_bias must be a float >= 0.0"),

@@ -192,15 +192,20 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
                          f"into interactions); got min_rating={raw_min!r} with "
                          "loss='squared'. Set min_rating=None or choose a ranking loss.")
     columns = check_columns(params["user_col"], params["item_col"], params["rating_col"])
+    lr = check_float("learning_rate", auto["learning_rate"], strict=True)
+    dtype = check_dtype(params["dtype"])
+    if np.dtype(dtype).type(lr) == 0:  # the kernel steps in the model's dtype: nothing would train
+        raise ValueError(f"learning_rate must be positive in the model's dtype; got {lr!r}, "
+                         f"which is 0 in {np.dtype(dtype).name}.")
     return FitConfig(
         n_factors=check_int("n_factors", params["n_factors"], high=MAX_FACTORS),
         n_epochs=check_int("n_epochs", auto["n_epochs"]),
-        learning_rate=check_float("learning_rate", auto["learning_rate"], strict=True),
+        learning_rate=lr,
         reg_factors=check_float("reg_factors", auto["reg_factors"]),
         reg_bias=check_float("reg_bias", auto["reg_bias"]),
         init_std=check_float("init_std", auto["init_std"], high=_INIT_STD_MAX),
         shuffle=check_bool("shuffle", params["shuffle"]),
-        dtype=check_dtype(params["dtype"]),
+        dtype=dtype,
         early_stopping=check_bool("early_stopping", params["early_stopping"]),
         validation_fraction=check_float("validation_fraction", params["validation_fraction"],
                                         strict=True, high=1.0, high_strict=True),

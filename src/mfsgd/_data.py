@@ -190,6 +190,11 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], ratings: str,
             raise ValueError(f"ratings given twice: as the third field of {what}'s rows and "
                              "as y.")
         return cols[0], cols[1], cols[2] if len(cols) == 3 else y
+    if isinstance(X, tuple) and len(X) == 1 and np.ndim(X[0]) > 0:
+        # (users,) with the items forgotten: NumPy would read it as one row (review 19)
+        raise ValueError(
+            f"{what} is a tuple of one sequence; pass the columns as (users, items"
+            f"{', ratings' if with_ratings else ''}), or rows as a list of tuples.")
     if _ambiguous_lists(X):
         n, w = len(X), len(X[0])
         fields = ("user, item, rating" if w == 3 else "user, item")

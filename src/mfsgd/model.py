@@ -72,7 +72,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     n_epochs : int or None, default None
         Passes over the training ratings. None: the loss's default (table below).
     learning_rate : float or None, default None
-        SGD step alpha. None: the loss's default.
+        SGD step alpha, > 0 (also in ``dtype``: 1e-320 is 0 in float32 and refused).
+        None: the loss's default.
     reg_factors : float or None, default None
         lambda1, L2 regularisation of the factors. None: the loss's default.
     reg_bias : float or None, default None
