@@ -121,6 +121,13 @@ enum { MF_LOSS_SQUARED = 0, MF_LOSS_BPR = 1, MF_LOSS_WARP = 2, MF_LOSS_SOFTMAX =
 #define MF_MAX_REJECT 32
 /* Sampled softmax: negatives per positive at most (logits live on the stack). */
 #define MF_MAX_NEG 256
+/* Ranking steps: later draws whose rows are prefetched with the first (see rank_body). */
+#ifndef MF_MAX_AHEAD
+#define MF_MAX_AHEAD 4
+#endif
+#ifndef MF_AHEAD_BYTES /* ...when the rows negatives come from exceed this */
+#define MF_AHEAD_BYTES (1 << 20)
+#endif
 
 typedef struct {
     int loss;          /* MF_LOSS_BPR, MF_LOSS_WARP or MF_LOSS_SOFTMAX */
