@@ -598,3 +598,18 @@ def test_cross_validate_on_pairs_point_metrics_need_ratings(ratings):
     with pytest.raises(ValueError, match=r"metrics \['rmse'\]: Popularity predicts "
                                          r"interaction counts, not ratings"):
         ms.cross_validate(Popularity(), ratings, cv=2, metrics=("ndcg@5", "rmse"))
+
+
+def test_a_list_of_rows_as_lists_is_split_as_rows():
+    """Review 20: the splitters read a list of rows given as lists as a list of columns
+    (fit reads it as rows), cutting each row's three values apart; three such rows, which
+    fit refuses as ambiguous, were split without a word."""
+    rows = [[1, 10, 4.0], [2, 20, 3.0], [3, 30, 5.0], [4, 40, 1.0], [5, 50, 2.0]]
+    train, test = ms.train_test_split(rows, test_size=1, random_state=0)
+    assert len(train) == 4 and len(test) == 1
+    assert sorted(map(list, train + test)) == rows  # whole rows, as tuples
+    m = MatrixFactorization(n_factors=2, n_epochs=1).fit(train)
+    assert len(m.user_ids_) == 4 and len(m.predict(test)) == 1
+    with pytest.raises(ValueError, match=r"data is ambiguous: a list of 3 lists of 3 values"):
+        ms.train_test_split(rows[:3], test_size=1, random_state=0)
+

@@ -69,6 +69,9 @@ BAD_DATA = [
     # review 19: (users,) was one rating, (user, item, rating) = its three values
     ("a tuple of one column", (np.array([1, 10, 4.0]),), ValueError,
      r"X is a tuple of one sequence; pass the columns as \(users, items, ratings\)"),
+    # review 20: a list and a tuple were not "all tuples", and read as columns
+    ("2 rows, a list and a tuple", [[1, 10], (2, 20)], ValueError,
+     r"X is ambiguous: a list of 2 lists of 2 values"),
     ("fractional ids", (U + 0.5, I, R), TypeError, r"non-integral floats"),
     ("bool ids", (U > 1, I, R), TypeError, r"users must be integers or strings; got booleans"),
     ("no ratings", (U, I), ValueError, r"X has no ratings"),

@@ -124,25 +124,52 @@ def _is_scalar_row(x: Any) -> bool:
     return all(np.ndim(v) == 0 for v in x)
 
 
-def _is_records(X: Any) -> bool:
-    """A list of (user, item) or (user, item, rating) tuples of scalars, all one length:
-    rows, whatever their number (two of them would otherwise read as two columns)."""
-    if not isinstance(X, list) or not X or not isinstance(X[0], tuple):
+def _is_row(r: Any, width: int) -> bool:
+    """A tuple, list or 1-D array of ``width`` scalars."""
+    return (isinstance(r, (tuple, list)) or (isinstance(r, np.ndarray) and r.ndim == 1)) \
+        and len(r) == width and _is_scalar_row(r)
+
+
+def _row_list(X: Any) -> bool:
+    """A non-empty list of rows of 2 or 3 scalars (tuples, lists or 1-D arrays), all one
+    length."""
+    if not isinstance(X, list) or not X:
         return False
-    width = len(X[0])
-    return width in (2, 3) and all(isinstance(r, tuple) and len(r) == width
-                                   and _is_scalar_row(r) for r in X)
+    width = len(X[0]) if hasattr(X[0], "__len__") else 0
+    return width in (2, 3) and all(_is_row(r, width) for r in X)
+
+
+def _is_records(X: Any) -> bool:
+    """A list of (user, item) or (user, item, rating) rows of scalars, all one length:
+    tuples however few (two of them would otherwise read as two columns), lists or 1-D
+    arrays when there are not 2 or 3 of them (see _ambiguous_lists)."""
+    return _row_list(X) and (all(isinstance(r, tuple) for r in X) or len(X) not in (2, 3))
 
 
 def _ambiguous_lists(X: Any) -> bool:
-    """A list of 2 or 3 lists (or 1-D arrays) of 2 or 3 scalars each, all one length:
-    ``[[1, 10], [2, 20]]`` is two (user, item) rows as NumPy and scikit-learn read it
-    (and as a longer such list is read), or the columns (users, items). Not guessed."""
-    if not isinstance(X, list) or len(X) not in (2, 3) or not all(
-            isinstance(v, list) or (isinstance(v, np.ndarray) and v.ndim == 1) for v in X):
-        return False
-    widths = {len(v) for v in X}
-    return len(widths) == 1 and widths <= {2, 3} and all(_is_scalar_row(v) for v in X)
+    """2 or 3 rows of 2 or 3 scalars, not all tuples: ``[[1, 10], [2, 20]]`` is two
+    (user, item) rows as NumPy and scikit-learn read it (and as a longer such list is
+    read), or the columns (users, items). Not guessed."""
+    return _row_list(X) and len(X) in (2, 3) and not all(isinstance(r, tuple) for r in X)
+
+
+def refuse_ambiguous(X: Any, what: str, with_ratings: bool = True) -> None:
+    """ValueError for the forms that could be rows or columns (a 1-tuple of a sequence,
+    short lists of rows: _ambiguous_lists), naming both readings."""
+    if isinstance(X, tuple) and len(X) == 1 and np.ndim(X[0]) > 0:
+        # (users,) with the items forgotten: NumPy would read it as one row (review 19)
+        raise ValueError(
+            f"{what} is a tuple of one sequence; pass the columns as (users, items"
+            f"{', ratings' if with_ratings else ''}), or rows as a list of tuples.")
+    if _ambiguous_lists(X):
+        n, w = len(X), len(X[0])
+        fields = ("user, item, rating" if w == 3 else "user, item")
+        cols = ("users, items, ratings" if n == 3 else "users, items")
+        raise ValueError(
+            f"{what} is ambiguous: a list of {n} lists of {w} values is {n} ({fields}) rows "
+            f"or the {n} columns ({cols}), and a longer list of rows would be read as rows. "
+            f"Pass rows as tuples, [({fields}), ...], or as an array, np.array({what}); "
+            f"columns as a tuple, ({cols}).")
 
 
 def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], ratings: str,
@@ -190,20 +217,7 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], ratings: str,
             raise ValueError(f"ratings given twice: as the third field of {what}'s rows and "
                              "as y.")
         return cols[0], cols[1], cols[2] if len(cols) == 3 else y
-    if isinstance(X, tuple) and len(X) == 1 and np.ndim(X[0]) > 0:
-        # (users,) with the items forgotten: NumPy would read it as one row (review 19)
-        raise ValueError(
-            f"{what} is a tuple of one sequence; pass the columns as (users, items"
-            f"{', ratings' if with_ratings else ''}), or rows as a list of tuples.")
-    if _ambiguous_lists(X):
-        n, w = len(X), len(X[0])
-        fields = ("user, item, rating" if w == 3 else "user, item")
-        cols = ("users, items, ratings" if n == 3 else "users, items")
-        raise ValueError(
-            f"{what} is ambiguous: a list of {n} lists of {w} values is {n} ({fields}) rows "
-            f"or the {n} columns ({cols}), and a longer list of rows would be read as rows. "
-            f"Pass rows as tuples, [({fields}), ...], or as an array, np.array({what}); "
-            f"columns as a tuple, ({cols}).")
+    refuse_ambiguous(X, what, with_ratings)
     # A set or a generator is 0-d to NumPy but no scalar: read as a column, for as_1d
     # to refuse it saying what to pass.
     if isinstance(X, (tuple, list)) and len(X) in (2, 3) and (
@@ -370,6 +384,7 @@ def n_rows(data: Any, what: str = "data") -> int:
     rows."""
     if is_frame(data) or _is_records(data):
         return len(data)
+    refuse_ambiguous(data, what)  # read as rows by fit: not split as columns
     if isinstance(data, dict) and not _is_sparse(data):  # a DOK matrix is a dict
         cols = list(data.items())
     elif isinstance(data, (tuple, list)):
@@ -397,8 +412,8 @@ def take(data: Any, idx: np.ndarray) -> Any:
         return data.iloc[idx]
     if isinstance(data, dict):
         return {k: as_1d(str(k), v)[idx] for k, v in data.items()}
-    if _is_records(data):
-        return [data[j] for j in np.asarray(idx).tolist()]
+    if _is_records(data):  # rows as tuples: two or three of them stay rows
+        return [tuple(data[j]) for j in np.asarray(idx).tolist()]
     if isinstance(data, (tuple, list)):
         parts = [as_1d("column", c)[idx] for c in data]
         return tuple(parts) if isinstance(data, tuple) else parts
