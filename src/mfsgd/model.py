@@ -155,8 +155,10 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     max_sampled : int, default 10
         "warp": draws per positive before giving up on finding a violating negative
         (up to 2**31 - 1). At most N - 1 are drawn, N the items negatives come from
-        (all items, or the block column's): a violation found later would weigh
-        nothing, its rank estimate floor((N - 1) / draws) being 0.
+        (all items, or the block column's): a violation found later has weight 0, its
+        rank estimate floor((N - 1) / draws) being 0, and no step is taken, as when no
+        negative violates. (Earlier builds applied the L2 shrinkage alone in such a
+        step: fits with ``max_sampled >= N`` differ from theirs.)
     margin : float, default 1.0
         "warp": a negative violates when its score exceeds the positive's minus this.
     negative_exponent : float, default 0.0
