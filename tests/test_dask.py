@@ -253,8 +253,12 @@ def test_checkpoint_and_resume(client, frame, tmp_path):
     # another seed, grid or rate was resumed, its rows given to other users.
     before = open(ck, "rb").read()
     shifted = dd.from_pandas(frame.assign(user=frame.user + 10_000), npartitions=2)
+    # review 20: the same ids, range and mean, other ratings (shuffled among the rows)
+    shuffled = dd.from_pandas(frame.assign(rating=np.random.default_rng(0).permutation(
+        frame.rating.to_numpy())), npartitions=2)
     for data, kw, why in [
             (shifted, {}, r"other user ids"),
+            (shuffled, {}, r"other ratings"),
             (ddf, {"random_state": 2}, r"random_state=1, this fit 2"),
             (ddf, {"n_blocks": 2}, r"n_blocks=3, this fit 2"),
             (ddf, {"learning_rate": 0.02}, r"learning_rate=0.01, this fit 0.02")]:
@@ -263,9 +267,17 @@ def test_checkpoint_and_resume(client, frame, tmp_path):
             fresh.fit(data, client=client, checkpoint=ck, resume=True)
         assert not fresh.__sklearn_is_fitted__()
     assert open(ck, "rb").read() == before
-    # what does not change the epochs' arithmetic may differ: more epochs, other threads
+    # what does not change the epochs' arithmetic may differ: more epochs, other threads,
+    # other partitions of the same rows
     more = MatrixFactorization(**{**KW, "n_epochs": 5, "n_threads": 2})
-    assert more.fit(ddf, client=client, checkpoint=ck, resume=True).n_epochs_ == 5
+    three = dd.from_pandas(frame, npartitions=3)
+    assert more.fit(three, client=client, checkpoint=ck, resume=True).n_epochs_ == 5
+    # a default and its value are the same parameter (review 20: refused)
+    ck2 = str(tmp_path / "ck2.mfsgd")
+    kw = {k: v for k, v in KW.items() if k != "learning_rate"}
+    MatrixFactorization(**{**kw, "n_epochs": 1}).fit(ddf, client=client, checkpoint=ck2)
+    spelled = MatrixFactorization(**{**kw, "n_epochs": 2, "learning_rate": 0.005})
+    assert spelled.fit(ddf, client=client, checkpoint=ck2, resume=True).n_epochs_ == 2
 
 
 def test_killed_worker_recovers_or_fails_clearly(cluster, frame):

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import _sgd
 from . import _training as T
-from ._config import FitConfig, fit_rng
+from ._config import AUTO_PARAMS, LOSSES, FitConfig, fit_rng, resolved
 from ._data import check_columns, eval_indices, refuse_constant_range
 from ._fileio import check_writable
 from ._idmap import IdMap, sorted_unique
@@ -115,7 +115,21 @@ def _part_map(df: Any, ucol: str, icol: str, rcol: str, dtype: str, uids: np.nda
     u = IdMap(uids).lookup("users", df[ucol])
     i = IdMap(iids).lookup("items", df[icol])
     r = check_ratings(df[rcol], np.dtype(dtype))
-    return u, i, r, counts_of(u, uids.size), counts_of(i, iids.size)
+    return u, i, r, counts_of(u, uids.size), counts_of(i, iids.size), _fingerprint(u, i, r)
+
+
+def _fingerprint(u: np.ndarray, i: np.ndarray, r: np.ndarray) -> int:
+    """A 64-bit sum of a hash of each (user, item, rating) row: the same for the same
+    rows in any order and any partitioning, so a checkpoint knows its data (the same
+    ids, range and mean do not tell other ratings apart; review 20)."""
+    x = u.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    x ^= i.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+    x ^= r.view(np.uint32 if r.dtype.itemsize == 4 else np.uint64).astype(np.uint64)
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):  # splitmix64
+        x ^= x >> np.uint64(shift)
+        x *= np.uint64(mult)
+    x ^= x >> np.uint64(31)
+    return int(np.sum(x, dtype=np.uint64))  # wraps: a sum modulo 2**64
 
 
 def _part_split(mapped: tuple, key_u: np.ndarray, key_i: np.ndarray, p: int, s: int,
@@ -375,9 +389,10 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
               for df in parts]
     del parts
     nu, ni = uids.size, iids.size
-    counts = client.gather([client.submit(lambda m: (m[3], m[4]), m) for m in mapped])
+    counts = client.gather([client.submit(lambda m: (m[3], m[4], m[5]), m) for m in mapped])
     cu = np.sum([c[0] for c in counts], axis=0)
     ci = np.sum([c[1] for c in counts], axis=0)
+    data_key = f"{sum(c[2] for c in counts) % 2**64:016x}"  # the checkpoint's data
 
     # 2. the grid, exactly as the single-machine fit would choose it for as many threads
     # as the cluster's workers run the kernel on (2 blocks per thread)
@@ -429,7 +444,7 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     if resume and checkpoint is not None and _exists(checkpoint):
         k = cfg.n_factors
         ck, resume_at = _load_checkpoint(checkpoint, (nu, k), (ni, k), dt)
-        _check_resumed(checkpoint, ck, base, params, resume_at["params"])
+        _check_resumed(checkpoint, ck, base, params, resume_at, data_key)
         Pfull[:, :k], Qfull[:, :k] = ck.factors("user_factors"), ck.factors("item_factors")
         bu0, bi0 = ck.user_bias, ck.item_bias
         rng.bit_generator.state = resume_at["rng"]
@@ -466,7 +481,8 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
                 st = replace(base, user_factors=prm.P, item_factors=prm.Q, user_bias=prm.bu,
                              item_bias=prm.bi, history=history + hist, n_epochs=row["epoch"])
                 _save_checkpoint(checkpoint, st, params,
-                                 {"epoch": row["epoch"], "rng": rng.bit_generator.state})
+                                 {"epoch": row["epoch"], "rng": rng.bit_generator.state,
+                                  "data": data_key})
 
     res = T.run_epochs(ex, hyper, n_epochs=max(0, cfg.n_epochs - start_epoch), n_ratings=n,
                        rng=rng if cfg.shuffle else None, lr_at=cfg.lr_at, val=val,
@@ -582,32 +598,43 @@ def _load_checkpoint(path: str, pshape: tuple, qshape: tuple,
 
 
 #: Parameters that may differ between the interrupted fit and its resumption: they do not
-#: change the epochs' arithmetic (n_threads: the grid is checked as n_blocks; n_epochs:
-#: a resumed fit may run longer) or only when training stops.
-_RESUME_FREE = frozenset({"n_epochs", "n_threads", "verbose", "early_stopping", "tol",
-                          "n_iter_no_change", "user_col", "item_col", "rating_col"})
+#: change the epochs' arithmetic (n_threads, n_blocks: the grid used is compared instead;
+#: n_epochs: a resumed fit may run longer) or only when training stops.
+_RESUME_FREE = frozenset({"n_epochs", "n_threads", "n_blocks", "verbose", "early_stopping",
+                          "tol", "n_iter_no_change", "user_col", "item_col", "rating_col"})
 
 
 def _check_resumed(path: str, ck: FittedState, base: FittedState, params: dict[str, Any],
-                   stored: dict[str, Any]) -> None:
-    """ModelFileError unless the checkpoint ``ck`` was written by a fit of the same data
-    (``base``: its ids, rating range and mean, and its grid) with the same parameters:
-    resuming another fit's rows would give them to other users (review 19), and another
-    seed, grid or rate would be neither model."""
+                   at: dict[str, Any], data_key: str) -> None:
+    """ModelFileError unless the checkpoint ``ck`` (its resume point ``at``) was written
+    by a fit of the same data (``base``: its ids, rating range and mean, and its grid;
+    ``data_key``: _fingerprint of its rows) with the same parameters, a default and its
+    value being the same: resuming another fit's rows would give them to other users
+    (review 19), and another seed, grid or rate would be neither model."""
+    stored = at["params"]
+
+    def value(p: dict[str, Any], name: str) -> Any:
+        if name not in AUTO_PARAMS:
+            return p.get(name)
+        loss = p.get("loss", "squared")
+        return resolved(name, p.get(name), loss if loss in LOSSES else "squared",
+                        bool(p.get("adagrad")))
+
     def differs() -> str | None:
         for side, mine, theirs in (("user", base.user_map.ids, ck.user_map.ids),
                                    ("item", base.item_map.ids, ck.item_map.ids)):
             if mine.dtype.kind != theirs.dtype.kind or not np.array_equal(mine, theirs):
                 return f"other {side} ids"
         if tuple(map(float, ck.rating_range)) != tuple(map(float, base.rating_range)) or (
-                not math.isclose(ck.global_mean, base.global_mean, rel_tol=1e-9)):
+                not math.isclose(ck.global_mean, base.global_mean, rel_tol=1e-9)) or (
+                at.get("data", data_key) != data_key):  # older checkpoints have no key
             return "other ratings"
         if ck.n_blocks != base.n_blocks:
             return f"n_blocks={ck.n_blocks}, this fit {base.n_blocks}"
         now = stored_params(params)
         for name in sorted(set(now) | set(stored)):
-            if name not in _RESUME_FREE and now.get(name) != stored.get(name):
-                return f"{name}={stored.get(name)!r}, this fit {now.get(name)!r}"
+            if name not in _RESUME_FREE and value(now, name) != value(stored, name):
+                return f"{name}={value(stored, name)!r}, this fit {value(now, name)!r}"
         return None
 
     why = differs()
