@@ -908,6 +908,11 @@ def test_train_writes_the_model_to_stdout_and_its_summary_to_stderr(work, tmp_pa
     res = run(["train", str(work["dir"] / "r.csv"), "-o", "/dev/null", "--epochs", "1"],
               tmp_path)
     assert res.returncode == 0 and res.stdout.startswith("saved /dev/null: "), res.stderr
+    # stderr carries the progress lines and warnings: refused, before training (review 20)
+    res = run(["train", str(work["dir"] / "r.csv"), "-o", "/dev/stderr", "--epochs", "1"],
+              tmp_path)
+    assert_one_line_error(res, "train")
+    assert "use -o /dev/stdout" in res.stderr and "epoch" not in res.stderr
 
 
 def test_demo_runs_as_a_module(tmp_path):

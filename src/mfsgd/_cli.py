@@ -770,18 +770,22 @@ def _read_and_fit(args: argparse.Namespace) -> tuple[MatrixFactorization, dict, 
     return model, params, rows, _fit(model, args, data, **fit_kw)
 
 
-def _is_stdout(path: str) -> bool:
-    """``path`` is the file stdout writes to (``-o /dev/stdout``, a pipe or a file)."""
+def _writes_to(path: str, stream: Any) -> bool:
+    """``path`` is the file ``stream`` writes to (``-o /dev/stdout``, a pipe or a file)."""
     try:
-        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
-    except (OSError, ValueError, AttributeError):  # no such file yet, or no real stdout
+        return os.path.samestat(os.stat(path), os.fstat(stream.fileno()))
+    except (OSError, ValueError, AttributeError):  # no such file yet, or no real stream
         return False
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if _writes_to(args.output, sys.stderr):
+        raise UserError(f"-o {args.output} is where the progress lines and warnings go "
+                        "(stderr), which would mix with the model's bytes; use -o "
+                        "/dev/stdout (the summary then goes to stderr)")
     existed = os.path.exists(args.output)
     # the model goes to stdout: the summary goes to stderr, not after the model's bytes
-    summary_stream = sys.stderr if _is_stdout(args.output) else sys.stdout
+    summary_stream = sys.stderr if _writes_to(args.output, sys.stdout) else sys.stdout
     try:
         model, params, rows, secs = _read_and_fit(args)
     except KeyboardInterrupt as e:  # the output is only written once training is done
