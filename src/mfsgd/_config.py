@@ -194,9 +194,9 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
     columns = check_columns(params["user_col"], params["item_col"], params["rating_col"])
     lr = check_float("learning_rate", auto["learning_rate"], strict=True)
     dtype = check_dtype(params["dtype"])
-    if np.dtype(dtype).type(lr) == 0:  # the kernel steps in the model's dtype: nothing would train
+    if dtype.type(lr) == 0:  # the kernel steps in the model's dtype: nothing would train
         raise ValueError(f"learning_rate must be positive in the model's dtype; got {lr!r}, "
-                         f"which is 0 in {np.dtype(dtype).name}.")
+                         f"which is 0 in {dtype.name}.")
     return FitConfig(
         n_factors=check_int("n_factors", params["n_factors"], high=MAX_FACTORS),
         n_epochs=check_int("n_epochs", auto["n_epochs"]),

@@ -443,8 +443,7 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
                        cfg.biased, cfg.n_factors, n_blocks=P_)
     if resume and checkpoint is not None and _exists(checkpoint):
         k = cfg.n_factors
-        ck, resume_at = _load_checkpoint(checkpoint, (nu, k), (ni, k), dt)
-        _check_resumed(checkpoint, ck, base, params, resume_at, data_key)
+        ck, resume_at = _load_checkpoint(checkpoint, base, dt, params, data_key)
         Pfull[:, :k], Qfull[:, :k] = ck.factors("user_factors"), ck.factors("item_factors")
         bu0, bi0 = ck.user_bias, ck.item_bias
         rng.bit_generator.state = resume_at["rng"]
@@ -572,10 +571,11 @@ def _exists(path: str) -> bool:
     return fs.exists(p)
 
 
-def _load_checkpoint(path: str, pshape: tuple, qshape: tuple,
-                     dt: np.dtype) -> tuple[FittedState, dict[str, Any]]:
+def _load_checkpoint(path: str, base: FittedState, dt: np.dtype, params: dict[str, Any],
+                     data_key: str) -> tuple[FittedState, dict[str, Any]]:
     """Read a checkpoint written by _save_checkpoint (a model file whose header carries
-    the resume point), checking that it belongs to this data and these parameters."""
+    the resume point), checking that it belongs to this data and these parameters (see
+    _check_resumed)."""
     try:
         import fsspec
     except ImportError:
@@ -589,12 +589,16 @@ def _load_checkpoint(path: str, pshape: tuple, qshape: tuple,
             and isinstance(at.get("rng"), dict)):
         raise ModelFileError(f"{path} is a model file but not an mfsgd checkpoint (it has no "
                              "resume point); remove it or choose another path.")
+    k = base.n_factors
+    pshape, qshape = (len(base.user_map), k), (len(base.item_map), k)
     got_p, got_q = st.factors("user_factors").shape, st.factors("item_factors").shape
     if got_p != pshape or got_q != qshape or st.user_factors.dtype != dt:
         raise ModelFileError(f"{path} is a checkpoint of another model (shapes "
                              f"{got_p}/{got_q}, expected {pshape}/{qshape}); "
                              "remove it or choose another path.")
-    return st, {**at, "params": stored}
+    # a checkpoint written before the data key has none: checked without it
+    _check_resumed(path, st, base, params, stored, at.get("data", data_key), data_key)
+    return st, at
 
 
 #: Parameters that may differ between the interrupted fit and its resumption: they do not
@@ -605,14 +609,13 @@ _RESUME_FREE = frozenset({"n_epochs", "n_threads", "n_blocks", "verbose", "early
 
 
 def _check_resumed(path: str, ck: FittedState, base: FittedState, params: dict[str, Any],
-                   at: dict[str, Any], data_key: str) -> None:
-    """ModelFileError unless the checkpoint ``ck`` (its resume point ``at``) was written
-    by a fit of the same data (``base``: its ids, rating range and mean, and its grid;
-    ``data_key``: _fingerprint of its rows) with the same parameters, a default and its
-    value being the same: resuming another fit's rows would give them to other users
-    (review 19), and another seed, grid or rate would be neither model."""
-    stored = at["params"]
-
+                   stored: dict[str, Any], ck_key: str, data_key: str) -> None:
+    """ModelFileError unless the checkpoint ``ck`` (its stored parameters ``stored``, its
+    data key ``ck_key``) was written by a fit of the same data (``base``: its ids, rating
+    range and mean, and its grid; ``data_key``: _fingerprint of its rows) with the same
+    parameters, a default and its value being the same: resuming another fit's rows would
+    give them to other users (review 19), and another seed, grid or rate would be neither
+    model."""
     def value(p: dict[str, Any], name: str) -> Any:
         if name not in AUTO_PARAMS:
             return p.get(name)
@@ -627,7 +630,7 @@ def _check_resumed(path: str, ck: FittedState, base: FittedState, params: dict[s
                 return f"other {side} ids"
         if tuple(map(float, ck.rating_range)) != tuple(map(float, base.rating_range)) or (
                 not math.isclose(ck.global_mean, base.global_mean, rel_tol=1e-9)) or (
-                at.get("data", data_key) != data_key):  # older checkpoints have no key
+                ck_key != data_key):
             return "other ratings"
         if ck.n_blocks != base.n_blocks:
             return f"n_blocks={ck.n_blocks}, this fit {base.n_blocks}"
