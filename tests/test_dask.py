@@ -409,3 +409,14 @@ def test_checkpoint_check_leaves_urls_and_writes_nothing(tmp_path):
         os.mkfifo(tmp_path / "fifo")
         with pytest.raises(ValueError, match=r"is not a regular file"):
             check_checkpoint(tmp_path / "fifo", False)  # opening it to write would block
+
+
+def test_a_cluster_without_workers_is_refused(frame):
+    """A fit on a cluster with no workers ended in a ZeroDivisionError (the blocks'
+    owners cycled over an empty list); it is refused, saying so."""
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as c, \
+            distributed.Client(c) as client:
+        m = MatrixFactorization(**KW)
+        with pytest.raises(ValueError, match="the Dask cluster has no workers"):
+            m.fit(dd.from_pandas(frame, npartitions=2), client=client)
+        assert not m.__sklearn_is_fitted__()

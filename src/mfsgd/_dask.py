@@ -370,6 +370,10 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     check_columns(getattr(ddf, "columns", []), (ucol, icol, rcol), "the Dask DataFrame")
     dtype = np.dtype(cfg.dtype).name
     dt = np.dtype(dtype)
+    nthreads = client.nthreads()
+    if not nthreads:  # the tasks below would wait for one forever
+        raise ValueError("the Dask cluster has no workers; start some (or wait for them: "
+                         "client.wait_for_workers(1)) before fitting.")
     parts = client.compute(ddf[[ucol, icol, rcol]].to_delayed())
 
     # 1. one pass for ids, count, mean and range
@@ -396,7 +400,7 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
 
     # 2. the grid, exactly as the single-machine fit would choose it for as many threads
     # as the cluster's workers run the kernel on (2 blocks per thread)
-    threads = {w: threads_per_worker or int(n) for w, n in client.nthreads().items()}
+    threads = {w: threads_per_worker or int(n) for w, n in nthreads.items()}
     P_ = cfg.n_blocks or T.default_n_blocks(max(cfg.n_threads, sum(threads.values())), n)
     if cfg.n_blocks is not None and P_ > 1 and n < T.MIN_CELL_RATINGS * P_ * P_:
         # Each epoch runs P_ sub-epochs, each a round of tasks (one per worker) and a
@@ -421,7 +425,9 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
     cell_sizes = np.sum(client.gather([client.submit(operator.getitem, x, 1) for x in split]),
                         axis=0)
     skeleton = T.Layout.skeleton(cell_sizes, P_, S)
-    workers = list(client.scheduler_info()["workers"])
+    # the workers of the same snapshot as their thread counts: a second query of the
+    # scheduler once came back empty in CI (a ZeroDivisionError below)
+    workers = list(threads)
     owner = [workers[r % len(workers)] for r in range(P_)]
     blocks = {}
     for b in range(P_ * P_):
