@@ -90,6 +90,39 @@ def test_adagrad_matches_reference(isa, k, use_bias, aligned):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_adagrad_means_exclude_the_zero_padding(isa, use_bias, weighted):
+    """Models store factor rows padded with zero columns to an aligned width. Given the
+    true ``n_factors``, AdaGrad's accumulators grow by the mean squared gradient over the
+    row's values only: a padded epoch equals the reference on the unpadded rows, and the
+    padding stays zero (review 21: the mean was over the padded width, so float32 and
+    float64 models, padded differently, trained at different rates)."""
+    k, width = 5, 16
+    u, i, r, P, Q, bu, bi = random_problem(41, k=k)
+    rng = np.random.default_rng(3)
+    Gu, Gi = rng.uniform(1, 3, len(bu)), rng.uniform(1, 3, len(bi))
+    wts = rng.uniform(0.5, 2.0, len(r)) if weighted else None
+    mu = 3.0 if use_bias else 0.0
+    if not use_bias:
+        bu[:] = 0
+        bi[:] = 0
+    ref = adagrad_epoch_reference(u, i, r, P, Q, bu, bi, Gu, Gi, mu, 0.05, 0.03, 0.02,
+                                  use_bias=use_bias, weights=wts)
+    Pp, Qp = (aligned_concat([np.pad(a, ((0, 0), (0, width - k)))]) for a in (P, Q))
+    if weighted:
+        ptr = np.array([0, len(r)], np.int64)
+        _sgd.sgd_segments_weighted(u, i, r, wts, ptr, np.array([0], np.int64), None, Pp, Qp,
+                                   bu, bi, mu, 0.05, 0.03, 0.02, use_bias, False, np.zeros(1),
+                                   Gu, Gi, k)
+    else:
+        _sgd.sgd_epoch(u, i, r, Pp, Qp, bu, bi, mu, 0.05, 0.03, 0.02, use_bias, False, Gu, Gi,
+                       n_factors=k)
+    assert not Pp[:, k:].any() and not Qp[:, k:].any()
+    for got, want in zip((Pp[:, :k], Qp[:, :k], bu, bi, Gu, Gi), ref, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 def _pos(h):
     return {"mu": h["mu"], "lr": h["lr"], "reg_f": h["reg_f"], "reg_b": h["reg_b"]}
 

@@ -50,7 +50,7 @@ def seen_csr(u, i, nu):
 
 def run_kernel(u, i, w, P, Q, bi, loss, seed, lo, hi, *, use_bias=True, n_neg=1,
                max_sampled=10, margin=1.0, logq=False, cdf=None, seen=None, shuffle=0,
-               hyper=HYPER, accum=(None, None)):
+               hyper=HYPER, accum=(None, None), n_factors=0):
     out = np.zeros(1)
     ptr = np.array([0, len(u)], np.int64)
     _sgd.rank_segments(u, i, w if w is not None else np.empty(0, P.dtype), ptr,
@@ -61,7 +61,8 @@ def run_kernel(u, i, w, P, Q, bi, loss, seed, lo, hi, *, use_bias=True, n_neg=1,
                        None if seen is None else seen[0], None if seen is None else seen[1],
                        P, Q, bi, _sgd.LOSSES[loss], hyper["lr"], hyper["reg_f"],
                        hyper["reg_b"], use_bias, n_neg, max_sampled, margin, logq, out,
-                       seen[3] if seen is not None and len(seen) > 3 else None, *accum)
+                       seen[3] if seen is not None and len(seen) > 3 else None, *accum,
+                       n_factors=n_factors)
     return out[0]
 
 
@@ -204,6 +205,30 @@ def test_adagrad_rank_epoch_matches_reference(isa, case, k, aligned, dtype):
     assert got == pytest.approx(ref[3], rel=1e-12 if dtype == np.float64 else 1e-4)
     G0u, G0i = _accumulators(case, P, Q)
     assert (Gu >= G0u).all() and (Gi >= G0i).all() and (Gi > G0i).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", range(len(ADA_CASES)))
+def test_adagrad_rank_means_exclude_the_zero_padding(case, dtype):
+    """As for the squared loss: rows padded with zero columns, given the true
+    ``n_factors``, train as the reference on the unpadded rows (review 21)."""
+    loss, opts = ADA_CASES[case]
+    k, width = 5, 16
+    u, i, w, P, Q, bi = problem(case * 17 + 2, k=k, dtype=dtype)
+    o, cdf, seen = _options(opts, u, i, Q.shape[0])
+    Gu, Gi = _accumulators(case, P, Q)
+    rGu, rGi = Gu.copy(), Gi.copy()
+    hyper = dict(HYPER, lr=0.2)
+    ref = rank_epoch_reference(u, i, w, P, Q, bi, loss=loss, seed=5, lo=0, hi=Q.shape[0],
+                               **hyper, cdf=cdf, seen=None if seen is None else seen[2],
+                               dtype=dtype, Gu=rGu, Gi=rGi, **o)
+    Pp, Qp = (aligned_concat([np.pad(a, ((0, 0), (0, width - k)))]) for a in (P, Q))
+    run_kernel(u, i, w, Pp, Qp, bi, loss, 5, 0, Q.shape[0], cdf=cdf, seen=seen, hyper=hyper,
+               accum=(Gu, Gi), n_factors=k, **o)
+    assert not Pp[:, k:].any() and not Qp[:, k:].any()
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=3e-5, atol=3e-6)
+    for a, b in zip((Pp[:, :k], Qp[:, :k], bi, Gu, Gi), (*ref[:3], rGu, rGi), strict=True):
+        np.testing.assert_allclose(a, b, **tol)
 
 
 def test_adagrad_rate_falls_with_each_rows_updates():

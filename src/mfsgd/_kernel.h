@@ -21,6 +21,8 @@ typedef struct {
     double reg_b;     /* lambda2, biases */
     int use_bias;     /* 0: plain PMF, biases are neither used nor updated */
     int nonneg;       /* 1: project factors onto >= 0 after each update */
+    int64_t n_factors; /* the factors a row holds (its stored width k may add zero padding);
+                        * AdaGrad's mean squared gradient is over these; <= 0: k */
 } mf_hyper;
 
 /* Instruction-set variants, best last. */
@@ -139,6 +141,7 @@ typedef struct {
     double reg_f;      /* lambda1 on every factor row a step touches */
     double reg_b;      /* lambda2 on every item bias a step touches */
     double margin;     /* WARP: a negative violates when s_uj > s_ui - margin */
+    int64_t n_factors; /* as in mf_hyper: AdaGrad's mean is over these, not the padding */
     /* NULL, or a flag polled every MF_POLL_ROWS positives and MF_POLL_DRAWS WARP draws:
      * non-zero ends the call early, the parameters part-way through (Ctrl-C: the caller
      * discards the epoch). A call's work is not bounded by its rows (WARP draws up to

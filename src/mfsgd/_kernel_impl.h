@@ -103,7 +103,9 @@ MF_NAME(sgd_body)(const int32_t *restrict u, const int32_t *restrict it, const M
     const int use_bias = h->use_bias, nonneg = h->nonneg;
     const int64_t row_bytes = k * (int64_t)sizeof(MF_T);
     const int wide = (k % MF_LANES) == 0;
-    const MF_T inv_n = (MF_T)1 / (MF_T)(k + (use_bias ? 1 : 0));
+    /* AdaGrad's mean is over the row's values, not the zero padding of its stored width. */
+    const int64_t kv = h->n_factors > 0 ? h->n_factors : k;
+    const MF_T inv_n = (MF_T)1 / (MF_T)(kv + (use_bias ? 1 : 0));
     double sse = 0.0;
     /* Two ratings per step when they share no row (see sq_pair); a rating whose
      * successor shares a row with it takes the one-rating path. */
@@ -344,7 +346,7 @@ MF_NAME(pair_step_ada)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj,
                        MF_T *restrict bi, const int64_t ii, const int64_t j,
                        MF_T *restrict gu, MF_T *restrict gi, MF_T *restrict gj, const MF_T g,
                        const MF_T lr, const MF_T reg_f, const MF_T reg_b, const int use_bias,
-                       const int64_t k)
+                       const int64_t k, const int64_t kv)
 {
     const MF_T ru = lr / MF_SQRT(*gu), ri = lr / MF_SQRT(*gi), rj = lr / MF_SQRT(*gj);
     MF_T su = 0, si = 0, sj = 0;
@@ -367,8 +369,8 @@ MF_NAME(pair_step_ada)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj,
         si += gqi * gqi;
         sj += gqj * gqj;
     }
-    const MF_T ni = (MF_T)(k + (use_bias ? 1 : 0));
-    *gu += su / (MF_T)k;
+    const MF_T ni = (MF_T)(kv + (use_bias ? 1 : 0));
+    *gu += su / (MF_T)kv;
     *gi += si / ni;
     *gj += sj / ni;
 }
@@ -379,11 +381,11 @@ MF_TARGET MF_ALWAYS_INLINE static inline void
 MF_NAME(pair_move)(MF_T *restrict p, MF_T *restrict qi, MF_T *restrict qj, MF_T *restrict bi,
                    MF_T *restrict Gu, MF_T *restrict Gi, const int64_t ui, const int64_t ii,
                    const int64_t j, const MF_T g, const MF_T lr, const MF_T reg_f,
-                   const MF_T reg_b, const int use_bias, const int64_t k)
+                   const MF_T reg_b, const int use_bias, const int64_t k, const int64_t kv)
 {
     if (Gu) {
         MF_NAME(pair_step_ada)(p, qi, qj, bi, ii, j, Gu + ui, Gi + ii, Gi + j, g, lr, reg_f,
-                               reg_b, use_bias, k);
+                               reg_b, use_bias, k, kv);
         return;
     }
     if (use_bias) {
@@ -414,6 +416,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
 {
     const MF_T lr = (MF_T)h->lr, reg_f = (MF_T)h->reg_f, reg_b = (MF_T)h->reg_b;
     const int use_bias = h->use_bias;
+    const int64_t kv = h->n_factors > 0 ? h->n_factors : k; /* AdaGrad: as in sgd_body */
     const int wide = (k % MF_LANES) == 0;
     const int64_t row_bytes = k * (int64_t)sizeof(MF_T);
     const double *cdf = smp->cdf;
@@ -520,7 +523,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
                 const MF_T sx = (MF_T)1 / ((MF_T)1 + MF_EXP(x));
                 if (want_loss) total += (double)wt * mf_softplus(-(double)x);
                 MF_NAME(pair_move)(p, qi, qj, bi, Gu, Gi, ui, ii, j, wt * sx, lr, reg_f, reg_b,
-                                   use_bias, k);
+                                   use_bias, k, kv);
             }
         } else if (loss_id == MF_LOSS_WARP) {
             /* WARP as in LightFM: draw negatives until one violates the margin,
@@ -550,7 +553,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
                     if (want_loss)
                         total += (double)g * ((double)h->margin - (double)si + (double)sj);
                     MF_NAME(pair_move)(p, qi, qj, bi, Gu, Gi, ui, ii, j, g, lr, reg_f, reg_b,
-                                       use_bias, k);
+                                       use_bias, k, kv);
                     break;
                 }
             }
@@ -602,7 +605,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
             if (Gu) {
                 /* AdaGrad: the positive's row, each negative's row (a negative drawn twice
                  * moves twice, the second time at its grown G), then the user's. */
-                const MF_T ni = (MF_T)(k + (use_bias ? 1 : 0));
+                const MF_T ni = (MF_T)(kv + (use_bias ? 1 : 0));
                 for (int m = 0; m < cnt; ++m) {
                     const MF_T gm = m == 0 ? g0 : -(wt * (MF_T)(o[m] / z));
                     MF_T *q = Q + js[m] * k;
@@ -629,7 +632,7 @@ MF_NAME(rank_body)(const int32_t *restrict u, const int32_t *restrict it, const 
                     p[f] = pold[f] + ru * g_;
                     su += g_ * g_;
                 }
-                Gu[ui] += su / (MF_T)k;
+                Gu[ui] += su / (MF_T)kv;
                 continue;
             }
             if (use_bias) bi[ii] += lr * (g0 - reg_b * bi[ii]);

@@ -50,6 +50,7 @@ def sgd_segments(
     sse_out: _Array,
     user_accum: _Array,
     item_accum: _Array,
+    n_factors: int = 0,
 ) -> None: ...
 def sgd_segments_weighted(
     users: _Array,
@@ -72,6 +73,7 @@ def sgd_segments_weighted(
     sse_out: _Array,
     user_accum: _Array,
     item_accum: _Array,
+    n_factors: int = 0,
 ) -> None: ...
 def sgd_epoch(
     users: _Array,
@@ -89,6 +91,7 @@ def sgd_epoch(
     nonnegative: bool = False,
     user_accum: _Array | None = None,
     item_accum: _Array | None = None,
+    n_factors: int = 0,
 ) -> float: ...
 def permutation(n: int, seed: int) -> NDArray[np.uint32]: ...
 def predict_pairs(
@@ -130,6 +133,8 @@ def rank_segments(
     seen_bits: _Array | None = None,
     user_accum: _Array | None = None,
     item_accum: _Array | None = None,
+    stop: _Array | None = None,
+    n_factors: int = 0,
 ) -> None: ...
 def seen_bitmap(users: _Array, items: _Array, n_users: int, n_items: int) -> NDArray[np.uint64]: ...
 def draw_candidates(

@@ -22,6 +22,7 @@ cdef extern from "_kernel.h" nogil:
         double reg_b
         int use_bias
         int nonneg
+        int64_t n_factors
     enum:
         MF_ISA_AUTO
         MF_ISA_BASELINE
@@ -85,6 +86,7 @@ cdef extern from "_kernel.h" nogil:
         double reg_f
         double reg_b
         double margin
+        int64_t n_factors
         const int32_t *stop
     ctypedef struct mf_sampler:
         const int32_t *item_lo
@@ -176,7 +178,7 @@ def sgd_segments(const int32_t[::1] users, const int32_t[::1] items,
                  floating[::1] user_bias, floating[::1] item_bias,
                  double mu, double lr, double reg_factors, double reg_bias,
                  bint use_bias, bint nonnegative, double[::1] sse_out,
-                 floating[::1] user_accum, floating[::1] item_accum):
+                 floating[::1] user_accum, floating[::1] item_accum, int64_t n_factors=0):
     """SGD over the ratings of the listed segments, in list order.
 
     Contract: segment ``s`` spans positions ``seg_ptr[s]:seg_ptr[s+1]`` of the rating
@@ -187,7 +189,10 @@ def sgd_segments(const int32_t[::1] users, const int32_t[::1] items,
     each update) to ``sse_out``. Calls that run concurrently must not share a factor row
     (give them segments of different blocks of one stratum). ``user_accum`` and
     ``item_accum`` (one value per row, or empty for a constant rate) are AdaGrad
-    accumulators, used and updated in place. Runs without the GIL.
+    accumulators, used and updated in place; each grows by the mean squared gradient over
+    the row's ``n_factors`` factors (plus its bias), so that the zero columns padding the
+    factor arrays to an aligned width leave it unchanged (0: every column is a factor).
+    Runs without the GIL.
     """
     cdef mf_hyper h
     h.mu = mu
@@ -196,6 +201,7 @@ def sgd_segments(const int32_t[::1] users, const int32_t[::1] items,
     h.reg_b = reg_bias
     h.use_bias = use_bias
     h.nonneg = nonnegative
+    h.n_factors = n_factors
     cdef int64_t ns = segments.shape[0]
     cdef int64_t k = user_factors.shape[1]
     cdef int64_t j
@@ -246,7 +252,7 @@ def sgd_segments_weighted(const int32_t[::1] users, const int32_t[::1] items,
                           floating[::1] item_bias, double mu, double lr, double reg_factors,
                           double reg_bias, bint use_bias, bint nonnegative,
                           double[::1] sse_out, floating[::1] user_accum,
-                          floating[::1] item_accum):
+                          floating[::1] item_accum, int64_t n_factors=0):
     """:func:`sgd_segments` with a weight per rating (``sample_weight``, same positions as
     ``ratings``): w multiplies the error in every gradient (the regularisation is not
     weighted) and ``sse_out`` receives sum w e^2. A separate compiled loop, so the
@@ -259,6 +265,7 @@ def sgd_segments_weighted(const int32_t[::1] users, const int32_t[::1] items,
     h.reg_b = reg_bias
     h.use_bias = use_bias
     h.nonneg = nonnegative
+    h.n_factors = n_factors
     cdef int64_t ns = segments.shape[0]
     cdef int64_t k = user_factors.shape[1]
     cdef int64_t j
@@ -305,18 +312,20 @@ def sgd_segments_weighted(const int32_t[::1] users, const int32_t[::1] items,
 
 def sgd_epoch(users, items, ratings, user_factors, item_factors, user_bias, item_bias,
               double mu, double lr, double reg_factors, double reg_bias,
-              bint use_bias=True, bint nonnegative=False, user_accum=None, item_accum=None):
+              bint use_bias=True, bint nonnegative=False, user_accum=None, item_accum=None,
+              int64_t n_factors=0):
     """One SGD pass over all triples in their stored order; returns the SSE.
 
     Contract: as :func:`sgd_segments` with a single segment and no shuffle; the triples
     are only read (read-only arrays are fine). ``user_accum``/``item_accum``: AdaGrad
-    accumulators (None: constant rate). Runs without the GIL.
+    accumulators (None: constant rate); ``n_factors`` as for :func:`sgd_segments`. Runs
+    without the GIL.
     """
     if user_accum is None:
         user_accum = item_accum = np.empty(0, dtype=np.asarray(user_bias).dtype)
     return _sgd_epoch(users, items, ratings, user_factors, item_factors, user_bias,
                       item_bias, mu, lr, reg_factors, reg_bias, use_bias, nonnegative,
-                      user_accum, item_accum)
+                      user_accum, item_accum, n_factors)
 
 
 def _sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floating[::1] ratings,
@@ -324,7 +333,7 @@ def _sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floatin
                floating[::1] user_bias, floating[::1] item_bias,
                double mu, double lr, double reg_factors, double reg_bias,
                bint use_bias, bint nonnegative, floating[::1] user_accum,
-               floating[::1] item_accum):
+               floating[::1] item_accum, int64_t n_factors):
     cdef mf_hyper h
     h.mu = mu
     h.lr = lr
@@ -332,6 +341,7 @@ def _sgd_epoch(const int32_t[::1] users, const int32_t[::1] items, const floatin
     h.reg_b = reg_bias
     h.use_bias = use_bias
     h.nonneg = nonnegative
+    h.n_factors = n_factors
     cdef int64_t n = ratings.shape[0]
     cdef int64_t k = user_factors.shape[1]
     cdef int64_t seg_ptr[2]
@@ -404,7 +414,8 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
                   floating[:, ::1] item_factors, floating[::1] item_bias, int loss, double lr,
                   double reg_factors, double reg_bias, bint use_bias=True, int n_neg=1,
                   int max_sampled=10, double margin=1.0, bint logq=False, loss_out=None,
-                  seen_bits=None, user_accum=None, item_accum=None, stop=None):
+                  seen_bits=None, user_accum=None, item_accum=None, stop=None,
+                  int64_t n_factors=0):
     """Ranking SGD (BPR, WARP or sampled softmax) over the listed segments, in order.
 
     Contract: as :func:`sgd_segments` for ``seg_ptr``, ``segments`` and ``seeds`` (None
@@ -422,11 +433,11 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
     ``item_bias`` (no user bias: it cancels); writes each listed segment's summed loss to
     ``loss_out`` if given. ``user_accum``/``item_accum`` (one value per user / item row,
     both or neither): AdaGrad accumulators, used and updated in place (None or empty
-    arrays, as for :func:`sgd_segments`: constant rate). ``stop`` (an int32 array, or
-    None): polled while the call runs (every 256 positives; with WARP's max_sampled above
-    4096, every 4096 draws too); once another thread sets ``stop[0]`` non-zero the call
-    returns early, its parameters and losses part-way through (for Ctrl-C: the caller
-    discards the epoch). Runs without the GIL.
+    arrays, as for :func:`sgd_segments`: constant rate; ``n_factors`` as there). ``stop``
+    (an int32 array, or None): polled while the call runs (every 256 positives; with
+    WARP's max_sampled above 4096, every 4096 draws too); once another thread sets
+    ``stop[0]`` non-zero the call returns early, its parameters and losses part-way
+    through (for Ctrl-C: the caller discards the epoch). Runs without the GIL.
     """
     cdef mf_rank_hyper h
     cdef int32_t[::1] stop_v
@@ -445,6 +456,7 @@ def rank_segments(const int32_t[::1] users, const int32_t[::1] items,
     h.reg_f = reg_factors
     h.reg_b = reg_bias
     h.margin = margin
+    h.n_factors = n_factors
     if loss not in (MF_LOSS_BPR, MF_LOSS_WARP, MF_LOSS_SOFTMAX):
         raise ValueError(f"loss must be LOSS_BPR, LOSS_WARP or LOSS_SOFTMAX; got {loss}")
     if loss == MF_LOSS_SOFTMAX and not 1 <= n_neg <= MF_MAX_NEG:

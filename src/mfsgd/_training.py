@@ -320,6 +320,9 @@ class Hyper:
     n_neg: int = 1
     max_sampled: int = 10
     margin: float = 1.0
+    #: The factors of a row (its arrays may be wider: zero padding); AdaGrad's mean
+    #: squared gradient is over these. 0: every column.
+    n_factors: int = 0
 
 
 class Stop(Exception):
@@ -518,18 +521,19 @@ class EpochRunner:
                                    sm.seen_ptr, sm.seen_items, p.P, p.Q, p.bi, h.loss, h.lr,
                                    h.reg_f, h.reg_b, h.use_bias, h.n_neg, h.max_sampled,
                                    h.margin, False, out[start:stop], sm.seen_bits, *self.accum,
-                                   stop=self._cstop)
+                                   stop=self._cstop, n_factors=h.n_factors)
                 if self._cstop[0]:  # ended early: its parameters are part-way
                     raise Stop
             elif L.weights is not None:
                 _sgd.sgd_segments_weighted(L.users, L.items, L.ratings, L.weights, L.seg_ptr,
                                            chunk, cseeds, p.P, p.Q, p.bu, p.bi, h.mu, h.lr,
                                            h.reg_f, h.reg_b, h.use_bias, h.nonneg,
-                                           out[start:stop], *self.accum)
+                                           out[start:stop], *self.accum, h.n_factors)
             else:
                 _sgd.sgd_segments(L.users, L.items, L.ratings, L.seg_ptr, chunk, cseeds,
                                   p.P, p.Q, p.bu, p.bi, h.mu, h.lr, h.reg_f, h.reg_b,
-                                  h.use_bias, h.nonneg, out[start:stop], *self.accum)
+                                  h.use_bias, h.nonneg, out[start:stop], *self.accum,
+                                  h.n_factors)
             if not math.isfinite(float(out[start:stop].sum())):
                 self.sse[seg_ids] = math.nan
                 self._stop.set()
@@ -993,7 +997,7 @@ def hyper_of(cfg: Any, mu: float) -> Hyper:
     return Hyper(lr=cfg.learning_rate, reg_f=cfg.reg_factors, reg_b=cfg.reg_bias, mu=mu,
                  use_bias=cfg.biased, nonneg=cfg.nonnegative, adagrad=cfg.adagrad,
                  loss=_sgd.LOSSES[cfg.loss], n_neg=cfg.n_negatives,
-                 max_sampled=cfg.max_sampled, margin=cfg.margin)
+                 max_sampled=cfg.max_sampled, margin=cfg.margin, n_factors=cfg.n_factors)
 
 
 def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], triples: list,
