@@ -51,6 +51,19 @@ def test_ties_follow_item_order_or_the_candidates_order(toy):
     assert toy.recommend("x", n=5, items=["A", "C"])[0].tolist() == ["A", "C"]
 
 
+@pytest.mark.parametrize("n", [64, 65, 100, 299])
+def test_long_lists_keep_the_tie_rule(n):
+    """Lists longer than the compiled scan's 64 slots follow the same rule: equal counts
+    in item order, and the earliest of the items tied at the cut (review 21)."""
+    rng = np.random.default_rng(0)
+    u, i = rng.integers(0, 50, 2000), rng.integers(0, 300, 2000)
+    pop = Popularity().fit((u, i))
+    ids, scores = pop.recommend(10**9, n=n)
+    want = np.argsort(-pop.item_counts_, kind="stable")[:n]
+    np.testing.assert_array_equal(ids, pop.item_ids_[want])
+    np.testing.assert_array_equal(scores, pop.item_counts_[want])
+
+
 def test_exclude_items_and_unknown_candidates(toy):
     ids, _ = toy.recommend("nobody", n=3, exclude_items=["B", "zzz"])
     assert ids.tolist() == ["A", "C", "D"]

@@ -67,11 +67,27 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         return idx, val
     if n < m:
         part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        _lowest_at_the_cut(scores, part)
+        part.sort(axis=1)  # column order, which the stable sort below keeps among ties
     else:
         part = np.broadcast_to(np.arange(n), (rows, n)).copy()
     ps = np.take_along_axis(scores, part, axis=1)
     o = np.argsort(-ps, axis=1, kind="stable")
     return np.take_along_axis(part, o, axis=1), np.take_along_axis(ps, o, axis=1)
+
+
+def _lowest_at_the_cut(scores: np.ndarray, part: np.ndarray) -> None:
+    """Make argpartition's choice follow the tie rule, in place: where more columns
+    than fit tie at a row's n-th best score, keep the lowest of them (argpartition keeps
+    any). Only the rows with such a tie are rescanned."""
+    n = part.shape[1]
+    cut = np.take_along_axis(scores, part, axis=1).min(axis=1)
+    tied = np.flatnonzero((scores >= cut[:, None]).sum(axis=1) > n)
+    for r in tied.tolist():
+        row = scores[r]
+        above = np.flatnonzero(row > cut[r])
+        at = np.flatnonzero(row == cut[r])[:n - above.size]
+        part[r] = np.concatenate([above, at])
 
 
 def _candidates(st: FittedState, icols: np.ndarray | None,
