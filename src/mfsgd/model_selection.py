@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -78,8 +79,14 @@ def _n_test(name: str, value: Any, n: int) -> int:
     return n_test
 
 
-def _round_half_up(x: np.ndarray) -> np.ndarray:
-    return np.floor(x + 0.5).astype(np.int64)
+def _round_half_up(frac: float, counts: np.ndarray) -> np.ndarray:
+    """round(frac x count) per count, halves up, in exact arithmetic on the decimal the
+    user wrote: 0.7 x 45 is 31.5 and gives 32 (in floating point it is 31.4999...)."""
+    f = Fraction(repr(float(frac)))
+    uniq, inv = np.unique(counts, return_inverse=True)
+    half = Fraction(1, 2)
+    out = np.array([math.floor(f * int(c) + half) for c in uniq.tolist()], dtype=np.int64)
+    return out[inv.reshape(-1)]
 
 
 def _random_ranks(codes: np.ndarray, n_groups: int, rng: np.random.Generator):
@@ -206,7 +213,7 @@ def per_user_split(data: Any, test_fraction: float = 0.2, min_train: int = 1,
     min_train = min(check_int("min_train", min_train, low=0), n_rows(data))
     codes, n_users = _user_codes(data, user_col)
     rank, counts = _random_ranks(codes, n_users, check_random_state(random_state))
-    n_test = np.clip(np.minimum(_round_half_up(frac * counts), counts - min_train), 0, None)
+    n_test = np.clip(np.minimum(_round_half_up(frac, counts), counts - min_train), 0, None)
     return _split(data, rank < n_test[codes])
 
 
@@ -294,7 +301,7 @@ def temporal_split(data: Any, timestamps: Any, test_size: float | int = 0.2,
     order = np.lexsort((np.arange(n), ts, codes))  # by user, then time, then row
     rank, counts = _ranks_of(order, codes, n_users)
     from_end = counts[codes] - 1 - rank
-    n_test = np.clip(np.minimum(_round_half_up(frac * counts), counts - 1), 0, None)
+    n_test = np.clip(np.minimum(_round_half_up(frac, counts), counts - 1), 0, None)
     return _split(data, from_end < n_test[codes])
 
 
