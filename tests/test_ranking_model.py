@@ -478,6 +478,9 @@ def test_sample_weight_squared():
     assert not np.allclose(a.user_factors_, c.user_factors_)
     m = MatrixFactorization(n_epochs=1, **KW).fit((u, i, r))
     m.partial_fit((u, i, r), sample_weight=np.ones(u.size))
+    # mu is the weighted mean (the documented rule), as a weight of 2 counts a row twice
+    w = np.linspace(0.1, 2, u.size)
+    assert c.global_mean_ == pytest.approx(float(np.sum(w * r) / np.sum(w)), rel=1e-9)
 
 
 def test_early_stopping_maximises_the_metric_and_restores_the_best_epoch(implicit):
@@ -1075,6 +1078,37 @@ def test_item_fold_in_weighs_users_by_interactions_not_low_rows():
     b.fold_in(new, side="item")
     np.testing.assert_array_equal(a.item_factors_[-1], b.item_factors_[-1])
     assert a.item_bias_[-1] == b.item_bias_[-1]
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_fold_in_counts_a_repeated_interaction_twice(side):
+    """A repeated interaction is a second draw from the softmax fold_in maximises, as a
+    repeated row is a second positive in fit (review 21: fold_in kept distinct items, so
+    (3, 3, 7) solved as (3, 7)). Checked against the objective's gradient at the
+    solution, written out here for the user side."""
+    rng = np.random.default_rng(26)
+    u, i = rng.integers(0, 100, 3000), rng.integers(0, 120, 3000)
+    m = MatrixFactorization(loss="softmax", n_factors=8, n_epochs=5, random_state=0,
+                            dtype="float64").fit((u, i))
+    if side == "user":
+        new, other = 10**6, [3, 3, 7]
+        pairs = lambda o: ([new] * len(o), o)  # noqa: E731
+    else:
+        new, other = 10**6, [5, 5, 9, 11]
+        pairs = lambda o: (o, [new] * len(o))  # noqa: E731
+    rows = lambda mm: (mm.user_factors_ if side == "user" else mm.item_factors_)[-1]  # noqa: E731
+    twice = rows(copy.deepcopy(m).fold_in(pairs(other), side=side))
+    once = rows(copy.deepcopy(m).fold_in(pairs(sorted(set(other))), side=side))
+    assert not np.allclose(twice, once, atol=1e-6)
+    if side == "user":
+        V, b = np.asarray(m.item_factors_, float), np.asarray(m.item_bias_, float)
+        reg = 0.03 * np.mean(np.sum(V ** 2, axis=1))
+        s = V @ twice + b
+        p = np.exp(s - s.max())
+        p /= p.sum()
+        cols = [int(np.flatnonzero(m.item_ids_ == x)[0]) for x in other]
+        grad = -V[cols].mean(axis=0) + p @ V + 2 * reg * twice
+        assert np.linalg.norm(grad) < 1e-8
 
 
 def test_warp_draws_at_most_the_items_of_its_range_but_one():

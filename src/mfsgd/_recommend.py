@@ -803,8 +803,11 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
     Xv, Xb = np.zeros((len(pos), k)), np.zeros(len(pos))
     for col, P in enumerate(pos):
         lz = logz + top
-        wc = w.copy()  # each user's draws, this item's among them (the record may lack
-        wc[P] = wc[P] + 1 if replaced[col] < 0 else np.maximum(wc[P], 1)  # new ones)
+        # each user's draws, this item's among them (the record may lack new ones); a
+        # user listed twice drew the item twice, as a repeated row counts twice in fit
+        wc = w.copy()
+        users, times = np.unique(P, return_counts=True)
+        wc[users] = wc[users] + times if replaced[col] < 0 else np.maximum(wc[users], times)
         if replaced[col] >= 0:  # Z without the item's old score: log(Z - e^old)
             j = replaced[col]
             share = np.exp(U @ V[j] + b[j] - top - logz)  # the old item's share of Z
@@ -901,8 +904,10 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
     bounds = np.searchsorted(gi, np.arange(raw_ids.size + 1))
     if st.loss != "squared":
         # A ranking model: the interactions say which items, not how much (ratings are
-        # ignored); a row is solved from the softmax over the other side's rows.
-        pos = [np.unique(oi[bounds[g]:bounds[g + 1]]) for g in range(raw_ids.size)]
+        # ignored); a row is solved from the softmax over the other side's rows. A
+        # repeated interaction is a second draw, as a repeated row is a second positive
+        # in fit.
+        pos = [oi[bounds[g]:bounds[g + 1]] for g in range(raw_ids.size)]
         vec, bias = _ranking_rows(st, side, raw_ids, pos, F, ranking_reg)
         return _with_rows(st, side, raw_ids, vec, bias, other_idx[ok], inv[ok])
     targets, feats = [], []

@@ -335,7 +335,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             order of ``X.data``; see the data guide): it multiplies that row's loss term
             (and gradient; the regularisation is not weighted). None weighs every row 1 (for
             squared, the unweighted kernel runs: the same model as before weights existed).
-            Weights that are all 0 raise ``ValueError``.
+            Weights that are all 0 raise ``ValueError``. With weights, ``global_mean_``
+            is the weighted mean of the ratings.
         eval_set : same forms as X, optional
             Validation ratings (squared: their RMSE is recorded per epoch in
             ``history_`` as ``val_rmse``) or interactions (ranking: ``eval_metric``,
