@@ -67,6 +67,21 @@ def test_string_ids_and_eval_set(client, frame, tmp_path):
     assert mfsgd.load(tmp_path / "m.mfsgd").n_epochs_ == 4
 
 
+def test_val_rmse_of_unknown_ids_without_biases(client, frame):
+    """A model without biases predicts the global mean where a side is unknown; the
+    validation RMSE of a Dask fit does too (review 22: it predicted 0), as the local
+    fit's."""
+    train, test = frame.iloc[:35_000], frame.iloc[35_000:].copy()
+    test.loc[test.index[:1000], "user"] += 10**6
+    kw = dict(KW, biased=False)
+    dist = MatrixFactorization(**kw).fit(dd.from_pandas(train, npartitions=3), client=client,
+                                         eval_set=test)
+    local = MatrixFactorization(**kw).fit(train, eval_set=test)
+    want = float(np.sqrt(np.mean((dist.predict(test) - test.rating.to_numpy()) ** 2)))
+    assert dist.history_[-1]["val_rmse"] == pytest.approx(want, rel=1e-9)
+    assert [h["val_rmse"] for h in dist.history_] == [h["val_rmse"] for h in local.history_]
+
+
 def test_dask_collection_needs_a_client(frame):
     ddf = dd.from_pandas(frame, npartitions=2)
     with pytest.raises(TypeError, match="pass client=distributed.Client"):

@@ -323,8 +323,10 @@ class DaskExecutor(T.Executor):
                                       for part in (self.P, self.Q, self.bu, self.bi)])
         return T.all_finite_from(ext, mu, self.width, self.dtype)
 
-    def rmse(self, val: tuple, mu: float, clip: tuple[float, float] | None) -> float:
-        return T.rmse_of(self.params(), mu, *val, *(clip if clip is not None else (None, None)))
+    def rmse(self, val: tuple, mu: float, clip: tuple[float, float] | None,
+             unknown: float | None = None) -> float:
+        return T.rmse_of(self.params(), mu, *val, *(clip if clip is not None else (None, None)),
+                         unknown=unknown)
 
 
 @contextlib.contextmanager
@@ -493,7 +495,8 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
                        rng=rng if cfg.shuffle else None, lr_at=cfg.lr_at, val=val,
                        clip=rr if cfg.clip else None, early_stopping=cfg.early_stopping,
                        n_iter_no_change=cfg.n_iter_no_change, tol=cfg.tol,
-                       epoch_offset=start_epoch, after_epoch=after_epoch)
+                       epoch_offset=start_epoch, after_epoch=after_epoch,
+                       val_unknown=None if base.biased else base.global_mean)
     if res.reason == "diverged":
         res.causes = T.divergence_causes(cfg, rating_span=rr[1] - rr[0])
     # A worker lost now (after the last epoch) fails the fit the same way as during it.

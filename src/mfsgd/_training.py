@@ -706,8 +706,14 @@ def predict_idx(params: Params, mu: float, u: np.ndarray, i: np.ndarray) -> np.n
 
 
 def rmse_of(params: Params, mu: float, u: np.ndarray, i: np.ndarray, r: np.ndarray,
-            lo: float | None = None, hi: float | None = None) -> float:
+            lo: float | None = None, hi: float | None = None, *,
+            unknown: float | None = None) -> float:
+    """RMSE of index pairs (-1: an unknown id), predicted as ``predict`` does: ``unknown``
+    (a model without biases: the global mean) for a pair with an unknown side, else the
+    known terms."""
     pred = predict_idx(params, mu, u, i)
+    if unknown is not None:
+        pred[(u < 0) | (i < 0)] = unknown
     if lo is not None:
         np.clip(pred, lo, hi, out=pred)
     if not len(r):
@@ -774,8 +780,10 @@ class Executor:
     def all_finite(self, mu: float) -> bool:
         raise NotImplementedError
 
-    def rmse(self, val: tuple, mu: float, clip: tuple[float, float] | None) -> float:
-        """RMSE of the current parameters on (user idx, item idx, ratings)."""
+    def rmse(self, val: tuple, mu: float, clip: tuple[float, float] | None,
+             unknown: float | None = None) -> float:
+        """RMSE of the current parameters on (user idx, item idx, ratings) (see
+        :func:`rmse_of`)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -809,8 +817,10 @@ class LocalExecutor(Executor):
     def all_finite(self, mu: float) -> bool:
         return self.params.all_finite(mu, ranking=self.runner.hyper.loss != _sgd.LOSS_SQUARED)
 
-    def rmse(self, val: tuple, mu: float, clip: tuple[float, float] | None) -> float:
-        return rmse_of(self.params, mu, *val, *(clip if clip is not None else (None, None)))
+    def rmse(self, val: tuple, mu: float, clip: tuple[float, float] | None,
+             unknown: float | None = None) -> float:
+        return rmse_of(self.params, mu, *val, *(clip if clip is not None else (None, None)),
+                       unknown=unknown)
 
     def close(self) -> None:
         self.runner.close()
@@ -824,7 +834,8 @@ def run_epochs(ex: Executor, hyper: Hyper, *, n_epochs: int, n_ratings: int,
                after_epoch: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None,
                metric: tuple[str, Callable[[], float]] | None = None,
                train_key: str = "train_rmse",
-               interrupts: HeldInterrupt | None = None) -> TrainResult:
+               interrupts: HeldInterrupt | None = None,
+               val_unknown: float | None = None) -> TrainResult:
     """The one epoch loop: history rows, divergence (non-finite SSE or parameters),
     early stopping with best-epoch restore, Ctrl-C, executor failures, and a hook after
     each committed epoch (``after_epoch(row, history)``: Dask's checkpoint). On return
@@ -834,7 +845,9 @@ def run_epochs(ex: Executor, hyper: Hyper, *, n_epochs: int, n_ratings: int,
     losses) the summed loss / n_ratings. ``metric = (name, score)`` (ranking losses,
     instead of ``val``): ``score()`` of the current parameters is recorded as
     ``val_<name>`` and early stopping maximises it. ``interrupts.hold()`` is called once
-    the epochs are over: Ctrl-C is then held until the caller has stored the model."""
+    the epochs are over: Ctrl-C is then held until the caller has stored the model.
+    ``val_unknown``: what a validation pair with an unknown side predicts, when not the
+    known terms (a model without biases: the global mean, as ``predict``)."""
     good = ex.snapshot()  # restored on divergence, interrupt or failure mid-epoch
     best = None
     best_val, no_improve = math.inf, 0
@@ -859,7 +872,7 @@ def run_epochs(ex: Executor, hyper: Hyper, *, n_epochs: int, n_ratings: int,
                        train_key: sse / n_ratings if n_ratings else math.nan}
             watched = None  # what early stopping minimises
             if val is not None:
-                row["val_rmse"] = watched = ex.rmse(val, hyper.mu, clip)
+                row["val_rmse"] = watched = ex.rmse(val, hyper.mu, clip, val_unknown)
             if metric is not None:
                 row[f"val_{metric[0]}"] = value = metric[1]()
                 watched = -value if math.isfinite(value) else math.inf
@@ -1091,7 +1104,8 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
                          n_iter_no_change=cfg.n_iter_no_change, tol=cfg.tol,
                          epoch_offset=epoch_offset, on_epoch=on_epoch, metric=metric,
                          train_key="train_loss" if cfg.ranking else "train_rmse",
-                         interrupts=interrupts)
+                         interrupts=interrupts,
+                         val_unknown=None if base.biased else base.global_mean)
     finally:
         ex.close()
     if res.reason == "diverged":
