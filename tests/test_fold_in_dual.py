@@ -199,10 +199,15 @@ def test_softmax_columns_minimise_their_objective_in_both_forms(solved):
         pos = [np.unique(rng.integers(0, n, size=int(rng.integers(1, n + 1))))
                for _ in range(2)]
         replaced = np.array([-1, 2])  # a new item, and item 2 refolded
+        # the new item's users all draw it once more; of the refolded item's, every
+        # other one is new to it (the counts hold the others' draws already)
+        added = [pos[0], pos[1][::2]]
         reg, with_bias = [0.01, 0.3][trial % 2], trial % 4 < 2
-        want = R.softmax_columns(pos, U, V, b, w, replaced, reg, with_bias, dual=False)
+        want = R.softmax_columns(pos, U, V, b, w, replaced, reg, with_bias, dual=False,
+                                 added=added)
         solved.clear()
-        got = R.softmax_columns(pos, U, V, b, w, replaced, reg, with_bias, dual=True)
+        got = R.softmax_columns(pos, U, V, b, w, replaced, reg, with_bias, dual=True,
+                                added=added)
         assert max(solved) <= min(n, k) + with_bias
         np.testing.assert_allclose(got[0], want[0], rtol=1e-7, atol=1e-9)
         np.testing.assert_allclose(got[1], want[1], rtol=1e-7, atol=1e-9)
@@ -212,10 +217,9 @@ def test_softmax_columns_minimise_their_objective_in_both_forms(solved):
             keep = np.arange(6) != replaced[col]
             S = U @ V[keep].T + b[keep]
             lz = np.log(np.exp(S).sum(1))
-            # a new item's interactions are one more draw of their users; a refolded
-            # item's users have drawn it at least once
+            # each user's draws after the fold-in: the counts plus the rows added
             wc = w.copy()
-            wc[P] = wc[P] + 1 if replaced[col] < 0 else np.maximum(wc[P], 1)
+            wc[added[col]] += 1
             x = np.append(want[0][col], want[1][col]) if with_bias else want[0][col]
             g = _fd_gradient(partial(_column_objective, U=U, lz=lz, w=wc, P=P, reg=reg,
                                      with_bias=with_bias), x)

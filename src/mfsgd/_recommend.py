@@ -31,7 +31,7 @@ from ._idmap import (
     sorted_unique,
     unique_inverse,
 )
-from ._state import FittedState, grown, merge_seen
+from ._state import FittedState, grown, merge_seen, unrecorded
 from ._training import Params, predict_idx, score_limit
 
 SCORE_BUDGET = 1 << 24  # score-matrix entries per batch (64 MiB float32, 128 MiB float64)
@@ -770,8 +770,8 @@ def softmax_rows(pos: list[np.ndarray], F: np.ndarray, ob: np.ndarray, reg: floa
 
 def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.ndarray,
                     counts: np.ndarray, replaced: np.ndarray, reg: float,
-                    with_bias: bool = True, dual: bool | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    with_bias: bool = True, dual: bool | None = None,
+                    added: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per new column (an item), with the users ``U`` (n, k), the other items (``V``,
     ``b``) and every user's softmax over items fixed: the factors v and bias c maximising
     the multinomial log-likelihood of the training interactions (user u's ``counts[u]``
@@ -781,9 +781,10 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
                          + reg |v|^2,
 
     Z_u being u's sum of exp(score) over the other items (without ``replaced[col]``, the
-    item's own old row, if it has one: -1 if not); c = 0 unless ``with_bias``. A new
-    item's interactions add one draw to each of its users' counts; a refolded item's
-    users count at least one (a model without a seen-items record has no counts). One
+    item's own old row, if it has one: -1 if not); c = 0 unless ``with_bias``. Each
+    user's draws are their interactions after the fold-in: ``counts`` plus one per entry
+    of ``added[col]`` (the column's interactions the counts do not hold yet; default
+    ``pos[col]``: all of them, as for a new item). One
     pass over every user x item score computes Z (chunked, O(n m k)); then Newton per
     item from v = 0, each step O(n k^2) (the solve in the row space of U when it has
     fewer users than factors)."""
@@ -803,11 +804,11 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
     Xv, Xb = np.zeros((len(pos), k)), np.zeros(len(pos))
     for col, P in enumerate(pos):
         lz = logz + top
-        # each user's draws, this item's among them (the record may lack new ones); a
-        # user listed twice drew the item twice, as a repeated row counts twice in fit
+        # each user's draws, this item's among them: the counts plus the rows they do
+        # not hold yet (a user listed twice drew the item twice, as in fit)
         wc = w.copy()
-        users, times = np.unique(P, return_counts=True)
-        wc[users] = wc[users] + times if replaced[col] < 0 else np.maximum(wc[users], times)
+        users, times = np.unique(P if added is None else added[col], return_counts=True)
+        wc[users] += times
         if replaced[col] >= 0:  # Z without the item's old score: log(Z - e^old)
             j = replaced[col]
             share = np.exp(U @ V[j] + b[j] - top - logz)  # the old item's share of Z
@@ -902,29 +903,44 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
     order = np.argsort(inv[ok], kind="stable")
     oi, rr, gi = other_idx[ok][order], ratings[ok][order], inv[ok][order]
     bounds = np.searchsorted(gi, np.arange(raw_ids.size + 1))
+    # The rows the record (seen items, counts) does not hold yet: a known id refolded
+    # from its own rows (as the docs ask: "pass all of them") adds none of them again.
+    known = own_map.lookup(name, raw_ids) if len(own_map) else np.full(raw_ids.size, -1)
+    new = _unrecorded(st, side, known[gi], oi)
     if st.loss != "squared":
         # A ranking model: the interactions say which items, not how much (ratings are
         # ignored); a row is solved from the softmax over the other side's rows. A
         # repeated interaction is a second draw, as a repeated row is a second positive
         # in fit.
         pos = [oi[bounds[g]:bounds[g + 1]] for g in range(raw_ids.size)]
-        vec, bias = _ranking_rows(st, side, raw_ids, pos, F, ranking_reg)
-        return _with_rows(st, side, raw_ids, vec, bias, other_idx[ok], inv[ok])
+        added = [oi[bounds[g]:bounds[g + 1]][new[bounds[g]:bounds[g + 1]]]
+                 for g in range(raw_ids.size)]
+        vec, bias = _ranking_rows(st, side, raw_ids, pos, F, ranking_reg, added)
+        return _with_rows(st, side, raw_ids, vec, bias, oi[new], gi[new])
     targets, feats = [], []
     for g in range(raw_ids.size):
         j = oi[bounds[g]:bounds[g + 1]]
         targets.append(rr[bounds[g]:bounds[g + 1]] - (mu + ob[j] if st.biased else 0.0))
         feats.append(F[j])
     vec, bias = ridge_rows(targets, feats, reg_factors, reg_bias, st.biased, nonnegative)
-    return _with_rows(st, side, raw_ids, vec, bias, other_idx[ok], inv[ok])
+    return _with_rows(st, side, raw_ids, vec, bias, oi[new], gi[new])
+
+
+def _unrecorded(st: FittedState, side: str, own_rows: np.ndarray,
+                other_rows: np.ndarray) -> np.ndarray:
+    """:func:`unrecorded` of the pairs (own row, other row) given to fold_in (own row
+    -1: a new id): refolding a known id from its own rows adds nothing to the record."""
+    return unrecorded(st, *((own_rows, other_rows) if side == "user" else
+                            (other_rows, own_rows)))
 
 
 def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.ndarray],
-                  F: np.ndarray, ranking_reg: float | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  F: np.ndarray, ranking_reg: float | None = None,
+                  added: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Factors and biases of folded-in rows of a ranking model (:func:`softmax_rows` for
     users, :func:`softmax_columns` for items), the penalty ``ranking_reg`` (default
-    FOLD_IN_RANKING_REG) times the other side's mean squared row norm."""
+    FOLD_IN_RANKING_REG) times the other side's mean squared row norm. ``added``: per
+    item, the users of ``pos`` whose rows are new to the record (default: all)."""
     c = FOLD_IN_RANKING_REG if ranking_reg is None else ranking_reg
     reg = c * float(np.mean(np.sum(F * F, axis=1))) if F.size else 0.0
     if side == "user":
@@ -939,7 +955,8 @@ def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.
               ).astype(np.float64)
     replaced = st.item_map.lookup("items", raw_ids) if len(st.item_map) else \
         np.full(raw_ids.size, -1)
-    return softmax_columns(pos, F, V, b, counts, replaced, reg, with_bias=st.biased)
+    return softmax_columns(pos, F, V, b, counts, replaced, reg, with_bias=st.biased,
+                           added=added)
 
 
 def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,

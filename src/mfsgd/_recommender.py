@@ -177,7 +177,11 @@ class RecommenderMixin:
         |u|^2 + reg_bias b_u^2)``, by a closed-form ridge solve (squared loss:
         milliseconds, no refit; a ranking model solves another problem, below).
         New users are appended; an existing user's row is recomputed from the ratings
-        given (pass all of them). Ratings of items unknown to the model are ignored; a
+        given (pass all of them). The rows the model has recorded already (its seen
+        items, ``user_counts_`` and ``item_counts_``) are not recorded again, so
+        refolding a user from their own rows leaves the counts, and the popularity list
+        unknown users get, as they were; rows beyond them join the record, once each.
+        Ratings of items unknown to the model are ignored; a
         user left with none raises ``ValueError``. With
         ``side="item"`` the same is done for items, holding the users fixed. Ratings too
         large for the model's dtype (e.g. beyond float32), or a solution that is not
@@ -273,7 +277,7 @@ class RecommenderMixin:
             if low is not None:
                 # side="item" holds the users fixed: a low row of an unknown user is
                 # ignored, as the kept rows of one are
-                recorded = record_low(state, low, new_users=side == "user")
+                recorded = record_low(state, low, new_users=side == "user", refold=True)
                 if recorded is None and r.size == 0:
                     raise ValueError("fold_in needs at least one interaction; got none at "
                                      "or above min_rating, and no row of an item the model "

@@ -107,6 +107,40 @@ def merge_seen(indptr: np.ndarray, items: np.ndarray, n_users: int, uidx: np.nda
     return seen_csr(np.concatenate([old_u, uidx]), np.concatenate([items, iidx]), n_users)
 
 
+def unrecorded(st: FittedState, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Which (user row, item row) pairs (a row -1: a new id) ``st``'s seen-items record
+    does not hold yet, as a mask: a pair given m times that the record holds m0 times
+    marks its last m - m0 copies (none if m <= m0). For fold_in, which recomputes a
+    known id from the rows given ("pass all of them"): those rows join the record and
+    the counts once, and only the rows beyond them are new."""
+    out = np.ones(users.size, dtype=bool)
+    known = np.flatnonzero((users >= 0) & (items >= 0))
+    if st.seen_indptr is None or known.size == 0:
+        return out
+    users, items = users[known].astype(np.int64), items[known].astype(np.int64)
+    n_items = np.int64(len(st.item_map))
+    keys = users * n_items + items
+    indptr, seen = st.seen()
+    ask = np.unique(users)
+    lens = indptr[ask + 1] - indptr[ask]
+    starts = np.repeat(indptr[ask] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+    old_keys, old_n = np.unique(np.repeat(ask, lens) * n_items + seen[starts],
+                                return_counts=True)
+    held = np.zeros(keys.size, dtype=np.int64)
+    if old_keys.size:
+        at = np.minimum(np.searchsorted(old_keys, keys), old_keys.size - 1)
+        held = np.where(old_keys[at] == keys, old_n[at], 0)
+    # each given copy's place among the copies of its pair, in the order given
+    srt = np.argsort(keys, kind="stable")
+    ks = keys[srt]
+    first = np.r_[0, np.flatnonzero(ks[1:] != ks[:-1]) + 1]
+    place = np.arange(ks.size) - np.repeat(first, np.diff(np.r_[first, ks.size]))
+    copy_no = np.empty_like(place)
+    copy_no[srt] = place
+    out[known] = copy_no >= held
+    return out
+
+
 def plus_counts(counts: np.ndarray | None, rows: np.ndarray, n: int) -> np.ndarray:
     """``counts`` (int64; None: none yet) grown with zeros to ``n`` entries, plus one per
     entry of ``rows`` (indices below ``n``)."""

@@ -53,6 +53,7 @@ from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it h
     padded_width,
     plus_counts,
     seen_csr,
+    unrecorded,
 )
 from .exceptions import DistributedTrainingError, DivergenceError, TrainingInterrupted
 
@@ -1386,16 +1387,21 @@ def own_counts(st: FittedState) -> FittedState:
     return replace(st, user_counts=st.support("user"), item_counts=st.support("item"))
 
 
-def record_low(st: FittedState, pairs: tuple | None,
-               new_users: bool = True) -> FittedState | None:
+def record_low(st: FittedState, pairs: tuple | None, new_users: bool = True,
+               refold: bool = False) -> FittedState | None:
     """``st`` with ``pairs`` (raw ids: rows min_rating dropped) recorded as seen, not
     trained on: users new to the model join it with zero factors and no interaction
     (unless ``new_users`` is False: their pairs are left out). None when no pair has an
-    item the model knows: nothing to record."""
+    item the model knows: nothing to record. ``refold`` (fold_in's rows): only the pairs
+    the record does not hold yet join it (see :func:`unrecorded`)."""
     st = own_counts(st)
     umap, low = _low_pairs(pairs, st.user_map, st.item_map, new_users)
     if low is None:
         return None
+    if refold:
+        old_users = np.where(low[0] < len(st.user_map), low[0], -1)
+        keep = unrecorded(st, old_users, low[1])
+        low = (low[0][keep], low[1][keep])
     grow = len(umap) - len(st.user_map)
     acc = {} if st.user_accum is None else {"user_accum": st.accumulators(len(umap))[0]}
     none = np.empty(0, dtype=np.int32)
