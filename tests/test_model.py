@@ -201,6 +201,54 @@ def test_early_stopping_holds_out_validation_fraction(lowrank):
     assert m.global_mean_ != pytest.approx(float(np.mean(train[2], dtype=np.float64)), abs=0)
 
 
+@pytest.mark.parametrize("loss", ["squared", "bpr"])
+def test_early_stopping_hold_out_leaves_every_user_and_item_a_training_row(lowrank, loss):
+    """A user (or item) whose every row the validation_fraction hold-out took kept its
+    random initial row, untrained, while counting as known (review 22). The hold-out now
+    gives the first such row back: every user and item trains, and the rest still
+    validates."""
+    from mfsgd import _training as T
+
+    (u, i, r), _, _ = lowrank
+    rng = np.random.default_rng(5)
+    lone_u = np.arange(10**6, 10**6 + 300)  # 300 users of one rating each
+    lone_i = 10**6 + np.arange(300)  # and 300 items of one rating each
+    uu = np.r_[u, lone_u, rng.choice(u, 300)]
+    ii = np.r_[i, rng.choice(i, 300), lone_i]
+    rr = np.r_[r, rng.uniform(1, 5, 600)]
+    seen = {}
+    real = T.keep_one_each
+
+    def spy(in_va, users, items, n_users, n_items, what):
+        out = real(in_va, users, items, n_users, n_items, what)
+        seen["users"] = np.bincount(users[~out], minlength=n_users)
+        seen["items"] = np.bincount(items[~out], minlength=n_items)
+        seen["held"] = int(out.sum())
+        return out
+
+    T.keep_one_each = spy
+    try:
+        X = (uu, ii, rr) if loss == "squared" else (uu, ii)
+        m = MatrixFactorization(loss=loss, n_factors=4, n_epochs=2, early_stopping=True,
+                                validation_fraction=0.2, random_state=0).fit(X)
+    finally:
+        T.keep_one_each = real
+    assert (seen["users"] > 0).all() and (seen["items"] > 0).all()
+    assert seen["held"] > 0.15 * (len(np.unique(uu * 10**7 + ii)) if loss != "squared"
+                                  else uu.size)
+    if loss == "squared":  # every user's bias moved: each was trained
+        assert (m.user_bias_ != 0).all() and (m.item_bias_ != 0).all()
+
+
+def test_early_stopping_refuses_a_hold_out_of_only_last_rows():
+    """Every rating is its user's and its item's only one: giving each back leaves no
+    validation rating, which is refused with what to do instead."""
+    n = 2000
+    X = (np.arange(n), np.arange(n), np.linspace(1, 5, n))
+    with pytest.raises(ValueError, match="nothing is left to validate on; pass eval_set"):
+        MatrixFactorization(n_epochs=2, early_stopping=True).fit(X)
+
+
 def test_lr_decay_schedule(small_data):
     m = MatrixFactorization(n_factors=4, n_epochs=3, learning_rate=0.01, lr_decay=1.0,
                             random_state=0).fit(small_data)

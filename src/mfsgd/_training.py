@@ -690,6 +690,28 @@ def hold_out(n: int, fraction: float, rng: np.random.Generator,
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def keep_one_each(in_va: np.ndarray, users: np.ndarray, items: np.ndarray, n_users: int,
+                  n_items: int, what: str) -> np.ndarray:
+    """The hold-out mask ``in_va`` (over ratings or pairs of ``users`` and ``items``
+    rows) with, for each user and each item whose every row it took, the first of them
+    given back to training: a user (or item) seen only in validation would keep its
+    random initial row and never be trained, yet count as known. ValueError if nothing
+    is left to validate on."""
+    for idx, n in ((users, n_users), (items, n_items)):
+        lost = np.bincount(idx[~in_va], minlength=n) == 0
+        back = np.flatnonzero(in_va & lost[idx])
+        if back.size:
+            _, first = np.unique(idx[back], return_index=True)
+            in_va[back[first]] = False
+    if not in_va.any():
+        raise ValueError(
+            f"the validation_fraction hold-out for early stopping took only {what} that were "
+            "the last of their user or item, and those stay in training (else their rows "
+            "would never be trained), so nothing is left to validate on; pass eval_set or "
+            "train a fixed n_epochs without early_stopping.")
+    return in_va
+
+
 def predict_idx(params: Params, mu: float, u: np.ndarray, i: np.ndarray) -> np.ndarray:
     """mu + b_u + b'_i + u . v for index pairs (an index < 0: that side's terms left out)."""
     if params.P.ndim != 2 or params.P.shape[1] == 0:
@@ -1268,6 +1290,9 @@ def fit_new(cfg: Any, cols: list, *,
             _, pva = hold_out(pairs.size, cfg.validation_fraction, rng, "user-item pairs")
             chosen = np.zeros(pairs.size, dtype=bool)
             chosen[pva] = True
+            chosen = keep_one_each(chosen, pairs // n_i, pairs % n_i, len(umap), len(imap),
+                                   "user-item pairs")
+            pva = np.flatnonzero(chosen)
             in_va = chosen[inverse.reshape(-1)]
             tr, va = np.flatnonzero(~in_va), np.flatnonzero(in_va)
             del inverse, chosen, in_va
@@ -1275,7 +1300,12 @@ def fit_new(cfg: Any, cols: list, *,
             held = vpairs  # held-out pairs still count as seen by their users
             del pairs
         else:
-            tr, va = hold_out(ratings.size, cfg.validation_fraction, rng)
+            _, va = hold_out(ratings.size, cfg.validation_fraction, rng)
+            in_va = np.zeros(ratings.size, dtype=bool)
+            in_va[va] = True
+            in_va = keep_one_each(in_va, uidx, iidx, len(umap), len(imap), "ratings")
+            tr, va = np.flatnonzero(~in_va), np.flatnonzero(in_va)
+            del in_va
             val = (uidx[va], iidx[va], ratings[va])
             held = (uidx[va], iidx[va])  # held-out ratings still count as seen by their users
         if low is not None:

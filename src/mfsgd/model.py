@@ -96,8 +96,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         of the ratings held out from training.
     validation_fraction : float, default 0.1
         Share of ratings held out for early stopping when no ``eval_set`` is given
-        (ranking: of distinct user-item pairs). A hold-out of fewer than 100, or one
-        larger than what it leaves for training, warns (see :meth:`fit`).
+        (ranking: of distinct user-item pairs), less the first of each user's and each
+        item's that would otherwise leave it no training row. A hold-out of fewer than
+        100, or one larger than what it leaves for training, warns (see :meth:`fit`).
     n_iter_no_change : int, default 3
         Patience of early stopping, in epochs.
     tol : float, default 1e-4
