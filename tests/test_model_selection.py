@@ -147,18 +147,20 @@ def test_per_user_split_counts_follow_the_rule(data, frac, min_train):
         assert kept.get(user, 0) == count - want >= min(min_train, count)
 
 
-@pytest.mark.parametrize("frac", [0.1, 0.3, 0.35, 0.7, 0.9])
+@pytest.mark.parametrize("frac", [0.1, 0.3, 0.35, 0.7, 0.9, np.float32(0.7), "fraction"])
 def test_per_user_halves_round_up_exactly(frac):
     """round(frac x n), halves up, as the decimal written: 0.7 x 45 = 31.5 holds out 32
     rows (floating point makes it 31.4999... and held out 31; review 21), per_user_split
     and temporal_split(per_user=True) alike."""
     from fractions import Fraction
 
+    if frac == "fraction":
+        frac = Fraction(7, 10)
     sizes = np.arange(1, 61)
     users = np.repeat(sizes, sizes)
     d = (users, np.arange(users.size), np.ones(users.size))
-    want = {int(n): min(math.floor(Fraction(str(frac)) * int(n) + Fraction(1, 2)), n - 1)
-            for n in sizes}
+    exact = Fraction(str(frac)) if not isinstance(frac, Fraction) else frac  # as written
+    want = {int(n): min(math.floor(exact * int(n) + Fraction(1, 2)), n - 1) for n in sizes}
     _, test = ms.per_user_split(d, test_fraction=frac, random_state=0)
     _, test_t = ms.temporal_split(d, np.arange(users.size), test_size=frac, per_user=True)
     for part in (test, test_t):

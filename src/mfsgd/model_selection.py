@@ -79,10 +79,17 @@ def _n_test(name: str, value: Any, n: int) -> int:
     return n_test
 
 
-def _round_half_up(frac: float, counts: np.ndarray) -> np.ndarray:
+def _round_half_up(frac: Any, counts: np.ndarray) -> np.ndarray:
     """round(frac x count) per count, halves up, in exact arithmetic on the decimal the
-    user wrote: 0.7 x 45 is 31.5 and gives 32 (in floating point it is 31.4999...)."""
-    f = Fraction(repr(float(frac)))
+    user wrote: 0.7 x 45 is 31.5 and gives 32 (in floating point it is 31.4999...). A
+    float (NumPy's float32 too) is read as the shortest decimal of its type."""
+    if isinstance(frac, (float, np.floating)):
+        f = Fraction(np.format_float_positional(frac, unique=True))
+    else:  # Fraction, Decimal: exact already; another Real type through its float
+        try:
+            f = Fraction(frac)
+        except (TypeError, ValueError):
+            f = Fraction(np.format_float_positional(float(frac), unique=True))
     uniq, inv = np.unique(counts, return_inverse=True)
     half = Fraction(1, 2)
     out = np.array([math.floor(f * int(c) + half) for c in uniq.tolist()], dtype=np.int64)
@@ -207,7 +214,8 @@ def per_user_split(data: Any, test_fraction: float = 0.2, min_train: int = 1,
     train, test
         The same form as ``data``; rows keep their original order.
     """
-    frac = _check_fraction("test_fraction", test_fraction)
+    _check_fraction("test_fraction", test_fraction)
+    frac = test_fraction  # as written (see _round_half_up)
     # No user has more than n ratings, so any min_train >= n means min_train = n (every
     # rating in training); clamped, a huge int cannot overflow counts - min_train (int64).
     min_train = min(check_int("min_train", min_train, low=0), n_rows(data))
@@ -296,7 +304,8 @@ def temporal_split(data: Any, timestamps: Any, test_size: float | int = 0.2,
         n_test = _n_test("test_size", test_size, n)
         mask[np.argsort(ts, kind="stable")[n - n_test:]] = True
         return _split(data, mask)
-    frac = _check_fraction("test_size", test_size)
+    _check_fraction("test_size", test_size)
+    frac = test_size  # as written (see _round_half_up)
     codes, n_users = _user_codes(data, user_col)
     order = np.lexsort((np.arange(n), ts, codes))  # by user, then time, then row
     rank, counts = _ranks_of(order, codes, n_users)
