@@ -331,12 +331,14 @@ def test_hold_out_taking_every_weighted_row_is_refused(loss):
     u, i = np.arange(n) % 40, np.arange(n) // 40  # distinct pairs
     r = rng.integers(1, 6, n).astype(float)
     w = np.zeros(n)
-    w[0] = 1.0
+    w[-1] = 1.0  # the last row of its user and item: not one the hold-out gives back
     m = MatrixFactorization(loss=loss, n_factors=2, n_epochs=2, random_state=0,
                             early_stopping=True, validation_fraction=0.999)
-    with pytest.raises(ValueError, match=r"sample_weight is 0 for all 2 rows left for training "
-                                         r"by the validation_fraction hold-out.*lower "
-                                         r"validation_fraction"):
+    # (the hold-out leaves 2 rows, plus the first held-out row of each of the 40 users and
+    # 50 items it took entirely)
+    with pytest.raises(ValueError, match=r"sample_weight is 0 for all \d+ rows left for "
+                                         r"training by the validation_fraction hold-out.*"
+                                         r"lower validation_fraction"):
         m.fit((u, i, r), sample_weight=w)
 
 
