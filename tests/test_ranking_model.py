@@ -483,6 +483,22 @@ def test_sample_weight_squared():
     assert c.global_mean_ == pytest.approx(float(np.sum(w * r) / np.sum(w)), rel=1e-9)
 
 
+def test_hold_out_rows_count_as_the_rows_they_are():
+    """The early-stopping hold-out of a ranking fit draws whole pairs; each held-out row
+    still counts, so a pair of three plays counts three (review 23: the record kept
+    each held-out pair once, so item_counts_ undercounted repeated plays, unlike the
+    same data with min_rating=0)."""
+    rng = np.random.default_rng(2)
+    u, i = rng.integers(0, 80, 3000), rng.integers(0, 60, 3000)
+    u, i = np.r_[u, u[:1500]], np.r_[i, i[:1500]]  # 1,500 repeated plays
+    kw = dict(loss="bpr", n_factors=4, n_epochs=2, early_stopping=True, random_state=0)
+    a = MatrixFactorization(**kw).fit((u, i))
+    b = MatrixFactorization(min_rating=0.0, **kw).fit((u, i, np.ones(u.size)))
+    want = np.bincount(np.searchsorted(a.item_ids_, i), minlength=len(a.item_ids_))
+    np.testing.assert_array_equal(a.item_counts_, want)
+    np.testing.assert_array_equal(b.item_counts_, want)
+
+
 def test_early_stopping_maximises_the_metric_and_restores_the_best_epoch(implicit):
     train, test = implicit
     m = MatrixFactorization(loss="warp", n_epochs=12, learning_rate=0.05, lr_decay=0.0,
@@ -1149,6 +1165,40 @@ def test_refolding_a_known_id_from_its_rows_counts_them_once(loss, extra, side):
     kept_extra = 2 if (extra.get("min_rating") is None or r[sel][0] >= 2) else 1
     assert b.item_counts_.sum() == before[1].sum() + kept_extra
     assert b._state.seen()[1].size == seen_before + kept_extra
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_refolding_an_id_known_only_from_low_rows_counts_its_interactions(side):
+    """With min_rating the seen record also holds the rows below it, which are no
+    interactions. A user known only from such rows, folded in from the same pairs now
+    rated above it, gains those interactions; so does an item refolded with such a
+    user's pair (review 23: the pairs were taken for recorded interactions, so the count
+    stayed 0 and the user was still served the popularity list)."""
+    rng = np.random.default_rng(0)
+    u, i = rng.integers(0, 60, 3000), rng.integers(0, 50, 3000)
+    _, first = np.unique(u * 1000 + i, return_index=True)
+    u, i = u[first], i[first]
+    r = np.full(u.size, 5.0)
+    # user 100 is known from two 1-star rows only, of items 1 and 2
+    u, i, r = np.r_[u, 100, 100], np.r_[i, 1, 2], np.r_[r, 1.0, 1.0]
+    m = MatrixFactorization(loss="bpr", n_factors=4, n_epochs=2, min_rating=3,
+                            random_state=0).fit((u, i, r))
+    urow = int(np.flatnonzero(m.user_ids_ == 100)[0])
+    assert m.user_counts_[urow] == 0
+    item_total, item1 = m.item_counts_.sum(), m.item_counts_[1]
+    if side == "user":
+        m.fold_in((np.array([100, 100]), np.array([1, 2]), np.array([5.0, 5.0])))
+        assert m.user_counts_[urow] == 2 and m.item_counts_.sum() == item_total + 2
+        scores = m.predict((np.full(len(m.item_ids_), 100), m.item_ids_))
+        want = [j for j in m.item_ids_[np.argsort(-scores, kind="stable")] if j not in (1, 2)]
+        assert m.recommend(100, n=5)[0].tolist() == want[:5]  # its own row, not popularity
+    else:  # item 1 refolded from its users, user 100 now among them
+        users = np.r_[u[(i == 1) & (r >= 3)], 100]
+        m.fold_in((users, np.ones(users.size, int), np.full(users.size, 5.0)), side="item")
+        assert m.item_counts_[1] == item1 + 1
+        # (the user's own row stays zero, so they stay served as one without
+        # interactions: an item fold-in solves no user)
+        assert m.user_counts_[urow] == 0
 
 
 def test_warp_draws_at_most_the_items_of_its_range_but_one():

@@ -181,6 +181,10 @@ class RecommenderMixin:
         items, ``user_counts_`` and ``item_counts_``) are not recorded again, so
         refolding a user from their own rows leaves the counts, and the popularity list
         unknown users get, as they were; rows beyond them join the record, once each.
+        (With ``min_rating``, a pair recorded only from rows below it is no recorded
+        interaction: given at or above it, it counts. The record keeps pairs, not
+        ratings, so where a user's and an item's rows mix both, a pair is taken for
+        recorded when the counts allow it.)
         Ratings of items unknown to the model are ignored; a
         user left with none raises ``ValueError``. With
         ``side="item"`` the same is done for items, holding the users fixed. Ratings too
