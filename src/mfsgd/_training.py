@@ -1297,7 +1297,10 @@ def fit_new(cfg: Any, cols: list, *,
             tr, va = np.flatnonzero(~in_va), np.flatnonzero(in_va)
             del inverse, chosen, in_va
             vpairs = ((pairs[pva] // n_i).astype(np.int32), (pairs[pva] % n_i).astype(np.int32))
-            held = vpairs  # held-out pairs still count as seen by their users
+            # held-out rows still count as seen by their users, each row (the counts
+            # of a model without min_rating come from this record: a pair of 3 plays
+            # counts 3, as when it trains)
+            held = (uidx[va], iidx[va])
             del pairs
         else:
             _, va = hold_out(ratings.size, cfg.validation_fraction, rng)
@@ -1430,7 +1433,7 @@ def record_low(st: FittedState, pairs: tuple | None, new_users: bool = True,
         return None
     if refold:
         old_users = np.where(low[0] < len(st.user_map), low[0], -1)
-        keep = unrecorded(st, old_users, low[1])
+        keep = unrecorded(st, old_users, low[1], counted=False)
         low = (low[0][keep], low[1][keep])
     grow = len(umap) - len(st.user_map)
     acc = {} if st.user_accum is None else {"user_accum": st.accumulators(len(umap))[0]}
