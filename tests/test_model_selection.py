@@ -147,15 +147,19 @@ def test_per_user_split_counts_follow_the_rule(data, frac, min_train):
         assert kept.get(user, 0) == count - want >= min(min_train, count)
 
 
-@pytest.mark.parametrize("frac", [0.1, 0.3, 0.35, 0.7, 0.9, np.float32(0.7), "fraction"])
+@pytest.mark.parametrize("frac", [0.1, 0.3, 0.35, 0.7, 0.9, np.float32(0.7), "fraction",
+                                  "decimal"])
 def test_per_user_halves_round_up_exactly(frac):
     """round(frac x n), halves up, as the decimal written: 0.7 x 45 = 31.5 holds out 32
     rows (floating point makes it 31.4999... and held out 31; review 21), per_user_split
     and temporal_split(per_user=True) alike."""
+    from decimal import Decimal
     from fractions import Fraction
 
     if frac == "fraction":
         frac = Fraction(7, 10)
+    elif frac == "decimal":
+        frac = Decimal("0.7")
     sizes = np.arange(1, 61)
     users = np.repeat(sizes, sizes)
     d = (users, np.arange(users.size), np.ones(users.size))

@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -54,7 +55,7 @@ def _split(data: Any, test_mask: np.ndarray) -> tuple[Any, Any]:
 
 
 def _check_fraction(name: str, value: Any) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, Decimal)):
         raise TypeError(f"{name} must be a float > 0 and < 1; got {value!r} "
                         f"({type(value).__name__}).")
     if not 0.0 < float(value) < 1.0:
