@@ -1171,9 +1171,9 @@ def test_refolding_a_known_id_from_its_rows_counts_them_once(loss, extra, side):
 def test_refolding_an_id_known_only_from_low_rows_counts_its_interactions(side):
     """With min_rating the seen record also holds the rows below it, which are no
     interactions. A user known only from such rows, folded in from the same pairs now
-    rated above it, gains those interactions; so does an item refolded with such a
-    user's pair (review 23: the pairs were taken for recorded interactions, so the count
-    stayed 0 and the user was still served the popularity list)."""
+    rated above it, gains those interactions (review 23: the pairs were taken for
+    recorded interactions, so the count stayed 0 and the user was still served the
+    popularity list)."""
     rng = np.random.default_rng(0)
     u, i = rng.integers(0, 60, 3000), rng.integers(0, 50, 3000)
     _, first = np.unique(u * 1000 + i, return_index=True)
@@ -1192,13 +1192,22 @@ def test_refolding_an_id_known_only_from_low_rows_counts_its_interactions(side):
         scores = m.predict((np.full(len(m.item_ids_), 100), m.item_ids_))
         want = [j for j in m.item_ids_[np.argsort(-scores, kind="stable")] if j not in (1, 2)]
         assert m.recommend(100, n=5)[0].tolist() == want[:5]  # its own row, not popularity
-    else:  # item 1 refolded from its users, user 100 now among them
+    else:
+        # Item 1 refolded from its users, user 100 now among them: an item fold-in
+        # solves no user, so user 100 keeps a zero row and no interaction; the pair is
+        # recorded (from the 1-star row) and the item's count shows its rows, so it is
+        # not counted again, and refolding again changes nothing (review 24: the item's
+        # count grew by one at every refold). Refolding the user counts it on both
+        # sides, once.
         users = np.r_[u[(i == 1) & (r >= 3)], 100]
-        m.fold_in((users, np.ones(users.size, int), np.full(users.size, 5.0)), side="item")
-        assert m.item_counts_[1] == item1 + 1
-        # (the user's own row stays zero, so they stay served as one without
-        # interactions: an item fold-in solves no user)
-        assert m.user_counts_[urow] == 0
+        for _ in range(3):
+            m.fold_in((users, np.ones(users.size, int), np.full(users.size, 5.0)),
+                      side="item")
+            assert m.item_counts_[1] == item1 and m.user_counts_[urow] == 0
+        m.fold_in((np.array([100]), np.array([1]), np.array([5.0])))
+        assert m.item_counts_[1] == item1 + 1 and m.user_counts_[urow] == 1
+        m.fold_in((np.array([100]), np.array([1]), np.array([5.0])))
+        assert m.item_counts_[1] == item1 + 1 and m.user_counts_[urow] == 1
 
 
 def test_warp_draws_at_most_the_items_of_its_range_but_one():

@@ -931,7 +931,7 @@ def _unrecorded(st: FittedState, side: str, own_rows: np.ndarray,
     """:func:`unrecorded` of the pairs (own row, other row) given to fold_in (own row
     -1: a new id): refolding a known id from its own rows adds nothing to the record."""
     return unrecorded(st, *((own_rows, other_rows) if side == "user" else
-                            (other_rows, own_rows)))
+                            (other_rows, own_rows)), counted=side)
 
 
 def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.ndarray],

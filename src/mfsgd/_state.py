@@ -108,18 +108,21 @@ def merge_seen(indptr: np.ndarray, items: np.ndarray, n_users: int, uidx: np.nda
 
 
 def unrecorded(st: FittedState, users: np.ndarray, items: np.ndarray,
-               counted: bool = True) -> np.ndarray:
+               counted: str | None = None) -> np.ndarray:
     """Which (user row, item row) pairs (a row -1: a new id) ``st``'s seen-items record
     does not hold yet, as a mask: a pair given m times that the record holds m0 times
     marks its last m - m0 copies (none if m <= m0). For fold_in, which recomputes a
     known id from the rows given ("pass all of them"): those rows join the record and
     the counts once, and only the rows beyond them are new.
 
-    ``counted``: the rows are interactions, to be counted. With ``min_rating`` the record
-    also holds the rows below it, which are no interactions, and the counts (kept apart)
-    say how many of a user's and an item's rows are; a pair can hold no more counted
-    copies than either count, so m0 is capped by both (a user known only from low rows
-    counts 0: all their rows given are new interactions)."""
+    ``counted`` ("user" or "item": the side fold_in recomputes; None for rows that are
+    only seen): the rows are interactions, to be counted. With ``min_rating`` the record
+    also holds the rows below it, which are no interactions, and the counts, kept apart,
+    say how many of that side's rows are: a pair can hold no more counted copies than
+    its id's count, so m0 is capped by it (a user known only from low rows counts 0, and
+    all their rows given are new interactions). The record keeps pairs, not ratings, so
+    where an id's rows mix low and counted copies the cap is per pair, and a pair
+    re-rated from below min_rating to above it can go uncounted."""
     out = np.ones(users.size, dtype=bool)
     known = np.flatnonzero((users >= 0) & (items >= 0))
     if st.seen_indptr is None or known.size == 0:
@@ -137,8 +140,9 @@ def unrecorded(st: FittedState, users: np.ndarray, items: np.ndarray,
     if old_keys.size:
         at = np.minimum(np.searchsorted(old_keys, keys), old_keys.size - 1)
         held = np.where(old_keys[at] == keys, old_n[at], 0)
-    if counted and st.user_counts is not None and st.item_counts is not None:
-        held = np.minimum(held, np.minimum(st.user_counts[users], st.item_counts[items]))
+    if counted is not None and st.user_counts is not None and st.item_counts is not None:
+        own = st.user_counts[users] if counted == "user" else st.item_counts[items]
+        held = np.minimum(held, own)
     # each given copy's place among the copies of its pair, in the order given
     srt = np.argsort(keys, kind="stable")
     ks = keys[srt]

@@ -1433,7 +1433,7 @@ def record_low(st: FittedState, pairs: tuple | None, new_users: bool = True,
         return None
     if refold:
         old_users = np.where(low[0] < len(st.user_map), low[0], -1)
-        keep = unrecorded(st, old_users, low[1], counted=False)
+        keep = unrecorded(st, old_users, low[1])
         low = (low[0][keep], low[1][keep])
     grow = len(umap) - len(st.user_map)
     acc = {} if st.user_accum is None else {"user_accum": st.accumulators(len(umap))[0]}
