@@ -1374,6 +1374,25 @@ def test_info_shows_the_values_the_model_was_trained_with(tmp_path, capsys):
     assert params["n_epochs"] == 2
 
 
+def test_info_describes_the_epoch_the_model_keeps(tmp_path, capsys):
+    """Under early stopping the model holds its best epoch: info names it and gives its
+    training RMSE, not the last epoch's (review 25: it showed the discarded epoch's)."""
+    from mfsgd.datasets import make_ratings
+
+    u, i, r = make_ratings(300, 200, 8000, random_state=0, as_frame=False)
+    val = make_ratings(300, 200, 1000, random_state=1, as_frame=False)
+    m = MatrixFactorization(n_factors=8, n_epochs=40, learning_rate=0.05, early_stopping=True,
+                            n_iter_no_change=2, random_state=0).fit((u, i, r), eval_set=val)
+    assert m.best_epoch_ < m.history_[-1]["epoch"]  # it stopped after a worse epoch
+    out = str(tmp_path / "es.mfsgd")
+    m.save(out)
+    assert _cli.main(["info", out, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    best = next(h for h in m.history_ if h["epoch"] == m.best_epoch_)
+    assert info["kept_epoch"] == m.best_epoch_
+    assert info["final_train_rmse"] == best["train_rmse"]
+
+
 def test_options_are_never_abbreviated(work, capsys):
     # evaluate has --validation-fraction but no --validation (train's option): with
     # argparse's abbreviations the file was taken for the fraction.

@@ -887,13 +887,18 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 
 def cmd_info(args: argparse.Namespace) -> None:
     m = _load(args.model)
+    # The epoch whose parameters the model holds: early stopping keeps its best one, not
+    # the last one trained (whose training loss would describe parameters thrown away).
+    hist = m.history_
+    kept = m.best_epoch_ if m.best_epoch_ is not None else \
+        (hist[-1]["epoch"] if hist else None)
+    row = next((h for h in hist if h.get("epoch") == kept), hist[-1] if hist else {})
     info = {"users": len(m.user_ids_), "items": len(m.item_ids_),
             "n_factors": int(m.user_factors_.shape[1]), "dtype": m.user_factors_.dtype.name,
-            "global_mean": m.global_mean_, "epochs": m.n_epochs_,
+            "global_mean": m.global_mean_, "epochs": m.n_epochs_, "kept_epoch": kept,
             "loss": m.loss,
-            **({"final_train_loss": m.history_[-1].get("train_loss") if m.history_ else None}
-               if m.loss != "squared" else
-               {"final_train_rmse": m.history_[-1].get("train_rmse") if m.history_ else None}),
+            **({"final_train_loss": row.get("train_loss")} if m.loss != "squared" else
+               {"final_train_rmse": row.get("train_rmse")}),
             # the values in effect: None (the loss's default) shown as the value it took
             "params": {k: resolved(k, v, m.loss, m.adagrad) if k in LOSS_DEFAULTS[m.loss]
                        else v

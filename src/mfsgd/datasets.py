@@ -30,7 +30,8 @@ def make_ratings(
     """Generate explicit ratings from a biased low-rank model plus Gaussian noise.
 
     Ratings follow ``r = 3.5 + b_u + b_i + u . v + noise`` with true factors of
-    rank ``rank`` (``u . v`` has standard deviation about 0.8, biases 0.3 and 0.5).
+    rank ``rank`` (``u . v`` has standard deviation about 0.64 at any rank, biases 0.3
+    and 0.5).
     Pairs are distinct. User activity follows a power law and item popularity a
     Zipf-like law, as in real rating data: most users rate a few items, a few rate
     very many. Everything is vectorised (20 M ratings take a few seconds).
