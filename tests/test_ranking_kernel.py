@@ -182,14 +182,12 @@ def _accumulators(seed, P, Q):
             rng.uniform(1, 3, Q.shape[0]).astype(Q.dtype))
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("k", [5, 16, 64])
-@pytest.mark.parametrize("case", range(len(ADA_CASES)))
-def test_adagrad_rank_epoch_matches_reference(isa, case, k, aligned, dtype):
+def _adagrad_case(case, seed, k, dtype, aligned=False):
+    """An AdaGrad problem of ADA_CASES[case] and the reference epoch on it: (loss,
+    problem arrays, run_kernel's options, the kernel's accumulators, the reference's
+    parameters and accumulators)."""
     loss, opts = ADA_CASES[case]
-    u, i, w, P, Q, bi = problem(case * 31 + k, k=k, dtype=dtype, aligned=aligned or
-                                dtype == np.float32)
+    u, i, w, P, Q, bi = problem(seed, k=k, dtype=dtype, aligned=aligned)
     o, cdf, seen = _options(opts, u, i, Q.shape[0])
     Gu, Gi = _accumulators(case, P, Q)
     rGu, rGi = Gu.copy(), Gi.copy()
@@ -197,11 +195,24 @@ def test_adagrad_rank_epoch_matches_reference(isa, case, k, aligned, dtype):
     ref = rank_epoch_reference(u, i, w, P, Q, bi, loss=loss, seed=5, lo=0, hi=Q.shape[0],
                                **hyper, cdf=cdf, seen=None if seen is None else seen[2],
                                dtype=dtype, Gu=rGu, Gi=rGi, **o)
-    got = run_kernel(u, i, w, P, Q, bi, loss, 5, 0, Q.shape[0], cdf=cdf, seen=seen,
-                     hyper=hyper, accum=(Gu, Gi), **o)
-    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=3e-5, atol=3e-6)
-    for a, b in zip((P, Q, bi, Gu, Gi), (*ref[:3], rGu, rGi), strict=True):
-        np.testing.assert_allclose(a, b, **tol)
+    return (loss, (u, i, w, P, Q, bi), dict(cdf=cdf, seen=seen, hyper=hyper, **o), (Gu, Gi),
+            (*ref, rGu, rGi))
+
+
+def _ada_tol(dtype):
+    return dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=3e-5, atol=3e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("k", [5, 16, 64])
+@pytest.mark.parametrize("case", range(len(ADA_CASES)))
+def test_adagrad_rank_epoch_matches_reference(isa, case, k, aligned, dtype):
+    loss, (u, i, w, P, Q, bi), kw, (Gu, Gi), ref = _adagrad_case(
+        case, case * 31 + k, k, dtype, aligned or dtype == np.float32)
+    got = run_kernel(u, i, w, P, Q, bi, loss, 5, 0, Q.shape[0], accum=(Gu, Gi), **kw)
+    for a, b in zip((P, Q, bi, Gu, Gi), (*ref[:3], *ref[4:]), strict=True):
+        np.testing.assert_allclose(a, b, **_ada_tol(dtype))
     assert got == pytest.approx(ref[3], rel=1e-12 if dtype == np.float64 else 1e-4)
     G0u, G0i = _accumulators(case, P, Q)
     assert (Gu >= G0u).all() and (Gi >= G0i).all() and (Gi > G0i).any()
@@ -212,23 +223,13 @@ def test_adagrad_rank_epoch_matches_reference(isa, case, k, aligned, dtype):
 def test_adagrad_rank_means_exclude_the_zero_padding(case, dtype):
     """As for the squared loss: rows padded with zero columns, given the true
     ``n_factors``, train as the reference on the unpadded rows (review 21)."""
-    loss, opts = ADA_CASES[case]
     k, width = 5, 16
-    u, i, w, P, Q, bi = problem(case * 17 + 2, k=k, dtype=dtype)
-    o, cdf, seen = _options(opts, u, i, Q.shape[0])
-    Gu, Gi = _accumulators(case, P, Q)
-    rGu, rGi = Gu.copy(), Gi.copy()
-    hyper = dict(HYPER, lr=0.2)
-    ref = rank_epoch_reference(u, i, w, P, Q, bi, loss=loss, seed=5, lo=0, hi=Q.shape[0],
-                               **hyper, cdf=cdf, seen=None if seen is None else seen[2],
-                               dtype=dtype, Gu=rGu, Gi=rGi, **o)
+    loss, (u, i, w, P, Q, bi), kw, (Gu, Gi), ref = _adagrad_case(case, case * 17 + 2, k, dtype)
     Pp, Qp = (aligned_concat([np.pad(a, ((0, 0), (0, width - k)))]) for a in (P, Q))
-    run_kernel(u, i, w, Pp, Qp, bi, loss, 5, 0, Q.shape[0], cdf=cdf, seen=seen, hyper=hyper,
-               accum=(Gu, Gi), n_factors=k, **o)
+    run_kernel(u, i, w, Pp, Qp, bi, loss, 5, 0, Q.shape[0], accum=(Gu, Gi), n_factors=k, **kw)
     assert not Pp[:, k:].any() and not Qp[:, k:].any()
-    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=3e-5, atol=3e-6)
-    for a, b in zip((Pp[:, :k], Qp[:, :k], bi, Gu, Gi), (*ref[:3], rGu, rGi), strict=True):
-        np.testing.assert_allclose(a, b, **tol)
+    for a, b in zip((Pp[:, :k], Qp[:, :k], bi, Gu, Gi), (*ref[:3], *ref[4:]), strict=True):
+        np.testing.assert_allclose(a, b, **_ada_tol(dtype))
 
 
 def test_adagrad_rate_falls_with_each_rows_updates():

@@ -906,7 +906,8 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
     # The rows the record (seen items, counts) does not hold yet: a known id refolded
     # from its own rows (as the docs ask: "pass all of them") adds none of them again.
     known = own_map.lookup(name, raw_ids) if len(own_map) else np.full(raw_ids.size, -1)
-    new = _unrecorded(st, side, known[gi], oi)
+    new = unrecorded(st, *((known[gi], oi) if side == "user" else (oi, known[gi])),
+                     counted=side)
     if st.loss != "squared":
         # A ranking model: the interactions say which items, not how much (ratings are
         # ignored); a row is solved from the softmax over the other side's rows. A
@@ -924,14 +925,6 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
         feats.append(F[j])
     vec, bias = ridge_rows(targets, feats, reg_factors, reg_bias, st.biased, nonnegative)
     return _with_rows(st, side, raw_ids, vec, bias, oi[new], gi[new])
-
-
-def _unrecorded(st: FittedState, side: str, own_rows: np.ndarray,
-                other_rows: np.ndarray) -> np.ndarray:
-    """:func:`unrecorded` of the pairs (own row, other row) given to fold_in (own row
-    -1: a new id): refolding a known id from its own rows adds nothing to the record."""
-    return unrecorded(st, *((own_rows, other_rows) if side == "user" else
-                            (other_rows, own_rows)), counted=side)
 
 
 def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.ndarray],

@@ -658,13 +658,15 @@ class HeldInterrupt:
 MIN_HOLDOUT = 100
 
 
-def hold_out(n: int, fraction: float, rng: np.random.Generator,
-             unit: str = "ratings") -> tuple[np.ndarray, np.ndarray]:
-    """Random train / validation split of positions (``n`` of them, ``unit`` in
-    messages) for early stopping. Warns (UserWarning) when the validation part has
-    fewer than MIN_HOLDOUT positions, or the training part fewer than the validation
-    part: early stopping would then be steered by noise, or the model would learn from
-    fewer ratings than it is checked on."""
+def hold_out(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int,
+             fraction: float, rng: np.random.Generator, unit: str = "ratings") -> np.ndarray:
+    """Random validation mask over the ratings (or pairs) of ``users`` and ``items``
+    rows for early stopping (``unit`` in messages), given back where it took a user's or
+    an item's every row (:func:`keep_one_each`). Warns (UserWarning) when the validation
+    part has fewer than MIN_HOLDOUT positions, or the training part fewer than the
+    validation part: early stopping would then be steered by noise, or the model would
+    learn from fewer ratings than it is checked on."""
+    n = users.size
     n_val = max(1, int(round(n * fraction)))
     if n_val >= n:
         raise ValueError(
@@ -686,8 +688,9 @@ def hold_out(n: int, fraction: float, rng: np.random.Generator,
         # stacklevel: hold_out, fit_new, _fit_local, fit (or partial_fit), the caller
         warnings.warn(f"validation_fraction={fraction} {fix}, or pass eval_set.",
                       UserWarning, stacklevel=5)
-    perm = rng.permutation(n)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    in_va = np.zeros(n, dtype=bool)
+    in_va[rng.permutation(n)[:n_val]] = True
+    return keep_one_each(in_va, users, items, n_users, n_items, unit)
 
 
 def keep_one_each(in_va: np.ndarray, users: np.ndarray, items: np.ndarray, n_users: int,
@@ -1287,11 +1290,8 @@ def fit_new(cfg: Any, cols: list, *,
             # (user, item) pairs, and every row of a chosen pair goes to validation.
             n_i = np.int64(len(imap))
             pairs, inverse = np.unique(uidx * n_i + iidx, return_inverse=True)
-            _, pva = hold_out(pairs.size, cfg.validation_fraction, rng, "user-item pairs")
-            chosen = np.zeros(pairs.size, dtype=bool)
-            chosen[pva] = True
-            chosen = keep_one_each(chosen, pairs // n_i, pairs % n_i, len(umap), len(imap),
-                                   "user-item pairs")
+            chosen = hold_out(pairs // n_i, pairs % n_i, len(umap), len(imap),
+                              cfg.validation_fraction, rng, "user-item pairs")
             pva = np.flatnonzero(chosen)
             in_va = chosen[inverse.reshape(-1)]
             tr, va = np.flatnonzero(~in_va), np.flatnonzero(in_va)
@@ -1303,10 +1303,7 @@ def fit_new(cfg: Any, cols: list, *,
             held = (uidx[va], iidx[va])
             del pairs
         else:
-            _, va = hold_out(ratings.size, cfg.validation_fraction, rng)
-            in_va = np.zeros(ratings.size, dtype=bool)
-            in_va[va] = True
-            in_va = keep_one_each(in_va, uidx, iidx, len(umap), len(imap), "ratings")
+            in_va = hold_out(uidx, iidx, len(umap), len(imap), cfg.validation_fraction, rng)
             tr, va = np.flatnonzero(~in_va), np.flatnonzero(in_va)
             del in_va
             val = (uidx[va], iidx[va], ratings[va])

@@ -215,14 +215,14 @@ def per_user_split(data: Any, test_fraction: float = 0.2, min_train: int = 1,
     train, test
         The same form as ``data``; rows keep their original order.
     """
-    _check_fraction("test_fraction", test_fraction)
-    frac = test_fraction  # as written (see _round_half_up)
+    _check_fraction("test_fraction", test_fraction)  # used as written: _round_half_up
     # No user has more than n ratings, so any min_train >= n means min_train = n (every
     # rating in training); clamped, a huge int cannot overflow counts - min_train (int64).
     min_train = min(check_int("min_train", min_train, low=0), n_rows(data))
     codes, n_users = _user_codes(data, user_col)
     rank, counts = _random_ranks(codes, n_users, check_random_state(random_state))
-    n_test = np.clip(np.minimum(_round_half_up(frac, counts), counts - min_train), 0, None)
+    n_test = np.clip(np.minimum(_round_half_up(test_fraction, counts), counts - min_train),
+                     0, None)
     return _split(data, rank < n_test[codes])
 
 
@@ -305,13 +305,12 @@ def temporal_split(data: Any, timestamps: Any, test_size: float | int = 0.2,
         n_test = _n_test("test_size", test_size, n)
         mask[np.argsort(ts, kind="stable")[n - n_test:]] = True
         return _split(data, mask)
-    _check_fraction("test_size", test_size)
-    frac = test_size  # as written (see _round_half_up)
+    _check_fraction("test_size", test_size)  # used as written: _round_half_up
     codes, n_users = _user_codes(data, user_col)
     order = np.lexsort((np.arange(n), ts, codes))  # by user, then time, then row
     rank, counts = _ranks_of(order, codes, n_users)
     from_end = counts[codes] - 1 - rank
-    n_test = np.clip(np.minimum(_round_half_up(frac, counts), counts - 1), 0, None)
+    n_test = np.clip(np.minimum(_round_half_up(test_size, counts), counts - 1), 0, None)
     return _split(data, from_end < n_test[codes])
 
 
