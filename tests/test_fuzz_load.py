@@ -67,7 +67,7 @@ def original(tmp_path_factory):
 @pytest.fixture(scope="module")
 def optional_arrays(tmp_path_factory):
     """A ranking model with every optional array: AdaGrad's accumulators and min_rating's
-    counts (format 4), one user known only from a low row."""
+    counts and rows below it (format 5), one user known only from a low row."""
     rng = np.random.default_rng(1)
     users, items = rng.integers(0, 6, 40), rng.integers(0, 5, 40)
     ratings = rng.integers(1, 6, 40).astype(float)
@@ -81,9 +81,10 @@ def optional_arrays(tmp_path_factory):
 
 def assert_same_optional(m, orig):
     assert_identical(m, orig)
-    for a, b in zip((*m._state.accumulators(), m.user_counts_, m.item_counts_),
-                    (*orig._state.accumulators(), orig.user_counts_, orig.item_counts_),
-                    strict=True):
+    for a, b in zip((*m._state.accumulators(), m.user_counts_, m.item_counts_,
+                     *m._state.low()),
+                    (*orig._state.accumulators(), orig.user_counts_, orig.item_counts_,
+                     *orig._state.low()), strict=True):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
 
@@ -305,7 +306,8 @@ def test_bit_flips_are_refused_or_harmless(original, scratch, flips):
 def test_the_optional_arrays_load_identically(optional_arrays, scratch):
     m, data = optional_arrays
     assert json.loads(zipfile.ZipFile(io.BytesIO(data)).read("header.json"))[
-        "format_version"] == 4
+        "format_version"] == 5
+    assert m._state.low()[1].size > 0  # the fixture has rows below min_rating
     assert_same_optional(try_load(scratch, data), m)
 
 
@@ -403,8 +405,8 @@ FORGED = {
     "ids dtype U0": ({"arrays": {"user_ids": {"dtype": "<U0"}}}, "int64, uint64 or unicode"),
     "ids dtype int8": ({"arrays": {"item_ids": {"dtype": "|i1"}}}, "int64, uint64 or unicode"),
     "dtype is a dict": ({"arrays": {"user_ids": {"dtype": {"a": 1}}}}, "described wrongly"),
-    # 3: AdaGrad's accumulators, 4: min_rating's counts
-    "newer format": ({"format_version": 5}, "format 5 .*Upgrade mfsgd"),
+    # 3: AdaGrad's accumulators, 4: min_rating's counts, 5: its rows below min_rating
+    "newer format": ({"format_version": 6}, "format 6 .*Upgrade mfsgd"),
     "global_mean a string": ({"global_mean": "3.5"}, "'global_mean' is invalid"),
 }
 

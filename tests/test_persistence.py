@@ -217,21 +217,26 @@ def counts_saved(tmp_path_factory):
     return m, path
 
 
-def test_min_rating_counts_are_saved_in_format_4(counts_saved):
-    """A min_rating model keeps its interactions per user and item apart from its seen
-    record; its file (format 4) carries them with the accumulators, and the loaded model
-    has the same counts and serves its user without interactions the same list."""
+def test_min_rating_counts_are_saved_in_format_5(counts_saved):
+    """A min_rating model keeps its interactions per user and item, and the rows below
+    min_rating, apart from its seen record; its file (format 5) carries them with the
+    accumulators, and the loaded model has the same counts and rows and serves its user
+    without interactions the same list."""
     m, path = counts_saved
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         header = json.loads(zf.read("header.json"))
-    assert header["format_version"] == 4 == persistence.FORMAT_VERSION
+    assert header["format_version"] == 5 == persistence.FORMAT_VERSION
     assert names == {"header.json"} | {f"{n}.npy" for n in persistence._ARRAYS
-                                       + persistence._ACCUM + persistence._COUNTS}
+                                       + persistence._ACCUM + persistence._COUNTS
+                                       + persistence._LOW}
     got = mfsgd.load(path)
     assert got.user_counts_[list(got.user_ids_).index(99)] == 0
     np.testing.assert_array_equal(got.user_counts_, m.user_counts_)
     np.testing.assert_array_equal(got.item_counts_, m.item_counts_)
+    for a, b in zip(got._state.low(), m._state.low(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert m._state.low()[1].size > 0
     for a, b in zip(got.recommend(99, n=5), m.recommend(99, n=5), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -248,6 +253,69 @@ BAD_COUNTS = {
 @pytest.mark.parametrize("case", list(BAD_COUNTS))
 def test_damaged_counts_are_refused(counts_saved, tmp_path, case):
     _assert_refused(*BAD_COUNTS[case], counts_saved[1], tmp_path)
+
+
+def _drop_both(names):
+    def make(p, d):
+        _rewrite(p, d, drop={f"{n}.npy" for n in names}, header=lambda h: {
+            **h, "arrays": {k: v for k, v in h["arrays"].items() if k not in names}})
+    return make
+
+
+BAD_LOW = {
+    "indptr not from 0": (_with_array("low_indptr", lambda a: a + 1), "low-rows index"),
+    "indptr decreasing": (_with_array("low_indptr", lambda a: a[::-1].copy()),
+                          "low-rows index"),
+    "item out of range": (_with_array("low_items", lambda a: a + 10**6), "low-rows index"),
+    "wrong length": (_with_array("low_indptr", lambda a: a[:-1]), "shapes disagree"),
+    "int32 indptr": (_with_array("low_indptr", lambda a: a.astype(np.int32)),
+                     "low-rows arrays must be int64 indptr"),
+    "only one of the two": (_without_array("low_items"), "must describe the arrays"),
+    "in a format 4 file": (_as_format(4), "must describe the arrays"),
+    "without the counts": (_drop_both(persistence._COUNTS), "no interaction counts"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_LOW))
+def test_damaged_low_rows_are_refused(counts_saved, tmp_path, case):
+    _assert_refused(*BAD_LOW[case], counts_saved[1], tmp_path)
+
+
+def test_more_low_rows_than_seen_are_refused(tmp_path):
+    """A user cannot have more rows below min_rating than seen rows (which hold them)."""
+    m = MatrixFactorization(loss="bpr", min_rating=4, n_factors=2, n_epochs=1,
+                            random_state=0).fit(([0, 0, 1, 1], [0, 1, 0, 1], [5., 1., 5., 5.]))
+    assert [a.tolist() for a in m._state.low()] == [[0, 1, 1], [1]]
+    path = tmp_path / "m.mfsgd"
+    m.save(path)
+    two = _with_arrays(path, tmp_path / "two.mfsgd", low_indptr=np.array([0, 2, 2]),
+                       low_items=np.array([1, 0], np.int32))
+    assert mfsgd.load(two)._state.low()[1].tolist() == [1, 0]  # no more than seen: loads
+    three = _with_arrays(path, tmp_path / "three.mfsgd", low_indptr=np.array([0, 3, 3]),
+                         low_items=np.array([1, 1, 1], np.int32))
+    with pytest.raises(ModelFileError, match="more rows below min_rating than seen rows"):
+        mfsgd.load(three)
+
+
+def test_a_format_4_file_loads_and_counts_as_before(counts_saved, tmp_path):
+    """A format 4 file (before the rows below min_rating were kept apart) loads: its
+    model serves the same lists, is written in format 4 again (it cannot tell which seen
+    rows were low), and a user known only from low rows, refolded from one of those
+    pairs rated high, gains that interaction (the older rule, capped by the count)."""
+    m, path = counts_saved
+    old = tmp_path / "old.mfsgd"
+    _drop_both(persistence._LOW)(path, old)
+    _as_format(4)(old, old)
+    got = mfsgd.load(old)
+    assert got._state.low_indptr is None
+    for a, b in zip(got.recommend(99, n=5), m.recommend(99, n=5), strict=True):
+        np.testing.assert_array_equal(a, b)
+    got.save(tmp_path / "again.mfsgd")  # written as format 4 again: nothing to add
+    with zipfile.ZipFile(tmp_path / "again.mfsgd") as zf:
+        assert json.loads(zf.read("header.json"))["format_version"] == 4
+    row = list(got.user_ids_).index(99)
+    got.fold_in(([99], [0], [5.0]))
+    assert got.user_counts_[row] == 1 and got.item_counts_.sum() == m.item_counts_.sum() + 1
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))

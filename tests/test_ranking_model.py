@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -657,12 +658,19 @@ def test_fold_in_applies_min_rating():
         m.fold_in(([9003, 9003], [10**6, 10**6 + 1], [1.0, 3.0]))  # unknown items
     assert 9003 not in m.user_ids_
     # an item folded in from a user without interactions leaves that user without any:
-    # nothing solved their zero row, so they keep the popularity list
+    # nothing solved their zero row, so they keep the popularity list, and their row is
+    # no interaction of the item either (every interaction counts on both sides)
     m.fold_in(([9002, int(u[0])], [777, 777], [5.0, 5.0]), side="item")
-    assert m.user_counts_[-1] == 0 and m.item_counts_[-1] == 2
+    assert m.user_counts_[-1] == 0 and m.item_counts_[-1] == 1
+    assert m.item_counts_.sum() == m.user_counts_.sum()
     assert m.recommend(9002, n=10)[0].tolist() == _popular_order(m, [5, 7, 777])[:10]
     with pytest.raises(ValueError, match="9002 has no training interaction"):
         m.similar_users(9002)
+    # refolding the user from that row counts it, on both sides, once
+    for _ in range(2):
+        m.fold_in(([9002], [777], [5.0]))
+        assert m.user_counts_[-1] == 1 and m.item_counts_[-1] == 2
+        assert m.item_counts_.sum() == m.user_counts_.sum()
 
 
 def test_fold_in_ignores_a_low_row_without_an_id_as_fit_does():
@@ -1160,9 +1168,9 @@ def test_refolding_a_known_id_from_its_rows_counts_them_once(loss, extra, side):
     ii = np.r_[i[sel], pair[1], i[sel][0]]
     rr = np.r_[r[sel], 5.0, 5.0]
     b = copy.deepcopy(m).fold_in((uu, ii, rr), side=side)
-    # (with min_rating, a second copy of a pair first recorded from a low row is held by
-    # the record already: the record keeps pairs, not ratings)
-    kept_extra = 2 if (extra.get("min_rating") is None or r[sel][0] >= 2) else 1
+    # (with min_rating, also when the pair was first recorded from a row below it: the
+    # model keeps those rows apart, so the pair held no interaction yet)
+    kept_extra = 2
     assert b.item_counts_.sum() == before[1].sum() + kept_extra
     assert b._state.seen()[1].size == seen_before + kept_extra
 
@@ -1194,11 +1202,10 @@ def test_refolding_an_id_known_only_from_low_rows_counts_its_interactions(side):
         assert m.recommend(100, n=5)[0].tolist() == want[:5]  # its own row, not popularity
     else:
         # Item 1 refolded from its users, user 100 now among them: an item fold-in
-        # solves no user, so user 100 keeps a zero row and no interaction; the pair is
-        # recorded (from the 1-star row) and the item's count shows its rows, so it is
-        # not counted again, and refolding again changes nothing (review 24: the item's
-        # count grew by one at every refold). Refolding the user counts it on both
-        # sides, once.
+        # solves no user, so user 100 keeps a zero row and no interaction, and their row
+        # is recorded as seen but no interaction (of the item either), and refolding
+        # again changes nothing (review 24: the item's count grew by one at every
+        # refold). Refolding the user counts it on both sides, once.
         users = np.r_[u[(i == 1) & (r >= 3)], 100]
         for _ in range(3):
             m.fold_in((users, np.ones(users.size, int), np.full(users.size, 5.0)),
@@ -1225,3 +1232,138 @@ def test_warp_draws_at_most_the_items_of_its_range_but_one():
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
     c = MatrixFactorization(max_sampled=n - 2, **kw).fit((u, i))
     assert not np.array_equal(a.item_factors_, c.item_factors_)  # below N - 1 it counts
+
+
+def _pairs_of(csr, user_ids, item_ids):
+    """The multiset of (user id, item id) pairs of a per-user CSR of item rows."""
+    indptr, items = csr
+    users = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    return Counter(zip(user_ids[users].tolist(), item_ids[items].tolist(), strict=True))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_min_rating_bookkeeping_is_exact_through_fold_in_and_partial_fit(seed, tmp_path):
+    """With min_rating the seen record holds the interactions and the rows below it, kept
+    apart, so the counts are exact through any mix of fit, partial_fit and fold_in
+    (reviews 23-25: the record kept pairs, not ratings, and a pair re-rated from below
+    min_rating to above it went uncounted). Checked against a plain bookkeeping of the
+    documented rules: a refold adds the copies of a pair beyond those recorded (an
+    interaction beyond the interactions, a low row beyond the low rows); an item fold-in
+    records a user without interactions' rows as no interaction; partial_fit records
+    every row. A save and load on the way keeps it all."""
+    rng = np.random.default_rng(seed)
+    H, L = Counter(), Counter()  # interaction copies and low copies per (user, item)
+    known_u, known_i = set(), set()
+
+    def rows(n, users, items):
+        return (rng.choice(users, n), rng.choice(items, n),
+                rng.integers(1, 6, n).astype(float))
+
+    def refold(counter, given):
+        for pair, c in Counter(given).items():
+            counter[pair] += max(0, c - counter[pair])
+
+    u, i, r = rows(60, np.arange(8), np.arange(6))
+    m = MatrixFactorization(loss="bpr", n_factors=2, n_epochs=1, min_rating=3,
+                            random_state=seed).fit((u, i, r))
+    hi = r >= 3
+    known_i |= set(i[hi].tolist())
+    H.update(zip(u[hi].tolist(), i[hi].tolist(), strict=True))
+    low = [(a, b) for a, b in zip(u[~hi].tolist(), i[~hi].tolist(), strict=True)
+           if b in known_i]
+    L.update(low)
+    known_u |= set(u[hi].tolist()) | {a for a, _ in low}
+    for step in range(12):
+        kind = rng.choice(["user", "item", "partial_fit"])
+        n = int(rng.integers(1, 7))
+        if kind == "user":
+            u, i, r = rows(n, rng.choice(np.r_[np.arange(8), 50 + step], 2), np.arange(7))
+        elif kind == "item":
+            u, i, r = rows(n, np.arange(9), rng.choice(np.r_[np.arange(6), 80 + step], 2))
+        else:
+            u, i, r = rows(n, np.arange(10), np.arange(8))
+        hi = r >= 3
+        uc = Counter()
+        for (a, _), c in H.items():
+            uc[a] += c
+        try:
+            if kind == "partial_fit":
+                m.partial_fit((u, i, r))
+            else:
+                m.fold_in((u, i, r), side=kind)
+        except ValueError:
+            continue  # refused: nothing changed (checked below against the bookkeeping)
+        kept = list(zip(u[hi].tolist(), i[hi].tolist(), strict=True))
+        lows = list(zip(u[~hi].tolist(), i[~hi].tolist(), strict=True))
+        if kind == "partial_fit":
+            H.update(kept)
+            known_u |= set(u[hi].tolist())
+            known_i |= set(i[hi].tolist())
+            lows = [p for p in lows if p[1] in known_i]
+            L.update(lows)
+            known_u |= {a for a, _ in lows}
+        elif kind == "user":
+            kept = [p for p in kept if p[1] in known_i]
+            refold(H, kept)
+            lows = [p for p in lows if p[1] in known_i]
+            refold(L, lows)
+            known_u |= {a for a, _ in kept + lows}
+        else:
+            kept = [p for p in kept if p[0] in known_u]
+            refold(H, [p for p in kept if uc[p[0]] > 0])
+            refold(L, [p for p in kept if uc[p[0]] == 0])
+            known_i |= {b for _, b in kept}
+            refold(L, [p for p in lows if p[0] in known_u and p[1] in known_i])
+        if step == 6:
+            m.save(tmp_path / "m.mfsgd")
+            m = load(tmp_path / "m.mfsgd")
+        uid, iid = m.user_ids_, m.item_ids_
+        assert set(uid.tolist()) == known_u and set(iid.tolist()) == known_i
+        want_u, want_i = Counter(), Counter()
+        for (a, b), c in H.items():
+            want_u[a] += c
+            want_i[b] += c
+        assert m.user_counts_.tolist() == [want_u[a] for a in uid.tolist()]
+        assert m.item_counts_.tolist() == [want_i[b] for b in iid.tolist()]
+        assert _pairs_of(m._state.seen(), uid, iid) == H + L
+        assert _pairs_of(m._state.low(), uid, iid) == +L
+
+
+def test_partial_fit_draws_negatives_as_fit_does_under_min_rating(monkeypatch):
+    """partial_fit's sampler blocks the user's interactions only, as fit's does: an item
+    a user rated below min_rating is a fair negative of theirs in both (partial_fit
+    blocked every recorded item, low ones included, and weighed items by every recorded
+    row under negative_exponent)."""
+    import mfsgd._training as T
+    captured = []
+    real = T.make_sampler
+
+    def spy(layout, n_items, n_users, beta, seen, *args, **kwargs):
+        captured.append((seen[0].copy(), seen[1].copy()))
+        return real(layout, n_items, n_users, beta, seen, *args, **kwargs)
+
+    monkeypatch.setattr(T, "make_sampler", spy)
+    u, i, r = make_ratings(60, 40, 1500, random_state=1, as_frame=False)
+    m = MatrixFactorization(loss="bpr", n_factors=4, n_epochs=1, min_rating=4,
+                            negative_exponent=0.5, n_blocks=1, random_state=0)
+    m.fit((u, i, r))
+    low = m._state.low()
+    assert low[1].size > 0
+    counts_before = m.item_counts_.copy()
+    batch = (u[:50], i[:50], r[:50])
+    m.partial_fit(batch)
+    (fu, fi), (pu, pi) = captured
+    n_items = len(m.item_ids_)
+    low_keys = set((np.repeat(np.arange(len(low[0]) - 1), np.diff(low[0])) * n_items
+                    + low[1]).tolist())
+    kept_keys = set((fu.astype(np.int64) * n_items + fi).tolist())
+    # the pairs rated only below min_rating: no negative is blocked for them in fit...
+    only_low = low_keys - kept_keys
+    assert only_low and not only_low & kept_keys
+    # ... nor in partial_fit (its item indices are natural with one block)
+    assert not only_low & set((pu.astype(np.int64) * n_items + pi).tolist())
+    # and the items' sampling weights count the interactions: the model's counts before
+    # the batch plus the batch's kept rows
+    rows = m.item_ids_.searchsorted(batch[1][batch[2] >= 4])
+    np.testing.assert_array_equal(np.bincount(pi, minlength=n_items),
+                                  counts_before + np.bincount(rows, minlength=n_items))

@@ -908,6 +908,15 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
     known = own_map.lookup(name, raw_ids) if len(own_map) else np.full(raw_ids.size, -1)
     new = unrecorded(st, *((known[gi], oi) if side == "user" else (oi, known[gi])),
                      counted=side)
+    idle = None
+    if side == "item" and st.low_indptr is not None and st.user_counts is not None:
+        # An item fold-in solves no user: a user without interactions stays without, and
+        # their rows are recorded as seen but no interaction, like the rows below
+        # min_rating (a later user fold-in counts them, on both sides). So for them the
+        # record's copies are the low ones.
+        idle = st.user_counts[oi] == 0
+        if idle.any():
+            new = np.where(idle, unrecorded(st, oi, known[gi], low=True), new)
     if st.loss != "squared":
         # A ranking model: the interactions say which items, not how much (ratings are
         # ignored); a row is solved from the softmax over the other side's rows. A
@@ -917,7 +926,8 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
         added = [oi[bounds[g]:bounds[g + 1]][new[bounds[g]:bounds[g + 1]]]
                  for g in range(raw_ids.size)]
         vec, bias = _ranking_rows(st, side, raw_ids, pos, F, ranking_reg, added)
-        return _with_rows(st, side, raw_ids, vec, bias, oi[new], gi[new])
+        return _with_rows(st, side, raw_ids, vec, bias, oi[new], gi[new],
+                          None if idle is None else idle[new])
     targets, feats = [], []
     for g in range(raw_ids.size):
         j = oi[bounds[g]:bounds[g + 1]]
@@ -953,11 +963,13 @@ def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.
 
 
 def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
-               bias: np.ndarray, other_idx: np.ndarray, group: np.ndarray) -> FittedState:
+               bias: np.ndarray, other_idx: np.ndarray, group: np.ndarray,
+               idle: np.ndarray | None = None) -> FittedState:
     """``st`` with rows ``raw_ids`` of ``side`` set to (vec, bias), the maps and arrays
     grown for new ids, and the (row of group g, other_idx) pairs added to the seen
-    record. Raises ValueError, before building anything, if a row is not finite in the
-    model's dtype."""
+    record (those marked ``idle``, an item fold-in's rows of users without interactions,
+    to its low rows instead of the counts). Raises ValueError, before building anything,
+    if a row is not finite in the model's dtype."""
     with np.errstate(over="ignore", invalid="ignore"):
         bad = ~(np.isfinite(vec.astype(st.user_factors.dtype)).all(1)
                 & np.isfinite(bias.astype(st.user_bias.dtype)))
@@ -992,6 +1004,14 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
                       rows[group])
     # A user without interactions keeps none: nothing solved their (zero) row, so they
     # are still served the most popular items.
+    if idle is not None:  # and their rows are no interactions of the item either
+        counts = st.counted(other_idx[~idle], rows[group][~idle], len(st.user_map),
+                            len(new_map))
+        st = replace(st, item_map=new_map)
+        low = st.with_low(other_idx[idle], rows[group][idle])
+        return replace(st, item_factors=F2, item_bias=b2, seen_indptr=seen[0],
+                       seen_items=seen[1], **accum, **counts, **low)
+    # (a state of format 4 keeps no low rows apart: the item counts them)
     users = other_idx if st.user_counts is None else other_idx[st.user_counts[other_idx] > 0]
     counts = st.counted(users, rows[group], len(st.user_map), len(new_map))
     return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,

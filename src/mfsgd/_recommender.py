@@ -181,13 +181,15 @@ class RecommenderMixin:
         items, ``user_counts_`` and ``item_counts_``) are not recorded again, so
         refolding a user from their own rows leaves the counts, and the popularity list
         unknown users get, as they were; rows beyond them join the record, once each.
-        (With ``min_rating`` the record also holds the rows below it, and it keeps
-        pairs, not ratings: a pair recorded from a row below it and given again at or
-        above it counts only as far as the refolded user's, or item's, count shows it
-        was no interaction before. A user known only from 1-star rows, refolded from
-        those items rated 5, gains the interactions; a user with other interactions
-        may not. An item fold-in solves no user: a user without interactions stays
-        without, their row zero, served the most popular items.)
+        (With ``min_rating`` the record also holds the rows below it, kept apart: a
+        pair recorded from a row below it and given again at or above it is a new
+        interaction, and a row below it already recorded is not recorded again. An
+        item fold-in solves no user: a user without interactions stays without, their
+        row zero, served the most popular items, and their rows given are recorded as
+        seen but no interaction, of the item either; a later user fold-in counts them.
+        A model loaded from a file of format 4 cannot tell its recorded low rows from
+        interactions: there a re-rated pair counts only as far as the refolded id's
+        count shows it was no interaction before.)
         Ratings of items unknown to the model are ignored; a
         user left with none raises ``ValueError``. With
         ``side="item"`` the same is done for items, holding the users fixed. Ratings too

@@ -107,31 +107,11 @@ def merge_seen(indptr: np.ndarray, items: np.ndarray, n_users: int, uidx: np.nda
     return seen_csr(np.concatenate([old_u, uidx]), np.concatenate([items, iidx]), n_users)
 
 
-def unrecorded(st: FittedState, users: np.ndarray, items: np.ndarray,
-               counted: str | None = None) -> np.ndarray:
-    """Which (user row, item row) pairs (a row -1: a new id) ``st``'s seen-items record
-    does not hold yet, as a mask: a pair given m times that the record holds m0 times
-    marks its last m - m0 copies (none if m <= m0). For fold_in, which recomputes a
-    known id from the rows given ("pass all of them"): those rows join the record and
-    the counts once, and only the rows beyond them are new.
-
-    ``counted`` ("user" or "item": the side fold_in recomputes; None for rows that are
-    only seen): the rows are interactions, to be counted. With ``min_rating`` the record
-    also holds the rows below it, which are no interactions, and the counts, kept apart,
-    say how many of that side's rows are: a pair can hold no more counted copies than
-    its id's count, so m0 is capped by it (a user known only from low rows counts 0, and
-    all their rows given are new interactions). The record keeps pairs, not ratings, so
-    where an id's rows mix low and counted copies the cap is per pair, and a pair
-    re-rated from below min_rating to above it can go uncounted."""
-    out = np.ones(users.size, dtype=bool)
-    known = np.flatnonzero((users >= 0) & (items >= 0))
-    if st.seen_indptr is None or known.size == 0:
-        return out
-    users, items = users[known].astype(np.int64), items[known].astype(np.int64)
-    n_items = np.int64(len(st.item_map))
-    keys = users * n_items + items
-    indptr, seen = st.seen()
-    ask = np.unique(users)
+def _copies(csr: tuple[np.ndarray, np.ndarray], ask: np.ndarray, keys: np.ndarray,
+            n_items: np.int64) -> np.ndarray:
+    """How many times the CSR ``csr`` (per-user items) holds each pair ``keys`` (user *
+    n_items + item), whose users are among the sorted unique ``ask``."""
+    indptr, seen = csr
     lens = indptr[ask + 1] - indptr[ask]
     starts = np.repeat(indptr[ask] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
     old_keys, old_n = np.unique(np.repeat(ask, lens) * n_items + seen[starts],
@@ -140,9 +120,46 @@ def unrecorded(st: FittedState, users: np.ndarray, items: np.ndarray,
     if old_keys.size:
         at = np.minimum(np.searchsorted(old_keys, keys), old_keys.size - 1)
         held = np.where(old_keys[at] == keys, old_n[at], 0)
-    if counted is not None and st.user_counts is not None and st.item_counts is not None:
-        own = st.user_counts[users] if counted == "user" else st.item_counts[items]
-        held = np.minimum(held, own)
+    return held
+
+
+def unrecorded(st: FittedState, users: np.ndarray, items: np.ndarray,
+               counted: str | None = None, low: bool = False) -> np.ndarray:
+    """Which (user row, item row) pairs (a row -1: a new id) ``st``'s seen-items record
+    does not hold yet, as a mask: a pair given m times that the record holds m0 times
+    marks its last m - m0 copies (none if m <= m0). For fold_in, which recomputes a
+    known id from the rows given ("pass all of them"): those rows join the record and
+    the counts once, and only the rows beyond them are new.
+
+    With ``min_rating`` the record also holds the rows below it, which are no
+    interactions, and the model keeps them apart too (``st.low()``). ``counted`` ("user"
+    or "item": the side fold_in recomputes): the rows are interactions, so m0 is the
+    pair's interaction copies (recorded copies minus low ones), at most the refolded
+    id's count (an item fold-in counts the rows of a user without interactions for the
+    item only: a later user fold-in counts them for that user). ``low``: the rows are
+    below min_rating, so m0 is the pair's low copies. A state loaded from a file of
+    format 4 does not know which recorded rows were low: there m0 counts every copy,
+    still capped by the count, and a pair re-rated from below min_rating to above it can
+    go uncounted.
+    """
+    out = np.ones(users.size, dtype=bool)
+    known = np.flatnonzero((users >= 0) & (items >= 0))
+    if st.seen_indptr is None or known.size == 0:
+        return out
+    users, items = users[known].astype(np.int64), items[known].astype(np.int64)
+    n_items = np.int64(len(st.item_map))
+    keys = users * n_items + items
+    ask = np.unique(users)
+    if low:
+        held = _copies(st.low(), ask, keys, n_items) if st.low_indptr is not None else \
+            _copies(st.seen(), ask, keys, n_items)
+    else:
+        held = _copies(st.seen(), ask, keys, n_items)
+        if st.low_indptr is not None:
+            held -= _copies(st.low(), ask, keys, n_items)
+        if counted is not None and st.user_counts is not None and st.item_counts is not None:
+            own = st.user_counts[users] if counted == "user" else st.item_counts[items]
+            held = np.minimum(held, own)
     # each given copy's place among the copies of its pair, in the order given
     srt = np.argsort(keys, kind="stable")
     ks = keys[srt]
@@ -152,6 +169,18 @@ def unrecorded(st: FittedState, users: np.ndarray, items: np.ndarray,
     copy_no[srt] = place
     out[known] = copy_no >= held
     return out
+
+
+def interaction_pairs(st: FittedState) -> tuple[np.ndarray, np.ndarray]:
+    """The (user rows, item rows) of ``st``'s recorded interactions, one per copy: the
+    seen record without the rows below min_rating (the whole record when the state
+    keeps no low rows apart)."""
+    indptr, items = st.seen()
+    users = np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
+    if st.low_indptr is None or st.low_items.size == 0:
+        return users, items
+    keep = unrecorded(st, users, items, low=True)  # each pair's copies beyond its low ones
+    return users[keep], items[keep]
 
 
 def plus_counts(counts: np.ndarray | None, rows: np.ndarray, n: int) -> np.ndarray:
@@ -191,6 +220,13 @@ class FittedState:
     n_blocks: int = 1
     seen_indptr: np.ndarray | None = None  # CSR of items each user rated in training
     seen_items: np.ndarray | None = None
+    # The seen rows that are no interactions (a CSR like seen's, which also holds them):
+    # the rows min_rating dropped, and an item fold-in's rows of users without
+    # interactions. The interactions are the seen record minus these. Its indptr may be
+    # shorter than n_users + 1 (users added since have none: see low()). None: no
+    # min_rating, or a file of format 4, which does not say which seen rows were low.
+    low_indptr: np.ndarray | None = None
+    low_items: np.ndarray | None = None
     loss: str = "squared"  # "bpr", "warp", "softmax": a ranking model (no mu, no b_i)
     # Training interactions per item and per user row (int64), when the seen record
     # holds more than them: the rows min_rating dropped are seen but are no interactions,
@@ -250,6 +286,29 @@ class FittedState:
             return np.zeros(len(self.user_map) + 1, np.int64), np.empty(0, np.int32)
         return self.seen_indptr, self.seen_items
 
+    def low(self) -> tuple[np.ndarray, np.ndarray]:
+        """The CSR of the rows below min_rating (an empty one when there is none), its
+        indptr covering every user of the model."""
+        n = len(self.user_map) + 1
+        if self.low_indptr is None:
+            return np.zeros(n, np.int64), np.empty(0, np.int32)
+        ip = self.low_indptr
+        if ip.size < n:
+            ip = np.concatenate([ip, np.full(n - ip.size, ip[-1], np.int64)])
+        return ip, self.low_items
+
+    def with_low(self, users: np.ndarray | None, items: np.ndarray | None
+                 ) -> dict[str, np.ndarray]:
+        """The low_indptr and low_items fields with these (user row, item row) pairs
+        added: none when the state does not keep its low rows apart."""
+        if self.low_indptr is None:
+            return {}
+        if users is None or len(users) == 0:
+            ip, it = self.low()
+        else:
+            ip, it = merge_seen(*self.low(), len(self.user_map), users, items)
+        return {"low_indptr": ip, "low_items": it}
+
     def support(self, side: str) -> np.ndarray | None:
         """Training interactions per user row (side "user") or item row (side "item");
         None for a state without a seen-items record or counts. ``user_counts`` and
@@ -268,7 +327,8 @@ class FittedState:
     def from_arrays(cls, arrays: dict[str, np.ndarray], **fields: Any) -> FittedState:
         """A state from stored (unpadded) arrays: user_factors, item_factors, user_bias,
         item_bias, user_ids, item_ids, seen_indptr, seen_items, and user_accum and
-        item_accum, user_counts and item_counts when present; ``fields`` gives the rest."""
+        item_accum, user_counts and item_counts, low_indptr and low_items when present;
+        ``fields`` gives the rest."""
         return cls(user_factors=padded(arrays["user_factors"]),
                    item_factors=padded(arrays["item_factors"]),
                    n_factors=arrays["user_factors"].shape[1],
@@ -278,4 +338,6 @@ class FittedState:
                    seen_indptr=arrays["seen_indptr"], seen_items=arrays["seen_items"],
                    user_accum=arrays.get("user_accum"), item_accum=arrays.get("item_accum"),
                    user_counts=arrays.get("user_counts"),
-                   item_counts=arrays.get("item_counts"), **fields)
+                   item_counts=arrays.get("item_counts"),
+                   low_indptr=arrays.get("low_indptr"), low_items=arrays.get("low_items"),
+                   **fields)

@@ -49,6 +49,7 @@ from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it h
     fresh_accumulators,
     grown,
     init_rows,
+    interaction_pairs,
     merge_seen,
     padded_width,
     plus_counts,
@@ -1043,7 +1044,8 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
                 rng: np.random.Generator, val: tuple | None, n_epochs: int, *,
                 epoch_offset: int, history: list,
                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                seen_extra: tuple | None = None, weighted: bool = False,
+                seen_extra: tuple | None = None, low_extra: tuple | None = None,
+                weighted: bool = False,
                 evaluate: tuple[str, Callable[[FittedState], float]] | None = None,
                 interrupts: HeldInterrupt | None = None, update: bool = False,
                 ) -> tuple[FittedState | None, TrainResult]:
@@ -1054,7 +1056,8 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     left. With a ranking loss the third array holds the interactions' weights (ones
     unless ``weighted``), and ``evaluate = (name, score(state))`` is the per-epoch
     validation metric. ``seen_extra`` (held-out pairs, the rows min_rating dropped)
-    joins the seen record. ``interrupts``: see HeldInterrupt. ``update``: partial_fit's
+    joins the seen record, and ``low_extra`` (those rows min_rating dropped) the record
+    of low rows too. ``interrupts``: see HeldInterrupt. ``update``: partial_fit's
     batch, whose ranking grid is lowered like a chosen one when its items cannot fill
     ``n_blocks`` block columns (a small batch), where fit refuses the user's n_blocks."""
     nb = cfg.n_blocks or default_n_blocks(cfg.n_threads, triples[2].size)
@@ -1105,11 +1108,13 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     sampler = None
     if cfg.ranking:
         su, si = layout.users, layout.items
-        if base.seen_indptr is not None:  # partial_fit: the earlier interactions too
-            old_u = np.repeat(np.arange(len(base.seen_indptr) - 1, dtype=np.int32),
-                              np.diff(base.seen_indptr))
-            old_i = base.seen_items if order is None else pos[base.seen_items]
+        if base.seen_indptr is not None:
+            # partial_fit: the earlier interactions too (not the rows below min_rating,
+            # which fit may draw as negatives as well)
+            old_u, old_i = interaction_pairs(base)
+            old_i = old_i if order is None else pos[old_i]
             su, si = np.concatenate([old_u, su]), np.concatenate([old_i, si])
+            del old_u, old_i
         sampler = make_sampler(layout, len(base.item_map), len(base.user_map),
                                cfg.negative_exponent, (su, si), rng, weighted)
         del su, si
@@ -1170,7 +1175,8 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     del su, si
     state = replace(base, history=history + res.history,
                     n_epochs=epoch_offset + res.epochs_done, best_epoch=best, n_blocks=nb,
-                    seen_indptr=seen[0], seen_items=seen[1])
+                    seen_indptr=seen[0], seen_items=seen[1],
+                    **base.with_low(*(low_extra or (None, None))))
     return state, res
 
 
@@ -1274,7 +1280,9 @@ def fit_new(cfg: Any, cols: list, *,
     counts = {}
     if cfg.ranking and cfg.min_rating is not None:
         counts = {"user_counts": plus_counts(None, uidx, len(umap)),
-                  "item_counts": plus_counts(None, iidx, len(imap))}
+                  "item_counts": plus_counts(None, iidx, len(imap)),
+                  # and the low rows apart (from none; low_extra below adds them)
+                  "low_indptr": np.zeros(1, np.int64), "low_items": np.empty(0, np.int32)}
     val, held, vpairs = None, None, None
     if eval_set is not None and cfg.ranking:
         vpairs = eval_pairs(eval_set, columns=cfg.columns, user_map=umap, item_map=imap,
@@ -1381,7 +1389,8 @@ def fit_new(cfg: Any, cols: list, *,
         held = low
     return train_local(cfg, base, make_params, triples, rng, val, cfg.n_epochs,
                        epoch_offset=0, history=[], on_epoch=on_epoch, seen_extra=held,
-                       weighted=cfg.ranking and not _all_ones(triples[2]), evaluate=evaluate,
+                       low_extra=low, weighted=cfg.ranking and not _all_ones(triples[2]),
+                       evaluate=evaluate,
                        interrupts=interrupts)
 
 
@@ -1408,13 +1417,14 @@ def _low_pairs(pairs: tuple | None, umap: IdMap, imap: IdMap,
 
 
 def own_counts(st: FittedState) -> FittedState:
-    """``st`` with counts of its own (user_counts, item_counts), so that rows recorded
-    as seen but not interactions (min_rating's) stay out of them: a state without them
-    (fitted without min_rating, or loaded from an older file) starts from its seen
-    record's."""
+    """``st`` with counts of its own (user_counts, item_counts) and a record of low rows,
+    so that rows recorded as seen but not interactions (min_rating's) stay out of them:
+    a state without them (fitted without min_rating, or loaded from an older file)
+    starts from its seen record's counts and no low row."""
     if st.user_counts is not None or st.seen_indptr is None:
         return st
-    return replace(st, user_counts=st.support("user"), item_counts=st.support("item"))
+    return replace(st, user_counts=st.support("user"), item_counts=st.support("item"),
+                   low_indptr=np.zeros(1, np.int64), low_items=np.empty(0, np.int32))
 
 
 def record_low(st: FittedState, pairs: tuple | None, new_users: bool = True,
@@ -1430,16 +1440,17 @@ def record_low(st: FittedState, pairs: tuple | None, new_users: bool = True,
         return None
     if refold:
         old_users = np.where(low[0] < len(st.user_map), low[0], -1)
-        keep = unrecorded(st, old_users, low[1])
+        keep = unrecorded(st, old_users, low[1], low=True)
         low = (low[0][keep], low[1][keep])
     grow = len(umap) - len(st.user_map)
     acc = {} if st.user_accum is None else {"user_accum": st.accumulators(len(umap))[0]}
     none = np.empty(0, dtype=np.int32)
     seen = merge_seen(*st.seen(), len(umap), *low)
-    return replace(st, user_map=umap, user_factors=grown(st.user_factors, grow),
-                   user_bias=grown(st.user_bias, grow), seen_indptr=seen[0],
-                   seen_items=seen[1], **acc,
-                   **st.counted(none, none, len(umap), len(st.item_map)))
+    out = replace(st, user_map=umap, user_factors=grown(st.user_factors, grow),
+                  user_bias=grown(st.user_bias, grow), seen_indptr=seen[0],
+                  seen_items=seen[1], **acc,
+                  **st.counted(none, none, len(umap), len(st.item_map)))
+    return replace(out, **out.with_low(*low))
 
 
 def _all_ones(a: np.ndarray) -> bool:
@@ -1491,5 +1502,6 @@ def fit_more(cfg: Any, st: FittedState, users: np.ndarray, items: np.ndarray,
     del uidx, iidx, ratings, weights
     return train_local(cfg, base, make_params, triples, rng, None, n_epochs,
                        epoch_offset=st.n_epochs, history=list(st.history), on_epoch=on_epoch,
-                       seen_extra=low, weighted=cfg.ranking and not _all_ones(triples[2]),
+                       seen_extra=low, low_extra=low,
+                       weighted=cfg.ranking and not _all_ones(triples[2]),
                        interrupts=interrupts, update=True)

@@ -47,12 +47,16 @@ FORMAT_NAME = "mfsgd"
 # 4: format 3 plus the interactions per user and item (user_counts, item_counts: a
 # ranking model trained with min_rating, whose seen record also holds the rows it
 # dropped). Written only for such a model, as format 3 is only for AdaGrad's.
-FORMAT_VERSION = 4
+# 5: format 4 plus those dropped rows apart (low_indptr, low_items: a CSR like the seen
+# record's), so that the interactions are exactly the seen record minus them. A format 4
+# file loads without them (fold_in and partial_fit then approximate as they did).
+FORMAT_VERSION = 5
 MAX_HEADER_BYTES = 64 << 20  # the JSON header (history included) is never near this
 _ARRAYS = ("user_factors", "item_factors", "user_bias", "item_bias", "user_ids", "item_ids",
            "seen_indptr", "seen_items")
 _ACCUM = ("user_accum", "item_accum")  # format 3
 _COUNTS = ("user_counts", "item_counts")  # format 4
+_LOW = ("low_indptr", "low_items")  # format 5
 _FLOATS = {"float32", "float64"}
 NPY_HEADER_MAX = 10000  # bytes; NumPy's own limit for loading untrusted headers
 MAX_DIM = 2**31 - 1  # rows are int32 indices in the kernel; no factor count comes near it
@@ -107,7 +111,10 @@ def write_model_file(f: Any, st: FittedState, params: dict[str, Any],
         arrays.update(zip(_ACCUM, st.accumulators(), strict=True))
     if st.user_counts is not None and st.item_counts is not None:
         arrays.update(user_counts=st.user_counts, item_counts=st.item_counts)
-    version = 4 if "user_counts" in arrays else 3 if st.user_accum is not None else 2
+        if st.low_indptr is not None:
+            arrays.update(zip(_LOW, st.low(), strict=True))
+    version = 5 if "low_indptr" in arrays else 4 if "user_counts" in arrays else \
+        3 if st.user_accum is not None else 2
     header = {
         "format": FORMAT_NAME,
         "format_version": version,
@@ -192,7 +199,8 @@ def _read_header(zf: zipfile.ZipFile, path: str, archive_size: int) -> dict[str,
 def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dtype, tuple]]:
     specs = header.get("arrays")
     # the optional pairs of arrays this format may add (each pair whole or not at all)
-    groups = [g for g, v in ((_ACCUM, 3), (_COUNTS, 4)) if header["format_version"] >= v]
+    groups = [g for g, v in ((_ACCUM, 3), (_COUNTS, 4), (_LOW, 5))
+              if header["format_version"] >= v]
     names = _ARRAYS
     if isinstance(specs, dict):
         names += tuple(n for g in groups if set(g) <= set(specs) for n in g)
@@ -240,9 +248,16 @@ def _expected_specs(header: dict[str, Any], path: str) -> dict[str, tuple[np.dty
         want.update(user_counts=(nu,), item_counts=(ni,))
         if any(out[n][0] != np.dtype("<i8") for n in _COUNTS):
             raise _bad(path, "the interaction counts must be int64")
-    if out["seen_indptr"][0] != np.dtype("<i8") or out["seen_items"][0] != np.dtype("<i4") \
-            or len(out["seen_items"][1]) != 1:
-        raise _bad(path, "the seen-items arrays must be int64 indptr and 1-D int32 items")
+    if "low_indptr" in out:
+        if "user_counts" not in out:
+            raise _bad(path, "it has rows below min_rating (low_indptr, low_items) but no "
+                             "interaction counts")
+        want.update(low_indptr=(nu + 1,))
+    for ip, items, what in (("seen_indptr", "seen_items", "seen-items"),
+                            ("low_indptr", "low_items", "low-rows")):
+        if ip in out and (out[ip][0] != np.dtype("<i8") or out[items][0] != np.dtype("<i4")
+                          or len(out[items][1]) != 1):
+            raise _bad(path, f"the {what} arrays must be int64 indptr and 1-D int32 items")
     if k != k2 or any(out[n][1] != s for n, s in want.items()):
         raise _bad(path, "array shapes disagree (factors, biases and ids must match)")
     return out
@@ -441,10 +456,17 @@ def _build(header: dict, arrays: dict, path: str,
     if stored != loss:  # the factors were trained for the header's loss; params must agree
         raise _bad(path, f"its header says loss {loss!r} but its stored parameters say "
                          f"{stored!r}")
-    ip, seen = arrays["seen_indptr"], arrays["seen_items"]
-    if ip[0] != 0 or ip[-1] != seen.size or np.any(np.diff(ip) < 0) or (
-            seen.size and (seen.min() < 0 or seen.max() >= arrays["item_ids"].size)):
-        raise _bad(path, "its seen-items index is inconsistent")
+    for ipn, itn, what in (("seen_indptr", "seen_items", "seen-items"),
+                           ("low_indptr", "low_items", "low-rows")):
+        if ipn not in arrays:
+            continue
+        ip, seen = arrays[ipn], arrays[itn]
+        if ip[0] != 0 or ip[-1] != seen.size or np.any(np.diff(ip) < 0) or (
+                seen.size and (seen.min() < 0 or seen.max() >= arrays["item_ids"].size)):
+            raise _bad(path, f"its {what} index is inconsistent")
+    if "low_indptr" in arrays and np.any(np.diff(arrays["low_indptr"])
+                                         > np.diff(arrays["seen_indptr"])):
+        raise _bad(path, "it has more rows below min_rating than seen rows for a user")
     for n in ("user_ids", "item_ids"):
         ids = arrays[n]
         if ids.size > 1 and sorted_unique(ids).size != ids.size:
