@@ -424,10 +424,8 @@ def test_cross_validate_dataframe(ratings):
     (dict(metrics=("ndcg@0",)), ValueError, r"k must be >= 1"),
     (dict(metrics=("rmse", "rmse")), ValueError, r"duplicate names \['rmse'\]"),
     (dict(metrics=()), ValueError, r"metrics is empty"),
-    (dict(metrics=None), TypeError, r"metrics must be a metric name, a callable or a "
-                                    r"sequence of them, e.g. \('rmse', 'mae'\) \(the default\) "
-                                    r".*; got None"),
-    (dict(metrics=5), TypeError, r"metrics must be a metric name, .*; got 5"),
+    (dict(metrics=5), TypeError, r"metrics must be a metric name, a callable or a "
+                                 r"sequence of them, e.g. \('rmse', 'mae'\) .*; got 5"),
     (dict(metrics=("ndcg@5",), threshold=10**400), ValueError,
      r"threshold must be a finite number .*; got an int too large for float64"),
     (dict(cv=1), ValueError, r"cv must be an int >= 2; got 1"),
@@ -500,6 +498,25 @@ def test_cross_validate_refuses_rating_metrics_for_a_ranking_loss(ratings):
             ms.cross_validate(model, ratings, cv=2, metrics=metrics)
     res = ms.cross_validate(model, ratings, cv=2, metrics=("ndcg@5",))  # ranking: fine
     assert res["test_ndcg@5"].shape == (2,)
+
+
+def test_cross_validate_picks_its_default_metrics_by_model(ratings):
+    """Without ``metrics``, a model of ratings is scored by RMSE and MAE, a ranking loss
+    and Popularity by their top-10 lists, as ``mfsgd evaluate`` does (a ranking model
+    raised with the default ("rmse", "mae")). The lists equal the named metrics'."""
+    from mfsgd import Popularity
+    from mfsgd._cli import _RANKING_METRICS_DEFAULT
+
+    top10 = ("ndcg@10", "hit_rate@10", "recall@10")
+    assert _RANKING_METRICS_DEFAULT == ",".join(top10) and ms.RANKING_METRICS == top10
+    for model, names in ((MatrixFactorization(**PARAMS), ("rmse", "mae")),
+                         (MatrixFactorization(loss="bpr", **PARAMS), top10),
+                         (Popularity(), top10)):
+        got = ms.cross_validate(model, ratings, cv=2, random_state=0)
+        assert sorted(got) == sorted([f"test_{n}" for n in names] + ["fit_time", "test_time"])
+        named = ms.cross_validate(model, ratings, cv=2, random_state=0, metrics=names)
+        for n in names:
+            np.testing.assert_array_equal(got[f"test_{n}"], named[f"test_{n}"])
 
 
 def test_cross_validate_checks_fold_indices(ratings):

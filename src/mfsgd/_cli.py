@@ -244,7 +244,7 @@ _EARLY_STOPPING_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
      "smallest improvement of the validation metric that counts for --early-stopping"),
 ]
 _NEEDS_EARLY_STOPPING = ("validation_fraction", "n_iter_no_change", "tol")
-_RANKING_METRICS_DEFAULT = "ndcg@10,hit_rate@10,recall@10"
+_RANKING_METRICS_DEFAULT = "ndcg@10,hit_rate@10,recall@10"  # = model_selection's
 
 # The command line seeds by default, so that the same command gives the same model.
 CLI_DEFAULTS = {"random_state": 0}
@@ -822,7 +822,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .model_selection import cross_validate
+    from .model_selection import cross_validate, default_metrics
 
     _check_option_combinations(args)
     params = _checked_params(args)
@@ -835,8 +835,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if len(data) == 2:  # interactions: cross_validate counts all held-out pairs relevant
         threshold = None
     ranking = params.get("loss", "squared") != "squared"
-    default = _RANKING_METRICS_DEFAULT if ranking else "rmse,mae"
-    metrics = tuple(m.strip() for m in (args.metrics or default).split(","))
+    metrics = default_metrics(model) if not args.metrics else \
+        tuple(m.strip() for m in args.metrics.split(","))
     if ranking and {"rmse", "mae"} & set(metrics):
         raise UserError(f"--metrics {args.metrics}: a ranking loss predicts scores, not "
                         f"ratings; use ranking metrics such as {_RANKING_METRICS_DEFAULT}")

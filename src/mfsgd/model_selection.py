@@ -426,7 +426,7 @@ def _check_metrics(metrics: Any) -> list[tuple[str, Any]]:
         metrics = (metrics,)
     elif not isinstance(metrics, Iterable):
         raise TypeError(f"metrics must be a metric name, a callable or a sequence of them, "
-                        f"e.g. ('rmse', 'mae') (the default) or ('ndcg@10',); got {metrics!r}.")
+                        f"e.g. ('rmse', 'mae') or ('ndcg@10',); got {metrics!r}.")
     out: list[tuple[str, Any]] = []
     for m in metrics:
         if callable(m):
@@ -593,8 +593,21 @@ def _warn_undefined(fold: int, what: str) -> None:
                   "(numpy.nanmean averages them).", UndefinedMetricWarning, stacklevel=3)
 
 
+#: cross_validate's metrics when none are named: a model of ratings is scored by its
+#: errors, a model of interactions (a ranking loss, Popularity) by its top-10 lists.
+RATING_METRICS = ("rmse", "mae")
+RANKING_METRICS = ("ndcg@10", "hit_rate@10", "recall@10")
+
+
+def default_metrics(model: Any) -> tuple[str, ...]:
+    """The metrics ``cross_validate(model, ...)`` computes when none are named."""
+    loss = getattr(model, "loss", "squared")
+    ranks = isinstance(model, Popularity) or (isinstance(loss, str) and loss in RANKING_LOSSES)
+    return RANKING_METRICS if ranks else RATING_METRICS
+
+
 def cross_validate(model: Any, data: Any, cv: Any = 5,
-                   metrics: Iterable[str | Callable[..., float]] = ("rmse", "mae"),
+                   metrics: Iterable[str | Callable[..., float]] | None = None,
                    return_models: bool = False, *, threshold: float | None = 4.0,
                    random_state: Any = None) -> dict[str, Any]:
     """Fit a fresh copy of ``model`` on each training fold and score it on the test fold.
@@ -615,7 +628,10 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
         (PredefinedSplit); or an iterable of such pairs. Row positions are 1-D integer
         arrays (or lists of ints) from 0 to n - 1 (ValueError naming the fold
         otherwise) or boolean masks of length n.
-    metrics : sequence of str or callable, default ("rmse", "mae")
+    metrics : sequence of str or callable, optional
+        Default: ``("rmse", "mae")`` for a model of ratings (the squared loss), and
+        ``("ndcg@10", "hit_rate@10", "recall@10")`` for a ranking loss or
+        :class:`mfsgd.Popularity` (as ``mfsgd evaluate`` chooses).
         ``"rmse"``, ``"mae"`` (not for a ranking loss or :class:`mfsgd.Popularity`,
         whose predictions are scores or counts, not ratings: ``ValueError``); ranking
         metrics ``"precision@k"``, ``"recall@k"``, ``"ndcg@k"``, ``"map@k"``,
@@ -653,7 +669,7 @@ def cross_validate(model: Any, data: Any, cv: Any = 5,
     """
     from .metrics import UndefinedAUC, auc_score, check_threshold, ranking_arrays
 
-    wanted = _check_metrics(metrics)
+    wanted = _check_metrics(default_metrics(model) if metrics is None else metrics)
     _check_model(model, wanted)
     return_models = check_bool("return_models", return_models)
     cols = columns_of(model)
