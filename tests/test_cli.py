@@ -1408,3 +1408,17 @@ def test_options_are_never_abbreviated(work, capsys):
         _cli.main(["train", path, "-o", str(work["dir"] / "abbrev.mfsgd"), "--fact", "4"])
     assert "unrecognized arguments: --fact" in capsys.readouterr().err
     assert not (work["dir"] / "abbrev.mfsgd").exists()
+
+
+def test_threads_minus_one_means_every_cpu(capsys):
+    """--threads -1 is n_threads=-1 (one thread per available CPU); 0 and -2 are refused
+    with the rule."""
+    from mfsgd import _cli
+
+    argv = ["train", "r.csv", "-o", "m.mfsgd", "--threads"]
+    assert _cli.build_parser().parse_args([*argv, "-1"]).n_threads == -1
+    for bad in ("0", "-2"):
+        with pytest.raises(SystemExit):
+            _cli.build_parser().parse_args([*argv, bad])
+        assert f"must be an integer from 1 to {_cli.MAX_THREADS}, or -1 (every available " \
+            f"CPU); got '{bad}'" in capsys.readouterr().err

@@ -71,6 +71,30 @@ def test_threads_do_not_change_a_bit(small_data):
     assert one.n_blocks_ == 6
 
 
+def test_n_threads_minus_one_is_every_available_cpu(small_data, monkeypatch):
+    """n_threads=-1 runs one thread per CPU the process may use (scikit-learn's n_jobs=-1
+    habit), counted when the fit starts; with n_blocks fixed the model is the same as
+    at any thread count. Other values below 1 are refused, naming -1."""
+    from mfsgd import _config
+
+    monkeypatch.setattr(_config, "available_cpus", lambda: 3)
+    assert _config.make_config(MatrixFactorization(n_threads=-1).get_params()).n_threads == 3
+    monkeypatch.setattr(_config, "available_cpus", lambda: 10**6)
+    assert _config.make_config(MatrixFactorization(n_threads=-1).get_params()).n_threads \
+        == _config.MAX_THREADS
+    monkeypatch.undo()
+    kw = dict(n_factors=8, n_epochs=3, random_state=5, n_blocks=4)
+    every = MatrixFactorization(n_threads=-1, **kw).fit(small_data)
+    one = MatrixFactorization(n_threads=1, **kw).fit(small_data)
+    np.testing.assert_array_equal(every.user_factors_, one.user_factors_)
+    assert every.get_params()["n_threads"] == -1
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=r"n_threads must be an int from 1 to \d+, or -1 "
+                                             r"\(every available CPU\); got " + str(bad)):
+            MatrixFactorization(n_threads=bad).fit(small_data)
+    assert _config.available_cpus() >= 1
+
+
 def test_shuffle_false_single_block_keeps_the_given_order(small_data):
     """One epoch without shuffling equals the NumPy reference over the given order,
     starting from the documented initialisation (factors N(0, init_std) drawn users

@@ -539,7 +539,8 @@ def test_n_factors_of_a_loaded_model_is_that_of_its_arrays(fitted, saved, tmp_pa
 
 @pytest.mark.parametrize("change, exc, message", [
     ({"verbose": 2}, TypeError, r"verbose must be True or False; got 2 \(int\)\."),
-    ({"n_threads": 0}, ValueError, r"n_threads must be an int >= 1; got 0\."),
+    ({"n_threads": 0}, ValueError,
+     r"n_threads must be an int from 1 to \d+, or -1 \(every available CPU\); got 0\."),
     ({"learning_rate": 0.0}, ValueError, r"learning_rate must be a float > 0\.0; got 0\.0\."),
     ({"min_rating": 4.0}, ValueError, r"min_rating is only used with a ranking loss"),
     ({"random_state": -1}, ValueError, r"random_state must be a non-negative int; got -1\."),

@@ -158,7 +158,7 @@ BAD_PARAMS = [
     ({"n_iter_no_change": 0}, ValueError, r"n_iter_no_change must be an int >= 1"),
     ({"tol": -1}, ValueError, r"tol must be a float >= 0.0"),
     ({"shuffle": "yes"}, TypeError, r"shuffle must be True or False"),
-    ({"n_threads": 0}, ValueError, r"n_threads must be an int >= 1"),
+    ({"n_threads": 0}, ValueError, r"n_threads must be an int from 1 to \d+, or -1"),
     ({"n_blocks": 0}, ValueError, r"n_blocks must be an int >= 1"),
     ({"n_blocks": 256}, ValueError, r"n_blocks must be an int from 1 to 255; got 256"),
     ({"random_state": -1}, ValueError, r"random_state must be a non-negative int"),

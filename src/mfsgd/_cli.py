@@ -154,7 +154,21 @@ _nonneg_int = _number(int, 0)
 _positive_float = _number(float, 0, strict=True)
 _nonneg_float = _number(float, 0)
 _fraction = _number(float, 0, strict=True, high=1)
-_threads = _number(int, 1, high=MAX_THREADS)
+_threads_range = _number(int, 1, high=MAX_THREADS)
+
+
+def _threads(text: str) -> int:
+    """--threads: 1 to MAX_THREADS, or -1 (every available CPU, as n_threads=-1)."""
+    if text.strip() == "-1":
+        return -1
+    try:
+        return _threads_range(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_THREADS}, or -1 "
+                                         f"(every available CPU); got {text!r}") from None
+
+
+_threads.__name__ = "an integer from 1 to MAX_THREADS, or -1"
 _blocks = _number(int, 1, high=MAX_BLOCKS)
 
 
@@ -224,7 +238,7 @@ _MODEL_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
     ("--nonnegative", "nonnegative", {"action": "store_true"}, "keep every factor >= 0"),
     ("--dtype", "dtype", {"choices": ["float32", "float64"]}, "precision of the parameters"),
     ("--threads", "n_threads", {"type": _threads, "metavar": "T"},
-     "threads running the kernel"),
+     "threads running the kernel (-1: one per available CPU)"),
     ("--blocks", "n_blocks", {"type": _blocks, "metavar": "B"},
      "blocks per side of the parallel grid; fix it to get the same model for any --threads"),
     ("--seed", "random_state", {"type": _nonneg_int, "metavar": "SEED"},

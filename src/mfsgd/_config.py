@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -157,6 +158,27 @@ class FitConfig:
         return dataclasses.replace(self, **changes)
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(value: Any) -> int:
+    """``n_threads`` as an int from 1 to MAX_THREADS; -1 means every CPU this process
+    may use (at most MAX_THREADS), as scikit-learn's ``n_jobs=-1``."""
+    rule = f"n_threads must be an int from 1 to {MAX_THREADS}, or -1 (every available CPU)"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{rule}; got {value!r} ({type(value).__name__}).")
+    if value == -1:
+        return min(available_cpus(), MAX_THREADS)
+    if not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"{rule}; got {value!r}.")
+    return int(value)
+
+
 def make_config(params: Mapping[str, Any]) -> FitConfig:
     """Validate the estimator's parameters (``get_params()``) into a FitConfig; raises
     TypeError or ValueError naming the parameter, the rule and the value received."""
@@ -165,10 +187,7 @@ def make_config(params: Mapping[str, Any]) -> FitConfig:
         nb = check_int("n_blocks", nb)
         if nb > MAX_BLOCKS:
             raise ValueError(f"n_blocks must be an int from 1 to {MAX_BLOCKS}; got {nb}.")
-    n_threads = check_int("n_threads", params["n_threads"])
-    if n_threads > MAX_THREADS:
-        raise ValueError(f"n_threads must be an int from 1 to {MAX_THREADS}; "
-                         f"got {params['n_threads']!r}.")
+    n_threads = resolve_threads(params["n_threads"])
     loss = params.get("loss", "squared")
     if not isinstance(loss, str) or loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {loss!r}.")

@@ -108,7 +108,10 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
     verbose : bool, default False
         Print one line per epoch.
     n_threads : int, default 1
-        Threads running the kernel (stratified block SGD; see ``n_blocks``).
+        Threads running the kernel (stratified block SGD; see ``n_blocks``). -1: one per
+        CPU this process may use, counted when a fit starts (with ``n_blocks=None`` the
+        model then depends on the machine: fix ``n_blocks`` to get the same one
+        everywhere).
     n_blocks : int or None, default None
         Blocks per side of the user x item grid of parallel work (1 to 255). None means
         1 for one thread and 2 x ``n_threads`` otherwise, but no more than leaves about
