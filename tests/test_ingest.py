@@ -381,10 +381,12 @@ def test_dictionary_ids_are_checked_where_rows_use_them():
         return pa.table({"user": dict_ids(pa.array(indices, pa.int32()), pa.array(values)),
                          "item": items, "rating": ratings})
 
-    with pytest.raises(ValueError, match=r"users has 2 missing ids \(first at position 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"users has 2 missing ids \(None or NaN; first at position 4\)"):
         fit(table([0, 0, 0, 1, 2, 2], ["a", "b", None]))
     # a null index (row 3) and an index of the dictionary's null (row 1) count alike
-    with pytest.raises(ValueError, match=r"users has 2 missing ids \(first at position 1\)"):
+    with pytest.raises(ValueError,
+                       match=r"users has 2 missing ids \(None or NaN; first at position 1\)"):
         fit(table([0, 2, 0, None, 1, 0], ["a", "b", None]))
     # the null at index 2, a NUL id and a non-integral float that no row uses are fine
     for values in (["a", "b", None], ["a", "b", "c\x00"]):
@@ -398,7 +400,8 @@ def test_dictionary_ids_are_checked_where_rows_use_them():
     with pytest.raises(ValueError, match=r"non-finite id \(first at position 5: "):
         fit(table([1, 1, 1, 1, 1, 0], [float("inf"), 2.0]))
     m = fit(table([0, 1, 0, 1, 0, 1], ["a", "b", None]))
-    with pytest.raises(ValueError, match=r"users has 1 missing ids \(first at position 3\)"):
+    with pytest.raises(ValueError,
+                       match=r"users has 1 missing ids \(None or NaN; first at position 3\)"):
         m.predict(table([0, 1, 0, 2, 0, 1], ["a", "b", None]))
 
 
@@ -415,7 +418,8 @@ def test_categorical_ids_are_checked_where_rows_use_them():
         fit(frame([1.0, 1.0, 2.5, 1.0], [2.5, 1.0]))
     with pytest.raises(ValueError, match=r"NUL character \\x00 \(first at position 3: "):
         fit(frame(["a", "b", "a", "c\x00"], ["c\x00", "a", "b"]))
-    with pytest.raises(ValueError, match=r"users has 1 missing ids \(first at position 1\)"):
+    with pytest.raises(ValueError,
+                       match=r"users has 1 missing ids \(None or NaN; first at position 1\)"):
         fit(frame(["a", None, "a", "b"], ["a", "b"]))
 
 

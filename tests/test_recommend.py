@@ -519,6 +519,34 @@ def test_pandas_string_ids_with_na_are_missing_ids(small):
         MatrixFactorization(n_epochs=1).fit(X.assign(rating=[1.0, 2.0]))
 
 
+@pytest.mark.parametrize("kind", ["object", "str", "category", "arrow"])
+def test_predict_on_encoded_string_columns_equals_predict_on_arrays(small, kind):
+    """A pandas column of strings (object, str, Categorical, Arrow) is looked up once per
+    distinct id (10-20x faster than per row on 2 M rows: review 26); the predictions are
+    those of the same ids as a plain array, unknown ids included (mu + the known side)."""
+    pd = pytest.importorskip("pandas")
+    u, i, r = small
+    users = np.array([f"u{x}" for x in u], dtype=object)
+    items = np.array([f"i{x}" for x in i], dtype=object)
+    m = MatrixFactorization(n_factors=3, n_epochs=2, random_state=0).fit((users, items, r))
+    qu = np.concatenate([users[::7], ["new user"], users[:3]]).astype(object)
+    qi = np.concatenate([items[::7], [items[0], "new item", items[1], "new item"]])
+    want = m.predict((qu.astype(str), qi.astype(str)))
+    if kind == "arrow":
+        pa = pytest.importorskip("pyarrow")
+        dt = pd.ArrowDtype(pa.string())
+    else:
+        dt = {"object": object, "str": "str", "category": "category"}[kind]
+    X = pd.DataFrame({"user": qu, "item": qi}).astype({"user": dt, "item": dt})
+    np.testing.assert_array_equal(m.predict(X), want)
+    assert np.isfinite(want).all()  # unknown ids: mu plus the known side
+    refit = MatrixFactorization(n_factors=3, n_epochs=2, random_state=0).fit(
+        pd.DataFrame({"user": users, "item": items, "rating": r}).astype(
+            {"user": dt, "item": dt}))
+    np.testing.assert_array_equal(refit.user_factors_, m.user_factors_)
+    np.testing.assert_array_equal(refit.user_ids_, m.user_ids_)
+
+
 def test_string_ids_with_nul_are_refused(small):
     """NumPy's fixed-width strings drop trailing NULs: "u0\\x00" became "u0", so fold_in
     overwrote user "u0" instead of adding a user, and fit merged the two."""

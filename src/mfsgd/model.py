@@ -556,7 +556,10 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             (no scale, never clipped).
         """
         st = self._require_fitted("predict")
-        users, items, _ = self._unpack(X, None, need_ratings=False)
+        # dictionary-encoded ids (a Categorical, an Arrow column) stay encoded: looked up
+        # once per distinct id
+        users, items, _ = unpack(X, None, columns=columns_of(self), what="X",
+                                 ratings="ignore", encoded=True)
         out = R.predict_rows(st, st.user_map.lookup("users", users),
                              st.item_map.lookup("items", items))
         if self.clip and st.loss == "squared":
