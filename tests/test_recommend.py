@@ -754,3 +754,24 @@ def test_a_set_of_string_ids_is_candidates_and_a_string_is_one_id(small):
         m.recommend("u0", items="i1")
     with pytest.raises(TypeError, match=r"items mixes id types"):
         m.recommend("u0", items={"i1", 1})
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_merge_seen_is_the_record_of_the_old_pairs_then_the_new(seed):
+    """merge_seen inserts new pairs into the record in one pass; it must give exactly the
+    CSR that seen_csr builds from the old pairs followed by the new ones (each user's new
+    items after their old ones, in the order given), for new users too."""
+    from mfsgd._state import merge_seen, seen_csr
+
+    rng = np.random.default_rng(seed)
+    n_old, n_new = int(rng.integers(1, 30)), int(rng.integers(0, 5))
+    ou, oi = rng.integers(0, n_old, 200), rng.integers(0, 50, 200)
+    indptr, items = seen_csr(ou, oi, n_old)
+    for size in (0, 1, 7, 120):
+        nu = rng.integers(0, n_old + n_new, size).astype(np.int32)
+        ni = rng.integers(0, 50, size).astype(np.int32)
+        got = merge_seen(indptr, items, n_old + n_new, nu, ni)
+        want = seen_csr(np.r_[ou, nu], np.r_[oi, ni], n_old + n_new)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
