@@ -21,8 +21,14 @@ of the other side's mean squared row norm) to compare values.
 ``reg_factors``) or by 5 epochs of ``partial_fit``; the RMSE on their uN.test ratings,
 and for items the share of all users' top-10 slots that the added items take.
 
+``--latency`` measures what serving pays instead: wall milliseconds per new user when
+users are folded in one per call and 100 per call, on ``make_ratings`` sets of
+``--sizes`` ratings (users = ratings / 20, items = ratings / 40, k = 64), for the squared
+loss and bpr (one epoch each: the fit's quality does not matter here); best of 3 rounds.
+
     python bench/fold_in.py [--data DIR] [--loss warp bpr softmax] [--reg 0.03]
     python bench/fold_in.py [--data DIR] --squared [--squared-reg 0.05 0.1 0.2]
+    python bench/fold_in.py --latency [--sizes 200000 2000000]
 """
 
 from __future__ import annotations
@@ -104,6 +110,40 @@ def squared_main(args, folds) -> None:
         print(md_table(["added by (fold_in reg)", *cols], rows))
 
 
+def latency_main(sizes: list[int]) -> None:
+    """Per-user wall ms of fold_in: one new user (10 interactions) per call, and 100
+    new users in one call."""
+    from mfsgd.datasets import make_ratings
+
+    rows = []
+    for n in sizes:
+        u, i, r = make_ratings(max(n // 20, 10), max(n // 40, 10), n, random_state=0,
+                               as_frame=False)
+        items = np.unique(i)
+        rng = np.random.default_rng(1)
+        batches = [rng.choice(items, 10, replace=False) for _ in range(100)]
+        for loss in ("squared", "bpr"):
+            progress(f"{n} ratings, {loss}")
+            m = MatrixFactorization(loss=loss, n_factors=64, n_epochs=1, random_state=0)
+            m.fit((u, i, r) if loss == "squared" else (u, i))
+            one, many = [], []
+            for rnd in range(3):
+                base = 10**9 + rnd * 1000
+                mm = copy.deepcopy(m)
+                t = time.perf_counter()
+                for k, its in enumerate(batches):
+                    mm.fold_in((np.full(10, base + k), its, np.full(10, 4.0)))
+                one.append((time.perf_counter() - t) / len(batches))
+                mm = copy.deepcopy(m)
+                users = np.repeat(base + np.arange(len(batches)), 10)
+                t = time.perf_counter()
+                mm.fold_in((users, np.concatenate(batches), np.full(users.size, 4.0)))
+                many.append((time.perf_counter() - t) / len(batches))
+            rows.append([f"{n:,}", loss, f"{min(one) * 1e3:.2f}", f"{min(many) * 1e3:.3f}"])
+    print("\n## fold_in latency: wall ms per new user (10 interactions each), best of 3\n")
+    print(md_table(["ratings", "loss", "one user per call", "100 users in one call"], rows))
+
+
 def main() -> None:
     ap = Parser(__doc__)
     ap.add_data()
@@ -118,7 +158,15 @@ def main() -> None:
                     help="measure the squared loss's fold_in instead (RMSE)")
     ap.add_argument("--squared-reg", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5],
                     help="fold_in(reg=) values for --squared (default 0.05 0.1 0.2 0.5)")
+    ap.add_argument("--latency", action="store_true",
+                    help="measure fold_in's per-user latency on synthetic sets instead")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[200_000, 2_000_000],
+                    help="ratings of the --latency sets (default 200000 2000000)")
     args = ap.parse_args()
+    if args.latency:
+        print(header())
+        latency_main(args.sizes)
+        return
     if args.reg is not None:
         R.FOLD_IN_RANKING_REG = args.reg
     print(header())

@@ -1422,3 +1422,46 @@ def test_threads_minus_one_means_every_cpu(capsys):
             _cli.build_parser().parse_args([*argv, bad])
         assert f"must be an integer from 1 to {_cli.MAX_THREADS}, or -1 (every available " \
             f"CPU); got '{bad}'" in capsys.readouterr().err
+
+
+def test_recommend_all_serves_many_users_in_one_pass(work, tmp_path, capsys):
+    """recommend-all serves every user, or those of --users FILE, in one recommend_all
+    pass: user<TAB>item<TAB>score lines, each user's list the one-user command's (a
+    process per user cost 0.3 s of start-up: review 26)."""
+    m = str(work["dir"] / "m.mfsgd")
+    model = load(m)
+    users = [int(x) for x in work["u"][:3]]
+    f = tmp_path / "users.txt"
+    f.write_text("".join(f"{u}\n" for u in users) + "\n")
+    assert _cli.main(["recommend-all", m, "--users", str(f), "-n", "4"]) == 0
+    lines = [ln.split("\t") for ln in capsys.readouterr().out.splitlines()]
+    ids, scores = model.recommend_all(users, n=4)
+    assert [(int(a), int(b)) for a, b, _ in lines] == \
+        [(u, int(v)) for u, row in zip(users, ids, strict=True) for v in row]
+    np.testing.assert_allclose([float(s) for *_, s in lines], scores.ravel(), atol=5e-5)
+    for u in users:  # each user's list is the one-user command's
+        assert _cli.main(["recommend", m, str(u), "-n", "4"]) == 0
+        one = [ln.split("\t")[0] for ln in capsys.readouterr().out.splitlines()]
+        assert one == [b for a, b, _ in lines if int(a) == u]
+    assert _cli.main(["recommend-all", m, "--users", str(f), "-n", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["user"] for r in out["recommendations"]] == users
+    assert [[x["item"] for x in r["recommendations"]] for r in out["recommendations"]] == \
+        ids.tolist()
+    assert _cli.main(["recommend-all", m, "-n", "2"]) == 0
+    got = [ln.split("\t") for ln in capsys.readouterr().out.splitlines()]
+    assert len(got) == 2 * len(model.user_ids_)
+    assert [int(a) for a, *_ in got[::2]] == model.user_ids_.tolist()
+    f.write_text(f"{users[0]}\n999999\n")
+    assert _cli.main(["recommend-all", m, "--users", str(f)]) == 2
+    assert "1 of the 2 users are not in the model (the first: 999999)" in \
+        capsys.readouterr().err
+    assert _cli.main(["recommend-all", m, "--users", str(f), "--allow-unknown", "-n", "3",
+                      "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["recommendations"]
+    assert [r["known"] for r in out] == [True, False]
+    assert [x["item"] for x in out[1]["recommendations"]] == \
+        model.recommend(999999, n=3)[0].tolist()
+    (tmp_path / "none.txt").write_text("\n")
+    assert _cli.main(["recommend-all", m, "--users", str(tmp_path / "none.txt")]) == 2
+    assert "holds no user id" in capsys.readouterr().err

@@ -899,6 +899,42 @@ def cmd_recommend(args: argparse.Namespace) -> None:
           "\n".join(f"{r['item']}\t{r['score']:.4f}" for r in rows))
 
 
+def cmd_recommend_all(args: argparse.Namespace) -> None:
+    """Top-n for many users in one blocked pass (``recommend_all``): one line per user
+    and item, ``user<TAB>item<TAB>score``, best first per user in the order given (or
+    with --json one object whose ``recommendations`` lists each user's)."""
+    m = _load(args.model)
+    if args.users is None:
+        users = m.user_ids_.tolist()
+    else:
+        try:
+            with open(args.users, encoding="utf-8") as f:
+                given = [line.strip() for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"--users {args.users}: cannot read it ({e})") from None
+        if not given:
+            raise UserError(f"--users {args.users} holds no user id (one per line)")
+        users = [_model_id(m.user_ids_, v, "user") for v in given]
+    known = m._state.user_map.lookup("users", users) >= 0
+    if not args.allow_unknown and not known.all():
+        first = users[int(np.argmin(known))]
+        raise UserError(f"{int(np.count_nonzero(~known))} of the {len(users)} users are not in "
+                        f"the model (the first: {first!r}); pass --allow-unknown to serve them "
+                        "the most popular items")
+    ids, scores = m.recommend_all(users, n=args.n, exclude_seen=not args.include_seen)
+    per_user = []
+    for u, row_ids, row_scores, k in zip(users, ids, scores, known, strict=True):
+        ok = np.isfinite(row_scores)  # fewer unseen candidates than n: -inf slots
+        per_user.append({"user": _json_id(u), "known": bool(k),
+                         "recommendations": [{"item": _json_id(v), "score": float(s)} for v, s
+                                             in zip(row_ids[ok], row_scores[ok], strict=True)]})
+    if getattr(args, "json", False):
+        _emit(args, {"recommendations": per_user}, "")
+        return
+    sys.stdout.write("".join(f"{rec['user']}\t{r['item']}\t{r['score']:.4f}\n"
+                             for rec in per_user for r in rec["recommendations"]))
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     m = _load(args.model)
     # The epoch whose parameters the model holds: early stopping keeps its best one, not
@@ -1004,6 +1040,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="serve an unknown user by item popularity instead of failing")
     rc.set_defaults(func=cmd_recommend)
 
+    ra = sub.add_parser("recommend-all", help="top-N items for every user, or those of a file, "
+                                              "in one pass")
+    ra.add_argument("model", help="model file written by 'mfsgd train'")
+    ra.add_argument("--users", metavar="FILE",
+                    help="the user ids to serve, one per line (/dev/stdin reads a pipe); "
+                         "default: every user of the model")
+    ra.add_argument("-n", type=_positive_int, default=10, help=_dflt("number of items"))
+    ra.add_argument("--include-seen", action="store_true",
+                    help="keep items the users rated in training")
+    ra.add_argument("--allow-unknown", action="store_true",
+                    help="serve unknown users by item popularity instead of failing")
+    ra.set_defaults(func=cmd_recommend_all)
+
     i = sub.add_parser("info", help="describe a saved model")
     i.add_argument("model", help="model file written by 'mfsgd train'")
     i.set_defaults(func=cmd_info)
@@ -1014,7 +1063,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "there is a validation set; a ranking loss: its loss and "
                              "validation metric); the type follows the extension (.png, "
                              ".svg, .pdf...), none means PNG and adds .png")
-    for sp in (d, t, ev, pr, rc, i):
+    for sp in (d, t, ev, pr, rc, ra, i):
         sp.set_defaults(parser=sp)
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
