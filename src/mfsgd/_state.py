@@ -10,6 +10,8 @@ none of them needs the estimator module.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,10 @@ import numpy as np
 
 from . import _sgd
 from ._idmap import IdMap, idmap_from_ids
+
+# Serialises the first build of a state's derived arrays (see FittedState.derived), so two
+# threads asking at once build them once, not twice the memory.
+_DERIVED_LOCK = threading.RLock()
 
 
 def padded_width(k: int, dtype: Any) -> int:
@@ -254,6 +260,27 @@ class FittedState:
     # accumulators().
     user_accum: np.ndarray | None = None
     item_accum: np.ndarray | None = None
+
+    def derived(self, key: Any, build: Callable[[], Any]) -> Any:
+        """``build()``, computed on first use and kept with this state: arrays derived
+        from the fitted arrays that several queries reuse (``similar_items``' float64
+        factors and norms). The state is never mutated and every fit, partial_fit,
+        fold_in or load makes a new one, so what is kept here never outlives the arrays
+        it was derived from. Not a field: pickling, ``copy.deepcopy`` and ``save`` leave
+        it out (see ``__getstate__``), and ``dataclasses.replace`` starts without it."""
+        cache = self.__dict__.get("_derived")
+        if cache is not None and key in cache:
+            return cache[key]
+        with _DERIVED_LOCK:
+            cache = self.__dict__.setdefault("_derived", {})  # frozen: not via setattr
+            if key not in cache:
+                cache[key] = build()
+            return cache[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_derived", None)  # rebuilt on demand; a pickle or a copy holds none
+        return state
 
     @property
     def kernel_mu(self) -> float:
