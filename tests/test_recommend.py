@@ -486,11 +486,9 @@ def test_single_id_queries_name_the_problem(small):
     with pytest.raises(ValueError, match=r"^user must be one id, not a sequence; got list of "
                                          r"length 1\. For several users use recommend_all\.$"):
         m.recommend([0])
-    with pytest.raises(ValueError, match=r"^item must be one id, not a sequence; got ndarray "
-                                         r"of length 2\. Call similar_items once per item\.$"):
-        m.similar_items(np.array([1, 2]))
-    with pytest.raises(ValueError, match=r"^user must be one id, not a sequence; got tuple"):
-        m.similar_users((0,))
+    # similar_* take a list, tuple or array of ids as well: one row each
+    assert m.similar_items(np.array([1, 2]), n=2, min_support=1)[0].shape == (2, 2)
+    assert m.similar_users((0,), n=2, min_support=1)[0].shape == (1, 2)
     for bad in (None, float("nan"), np.float32("nan")):
         with pytest.raises(ValueError, match=r"^item must be an id; got "):
             m.similar_items(bad)
@@ -721,10 +719,14 @@ def test_id_list_arguments_say_what_to_pass(small):
     with pytest.raises(ValueError, match=r"^user must be one id; got a set\. For several users "
                                          r"use recommend_all\.$"):
         m.recommend({0})
-    with pytest.raises(ValueError, match=r"^item must be one id; got a generator\. Call "
-                                         r"similar_items once per item\.$"):
+    # similar_* take a list of ids, whose order gives the rows: not a set or a generator
+    with pytest.raises(ValueError, match=r"^item must be a list or a 1-D array of ids, as row k "
+                                         r"of the result belongs to item\[k\]; got a generator, "
+                                         r"which is not a sequence\. Pass a list, e\.g\. "
+                                         r"list\(item\)\.$"):
         m.similar_items(x for x in [1])
-    with pytest.raises(ValueError, match=r"^user must be one id; got a frozenset\."):
+    with pytest.raises(ValueError, match=r"^user must be a list or a 1-D array of ids, .* got a "
+                                         r"frozenset, .* sorted\(user\)\.$"):
         m.similar_users(frozenset([1]))
     # a column of rating rows: order counts, and the message says what to pass
     column = r"^users must be 1-D \(one value per rating\); got a set, which is not a " \

@@ -262,15 +262,15 @@ def recommend_rows(st: FittedState, urows: np.ndarray, n: int, *,
     return cols, vals
 
 
-def _banned(item_map: IdMap, exclude_items: Any) -> np.ndarray:
-    """The rows of the blacklist's ids the model knows. Unknown ids are ignored, ids of
-    the other type too (a str on an integer-id model, or in a list mixing both: a
-    blacklist drawn from a shared catalogue), which cannot be the model's."""
+def _banned(item_map: IdMap, exclude_items: Any, name: str = "exclude_items") -> np.ndarray:
+    """The rows of the blacklist's ids the model knows (``name``: the argument, for
+    messages; the users' map for similar_users' ``exclude_users``). Unknown ids are
+    ignored, ids of the other type too (a str on an integer-id model, or in a list mixing
+    both: a blacklist drawn from a shared catalogue), which cannot be the model's."""
     if isinstance(exclude_items, Iterator):  # a generator: read once, for a second look
         exclude_items = list(exclude_items)
     try:
-        rows = item_map.lookup("exclude_items",
-                               id_list("exclude_items", exclude_items, ordered=False))
+        rows = item_map.lookup(name, id_list(name, exclude_items, ordered=False))
     except TypeError:
         if isinstance(exclude_items, (str, bytes)) or not isinstance(exclude_items, Iterable):
             raise
@@ -286,7 +286,7 @@ def _banned(item_map: IdMap, exclude_items: Any) -> np.ndarray:
             raise
         if not mine:
             return np.empty(0, dtype=np.int32)
-        rows = item_map.lookup("exclude_items", id_list("exclude_items", mine, ordered=False))
+        rows = item_map.lookup(name, id_list(name, mine, ordered=False))
     return rows[rows >= 0]
 
 
@@ -303,17 +303,7 @@ def recommend(st: FittedState, users: Any, n: int, exclude_seen: bool, items: An
     banned = None if exclude_items is None else _banned(st.item_map, exclude_items)
     icols = None
     if items is not None:
-        cand = id_list("items", items, ordered=False)
-        icols = st.item_map.lookup("items", cand)
-        unknown = cand[icols < 0]
-        if unknown.size:
-            shown = ", ".join(repr(x.item()) for x in unknown[:5])
-            more = f" and {unknown.size - 5} more" if unknown.size > 5 else ""
-            raise ValueError(
-                f"items holds {unknown.size} id(s) the model does not know ({shown}{more}); "
-                "an item unseen in training cannot be ranked. Drop them from the candidates.")
-        # A repeated candidate would be listed twice, and only one copy excluded as seen.
-        icols = icols[np.sort(np.unique(icols, return_index=True)[1])]
+        icols = candidate_rows(st.item_map, "items", items, "an item")
         if banned is not None:
             icols, banned = icols[~np.isin(icols, banned)], None
     seen = st.seen() if exclude_seen and st.seen_indptr is not None else None
@@ -333,35 +323,161 @@ def row_of(idmap: IdMap, raw: Any, what: str) -> int:
 def similar(factors: np.ndarray, row: int, n: int,
             eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows most cosine-similar to ``row`` (itself excluded), best first. Only rows where
-    ``eligible`` is true may be returned (fewer than n when fewer qualify)."""
+    ``eligible`` is true may be returned (fewer than n when fewer qualify). Converts and
+    normalises ``factors`` on every call: the estimator's similar_items uses
+    :func:`similar_one` on the arrays its fitted state keeps (:func:`similarity_arrays`)."""
     f = factors.astype(np.float64)
-    norms = np.linalg.norm(f, axis=1)
+    return similar_one(f, np.linalg.norm(f, axis=1), row, n,
+                       None if eligible is None else ~eligible)
+
+
+def similarity_arrays(st: FittedState, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 factors of ``side`` ("item" or "user") and their norms, made once per
+    fitted state (n x (k + 1) x 8 bytes, kept until the state is replaced)."""
+    def build() -> tuple[np.ndarray, np.ndarray]:
+        f = st.factors(f"{side}_factors").astype(np.float64)
+        return f, np.linalg.norm(f, axis=1)
+
+    return st.derived(("similarity", side), build)
+
+
+def similar_one(f: np.ndarray, norms: np.ndarray, row: int, n: int,
+                dead: np.ndarray | None = None, icols: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`similar` on float64 ``f`` and its row ``norms``: the candidate columns (rows
+    of ``f``, or of ``f[icols]``) most cosine-similar to ``row``, best first (equal
+    similarities in column order), without ``row`` itself and the columns ``dead``
+    marks; fewer than n when fewer qualify. One matrix-vector product."""
     q = f[row] / norms[row] if norms[row] > 0 else f[row]
+    F, nr = (f, norms) if icols is None else (f[icols], norms[icols])
     with np.errstate(invalid="ignore", divide="ignore"):
-        sims = (f @ q) / norms
+        sims = (F @ q) / nr
     sims[~np.isfinite(sims)] = 0.0  # all-zero rows: no direction, similarity 0
-    sims[row] = -np.inf
-    if eligible is not None:
-        sims[~eligible] = -np.inf
-    c, v = top_n(sims[None, :], min(n, f.shape[0] - 1))
+    if icols is None:
+        sims[row] = -np.inf
+    else:
+        sims[icols == row] = -np.inf
+    if dead is not None:
+        sims[dead] = -np.inf
+    c, v = top_n(sims[None, :], min(n, F.shape[0] - (icols is None)))
     keep = np.isfinite(v[0])
     return c[0][keep], v[0][keep]
 
 
-def similar_ids(st: FittedState, side: str, raw: Any, n: int,
-                min_support: int) -> tuple[np.ndarray, np.ndarray]:
+def similar_blocks(f: np.ndarray, norms: np.ndarray, rows: np.ndarray, n: int,
+                   dead: np.ndarray | None = None, icols: np.ndarray | None = None,
+                   budget: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`similar_one` for many ``rows`` at once, as two arrays of shape
+    (len(rows), min(n, n_candidates)) (n_candidates: the rows of ``f`` but one, or
+    len(icols)): candidate columns and similarities, -inf in the slots of a row with
+    fewer qualifying candidates (their columns mean nothing). Blocks of query rows,
+    each one matrix product against every candidate and the compiled top-n scan, at
+    most ``budget`` (default SCORE_BUDGET / 2: 64 MiB of float64) scores at a time.
+
+    The same lists as the per-row calls, to rounding: a matrix product sums a dot
+    product's k terms in another order than a matrix-vector product (and BLAS's order
+    can depend on the block's shape), so a similarity may differ in its last bits, and
+    two candidates within such a difference of each other may swap."""
+    F, nr = (f, norms) if icols is None else (f[icols], norms[icols])
+    width = min(n, F.shape[0] - (icols is None))
+    cols = np.empty((rows.size, width), np.int64)
+    vals = np.empty((rows.size, width), np.float64)
+    if rows.size == 0 or width == 0:
+        return cols, vals
+    where = None  # each query row's own candidate column (-1: none)
+    if icols is not None:
+        where = np.full(f.shape[0], -1, np.int64)
+        where[icols] = np.arange(icols.size)
+    step = max(1, ((SCORE_BUDGET // 2) if budget is None else budget) // max(F.shape[0], 1))
+    for s in range(0, rows.size, step):
+        r = rows[s:s + step]
+        qn = norms[r][:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            Q = np.where(qn > 0, f[r] / qn, f[r])
+            S = Q @ F.T
+            S /= nr[None, :]
+        S[~np.isfinite(S)] = 0.0
+        own = r if where is None else where[r]
+        mine = own >= 0
+        S[np.flatnonzero(mine), own[mine]] = -np.inf
+        if dead is not None:
+            S[:, dead] = -np.inf
+        cols[s:s + r.size], vals[s:s + r.size] = top_n(S, width)
+    return cols, vals
+
+
+def _unknown_error(what: str, ids: np.ndarray, why: str) -> ValueError:
+    shown = ", ".join(repr(x.item()) for x in ids[:5])
+    more = f" and {ids.size - 5} more" if ids.size > 5 else ""
+    return ValueError(f"{what} holds {ids.size} id(s) the model does not know "
+                      f"({shown}{more}); {why}")
+
+
+def candidate_rows(idmap: IdMap, name: str, values: Any, noun: str) -> np.ndarray:
+    """The rows of a whitelist ``values`` (any iterable of ids, see ``id_list``), first
+    occurrences in the order given; ValueError naming the ids the model does not know
+    (``noun``: "an item", "a user")."""
+    cand = id_list(name, values, ordered=False)
+    rows = idmap.lookup(name, cand)
+    unknown = cand[rows < 0]
+    if unknown.size:
+        raise _unknown_error(name, unknown, f"{noun} unseen in training cannot be ranked. "
+                                            "Drop them from the candidates.")
+    # A repeated candidate would be listed twice, and only one copy excluded as seen.
+    return rows[np.sort(np.unique(rows, return_index=True)[1])]
+
+
+def similar_ids(st: FittedState, side: str, raw: Any, n: int, min_support: int, *,
+                many: bool = False, candidates: Any = None, exclude: Any = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """similar_items (side "item") / similar_users ("user") on validated ``n`` and
-    ``min_support``: ids and cosine similarities, best first."""
+    ``min_support``: ids and cosine similarities, best first. ``many``: ``raw`` is a
+    list of ids, and the result two arrays of one row per id (see
+    :func:`similar_blocks`); otherwise one id, and 1-D arrays. ``candidates`` /
+    ``exclude``: the whitelist and blacklist, checked as recommend's ``items`` /
+    ``exclude_items``."""
     idmap = st.item_map if side == "item" else st.user_map
-    row = row_of(idmap, raw, side)
+    noun = side + "s"
+    if many:
+        asked = id_list(side, raw, ordered=True)
+        rows = idmap.lookup(side, asked) if asked.size else np.empty(0, np.int64)
+        if (rows < 0).any():
+            raise _unknown_error(side, asked[rows < 0],
+                                 f"similar_{noun} compares known {noun} only.")
+    else:
+        rows = np.array([row_of(idmap, raw, side)])
     # every row has an interaction unless the state counts them apart (min_rating)
-    counts = st.support(side) if min_support > 1 or st.user_counts is not None else None
-    if counts is not None and counts[row] == 0:  # zero factors: every similarity is 0
-        raise ValueError(f"{side} {raw!r} has no training interaction (every row of it was "
-                         "rated below min_rating), so no factors to compare.")
-    eligible = None if counts is None else counts >= max(min_support, 1)
-    c, v = similar(st.factors(f"{side}_factors"), row, n, eligible)
-    return idmap.ids[c], v
+    counts = None
+    if min_support > 1 or st.user_counts is not None:
+        counts = st.derived(("support", side), lambda: st.support(side))
+    if counts is not None and rows.size and (counts[rows] == 0).any():  # zero factors
+        if not many:
+            raise ValueError(f"{side} {raw!r} has no training interaction (every row of it "
+                             "was rated below min_rating), so no factors to compare.")
+        empty = np.unique(asked[counts[rows] == 0])
+        shown = ", ".join(repr(x.item()) for x in empty[:5])
+        raise ValueError(f"{side}(s) {shown} have no training interaction (every row of "
+                         "them was rated below min_rating), so no factors to compare; leave "
+                         "them out of the query.")
+    dead = None if counts is None else counts < max(min_support, 1)
+    icols = None
+    banned = None if exclude is None else _banned(idmap, exclude, f"exclude_{noun}")
+    if candidates is not None:
+        icols = candidate_rows(idmap, noun, candidates, "an item" if side == "item" else
+                               "a user")
+        if banned is not None:
+            icols = icols[~np.isin(icols, banned)]
+        if dead is not None:
+            dead = dead[icols]
+    elif banned is not None and banned.size:
+        dead = np.zeros(len(idmap), bool) if dead is None else dead.copy()
+        dead[banned] = True
+    f, norms = similarity_arrays(st, side)
+    if many:
+        c, v = similar_blocks(f, norms, rows, n, dead, icols)
+    else:
+        c, v = similar_one(f, norms, int(rows[0]), n, dead, icols)
+    return idmap.ids[c if icols is None else icols[c]], v
 
 
 # ---------------------------------------------------------------------- fold-in
