@@ -777,3 +777,278 @@ def test_merge_seen_is_the_record_of_the_old_pairs_then_the_new(seed):
         for a, b in zip(got, want, strict=True):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- similar_* for many ids
+def _old_similar(factors, row, n, eligible=None):
+    """similar_items' computation before the cache and the batch form (review 26),
+    verbatim: the single-id results must keep its bits."""
+    f = factors.astype(np.float64)
+    norms = np.linalg.norm(f, axis=1)
+    q = f[row] / norms[row] if norms[row] > 0 else f[row]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sims = (f @ q) / norms
+    sims[~np.isfinite(sims)] = 0.0
+    sims[row] = -np.inf
+    if eligible is not None:
+        sims[~eligible] = -np.inf
+    c, v = mfsgd._recommend.top_n(sims[None, :], min(n, f.shape[0] - 1))
+    keep = np.isfinite(v[0])
+    return c[0][keep], v[0][keep]
+
+
+def _skewed_data(seed=0):
+    """Ratings where support varies: 120 users x 80 items, plus 10 items with 1-4
+    ratings each, so that min_support=5 leaves some out."""
+    u, i, r = make_ratings(120, 80, 2400, rank=4, noise=0.2, random_state=seed,
+                           as_frame=False)
+    rng = np.random.default_rng(seed)
+    ru = rng.integers(0, 120, 25)
+    ri = 1000 + np.repeat(np.arange(10), [1, 1, 2, 2, 3, 3, 4, 4, 2, 3])
+    return (np.concatenate([u, ru]), np.concatenate([i, ri]),
+            np.concatenate([r, rng.uniform(1, 5, 25)]))
+
+
+def _assert_rows_are_the_loop(m, side, ids, n, got, **kw):
+    """Row k of a batch result is similar_<side>s(ids[k]) (same ids, same similarities
+    to rounding: the batch sums each dot product in another order), -inf padded."""
+    one = getattr(m, f"similar_{side}s")
+    gi, gs = got
+    assert gi.shape == gs.shape == (len(ids), gi.shape[1])
+    for k, x in enumerate(ids):
+        wi, ws = one(x, n, **kw)
+        np.testing.assert_array_equal(gi[k][: wi.size], wi)
+        np.testing.assert_allclose(gs[k][: ws.size], ws, rtol=0, atol=1e-12)
+        assert np.isneginf(gs[k][wi.size:]).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss", ["squared", "bpr"])
+@pytest.mark.parametrize("min_support", [1, 5])
+def test_similar_many_equals_the_per_id_loop(dtype, loss, min_support, monkeypatch):
+    from mfsgd import _recommend
+
+    m = MatrixFactorization(n_factors=6, n_epochs=5, dtype=dtype, loss=loss,
+                            random_state=0).fit(_skewed_data())
+    monkeypatch.setattr(_recommend, "SCORE_BUDGET", 2 * 90 * 7)  # blocks of 7 query rows
+    items = m.item_ids_.tolist()
+    for n in (5, 85, 200):  # 200 > n_items: every row padded
+        got = m.similar_items(items, n, min_support=min_support)
+        assert got[0].shape[1] == min(n, len(items) - 1)
+        _assert_rows_are_the_loop(m, "item", items, n, got, min_support=min_support)
+    rare = [x for x, c in zip(items, m.item_counts_, strict=True) if c < min_support]
+    assert not np.isin(got[0][np.isfinite(got[1])], rare).any()
+    users = m.user_ids_[::3][::-1]  # any order, repeats allowed
+    users = np.concatenate([users, users[:2]])
+    _assert_rows_are_the_loop(m, "user", users, 10, m.similar_users(users, 10,
+                                                                   min_support=min_support),
+                              min_support=min_support)
+    # one id: the bits of the computation before the cache, and before the batch form
+    counts = m.item_counts_
+    for row in (0, 17, 85):
+        want = _old_similar(m.item_factors_, row, 10,
+                            counts >= min_support if min_support > 1 else None)
+        got1 = m.similar_items(items[row], 10, min_support=min_support)
+        np.testing.assert_array_equal(got1[0], m.item_ids_[want[0]])
+        np.testing.assert_array_equal(got1[1], want[1])  # exactly
+
+
+def test_similar_users_many_with_a_user_without_interactions():
+    """A min_rating model: a user whose every row is below it has zero factors and no
+    interaction; never returned, and a list asking for them raises, naming them."""
+    u, i, r = make_ratings(100, 60, 2000, random_state=1, as_frame=False)
+    u = np.concatenate([u, [5000, 5000]])
+    i = np.concatenate([i, i[:2]])
+    r = np.concatenate([r, [1.0, 1.0]])
+    m = MatrixFactorization(loss="warp", n_factors=4, n_epochs=3, min_rating=3,
+                            random_state=0).fit((u, i, r))
+    assert m.user_counts_[m.user_ids_.tolist().index(5000)] == 0
+    others = [x for x in m.user_ids_.tolist() if x != 5000]
+    for ms in (0, 5):
+        got = m.similar_users(others, 200, min_support=ms)
+        assert not (got[0][np.isfinite(got[1])] == 5000).any()
+        _assert_rows_are_the_loop(m, "user", others[:40], 200,
+                                  (got[0][:40], got[1][:40]), min_support=ms)
+    with pytest.raises(ValueError, match=r"^user\(s\) 5000 have no training interaction"):
+        m.similar_users([others[0], 5000, others[1]])
+    with pytest.raises(ValueError, match="user 5000 has no training interaction"):
+        m.similar_users(5000)
+    _assert_rows_are_the_loop(m, "item", m.item_ids_, 7, m.similar_items(m.item_ids_, 7))
+
+
+def test_similar_many_unknown_and_empty_lists():
+    m = MatrixFactorization(n_factors=4, n_epochs=2, random_state=0).fit(_skewed_data())
+    with pytest.raises(ValueError, match=r"^item holds 2 id\(s\) the model does not know "
+                                         r"\(123456, -7\); similar_items compares known items "
+                                         r"only\.$"):
+        m.similar_items([0, 123456, 1, -7, 123456])
+    with pytest.raises(ValueError, match=r"^user holds 1 id\(s\) the model does not know "
+                                         r"\(999\)"):
+        m.similar_users(np.array([0, 999]))
+    with pytest.raises(ValueError, match="item 123456 is not in the model"):
+        m.similar_items(123456)
+    # an empty list: no rows, the width a list would get (as recommend_all([]))
+    ids, sims = m.similar_items([], n=5)
+    assert ids.shape == sims.shape == (0, 5) and ids.dtype == m.item_ids_.dtype
+    assert m.similar_users(np.array([], dtype=np.int64), n=3)[1].shape == (0, 3)
+    # string ids: a str is one id, a list of them many
+    s = MatrixFactorization(n_factors=2, n_epochs=1, random_state=0).fit(
+        (["a", "a", "b", "c"], ["x", "y", "x", "z"], [1.0, 2.0, 3.0, 4.0]))
+    assert s.similar_items("x", 2, min_support=1)[0].ndim == 1
+    ids, sims = s.similar_items(["x", "z"], 5, min_support=1)
+    assert ids.shape == (2, 2) and ids[0][0] != "x"
+
+
+def test_similar_whitelist_and_blacklist(monkeypatch):
+    from mfsgd import _recommend
+
+    m = MatrixFactorization(n_factors=6, n_epochs=5, random_state=0).fit(_skewed_data())
+    full_ids, full_sims = m.similar_items(3, 200, min_support=1)
+    cands = [7, 3, 50, 11, 1004, 20, 7, 64, 1000]  # the query itself, a repeat, rare ones
+    ids, sims = m.similar_items(3, 200, min_support=1, items=cands)
+    # the unrestricted list, restricted to the candidates (the query itself stays out)
+    keep = np.isin(full_ids, cands)
+    np.testing.assert_array_equal(ids, full_ids[keep])
+    np.testing.assert_allclose(sims, full_sims[keep], rtol=0, atol=1e-12)
+    assert 3 not in ids and len(ids) == 7
+    # min_support applies within the whitelist
+    assert not {1000, 1004} & set(m.similar_items(3, 200, items=cands)[0].tolist())
+    # a blacklist on top; unknown ids and ids of the other type are ignored
+    ids2, _ = m.similar_items(3, 200, min_support=1, items=set(cands),
+                              exclude_items=[50, 10**9, "x"])
+    np.testing.assert_array_equal(ids2, full_ids[keep & (full_ids != 50)])
+    ids3, _ = m.similar_items(3, 200, min_support=1, exclude_items=(x for x in [50, 7]))
+    np.testing.assert_array_equal(ids3, full_ids[~np.isin(full_ids, [50, 7])])
+    # the batch form takes them alike, row for row
+    monkeypatch.setattr(_recommend, "SCORE_BUDGET", 2 * 9 * 2)
+    queries = [3, 7, 1004, 50, 3]
+    for kw in ({"items": cands}, {"items": cands, "exclude_items": {20, 64}},
+               {"exclude_items": [5, 6, 7]}):
+        got = m.similar_items(queries, 6, min_support=1, **kw)
+        assert got[0].shape == (5, 6)
+        _assert_rows_are_the_loop(m, "item", queries, 6, got, min_support=1, **kw)
+    assert m.similar_items(queries, 50, items=cands)[0].shape == (5, 8)  # len(candidates)
+    # users alike
+    uids, _ = m.similar_users(0, 5, users=[1, 2, 3, 0], exclude_users=[2])
+    assert set(uids.tolist()) <= {1, 3}
+    # a whitelist's unknown ids raise, naming them; a bad argument says what to pass
+    with pytest.raises(ValueError, match=r"^items holds 1 id\(s\) the model does not know "
+                                         r"\(99999\); an item unseen in training"):
+        m.similar_items(3, items=[7, 99999])
+    with pytest.raises(ValueError, match=r"^users holds 1 id\(s\) the model does not know "
+                                         r"\(99999\); a user unseen"):
+        m.similar_users([0, 1], users=[99999])
+    with pytest.raises(ValueError, match=r"^items must be a list, a set or a 1-D array of ids, "
+                                         r"not one id; got 7\. Pass \[7\]\.$"):
+        m.similar_items(3, items=7)
+    with pytest.raises(ValueError, match=r"^exclude_users must be a list, a set or a 1-D array"):
+        m.similar_users(3, exclude_users="ab")
+
+
+def _cached(m):
+    return m._state.__dict__.get("_derived", {})
+
+
+def test_similar_cache_follows_the_model(tmp_path):
+    """The float64 factors and counts are kept with the fitted state, so whatever
+    replaces the state (partial_fit, fold_in, set_params + fit, load) answers from the
+    new factors; pickles, copies and files hold none of it."""
+    import copy
+    import pickle
+
+    data = _skewed_data()
+    m = MatrixFactorization(n_factors=6, n_epochs=3, random_state=0).fit(data)
+
+    def check(model):  # the answer of the computation without any cache
+        for row in (0, 40):
+            w = _old_similar(model.item_factors_, row, 8, model.item_counts_ >= 5)
+            got = model.similar_items(model.item_ids_[row], 8)
+            np.testing.assert_array_equal(got[0], model.item_ids_[w[0]])
+            np.testing.assert_array_equal(got[1], w[1])
+            np.testing.assert_array_equal(model.similar_items([model.item_ids_[row]], 8)[0][0],
+                                          got[0])
+        return model.similar_items(model.item_ids_[0], 8)
+
+    first = check(m)
+    assert ("similarity", "item") in _cached(m) and ("support", "item") in _cached(m)
+    f, _ = _cached(m)[("similarity", "item")]
+    assert f.dtype == np.float64 and f.shape == m.item_factors_.shape
+    # not pickled, copied or saved
+    assert "_derived" not in pickle.loads(pickle.dumps(m))._state.__dict__
+    assert "_derived" not in copy.deepcopy(m)._state.__dict__
+    m.save(tmp_path / "m.mfsgd")
+    loaded = mfsgd.load(tmp_path / "m.mfsgd")
+    assert not _cached(loaded)
+    np.testing.assert_array_equal(check(loaded)[0], first[0])
+    # partial_fit: new factors, new counts (a rare item becomes eligible)
+    before, f_before = m._state, f.copy()
+    listed = m.similar_items(m.item_ids_, 200)
+    assert 1000 not in listed[0][np.isfinite(listed[1])]
+    m.partial_fit((np.arange(6), np.full(6, 1000), np.full(6, 5.0)))
+    assert m._state is not before and not _cached(m)
+    check(m)
+    f, _ = _cached(m)[("similarity", "item")]
+    assert not np.array_equal(f, f_before)
+    listed = m.similar_items(m.item_ids_, 200)
+    assert 1000 in listed[0][np.isfinite(listed[1])]  # 7 ratings now: eligible
+    # fold_in: a new item, found by the next query
+    m.fold_in((m.user_ids_[:30], np.full(30, 10**6), np.full(30, 4.0)), side="item")
+    check(m)
+    assert 10**6 in m.similar_items(m.item_ids_[0], 200, min_support=1)[0]
+    assert m.similar_items([10**6], 3)[0].shape == (1, 3)
+    # set_params + fit
+    old = m.similar_items(m.item_ids_[0], 8)
+    m.set_params(n_factors=3).fit(data)
+    assert not _cached(m)
+    new = check(m)
+    assert not np.array_equal(new[1], old[1])
+    # users: the same cache, per side
+    m.similar_users(m.user_ids_[:3], 4)
+    assert ("similarity", "user") in _cached(m)
+    f, norms = _cached(m)[("similarity", "user")]
+    np.testing.assert_array_equal(norms, np.linalg.norm(m.user_factors_.astype(np.float64),
+                                                        axis=1))
+
+
+@pytest.mark.filterwarnings("ignore:partial_fit widened")
+def test_similar_cache_is_built_once_under_concurrent_calls(monkeypatch):
+    """Threads asking at once share one build; a concurrent partial_fit gives each
+    call the old model's list or the new one's, never a mix."""
+    import threading
+
+    m = MatrixFactorization(n_factors=6, n_epochs=3, random_state=0).fit(_skewed_data())
+    st = m._state
+    builds = []
+
+    def counting(state, side):
+        def build():
+            builds.append(side)
+            f = state.factors(f"{side}_factors").astype(np.float64)
+            return f, np.linalg.norm(f, axis=1)
+        return state.derived(("similarity", side), build)
+
+    monkeypatch.setattr(mfsgd._recommend, "similarity_arrays", counting)
+    threads = [threading.Thread(target=m.similar_items, args=(m.item_ids_[:20], 5))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.undo()
+    assert builds == ["item"] and m._state is st
+    old = m.similar_items(m.item_ids_, 5)
+    results, stop = [], threading.Event()
+
+    def ask():
+        while not stop.is_set():
+            results.append(m.similar_items(m.item_ids_, 5))
+
+    t = threading.Thread(target=ask)
+    t.start()
+    m.partial_fit(_skewed_data(1))
+    stop.set()
+    t.join()
+    new = m.similar_items(m.item_ids_[: len(old[0])], 5)
+    for ids, sims in results:
+        assert (np.array_equal(ids, old[0]) and np.array_equal(sims, old[1])) or (
+            np.array_equal(ids[: len(new[0])], new[0]))

@@ -442,7 +442,8 @@ def similar_ids(st: FittedState, side: str, raw: Any, n: int, min_support: int, 
         asked = id_list(side, raw, ordered=True)
         rows = idmap.lookup(side, asked) if asked.size else np.empty(0, np.int64)
         if (rows < 0).any():
-            raise _unknown_error(side, asked[rows < 0],
+            unknown, first = np.unique(asked[rows < 0], return_index=True)
+            raise _unknown_error(side, unknown[np.argsort(first)],
                                  f"similar_{noun} compares known {noun} only.")
     else:
         rows = np.array([row_of(idmap, raw, side)])
