@@ -57,6 +57,15 @@ def test_matches_local_stratified_fit(client, frame):
         local.recommend(frame.user.iloc[0], n=5)[0])
 
 
+def test_the_usual_column_names_are_recognised_as_locally(client, frame):
+    """A Dask frame of MovieLens' names (userId, movieId, rating) fits as the local frame
+    does (the default column names give way to the usual ones)."""
+    named = frame.rename(columns={"user": "userId", "item": "movieId"})
+    dist = MatrixFactorization(**KW).fit(dd.from_pandas(named, npartitions=5), client=client)
+    assert_same_model(dist, MatrixFactorization(**KW).fit(named))
+    assert_same_model(dist, MatrixFactorization(**KW).fit(frame))
+
+
 def test_string_ids_and_eval_set(client, frame, tmp_path):
     f = frame.assign(user=frame.user.map(lambda x: f"u{x:05d}"))
     train, test = f.iloc[:35_000], f.iloc[35_000:]

@@ -477,9 +477,12 @@ def test_grid_search_on_a_two_column_dataframe_with_shuffled_folds():
     assert -shuffled.best_score_ < -unshuffled.best_score_ - 0.02  # cold start is worse
     m = MatrixFactorization(n_factors=2, n_epochs=1).fit(X, y)
     assert set(m.user_ids_) == set(u) and set(m.item_ids_) == set(i)
-    # a three-column frame is not guessed at
-    with pytest.raises(ValueError, match="has no column 'user'"):
+    # userId and movieId are recognised (the usual names), a rating column named "r" is
+    # not guessed at
+    with pytest.raises(ValueError, match="X has no ratings: pass a 'rating' column"):
         MatrixFactorization(n_epochs=1).fit(df.rename(columns={"rating": "r"}))
+    with pytest.raises(ValueError, match="has no column 'user'"):
+        MatrixFactorization(n_epochs=1).fit(df.rename(columns={"userId": "a", "rating": "r"}))
 
 
 def test_not_fitted_errors():
@@ -959,3 +962,35 @@ def test_a_tiny_early_stopping_hold_out_warns(loss, data, unit):
         warnings.simplefilter("error")
         MatrixFactorization(**kw).fit(X)
         MatrixFactorization(**{**kw, "early_stopping": False}).fit(few)
+
+
+def test_a_dataframe_with_the_usual_column_names_is_read_as_load_csv_reads_them():
+    """A frame read from MovieLens' ratings.csv (userId, movieId, rating, timestamp) was
+    refused by fit ("X has no column 'user'") although load_csv recognises those names
+    (review 26). With the default column names, fit, predict and Popularity recognise
+    the usual ones (any case), each role apart; names set by the user are kept as given."""
+    pd = pytest.importorskip("pandas")
+    from mfsgd import Popularity
+
+    u, i, r = make_ratings(60, 40, 1200, random_state=0, as_frame=False)
+    kw = dict(n_factors=4, n_epochs=2, random_state=0)
+    want = MatrixFactorization(**kw).fit((u, i, r))
+    frames = [pd.DataFrame({"userId": u, "movieId": i, "rating": r, "timestamp": 0}),
+              pd.DataFrame({"ts": 0, "UserID": u, "Item_Id": i, "Stars": r}),
+              pd.DataFrame({"user": u, "movieId": i, "score": r})]
+    for df in frames:
+        got = MatrixFactorization(**kw).fit(df)
+        np.testing.assert_array_equal(got.user_factors_, want.user_factors_)
+        np.testing.assert_array_equal(got.item_ids_, want.item_ids_)
+        np.testing.assert_array_equal(got.predict(df.iloc[:50]), want.predict((u[:50], i[:50])))
+        assert Popularity().fit(df).item_counts_.tolist() == \
+            Popularity().fit((u, i)).item_counts_.tolist()
+    bpr = MatrixFactorization(loss="bpr", **kw)
+    np.testing.assert_array_equal(bpr.fit(frames[0][["timestamp", "userId", "movieId"]])
+                                  .item_factors_,
+                                  MatrixFactorization(loss="bpr", **kw).fit((u, i)).item_factors_)
+    # names the user set are read as given: no guessing then
+    with pytest.raises(ValueError, match=r"X has no column 'uid' \(columns: \['userId'"):
+        MatrixFactorization(user_col="uid", **kw).fit(frames[0])
+    with pytest.raises(ValueError, match=r"X has no column 'user' \(columns: \['who', 'what', "):
+        MatrixFactorization(**kw).fit(pd.DataFrame({"who": u, "what": i, "r": r}))

@@ -41,7 +41,7 @@ import numpy as np
 from . import _sgd
 from . import _training as T
 from ._config import AUTO_PARAMS, LOSSES, FitConfig, fit_rng, resolved
-from ._data import check_columns, eval_indices, refuse_constant_range
+from ._data import check_columns, eval_indices, refuse_constant_range, resolve_columns
 from ._fileio import check_writable
 from ._idmap import IdMap, sorted_unique
 from ._state import (
@@ -368,7 +368,8 @@ def fit_dask(ddf: Any, client: Any, cfg: FitConfig, *, random_state: Any,
         what = "adagrad" if cfg.adagrad else "early_stopping without eval_set"
         raise ValueError(f"{what} is not supported with a Dask collection yet; fit without it "
                          "or compute the data and fit locally.")
-    ucol, icol, rcol = cfg.columns
+    # the usual names (userId, movieId...) recognised as for a local DataFrame
+    ucol, icol, rcol = resolve_columns(list(getattr(ddf, "columns", [])), cfg.columns)
     check_columns(getattr(ddf, "columns", []), (ucol, icol, rcol), "the Dask DataFrame")
     dtype = np.dtype(cfg.dtype).name
     dt = np.dtype(dtype)

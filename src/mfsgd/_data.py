@@ -94,12 +94,46 @@ def _arrow_column(col: Any) -> Any:
     return col.to_numpy()
 
 
+DEFAULT_COLUMNS = ("user", "item", "rating")
+#: The usual names of the user, item and rating columns (any case), as load_csv
+#: recognises them in a header and fit in a DataFrame keeping the default column names.
+ROLE_NAMES = {
+    "user": ("user", "userid", "user_id", "users", "uid", "customer_id"),
+    "item": ("item", "itemid", "item_id", "items", "movieid", "movie_id", "iid", "product_id",
+             "bookid", "book_id", "isbn"),
+    "rating": ("rating", "ratings", "score", "stars", "value", "book-rating"),
+}
+
+
+def resolve_columns(cols: list[Any], columns: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+    """The (user, item, rating) column names to read from a frame's ``cols``: the
+    model's, or, when the model keeps the default names and the frame has neither
+    default user nor item column, two columns named otherwise (they can only be (user,
+    item), in that order), else the usual names as ``load_csv`` recognises them in a
+    header (``userId``, ``movieId``, ``rating``..., any case). Names not found are
+    left for check_columns to report."""
+    ucol, icol, rcol = columns
+    if ucol in cols and icol in cols:
+        return columns
+    if len(cols) == 2 and ucol not in cols and icol not in cols:
+        # Two columns named otherwise, e.g. GridSearchCV's X=df[["userId", "movieId"]]
+        # with y the ratings: they can only be (user, item), in that order.
+        return cols[0], cols[1], rcol
+    if tuple(columns) != DEFAULT_COLUMNS:
+        return columns
+    low = [c.lower() if isinstance(c, str) else None for c in cols]
+    found = []
+    for role, default in zip(("user", "item", "rating"), columns, strict=True):
+        hit = None if default in cols else \
+            next((low.index(n) for n in ROLE_NAMES[role] if n in low), None)
+        found.append(default if hit is None else cols[hit])
+    return found[0], found[1], found[2]
+
+
 def _split_arrow(table: Any, y: Any, columns: tuple[Any, Any, Any],
                  what: str) -> tuple[Any, Any, Any]:
-    ucol, icol, rcol = columns
     cols = list(table.column_names)
-    if len(cols) == 2 and ucol not in cols and icol not in cols:
-        ucol, icol = cols  # as for a DataFrame of two columns
+    ucol, icol, rcol = resolve_columns(cols, columns)
     check_columns(cols, (ucol, icol), what)
     ratings = y if y is not None else (_arrow_column(table.column(rcol)) if rcol in cols
                                        else None)
@@ -191,10 +225,7 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], ratings: str,
         return _split_arrow(table, y, columns, what)
     if _named_columns(X):
         cols = list(X.columns)
-        if len(cols) == 2 and ucol not in cols and icol not in cols:
-            # Two columns named otherwise, e.g. GridSearchCV's X=df[["userId", "movieId"]]
-            # with y the ratings: they can only be (user, item), in that order.
-            ucol, icol = cols
+        ucol, icol, rcol = resolve_columns(cols, columns)
         check_columns(cols, (ucol, icol), what)
         ratings = y if y is not None else (X[rcol] if rcol in cols else None)
         return _categorical(X[ucol]), _categorical(X[icol]), ratings

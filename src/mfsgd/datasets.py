@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._data import ROLE_NAMES as _ROLE_NAMES
 from ._idmap import sorted_unique
 from ._validation import check_bool, check_float, check_int, check_random_state
 
@@ -188,14 +189,9 @@ _MAX_RANK = 1 << 16
 #: float64 before any rating, so refused before allocating (8 GiB as float32).
 _MAX_FACTOR_VALUES = 1 << 31
 
-_USER_NAMES = ("user", "userid", "user_id", "users", "uid", "customer_id")
-_ITEM_NAMES = ("item", "itemid", "item_id", "items", "movieid", "movie_id", "iid", "product_id",
-               "bookid", "book_id", "isbn")
-_RATING_NAMES = ("rating", "ratings", "score", "stars", "value", "book-rating")
 #: The columns every ratings file needs, in the order ``columns=`` lists them; a file of
 #: interactions (``load_csv(ratings=False)``, for the ranking losses) needs the first two.
 _ROLES = ("user", "item", "rating")
-_ROLE_NAMES = {"user": _USER_NAMES, "item": _ITEM_NAMES, "rating": _RATING_NAMES}
 _LEADING_ZERO = re.compile(r"\s*[+-]?0[0-9]")
 
 
@@ -587,8 +583,8 @@ def _check_first_lines(head: Any, start: int, pos: list[int], needed: int, path:
     u, i = pos[0], pos[1]
     for row, line, text in zip(rows[1 - start:], numbers[1 - start:], texts[1 - start:],
                                strict=True):  # the lines after the file's first
-        if (max(u, i) < len(row) and row[u].strip().lower() in _USER_NAMES
-                and row[i].strip().lower() in _ITEM_NAMES):
+        if (max(u, i) < len(row) and row[u].strip().lower() in _ROLE_NAMES["user"]
+                and row[i].strip().lower() in _ROLE_NAMES["item"]):
             raise ValueError(
                 f"{path}: line {line} ({F._abridged(text)!r}) names the user and item columns "
                 "as a header does, but it is not the file's first line: remove the lines above "
