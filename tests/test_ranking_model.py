@@ -1367,3 +1367,55 @@ def test_partial_fit_draws_negatives_as_fit_does_under_min_rating(monkeypatch):
     rows = m.item_ids_.searchsorted(batch[1][batch[2] >= 4])
     np.testing.assert_array_equal(np.bincount(pi, minlength=n_items),
                                   counts_before + np.bincount(rows, minlength=n_items))
+
+
+def test_sample_weight_by_column_name_or_as_a_sparse_matrix_like_x():
+    """sample_weight may name a column of X (pandas or Arrow), and for a sparse X be a
+    sparse matrix of X's shape with a weight in each stored cell (LightFM's form), read
+    cell by cell whatever its entry order (review 26: both were refused, the second with
+    'must be 1-D ... got a scalar array(<COOrdinate sparse matrix ...>)')."""
+    pd = pytest.importorskip("pandas")
+    sp = pytest.importorskip("scipy.sparse")
+    from mfsgd import Popularity
+
+    u, i, r = make_ratings(50, 30, 600, random_state=0, as_frame=False)
+    kw = dict(loss="bpr", n_factors=4, n_epochs=2, random_state=0)
+    want = MatrixFactorization(**kw).fit((u, i), sample_weight=r)
+    df = pd.DataFrame({"user": u, "item": i, "plays": r})
+    forms = [df]
+    try:
+        import pyarrow as pa
+        forms.append(pa.table(df))
+    except ImportError:
+        pass
+    for X in forms:
+        got = MatrixFactorization(**kw).fit(X, sample_weight="plays")
+        np.testing.assert_array_equal(got.item_factors_, want.item_factors_)
+    np.testing.assert_array_equal(Popularity().fit(df, sample_weight="plays").item_counts_,
+                                  Popularity().fit((u, i), sample_weight=r).item_counts_)
+    X = sp.csr_matrix((np.ones(u.size), (u, i)))
+    order = np.random.default_rng(0).permutation(u.size)
+    half = r / 2  # each cell's weight split over two COO entries, in another order
+    W = sp.coo_matrix((np.r_[half, half][np.r_[order, order]],
+                       (np.r_[u[order], u[order]], np.r_[i[order], i[order]])), shape=X.shape)
+    got = MatrixFactorization(**kw).fit(X, sample_weight=W)
+    # X's entries are read row-major: the weights in the order of X.data, cell by cell
+    in_order = sp.csr_matrix((r, (u, i)), shape=X.shape)
+    assert np.array_equal(in_order.indices, X.indices)
+    ref = MatrixFactorization(**kw).fit(X, sample_weight=in_order.data)
+    np.testing.assert_allclose(got.item_factors_, ref.item_factors_, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"sample_weight='count': X has no such column"):
+        MatrixFactorization(**kw).fit(df, sample_weight="count")
+    with pytest.raises(ValueError, match=r"sample_weight='item' is X's user or item column"):
+        MatrixFactorization(**kw).fit(df, sample_weight="item")
+    with pytest.raises(TypeError, match=r"sample_weight='plays' names a column, but X has no "
+                                        r"columns \(tuple\)"):
+        MatrixFactorization(**kw).fit((u, i), sample_weight="plays")
+    with pytest.raises(ValueError, match=r"sample_weight has no entry for 1 stored cells of X "
+                                         r"\(the first: row"):
+        MatrixFactorization(**kw).fit(X, sample_weight=sp.csr_matrix(
+            (r[1:], (u[1:], i[1:])), shape=X.shape))
+    with pytest.raises(ValueError, match=r"sample_weight is a 3 x 3 matrix but X is"):
+        MatrixFactorization(**kw).fit(X, sample_weight=sp.eye(3, format="csr"))
+    with pytest.raises(TypeError, match=r"with this X pass one weight per row"):
+        MatrixFactorization(**kw).fit((u, i), sample_weight=W)

@@ -475,6 +475,56 @@ def column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
     return as_1d(role, (data if np.ma.isMaskedArray(data) else np.asarray(data))[:, 0])
 
 
+def weights_given(X: Any, sample_weight: Any, columns: tuple[Any, Any, Any]) -> Any:
+    """``sample_weight`` as an array-like, from the forms peers take besides one weight
+    per row: the name of a column of a DataFrame or Arrow table ``X`` (``"plays"``), and,
+    for a sparse ``X``, a sparse matrix of its shape with a weight in each of X's stored
+    cells (LightFM's ``sample_weight``), read in the order of ``X.data``."""
+    if isinstance(sample_weight, str):
+        table = _arrow_table(X)  # as _split reads X: Arrow first (a pyarrow Table has
+        # a .columns attribute too), then columns by name
+        cols = list(table.column_names) if table is not None else \
+            list(X.columns) if _named_columns(X) else None
+        if cols is None:
+            raise TypeError(f"sample_weight={sample_weight!r} names a column, but X has no "
+                            f"columns ({type(X).__name__}); pass one weight per row.")
+        if sample_weight not in cols:
+            raise ValueError(f"sample_weight={sample_weight!r}: X has no such column "
+                             f"(columns: {cols}).")
+        if sample_weight in resolve_columns(cols, columns)[:2]:
+            raise ValueError(f"sample_weight={sample_weight!r} is X's user or item column; "
+                             "name a column of weights.")
+        if table is not None:
+            return _arrow_column(table.column(sample_weight))
+        return X[sample_weight]
+    if not _is_sparse(sample_weight):
+        return sample_weight
+    if not _is_sparse(X):
+        raise TypeError("sample_weight is a sparse matrix, which gives weights per cell of a "
+                        "sparse X; with this X pass one weight per row.")
+    if tuple(sample_weight.shape) != tuple(X.shape):
+        raise ValueError(f"sample_weight is a {sample_weight.shape[0]} x "
+                         f"{sample_weight.shape[1]} matrix but X is {X.shape[0]} x "
+                         f"{X.shape[1]}; give a weight in each stored cell of X.")
+    coo = X.tocoo(copy=False)  # CSR, CSC and COO keep the order of .data
+    rows, cols = np.asarray(coo.row, np.int64), np.asarray(coo.col, np.int64)
+    W = sample_weight.tocsr(copy=True)
+    W.sum_duplicates()
+    w_keys = np.repeat(np.arange(W.shape[0], dtype=np.int64), np.diff(W.indptr)) \
+        * W.shape[1] + W.indices
+    x_keys = rows * X.shape[1] + cols
+    at = np.searchsorted(w_keys, x_keys)  # W's keys are sorted after sum_duplicates
+    at_c = np.minimum(at, max(w_keys.size - 1, 0))
+    found = (w_keys.size > 0) & (w_keys[at_c] == x_keys) if w_keys.size else \
+        np.zeros(x_keys.size, bool)
+    if not found.all():
+        k = int(np.argmin(found))
+        raise ValueError(f"sample_weight has no entry for {int(np.count_nonzero(~found))} "
+                         f"stored cells of X (the first: row {int(rows[k])}, column "
+                         f"{int(cols[k])}); give a weight in each stored cell of X.")
+    return np.asarray(W.data)[at_c]
+
+
 def _sparse_entries(X: Any, sample_weight: Any) -> tuple[tuple, np.ndarray]:
     """A sparse X as (rows, columns, values), read as unpack reads it (duplicates summed,
     entries of value 0 dropped, row-major order), with ``sample_weight`` -- one weight
@@ -522,6 +572,8 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
     (partial_fit) accepts rows that min_rating all dropped: no interaction, the rows to
     record as seen."""
     sparse = _is_sparse(X)
+    if sample_weight is not None:
+        sample_weight = weights_given(X, sample_weight, cfg.columns)
     # the stored values as given (before duplicates add up), for the warning below
     stored = getattr(X, "data", None) if sparse else None
     if sparse and sample_weight is not None:

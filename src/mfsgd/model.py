@@ -334,9 +334,12 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             e.g. all 1 for clicks) raise ``ValueError``: such data needs a ranking loss.
         y : array-like, optional
             Ratings when ``X`` holds only ids.
-        sample_weight : array-like of float >= 0, optional
+        sample_weight : array-like of float >= 0, str or sparse matrix, optional
             One weight per row of ``X`` (for a sparse ``X``, per stored entry in the
-            order of ``X.data``; see the data guide): it multiplies that row's loss term
+            order of ``X.data``; see the data guide), the name of a column of a
+            DataFrame or Arrow ``X`` (``"plays"``), or for a sparse ``X`` a sparse matrix
+            of its shape with a weight in each stored cell (LightFM's form; duplicate
+            entries add up, a cell of ``X`` without one raises): it multiplies that row's loss term
             (and gradient; the regularisation is not weighted). None weighs every row 1 (for
             squared, the unweighted kernel runs: the same model as before weights existed).
             Weights that are all 0 raise ``ValueError``. With weights, ``global_mean_``
