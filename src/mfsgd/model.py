@@ -93,7 +93,10 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         Stop when the validation RMSE has not improved by more than ``tol`` for
         ``n_iter_no_change`` epochs, and keep the parameters of the best epoch. The
         validation set is ``eval_set`` when given, else a random ``validation_fraction``
-        of the ratings held out from training.
+        of the ratings held out from training. With a ranking loss the metric ranks the
+        whole catalogue for every validation user after every epoch, which on large
+        data costs more than the epoch itself: pass an ``eval_set`` of a sample of users
+        there (the hold-out reaches nearly every user).
     validation_fraction : float, default 0.1
         Share of ratings held out for early stopping when no ``eval_set`` is given
         (ranking: of distinct user-item pairs), less the first of each user's and each
