@@ -994,3 +994,35 @@ def test_a_dataframe_with_the_usual_column_names_is_read_as_load_csv_reads_them(
         MatrixFactorization(user_col="uid", **kw).fit(frames[0])
     with pytest.raises(ValueError, match=r"X has no column 'user' \(columns: \['who', 'what', "):
         MatrixFactorization(**kw).fit(pd.DataFrame({"who": u, "what": i, "r": r}))
+
+
+@pytest.mark.parametrize("loss", ["squared", "bpr"])
+def test_a_callback_stops_training_cleanly_with_stop_training(small_data, loss):
+    """A callback raising StopTraining ends training after that epoch: fit (and
+    partial_fit) return normally, without a warning, and the model is the one of the
+    epochs completed, as a fit of that many epochs (review 26: a callback could stop
+    training only by an exception that fit re-raised)."""
+    import warnings
+
+    from mfsgd import StopTraining
+
+    def stop_at(n):
+        def callback(row):
+            if row["epoch"] == n:
+                raise StopTraining
+        return callback
+
+    X = small_data if loss == "squared" else small_data[:2]
+    kw = dict(loss=loss, n_factors=4, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = MatrixFactorization(n_epochs=10, **kw)
+        assert m.fit(X, callback=stop_at(3)) is m
+        assert m.n_epochs_ == 3 and [h["epoch"] for h in m.history_] == [1, 2, 3]
+        ref = MatrixFactorization(n_epochs=3, **kw).fit(X)
+        np.testing.assert_array_equal(m.user_factors_, ref.user_factors_)
+        np.testing.assert_array_equal(m.item_factors_, ref.item_factors_)
+        assert m.partial_fit(X, n_epochs=5, callback=stop_at(5)) is m
+        assert m.n_epochs_ == 5
+    with pytest.raises(ZeroDivisionError):  # any other exception is re-raised, as before
+        MatrixFactorization(n_epochs=10, **kw).fit(X, callback=lambda row: 1 / 0)

@@ -8,6 +8,7 @@ from .exceptions import (
     DivergenceError,
     ModelFileError,
     NotFittedError,
+    StopTraining,
     TrainingInterrupted,
 )
 from .model import MatrixFactorization
@@ -29,6 +30,7 @@ __all__ = [
     "ModelFileError",
     "DivergenceError",
     "DistributedTrainingError",
+    "StopTraining",
     "TrainingInterrupted",
     "__version__",
 ]

@@ -56,7 +56,12 @@ from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it h
     seen_csr,
     unrecorded,
 )
-from .exceptions import DistributedTrainingError, DivergenceError, TrainingInterrupted
+from .exceptions import (
+    DistributedTrainingError,
+    DivergenceError,
+    StopTraining,
+    TrainingInterrupted,
+)
 
 SEGMENT = 1 << 18  # ratings per segment at most: ~10 ms of kernel time at k=64
 CALL_RATINGS = 1 << 20  # ratings per kernel call: bounds Ctrl-C latency to ~50 ms at k=64
@@ -1020,6 +1025,8 @@ def raise_for(result: TrainResult, *, epochs_before: int, learning_rate: float,
         raise DistributedTrainingError(
             f"Distributed training failed ({type(err).__name__}: {err}); {kept}{ck}.") from err
     if result.reason == "interrupted":
+        if isinstance(callback_error, StopTraining):
+            return  # the callback's request: the model keeps epoch `done`, fit returns
         if callback_error is not None and not isinstance(callback_error, KeyboardInterrupt):
             raise callback_error  # the callback's own error; the model keeps epoch `done`
         warnings.warn(TrainingInterrupted(f"Training interrupted in epoch {done + 1}; {kept}."),

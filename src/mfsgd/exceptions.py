@@ -5,6 +5,7 @@ __all__ = [
     "ModelFileError",
     "DivergenceError",
     "DistributedTrainingError",
+    "StopTraining",
     "TrainingInterrupted",
     "UndefinedMetricWarning",
 ]
@@ -22,6 +23,13 @@ class DivergenceError(ValueError):
     """Training ran away: non-finite values, or parameters whose predictions could
     overflow (for a ranking loss, scores beyond float32's range). The model keeps the
     parameters of its last good epoch."""
+
+
+class StopTraining(Exception):  # noqa: N818  (a signal, as StopIteration, not an error)
+    """Raised by a ``callback`` of ``fit`` or ``partial_fit`` to end training after the
+    epoch it was called for: the model keeps that epoch (its last completed one) and
+    ``fit`` returns normally. Any other exception a callback raises also stops training,
+    but ``fit`` then re-raises it."""
 
 
 class TrainingInterrupted(UserWarning):

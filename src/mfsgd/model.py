@@ -356,8 +356,11 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             from the ranking, as ``mfsgd.metrics`` does with ``train=``.
         callback : callable, optional
             Called after every epoch with a copy of that epoch's ``history_`` record (a
-            dict), e.g. to drive a progress bar. An exception it raises stops training
-            like Ctrl-C does, keeping the last completed epoch. The model changes only
+            dict), e.g. to drive a progress bar. Raising
+            :class:`~mfsgd.exceptions.StopTraining` ends training after that epoch, which
+            the model keeps, and fit returns normally; any other exception it raises
+            stops training like Ctrl-C does, keeping the last completed epoch, and is
+            re-raised. The model changes only
             when fit returns, so the callback cannot use it: reading or changing it
             there (predict, save, a fitted attribute, fit) raises ``RuntimeError``.
             With a Dask collection it is called after every sub-epoch with
