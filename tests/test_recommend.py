@@ -1052,3 +1052,23 @@ def test_similar_cache_is_built_once_under_concurrent_calls(monkeypatch):
     for ids, sims in results:
         assert (np.array_equal(ids, old[0]) and np.array_equal(sims, old[1])) or (
             np.array_equal(ids[: len(new[0])], new[0]))
+
+
+def test_predict_broadcasts_one_id_over_a_sequence_of_the_other(small):
+    """predict((user, items)) scores each item for that user, and predict((users, item))
+    each user for that item, as LightFM's predict(user_id, item_ids) (review 26: "users
+    must be 1-D"); the same numbers as the spelled-out pairs, for int and str ids."""
+    u, i, r = small
+    m = MatrixFactorization(n_factors=3, n_epochs=2, random_state=0).fit((u, i, r))
+    items = m.item_ids_
+    np.testing.assert_array_equal(m.predict((int(u[0]), items)),
+                                  m.predict((np.full(items.size, u[0]), items)))
+    np.testing.assert_array_equal(m.predict((m.user_ids_[:4], items[2])),
+                                  m.predict((m.user_ids_[:4], np.full(4, items[2]))))
+    s = MatrixFactorization(n_factors=3, n_epochs=2, random_state=0).fit(
+        ([f"u{x}" for x in u], [f"i{x}" for x in i], r))
+    np.testing.assert_array_equal(s.predict((f"u{u[0]}", [f"i{i[0]}", f"i{i[1]}"])),
+                                  s.predict(([f"u{u[0]}"] * 2, [f"i{i[0]}", f"i{i[1]}"])))
+    assert m.predict((int(u[0]), [])).shape == (0,)
+    with pytest.raises(ValueError, match="not a sequence"):
+        m.predict((int(u[0]), {1, 2}))

@@ -287,6 +287,26 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], ratings: str,
     )
 
 
+def broadcast_pair(X: Any) -> Any:
+    """``(user, items)`` or ``(users, item)``, one id and a 1-D sequence of ids, as the
+    pair of equally long columns it stands for (LightFM's ``predict(user_id,
+    item_ids)``); any other X unchanged (``(user, item)`` of two ids stays one pair)."""
+    if not (isinstance(X, tuple) and len(X) == 2):
+        return X
+    one = [isinstance(v, (str, bytes)) or (np.ndim(v) == 0 and loose_iterable(v) is None
+                                           and not isinstance(v, (set, frozenset)))
+           for v in X]
+    if one[0] == one[1]:
+        return X
+    k = 0 if one[0] else 1
+    other = X[1 - k]
+    n = len(other) if hasattr(other, "__len__") else None
+    if n is None:
+        return X  # a generator: refused downstream, saying what to pass
+    col = np.repeat(np.asarray([X[k]]), n)
+    return (col, other) if k == 0 else (other, col)
+
+
 def unpack(X: Any, y: Any = None, *, columns: tuple[Any, Any, Any],
            ratings: Literal["require", "optional", "ignore"],
            what: str = "X", prefix: str = "",

@@ -23,7 +23,7 @@ from ._config import (
     make_config,
 )
 from ._dask import fit_dask
-from ._data import Handoff, columns_of, read_training, refuse_constant, unpack
+from ._data import Handoff, broadcast_pair, columns_of, read_training, refuse_constant, unpack
 from ._recommender import RecommenderMixin
 from ._state import FittedState
 from ._validation import check_bool, check_int, check_ratings, loose_iterable
@@ -553,7 +553,10 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         Parameters
         ----------
         X : DataFrame, tuple, dict or array
-            The same forms as ``fit`` (ratings, if present, are ignored).
+            The same forms as ``fit`` (ratings, if present, are ignored), and ``(user,
+            items)`` or ``(users, item)``: one id with a sequence of ids, for that user's
+            (item's) scores of each (``predict((u, model.item_ids_))``: every item, in
+            the order of ``item_ids_``, as LightFM's ``predict(user_id, item_ids)``).
 
         Returns
         -------
@@ -567,7 +570,7 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         st = self._require_fitted("predict")
         # dictionary-encoded ids (a Categorical, an Arrow column) stay encoded: looked up
         # once per distinct id
-        users, items, _ = unpack(X, None, columns=columns_of(self), what="X",
+        users, items, _ = unpack(broadcast_pair(X), None, columns=columns_of(self), what="X",
                                  ratings="ignore", encoded=True)
         out = R.predict_rows(st, st.user_map.lookup("users", users),
                              st.item_map.lookup("items", items))
