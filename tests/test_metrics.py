@@ -649,3 +649,37 @@ def test_auc_scorer_equals_auc_score(fitted_split):
                           cv=KFold(2, shuffle=True, random_state=0))
     search.fit(np.column_stack([u, i]), r)
     assert 0.5 < search.best_score_ <= 1.0
+
+
+def test_ranking_metrics_per_user_are_each_users_values():
+    """per_user=True returns each evaluated user's values (review 26: only means, where
+    significance tests and segments need the users' own), in the order of ``users``;
+    their means are the default's values, and each user's equals its top-k list as
+    ``recommend`` makes it, scored by the documented definitions."""
+    from mfsgd.model_selection import train_test_split
+
+    data = make_ratings(120, 80, 3000, random_state=3, as_frame=False)
+    train, test = train_test_split(data, random_state=0)
+    m = MatrixFactorization(n_factors=6, n_epochs=4, random_state=0).fit(train)
+    means = M.ranking_metrics(m, test, k=5, train=train)
+    each = M.ranking_metrics(m, test, k=5, train=train, per_user=True)
+    assert each["n_users"] == means["n_users"] == each["users"].size
+    assert each["coverage"] == means["coverage"]
+    for name in ("precision", "recall", "ndcg", "map", "hit_rate"):
+        assert each[name].shape == each["users"].shape
+        assert float(np.mean(each[name])) == means[name]
+    tu, ti, tr = test
+    for pos in range(0, each["users"].size, 7):
+        u = each["users"][pos]
+        rel = set(ti[(tu == u) & (tr >= 4)].tolist())
+        top = m.recommend(u, n=5)[0].tolist()
+        hits = [j in rel for j in top]
+        assert each["n_relevant"][pos] == len(rel)
+        assert each["precision"][pos] == pytest.approx(sum(hits) / 5)
+        assert each["recall"][pos] == pytest.approx(sum(hits) / len(rel))
+        assert each["hit_rate"][pos] == float(any(hits))
+        dcg = sum(h / np.log2(j + 2) for j, h in enumerate(hits))
+        idcg = sum(1 / np.log2(j + 2) for j in range(min(5, len(rel))))
+        assert each["ndcg"][pos] == pytest.approx(dcg / idcg)
+    with pytest.raises(TypeError, match="per_user must be True or False"):
+        M.ranking_metrics(m, test, train=train, per_user="yes")

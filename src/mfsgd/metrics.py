@@ -354,7 +354,8 @@ _DEFINITIONS = """
 
 
 def ranking_metrics(model: Any, test: Any, k: int = 10, threshold: float | None = 4.0,
-                    exclude_train: bool = True, *, train: Any = None) -> dict[str, float]:
+                    exclude_train: bool = True, *, train: Any = None,
+                    per_user: bool = False) -> dict[str, Any]:
     """Top-k ranking quality of a fitted model on held-out ratings.
 
     Parameters
@@ -376,13 +377,20 @@ def ranking_metrics(model: Any, test: Any, k: int = 10, threshold: float | None 
         otherwise known items crowd the top of the lists). Needs ``train``.
     train : same forms as ``test``, optional
         The ratings the model was fitted on (only users and items are read).
+    per_user : bool, default False
+        Return each evaluated user's values instead of their means (for significance
+        tests, or results by segment of users).
 
     Returns
     -------
     dict
         ``precision``, ``recall``, ``ndcg``, ``map``, ``hit_rate`` (means over the
         evaluated users), ``coverage`` (share of the model's items that appear in at
-        least one evaluated user's top-k list) and ``n_users`` (users evaluated).
+        least one evaluated user's top-k list) and ``n_users`` (users evaluated). With
+        ``per_user=True``, the five metrics are float64 arrays with one value per
+        evaluated user, ``users`` holds those users' ids (sorted) in the same order,
+        and ``n_relevant`` their numbers of relevant items; their means are the values
+        ``per_user=False`` returns.
 
     Raises
     ------
@@ -413,9 +421,16 @@ def ranking_metrics(model: Any, test: Any, k: int = 10, threshold: float | None 
     >>> sorted(m)
     ['coverage', 'hit_rate', 'map', 'n_users', 'ndcg', 'precision', 'recall']
     """
+    if not isinstance(per_user, (bool, np.bool_)):
+        raise TypeError(f"per_user must be True or False; got {per_user!r}.")
     arr = ranking_arrays(model, test, k, threshold, exclude_train, train)
-    res = {name: float(np.mean(arr[name])) for name in ("precision", "recall", "ndcg", "map",
-                                                         "hit_rate")}
+    names = ("precision", "recall", "ndcg", "map", "hit_rate")
+    if per_user:
+        out = {name: np.asarray(arr[name], dtype=np.float64) for name in names}
+        out.update(users=arr["users"], n_relevant=np.asarray(arr["n_relevant"]),
+                   coverage=arr["coverage"], n_users=int(arr["users"].size))
+        return out
+    res = {name: float(np.mean(arr[name])) for name in names}
     res["coverage"] = arr["coverage"]
     res["n_users"] = int(arr["users"].size)
     return res
