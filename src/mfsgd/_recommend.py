@@ -32,7 +32,7 @@ from ._idmap import (
     unique_inverse,
 )
 from ._state import FittedState, grown, merge_seen, unrecorded
-from ._training import Params, predict_idx, score_limit
+from ._training import Params, all_finite_from, predict_idx, score_limit
 
 SCORE_BUDGET = 1 << 24  # score-matrix entries per batch (64 MiB float32, 128 MiB float64)
 # Issue 14 item 5: predict gives an unknown user the known terms (mu + b'_j), but
@@ -336,9 +336,22 @@ def similarity_arrays(st: FittedState, side: str) -> tuple[np.ndarray, np.ndarra
     fitted state (n x (k + 1) x 8 bytes, kept until the state is replaced)."""
     def build() -> tuple[np.ndarray, np.ndarray]:
         f = st.factors(f"{side}_factors").astype(np.float64)
-        return f, np.linalg.norm(f, axis=1)
+        norms = np.linalg.norm(f, axis=1)
+        f.flags.writeable = norms.flags.writeable = False  # shared: never written
+        return f, norms
 
     return st.derived(("similarity", side), build)
+
+
+def extremes(st: FittedState, name: str) -> tuple[float, float]:
+    """(max, min) of the state's array ``name`` (user_factors, item_factors, user_bias,
+    item_bias; padding columns are 0), made once per state: the divergence check of a
+    fold-in needs them for the side it does not change."""
+    def build() -> tuple[float, float]:
+        a = getattr(st, name)
+        return (float(a.max()), float(a.min())) if a.size else (0.0, 0.0)
+
+    return st.derived(("extremes", name), build)
 
 
 def similar_one(f: np.ndarray, norms: np.ndarray, row: int, n: int,
@@ -1005,7 +1018,9 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
         refuse_empty(name, raw_ids, lambda k: own_ids == raw_ids[k])
     if own_map.ids.size and (raw_ids.dtype.kind == "U") != (own_map.ids.dtype.kind == "U"):
         own_map.lookup(side + "s", raw_ids)  # raises the type-mismatch error
-    F = st.factors("item_factors" if side == "user" else "user_factors").astype(np.float64)
+    # the other side's float64 rows, kept with the state (read-only; a fold-in keeps them
+    # for the next one: see _with_rows)
+    F = similarity_arrays(st, "item" if side == "user" else "user")[0]
     ob = (st.item_bias if side == "user" else st.user_bias).astype(np.float64)
     mu = st.kernel_mu
     ok = other_idx >= 0
@@ -1105,7 +1120,22 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     F2, b2 = grown(Fw, grow), grown(b, grow)  # aligned, like every factor matrix
     F2[rows, : st.n_factors] = vec
     b2[rows] = bias
-    _check_in_range(st, side, raw_ids, vec, bias, F2, b2)
+    other = "item" if side == "user" else "user"
+    own_ext = None
+    if rows.size and int(rows.min()) >= len(old_map):
+        # only new rows: the grown arrays' extremes are the old ones' (kept with the
+        # state) and the new rows' (padding included), without a pass over the model
+        new_f = F2[rows]
+        own_ext = {f"{side}_factors": _merged(extremes(st, f"{side}_factors"), new_f),
+                   f"{side}_bias": _merged(extremes(st, f"{side}_bias"), b2[rows])}
+    _check_in_range(st, side, raw_ids, vec, bias, F2, b2, own_ext)
+    # What the next fold-in needs of the state, kept with it: the other side's arrays
+    # are unchanged, and the extremes of this side follow from the above.
+    keep = {key: st.cached(key) for key in
+            (("similarity", other), ("extremes", f"{other}_factors"),
+             ("extremes", f"{other}_bias"))}
+    keep.update({("extremes", k): v for k, v in (own_ext or {}).items()})
+    keep = {k: v for k, v in keep.items() if v is not None}
     accum = {}
     if st.user_accum is not None:  # AdaGrad: a solved row starts afresh, as a new one
         gu, gi = st.accumulators(**{f"n_{side}s": len(new_map)})
@@ -1116,7 +1146,8 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
         seen = merge_seen(*st.seen(), len(new_map), rows[group], other_idx)
         counts = st.counted(rows[group], other_idx, len(new_map), len(st.item_map))
         return replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
-                       seen_indptr=seen[0], seen_items=seen[1], **accum, **counts)
+                       seen_indptr=seen[0], seen_items=seen[1], **accum,
+                       **counts).keeping(keep)
     seen = merge_seen(*st.seen(), len(st.user_map), other_idx.astype(np.int32),
                       rows[group])
     # A user without interactions keeps none: nothing solved their (zero) row, so they
@@ -1127,27 +1158,43 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
         st = replace(st, item_map=new_map)
         low = st.with_low(other_idx[idle], rows[group][idle])
         return replace(st, item_factors=F2, item_bias=b2, seen_indptr=seen[0],
-                       seen_items=seen[1], **accum, **counts, **low)
+                       seen_items=seen[1], **accum, **counts, **low).keeping(keep)
     # (a state of format 4 keeps no low rows apart: the item counts them)
     users = other_idx if st.user_counts is None else other_idx[st.user_counts[other_idx] > 0]
     counts = st.counted(users, rows[group], len(st.user_map), len(new_map))
     return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
-                   seen_indptr=seen[0], seen_items=seen[1], **accum, **counts)
+                   seen_indptr=seen[0], seen_items=seen[1], **accum, **counts).keeping(keep)
+
+
+def _merged(ext: tuple[float, float], a: np.ndarray) -> tuple[float, float]:
+    """(max, min) over an array whose (max, min) is ``ext`` and the values ``a``."""
+    if a.size == 0:
+        return ext
+    return max(ext[0], float(a.max())), min(ext[1], float(a.min()))
 
 
 def _check_in_range(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
-                    bias: np.ndarray, F2: np.ndarray, b2: np.ndarray) -> None:
+                    bias: np.ndarray, F2: np.ndarray, b2: np.ndarray,
+                    own_ext: dict[str, tuple[float, float]] | None = None) -> None:
     """ValueError unless the grown model (``F2``, ``b2`` on ``side``, ``st``'s other
     side) passes training's divergence check (all_finite_from). Finite rows are not
     enough: ratings of 1e38 in a float32 model give factors and a bias of ~1e38, whose
     predictions overflow; every later fit or partial_fit then raised DivergenceError
     ("try a smaller learning_rate"), blaming the wrong thing. Names the folded-in ids
     whose own predictions reach the bound (the largest one if only their combination
-    with the other rows does)."""
+    with the other rows does). ``own_ext``: F2's and b2's (max, min) when known (the
+    other side's are kept with the state), to spare a pass over the model."""
+    other = "item" if side == "user" else "user"
     oF, ob = (st.item_factors, st.item_bias) if side == "user" else \
         (st.user_factors, st.user_bias)
     ranking = st.loss != "squared"
-    if Params(F2, oF, b2, ob).all_finite(st.kernel_mu, ranking=ranking):
+    if own_ext is None:
+        own_ext = {f"{side}_factors": (float(F2.max()), float(F2.min())) if F2.size
+                   else (0.0, 0.0),
+                   f"{side}_bias": (float(b2.max()), float(b2.min())) if b2.size else (0.0, 0.0)}
+    ext = [[own_ext[f"{side}_factors"]], [extremes(st, f"{other}_factors")],
+           [own_ext[f"{side}_bias"]], [extremes(st, f"{other}_bias")]]
+    if all_finite_from(ext, st.kernel_mu, F2.shape[1], st.user_factors.dtype, ranking=ranking):
         return
     limit = score_limit(st.user_factors.dtype, ranking)
     amax = [float(np.abs(a).max()) if a.size else 0.0 for a in (oF, ob)]

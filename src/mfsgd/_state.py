@@ -277,6 +277,19 @@ class FittedState:
                 cache[key] = build()
             return cache[key]
 
+    def cached(self, key: Any) -> Any:
+        """The derived array ``key`` if this state has made it, else None (nothing is
+        built)."""
+        return self.__dict__.get("_derived", {}).get(key)
+
+    def keeping(self, entries: dict[Any, Any]) -> FittedState:
+        """This state (new, not yet shared) with ``entries`` as its derived arrays: what
+        a state derived from another may take over unchanged (its arrays are the same
+        objects). Returns self."""
+        if entries:
+            self.__dict__["_derived"] = dict(entries)
+        return self
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_derived", None)  # rebuilt on demand; a pickle or a copy holds none
