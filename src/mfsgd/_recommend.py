@@ -839,26 +839,33 @@ def _lse(s: np.ndarray) -> float:
     return float(top + np.log(np.exp(s - top).sum()))
 
 
-def softmax_rows(pos: list[np.ndarray], F: np.ndarray, ob: np.ndarray, reg: float,
-                 dual: bool | None = None, hess_dtype: Any = np.float64) -> np.ndarray:
-    """Per row (a user), with the other side's rows ``F`` (m, k) and biases ``ob`` fixed:
+#: softmax_rows' quasi-Newton iteration: the pairs of steps and gradient changes it
+#: keeps (L-BFGS memory), and the steps after which a row still unsolved is finished
+#: by Newton's method (exact Hessians) from where it stands.
+SOFTMAX_MEMORY = 8
+SOFTMAX_QN_STEPS = 40
+#: Rows softmax_rows solves together: this many scores (m per row), the size of its
+#: (m, rows) float64 arrays (32 MiB each).
+SOFTMAX_BLOCK = 1 << 22
+#: The key of a state's kept :func:`softmax_start` (see FittedState.derived).
+SOFTMAX_START = "softmax_start"
 
-        x = argmin  -mean_{j in pos} s_j + log sum_j exp(s_j) + reg |x|^2,  s = F x + ob,
 
-    the row's interactions read as draws from a softmax over all m items (the full
-    objective the "softmax" loss samples, and a ranking objective for bpr and warp: it
-    puts the row's items above the others). Strictly convex, so Newton's method from
-    x = 0 (the popularity ranking of ``ob``) finds the one minimum; each step costs
-    O(m k^2). With fewer items than factors the solve runs in the row space of F
-    (:func:`_reduced`): r <= m unknowns, as the squared loss's dual.
+def _exp_columns(S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of ``S``: (exp(S - max), its sum z, log sum exp)."""
+    top = S.max(0)
+    E = np.subtract(S, top)
+    np.exp(E, out=E)
+    z = E.sum(0)
+    return E, z, top + np.log(z)
 
-    The Hessians (the covariance of F's rows under the softmax, plus 2 reg) are summed
-    in float32 when ``hess_dtype`` is (a float32 model's: so will the solution be) and
-    2 reg is at least F32_HESSIAN_FLOOR of the largest squared row norm; the rows are
-    scaled to at most 1 first (no overflow or underflow). The gradients and objective
-    stay float64: an inexact Hessian can slow Newton's last steps, not move the
-    minimum. The first step's Hessian, at x = 0, is the same for every row and is
-    computed once."""
+
+def softmax_start(F: np.ndarray, ob: np.ndarray, reg: float, dual: bool | None = None,
+                  hess_dtype: Any = np.float64) -> dict:
+    """The part of :func:`softmax_rows` that depends on the items only (``F``, ``ob``,
+    ``reg``), which a model can keep for its next calls: the row-space reduction, the
+    rows the Hessians are summed from, and the state at x = 0 (the softmax of ``ob``,
+    its objective, gradient and Hessian, the same for every row)."""
     Fr, B = _reduced(F, dual)
     r = Fr.shape[1]
     reg = reg if reg > 0 else 1e-12  # 0 only when every row of F is 0
@@ -868,34 +875,163 @@ def softmax_rows(pos: list[np.ndarray], F: np.ndarray, ob: np.ndarray, reg: floa
         Fh = (Fr / scale).astype(np.float32)
     else:
         Fh, scale = Fr, 1.0
-    at_zero: list[np.ndarray] = []  # the Hessian at y = 0, once computed
-    X = np.zeros((len(pos), F.shape[1]))
-    for row, j in enumerate(pos):
-        target = Fr[j].mean(0)
+    E, z, lse0 = _exp_columns(ob[:, None])
+    p0 = E[:, 0] / z[0]
+    mv0 = Fr.T @ p0
+    H0 = _weighted_gram(Fh, p0, center=mv0 / scale)
+    if scale != 1.0:
+        H0 *= scale * scale
+    H0[np.diag_indices(r)] += 2 * reg
+    return dict(Fr=Fr, B=B, reg=reg, Fh=Fh, scale=scale, lse0=float(lse0[0]), mv0=mv0,
+                H0=H0, k=F.shape[1])
 
-        def f(y, j=j):
-            s = Fr @ y + ob
-            return _lse(s) - float(s[j].mean()) + reg * float(y @ y)
 
-        def grad_hess(y, target=target):
-            s = Fr @ y + ob
-            p = np.exp(s - s.max())
-            p /= p.sum()
-            mv = Fr.T @ p
-            origin = not y.any()
-            if origin and at_zero:
-                return mv - target, at_zero[0]
-            H = _weighted_gram(Fh, p, center=mv / scale)
-            if scale != 1.0:
-                H *= scale * scale
-            H[np.diag_indices(r)] += 2 * reg
-            if origin:
-                at_zero.append(H)
-            return mv - target + 2 * reg * y, H
+def softmax_rows(pos: list[np.ndarray], F: np.ndarray | None, ob: np.ndarray, reg: float,
+                 dual: bool | None = None, hess_dtype: Any = np.float64,
+                 start: dict | None = None) -> np.ndarray:
+    """Per row (a user), with the other side's rows ``F`` (m, k) and biases ``ob`` fixed:
 
-        y = _newton(f, grad_hess, np.zeros(r))
-        X[row] = y if B is None else B @ y
+        x = argmin  -mean_{j in pos} s_j + log sum_j exp(s_j) + reg |x|^2,  s = F x + ob,
+
+    the row's interactions read as draws from a softmax over all m items (the full
+    objective the "softmax" loss samples, and a ranking objective for bpr and warp: it
+    puts the row's items above the others). Strictly convex, so any descent method from
+    x = 0 (the popularity ranking of ``ob``) finds the one minimum. With fewer items
+    than factors the solve runs in the row space of F (:func:`_reduced`): r <= m
+    unknowns, as the squared loss's dual.
+
+    The method is L-BFGS (memory SOFTMAX_MEMORY) whose initial Hessian is the exact one
+    at x = 0, the same for every row (the covariance of F's rows under the softmax of
+    ``ob``, plus 2 reg): one O(m k^2) Hessian per call instead of one per Newton step
+    and row, then O(m k) per step, with a backtracking (Armijo) line search that needs
+    no product with F (the scores along the step are s + t F d). The rows advance
+    together in blocks, their products with F as matrix products. The stopping rule is
+    Newton's: the decrement g.H^-1.g (with L-BFGS's H) at rounding level, 1e-30, or no
+    longer falling (twice) once below 1e-10, where f cannot resolve a step's gain and
+    full steps are taken. A row still unsolved after SOFTMAX_QN_STEPS steps (a Hessian
+    far from the one at 0: a tiny penalty) is finished by Newton's method from there.
+
+    The Hessian at 0 (and Newton's, if any) is summed in float32 when ``hess_dtype`` is
+    (a float32 model's: so will the solution be) and 2 reg is at least
+    F32_HESSIAN_FLOOR of the largest squared row norm; the rows are scaled to at most 1
+    first (no overflow or underflow). The gradients and objective stay float64: an
+    inexact Hessian can slow the iteration, not move the minimum. ``start``: this
+    call's :func:`softmax_start` (with the same arguments), if kept from a previous
+    one; ``F`` is not read then (it may be None)."""
+    st = softmax_start(F, ob, reg, dual, hess_dtype) if start is None else start
+    Fr, B = st["Fr"], st["B"]
+    m, r = Fr.shape
+    X = np.zeros((len(pos), st["k"]))
+    if r == 0:
+        return X
+    step = max(1, SOFTMAX_BLOCK // max(m, 1))  # rows per block
+    for b0 in range(0, len(pos), step):
+        Y = _softmax_block(pos[b0:b0 + step], ob, st)
+        X[b0:b0 + Y.shape[1]] = (Y if B is None else B @ Y).T
     return X
+
+
+def _softmax_block(pos: list[np.ndarray], ob: np.ndarray, st: dict) -> np.ndarray:
+    """:func:`softmax_rows` on a block of rows, as columns (r, len(pos))."""
+    Fr, reg, H0 = st["Fr"], st["reg"], st["H0"]
+    (m, r), b, mem = Fr.shape, len(pos), SOFTMAX_MEMORY
+    T = np.stack([Fr[j].mean(0) for j in pos], axis=1)  # the gradient's constant part
+    obm = np.array([ob[j].mean() for j in pos])  # s[j].mean() = T.y + obm
+    out = np.zeros((r, b))
+    ids = np.arange(b)  # the rows still iterating, and their state:
+    Y = np.zeros((r, b))
+    S = np.broadcast_to(ob[:, None], (m, b))  # scores Fr Y + ob
+    fv = st["lse0"] - obm
+    G = st["mv0"][:, None] - T
+    Sh, Yh, rho = np.zeros((mem, r, b)), np.zeros((mem, r, b)), np.zeros((mem, b))
+    best, stall, slot = np.full(b, np.inf), np.zeros(b, dtype=np.int64), 0
+    for _ in range(SOFTMAX_QN_STEPS):
+        # the direction R ~ H^-1 G: L-BFGS's two loops, from the Hessian at 0 (a pair
+        # whose curvature was not positive has rho 0: it does nothing)
+        Q, al = G.copy(), np.zeros((mem, ids.size))
+        for n in range(mem):
+            i = (slot - 1 - n) % mem
+            al[i] = rho[i] * np.einsum("ij,ij->j", Sh[i], Q)
+            Q -= al[i] * Yh[i]
+        R = np.linalg.solve(H0, Q)
+        for n in range(mem):
+            i = (slot + n) % mem
+            R += Sh[i] * (al[i] - rho[i] * np.einsum("ij,ij->j", Yh[i], R))
+        dec = np.einsum("ij,ij->j", G, R)
+        stall = np.where(dec < best, 0, stall + 1)
+        best = np.minimum(best, dec)
+        # converged, at rounding level, or NaN; or no longer falling in the quadratic
+        # region (below 1e-10, as Newton's)
+        done = ~(dec > 1e-30) | ((best < 1e-10) & (stall >= 2))
+        if done.any():
+            out[:, ids[done]] = Y[:, done]
+            keep = ~done
+            ids, Y, S, fv, G, T, obm, R, dec, best, stall = (
+                a[..., keep] for a in (ids, Y, S, fv, G, T, obm, R, dec, best, stall))
+            Sh, Yh, rho, al = Sh[..., keep], Yh[..., keep], rho[:, keep], al[:, keep]
+            if not ids.size:
+                return out
+        # the step -t R, t halved from 1 until Armijo's condition holds (full steps in
+        # the quadratic region); the scores along it cost no product with Fr
+        SD = Fr @ R
+        full = best < 1e-10
+        t = np.ones(ids.size)
+        Sn = S - SD
+        E, z, lse = _exp_columns(Sn)
+        Yn = Y - R
+        fn = lse - np.einsum("ij,ij->j", T, Yn) - obm + reg * np.einsum("ij,ij->j", Yn, Yn)
+        fail = ~(full | (fn <= fv - 1e-4 * dec))
+        while fail.any():
+            c = np.flatnonzero(fail)
+            t[c] *= 0.5
+            Sn[:, c] = S[:, c] - SD[:, c] * t[c]
+            E[:, c], z[c], lse[c] = _exp_columns(Sn[:, c])
+            Yn[:, c] = Y[:, c] - R[:, c] * t[c]
+            fn[c] = (lse[c] - np.einsum("ij,ij->j", T[:, c], Yn[:, c]) - obm[c]
+                     + reg * np.einsum("ij,ij->j", Yn[:, c], Yn[:, c]))
+            fail[c] = ~((fn[c] <= fv[c] - 1e-4 * t[c] * dec[c]) | (t[c] < 1e-12))
+        # no decrease even at t ~ 1e-12: f cannot tell the points apart, x is found
+        lost = ~full & ~(fn < fv)
+        Gn = (Fr.T @ E) / z - T + 2 * reg * Yn
+        sv, yv = Yn - Y, Gn - G
+        cur = np.einsum("ij,ij->j", sv, yv)
+        Sh[slot], Yh[slot] = sv, yv
+        rho[slot] = np.where(cur > 0, 1.0 / np.where(cur > 0, cur, 1.0), 0.0)
+        slot = (slot + 1) % mem
+        Y, S, fv, G = np.where(lost, Y, Yn), Sn, fn, Gn
+        if lost.any():  # they stop here, at the point before the step
+            out[:, ids[lost]] = Y[:, lost]
+            best[lost] = -np.inf
+            stall[lost] = 2
+    for c, row in enumerate(ids):  # unsolved: Newton's method from where they stand
+        if best[c] == -np.inf:
+            continue
+        out[:, row] = _softmax_newton(pos[row], ob, st, T[:, c], Y[:, c])
+    return out
+
+
+def _softmax_newton(j: np.ndarray, ob: np.ndarray, st: dict, target: np.ndarray,
+                    y: np.ndarray) -> np.ndarray:
+    """One row of :func:`softmax_rows` by Newton's method (exact Hessians) from ``y``."""
+    Fr, Fh, scale, reg = st["Fr"], st["Fh"], st["scale"], st["reg"]
+    r = Fr.shape[1]
+
+    def f(y):
+        s = Fr @ y + ob
+        return _lse(s) - float(s[j].mean()) + reg * float(y @ y)
+
+    def grad_hess(y):
+        s = Fr @ y + ob
+        p = np.exp(s - s.max())
+        p /= p.sum()
+        mv = Fr.T @ p
+        H = _weighted_gram(Fh, p, center=mv / scale)
+        if scale != 1.0:
+            H *= scale * scale
+        H[np.diag_indices(r)] += 2 * reg
+        return mv - target + 2 * reg * y, H
+
+    return _newton(f, grad_hess, y)
 
 
 def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.ndarray,
@@ -1019,8 +1155,10 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
     if own_map.ids.size and (raw_ids.dtype.kind == "U") != (own_map.ids.dtype.kind == "U"):
         own_map.lookup(side + "s", raw_ids)  # raises the type-mismatch error
     # the other side's float64 rows, kept with the state (read-only; a fold-in keeps them
-    # for the next one: see _with_rows)
-    F = similarity_arrays(st, "item" if side == "user" else "user")[0]
+    # for the next one: see _with_rows); a ranking model's user fold-in takes the items'
+    # from its own kept start instead (softmax_start)
+    F = None if st.loss != "squared" and side == "user" else \
+        similarity_arrays(st, "item" if side == "user" else "user")[0]
     ob = (st.item_bias if side == "user" else st.user_bias).astype(np.float64)
     mu = st.kernel_mu
     ok = other_idx >= 0
@@ -1070,18 +1208,29 @@ def fold_in(st: FittedState, own: Any, other: Any, ratings: np.ndarray, *, side:
 
 
 def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.ndarray],
-                  F: np.ndarray, ranking_reg: float | None = None,
+                  F: np.ndarray | None, ranking_reg: float | None = None,
                   added: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Factors and biases of folded-in rows of a ranking model (:func:`softmax_rows` for
     users, :func:`softmax_columns` for items), the penalty ``ranking_reg`` (default
     FOLD_IN_RANKING_REG) times the other side's mean squared row norm. ``added``: per
     item, the users of ``pos`` whose rows are new to the record (default: all)."""
     c = FOLD_IN_RANKING_REG if ranking_reg is None else ranking_reg
-    reg = c * float(np.mean(np.sum(F * F, axis=1))) if F.size else 0.0
     if side == "user":
-        ob = st.item_bias.astype(np.float64) if st.biased else np.zeros(F.shape[0])
-        return (softmax_rows(pos, F, ob, reg, hess_dtype=st.user_factors.dtype),
+        def build() -> dict:
+            F = st.factors("item_factors").astype(np.float64)
+            reg = c * float(np.mean(np.sum(F * F, axis=1))) if F.size else 0.0
+            ob = st.item_bias.astype(np.float64) if st.biased else np.zeros(F.shape[0])
+            return dict(softmax_start(F, ob, reg, hess_dtype=st.user_factors.dtype), ob=ob)
+
+        # the items' part of the solve (their float64 rows, the Hessian at 0), kept with
+        # the state and with those a user fold-in makes from it (F is None: not cast)
+        start = st.derived(
+            (SOFTMAX_START, c, _use_dual(*st.factors("item_factors").shape, None)),
+            build)
+        return (softmax_rows(pos, None, start["ob"], start["reg"], start=start),
                 np.zeros(raw_ids.size))
+    assert F is not None  # the users' float64 rows, for an item fold-in
+    reg = c * float(np.mean(np.sum(F * F, axis=1))) if F.size else 0.0
     V = st.factors("item_factors").astype(np.float64)
     b = st.item_bias.astype(np.float64) if st.biased else np.zeros(V.shape[0])
     # each user's interactions (not the rows min_rating dropped, which are only seen)
@@ -1145,9 +1294,12 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     if side == "user":
         seen = merge_seen(*st.seen(), len(new_map), rows[group], other_idx)
         counts = st.counted(rows[group], other_idx, len(new_map), len(st.item_map))
-        return replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
-                       seen_indptr=seen[0], seen_items=seen[1], **accum,
-                       **counts).keeping(keep)
+        out = replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
+                      seen_indptr=seen[0], seen_items=seen[1], **accum, **counts)
+        # the items are unchanged: what the next user fold-in solves from stays valid
+        kept = {key: v for key, v in st.__dict__.get("_derived", {}).items()
+                if key[0] == SOFTMAX_START}
+        return out.keeping({**keep, **kept})
     seen = merge_seen(*st.seen(), len(st.user_map), other_idx.astype(np.int32),
                       rows[group])
     # A user without interactions keeps none: nothing solved their (zero) row, so they
