@@ -865,7 +865,8 @@ def softmax_start(F: np.ndarray, ob: np.ndarray, reg: float, dual: bool | None =
     """The part of :func:`softmax_rows` that depends on the items only (``F``, ``ob``,
     ``reg``), which a model can keep for its next calls: the row-space reduction, the
     rows the Hessians are summed from, and the state at x = 0 (the softmax of ``ob``,
-    its objective, gradient and Hessian, the same for every row)."""
+    its objective, gradient and Hessian, the same for every row, with the inverse of
+    the Hessian's Cholesky factor)."""
     Fr, B = _reduced(F, dual)
     r = Fr.shape[1]
     reg = reg if reg > 0 else 1e-12  # 0 only when every row of F is 0
@@ -883,7 +884,21 @@ def softmax_start(F: np.ndarray, ob: np.ndarray, reg: float, dual: bool | None =
         H0 *= scale * scale
     H0[np.diag_indices(r)] += 2 * reg
     return dict(Fr=Fr, B=B, reg=reg, Fh=Fh, scale=scale, lse0=float(lse0[0]), mv0=mv0,
-                H0=H0, k=F.shape[1])
+                Li=_inverse_factor(H0), k=F.shape[1])
+
+
+def _inverse_factor(H: np.ndarray) -> np.ndarray:
+    """``Li`` with ``Li.T @ Li`` = H^-1 for a symmetric positive definite ``H``: the
+    inverse of its Cholesky factor, so that H^-1 q costs two small matrix products and
+    stays positive definite whatever the rounding. If rounding made ``H`` not positive
+    definite (a penalty far below its scale), its eigenvalues are floored at 1e-15 of
+    the largest instead: the preconditioner only sets the iteration's speed."""
+    try:
+        return np.linalg.solve(np.linalg.cholesky(H), np.eye(H.shape[0]))
+    except np.linalg.LinAlgError:
+        w, V = np.linalg.eigh(H)
+        w = np.maximum(w, 1e-15 * max(float(w.max(initial=0.0)), 1e-300))
+        return (V / np.sqrt(w)).T
 
 
 def softmax_rows(pos: list[np.ndarray], F: np.ndarray | None, ob: np.ndarray, reg: float,
@@ -933,7 +948,7 @@ def softmax_rows(pos: list[np.ndarray], F: np.ndarray | None, ob: np.ndarray, re
 
 def _softmax_block(pos: list[np.ndarray], ob: np.ndarray, st: dict) -> np.ndarray:
     """:func:`softmax_rows` on a block of rows, as columns (r, len(pos))."""
-    Fr, reg, H0 = st["Fr"], st["reg"], st["H0"]
+    Fr, reg, Li = st["Fr"], st["reg"], st["Li"]
     (m, r), b, mem = Fr.shape, len(pos), SOFTMAX_MEMORY
     T = np.stack([Fr[j].mean(0) for j in pos], axis=1)  # the gradient's constant part
     obm = np.array([ob[j].mean() for j in pos])  # s[j].mean() = T.y + obm
@@ -945,17 +960,16 @@ def _softmax_block(pos: list[np.ndarray], ob: np.ndarray, st: dict) -> np.ndarra
     G = st["mv0"][:, None] - T
     Sh, Yh, rho = np.zeros((mem, r, b)), np.zeros((mem, r, b)), np.zeros((mem, b))
     best, stall, slot = np.full(b, np.inf), np.zeros(b, dtype=np.int64), 0
-    for _ in range(SOFTMAX_QN_STEPS):
-        # the direction R ~ H^-1 G: L-BFGS's two loops, from the Hessian at 0 (a pair
-        # whose curvature was not positive has rho 0: it does nothing)
+    for it in range(SOFTMAX_QN_STEPS):
+        # the direction R ~ H^-1 G: L-BFGS's two loops over the pairs kept, from the
+        # Hessian at 0 (a pair whose curvature was not positive has rho 0: no effect)
         Q, al = G.copy(), np.zeros((mem, ids.size))
-        for n in range(mem):
-            i = (slot - 1 - n) % mem
+        kept = [(slot - 1 - n) % mem for n in range(min(it, mem))]
+        for i in kept:
             al[i] = rho[i] * np.einsum("ij,ij->j", Sh[i], Q)
             Q -= al[i] * Yh[i]
-        R = np.linalg.solve(H0, Q)
-        for n in range(mem):
-            i = (slot + n) % mem
+        R = Li.T @ (Li @ Q)
+        for i in reversed(kept):
             R += Sh[i] * (al[i] - rho[i] * np.einsum("ij,ij->j", Yh[i], R))
         dec = np.einsum("ij,ij->j", G, R)
         stall = np.where(dec < best, 0, stall + 1)
