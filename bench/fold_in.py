@@ -23,12 +23,13 @@ and for items the share of all users' top-10 slots that the added items take.
 
 ``--latency`` measures what serving pays instead: wall milliseconds per new user when
 users are folded in one per call and 100 per call, on ``make_ratings`` sets of
-``--sizes`` ratings (users = ratings / 20, items = ratings / 40, k = 64), for the squared
-loss and bpr (one epoch each: the fit's quality does not matter here); best of 3 rounds.
+``--sizes`` ratings (users = ratings / 20, items = ratings / 40, k = ``--k``, 64 by
+default), for the squared loss and bpr (one epoch each: the fit's quality does not
+matter here); best of 3 rounds.
 
     python bench/fold_in.py [--data DIR] [--loss warp bpr softmax] [--reg 0.03]
     python bench/fold_in.py [--data DIR] --squared [--squared-reg 0.05 0.1 0.2]
-    python bench/fold_in.py --latency [--sizes 200000 2000000]
+    python bench/fold_in.py --latency [--sizes 200000 2000000] [--k 64]
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def squared_main(args, folds) -> None:
         print(md_table(["added by (fold_in reg)", *cols], rows))
 
 
-def latency_main(sizes: list[int]) -> None:
+def latency_main(sizes: list[int], k: int = 64) -> None:
     """Per-user wall ms of fold_in: one new user (10 interactions) per call, and 100
     new users in one call."""
     from mfsgd.datasets import make_ratings
@@ -124,15 +125,15 @@ def latency_main(sizes: list[int]) -> None:
         batches = [rng.choice(items, 10, replace=False) for _ in range(100)]
         for loss in ("squared", "bpr"):
             progress(f"{n} ratings, {loss}")
-            m = MatrixFactorization(loss=loss, n_factors=64, n_epochs=1, random_state=0)
+            m = MatrixFactorization(loss=loss, n_factors=k, n_epochs=1, random_state=0)
             m.fit((u, i, r) if loss == "squared" else (u, i))
             one, many = [], []
             for rnd in range(3):
                 base = 10**9 + rnd * 1000
                 mm = copy.deepcopy(m)
                 t = time.perf_counter()
-                for k, its in enumerate(batches):
-                    mm.fold_in((np.full(10, base + k), its, np.full(10, 4.0)))
+                for q, its in enumerate(batches):
+                    mm.fold_in((np.full(10, base + q), its, np.full(10, 4.0)))
                 one.append((time.perf_counter() - t) / len(batches))
                 mm = copy.deepcopy(m)
                 users = np.repeat(base + np.arange(len(batches)), 10)
@@ -140,7 +141,8 @@ def latency_main(sizes: list[int]) -> None:
                 mm.fold_in((users, np.concatenate(batches), np.full(users.size, 4.0)))
                 many.append((time.perf_counter() - t) / len(batches))
             rows.append([f"{n:,}", loss, f"{min(one) * 1e3:.2f}", f"{min(many) * 1e3:.3f}"])
-    print("\n## fold_in latency: wall ms per new user (10 interactions each), best of 3\n")
+    print(f"\n## fold_in latency: wall ms per new user (10 interactions each), k={k}, "
+          "best of 3\n")
     print(md_table(["ratings", "loss", "one user per call", "100 users in one call"], rows))
 
 
@@ -165,7 +167,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.latency:
         print(header())
-        latency_main(args.sizes)
+        latency_main(args.sizes, args.k)
         return
     if args.reg is not None:
         R.FOLD_IN_RANKING_REG = args.reg
