@@ -275,11 +275,21 @@ class RecommenderMixin:
         ``u = argmin -mean_{j in I_u} s_j + log sum_j exp(s_j) + lambda |u|^2`` with
         ``s_j = u . v_j + b'_j`` over every item j, and ``lambda`` = 0.03 times the items'
         mean squared norm ``|v_j|^2`` (so rescaling the item vectors changes no ranking).
-        The objective is convex; Newton's method from u = 0 (the items' popularity order
-        by their biases) finds its minimum in 5-9 steps, each O(n_items k^2): about 3.5 ms
-        per user at 1,682 items and k = 64, 50 ms at 20,000 items, 30 ms at k = 256 (CPU
-        time, one thread, a float32 model on a 2.0 GHz EPYC; ``bench/fold_in.py`` and the
-        ranking guide). An item (``side="item"``) gets the factors and bias that make the training
+        The objective is convex; it is minimised from u = 0 (the items' popularity order
+        by their biases) by L-BFGS started from the exact Hessian there, the same for
+        every user: one O(n_items k^2) sum per model, then about 10 steps of O(n_items k)
+        each, the users of one call stepping together as matrix products (a user still
+        unsolved after 40 steps, with a tiny ``reg``, is finished by Newton's method).
+        Wall time per new user (10 interactions, one thread, a float32 model on a 2.6 GHz
+        EPYC; ``python bench/fold_in.py --latency``), one per call / 100 in one call:
+        1.6 / 0.21 ms at 1,682 items and k = 64, 7.7 / 2.3 ms at 20,000 items, 30 / 9.2 ms
+        at 50,000 items (of which about 10 ms per call is the model's growth, which the
+        squared loss pays too), 2.9 / 0.56 ms at 1,682 items and k = 256. The first user
+        fold-in keeps the items' float64 factors (and a float32 copy for a float32 model:
+        ``n_items x n_factors x 12`` bytes, 38 MB at 50,000 items and k = 64) and that
+        Hessian with the model, for the next user fold-ins, until the items change
+        (``fit``, ``partial_fit``, an item fold-in, ``load``); pickles and saved files do
+        not hold them. An item (``side="item"``) gets the factors and bias that make the training
         interactions most likely when each user's softmax over items also holds it (one
         pass over every user x item score, then a few Newton steps per item, each
         O(n_users k^2)). On MovieLens 100K a user refolded from their own training items
