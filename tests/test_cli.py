@@ -1462,6 +1462,15 @@ def test_recommend_all_serves_many_users_in_one_pass(work, tmp_path, capsys):
     assert [r["known"] for r in out] == [True, False]
     assert [x["item"] for x in out[1]["recommendations"]] == \
         model.recommend(999999, n=3)[0].tolist()
+    # a file saved with a byte-order mark; ids Python's int() reads but no file writes
+    f.write_bytes(("\ufeff" + "".join(f"{u}\n" for u in users)).encode("utf-8"))
+    assert _cli.main(["recommend-all", m, "--users", str(f), "-n", "1"]) == 0
+    assert [int(ln.split("\t")[0]) for ln in capsys.readouterr().out.splitlines()] == users
+    for odd in ("1_0", "\uff11"):
+        f.write_text(f"{odd}\n")
+        assert _cli.main(["recommend-all", m, "--users", str(f)]) == 2
+        assert f"user {odd!r} is not in the model: its user ids are integers" in \
+            capsys.readouterr().err
     (tmp_path / "none.txt").write_text("\n")
     assert _cli.main(["recommend-all", m, "--users", str(tmp_path / "none.txt")]) == 2
     assert "holds no user id" in capsys.readouterr().err

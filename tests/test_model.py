@@ -977,7 +977,7 @@ def test_a_dataframe_with_the_usual_column_names_is_read_as_load_csv_reads_them(
     want = MatrixFactorization(**kw).fit((u, i, r))
     frames = [pd.DataFrame({"userId": u, "movieId": i, "rating": r, "timestamp": 0}),
               pd.DataFrame({"ts": 0, "UserID": u, "Item_Id": i, "Stars": r}),
-              pd.DataFrame({"user": u, "movieId": i, "score": r})]
+              pd.DataFrame({"user": u, "movieId": i, "Rating": r})]
     for df in frames:
         got = MatrixFactorization(**kw).fit(df)
         np.testing.assert_array_equal(got.user_factors_, want.user_factors_)
@@ -989,6 +989,18 @@ def test_a_dataframe_with_the_usual_column_names_is_read_as_load_csv_reads_them(
     np.testing.assert_array_equal(bpr.fit(frames[0][["timestamp", "userId", "movieId"]])
                                   .item_factors_,
                                   MatrixFactorization(loss="bpr", **kw).fit((u, i)).item_factors_)
+    # a frame's "score" or "value" is as often a price as a rating: not guessed at
+    with pytest.raises(ValueError, match="X has no ratings: pass a 'rating' column"):
+        MatrixFactorization(**kw).fit(pd.DataFrame({"userId": u, "movieId": i, "score": r}))
+    # two columns are read by their names when they are the usual ones, else in order
+    got = MatrixFactorization(**kw).fit(pd.DataFrame({"movieId": i, "userId": u}), r)
+    np.testing.assert_array_equal(got.user_factors_, want.user_factors_)
+    got = MatrixFactorization(**kw).fit(pd.DataFrame({"x": i, "userId": u}), r)
+    np.testing.assert_array_equal(got.user_factors_, want.user_factors_)
+    # the default name wins over a usual one
+    both = pd.DataFrame({"userId": u + 1000, "user": u, "item": i, "rating": r})
+    np.testing.assert_array_equal(MatrixFactorization(**kw).fit(both).user_ids_,
+                                  want.user_ids_)
     # names the user set are read as given: no guessing then
     with pytest.raises(ValueError, match=r"X has no column 'uid' \(columns: \['userId'"):
         MatrixFactorization(user_col="uid", **kw).fit(frames[0])

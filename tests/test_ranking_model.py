@@ -1419,3 +1419,22 @@ def test_sample_weight_by_column_name_or_as_a_sparse_matrix_like_x():
         MatrixFactorization(**kw).fit(X, sample_weight=sp.eye(3, format="csr"))
     with pytest.raises(TypeError, match=r"with this X pass one weight per row"):
         MatrixFactorization(**kw).fit((u, i), sample_weight=W)
+    # a cell X stores twice: entry for entry (W built on X's coordinates) the entries'
+    # weights add up as the entries do; a W of other layout gives the cell its weight
+    # once, however X stores it (review 27: the cell weighed 8 as COO, 6 as CSC)
+    Xd = sp.coo_matrix(([1.0, 1.0, 1.0, 1.0], ([0, 0, 1, 1], [0, 0, 1, 2])), shape=(2, 3))
+    per_entry = sp.coo_matrix(([2.0, 4.0, 2.0, 3.0], (Xd.row, Xd.col)), shape=(2, 3))
+    counts = Popularity().fit(Xd, sample_weight=per_entry).item_counts_
+    assert counts.tolist() == [6.0, 2.0, 3.0]
+    per_cell = sp.csr_matrix(([6.0, 2.0, 3.0], ([0, 1, 1], [0, 1, 2])), shape=(2, 3))
+    for form in (Xd, Xd.tocsc(), Xd.tocsr(), Xd.tolil()):
+        assert Popularity().fit(form, sample_weight=per_cell).item_counts_.tolist() == \
+            [6.0, 2.0, 3.0]
+    # a negative entry is refused before entries add up; an explicit zero of X (dropped as
+    # X is read) needs no weight
+    with pytest.raises(ValueError, match=r"sample_weight must be >= 0; got -1.0"):
+        Popularity().fit(Xd, sample_weight=sp.coo_matrix(
+            ([-1.0, 7.0, 2.0, 3.0], (Xd.row, Xd.col)), shape=(2, 3)))
+    Xz = sp.csr_matrix(([1.0, 0.0, 1.0], ([0, 1, 1], [0, 1, 2])), shape=(2, 3))
+    Wz = sp.csr_matrix(([5.0, 3.0], ([0, 1], [0, 2])), shape=(2, 3))
+    assert Popularity().fit(Xz, sample_weight=Wz).item_counts_.tolist() == [5.0, 3.0]

@@ -1072,3 +1072,49 @@ def test_predict_broadcasts_one_id_over_a_sequence_of_the_other(small):
     assert m.predict((int(u[0]), [])).shape == (0,)
     with pytest.raises(ValueError, match="not a sequence"):
         m.predict((int(u[0]), {1, 2}))
+
+
+def test_fitted_arrays_are_read_only_so_kept_arrays_cannot_go_stale(small):
+    """similar_items keeps float64 rows with the fitted state; an edit of item_factors_
+    in place changed predict but not similar_items (review 27). The model's arrays are
+    read-only views: an edit raises, and a copy is the user's to change."""
+    u, i, r = small
+    m = MatrixFactorization(n_factors=3, n_epochs=2, random_state=0).fit((u, i, r))
+    before = m.similar_items(m.item_ids_[0], n=3)[0]
+    for name in ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "user_ids_",
+                 "item_ids_", "user_counts_", "item_counts_"):
+        a = getattr(m, name)
+        assert not a.flags.writeable, name
+        with pytest.raises(ValueError, match="read-only"):
+            a[0] = 0
+    mine = np.array(m.item_factors_)
+    mine[0] = 0  # a copy is writable
+    np.testing.assert_array_equal(m.similar_items(m.item_ids_[0], n=3)[0], before)
+    assert not mfsgd.Popularity().fit((u, i)).item_counts_.flags.writeable
+
+
+def test_object_id_columns_mixing_types_are_refused_as_arrays_are(small):
+    """A pandas object column is factorized only when its ids are all strings or all
+    integers: factorize takes 1, True and Decimal(1) for one id, and fails on unhashable
+    ones, where the row-by-row reading refuses the mix by name (review 27: [1, 2, 1,
+    True] trained as 2 users). A one-id predict beside a list keeps the NUL check."""
+    from decimal import Decimal
+
+    pd = pytest.importorskip("pandas")
+    u, i, r = small
+    m = MatrixFactorization(n_factors=3, n_epochs=1, random_state=0).fit((u, i, r))
+    for bad in ([1, 2, 1, True], [1, Decimal(1), 2, 3], [Decimal(1), 1, 2, 3]):
+        col = pd.Series(bad, dtype=object)
+        X = pd.DataFrame({"user": col, "item": i[:4], "rating": r[:4]})
+        with pytest.raises(TypeError, match="users mixes id types"):
+            MatrixFactorization(n_epochs=1).fit(X)
+        with pytest.raises(TypeError, match="users mixes id types"):
+            m.predict(X)
+    with pytest.raises((TypeError, ValueError), match="users"):
+        m.predict(pd.DataFrame({"user": pd.Series([[1], [2]], dtype=object), "item": i[:2]}))
+    s = MatrixFactorization(n_factors=3, n_epochs=1, random_state=0).fit(
+        ([f"u{x}" for x in u], [f"i{x}" for x in i], r))
+    with pytest.raises(ValueError, match="NUL character"):
+        s.predict(("u3\x00", [f"i{i[0]}", f"i{i[1]}"]))
+    with pytest.raises(ValueError, match=r"one row of scalars: .*predict_one\(user, item\)"):
+        s.predict(("u3", f"i{i[0]}"))

@@ -92,19 +92,19 @@ class EstimatorBase:
     @property
     def user_ids_(self) -> np.ndarray:
         """Raw user ids; row k of ``user_factors_`` belongs to ``user_ids_[k]``."""
-        return self._require_fitted("user_ids_").user_map.ids
+        return _readonly(self._require_fitted("user_ids_").user_map.ids)
 
     @property
     def item_ids_(self) -> np.ndarray:
         """Raw item ids; row k of ``item_factors_`` belongs to ``item_ids_[k]``."""
-        return self._require_fitted("item_ids_").item_map.ids
+        return _readonly(self._require_fitted("item_ids_").item_map.ids)
 
     @property
     def item_counts_(self) -> np.ndarray | None:
         """Training interactions (rows) per item, in ``item_ids_`` order: the popularity
         that unknown users are served by. With ``min_rating``, only the rows it kept
         count. None for a model without a seen-items record."""
-        return self._require_fitted("item_counts_").support("item")
+        return _readonly(self._require_fitted("item_counts_").support("item"))
 
     @property
     def user_counts_(self) -> np.ndarray | None:
@@ -113,7 +113,7 @@ class EstimatorBase:
         it is known (their items are never recommended back) but has a count of 0, zero
         factors, and is served the most popular items. None for a model without a
         seen-items record."""
-        return self._require_fitted("user_counts_").support("user")
+        return _readonly(self._require_fitted("user_counts_").support("user"))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -137,16 +137,28 @@ _FITTED_ATTRS = {
 }
 
 
+def _readonly(a: Any) -> Any:
+    """A read-only view of a fitted array (anything else as it is). The fitted state is
+    replaced, never changed: arrays derived from it and kept with it (similar_items'
+    float64 rows, fold_in's extremes, a ranking fold-in's start) would silently go stale
+    under an edit in place, so the model's arrays are read-only; copy one to change it
+    (np.array(model.item_factors_))."""
+    if isinstance(a, np.ndarray):
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
 def _factor_property(attr: str, which: str, doc: str) -> property:
     def get(self: EstimatorBase) -> Any:
-        return self._require_fitted(attr).factors(which)
+        return _readonly(self._require_fitted(attr).factors(which))
 
     return property(get, doc=doc)
 
 
 def _fitted_property(attr: str, field_name: str, doc: str) -> property:
     def get(self: EstimatorBase) -> Any:
-        return getattr(self._require_fitted(attr), field_name)
+        return _readonly(getattr(self._require_fitted(attr), field_name))
 
     return property(get, doc=doc)
 

@@ -16,9 +16,17 @@ from typing import Any
 import numpy as np
 
 from . import _recommend as R
-from ._base import EstimatorBase
+from ._base import EstimatorBase, _readonly
 from ._config import check_columns
-from ._data import _is_sparse, _sparse_entries, columns_of, split_low, unpack, weights_given
+from ._data import (
+    _is_sparse,
+    _sparse_entries,
+    broadcast_pair,
+    columns_of,
+    split_low,
+    unpack,
+    weights_given,
+)
 from ._idmap import IdMap
 from ._state import FittedState, counts_of, seen_csr
 from ._validation import check_bool, check_int, check_ratings, check_real_or_none
@@ -154,7 +162,7 @@ class Popularity(EstimatorBase):
         min_rating = _check_min_rating(self.min_rating)
         columns = check_columns(self.user_col, self.item_col, self.rating_col)
         if sample_weight is not None:
-            sample_weight = weights_given(X, sample_weight, columns)
+            X, sample_weight = weights_given(X, sample_weight, columns)
             if _is_sparse(X):  # one weight per stored entry, as X's entries are read
                 X, sample_weight = _sparse_entries(X, sample_weight)
         users, items, ratings = unpack(X, y, columns=columns, ratings="optional")
@@ -216,7 +224,7 @@ class Popularity(EstimatorBase):
     def item_counts_(self) -> np.ndarray:
         """Training interactions (or summed weights) per item, in ``item_ids_`` order."""
         self._require_fitted("item_counts_")
-        return self._item_counts
+        return _readonly(self._item_counts)
 
     def predict(self, X: Any) -> np.ndarray:
         """Each (user, item) pair's score: the item's count, 0 for an unknown item.
@@ -224,14 +232,17 @@ class Popularity(EstimatorBase):
         Parameters
         ----------
         X : DataFrame, tuple, dict or array
-            (user, item) pairs in the forms of :meth:`fit` (ratings are not read).
+            (user, item) pairs in the forms of :meth:`fit` (ratings are not read), or
+            ``(user, items)`` / ``(users, item)``: one id beside a sequence, as in
+            :meth:`MatrixFactorization.predict`.
 
         Returns
         -------
         ndarray of float64
         """
         st = self._require_fitted("predict")
-        _, items, _ = unpack(X, None, columns=columns_of(self), ratings="ignore")
+        _, items, _ = unpack(broadcast_pair(X), None, columns=columns_of(self),
+                             ratings="ignore")
         cols = st.item_map.lookup("items", items)
         return np.where(cols >= 0, st.item_bias[np.maximum(cols, 0)], 0.0)
 

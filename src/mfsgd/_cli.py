@@ -520,15 +520,19 @@ def _load(path: str) -> MatrixFactorization:
 # ------------------------------------------------------------------ ids
 
 
+_ASCII_INT = re.compile(r"[+-]?[0-9]+")
+
+
 def _model_id(ids: np.ndarray, raw: str, what: str) -> Any:
-    """The command line's ``raw`` id as the model's id type (str or int)."""
+    """The command line's ``raw`` id as the model's id type (str or int). An integer is
+    written in ASCII digits, as the training file's ids were read: Python's int() also
+    takes "1_0" (10) and other scripts' digits ("１"), which name no id of the file."""
     if ids.dtype.kind not in "iu":
         return raw
-    try:
-        return int(raw)
-    except ValueError:
+    if not _ASCII_INT.fullmatch(raw.strip()):
         raise UserError(f"{what} {raw!r} is not in the model: its {what} ids are "
-                        "integers") from None
+                        "integers")
+    return int(raw)
 
 
 def _is_known(ids: np.ndarray, v: Any) -> bool:
@@ -908,7 +912,7 @@ def cmd_recommend_all(args: argparse.Namespace) -> None:
         users = m.user_ids_.tolist()
     else:
         try:
-            with open(args.users, encoding="utf-8") as f:
+            with open(args.users, encoding="utf-8-sig") as f:  # a BOM is no id
                 given = [line.strip() for line in f if line.strip()]
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"--users {args.users}: cannot read it ({e})") from None

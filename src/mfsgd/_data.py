@@ -105,29 +105,42 @@ ROLE_NAMES = {
 }
 
 
+#: The rating column's names recognised in a DataFrame (load_csv also takes "score" and
+#: "value" in a file's header; a frame's "score" or "value" is as often a price or a
+#: count, so there the rating column must be named).
+FRAME_RATING_NAMES = ("rating", "ratings", "stars", "book-rating")
+
+
 def resolve_columns(cols: list[Any], columns: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
-    """The (user, item, rating) column names to read from a frame's ``cols``: the
-    model's, or, when the model keeps the default names and the frame has neither
-    default user nor item column, two columns named otherwise (they can only be (user,
-    item), in that order), else the usual names as ``load_csv`` recognises them in a
-    header (``userId``, ``movieId``, ``rating``..., any case). Names not found are
-    left for check_columns to report."""
+    """The (user, item, rating) column names to read from a frame's ``cols``. Names the
+    model sets (``user_col``...) are read as given. With the default names, a role whose
+    default column is absent is found by the usual names, in any case, as ``load_csv``
+    recognises them in a header (``userId``, ``movieId``..., rating: FRAME_RATING_NAMES;
+    the default name wins when both are there); in a frame of two columns, one not
+    recognised is the other role, and two not recognised are (user, item) in that order
+    (e.g. GridSearchCV's X=df[["uid", "iid"]]). Names not found are left for
+    check_columns to report."""
     ucol, icol, rcol = columns
-    if ucol in cols and icol in cols:
-        return columns
-    if len(cols) == 2 and ucol not in cols and icol not in cols:
-        # Two columns named otherwise, e.g. GridSearchCV's X=df[["userId", "movieId"]]
-        # with y the ratings: they can only be (user, item), in that order.
-        return cols[0], cols[1], rcol
+    two = len(cols) == 2 and ucol not in cols and icol not in cols
     if tuple(columns) != DEFAULT_COLUMNS:
-        return columns
+        return (cols[0], cols[1], rcol) if two else columns
     low = [c.lower() if isinstance(c, str) else None for c in cols]
-    found = []
-    for role, default in zip(("user", "item", "rating"), columns, strict=True):
-        hit = None if default in cols else \
-            next((low.index(n) for n in ROLE_NAMES[role] if n in low), None)
-        found.append(default if hit is None else cols[hit])
-    return found[0], found[1], found[2]
+
+    def find(default: str, names: tuple[str, ...]) -> Any:
+        if default in cols:
+            return default
+        return next((cols[low.index(n)] for n in names if n in low), None)
+
+    u, i = find(ucol, ROLE_NAMES["user"]), find(icol, ROLE_NAMES["item"])
+    r = find(rcol, FRAME_RATING_NAMES)
+    if two and (u is None or i is None):
+        if u is None and i is None:
+            u, i = cols
+        elif u is None:
+            u = cols[1 - cols.index(i)]
+        else:
+            i = cols[1 - cols.index(u)]
+    return (ucol if u is None else u, icol if i is None else i, rcol if r is None else r)
 
 
 def _split_arrow(table: Any, y: Any, columns: tuple[Any, Any, Any],
@@ -150,10 +163,19 @@ def _categorical(col: Any) -> Any:
     if getattr(dtype, "name", None) == "category" and hasattr(col, "cat"):
         return Encoded(np.asarray(col.cat.codes), np.asarray(col.cat.categories))
     if getattr(dtype, "kind", None) in ("O", "U") and hasattr(col, "factorize") and \
-            type(col).__module__.partition(".")[0] == "pandas":
+            type(col).__module__.partition(".")[0] == "pandas" and _one_id_type(col):
         codes, uniques = col.factorize()  # missing ids: code -1, refused as for a Categorical
         return Encoded(np.asarray(codes), np.asarray(uniques, dtype=object))
     return col
+
+
+def _one_id_type(col: Any) -> bool:
+    """A pandas column whose values are all strings, or all integers (missing ones
+    aside), which factorize may map: it takes 1, True and Decimal(1) for one value, and
+    fails on unhashable ones, where the row-by-row reading refuses the mix by name."""
+    import pandas as pd
+
+    return pd.api.types.infer_dtype(col, skipna=True) in ("string", "integer", "empty")
 
 
 def _is_sparse(X: Any) -> bool:
@@ -274,6 +296,11 @@ def _split(X: Any, y: Any, columns: tuple[Any, Any, Any], ratings: str,
     if arr.ndim == 2 and arr.shape[1] == 3 and y is None:
         return arr[:, 0], arr[:, 1], arr[:, 2]
     got = f"{type(X).__name__}{' of shape ' + str(arr.shape) if hasattr(arr, 'shape') else ''}"
+    if isinstance(X, (tuple, list)) and len(X) in (2, 3) and _is_scalar_row(X):
+        got += (" (one row of scalars: pass it as a list of rows, [(user, item"
+                f"{', rating' if len(X) == 3 else ''})], or as columns, ([user], [item]"
+                f"{', [rating]' if len(X) == 3 else ''}); predict_one(user, item) scores "
+                "one pair)")
     loose = loose_iterable(X)
     if loose is not None:  # NumPy reads it as one object ("generator of shape ()")
         rows = "(user, item, rating)" if ratings == "require" and y is None else "(user, item)"
@@ -303,7 +330,7 @@ def broadcast_pair(X: Any) -> Any:
     n = len(other) if hasattr(other, "__len__") else None
     if n is None:
         return X  # a generator: refused downstream, saying what to pass
-    col = np.repeat(np.asarray([X[k]]), n)
+    col = [X[k]] * n  # a list: checked as any list of ids is (a NUL, mixed types...)
     return (col, other) if k == 0 else (other, col)
 
 
@@ -495,11 +522,15 @@ def column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
     return as_1d(role, (data if np.ma.isMaskedArray(data) else np.asarray(data))[:, 0])
 
 
-def weights_given(X: Any, sample_weight: Any, columns: tuple[Any, Any, Any]) -> Any:
-    """``sample_weight`` as an array-like, from the forms peers take besides one weight
-    per row: the name of a column of a DataFrame or Arrow table ``X`` (``"plays"``), and,
-    for a sparse ``X``, a sparse matrix of its shape with a weight in each of X's stored
-    cells (LightFM's ``sample_weight``), read in the order of ``X.data``."""
+def weights_given(X: Any, sample_weight: Any, columns: tuple[Any, Any, Any]
+                  ) -> tuple[Any, Any]:
+    """(X, sample_weight) with the weights as an array-like, from the forms peers take
+    besides one weight per row: the name of a column of a DataFrame or Arrow table ``X``
+    (``"plays"``), and, for a sparse ``X``, a sparse matrix of its shape (LightFM's
+    ``sample_weight``). A weights matrix stored at exactly X's coordinates, entry for
+    entry, weighs each entry; otherwise it gives each cell a weight (its entries summed),
+    split evenly over X's entries of that cell so that the cell, summed as X's duplicates
+    are, gets that weight; X comes back as COO when it had no entry order (LIL, DOK)."""
     if isinstance(sample_weight, str):
         table = _arrow_table(X)  # as _split reads X: Arrow first (a pyarrow Table has
         # a .columns attribute too), then columns by name
@@ -515,10 +546,10 @@ def weights_given(X: Any, sample_weight: Any, columns: tuple[Any, Any, Any]) -> 
             raise ValueError(f"sample_weight={sample_weight!r} is X's user or item column; "
                              "name a column of weights.")
         if table is not None:
-            return _arrow_column(table.column(sample_weight))
-        return X[sample_weight]
+            return X, _arrow_column(table.column(sample_weight))
+        return X, X[sample_weight]
     if not _is_sparse(sample_weight):
-        return sample_weight
+        return X, sample_weight
     if not _is_sparse(X):
         raise TypeError("sample_weight is a sparse matrix, which gives weights per cell of a "
                         "sparse X; with this X pass one weight per row.")
@@ -526,23 +557,38 @@ def weights_given(X: Any, sample_weight: Any, columns: tuple[Any, Any, Any]) -> 
         raise ValueError(f"sample_weight is a {sample_weight.shape[0]} x "
                          f"{sample_weight.shape[1]} matrix but X is {X.shape[0]} x "
                          f"{X.shape[1]}; give a weight in each stored cell of X.")
+    W = sample_weight.tocoo(copy=True)
+    w_data = check_ratings(np.asarray(W.data), np.dtype(np.float64), name="sample_weight",
+                           keep_nonzero=True)  # each entry, before any sum
+    if w_data.size and float(w_data.min()) < 0:
+        raise ValueError(f"sample_weight must be >= 0; got {float(w_data.min())} (an entry "
+                         f"of the weights matrix).")
+    data = getattr(X, "data", None)
+    if not isinstance(data, np.ndarray) or data.shape != (X.nnz,):
+        X = X.tocoo()  # LIL, DOK...: no entry order of their own; COO's is the one used
     coo = X.tocoo(copy=False)  # CSR, CSC and COO keep the order of .data
     rows, cols = np.asarray(coo.row, np.int64), np.asarray(coo.col, np.int64)
-    W = sample_weight.tocsr(copy=True)
-    W.sum_duplicates()
-    w_keys = np.repeat(np.arange(W.shape[0], dtype=np.int64), np.diff(W.indptr)) \
-        * W.shape[1] + W.indices
-    x_keys = rows * X.shape[1] + cols
-    at = np.searchsorted(w_keys, x_keys)  # W's keys are sorted after sum_duplicates
-    at_c = np.minimum(at, max(w_keys.size - 1, 0))
-    found = (w_keys.size > 0) & (w_keys[at_c] == x_keys) if w_keys.size else \
-        np.zeros(x_keys.size, bool)
-    if not found.all():
-        k = int(np.argmin(found))
-        raise ValueError(f"sample_weight has no entry for {int(np.count_nonzero(~found))} "
+    if W.nnz == rows.size and np.array_equal(np.asarray(W.row, np.int64), rows) and \
+            np.array_equal(np.asarray(W.col, np.int64), cols):
+        return X, w_data  # entry for entry (LightFM's form: built on X's coordinates)
+    n_cols = np.int64(X.shape[1])
+    w_keys = np.asarray(W.row, np.int64) * n_cols + np.asarray(W.col, np.int64)
+    cells, at = np.unique(w_keys, return_inverse=True)
+    cell_w = np.bincount(at.reshape(-1), weights=w_data, minlength=cells.size)
+    x_keys = rows * n_cols + cols
+    pos = np.minimum(np.searchsorted(cells, x_keys), max(cells.size - 1, 0))
+    found = (cells[pos] == x_keys) if cells.size else np.zeros(x_keys.size, bool)
+    stored = np.asarray(coo.data) != 0  # entries of value 0 are dropped as X is read
+    missing = stored & ~found
+    if missing.any():
+        k = int(np.argmax(missing))
+        raise ValueError(f"sample_weight has no entry for {int(np.count_nonzero(missing))} "
                          f"stored cells of X (the first: row {int(rows[k])}, column "
                          f"{int(cols[k])}); give a weight in each stored cell of X.")
-    return np.asarray(W.data)[at_c]
+    # each cell's weight split over X's entries of it, which X's reading sums
+    _, x_at, x_n = np.unique(x_keys, return_inverse=True, return_counts=True)
+    w = np.where(found, cell_w[pos], 0.0) / x_n[x_at.reshape(-1)]
+    return X, w
 
 
 def _sparse_entries(X: Any, sample_weight: Any) -> tuple[tuple, np.ndarray]:
@@ -593,7 +639,7 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
     record as seen."""
     sparse = _is_sparse(X)
     if sample_weight is not None:
-        sample_weight = weights_given(X, sample_weight, cfg.columns)
+        X, sample_weight = weights_given(X, sample_weight, cfg.columns)
     # the stored values as given (before duplicates add up), for the warning below
     stored = getattr(X, "data", None) if sparse else None
     if sparse and sample_weight is not None:

@@ -27,9 +27,10 @@ class DivergenceError(ValueError):
 
 class StopTraining(Exception):  # noqa: N818  (a signal, as StopIteration, not an error)
     """Raised by a ``callback`` of ``fit`` or ``partial_fit`` to end training after the
-    epoch it was called for: the model keeps that epoch (its last completed one) and
-    ``fit`` returns normally. Any other exception a callback raises also stops training,
-    but ``fit`` then re-raises it."""
+    epoch it was called for, and ``fit`` returns normally. The model keeps what an
+    interrupted fit keeps: that epoch (the last completed one), or under
+    ``early_stopping`` the best epoch so far. Any other exception a callback raises also
+    stops training, but ``fit`` then re-raises it."""
 
 
 class TrainingInterrupted(UserWarning):

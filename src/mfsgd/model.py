@@ -341,8 +341,10 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             One weight per row of ``X`` (for a sparse ``X``, per stored entry in the
             order of ``X.data``; see the data guide), the name of a column of a
             DataFrame or Arrow ``X`` (``"plays"``), or for a sparse ``X`` a sparse matrix
-            of its shape with a weight in each stored cell (LightFM's form; duplicate
-            entries add up, a cell of ``X`` without one raises): it multiplies that row's loss term
+            of its shape (LightFM's form: entry for entry when stored at X's
+            coordinates in X's order; otherwise each cell's entries summed give that
+            cell's weight; a cell of ``X`` without one raises): it multiplies that row's
+            loss term
             (and gradient; the regularisation is not weighted). None weighs every row 1 (for
             squared, the unweighted kernel runs: the same model as before weights existed).
             Weights that are all 0 raise ``ValueError``. With weights, ``global_mean_``
@@ -358,7 +360,8 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             Called after every epoch with a copy of that epoch's ``history_`` record (a
             dict), e.g. to drive a progress bar. Raising
             :class:`~mfsgd.exceptions.StopTraining` ends training after that epoch, which
-            the model keeps, and fit returns normally; any other exception it raises
+            the model keeps (under ``early_stopping``: the best epoch so far), and fit
+            returns normally; any other exception it raises
             stops training like Ctrl-C does, keeping the last completed epoch, and is
             re-raised. The model changes only
             when fit returns, so the callback cannot use it: reading or changing it
