@@ -18,15 +18,7 @@ import numpy as np
 from . import _recommend as R
 from ._base import EstimatorBase, _readonly
 from ._config import check_columns
-from ._data import (
-    _is_sparse,
-    _sparse_entries,
-    broadcast_pair,
-    columns_of,
-    split_low,
-    unpack,
-    weights_given,
-)
+from ._data import broadcast_pair, columns_of, split_low, unpack, weights_given
 from ._idmap import IdMap
 from ._state import FittedState, counts_of, seen_csr
 from ._validation import check_bool, check_int, check_ratings, check_real_or_none
@@ -161,10 +153,7 @@ class Popularity(EstimatorBase):
         """
         min_rating = _check_min_rating(self.min_rating)
         columns = check_columns(self.user_col, self.item_col, self.rating_col)
-        if sample_weight is not None:
-            X, sample_weight = weights_given(X, sample_weight, columns)
-            if _is_sparse(X):  # one weight per stored entry, as X's entries are read
-                X, sample_weight = _sparse_entries(X, sample_weight)
+        X, sample_weight = weights_given(X, y, sample_weight, columns)
         users, items, ratings = unpack(X, y, columns=columns, ratings="optional")
         weights = None if sample_weight is None else _check_weights(sample_weight, users.size)
         low = (users[:0], items[:0])

@@ -36,6 +36,7 @@ from ._fileio import check_writable
 from ._training import MAX_BLOCKS, epoch_line
 from .exceptions import TrainingInterrupted
 from .model import MatrixFactorization
+from .model_selection import RANKING_METRICS
 
 # ------------------------------------------------------------------ errors
 
@@ -258,7 +259,7 @@ _EARLY_STOPPING_OPTIONS: list[tuple[str, str, dict[str, Any], str]] = [
      "smallest improvement of the validation metric that counts for --early-stopping"),
 ]
 _NEEDS_EARLY_STOPPING = ("validation_fraction", "n_iter_no_change", "tol")
-_RANKING_METRICS_DEFAULT = "ndcg@10,hit_rate@10,recall@10"  # = model_selection's
+_RANKING_METRICS_DEFAULT = ",".join(RANKING_METRICS)
 
 # The command line seeds by default, so that the same command gives the same model.
 CLI_DEFAULTS = {"random_state": 0}
@@ -967,6 +968,15 @@ def _dflt(text: str) -> str:
     return f"{text} (default: %(default)s)"
 
 
+def _add_list_options(p: argparse.ArgumentParser, who: str, unknown: str) -> None:
+    """-n, --include-seen and --allow-unknown of recommend and recommend-all."""
+    p.add_argument("-n", type=_positive_int, default=10, help=_dflt("number of items"))
+    p.add_argument("--include-seen", action="store_true",
+                   help=f"keep items {who} rated in training")
+    p.add_argument("--allow-unknown", action="store_true",
+                   help=f"serve {unknown} by item popularity instead of failing")
+
+
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="delimited ratings file, or interactions (user,item) with a "
                                 "ranking --loss (header optional; separator sniffed); "
@@ -1037,11 +1047,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("recommend", help="top-N items for a user")
     rc.add_argument("model", help="model file written by 'mfsgd train'")
     rc.add_argument("user", help="user id as in the training file")
-    rc.add_argument("-n", type=_positive_int, default=10, help=_dflt("number of items"))
-    rc.add_argument("--include-seen", action="store_true",
-                    help="keep items the user rated in training")
-    rc.add_argument("--allow-unknown", action="store_true",
-                    help="serve an unknown user by item popularity instead of failing")
+    _add_list_options(rc, "the user", "an unknown user")
     rc.set_defaults(func=cmd_recommend)
 
     ra = sub.add_parser("recommend-all", help="top-N items for every user, or those of a file, "
@@ -1050,11 +1056,7 @@ def build_parser() -> argparse.ArgumentParser:
     ra.add_argument("--users", metavar="FILE",
                     help="the user ids to serve, one per line (/dev/stdin reads a pipe); "
                          "default: every user of the model")
-    ra.add_argument("-n", type=_positive_int, default=10, help=_dflt("number of items"))
-    ra.add_argument("--include-seen", action="store_true",
-                    help="keep items the users rated in training")
-    ra.add_argument("--allow-unknown", action="store_true",
-                    help="serve unknown users by item popularity instead of failing")
+    _add_list_options(ra, "the users", "unknown users")
     ra.set_defaults(func=cmd_recommend_all)
 
     i = sub.add_parser("info", help="describe a saved model")

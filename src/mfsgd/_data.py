@@ -522,8 +522,24 @@ def column(data: Any, col: Any, what: str, role: str) -> np.ndarray:
     return as_1d(role, (data if np.ma.isMaskedArray(data) else np.asarray(data))[:, 0])
 
 
-def weights_given(X: Any, sample_weight: Any, columns: tuple[Any, Any, Any]
+def weights_given(X: Any, y: Any, sample_weight: Any, columns: tuple[Any, Any, Any]
                   ) -> tuple[Any, Any]:
+    """(X, sample_weight) as the readers take them: for a sparse ``X`` with weights, its
+    (rows, columns, values) entries with one weight each (:func:`_sparse_entries`; y must
+    then be None), the weights of any form :func:`_weight_form` takes. No weights: as
+    given."""
+    if sample_weight is None:
+        return X, None
+    X, sample_weight = _weight_form(X, sample_weight, columns)
+    if not _is_sparse(X):
+        return X, sample_weight
+    if y is not None:
+        raise ValueError("X is a sparse matrix, whose values are the ratings; y must be None.")
+    return _sparse_entries(X, sample_weight)
+
+
+def _weight_form(X: Any, sample_weight: Any, columns: tuple[Any, Any, Any]
+                 ) -> tuple[Any, Any]:
     """(X, sample_weight) with the weights as an array-like, from the forms peers take
     besides one weight per row: the name of a column of a DataFrame or Arrow table ``X``
     (``"plays"``), and, for a sparse ``X``, a sparse matrix of its shape (LightFM's
@@ -638,15 +654,9 @@ def read_training(X: Any, y: Any, cfg: Any, sample_weight: Any, what: str,
     (partial_fit) accepts rows that min_rating all dropped: no interaction, the rows to
     record as seen."""
     sparse = _is_sparse(X)
-    if sample_weight is not None:
-        X, sample_weight = weights_given(X, sample_weight, cfg.columns)
     # the stored values as given (before duplicates add up), for the warning below
     stored = getattr(X, "data", None) if sparse else None
-    if sparse and sample_weight is not None:
-        if y is not None:
-            raise ValueError("X is a sparse matrix, whose values are the ratings; y must be "
-                             "None.")
-        X, sample_weight = _sparse_entries(X, sample_weight)
+    X, sample_weight = weights_given(X, y, sample_weight, cfg.columns)
     users, items, ratings = unpack(X, y, columns=cfg.columns, what="X", encoded=True,
                                    ratings="optional" if cfg.ranking else "require")
     if not isinstance(stored, np.ndarray) or stored.ndim != 1:

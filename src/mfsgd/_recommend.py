@@ -347,11 +347,16 @@ def extremes(st: FittedState, name: str) -> tuple[float, float]:
     """(max, min) of the state's array ``name`` (user_factors, item_factors, user_bias,
     item_bias; padding columns are 0), made once per state: the divergence check of a
     fold-in needs them for the side it does not change."""
-    def build() -> tuple[float, float]:
-        a = getattr(st, name)
-        return (float(a.max()), float(a.min())) if a.size else (0.0, 0.0)
+    return st.derived(("extremes", name), lambda: _minmax(getattr(st, name)))
 
-    return st.derived(("extremes", name), build)
+
+def _minmax(a: np.ndarray, ext: tuple[float, float] | None = None) -> tuple[float, float]:
+    """(max, min) of ``a`` ((0, 0) when empty), or of ``a`` and an array whose (max, min)
+    is ``ext``."""
+    if a.size == 0:
+        return (0.0, 0.0) if ext is None else ext
+    hi, lo = float(a.max()), float(a.min())
+    return (hi, lo) if ext is None else (max(ext[0], hi), min(ext[1], lo))
 
 
 def similar_one(f: np.ndarray, norms: np.ndarray, row: int, n: int,
@@ -1288,17 +1293,17 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     if rows.size and int(rows.min()) >= len(old_map):
         # only new rows: the grown arrays' extremes are the old ones' (kept with the
         # state) and the new rows' (padding included), without a pass over the model
-        new_f = F2[rows]
-        own_ext = {f"{side}_factors": _merged(extremes(st, f"{side}_factors"), new_f),
-                   f"{side}_bias": _merged(extremes(st, f"{side}_bias"), b2[rows])}
+        own_ext = {f"{side}_factors": _minmax(F2[rows], extremes(st, f"{side}_factors")),
+                   f"{side}_bias": _minmax(b2[rows], extremes(st, f"{side}_bias"))}
     _check_in_range(st, side, raw_ids, vec, bias, F2, b2, own_ext)
-    # What the next fold-in needs of the state, kept with it: the other side's arrays
-    # are unchanged, and the extremes of this side follow from the above.
-    keep = {key: st.cached(key) for key in
-            (("similarity", other), ("extremes", f"{other}_factors"),
-             ("extremes", f"{other}_bias"))}
+    # What the next fold-in needs of the state, kept with it: what was derived from the
+    # other side, whose arrays are unchanged (for a user fold-in, the items' part of a
+    # ranking solve too), and this side's extremes as they follow from the above.
+    unchanged = {("similarity", other), ("extremes", f"{other}_factors"),
+                 ("extremes", f"{other}_bias")}
+    keep = st.derived_where(lambda key: key in unchanged
+                            or (side == "user" and key[0] == SOFTMAX_START))
     keep.update({("extremes", k): v for k, v in (own_ext or {}).items()})
-    keep = {k: v for k, v in keep.items() if v is not None}
     accum = {}
     if st.user_accum is not None:  # AdaGrad: a solved row starts afresh, as a new one
         gu, gi = st.accumulators(**{f"n_{side}s": len(new_map)})
@@ -1308,12 +1313,9 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     if side == "user":
         seen = merge_seen(*st.seen(), len(new_map), rows[group], other_idx)
         counts = st.counted(rows[group], other_idx, len(new_map), len(st.item_map))
-        out = replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
-                      seen_indptr=seen[0], seen_items=seen[1], **accum, **counts)
-        # the items are unchanged: what the next user fold-in solves from stays valid
-        kept = {key: v for key, v in st.__dict__.get("_derived", {}).items()
-                if key[0] == SOFTMAX_START}
-        return out.keeping({**keep, **kept})
+        return replace(st, user_map=new_map, user_factors=F2, user_bias=b2,
+                       seen_indptr=seen[0], seen_items=seen[1], **accum,
+                       **counts).keeping(keep)
     seen = merge_seen(*st.seen(), len(st.user_map), other_idx.astype(np.int32),
                       rows[group])
     # A user without interactions keeps none: nothing solved their (zero) row, so they
@@ -1321,22 +1323,14 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     if idle is not None:  # and their rows are no interactions of the item either
         counts = st.counted(other_idx[~idle], rows[group][~idle], len(st.user_map),
                             len(new_map))
-        st = replace(st, item_map=new_map)
-        low = st.with_low(other_idx[idle], rows[group][idle])
-        return replace(st, item_factors=F2, item_bias=b2, seen_indptr=seen[0],
-                       seen_items=seen[1], **accum, **counts, **low).keeping(keep)
+        return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
+                       seen_indptr=seen[0], seen_items=seen[1], **accum, **counts,
+                       **st.with_low((other_idx[idle], rows[group][idle]))).keeping(keep)
     # (a state of format 4 keeps no low rows apart: the item counts them)
     users = other_idx if st.user_counts is None else other_idx[st.user_counts[other_idx] > 0]
     counts = st.counted(users, rows[group], len(st.user_map), len(new_map))
     return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
                    seen_indptr=seen[0], seen_items=seen[1], **accum, **counts).keeping(keep)
-
-
-def _merged(ext: tuple[float, float], a: np.ndarray) -> tuple[float, float]:
-    """(max, min) over an array whose (max, min) is ``ext`` and the values ``a``."""
-    if a.size == 0:
-        return ext
-    return max(ext[0], float(a.max())), min(ext[1], float(a.min()))
 
 
 def _check_in_range(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
@@ -1355,9 +1349,7 @@ def _check_in_range(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.nda
         (st.user_factors, st.user_bias)
     ranking = st.loss != "squared"
     if own_ext is None:
-        own_ext = {f"{side}_factors": (float(F2.max()), float(F2.min())) if F2.size
-                   else (0.0, 0.0),
-                   f"{side}_bias": (float(b2.max()), float(b2.min())) if b2.size else (0.0, 0.0)}
+        own_ext = {f"{side}_factors": _minmax(F2), f"{side}_bias": _minmax(b2)}
     ext = [[own_ext[f"{side}_factors"]], [extremes(st, f"{other}_factors")],
            [own_ext[f"{side}_bias"]], [extremes(st, f"{other}_bias")]]
     if all_finite_from(ext, st.kernel_mu, F2.shape[1], st.user_factors.dtype, ranking=ranking):

@@ -204,6 +204,11 @@ def interaction_pairs(st: FittedState) -> tuple[np.ndarray, np.ndarray]:
     return users[keep], items[keep]
 
 
+def no_low() -> dict[str, np.ndarray]:
+    """The low-row fields of a state that keeps its low rows apart and has none yet."""
+    return {"low_indptr": np.zeros(1, np.int64), "low_items": np.empty(0, np.int32)}
+
+
 def plus_counts(counts: np.ndarray | None, rows: np.ndarray, n: int) -> np.ndarray:
     """``counts`` (int64; None: none yet) grown with zeros to ``n`` entries, plus one per
     entry of ``rows`` (indices below ``n``)."""
@@ -277,10 +282,10 @@ class FittedState:
                 cache[key] = build()
             return cache[key]
 
-    def cached(self, key: Any) -> Any:
-        """The derived array ``key`` if this state has made it, else None (nothing is
-        built)."""
-        return self.__dict__.get("_derived", {}).get(key)
+    def derived_where(self, keep: Callable[[Any], bool]) -> dict[Any, Any]:
+        """The derived arrays this state has made whose key passes ``keep`` (nothing is
+        built): what a state made from this one may take over (see :meth:`keeping`)."""
+        return {k: v for k, v in self.__dict__.get("_derived", {}).items() if keep(k)}
 
     def keeping(self, entries: dict[Any, Any]) -> FittedState:
         """This state (new, not yet shared) with ``entries`` as its derived arrays: what
@@ -352,16 +357,16 @@ class FittedState:
             ip = np.concatenate([ip, np.full(n - ip.size, ip[-1], np.int64)])
         return ip, self.low_items
 
-    def with_low(self, users: np.ndarray | None, items: np.ndarray | None
-                 ) -> dict[str, np.ndarray]:
-        """The low_indptr and low_items fields with these (user row, item row) pairs
-        added: none when the state does not keep its low rows apart."""
+    def with_low(self, pairs: tuple[np.ndarray, np.ndarray] | None,
+                 n_users: int | None = None) -> dict[str, np.ndarray]:
+        """The low_indptr and low_items fields with these (user rows, item rows) pairs
+        added, for ``n_users`` users (default: the state's): none when the state does not
+        keep its low rows apart."""
         if self.low_indptr is None:
             return {}
-        if users is None or len(users) == 0:
-            ip, it = self.low()
-        else:
-            ip, it = merge_seen(*self.low(), len(self.user_map), users, items)
+        none = np.empty(0, np.int32)
+        ip, it = merge_seen(*self.low(), len(self.user_map) if n_users is None else n_users,
+                            *(pairs or (none, none)))
         return {"low_indptr": ip, "low_items": it}
 
     def support(self, side: str) -> np.ndarray | None:

@@ -51,6 +51,7 @@ from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it h
     init_rows,
     interaction_pairs,
     merge_seen,
+    no_low,
     padded_width,
     plus_counts,
     seen_csr,
@@ -1183,7 +1184,7 @@ def train_local(cfg: Any, base: FittedState, make_params: Callable[[], Params], 
     state = replace(base, history=history + res.history,
                     n_epochs=epoch_offset + res.epochs_done, best_epoch=best, n_blocks=nb,
                     seen_indptr=seen[0], seen_items=seen[1],
-                    **base.with_low(*(low_extra or (None, None))))
+                    **base.with_low(low_extra))
     return state, res
 
 
@@ -1288,8 +1289,7 @@ def fit_new(cfg: Any, cols: list, *,
     if cfg.ranking and cfg.min_rating is not None:
         counts = {"user_counts": plus_counts(None, uidx, len(umap)),
                   "item_counts": plus_counts(None, iidx, len(imap)),
-                  # and the low rows apart (from none; low_extra below adds them)
-                  "low_indptr": np.zeros(1, np.int64), "low_items": np.empty(0, np.int32)}
+                  **no_low()}  # and the low rows apart (low_extra below adds them)
     val, held, vpairs = None, None, None
     if eval_set is not None and cfg.ranking:
         vpairs = eval_pairs(eval_set, columns=cfg.columns, user_map=umap, item_map=imap,
@@ -1431,7 +1431,7 @@ def own_counts(st: FittedState) -> FittedState:
     if st.user_counts is not None or st.seen_indptr is None:
         return st
     return replace(st, user_counts=st.support("user"), item_counts=st.support("item"),
-                   low_indptr=np.zeros(1, np.int64), low_items=np.empty(0, np.int32))
+                   **no_low())
 
 
 def record_low(st: FittedState, pairs: tuple | None, new_users: bool = True,
@@ -1453,11 +1453,10 @@ def record_low(st: FittedState, pairs: tuple | None, new_users: bool = True,
     acc = {} if st.user_accum is None else {"user_accum": st.accumulators(len(umap))[0]}
     none = np.empty(0, dtype=np.int32)
     seen = merge_seen(*st.seen(), len(umap), *low)
-    out = replace(st, user_map=umap, user_factors=grown(st.user_factors, grow),
-                  user_bias=grown(st.user_bias, grow), seen_indptr=seen[0],
-                  seen_items=seen[1], **acc,
-                  **st.counted(none, none, len(umap), len(st.item_map)))
-    return replace(out, **out.with_low(*low))
+    return replace(st, user_map=umap, user_factors=grown(st.user_factors, grow),
+                   user_bias=grown(st.user_bias, grow), seen_indptr=seen[0],
+                   seen_items=seen[1], **acc, **st.with_low(low, len(umap)),
+                   **st.counted(none, none, len(umap), len(st.item_map)))
 
 
 def _all_ones(a: np.ndarray) -> bool:
