@@ -31,7 +31,7 @@ from ._idmap import (
     sorted_unique,
     unique_inverse,
 )
-from ._state import FittedState, grown, merge_seen, unrecorded
+from ._state import FittedState, appended, grown, merge_seen, unrecorded
 from ._training import Params, all_finite_from, predict_idx, score_limit
 
 SCORE_BUDGET = 1 << 24  # score-matrix entries per batch (64 MiB float32, 128 MiB float64)
@@ -1285,12 +1285,20 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     Fw = st.user_factors if side == "user" else st.item_factors
     b = st.user_bias if side == "user" else st.item_bias
     grow = len(new_map) - len(old_map)
-    F2, b2 = grown(Fw, grow), grown(b, grow)  # aligned, like every factor matrix
-    F2[rows, : st.n_factors] = vec
-    b2[rows] = bias
+    only_new = bool(rows.size) and int(rows.min()) >= len(old_map)
+    if only_new:  # (a stream of new users) grown in place, past the rows old states hold
+        add_f = np.zeros((grow, Fw.shape[1]), Fw.dtype)
+        add_f[rows - len(old_map), : st.n_factors] = vec
+        add_b = np.zeros(grow, b.dtype)
+        add_b[rows - len(old_map)] = bias
+        F2, b2 = appended(Fw, add_f), appended(b, add_b)
+    else:
+        F2, b2 = grown(Fw, grow), grown(b, grow)  # aligned, like every factor matrix
+        F2[rows, : st.n_factors] = vec
+        b2[rows] = bias
     other = "item" if side == "user" else "user"
     own_ext = None
-    if rows.size and int(rows.min()) >= len(old_map):
+    if only_new:
         # only new rows: the grown arrays' extremes are the old ones' (kept with the
         # state) and the new rows' (padding included), without a pass over the model
         own_ext = {f"{side}_factors": _minmax(F2[rows], extremes(st, f"{side}_factors")),
@@ -1306,9 +1314,13 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     keep.update({("extremes", k): v for k, v in (own_ext or {}).items()})
     accum = {}
     if st.user_accum is not None:  # AdaGrad: a solved row starts afresh, as a new one
-        gu, gi = st.accumulators(**{f"n_{side}s": len(new_map)})
-        acc = gu if side == "user" else gi
-        acc[rows] = 1
+        old_acc = st.user_accum if side == "user" else st.item_accum
+        if only_new and old_acc is not None and len(old_acc) == len(old_map):
+            acc = appended(old_acc, np.ones(grow, old_acc.dtype))
+        else:
+            gu, gi = st.accumulators(**{f"n_{side}s": len(new_map)})
+            acc = gu if side == "user" else gi
+            acc[rows] = 1
         accum[f"{side}_accum"] = acc
     if side == "user":
         seen = merge_seen(*st.seen(), len(new_map), rows[group], other_idx)
