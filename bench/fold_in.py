@@ -25,11 +25,13 @@ and for items the share of all users' top-10 slots that the added items take.
 users are folded in one per call and 100 per call, on ``make_ratings`` sets of
 ``--sizes`` ratings (users = ratings / 20, items = ratings / 40, k = ``--k``, 64 by
 default), for the squared loss and bpr (one epoch each: the fit's quality does not
-matter here); best of 3 rounds.
+matter here); best of 3 rounds. For bpr also new items, one per call (10 users each):
+the first call on a fresh copy of the model (which computes every user's log partition
+over the items) and the median of the next ``--item-calls`` (default 5).
 
     python bench/fold_in.py [--data DIR] [--loss warp bpr softmax] [--reg 0.03]
     python bench/fold_in.py [--data DIR] --squared [--squared-reg 0.05 0.1 0.2]
-    python bench/fold_in.py --latency [--sizes 200000 2000000] [--k 64]
+    python bench/fold_in.py --latency [--sizes 200000 2000000] [--k 64] [--item-calls 5]
 """
 
 from __future__ import annotations
@@ -111,12 +113,12 @@ def squared_main(args, folds) -> None:
         print(md_table(["added by (fold_in reg)", *cols], rows))
 
 
-def latency_main(sizes: list[int], k: int = 64) -> None:
+def latency_main(sizes: list[int], k: int = 64, item_calls: int = 5) -> None:
     """Per-user wall ms of fold_in: one new user (10 interactions) per call, and 100
-    new users in one call."""
+    new users in one call; for a ranking model also new items, one per call."""
     from mfsgd.datasets import make_ratings
 
-    rows = []
+    rows, items_rows = [], []
     for n in sizes:
         u, i, r = make_ratings(max(n // 20, 10), max(n // 40, 10), n, random_state=0,
                                as_frame=False)
@@ -141,9 +143,25 @@ def latency_main(sizes: list[int], k: int = 64) -> None:
                 mm.fold_in((users, np.concatenate(batches), np.full(users.size, 4.0)))
                 many.append((time.perf_counter() - t) / len(batches))
             rows.append([f"{n:,}", loss, f"{min(one) * 1e3:.2f}", f"{min(many) * 1e3:.3f}"])
+            if loss != "squared":  # new items, one per call: the first, then the next
+                mm, its = copy.deepcopy(m), []
+                users_of = np.unique(u)
+                for q in range(1 + item_calls):
+                    who = rng.choice(users_of, 10, replace=False)
+                    t = time.perf_counter()
+                    mm.fold_in((who, np.full(10, 10**9 + q)), side="item")
+                    its.append(time.perf_counter() - t)
+                items_rows.append([f"{n:,}", loss, f"{its[0] * 1e3:.1f}",
+                                   f"{np.median(its[1:]) * 1e3:.2f}"])
     print(f"\n## fold_in latency: wall ms per new user (10 interactions each), k={k}, "
           "best of 3\n")
     print(md_table(["ratings", "loss", "one user per call", "100 users in one call"], rows))
+    if items_rows:
+        print(f"\n## fold_in latency: wall ms per new item (10 interactions each), one per "
+              f"call: the first call on a fresh copy of the model, then the median of the "
+              f"next {item_calls}\n")
+        print(md_table(["ratings", "loss", "first item", "next items (median)"],
+                       items_rows))
 
 
 def main() -> None:
@@ -164,10 +182,12 @@ def main() -> None:
                     help="measure fold_in's per-user latency on synthetic sets instead")
     ap.add_argument("--sizes", type=int, nargs="+", default=[200_000, 2_000_000],
                     help="ratings of the --latency sets (default 200000 2000000)")
+    ap.add_argument("--item-calls", type=int, default=5,
+                    help="--latency: new items timed after the first (default 5)")
     args = ap.parse_args()
     if args.latency:
         print(header())
-        latency_main(args.sizes, args.k)
+        latency_main(args.sizes, args.k, args.item_calls)
         return
     if args.reg is not None:
         R.FOLD_IN_RANKING_REG = args.reg

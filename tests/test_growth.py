@@ -175,3 +175,56 @@ def test_streamed_fold_ins_equal_one_batch_fold_in(data):
     for part in rows[:3]:
         a, _ = one.recommend(part[0][0], n=200)
         assert not set(a) & set(part[1])
+
+
+@pytest.mark.parametrize("loss", ["bpr", "softmax"])
+def test_item_fold_ins_carry_the_users_log_partition_exactly(data, loss, monkeypatch):
+    """An item fold-in of a ranking model needs every user's log partition over the
+    items (O(users x items x k)); the model keeps it and carries it through fold-ins of
+    new items and users, so a stream of new items computes it once. Each step must give
+    what a model computing it afresh gives."""
+    u, i, _ = data
+    m = MatrixFactorization(loss=loss, n_factors=6, n_epochs=4, random_state=0).fit((u, i))
+    full = []
+    real = R.log_partition
+
+    def counting(U, V, b):
+        full.append(U.shape[0])
+        return real(U, V, b)
+
+    monkeypatch.setattr(R, "log_partition", counting)
+    rng = np.random.default_rng(3)
+    users, items = np.unique(u), np.unique(i)
+    steps = ["item", "item", "user", "item", "user", "user", "item", "refold user",
+             "item", "refold item", "item"]
+    for t, what in enumerate(steps):
+        if what == "item":
+            args = ((rng.choice(users, 8, replace=False), np.full(8, 10**7 + t)),)
+            kw = dict(side="item")
+        elif what == "user":
+            args = ((np.full(5, 10**8 + t), rng.choice(items, 5, replace=False)),)
+            kw = {}
+        elif what == "refold user":
+            args = ((np.full(5, users[0]), rng.choice(items, 5, replace=False)),)
+            kw = {}
+        else:  # a known item refolded: its old term leaves the partition
+            args = ((rng.choice(users, 8, replace=False), np.full(8, items[0])),)
+            kw = dict(side="item")
+        fresh = copy.deepcopy(m)  # keeps no derived arrays: computes afresh
+        m.fold_in(*args, **kw)
+        fresh.fold_in(*args, **kw)
+        np.testing.assert_allclose(m.item_factors_, fresh.item_factors_, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(m.user_factors_, fresh.user_factors_, rtol=1e-5, atol=1e-6)
+        kept = m._state.derived_where(lambda key: key == R.LOG_Z).get(R.LOG_Z)
+        if kept is not None:  # exactly the partition of the model's arrays
+            st = m._state
+            want = real(st.factors("user_factors").astype(np.float64),
+                        st.factors("item_factors").astype(np.float64),
+                        st.item_bias.astype(np.float64))
+            np.testing.assert_allclose(kept, want, rtol=1e-12, atol=1e-12)
+    n_users = [len(np.unique(u))]
+    # computed over every user: by the first item fold-in, by the deep copies, and
+    # after the known item's refold; never again by the model itself in between
+    n_full = sum(1 for x in full if x >= n_users[0])
+    n_fresh_items = sum(1 for w in steps if "item" in w)
+    assert n_full == n_fresh_items + 2

@@ -1053,10 +1053,33 @@ def _softmax_newton(j: np.ndarray, ob: np.ndarray, st: dict, target: np.ndarray,
     return _newton(f, grad_hess, y)
 
 
+#: The derived key of a ranking model's per-user log partition over the items (see
+#: log_partition), kept with the state for the next item fold-in.
+LOG_Z = ("log_z",)
+
+
+def log_partition(U: np.ndarray, V: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row u of ``U``: log sum_j exp(U_u . V_j + b_j) over the rows j of ``V``
+    (float64; -inf when V has none), in chunks of about 4 M scores. O(n m k): the cost
+    of an item fold-in on a large model, which the model therefore keeps (LOG_Z)."""
+    n = U.shape[0]
+    out = np.empty(n)
+    if V.shape[0] == 0:
+        out.fill(-np.inf)
+        return out
+    step = max(1, (1 << 22) // V.shape[0])
+    for s0 in range(0, n, step):
+        S = U[s0:s0 + step] @ V.T + b
+        top = S.max(1)
+        out[s0:s0 + step] = np.log(np.exp(S - top[:, None]).sum(1)) + top
+    return out
+
+
 def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.ndarray,
                     counts: np.ndarray, replaced: np.ndarray, reg: float,
                     with_bias: bool = True, dual: bool | None = None,
-                    added: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    added: list[np.ndarray] | None = None,
+                    log_z: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per new column (an item), with the users ``U`` (n, k), the other items (``V``,
     ``b``) and every user's softmax over items fixed: the factors v and bias c maximising
     the multinomial log-likelihood of the training interactions (user u's ``counts[u]``
@@ -1070,17 +1093,15 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
     user's draws are their interactions after the fold-in: ``counts`` plus one per entry
     of ``added[col]`` (the column's interactions the counts do not hold yet; default
     ``pos[col]``: all of them, as for a new item). One
-    pass over every user x item score computes Z (chunked, O(n m k)); then Newton per
-    item from v = 0, each step O(n k^2) (the solve in the row space of U when it has
-    fewer users than factors)."""
+    pass over every user x item score computes log Z (``log_partition``, O(n m k);
+    ``log_z`` if given); then Newton per item from v = 0, each step O(n k^2) (the solve
+    in the row space of U when it has fewer users than factors)."""
     n, k = U.shape
-    logz = np.empty(n)
-    top = np.empty(n)
-    step = max(1, (1 << 22) // max(V.shape[0], 1))
-    for s0 in range(0, n, step):
-        S = U[s0:s0 + step] @ V.T + b
-        top[s0:s0 + step] = S.max(1)
-        logz[s0:s0 + step] = np.log(np.exp(S - top[s0:s0 + step, None]).sum(1))
+    if log_z is None:
+        log_z = log_partition(U, V, b)
+    # log Z = top + logz, as the items' shares below are taken relative to it
+    top = np.where(np.isfinite(log_z), log_z, 0.0)
+    logz = log_z - top
     Ur, Bm = _reduced(U, dual)
     A = np.hstack([Ur, np.ones((n, 1))]) if with_bias else Ur
     r = Ur.shape[1]
@@ -1258,8 +1279,12 @@ def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.
               ).astype(np.float64)
     replaced = st.item_map.lookup("items", raw_ids) if len(st.item_map) else \
         np.full(raw_ids.size, -1)
+    # every user's log partition over the items, the O(users x items x k) part: kept
+    # with the state and carried to the states fold-ins of new items and users make
+    # (see _carried_log_z), so a stream of new items pays it once
+    log_z = st.derived(LOG_Z, lambda: log_partition(F, V, b))
     return softmax_columns(pos, F, V, b, counts, replaced, reg, with_bias=st.biased,
-                           added=added)
+                           added=added, log_z=log_z)
 
 
 def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
@@ -1312,6 +1337,9 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     keep = st.derived_where(lambda key: key in unchanged
                             or (side == "user" and key[0] == SOFTMAX_START))
     keep.update({("extremes", k): v for k, v in (own_ext or {}).items()})
+    log_z = _carried_log_z(st, side, rows, F2, b2, only_new)
+    if log_z is not None:
+        keep[LOG_Z] = log_z
     accum = {}
     if st.user_accum is not None:  # AdaGrad: a solved row starts afresh, as a new one
         old_acc = st.user_accum if side == "user" else st.item_accum
@@ -1343,6 +1371,41 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     counts = st.counted(users, rows[group], len(st.user_map), len(new_map))
     return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
                    seen_indptr=seen[0], seen_items=seen[1], **accum, **counts).keeping(keep)
+
+
+def _carried_log_z(st: FittedState, side: str, rows: np.ndarray, F2: np.ndarray,
+                   b2: np.ndarray, only_new: bool) -> np.ndarray | None:
+    """The per-user log partition (LOG_Z) of the state a fold-in makes from ``st``, the
+    rows ``rows`` of ``side`` set to those of ``F2`` and ``b2`` (the grown arrays), from
+    ``st``'s own when it has one: new items add their terms to every user's (O(users x
+    k) each); new or refolded users get theirs computed (O(items x k) each). None when
+    ``st`` keeps none, or when known items were refolded (their old terms would have to
+    be taken out: the next item fold-in computes it afresh)."""
+    old = st.derived_where(lambda key: key == LOG_Z).get(LOG_Z)
+    if old is None or (side == "item" and not only_new):
+        return None
+    k = st.n_factors
+    if side == "item":
+        U = similarity_arrays(st, "user")[0]
+        T = U @ F2[rows, :k].astype(np.float64).T
+        if st.biased:
+            T += b2[rows].astype(np.float64)
+        out = np.logaddexp.reduce(np.column_stack([old, T]), axis=1)
+        out.flags.writeable = False
+        return out
+    V = similarity_arrays(st, "item")[0]
+    b = st.item_bias.astype(np.float64) if st.biased else np.zeros(V.shape[0])
+    fresh = log_partition(F2[rows, :k].astype(np.float64), V, b)
+    if only_new:
+        add = np.empty(len(F2) - len(old))
+        add[rows - len(old)] = fresh
+        out = appended(old, add)
+    else:
+        out = np.empty(len(F2))
+        out[:len(old)] = old
+        out[rows] = fresh
+    out.flags.writeable = False  # shared by the states that carry it: never written
+    return out
 
 
 def _check_in_range(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,

@@ -298,7 +298,11 @@ class RecommenderMixin:
         not hold them. An item (``side="item"``) gets the factors and bias that make the training
         interactions most likely when each user's softmax over items also holds it (one
         pass over every user x item score, then a few Newton steps per item, each
-        O(n_users k^2)). On MovieLens 100K a user refolded from their own training items
+        O(n_users k^2)). That pass, every user's log partition over the items
+        (``n_users`` floats), is kept with the model and updated by fold-ins of new items
+        (O(n_users k) each) and of users (O(n_items k) each), so a stream of new items
+        pays it once, not per call; refolding a known item, ``fit``, ``partial_fit`` and
+        ``load`` drop it. On MovieLens 100K a user refolded from their own training items
         ranks as well as the fitted row (``bench/fold_in.py``); the default ``reg`` was
         chosen there, and sparser data may need more (on a synthetic set with few
         interactions per user, 0.3 did better than 0.03). Ratings,
