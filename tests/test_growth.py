@@ -12,9 +12,8 @@ import pytest
 
 import mfsgd._recommend as R
 import mfsgd._state as S
-from mfsgd import MatrixFactorization
+from mfsgd import MatrixFactorization, load
 from mfsgd.datasets import make_ratings
-from mfsgd import load
 
 ARRAYS = ("user_factors", "user_bias", "seen_indptr", "seen_items", "user_counts",
           "item_counts", "user_accum", "low_indptr", "low_items")
