@@ -25,7 +25,9 @@ and for items the share of all users' top-10 slots that the added items take.
 users are folded in one per call and 100 per call, on ``make_ratings`` sets of
 ``--sizes`` ratings (users = ratings / 20, items = ratings / 40, k = ``--k``, 64 by
 default), for the squared loss and bpr (one epoch each: the fit's quality does not
-matter here); best of 3 rounds. For bpr also new items, one per call (10 users each):
+matter here); best of 3 rounds. Then 20 rounds of a service's calls: one new user's
+fold-in, ``similar_users`` and an unknown user's ``recommend`` (median ms of each: what a
+fold-in makes the next queries rebuild). For bpr also new items, one per call (10 users each):
 the first call on a fresh copy of the model (which computes every user's log partition
 over the items) and the median of the next ``--item-calls`` (default 5).
 
@@ -118,7 +120,7 @@ def latency_main(sizes: list[int], k: int = 64, item_calls: int = 5) -> None:
     new users in one call; for a ranking model also new items, one per call."""
     from mfsgd.datasets import make_ratings
 
-    rows, items_rows = [], []
+    rows, items_rows, after_rows = [], [], []
     for n in sizes:
         u, i, r = make_ratings(max(n // 20, 10), max(n // 40, 10), n, random_state=0,
                                as_frame=False)
@@ -143,6 +145,22 @@ def latency_main(sizes: list[int], k: int = 64, item_calls: int = 5) -> None:
                 mm.fold_in((users, np.concatenate(batches), np.full(users.size, 4.0)))
                 many.append((time.perf_counter() - t) / len(batches))
             rows.append([f"{n:,}", loss, f"{min(one) * 1e3:.2f}", f"{min(many) * 1e3:.3f}"])
+            # a service's queries between one-user fold-ins: what each must rebuild
+            mm = copy.deepcopy(m)
+            mm.similar_users(mm.user_ids_[0], n=10)
+            mm.recommend(10**12, n=10)
+            med = [[], [], []]
+            for q, its in enumerate(batches[:20]):
+                t0 = time.perf_counter()
+                mm.fold_in((np.full(10, 2 * 10**9 + q), its, np.full(10, 4.0)))
+                t1 = time.perf_counter()
+                mm.similar_users(mm.user_ids_[0], n=10)
+                t2 = time.perf_counter()
+                mm.recommend(10**12, n=10)  # an unknown user: the most popular items
+                t3 = time.perf_counter()
+                for lst, x in zip(med, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                    lst.append(x)
+            after_rows.append([f"{n:,}", loss, *(f"{np.median(x) * 1e3:.2f}" for x in med)])
             if loss != "squared":  # new items, one per call: the first, then the next
                 mm, its = copy.deepcopy(m), []
                 users_of = np.unique(u)
@@ -156,6 +174,10 @@ def latency_main(sizes: list[int], k: int = 64, item_calls: int = 5) -> None:
     print(f"\n## fold_in latency: wall ms per new user (10 interactions each), k={k}, "
           "best of 3\n")
     print(md_table(["ratings", "loss", "one user per call", "100 users in one call"], rows))
+    print("\n## between one-user fold-ins: median wall ms of the fold-in, then of "
+          "similar_users and of an unknown user's recommend (20 rounds)\n")
+    print(md_table(["ratings", "loss", "fold_in", "similar_users", "unknown user's recommend"],
+                   after_rows))
     if items_rows:
         print(f"\n## fold_in latency: wall ms per new item (10 interactions each), one per "
               f"call: the first call on a fresh copy of the model, then the median of the "

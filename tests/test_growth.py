@@ -227,3 +227,41 @@ def test_item_fold_ins_carry_the_users_log_partition_exactly(data, loss, monkeyp
     n_full = sum(1 for x in full if x >= n_users[0])
     n_fresh_items = sum(1 for w in steps if "item" in w)
     assert n_full == n_fresh_items + 2
+
+
+@pytest.mark.parametrize("loss", ["squared", "warp"])
+def test_fold_ins_carry_similarity_rows_and_support_counts_exactly(data, loss):
+    """similar_* rows and norms and the support counts (an unknown user's list) are
+    carried through fold-ins, appended or counted on, instead of rebuilt from the whole
+    model: each carried array must equal the one a fresh model builds, bit for bit."""
+    u, i, r = data
+    m = MatrixFactorization(loss=loss, n_factors=6, n_epochs=3, random_state=0).fit(data)
+    rng = np.random.default_rng(4)
+    users, items = np.unique(u), np.unique(i)
+
+    def touch(model):  # what a service asks between fold-ins: builds the derived arrays
+        model.similar_users(model.user_ids_[0], n=3)
+        model.similar_items(model.item_ids_[0], n=3)
+        model.recommend(10**12, n=3)
+
+    touch(m)
+    for t, side in enumerate(["user", "user", "item", "user", "refold", "item", "user"]):
+        if side == "item":
+            m.fold_in((rng.choice(users, 6, replace=False), np.full(6, 10**7 + t),
+                       np.full(6, 4.0)), side="item")
+        else:
+            who = users[1] if side == "refold" else 10**8 + t
+            m.fold_in((np.full(5, who), rng.choice(items, 5, replace=False), np.full(5, 4.0)))
+        carried = m._state.derived_where(lambda key: key[0] in ("similarity", "support"))
+        fresh = copy.deepcopy(m)
+        touch(fresh)
+        built = fresh._state.derived_where(lambda key: key[0] in ("similarity", "support"))
+        for key, value in carried.items():
+            want = built[key]
+            for a, b in zip(value if isinstance(value, tuple) else [value],
+                            want if isinstance(want, tuple) else [want], strict=True):
+                assert a.dtype == b.dtype and np.array_equal(a, b), (t, side, key)
+        if side == "user":  # a new user's fold-in carries all of them
+            assert ("similarity", "user") in carried and ("support", "item") in carried \
+                or loss != "squared"
+        touch(m)

@@ -895,22 +895,36 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_recommend(args: argparse.Namespace) -> None:
     m = _load(args.model)
     user = _model_id(m.user_ids_, args.user, "user")
-    known = _is_known(m.user_ids_, user)
+    # known: personalised (model.known_users), as recommend-all's "known"; a user known
+    # only from rows below min_rating is served the most popular items too
+    in_model = _is_known(m.user_ids_, user)
+    known = in_model and bool(m.known_users(user))
     if not args.allow_unknown:
-        _require_known(known, "user", user, "serve the most popular items")
+        _require_known(in_model, "user", user, "serve the most popular items")
+        if not known:
+            raise UserError(f"user {user!r} has no training interaction (only rows below "
+                            "min_rating); pass --allow-unknown to serve the most popular "
+                            "items")
     ids, scores = m.recommend(user, n=args.n, exclude_seen=not args.include_seen)
     rows = [{"item": _json_id(v), "score": float(s)} for v, s in zip(ids, scores, strict=True)]
     _emit(args, {"user": user, "known": known, "recommendations": rows},
           "\n".join(f"{r['item']}\t{r['score']:.4f}" for r in rows))
 
 
+#: Users per pass of ``recommend-all``: its memory is that of one pass (the lists and
+#: their output lines), whatever the number of users.
+RECOMMEND_ALL_CHUNK = 1 << 16
+
+
 def cmd_recommend_all(args: argparse.Namespace) -> None:
-    """Top-n for many users in one blocked pass (``recommend_all``): one line per user
+    """Top-n for many users in blocked passes (``recommend_all``): one line per user
     and item, ``user<TAB>item<TAB>score``, best first per user in the order given (or
-    with --json one object whose ``recommendations`` lists each user's)."""
+    with --json one object whose ``recommendations`` lists each user's). The users are
+    served and written a chunk at a time, so memory stays bounded and the first lines
+    come out while the rest are ranked."""
     m = _load(args.model)
     if args.users is None:
-        users = m.user_ids_.tolist()
+        users = m.user_ids_
     else:
         try:
             with open(args.users, encoding="utf-8-sig") as f:  # a BOM is no id
@@ -920,24 +934,43 @@ def cmd_recommend_all(args: argparse.Namespace) -> None:
         if not given:
             raise UserError(f"--users {args.users} holds no user id (one per line)")
         users = [_model_id(m.user_ids_, v, "user") for v in given]
-    known = m._state.user_map.lookup("users", users) >= 0
+    known = m.known_users(users)  # personalised: as recommend's "known"
     if not args.allow_unknown and not known.all():
-        first = users[int(np.argmin(known))]
-        raise UserError(f"{int(np.count_nonzero(~known))} of the {len(users)} users are not in "
-                        f"the model (the first: {first!r}); pass --allow-unknown to serve them "
-                        "the most popular items")
-    ids, scores = m.recommend_all(users, n=args.n, exclude_seen=not args.include_seen)
-    per_user = []
-    for u, row_ids, row_scores, k in zip(users, ids, scores, known, strict=True):
-        ok = np.isfinite(row_scores)  # fewer unseen candidates than n: -inf slots
-        per_user.append({"user": _json_id(u), "known": bool(k),
-                         "recommendations": [{"item": _json_id(v), "score": float(s)} for v, s
-                                             in zip(row_ids[ok], row_scores[ok], strict=True)]})
-    if getattr(args, "json", False):
-        _emit(args, {"recommendations": per_user}, "")
-        return
-    sys.stdout.write("".join(f"{rec['user']}\t{r['item']}\t{r['score']:.4f}\n"
-                             for rec in per_user for r in rec["recommendations"]))
+        in_model = m._state.user_map.lookup("users", users) >= 0
+        bad, why = (~in_model, "are not in the model") if not in_model.all() else \
+            (~known, "have no training interaction (only rows below min_rating)")
+        first = users[int(np.argmax(bad))]
+        raise UserError(f"{int(np.count_nonzero(bad))} of the {len(users)} users {why} (the "
+                        f"first: {_json_id(first)!r}); pass --allow-unknown to serve them the "
+                        "most popular items")
+    as_json = getattr(args, "json", False)
+    out = sys.stdout
+    if as_json:
+        out.write('{"recommendations": [')
+    step = max(1, min(RECOMMEND_ALL_CHUNK, (1 << 22) // max(args.n, 1)))
+    for s0 in range(0, len(users), step):
+        part = users[s0:s0 + step]
+        ids, scores = m.recommend_all(part, n=args.n, exclude_seen=not args.include_seen)
+        ok = np.isfinite(scores)  # fewer unseen candidates than n: -inf slots
+        per_row = ok.sum(1)
+        part_ids = part.tolist() if isinstance(part, np.ndarray) else part
+        items, vals = ids[ok].tolist(), scores[ok].tolist()
+        if as_json:
+            at = np.r_[0, np.cumsum(per_row)].tolist()
+            out.write((", " if s0 else "") + ", ".join(
+                json.dumps({"user": u, "known": bool(k), "recommendations": [
+                    {"item": v, "score": x} for v, x in zip(items[a:b], vals[a:b], strict=True)]},
+                    allow_nan=False)
+                for u, k, a, b in zip(part_ids, known[s0:s0 + step].tolist(), at[:-1], at[1:],
+                                      strict=True)))
+        else:
+            who = np.repeat(np.arange(len(part_ids)), per_row).tolist()
+            out.write("".join(f"{part_ids[w]}\t{v}\t{x:.4f}\n"
+                              for w, v, x in zip(who, items, vals, strict=True)))
+        out.flush()
+    if as_json:
+        warned = json.dumps(list(getattr(args, "warned", [])))
+        out.write(f'], "warnings": {warned}}}\n')
 
 
 def cmd_info(args: argparse.Namespace) -> None:

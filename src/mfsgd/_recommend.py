@@ -31,7 +31,15 @@ from ._idmap import (
     sorted_unique,
     unique_inverse,
 )
-from ._state import FittedState, appended, grown, merge_seen, unrecorded
+from ._state import (
+    FittedState,
+    appended,
+    counts_of,
+    grown,
+    merge_seen,
+    plus_counts,
+    unrecorded,
+)
 from ._training import Params, all_finite_from, predict_idx, score_limit
 
 SCORE_BUDGET = 1 << 24  # score-matrix entries per batch (64 MiB float32, 128 MiB float64)
@@ -1340,6 +1348,9 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     log_z = _carried_log_z(st, side, rows, F2, b2, only_new)
     if log_z is not None:
         keep[LOG_Z] = log_z
+    own_pairs = rows[group]  # the pairs the seen record takes: this side's rows ...
+    keep.update(_carried_rows(st, side, rows, F2, own_pairs, other_idx, len(new_map),
+                              only_new))
     accum = {}
     if st.user_accum is not None:  # AdaGrad: a solved row starts afresh, as a new one
         old_acc = st.user_accum if side == "user" else st.item_accum
@@ -1371,6 +1382,41 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     counts = st.counted(users, rows[group], len(st.user_map), len(new_map))
     return replace(st, item_map=new_map, item_factors=F2, item_bias=b2,
                    seen_indptr=seen[0], seen_items=seen[1], **accum, **counts).keeping(keep)
+
+
+def _carried_rows(st: FittedState, side: str, rows: np.ndarray, F2: np.ndarray,
+                  own_pairs: np.ndarray, other_pairs: np.ndarray, n_own: int,
+                  only_new: bool) -> dict[Any, np.ndarray]:
+    """What a fold-in's state can take over of ``st``'s derived arrays for the side it
+    changes, updated rather than rebuilt: the float64 rows and norms of ``similar_*``
+    (only when every row is new: they are appended, O(new rows)), and the support counts
+    counted from the seen record (``st`` keeps no counts of its own), plus the pairs
+    (``own_pairs``, ``other_pairs``) the record takes. A fold-in of one user then no
+    longer makes the next ``similar_users`` or unknown user's list rescan the model."""
+    have = st.derived_where(lambda key: key[0] in ("similarity", "support"))
+    out: dict[Any, np.ndarray] = {}
+    old = have.get(("similarity", side))
+    if old is not None and only_new:
+        f = np.zeros((n_own - len(old[0]), st.n_factors))
+        f[rows - len(old[0])] = F2[rows, :st.n_factors]
+        pair = (appended(old[0], f), appended(old[1], np.linalg.norm(f, axis=1)))
+        for a in pair:
+            a.flags.writeable = False
+        out[("similarity", side)] = pair
+    other = "item" if side == "user" else "user"
+    n = {side: n_own, other: len(st.item_map if other == "item" else st.user_map)}
+    for which, pairs in ((side, own_pairs), (other, other_pairs)):
+        counts = have.get(("support", which))
+        if counts is None:
+            continue
+        if which == side and only_new:
+            grown_counts = appended(counts, counts_of(
+                (pairs - counts.size).astype(np.int32), n[which] - counts.size))
+        else:
+            grown_counts = plus_counts(counts, pairs, n[which])
+        grown_counts.flags.writeable = False
+        out[("support", which)] = grown_counts
+    return out
 
 
 def _carried_log_z(st: FittedState, side: str, rows: np.ndarray, F2: np.ndarray,

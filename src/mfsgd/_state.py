@@ -21,10 +21,6 @@ import numpy as np
 from . import _sgd
 from ._idmap import IdMap, idmap_from_ids
 
-# Serialises the first build of a state's derived arrays (see FittedState.derived), so two
-# threads asking at once build them once, not twice the memory.
-_DERIVED_LOCK = threading.RLock()
-
 
 def padded_width(k: int, dtype: Any) -> int:
     """Row width rounded up to whole 64-byte cache lines. The padding columns start at
@@ -338,8 +334,13 @@ class FittedState:
         cache = self.__dict__.get("_derived")
         if cache is not None and key in cache:
             return cache[key]
-        with _DERIVED_LOCK:
-            cache = self.__dict__.setdefault("_derived", {})  # frozen: not via setattr
+        # One lock per state (frozen: set through __dict__; setdefault is atomic), so two
+        # threads asking at once build an array once, not twice the memory, while other
+        # models' queries (a service may hold several) never wait for this build
+        lock = self.__dict__.get("_derived_lock") or \
+            self.__dict__.setdefault("_derived_lock", threading.RLock())
+        with lock:
+            cache = self.__dict__.setdefault("_derived", {})
             if key not in cache:
                 cache[key] = build()
             return cache[key]
@@ -360,6 +361,7 @@ class FittedState:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_derived", None)  # rebuilt on demand; a pickle or a copy holds none
+        state.pop("_derived_lock", None)
         return state
 
     @property
@@ -446,9 +448,14 @@ class FittedState:
             return counts
         if self.seen_indptr is None:
             return None
-        if side == "user":
-            return np.diff(self.seen_indptr)
-        return np.bincount(self.seen_items, minlength=len(self.item_map)).astype(np.int64)
+
+        def build() -> np.ndarray:  # O(ratings) for the items: kept (unknown users' lists)
+            out = np.diff(self.seen_indptr) if side == "user" else \
+                counts_of(self.seen_items, len(self.item_map))
+            out.flags.writeable = False  # shared by every caller: never written
+            return out
+
+        return self.derived(("support", side), build)
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], **fields: Any) -> FittedState:
