@@ -265,3 +265,22 @@ def test_fold_ins_carry_similarity_rows_and_support_counts_exactly(data, loss):
             assert ("similarity", "user") in carried and ("support", "item") in carried \
                 or loss != "squared"
         touch(m)
+
+
+def test_a_stream_of_users_with_low_rows_does_not_copy_the_factors(data):
+    """With min_rating, a new user's rows below it are recorded after the fold-in
+    (record_low): that step adds no row, so it keeps the factor matrix as it is rather
+    than copying it (it did, per call)."""
+    u, i, r = data
+    m = MatrixFactorization(loss="warp", n_factors=6, n_epochs=2, random_state=0,
+                            min_rating=3.0, adagrad=True).fit(data)
+    m.fold_in(([10**6] * 4, i[:4], [5.0, 5.0, 1.0, 1.0]))  # the first grows with room
+    for t in range(1, 6):
+        before = m._state
+        m.fold_in(([10**6 + t] * 4, i[4 * t:4 * t + 4], [5.0, 5.0, 1.0, 1.0]))
+        after = m._state
+        for name in ("user_factors", "user_bias", "user_accum", "user_counts"):
+            assert np.shares_memory(getattr(before, name), getattr(after, name)), name
+        assert m.user_counts_[-1] == 2 and m.known_users(10**6 + t)
+        ids, _ = m.recommend(10**6 + t, n=len(m.item_ids_))
+        assert not set(ids) & set(i[4 * t:4 * t + 4])  # the low rows are seen too

@@ -321,8 +321,9 @@ class RecommenderMixin:
         an eighth more; saved files and pickles hold only the rows), so folding in one new
         user per call, as a streaming job does, does not copy the model each time
         (squared loss, 100,000 users x 64: 0.8 ms per user, 5.6 ms when each call
-        copied it; ``python bench/fold_in.py --latency``). A refolded user, an item,
-        and a user with rows below ``min_rating`` still copy it. Models that shared a state
+        copied it; ``python bench/fold_in.py --latency``). A refolded user and an item
+        still copy their side's arrays, and a new user with rows below ``min_rating`` the
+        seen-items record (4 bytes per rating), to insert those rows. Models that shared a state
         (``copy.copy``) and then grew apart never see each other's rows. What
         ``similar_users`` / ``similar_items`` and unknown users' lists keep is carried to
         the new model and updated (new rows appended, counts counted on), so the next

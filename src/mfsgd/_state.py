@@ -402,12 +402,15 @@ class FittedState:
         if self.user_counts is None or self.item_counts is None:
             return {}
         n_old = self.user_counts.size
-        if n_users > n_old and users.size and int(users.min()) >= n_old:  # new users only
-            new = counts_of((np.asarray(users) - n_old).astype(np.int32), n_users - n_old)
-            return {"user_counts": appended(self.user_counts, new),
-                    "item_counts": plus_counts(self.item_counts, items, n_items)}
-        return {"user_counts": plus_counts(self.user_counts, users, n_users),
-                "item_counts": plus_counts(self.item_counts, items, n_items)}
+        if users.size == 0 or int(users.min()) >= n_old:  # no old user's count changes
+            uc = self.user_counts if n_users == n_old else appended(
+                self.user_counts,
+                counts_of((np.asarray(users) - n_old).astype(np.int32), n_users - n_old))
+        else:
+            uc = plus_counts(self.user_counts, users, n_users)
+        ic = self.item_counts if items.size == 0 and n_items == self.item_counts.size else \
+            plus_counts(self.item_counts, items, n_items)
+        return {"user_counts": uc, "item_counts": ic}
 
     def seen(self) -> tuple[np.ndarray, np.ndarray]:
         """The seen-items CSR; an empty one (every user rated nothing) when there is none."""

@@ -45,6 +45,7 @@ from ._state import (  # noqa: F401  (aligned_concat: tests and bench reach it h
     FittedState,
     aligned_concat,
     aligned_empty,
+    appended,
     counts_of,
     fresh_accumulators,
     grown,
@@ -1450,11 +1451,20 @@ def record_low(st: FittedState, pairs: tuple | None, new_users: bool = True,
         keep = unrecorded(st, old_users, low[1], low=True)
         low = (low[0][keep], low[1][keep])
     grow = len(umap) - len(st.user_map)
-    acc = {} if st.user_accum is None else {"user_accum": st.accumulators(len(umap))[0]}
+
+    def with_zeros(a: np.ndarray, fill: float = 0) -> np.ndarray:
+        # the new users' rows (zero factors: no interaction), appended past the rows
+        # older states hold; no growth: the state's own array (never written)
+        return a if grow == 0 else appended(a, np.full((grow, *a.shape[1:]), fill, a.dtype))
+
+    acc = {}
+    if st.user_accum is not None:
+        acc["user_accum"] = with_zeros(st.user_accum, 1) if \
+            len(st.user_accum) == len(st.user_map) else st.accumulators(len(umap))[0]
     none = np.empty(0, dtype=np.int32)
     seen = merge_seen(*st.seen(), len(umap), *low)
-    return replace(st, user_map=umap, user_factors=grown(st.user_factors, grow),
-                   user_bias=grown(st.user_bias, grow), seen_indptr=seen[0],
+    return replace(st, user_map=umap, user_factors=with_zeros(st.user_factors),
+                   user_bias=with_zeros(st.user_bias), seen_indptr=seen[0],
                    seen_items=seen[1], **acc, **st.with_low(low, len(umap)),
                    **st.counted(none, none, len(umap), len(st.item_map)))
 
