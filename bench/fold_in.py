@@ -24,8 +24,9 @@ and for items the share of all users' top-10 slots that the added items take.
 ``--latency`` measures what serving pays instead: wall milliseconds per new user when
 users are folded in one per call and 100 per call, on ``make_ratings`` sets of
 ``--sizes`` ratings (users = ratings / 20, items = ratings / 40, k = ``--k``, 64 by
-default), for the squared loss and bpr (one epoch each: the fit's quality does not
-matter here); best of 3 rounds. Then 20 rounds of a service's calls: one new user's
+default), for the squared loss, bpr, and bpr with ``min_rating=3`` (each new user's rows
+half above it, half below; one epoch each: the fit's quality does not matter here); best
+of 3 rounds. Then 20 rounds of a service's calls: one new user's
 fold-in, ``similar_users`` and an unknown user's ``recommend`` (median ms of each: what a
 fold-in makes the next queries rebuild). For bpr also new items, one per call (10 users each):
 the first call on a fresh copy of the model (which computes every user's log partition
@@ -127,24 +128,27 @@ def latency_main(sizes: list[int], k: int = 64, item_calls: int = 5) -> None:
         items = np.unique(i)
         rng = np.random.default_rng(1)
         batches = [rng.choice(items, 10, replace=False) for _ in range(100)]
-        for loss in ("squared", "bpr"):
-            progress(f"{n} ratings, {loss}")
-            m = MatrixFactorization(loss=loss, n_factors=k, n_epochs=1, random_state=0)
-            m.fit((u, i, r) if loss == "squared" else (u, i))
+        for loss, low in (("squared", None), ("bpr", None), ("bpr", 3.0)):
+            name = loss if low is None else f"{loss}, min_rating=3 (half the rows below)"
+            progress(f"{n} ratings, {name}")
+            m = MatrixFactorization(loss=loss, n_factors=k, n_epochs=1, random_state=0,
+                                    min_rating=low)
+            m.fit((u, i, r) if loss == "squared" or low is not None else (u, i))
+            stars = np.full(10, 4.0) if low is None else np.r_[[5.0] * 5, [1.0] * 5]
             one, many = [], []
             for rnd in range(3):
                 base = 10**9 + rnd * 1000
                 mm = copy.deepcopy(m)
                 t = time.perf_counter()
                 for q, its in enumerate(batches):
-                    mm.fold_in((np.full(10, base + q), its, np.full(10, 4.0)))
+                    mm.fold_in((np.full(10, base + q), its, stars))
                 one.append((time.perf_counter() - t) / len(batches))
                 mm = copy.deepcopy(m)
                 users = np.repeat(base + np.arange(len(batches)), 10)
                 t = time.perf_counter()
-                mm.fold_in((users, np.concatenate(batches), np.full(users.size, 4.0)))
+                mm.fold_in((users, np.concatenate(batches), np.tile(stars, len(batches))))
                 many.append((time.perf_counter() - t) / len(batches))
-            rows.append([f"{n:,}", loss, f"{min(one) * 1e3:.2f}", f"{min(many) * 1e3:.3f}"])
+            rows.append([f"{n:,}", name, f"{min(one) * 1e3:.2f}", f"{min(many) * 1e3:.3f}"])
             # a service's queries between one-user fold-ins: what each must rebuild
             mm = copy.deepcopy(m)
             mm.similar_users(mm.user_ids_[0], n=10)
@@ -152,7 +156,7 @@ def latency_main(sizes: list[int], k: int = 64, item_calls: int = 5) -> None:
             med = [[], [], []]
             for q, its in enumerate(batches[:20]):
                 t0 = time.perf_counter()
-                mm.fold_in((np.full(10, 2 * 10**9 + q), its, np.full(10, 4.0)))
+                mm.fold_in((np.full(10, 2 * 10**9 + q), its, stars))
                 t1 = time.perf_counter()
                 mm.similar_users(mm.user_ids_[0], n=10)
                 t2 = time.perf_counter()
@@ -160,8 +164,8 @@ def latency_main(sizes: list[int], k: int = 64, item_calls: int = 5) -> None:
                 t3 = time.perf_counter()
                 for lst, x in zip(med, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                     lst.append(x)
-            after_rows.append([f"{n:,}", loss, *(f"{np.median(x) * 1e3:.2f}" for x in med)])
-            if loss != "squared":  # new items, one per call: the first, then the next
+            after_rows.append([f"{n:,}", name, *(f"{np.median(x) * 1e3:.2f}" for x in med)])
+            if loss != "squared" and low is None:  # new items, one per call
                 mm, its = copy.deepcopy(m), []
                 users_of = np.unique(u)
                 for q in range(1 + item_calls):
@@ -169,7 +173,7 @@ def latency_main(sizes: list[int], k: int = 64, item_calls: int = 5) -> None:
                     t = time.perf_counter()
                     mm.fold_in((who, np.full(10, 10**9 + q)), side="item")
                     its.append(time.perf_counter() - t)
-                items_rows.append([f"{n:,}", loss, f"{its[0] * 1e3:.1f}",
+                items_rows.append([f"{n:,}", name, f"{its[0] * 1e3:.1f}",
                                    f"{np.median(its[1:]) * 1e3:.2f}"])
     print(f"\n## fold_in latency: wall ms per new user (10 interactions each), k={k}, "
           "best of 3\n")

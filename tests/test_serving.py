@@ -100,3 +100,58 @@ def test_a_state_building_a_cache_does_not_block_other_models(data):
         release.set()
         t.join(20)
     assert a.derived("slow", lambda: 3) == 1
+
+
+def test_item_fold_in_with_a_user_without_interactions_keeps_similarity_right(data):
+    """Review 29: an item fold-in listing a user known only from low rows carried support
+    counts that counted that pair, so similar_users compared the user's zero factors and
+    min_support let rarer items through. The support is now the state's counts."""
+    import copy
+
+    m = MatrixFactorization(loss="bpr", n_factors=4, n_epochs=3, random_state=0,
+                            min_rating=3).fit(with_idle_user(data))
+    oracle = copy.deepcopy(m)  # keeps no derived arrays
+    m.similar_users(m.user_ids_[0], n=5)
+    m.similar_items(m.item_ids_[0], n=5, min_support=2)
+    new = ([10**6, m.user_ids_[0], m.user_ids_[1]], [10**7] * 3, [5.0] * 3)
+    for x in (m, oracle):
+        x.fold_in(new, side="item")
+    with pytest.raises(ValueError, match="has no training interaction"):
+        m.similar_users(10**6, n=5)
+    assert np.array_equal(m.similar_users(m.user_ids_[0], n=50)[0],
+                          oracle.similar_users(m.user_ids_[0], n=50)[0])
+    for item, k in ((10**7, 2), (m.item_ids_[0], 3)):
+        assert np.array_equal(m.similar_items(item, n=50, min_support=k)[0],
+                              oracle.similar_items(item, n=50, min_support=k)[0])
+
+
+def test_a_ranking_fold_in_keeps_one_start_whatever_the_reg(data):
+    """The items' part of a ranking user fold-in is kept per reg; a service varying reg
+    per call must not grow the model's memory without bound (review 29)."""
+    u, i, _ = data
+    m = MatrixFactorization(loss="bpr", n_factors=4, n_epochs=2, random_state=0).fit((u, i))
+    for t, reg in enumerate([0.01, 0.02, 0.03, 0.01, 0.05]):
+        m.fold_in(([10**6 + t] * 3, i[:3]), reg=reg)
+        starts = m._state.derived_where(lambda key: key[0] == "softmax_start")
+        assert len(starts) == 1 and next(iter(starts))[1] == reg
+
+
+def test_recommend_all_serves_every_user_of_the_model_and_opens_json_only_when_ranked(
+        data, tmp_path, capsys, monkeypatch):
+    m = MatrixFactorization(loss="warp", n_factors=4, n_epochs=3, random_state=0,
+                            min_rating=3).fit(with_idle_user(data))
+    path = str(tmp_path / "m.mfsgd")
+    m.save(path)
+    assert _cli.main(["recommend-all", path, "-n", "2", "--json"]) == 0  # no --users
+    import json
+
+    out = json.loads(capsys.readouterr().out)["recommendations"]
+    assert len(out) == len(m.user_ids_)
+    assert [r["user"] for r in out if not r["known"]] == [10**6]
+
+    def failing(*a, **k):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(MatrixFactorization, "recommend_all", failing)
+    assert _cli.main(["recommend-all", path, "--json"]) != 0
+    assert capsys.readouterr().out == ""  # no half-opened document

@@ -921,7 +921,8 @@ def cmd_recommend_all(args: argparse.Namespace) -> None:
     and item, ``user<TAB>item<TAB>score``, best first per user in the order given (or
     with --json one object whose ``recommendations`` lists each user's). The users are
     served and written a chunk at a time, so memory stays bounded and the first lines
-    come out while the rest are ranked."""
+    come out while the rest are ranked (a run that fails or is interrupted part way has
+    written the lists before it, and exits non-zero)."""
     m = _load(args.model)
     if args.users is None:
         users = m.user_ids_
@@ -935,7 +936,9 @@ def cmd_recommend_all(args: argparse.Namespace) -> None:
             raise UserError(f"--users {args.users} holds no user id (one per line)")
         users = [_model_id(m.user_ids_, v, "user") for v in given]
     known = m.known_users(users)  # personalised: as recommend's "known"
-    if not args.allow_unknown and not known.all():
+    # the model's own users are all served (those without interactions their popular
+    # list, "known": false); ids given in a file must be personalised, or allowed
+    if args.users is not None and not args.allow_unknown and not known.all():
         in_model = m._state.user_map.lookup("users", users) >= 0
         bad, why = (~in_model, "are not in the model") if not in_model.all() else \
             (~known, "have no training interaction (only rows below min_rating)")
@@ -945,8 +948,6 @@ def cmd_recommend_all(args: argparse.Namespace) -> None:
                         "most popular items")
     as_json = getattr(args, "json", False)
     out = sys.stdout
-    if as_json:
-        out.write('{"recommendations": [')
     step = max(1, min(RECOMMEND_ALL_CHUNK, (1 << 22) // max(args.n, 1)))
     for s0 in range(0, len(users), step):
         part = users[s0:s0 + step]
@@ -955,9 +956,9 @@ def cmd_recommend_all(args: argparse.Namespace) -> None:
         per_row = ok.sum(1)
         part_ids = part.tolist() if isinstance(part, np.ndarray) else part
         items, vals = ids[ok].tolist(), scores[ok].tolist()
-        if as_json:
+        if as_json:  # the document opens once the first chunk is ranked
             at = np.r_[0, np.cumsum(per_row)].tolist()
-            out.write((", " if s0 else "") + ", ".join(
+            out.write((", " if s0 else '{"recommendations": [') + ", ".join(
                 json.dumps({"user": u, "known": bool(k), "recommendations": [
                     {"item": v, "score": x} for v, x in zip(items[a:b], vals[a:b], strict=True)]},
                     allow_nan=False)

@@ -32,6 +32,7 @@ from ._idmap import (
     unique_inverse,
 )
 from ._state import (
+    SOFTMAX_START,
     FittedState,
     appended,
     counts_of,
@@ -476,7 +477,7 @@ def similar_ids(st: FittedState, side: str, raw: Any, n: int, min_support: int, 
     # every row has an interaction unless the state counts them apart (min_rating)
     counts = None
     if min_support > 1 or st.user_counts is not None:
-        counts = st.derived(("support", side), lambda: st.support(side))
+        counts = st.support(side)  # the counts, or the seen record's (kept with st)
     if counts is not None and rows.size and (counts[rows] == 0).any():  # zero factors
         if not many:
             raise ValueError(f"{side} {raw!r} has no training interaction (every row of it "
@@ -860,8 +861,6 @@ SOFTMAX_QN_STEPS = 40
 #: Rows softmax_rows solves together: this many scores (m per row), the size of its
 #: (m, rows) float64 arrays (32 MiB each).
 SOFTMAX_BLOCK = 1 << 22
-#: The key of a state's kept :func:`softmax_start` (see FittedState.derived).
-SOFTMAX_START = "softmax_start"
 
 
 def _exp_columns(S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1274,7 +1273,7 @@ def _ranking_rows(st: FittedState, side: str, raw_ids: np.ndarray, pos: list[np.
         # the state and with those a user fold-in makes from it (F is None: not cast)
         start = st.derived(
             (SOFTMAX_START, c, _use_dual(*st.factors("item_factors").shape, None)),
-            build)
+            build, evict=lambda key: key[0] == SOFTMAX_START)  # one reg's at a time
         return (softmax_rows(pos, None, start["ob"], start["reg"], start=start),
                 np.zeros(raw_ids.size))
     assert F is not None  # the users' float64 rows, for an item fold-in
@@ -1340,10 +1339,7 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     # What the next fold-in needs of the state, kept with it: what was derived from the
     # other side, whose arrays are unchanged (for a user fold-in, the items' part of a
     # ranking solve too), and this side's extremes as they follow from the above.
-    unchanged = {("similarity", other), ("extremes", f"{other}_factors"),
-                 ("extremes", f"{other}_bias")}
-    keep = st.derived_where(lambda key: key in unchanged
-                            or (side == "user" and key[0] == SOFTMAX_START))
+    keep = st.derived_of_side(other)
     keep.update({("extremes", k): v for k, v in (own_ext or {}).items()})
     log_z = _carried_log_z(st, side, rows, F2, b2, only_new)
     if log_z is not None:
@@ -1390,8 +1386,10 @@ def _carried_rows(st: FittedState, side: str, rows: np.ndarray, F2: np.ndarray,
     """What a fold-in's state can take over of ``st``'s derived arrays for the side it
     changes, updated rather than rebuilt: the float64 rows and norms of ``similar_*``
     (only when every row is new: they are appended, O(new rows)), and the support counts
-    counted from the seen record (``st`` keeps no counts of its own), plus the pairs
-    (``own_pairs``, ``other_pairs``) the record takes. A fold-in of one user then no
+    counted from the seen record, plus the pairs (``own_pairs``, ``other_pairs``) the
+    record takes, when ``st`` keeps no counts of its own (with counts, as min_rating
+    keeps, some recorded pairs are no interactions, and the new state's counts are the
+    support). A fold-in of one user then no
     longer makes the next ``similar_users`` or unknown user's list rescan the model."""
     have = st.derived_where(lambda key: key[0] in ("similarity", "support"))
     out: dict[Any, np.ndarray] = {}
@@ -1403,6 +1401,8 @@ def _carried_rows(st: FittedState, side: str, rows: np.ndarray, F2: np.ndarray,
         for a in pair:
             a.flags.writeable = False
         out[("similarity", side)] = pair
+    if st.user_counts is not None or st.item_counts is not None:
+        return out  # support() is the state's own counts, which the fold-in replaces
     other = "item" if side == "user" else "user"
     n = {side: n_own, other: len(st.item_map if other == "item" else st.user_map)}
     for which, pairs in ((side, own_pairs), (other, other_pairs)):

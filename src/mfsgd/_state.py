@@ -21,6 +21,12 @@ import numpy as np
 from . import _sgd
 from ._idmap import IdMap, idmap_from_ids
 
+_MISSING = object()
+
+#: The key of a ranking model's user fold-in start, derived from the items alone (see
+#: ``_recommend.softmax_start``).
+SOFTMAX_START = "softmax_start"
+
 
 def padded_width(k: int, dtype: Any) -> int:
     """Row width rounded up to whole 64-byte cache lines. The padding columns start at
@@ -324,31 +330,53 @@ class FittedState:
     user_accum: np.ndarray | None = None
     item_accum: np.ndarray | None = None
 
-    def derived(self, key: Any, build: Callable[[], Any]) -> Any:
+    def derived(self, key: Any, build: Callable[[], Any],
+                evict: Callable[[Any], bool] | None = None) -> Any:
         """``build()``, computed on first use and kept with this state: arrays derived
         from the fitted arrays that several queries reuse (``similar_items``' float64
         factors and norms). The state is never mutated and every fit, partial_fit,
         fold_in or load makes a new one, so what is kept here never outlives the arrays
         it was derived from. Not a field: pickling, ``copy.deepcopy`` and ``save`` leave
-        it out (see ``__getstate__``), and ``dataclasses.replace`` starts without it."""
+        it out (see ``__getstate__``), and ``dataclasses.replace`` starts without it.
+        ``evict``: the keys a new entry replaces (an array built per parameter value, of
+        which only the last is kept)."""
         cache = self.__dict__.get("_derived")
-        if cache is not None and key in cache:
-            return cache[key]
-        # One lock per state (frozen: set through __dict__; setdefault is atomic), so two
-        # threads asking at once build an array once, not twice the memory, while other
-        # models' queries (a service may hold several) never wait for this build
-        lock = self.__dict__.get("_derived_lock") or \
-            self.__dict__.setdefault("_derived_lock", threading.RLock())
-        with lock:
+        if cache is not None:  # (one look-up: another thread may evict between two)
+            value = cache.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+        with self._lock():
             cache = self.__dict__.setdefault("_derived", {})
             if key not in cache:
-                cache[key] = build()
+                value = build()
+                for old in [k for k in cache if evict is not None and evict(k)]:
+                    del cache[old]
+                cache[key] = value
             return cache[key]
+
+    def _lock(self) -> Any:
+        """The state's lock for its derived arrays. One per state (frozen: set through
+        __dict__; setdefault is atomic), so two threads asking at once build an array
+        once, not twice the memory, while other models' queries (a service may hold
+        several) never wait for this build."""
+        return self.__dict__.get("_derived_lock") or \
+            self.__dict__.setdefault("_derived_lock", threading.RLock())
 
     def derived_where(self, keep: Callable[[Any], bool]) -> dict[Any, Any]:
         """The derived arrays this state has made whose key passes ``keep`` (nothing is
-        built): what a state made from this one may take over (see :meth:`keeping`)."""
-        return {k: v for k, v in self.__dict__.get("_derived", {}).items() if keep(k)}
+        built): what a state made from this one may take over (see :meth:`keeping`).
+        Read under the state's lock: another thread may be adding one."""
+        with self._lock():
+            return {k: v for k, v in self.__dict__.get("_derived", {}).items() if keep(k)}
+
+    def derived_of_side(self, side: str) -> dict[Any, Any]:
+        """The derived arrays this state has made that depend on ``side``'s arrays only
+        ("user" or "item": their float64 rows, extremes, and for the items a ranking user
+        fold-in's start), which a state whose other side alone changed may take over."""
+        keys = {("similarity", side), ("extremes", f"{side}_factors"),
+                ("extremes", f"{side}_bias")}
+        return self.derived_where(lambda key: key in keys
+                                  or (side == "item" and key[0] == SOFTMAX_START))
 
     def keeping(self, entries: dict[Any, Any]) -> FittedState:
         """This state (new, not yet shared) with ``entries`` as its derived arrays: what

@@ -1466,7 +1466,10 @@ def record_low(st: FittedState, pairs: tuple | None, new_users: bool = True,
     return replace(st, user_map=umap, user_factors=with_zeros(st.user_factors),
                    user_bias=with_zeros(st.user_bias), seen_indptr=seen[0],
                    seen_items=seen[1], **acc, **st.with_low(low, len(umap)),
-                   **st.counted(none, none, len(umap), len(st.item_map)))
+                   **st.counted(none, none, len(umap), len(st.item_map))
+                   ).keeping(st.derived_of_side("item") if grow else  # the items unchanged;
+                             # no user added: every array is, only the seen record is not
+                             st.derived_where(lambda key: key[0] != "support"))
 
 
 def _all_ones(a: np.ndarray) -> bool:
