@@ -1344,8 +1344,8 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     log_z = _carried_log_z(st, side, rows, F2, b2, only_new)
     if log_z is not None:
         keep[LOG_Z] = log_z
-    own_pairs = rows[group]  # the pairs the seen record takes: this side's rows ...
-    keep.update(_carried_rows(st, side, rows, F2, own_pairs, other_idx, len(new_map),
+    # the seen record takes the pairs (rows[group], other_idx), in this side's order
+    keep.update(_carried_rows(st, side, rows, F2, rows[group], other_idx, len(new_map),
                               only_new))
     accum = {}
     if st.user_accum is not None:  # AdaGrad: a solved row starts afresh, as a new one
@@ -1384,13 +1384,15 @@ def _carried_rows(st: FittedState, side: str, rows: np.ndarray, F2: np.ndarray,
                   own_pairs: np.ndarray, other_pairs: np.ndarray, n_own: int,
                   only_new: bool) -> dict[Any, np.ndarray]:
     """What a fold-in's state can take over of ``st``'s derived arrays for the side it
-    changes, updated rather than rebuilt: the float64 rows and norms of ``similar_*``
-    (only when every row is new: they are appended, O(new rows)), and the support counts
-    counted from the seen record, plus the pairs (``own_pairs``, ``other_pairs``) the
-    record takes, when ``st`` keeps no counts of its own (with counts, as min_rating
-    keeps, some recorded pairs are no interactions, and the new state's counts are the
-    support). A fold-in of one user then no
-    longer makes the next ``similar_users`` or unknown user's list rescan the model."""
+    changes, updated rather than rebuilt, so that a fold-in of one user does not make
+    the next ``similar_users`` or unknown user's list rescan the model:
+
+    - the float64 rows and norms of ``similar_*``, when every row is new (appended,
+      O(new rows));
+    - the support counts counted from the seen record, plus the pairs (``own_pairs``,
+      ``other_pairs``) the record takes, when ``st`` keeps no counts of its own (with
+      counts, as min_rating keeps, some recorded pairs are no interactions, and the new
+      state's counts are its support)."""
     have = st.derived_where(lambda key: key[0] in ("similarity", "support"))
     out: dict[Any, np.ndarray] = {}
     old = have.get(("similarity", side))
