@@ -1106,9 +1106,6 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
     n, k = U.shape
     if log_z is None:
         log_z = log_partition(U, V, b)
-    # log Z = top + logz, as the items' shares below are taken relative to it
-    top = np.where(np.isfinite(log_z), log_z, 0.0)
-    logz = log_z - top
     Ur, Bm = _reduced(U, dual)
     A = np.hstack([Ur, np.ones((n, 1))]) if with_bias else Ur
     r = Ur.shape[1]
@@ -1116,7 +1113,7 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
     w = counts.astype(np.float64)
     Xv, Xb = np.zeros((len(pos), k)), np.zeros(len(pos))
     for col, P in enumerate(pos):
-        lz = logz + top
+        lz = log_z  # read only: a changed copy replaces it below
         # each user's draws, this item's among them: the counts plus the rows they do
         # not hold yet (a user listed twice drew the item twice, as in fit)
         wc = w.copy()
@@ -1124,7 +1121,7 @@ def softmax_columns(pos: list[np.ndarray], U: np.ndarray, V: np.ndarray, b: np.n
         wc[users] += times
         if replaced[col] >= 0:  # Z without the item's old score: log(Z - e^old)
             j = replaced[col]
-            share = np.exp(U @ V[j] + b[j] - top - logz)  # the old item's share of Z
+            share = np.exp(U @ V[j] + b[j] - log_z)  # the old item's share of Z
             with np.errstate(divide="ignore"):
                 lz = lz + np.log1p(-np.minimum(share, 1.0))
             # where it held nearly all of Z the difference lost its digits: sum the
@@ -1345,8 +1342,7 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
     if log_z is not None:
         keep[LOG_Z] = log_z
     # the seen record takes the pairs (rows[group], other_idx), in this side's order
-    keep.update(_carried_rows(st, side, rows, F2, rows[group], other_idx, len(new_map),
-                              only_new))
+    keep.update(_carried_rows(st, side, F2, rows[group], other_idx, only_new))
     accum = {}
     if st.user_accum is not None:  # AdaGrad: a solved row starts afresh, as a new one
         old_acc = st.user_accum if side == "user" else st.item_accum
@@ -1380,9 +1376,8 @@ def _with_rows(st: FittedState, side: str, raw_ids: np.ndarray, vec: np.ndarray,
                    seen_indptr=seen[0], seen_items=seen[1], **accum, **counts).keeping(keep)
 
 
-def _carried_rows(st: FittedState, side: str, rows: np.ndarray, F2: np.ndarray,
-                  own_pairs: np.ndarray, other_pairs: np.ndarray, n_own: int,
-                  only_new: bool) -> dict[Any, np.ndarray]:
+def _carried_rows(st: FittedState, side: str, F2: np.ndarray, own_pairs: np.ndarray,
+                  other_pairs: np.ndarray, only_new: bool) -> dict[Any, np.ndarray]:
     """What a fold-in's state can take over of ``st``'s derived arrays for the side it
     changes, updated rather than rebuilt, so that a fold-in of one user does not make
     the next ``similar_users`` or unknown user's list rescan the model:
@@ -1396,9 +1391,8 @@ def _carried_rows(st: FittedState, side: str, rows: np.ndarray, F2: np.ndarray,
     have = st.derived_where(lambda key: key[0] in ("similarity", "support"))
     out: dict[Any, np.ndarray] = {}
     old = have.get(("similarity", side))
-    if old is not None and only_new:
-        f = np.zeros((n_own - len(old[0]), st.n_factors))
-        f[rows - len(old[0])] = F2[rows, :st.n_factors]
+    if old is not None and only_new:  # every new row is set: F2's rows past the old ones
+        f = F2[len(old[0]):, :st.n_factors].astype(np.float64)
         pair = (appended(old[0], f), appended(old[1], np.linalg.norm(f, axis=1)))
         for a in pair:
             a.flags.writeable = False
@@ -1406,7 +1400,7 @@ def _carried_rows(st: FittedState, side: str, rows: np.ndarray, F2: np.ndarray,
     if st.user_counts is not None or st.item_counts is not None:
         return out  # support() is the state's own counts, which the fold-in replaces
     other = "item" if side == "user" else "user"
-    n = {side: n_own, other: len(st.item_map if other == "item" else st.user_map)}
+    n = {side: len(F2), other: len(st.item_map if other == "item" else st.user_map)}
     for which, pairs in ((side, own_pairs), (other, other_pairs)):
         counts = have.get(("support", which))
         if counts is None:
@@ -1443,15 +1437,12 @@ def _carried_log_z(st: FittedState, side: str, rows: np.ndarray, F2: np.ndarray,
         return out
     V = similarity_arrays(st, "item")[0]
     b = st.item_bias.astype(np.float64) if st.biased else np.zeros(V.shape[0])
-    fresh = log_partition(F2[rows, :k].astype(np.float64), V, b)
-    if only_new:
-        add = np.empty(len(F2) - len(old))
-        add[rows - len(old)] = fresh
-        out = appended(old, add)
+    if only_new:  # every new row is set: F2's rows past the old ones
+        out = appended(old, log_partition(F2[len(old):, :k].astype(np.float64), V, b))
     else:
         out = np.empty(len(F2))
         out[:len(old)] = old
-        out[rows] = fresh
+        out[rows] = log_partition(F2[rows, :k].astype(np.float64), V, b)
     out.flags.writeable = False  # shared by the states that carry it: never written
     return out
 

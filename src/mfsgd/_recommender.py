@@ -137,20 +137,20 @@ class RecommenderMixin:
         >>> m.known_users(0), m.known_users([0, 10**9]).tolist()
         (True, [True, False])
         """
-        st = self._require_fitted("known_users")
-        many = _many_ids(users)
-        ids = users if many else [_one_id("user", users, "")]
-        known = ~st.idle(st.user_map.lookup("users", id_list("users", ids, ordered=True)))
-        return known if many else bool(known[0])
+        return self._known("user", users)
 
     def known_items(self, items: Any) -> Any:
         """Whether the model knows each item (has factors for it): the ids that
         ``items=`` of :meth:`recommend` accepts, and that :meth:`recommend` can return.
         As :meth:`known_users`: bool for one id, ndarray of bool for a list."""
-        st = self._require_fitted("known_items")
-        many = _many_ids(items)
-        ids = items if many else [_one_id("item", items, "")]
-        known = st.item_map.lookup("items", id_list("items", ids, ordered=True)) >= 0
+        return self._known("item", items)
+
+    def _known(self, side: str, raw: Any) -> Any:
+        st = self._require_fitted(f"known_{side}s")
+        many = _many_ids(raw)
+        ids = id_list(f"{side}s", raw if many else [_one_id(side, raw, "")], ordered=True)
+        rows = (st.user_map if side == "user" else st.item_map).lookup(f"{side}s", ids)
+        known = ~st.idle(rows) if side == "user" else rows >= 0
         return known if many else bool(known[0])
 
     def recommend_all(self, users: Any = None, n: int = 10, *, exclude_seen: bool = True,
