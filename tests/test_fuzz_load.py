@@ -96,19 +96,31 @@ def scratch(tmp_path_factory):
 
 def try_load(scratch, data):
     """Load ``data`` from a file: the model, or None for ModelFileError. Any other
-    exception or any warning propagates (fails the test); so does a big allocation."""
+    exception or any warning propagates (fails the test); so does a big allocation.
+    The file is also loaded memory-mapped, which must give the same outcome: the same
+    refusal or the same model."""
     scratch.write_bytes(data)
+    # A new file each time (renamed over the last): a mapped file is never rewritten.
+    mapped_path = scratch.with_suffix(".mapped")
+    scratch.with_suffix(".tmp").write_bytes(data)
+    os.replace(scratch.with_suffix(".tmp"), mapped_path)
     tracemalloc.start()
     outcome = "loaded"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             try:
-                return mfsgd.load(scratch)
+                m = mfsgd.load(scratch)
             except ModelFileError as e:
                 assert str(e).startswith(f"{scratch} ") and str(e).endswith("."), str(e)
                 outcome = "refused: " + str(e)[len(str(scratch)):].split("(")[0][:60]
+                with pytest.raises(ModelFileError) as mapped_error:
+                    mfsgd.load(mapped_path, mmap=True)
+                why = str(mapped_error.value)[len(str(mapped_path)):]
+                assert why == str(e)[len(str(scratch)):]
                 return None
+            assert_identical(mfsgd.load(mapped_path, mmap=True), m)
+            return m
     finally:
         if currently_in_test_context():
             event(outcome)

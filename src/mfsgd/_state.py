@@ -138,7 +138,12 @@ def grown(rows: np.ndarray, extra: np.ndarray | int) -> np.ndarray:
 
 
 def padded(a: np.ndarray) -> np.ndarray:
-    """A loaded (n, k) factor matrix in the training layout: padded and aligned."""
+    """A loaded (n, k) factor matrix in the training layout: padded and aligned; ``a``
+    itself when it has that layout already (e.g. mapped from a file, read-only: nothing
+    writes a state's arrays in place, fits and fold-ins make new ones)."""
+    if a.shape[1] == padded_width(a.shape[1], a.dtype) and a.flags.c_contiguous and \
+            a.ctypes.data % 64 == 0:
+        return a
     out = aligned_empty((a.shape[0], padded_width(a.shape[1], a.dtype)), a.dtype)
     out[:, a.shape[1]:] = 0
     out[:, :a.shape[1]] = a

@@ -674,8 +674,29 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         write_model(path, st, params)
 
     @classmethod
-    def load(cls, path: Any) -> MatrixFactorization:
+    def load(cls, path: Any, *, mmap: bool = False) -> MatrixFactorization:
         """Load a model saved by :meth:`save` (never unpickles; every array checksummed).
+
+        Parameters
+        ----------
+        path : str or path-like
+            A file written by :meth:`save`.
+        mmap : bool, default False
+            Map the file into memory instead of reading it: the model's arrays are then
+            read-only views of the file's pages, which every process loading the same file
+            shares through the operating system's page cache. For a pre-fork server (one
+            model, many worker processes) the factors then take memory once, not once per
+            worker. The model behaves exactly as a read one: ``fit``, ``partial_fit`` and
+            ``fold_in`` make new arrays and never write the file. Every array is still
+            checksummed, so the load reads the whole file once.
+
+            Mapped are the arrays stored in this machine's byte order, which includes the
+            factor matrices when ``n_factors`` is a multiple of 16 (float32) or 8
+            (float64); other factor matrices are copied into the kernel's padded rows.
+            Replace a mapped file only as :meth:`save` does, by renaming a new file over
+            it (the mapping keeps the old one); a file truncated or rewritten in place
+            under a mapping can crash the process (SIGBUS). Where the file cannot be
+            mapped, it is read as with ``mmap=False``.
 
         Raises
         ------
@@ -684,7 +705,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         FileNotFoundError, IsADirectoryError, PermissionError
             The file cannot be opened.
         """
-        model, state, _ = read_model(path, cls._from_stored_params)
+        if not isinstance(mmap, bool):
+            raise TypeError(f"mmap must be True or False; got {type(mmap).__name__}.")
+        model, state, _ = read_model(path, cls._from_stored_params, mmap_arrays=mmap)
         # The arrays (checksummed) decide, not the stored parameters, which may lack them
         # or disagree: partial_fit would refuse a model whose n_factors is not its own.
         model.dtype = state.user_factors.dtype.type

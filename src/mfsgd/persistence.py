@@ -18,6 +18,7 @@ import ast
 import io
 import json
 import math
+import mmap
 import numbers
 import os
 import stat
@@ -60,6 +61,12 @@ _LOW = ("low_indptr", "low_items")  # format 5
 _FLOATS = {"float32", "float64"}
 NPY_HEADER_MAX = 10000  # bytes; NumPy's own limit for loading untrusted headers
 MAX_DIM = 2**31 - 1  # rows are int32 indices in the kernel; no factor count comes near it
+# Members: a fixed date, so saving a model twice gives the same bytes; data aligned to
+# cache lines through a padding extra field (_write_member).
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_MEMBER_ALIGN = 64
+_PAD_FIELD = 0xD935
+_LOCAL_HEADER = 30  # bytes of a ZIP local file header before its name and extra field
 
 __all__ = ["write_model", "read_model"]
 
@@ -135,11 +142,32 @@ def write_model_file(f: Any, st: FittedState, params: dict[str, Any],
     if extra is not None:
         header["extra"] = extra
     with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("header.json", json.dumps(header, allow_nan=True))
+        _write_member(zf, "header.json", json.dumps(header, allow_nan=True).encode("utf-8"))
         for name, a in arrays.items():
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
-            zf.writestr(f"{name}.npy", buf.getvalue())
+            _write_member(zf, f"{name}.npy", buf.getvalue())
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    """One stored member, written so that the same model always gives the same bytes and
+    its data can be memory-mapped in place (``read_model(..., mmap_arrays=True)``):
+
+    - a fixed date (ZIP's earliest, 1980-01-01) instead of the time of the save;
+    - its data starting on a 64-byte boundary of the file, by a padding field in the
+      local header's extra data (ID 0xD935, as Android's zipalign writes; readers skip
+      extra fields they do not know). An .npy header is itself padded to a multiple of 64
+      bytes, so the array's first element is then on a cache line, as the kernel's
+      fast loops want it. A ZIP64 member (over 2 GiB) gets a 20-byte ZIP64 field after
+      ours, counted here; any other offset only costs the mapping (the reader checks)."""
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o600 << 16  # what writestr(name, ...) gives a member
+    zip64 = 20 if len(data) * 1.05 > zipfile.ZIP64_LIMIT else 0  # zipfile's own rule
+    start = zf.fp.tell() + _LOCAL_HEADER + len(name.encode("utf-8")) + zip64 + 4
+    pad = -start % _MEMBER_ALIGN
+    info.extra = struct.pack("<HH", _PAD_FIELD, pad) + bytes(pad)
+    zf.writestr(info, data)
 
 
 def _bad(path: str, why: str) -> ModelFileError:
@@ -320,7 +348,10 @@ def _npy_header(f: Any, name: str, path: str) -> tuple[tuple, bool, np.dtype]:
 
 
 def _read_array(zf: zipfile.ZipFile, name: str, dt: np.dtype, shape: tuple, crc: int,
-                path: str, archive_size: int) -> np.ndarray:
+                path: str, archive_size: int, mapped: mmap.mmap | None = None) -> np.ndarray:
+    """The member's array, checked; with ``mapped`` (the whole file, mapped read-only), a
+    read-only view of the file's own bytes where the member stores them in this
+    machine's byte order, instead of a copy."""
     info = _member(zf, f"{name}.npy", archive_size, path, f"array {name!r} is missing")
     nbytes = dt.itemsize * math.prod(shape)  # Python ints: np.prod would wrap around
     with zf.open(info) as f:
@@ -332,20 +363,38 @@ def _read_array(zf: zipfile.ZipFile, name: str, dt: np.dtype, shape: tuple, crc:
         if info.file_size - f.tell() != nbytes:
             raise _bad(path, f"array {name!r} has {info.file_size - f.tell()} bytes of data; "
                              f"{nbytes} expected")
-        data = f.read(nbytes)
+        start = _data_start(mapped, info, archive_size) if mapped is not None and \
+            dt.isnative else None
+        if start is None:
+            data = f.read(nbytes)
+        else:  # zf.open has checked the local header these offsets come from
+            data = memoryview(mapped)[start + f.tell():start + f.tell() + nbytes]
     if len(data) != nbytes:
         raise _bad(path, f"array {name!r} is truncated")
     if zlib.crc32(data) != crc:
         raise _bad(path, f"array {name!r} fails its checksum (the file is corrupted)")
-    # Native byte order: the kernel's typed memoryviews refuse big-endian buffers.
-    a = np.frombuffer(data, dtype=dt).reshape(shape).astype(dt.newbyteorder("="))
+    a = np.frombuffer(data, dtype=dt).reshape(shape)
+    if start is None:
+        # Native byte order: the kernel's typed memoryviews refuse big-endian buffers.
+        a = a.astype(dt.newbyteorder("="))
     if dt.kind == "U" and a.size and a.view(np.uint32).max() > 0x10FFFF:
         raise _bad(path, f"array {name!r} holds invalid characters (not Unicode)")
     return a
 
 
-def read_model(path: Any, parse_params: Callable[[dict[str, Any]], Any]
-               ) -> tuple[Any, FittedState, dict[str, Any]]:
+def _data_start(mapped: mmap.mmap, info: zipfile.ZipInfo, archive_size: int) -> int | None:
+    """Where the member's data starts in the file: after its local header, name and extra
+    field (whose lengths may differ from the central directory's), or None when the
+    local header does not fit in the file."""
+    at = info.header_offset
+    if at + _LOCAL_HEADER > archive_size or mapped[at:at + 4] != b"PK\x03\x04":
+        return None
+    name_len, extra_len = struct.unpack("<HH", mapped[at + 26:at + 30])
+    return at + _LOCAL_HEADER + name_len + extra_len
+
+
+def read_model(path: Any, parse_params: Callable[[dict[str, Any]], Any], *,
+               mmap_arrays: bool = False) -> tuple[Any, FittedState, dict[str, Any]]:
     """Read a file written by ``write_model``: (``parse_params(params)``, the fitted
     state, the header's ``extra`` dict). ``parse_params`` validates the stored
     parameters (TypeError, ValueError or OverflowError become ModelFileError) and
@@ -355,6 +404,13 @@ def read_model(path: Any, parse_params: Callable[[dict[str, Any]], Any]
     raises ModelFileError before any byte is read. A ZIP archive is read from its end,
     which a pipe cannot seek to, and such a file has no size to bound the reads by
     (``/dev/zero`` never ends); to load a model from a stream, save it to a file first.
+
+    With ``mmap_arrays``, the arrays are read-only views of the file mapped into memory
+    (checked as always: every byte is read once for its checksum), which processes
+    loading the same file share through the page cache. Arrays stored in another byte
+    order, and factor matrices whose rows the kernel needs padded or whose data is not
+    on a cache line (files of other writers), are copied as without it; so is
+    everything when the file cannot be mapped.
 
     Raises
     ------
@@ -371,17 +427,24 @@ def read_model(path: Any, parse_params: Callable[[dict[str, Any]], Any]
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise _bad(spath, "it is not a regular file (a device, pipe or socket)")
-        return read_model_file(fh, st.st_size, spath, parse_params)
+        mapped = None
+        if mmap_arrays:
+            try:
+                mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):  # ValueError: an empty file (not a model)
+                pass
+        return read_model_file(fh, st.st_size, spath, parse_params, mapped=mapped)
 
 
 def _open_nonblocking(path: Any, flags: int) -> int:
     return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
-def read_model_file(fh: Any, size: int, spath: str, parse_params: Callable[[dict[str, Any]], Any]
-                    ) -> tuple[Any, FittedState, dict[str, Any]]:
+def read_model_file(fh: Any, size: int, spath: str, parse_params: Callable[[dict[str, Any]], Any],
+                    *, mapped: mmap.mmap | None = None) -> tuple[Any, FittedState, dict[str, Any]]:
     """``read_model`` of an open binary file of ``size`` bytes (``spath`` names it in
-    messages): for files that are not local paths, e.g. opened through fsspec."""
+    messages): for files that are not local paths, e.g. opened through fsspec.
+    ``mapped``: the same file mapped read-only, to take the arrays from."""
     try:
         zf = zipfile.ZipFile(fh, "r")
     except zipfile.BadZipFile:
@@ -395,7 +458,7 @@ def read_model_file(fh: Any, size: int, spath: str, parse_params: Callable[[dict
             header = _read_header(zf, spath, size)
             specs = _expected_specs(header, spath)
             arrays = {n: _read_array(zf, n, *specs[n], header["arrays"][n]["crc32"], spath,
-                                     size) for n in specs}
+                                     size, mapped) for n in specs}
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
