@@ -187,6 +187,7 @@ def test_files_of_other_writers_and_byte_orders_load_mapped_by_copying(small_dat
         f"{n}.npy": (lambda _, a=a: npy(a)) for n, a in swapped_arrays.items()}))
     for p in (plain, swapped):
         got = mfsgd.load(p, mmap=True)
+        assert all(a.flags.aligned for a in _arrays(got).values())  # else copied
         assert got.item_factors_.dtype == np.float32 and got.item_factors_.dtype.isnative
         assert got._state.item_factors.ctypes.data % 64 == 0
         np.testing.assert_array_equal(got.item_factors_, m.item_factors_)
@@ -216,11 +217,51 @@ def test_damaged_files_are_refused_when_mapped(small_data, tmp_path):
     raw[at] ^= 0xFF
     bad = tmp_path / "bad.mfsgd"
     bad.write_bytes(bytes(raw))
-    with pytest.raises(ModelFileError, match="checksum"):
+    with pytest.raises(ModelFileError, match="Bad CRC-32 for file 'user_factors.npy'"):
         mfsgd.load(bad, mmap=True)
     bad.write_bytes(bytes(raw[: len(raw) // 2]))
     with pytest.raises(ModelFileError):
         mfsgd.load(bad, mmap=True)
+
+
+def _outcome(path, **kw):
+    """"loaded" and the user factors, or the refusal's message without the path."""
+    try:
+        m = mfsgd.load(path, **kw)
+    except ModelFileError as e:
+        return "refused", str(e)[len(str(path)):]
+    return "loaded", m.user_factors_.tobytes()
+
+
+def test_a_mapped_load_refuses_what_a_read_refuses_with_the_same_message(small_data, tmp_path):
+    """Members larger than zipfile's read-ahead (4 KiB) too: the ZIP CRC-32 alone
+    damaged, and bit flips through the whole file (deterministic positions)."""
+    path = tmp_path / "m.mfsgd"
+    _fit(small_data, 16).save(path)
+    raw = path.read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("user_factors.npy")
+    assert info.file_size > 4096
+    cases = []
+    # the member's CRC-32 in its local header and in the central directory, data intact
+    crc = struct.pack("<I", info.CRC)
+    wrong = struct.pack("<I", info.CRC ^ 0x1)
+    cases.append(raw.replace(crc, wrong))
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(0, len(raw), 150):
+        b = bytearray(raw)
+        b[pos] ^= 1 << int(rng.integers(8))
+        cases.append(bytes(b))
+    refused = 0
+    for n, data in enumerate(cases):
+        case = tmp_path / f"case{n}.mfsgd"
+        case.write_bytes(data)
+        read, mapped = _outcome(case), _outcome(case, mmap=True)
+        assert read == mapped, (n, read[1][:200], mapped[1][:200])
+        refused += read[0] == "refused"
+    assert _outcome(tmp_path / "case0.mfsgd")[1].endswith(
+        "its archive is damaged (BadZipFile: Bad CRC-32 for file 'user_factors.npy').")
+    assert refused > 100
 
 
 @pytest.mark.parametrize("value", [1, "yes", None])
@@ -229,3 +270,10 @@ def test_mmap_must_be_a_bool(tmp_path, small_data, value):
     _fit(small_data, 4).save(path)
     with pytest.raises(TypeError, match="mmap must be True or False"):
         mfsgd.load(path, mmap=value)
+
+
+def test_mmap_takes_numpy_bools(tmp_path, small_data):
+    path = tmp_path / "m.mfsgd"
+    _fit(small_data, 16).save(path)
+    assert _mapped(mfsgd.load(path, mmap=np.True_)._state.user_factors)
+    assert not _mapped(mfsgd.load(path, mmap=np.False_)._state.user_factors)

@@ -693,7 +693,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
             Mapped are the arrays stored in this machine's byte order, which includes the
             factor matrices when ``n_factors`` is a multiple of 16 (float32) or 8
             (float64); other factor matrices are copied into the kernel's padded rows.
-            Replace a mapped file only as :meth:`save` does, by renaming a new file over
+            Until its arrays are freed, a mapped model holds the mapping (and, before
+            Python 3.13, an open file descriptor). Replace a mapped file only as
+            :meth:`save` does, by renaming a new file over
             it (the mapping keeps the old one); a file truncated or rewritten in place
             under a mapping can crash the process (SIGBUS). Where the file cannot be
             mapped, it is read as with ``mmap=False``.
@@ -705,9 +707,9 @@ class MatrixFactorization(RecommenderMixin, EstimatorBase):
         FileNotFoundError, IsADirectoryError, PermissionError
             The file cannot be opened.
         """
-        if not isinstance(mmap, bool):
+        if not isinstance(mmap, bool | np.bool_):
             raise TypeError(f"mmap must be True or False; got {type(mmap).__name__}.")
-        model, state, _ = read_model(path, cls._from_stored_params, mmap_arrays=mmap)
+        model, state, _ = read_model(path, cls._from_stored_params, mmap_arrays=bool(mmap))
         # The arrays (checksummed) decide, not the stored parameters, which may lack them
         # or disagree: partial_fit would refuse a model whose n_factors is not its own.
         model.dtype = state.user_factors.dtype.type

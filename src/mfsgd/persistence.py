@@ -23,6 +23,7 @@ import numbers
 import os
 import stat
 import struct
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -363,18 +364,22 @@ def _read_array(zf: zipfile.ZipFile, name: str, dt: np.dtype, shape: tuple, crc:
         if info.file_size - f.tell() != nbytes:
             raise _bad(path, f"array {name!r} has {info.file_size - f.tell()} bytes of data; "
                              f"{nbytes} expected")
-        start = _data_start(mapped, info, archive_size) if mapped is not None and \
-            dt.isnative else None
-        if start is None:
-            data = f.read(nbytes)
-        else:  # zf.open has checked the local header these offsets come from
-            data = memoryview(mapped)[start + f.tell():start + f.tell() + nbytes]
+        at = None if mapped is None else _mapped_at(mapped, info, f.tell(), nbytes, dt,
+                                                    archive_size)
+        if at is None:
+            data = f.read(nbytes)  # zipfile checks the member's CRC-32 on reaching its end
+        else:
+            view = memoryview(mapped)
+            data = view[at:at + nbytes]
+            # the same check: the ZIP CRC-32 of the member, npy header and data
+            if zlib.crc32(data, zlib.crc32(view[at - f.tell():at])) != info.CRC:
+                raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
     if len(data) != nbytes:
         raise _bad(path, f"array {name!r} is truncated")
     if zlib.crc32(data) != crc:
         raise _bad(path, f"array {name!r} fails its checksum (the file is corrupted)")
     a = np.frombuffer(data, dtype=dt).reshape(shape)
-    if start is None:
+    if at is None:
         # Native byte order: the kernel's typed memoryviews refuse big-endian buffers.
         a = a.astype(dt.newbyteorder("="))
     if dt.kind == "U" and a.size and a.view(np.uint32).max() > 0x10FFFF:
@@ -382,15 +387,20 @@ def _read_array(zf: zipfile.ZipFile, name: str, dt: np.dtype, shape: tuple, crc:
     return a
 
 
-def _data_start(mapped: mmap.mmap, info: zipfile.ZipInfo, archive_size: int) -> int | None:
-    """Where the member's data starts in the file: after its local header, name and extra
-    field (whose lengths may differ from the central directory's), or None when the
-    local header does not fit in the file."""
-    at = info.header_offset
-    if at + _LOCAL_HEADER > archive_size or mapped[at:at + 4] != b"PK\x03\x04":
+def _mapped_at(mapped: mmap.mmap, info: zipfile.ZipInfo, npy_header: int, nbytes: int,
+               dt: np.dtype, archive_size: int) -> int | None:
+    """The file offset of a member's array data, to use it in place: after the member's
+    local header, name and extra field (whose lengths may differ from the central
+    directory's: zf.open has checked that header) and its ``npy_header`` bytes. None,
+    to read it instead, when it is not in this machine's byte order, not aligned for its
+    dtype (the kernel's C code reads it), or not inside the file (reading then says how)."""
+    start = info.header_offset
+    if not dt.isnative or start + _LOCAL_HEADER > archive_size or \
+            mapped[start:start + 4] != b"PK\x03\x04":
         return None
-    name_len, extra_len = struct.unpack("<HH", mapped[at + 26:at + 30])
-    return at + _LOCAL_HEADER + name_len + extra_len
+    name_len, extra_len = struct.unpack("<HH", mapped[start + 26:start + 30])
+    at = start + _LOCAL_HEADER + name_len + extra_len + npy_header
+    return at if at + nbytes <= archive_size and at % dt.alignment == 0 else None
 
 
 def read_model(path: Any, parse_params: Callable[[dict[str, Any]], Any], *,
@@ -408,9 +418,10 @@ def read_model(path: Any, parse_params: Callable[[dict[str, Any]], Any], *,
     With ``mmap_arrays``, the arrays are read-only views of the file mapped into memory
     (checked as always: every byte is read once for its checksum), which processes
     loading the same file share through the page cache. Arrays stored in another byte
-    order, and factor matrices whose rows the kernel needs padded or whose data is not
-    on a cache line (files of other writers), are copied as without it; so is
-    everything when the file cannot be mapped.
+    order or not aligned for their dtype, and factor matrices whose rows the kernel
+    needs padded or whose data is not on a cache line (files of other writers), are
+    copied as without it; so is everything when the file cannot be mapped. Each check
+    of the read applies, the ZIP CRC-32 of every member included, with the same message.
 
     Raises
     ------
@@ -430,7 +441,10 @@ def read_model(path: Any, parse_params: Callable[[dict[str, Any]], Any], *,
         mapped = None
         if mmap_arrays:
             try:
-                mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                # Python 3.13+ need not keep a duplicate of the file descriptor open
+                mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ,
+                                   **({"trackfd": False} if sys.version_info >= (3, 13)
+                                      else {}))
             except (OSError, ValueError):  # ValueError: an empty file (not a model)
                 pass
         return read_model_file(fh, st.st_size, spath, parse_params, mapped=mapped)
